@@ -1,0 +1,70 @@
+# LeadFlow: `make run` for a local demo, `make test` for the full suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/leadflow
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: help run test lint typecheck pytest services venv dev-venv e2e-deps bench clean
+
+help:  ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+venv: $(VENV)/.runtime  ## Create .venv with the runtime dependencies
+dev-venv: $(VENV)/.dev  ## Create .venv with the test and lint tools
+
+run: venv  ## Migrate, load the demo and serve on http://$(HOST):$(PORT) (SQLite + in-process tasks by default)
+	@export DEBUG=$${DEBUG:-1}; \
+	$(BIN)/python manage.py migrate --noinput && \
+	$(BIN)/python manage.py seed_demo && \
+	if [ -n "$$CELERY_BROKER_URL" ]; then \
+	  echo "Starting a Celery worker with beat against $$CELERY_BROKER_URL"; \
+	  $(BIN)/celery -A leadflow worker --beat --loglevel=INFO --concurrency=2 & WORKER=$$!; \
+	  trap "kill $$WORKER 2>/dev/null" EXIT; \
+	else \
+	  echo "No CELERY_BROKER_URL: tasks run in-process (embedded default)."; \
+	fi; \
+	echo ""; \
+	echo "  LeadFlow is running at http://$(HOST):$(PORT)/   (API docs: http://$(HOST):$(PORT)/api/docs/)"; \
+	echo "  Log in as admin / marketer / rep with the passwords printed above."; \
+	echo ""; \
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+services:  ## Start PostgreSQL and Redis if they are not running
+	@bash scripts/ensure-services.sh
+
+lint: dev-venv  ## ruff check + ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: dev-venv  ## mypy with django-stubs
+	DEBUG=1 $(BIN)/mypy .
+
+pytest: dev-venv services  ## The test suite against PostgreSQL and Redis
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck e2e-deps pytest  ## Everything CI runs
+
+e2e-deps:  ## Headless Chromium for the browser tests (Debian package)
+	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null
+
+bench: dev-venv services  ## Run the benchmarks (see bench/RESULTS.md)
+	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python bench/ingest.py
+
+clean:  ## Remove the virtualenv, the SQLite file and collected static files
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-* staticfiles

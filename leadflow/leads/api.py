@@ -1,0 +1,310 @@
+"""HTTP API of the lead core: event and lead ingestion (ingest keys) and the lead
+list/detail for people (personal tokens or session)."""
+
+import json
+from typing import Any
+
+import django_filters
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
+from rest_framework import exceptions, generics, serializers, status
+from rest_framework.filters import OrderingFilter
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from leadflow.leads import selectors, services
+from leadflow.leads.models import Event, IngestKey, Lead, Stage
+from leadflow.leads.permissions import CanEditLeads, HasIngestKey
+from leadflow.leads.validation import validate_lead
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body too large."
+    default_code = "payload_too_large"
+
+
+def read_json_body(request: Request) -> Any:
+    """Parse the body as JSON within the configured size limit (413 past it)."""
+    limit = settings.INGEST_MAX_BODY_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise PayloadTooLarge(f"Body of {declared} bytes exceeds the limit of {limit} bytes: split the batch.")
+    raw = request._request.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"Body exceeds the limit of {limit} bytes: split the batch.")
+    if not raw.strip():
+        raise exceptions.ParseError("Empty body: send a JSON object.")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise exceptions.ParseError(f"Malformed JSON: {error}.") from None
+
+
+def ingest_source(request: Request) -> Any:
+    key = request.auth
+    if not isinstance(key, IngestKey):  # guarded by HasIngestKey; never reached
+        raise exceptions.PermissionDenied(HasIngestKey.message)
+    return key.source
+
+
+# --- Documentation-only shapes of the ingest payloads (validated in leads.validation).
+class LeadIdentityDoc(serializers.Serializer):
+    email = serializers.EmailField(required=False, help_text="Identity; stored lower-case.")
+    external_id = serializers.CharField(required=False, max_length=128, help_text="Identity in the sender's system.")
+    name = serializers.CharField(required=False)
+    company = serializers.CharField(required=False)
+    job_title = serializers.CharField(required=False)
+    industry = serializers.CharField(required=False)
+    country = serializers.CharField(required=False)
+    company_size = serializers.IntegerField(required=False, min_value=0, allow_null=True)
+    utm_source = serializers.CharField(required=False)
+    utm_medium = serializers.CharField(required=False)
+    utm_campaign = serializers.CharField(required=False)
+    traits = serializers.DictField(required=False, help_text="Custom attributes, merged; null removes a trait.")
+
+
+class EventDoc(serializers.Serializer):
+    event_id = serializers.CharField(max_length=128, help_text="Idempotency key, unique per source.")
+    type = serializers.RegexField(r"^[a-z][a-z0-9_]{0,63}$", help_text="e.g. page_view, demo_request.")
+    occurred_at = serializers.DateTimeField(required=False, help_text="ISO 8601 with a zone; default now.")
+    lead = LeadIdentityDoc()
+    properties = serializers.DictField(required=False, help_text="url, asset, topic, campaign…")
+
+
+class EventBatchDoc(serializers.Serializer):
+    events = EventDoc(many=True, help_text="Up to 1000 events; or post a single event object.")
+
+
+class IngestResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    rejected = serializers.ListField(
+        child=inline_serializer(
+            "RejectedItem", {"index": serializers.IntegerField(), "errors": serializers.DictField()}
+        )
+    )
+
+
+class EventIngestView(APIView):
+    permission_classes = [HasIngestKey]
+
+    @extend_schema(
+        operation_id="events_ingest",
+        summary="Post one event or a batch of up to 1000",
+        request=EventBatchDoc,
+        responses={
+            202: IngestResultSerializer,
+            400: OpenApiResponse(description="Malformed JSON or no events"),
+            401: OpenApiResponse(description="Missing or invalid ingest key"),
+            413: OpenApiResponse(description="More than 1000 events or body too large"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        body = read_json_body(request)
+        if isinstance(body, dict) and "events" in body:
+            items = body["events"]
+            if not isinstance(items, list):
+                raise exceptions.ValidationError({"events": ["Must be a list of event objects."]})
+        elif isinstance(body, list):
+            items = body
+        elif isinstance(body, dict):
+            items = [body]
+        else:
+            raise exceptions.ValidationError({"non_field_errors": ['Send an event object or {"events": [...]}.']})
+        if not items:
+            raise exceptions.ValidationError({"events": ["Send at least one event."]})
+        if len(items) > settings.INGEST_MAX_BATCH:
+            raise PayloadTooLarge(f"{len(items)} events in one request; the limit is {settings.INGEST_MAX_BATCH}.")
+        result = services.events_ingest(source=ingest_source(request), payloads=items)
+        return Response(
+            {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+# --- Leads for people ---------------------------------------------------------------
+class RecentEventSerializer(serializers.ModelSerializer):
+    source = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[assignment,var-annotated]
+
+    class Meta:
+        model = Event
+        fields = ["event_id", "type", "occurred_at", "received_at", "properties", "source"]
+
+
+class LeadListSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    source = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[assignment,var-annotated]
+    owner: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Lead
+        fields = [
+            "id",
+            "email",
+            "external_id",
+            "name",
+            "company",
+            "job_title",
+            "stage",
+            "score",
+            "fit_score",
+            "behaviour_score",
+            "source",
+            "owner",
+            "last_activity_at",
+            "mql_at",
+            "sql_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class LeadDetailSerializer(LeadListSerializer):
+    recent_events = serializers.SerializerMethodField()
+
+    class Meta(LeadListSerializer.Meta):
+        fields = [
+            *LeadListSerializer.Meta.fields,
+            "industry",
+            "country",
+            "company_size",
+            "utm_source",
+            "utm_medium",
+            "utm_campaign",
+            "traits",
+            "scored_at",
+            "ruleset_version",
+            "recycled_at",
+            "needs_rescore",
+            "updated_at",
+            "recent_events",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(RecentEventSerializer(many=True))
+    def get_recent_events(self, lead: Lead) -> list[dict[str, Any]]:
+        events = selectors.lead_recent_events(lead=lead)
+        return RecentEventSerializer(events, many=True).data  # type: ignore[return-value]
+
+
+class LeadUpdateSerializer(serializers.Serializer):
+    """The profile fields people may edit; identity, stage and scores are not editable here."""
+
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    company = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    job_title = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    industry = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    country = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    company_size = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    utm_source = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    utm_medium = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    utm_campaign = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    traits = serializers.DictField(required=False, help_text="Merged into the lead's traits; null removes a trait.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(self.initial_data) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError({name: ["This field cannot be edited here."] for name in sorted(unknown)})
+        return attrs
+
+
+class LeadFilter(django_filters.FilterSet):
+    stage = django_filters.MultipleChoiceFilter(choices=Stage.choices, help_text="Repeat for several stages.")
+    source = django_filters.CharFilter(field_name="source__slug", help_text="Source slug.")
+    score_min = django_filters.NumberFilter(field_name="score", lookup_expr="gte")
+    score_max = django_filters.NumberFilter(field_name="score", lookup_expr="lte")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    active_after = django_filters.IsoDateTimeFilter(field_name="last_activity_at", lookup_expr="gte")
+    active_before = django_filters.IsoDateTimeFilter(field_name="last_activity_at", lookup_expr="lt")
+    q = django_filters.CharFilter(method="search", help_text="Search email, name and company.")
+
+    class Meta:
+        model = Lead
+        fields = ["stage", "source"]
+
+    def search(self, queryset: QuerySet[Lead], name: str, value: str) -> QuerySet[Lead]:
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(email__icontains=value) | Q(name__icontains=value) | Q(company__icontains=value))
+
+
+class LeadCursorPagination(CursorPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+    ordering = "-activity_at"
+
+    def get_ordering(self, request: Request, queryset: QuerySet[Any], view: Any) -> tuple[str, ...]:
+        # Ties (many leads share a score) need a stable order, or pages skip and repeat rows.
+        ordering = tuple(super().get_ordering(request, queryset, view))
+        tie_breaker = "-id" if ordering[0].startswith("-") else "id"
+        return (*ordering, tie_breaker)
+
+
+class LeadCollectionView(generics.ListAPIView):
+    """GET: leads for people (any role). POST: upsert one lead with an ingest key."""
+
+    serializer_class = LeadListSerializer
+    pagination_class = LeadCursorPagination
+    filterset_class = LeadFilter
+    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, OrderingFilter]
+    ordering_fields = ["score", "activity_at", "created_at"]
+
+    def get_permissions(self) -> list[Any]:
+        if self.request.method == "POST":
+            return [HasIngestKey()]
+        return [CanEditLeads()]
+
+    def get_queryset(self) -> QuerySet[Lead]:
+        return selectors.lead_list()
+
+    @extend_schema(
+        operation_id="leads_upsert",
+        summary="Create or update a lead by identity (ingest key)",
+        request=LeadIdentityDoc,
+        responses={
+            200: LeadDetailSerializer,
+            201: LeadDetailSerializer,
+            409: OpenApiResponse(description="Identity conflict"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data, errors = validate_lead(read_json_body(request))
+        if data is None:
+            raise exceptions.ValidationError(errors)
+        try:
+            lead, created = services.lead_upsert(source=ingest_source(request), data=data)
+        except services.IdentityConflict as conflict:
+            return Response(conflict.errors, status=status.HTTP_409_CONFLICT)
+        lead = selectors.lead_list().get(pk=lead.pk)
+        return Response(
+            LeadDetailSerializer(lead).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class LeadDetailView(generics.RetrieveUpdateAPIView):
+    permission_classes = [CanEditLeads]
+    serializer_class = LeadDetailSerializer
+    lookup_field = "public_id"
+    lookup_url_kwarg = "lead_id"
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Lead]:
+        return selectors.lead_list()
+
+    @extend_schema(request=LeadUpdateSerializer, responses=LeadDetailSerializer)
+    def patch(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        lead = self.get_object()
+        serializer = LeadUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        services.lead_update(lead=lead, changes=serializer.validated_data)
+        return Response(LeadDetailSerializer(self.get_queryset().get(pk=lead.pk)).data)

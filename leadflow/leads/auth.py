@@ -1,0 +1,62 @@
+"""API authentication: ``Authorization: Bearer <key>`` with an ingest key or a personal token."""
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, key_matches, split_key
+from leadflow.leads.models import ApiToken, IngestKey
+
+# Recording every use would turn each ingest request into a write on the key row.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _touch(model: type[IngestKey] | type[ApiToken], pk: int) -> None:
+    now = timezone.now()
+    model.objects.filter(pk=pk).exclude(last_used_at__gt=now - LAST_USED_RESOLUTION).update(last_used_at=now)
+
+
+class BearerAuthentication(authentication.BaseAuthentication):
+    """Ingest keys authenticate a source (``request.auth`` is the IngestKey, no user);
+    personal tokens authenticate a person."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != self.keyword.lower():
+            return None
+        key = key.strip()
+        parsed = split_key(key)
+        if parsed is None:
+            raise exceptions.AuthenticationFailed("Malformed key: expected 'Bearer lfi_…' or 'Bearer lfp_…'.")
+        kind, prefix = parsed
+        if kind == INGEST_KIND:
+            ingest_key = IngestKey.objects.select_related("source").filter(prefix=prefix).first()
+            if ingest_key is None or ingest_key.revoked_at or not key_matches(key, ingest_key.key_hash):
+                raise exceptions.AuthenticationFailed("Invalid or revoked ingest key.")
+            _touch(IngestKey, ingest_key.pk)
+            return AnonymousUser(), ingest_key
+        if kind == PERSONAL_KIND:
+            token = ApiToken.objects.select_related("user").filter(prefix=prefix).first()
+            if (
+                token is None
+                or token.revoked_at
+                or (token.expires_at and token.expires_at <= timezone.now())
+                or not key_matches(key, token.key_hash)
+                or not token.user.is_active
+            ):
+                raise exceptions.AuthenticationFailed("Invalid, expired or revoked API token.")
+            _touch(ApiToken, token.pk)
+            return token.user, token
+        raise exceptions.AuthenticationFailed("Unknown key type: expected 'lfi_…' or 'lfp_…'.")
+
+    def authenticate_header(self, request: Request) -> str:
+        return f'{self.keyword} realm="api"'

@@ -1,0 +1,166 @@
+"""The core of the domain: leads, the events they generate, and where they come from."""
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Coalesce, Lower
+from django.utils import timezone
+
+
+class Stage(models.TextChoices):
+    NEW = "new", "New"
+    MQL = "mql", "MQL"
+    SQL = "sql", "SQL"
+    ACCEPTED = "accepted", "Accepted"
+    RECYCLED = "recycled", "Recycled"
+    DISQUALIFIED = "disqualified", "Disqualified"
+
+
+class Source(models.Model):
+    """A system that sends leads and events (web site, form tool, CSV import…)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class IngestKey(models.Model):
+    """A secret a source presents as ``Authorization: Bearer``. Only its hash is stored."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="ingest_keys")
+    label = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True, help_text="Public part of the key, to recognise it.")
+    key_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.source} key {self.prefix}…"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class ApiToken(models.Model):
+    """A personal API token for a person (marketer, rep, admin). Only its hash is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user} token {self.prefix}…"
+
+
+ZERO = Decimal("0")
+
+
+class Lead(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Identity: at least one of the two; email is stored lower-cased.
+    # NULL, not "", when absent: the unique constraints must ignore missing identities.
+    email = models.CharField(max_length=254, null=True, blank=True)  # noqa: DJ001
+    external_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+
+    name = models.CharField(max_length=200, blank=True)
+    company = models.CharField(max_length=200, blank=True)
+    job_title = models.CharField(max_length=200, blank=True)
+    industry = models.CharField(max_length=100, blank=True)
+    country = models.CharField(max_length=64, blank=True)
+    company_size = models.PositiveIntegerField(null=True, blank=True, help_text="Number of employees.")
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.PROTECT, related_name="leads")
+    utm_source = models.CharField(max_length=200, blank=True)
+    utm_medium = models.CharField(max_length=200, blank=True)
+    utm_campaign = models.CharField(max_length=200, blank=True)
+    traits = models.JSONField(default=dict, blank=True)
+
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.NEW)
+    fit_score = models.DecimalField(max_digits=12, decimal_places=2, default=ZERO)
+    behaviour_score = models.DecimalField(max_digits=12, decimal_places=2, default=ZERO)
+    score = models.DecimalField(max_digits=12, decimal_places=2, default=ZERO)
+    scored_at = models.DateTimeField(null=True, blank=True)
+    ruleset_version = models.PositiveIntegerField(null=True, blank=True)
+    mql_at = models.DateTimeField(null=True, blank=True)
+    sql_at = models.DateTimeField(null=True, blank=True)
+    recycled_at = models.DateTimeField(null=True, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_leads"
+    )
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    needs_rescore = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["email"], name="lead_email_unique"),
+            models.UniqueConstraint(fields=["external_id"], name="lead_external_id_unique"),
+            models.CheckConstraint(
+                condition=Q(email__isnull=False) | Q(external_id__isnull=False), name="lead_has_identity"
+            ),
+            models.CheckConstraint(condition=Q(email=Lower("email")), name="lead_email_lowercase"),
+            models.CheckConstraint(condition=Q(stage__in=Stage.values), name="lead_stage_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["stage", "-score"], name="lead_stage_score"),
+            models.Index(fields=["-score"], name="lead_score"),
+            models.Index(Coalesce("last_activity_at", "created_at").desc(), name="lead_activity"),
+            models.Index(fields=["created_at"], name="lead_created"),
+            models.Index(fields=["source", "created_at"], name="lead_source_created"),
+            models.Index(fields=["id"], condition=Q(needs_rescore=True), name="lead_needs_rescore"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email or self.external_id or str(self.public_id)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email or self.external_id or "(anonymous)"
+
+
+class Event(models.Model):
+    """Something a lead did. Append-only: events are never edited."""
+
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="events")
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events")
+    event_id = models.CharField(max_length=128, help_text="The sender's idempotency key, unique per source.")
+    type = models.CharField(max_length=64)
+    properties = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    # sha256 of the identifying payload: a resent event_id with another payload is refused.
+    fingerprint = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "event_id"], name="event_source_event_id_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["lead", "-occurred_at"], name="event_lead_occurred"),
+            models.Index(fields=["type", "occurred_at"], name="event_type_occurred"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} @ {self.occurred_at:%Y-%m-%d %H:%M}"
