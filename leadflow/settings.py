@@ -162,8 +162,9 @@ HANDOFF_MAX_OPEN_CLAIMS = env_int("HANDOFF_MAX_OPEN_CLAIMS", 10, minimum=1)
 
 # --- Celery ----------------------------------------------------------------------
 # No broker configured: tasks run eagerly in the web process (embedded default).
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
-CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not CELERY_BROKER_URL)
+_broker_url = env_str("CELERY_BROKER_URL")
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not _broker_url)
+CELERY_BROKER_URL = _broker_url or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -1,8 +1,30 @@
-"""Celery tasks of scoring: thin wrappers that take ids and call services."""
+"""Celery tasks of scoring: thin, take ids, safe to run twice."""
 
 from celery import shared_task
 
+from scoring import services
+from scoring.models import RescoreRun
 
-@shared_task(acks_late=True)
+
+@shared_task(acks_late=True, soft_time_limit=120, time_limit=150)
 def score_leads(lead_ids: list[int]) -> int:
-    return len(lead_ids)
+    return services.leads_score(lead_ids=lead_ids).scored
+
+
+@shared_task(acks_late=True, soft_time_limit=3300, time_limit=3600)
+def rescore_all(run_id: int) -> str:
+    run = RescoreRun.objects.filter(pk=run_id).select_related("ruleset").first()
+    if run is None:
+        return "missing"
+    return services.rescore_run_execute(run=run).state
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=290)
+def sweep_dirty() -> int:
+    return services.leads_sweep_dirty()
+
+
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
+def refresh_decay() -> int | None:
+    run = services.decay_refresh()
+    return run.pk if run else None

@@ -1,3 +1,5 @@
+from contextlib import contextmanager
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -58,3 +60,76 @@ def client_for(user):
     client = APIClient()
     client.force_authenticate(user)
     return client
+
+
+@pytest.fixture
+def publish_ruleset(db):
+    """Replace the published ruleset with one made of the given rules (no rescore)."""
+    from decimal import Decimal
+
+    from django.db.models import Max
+    from django.utils import timezone
+
+    from scoring.models import Rule, RuleSet, RuleSetStatus
+
+    def make(rules, *, mql=30, sql=60, intent=("demo_request", "contact_request"), half_life=None, min_fit=None):
+        RuleSet.objects.filter(status=RuleSetStatus.PUBLISHED).update(status=RuleSetStatus.ARCHIVED)
+        ruleset = RuleSet.objects.create(
+            version=(RuleSet.objects.aggregate(v=Max("version"))["v"] or 0) + 1,
+            name="Test rules",
+            status=RuleSetStatus.PUBLISHED,
+            published_at=timezone.now(),
+            mql_threshold=Decimal(mql),
+            sql_threshold=Decimal(sql),
+            intent_event_types=list(intent),
+            decay_half_life_days=None if half_life is None else Decimal(half_life),
+            sql_min_fit=None if min_fit is None else Decimal(min_fit),
+        )
+        for position, rule in enumerate(rules):
+            Rule.objects.create(ruleset=ruleset, position=position, **rule)
+        return ruleset
+
+    return make
+
+
+def behaviour(event_type, points, **extra):
+    return {"kind": "behaviour", "name": f"{event_type} rule", "event_type": event_type, "points": points, **extra}
+
+
+def fit(attribute, operator, value, points):
+    return {
+        "kind": "fit",
+        "name": f"{attribute} {operator}",
+        "attribute": attribute,
+        "operator": operator,
+        "value": value,
+        "points": points,
+    }
+
+
+def _reset_celery_connections():
+    from kombu import pools
+
+    from leadflow.celery import app
+
+    pools.reset()  # kombu keeps global connection pools keyed by broker URL
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@contextmanager
+def real_broker(url=None):
+    """Publish tasks to a broker (the test Redis, or ``url``) instead of running them eagerly."""
+    from leadflow.celery import app
+
+    old_url = app.conf.broker_url
+    app.conf.task_always_eager = False
+    if url:
+        app.conf.broker_url = url
+    _reset_celery_connections()
+    try:
+        yield app
+    finally:
+        app.conf.task_always_eager = True
+        app.conf.broker_url = old_url
+        _reset_celery_connections()

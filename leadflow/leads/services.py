@@ -124,6 +124,9 @@ def leads_resolve(
         updated = [lead for lead in {id(lead): lead for lead in assigned.values()}.values() if lead.pk in existing_pks]
         fields = sorted(set().union(*(changed[id(lead)] for lead in updated))) if updated else []
         if fields:
+            now = timezone.now()  # bulk_update skips auto_now; the rescore sweeper reads updated_at
+            for lead in updated:
+                lead.updated_at = now
             Lead.objects.bulk_update(updated, [*fields, "updated_at"], batch_size=500)
 
         pending = [index for index, lead in assigned.items() if lead.pk is None]
@@ -196,7 +199,9 @@ def request_scoring(lead_ids: list[int]) -> None:
     try:
         score_leads.delay(lead_ids)
     except Exception:  # the sweeper is the safety net for any broker failure
-        logger.warning("Could not enqueue scoring for %d leads; the sweeper will pick them up.", len(lead_ids))
+        logger.warning(
+            "Could not enqueue scoring for %d leads; the sweeper will pick them up.", len(lead_ids), exc_info=True
+        )
 
 
 @dataclass
@@ -330,8 +335,17 @@ def api_token_create(*, user: Any, name: str = "", expires_at: datetime | None =
     return token, new.key
 
 
-def source_get_or_create(*, name: str) -> Source:
+def source_get_or_create(*, name: str) -> tuple[Source, bool]:
+    """The source called ``name`` (any case) or with that slug, created if missing; (source, created)."""
     from django.utils.text import slugify
 
-    source, _ = Source.objects.get_or_create(slug=slugify(name)[:100] or "source", defaults={"name": name[:100]})
-    return source
+    name = name.strip()[:100]
+    existing = Source.objects.filter(name__iexact=name).first() or Source.objects.filter(slug=name).first()
+    if existing:
+        return existing, False
+    base = slugify(name)[:90] or "source"
+    slug, n = base, 1
+    while Source.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return Source.objects.create(name=name, slug=slug), True

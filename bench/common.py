@@ -1,0 +1,305 @@
+"""Helpers shared by the benchmarks: a throw-away PostgreSQL database, the
+environment the app runs with, gunicorn on a free loopback port, timing and a
+plain-text report.
+
+Benchmarks are scripts, not tests: they print figures and exit non-zero when a
+correctness check fails (never when a throughput target is missed).
+"""
+
+import http.client
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+from psycopg2 import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+OUT_DIR = ROOT / "bench" / "out"  # logs and profiles; ignored by git
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadflow_bench"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/13"
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run or produced a wrong result."""
+
+
+# --- Environment ------------------------------------------------------------------
+def bench_env(database_url: str, broker_url: str = DEFAULT_BROKER_URL, **extra: str) -> dict[str, str]:
+    """The environment the app runs with during a benchmark: production-like
+    settings, scoring tasks only enqueued to Redis (no worker runs them)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "leadflow.settings",
+            "DATABASE_URL": database_url,
+            "DEBUG": "0",
+            "SECRET_KEY": "bench-only-secret-key-not-for-production-0123456789abcdefghijklmnop",
+            "SECURE_SSL_REDIRECT": "0",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "CELERY_BROKER_URL": broker_url,
+            "CELERY_TASK_ALWAYS_EAGER": "0",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def django_setup(env: dict[str, str]) -> None:
+    """Configure Django in this process with ``env`` (settings read the environment once)."""
+    os.environ.update(env)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def manage(args: Sequence[str], env: dict[str, str]) -> str:
+    """Run ``manage.py`` with ``env``; returns stdout, raises with stderr on failure."""
+    completed = subprocess.run(
+        [str(VENV_BIN / "python"), str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise BenchError(f"manage.py {' '.join(args)} failed:\n{completed.stderr[-4000:]}")
+    return completed.stdout
+
+
+# --- PostgreSQL ---------------------------------------------------------------------
+def _database_name(database_url: str) -> str:
+    name = urlsplit(database_url).path.lstrip("/")
+    if not name:
+        raise BenchError(f"{database_url} names no database.")
+    return name
+
+
+def _maintenance_url(database_url: str) -> str:
+    parts = urlsplit(database_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, parts.fragment))
+
+
+def database_reset(database_url: str) -> None:
+    """Drop and create the benchmark database. Refuses names without "bench" so a
+    mistyped URL cannot drop the development or test database."""
+    name = _database_name(database_url)
+    if "bench" not in name:
+        raise BenchError(f"Refusing to drop database {name!r}: benchmark databases must have 'bench' in their name.")
+    connection = psycopg2.connect(_maintenance_url(database_url))
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        connection.close()
+
+
+def database_drop(database_url: str) -> None:
+    name = _database_name(database_url)
+    if "bench" not in name:
+        raise BenchError(f"Refusing to drop database {name!r}: it is not a benchmark database.")
+    connection = psycopg2.connect(_maintenance_url(database_url))
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        connection.close()
+
+
+def postgres_version(database_url: str) -> str:
+    connection = psycopg2.connect(_maintenance_url(database_url))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            row = cursor.fetchone()
+    finally:
+        connection.close()
+    return str(row[0]) if row else "?"
+
+
+# --- Redis ----------------------------------------------------------------------------
+def redis_flush(broker_url: str) -> None:
+    """Empty the benchmark's Redis database (enqueued scoring tasks)."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def redis_queue_length(broker_url: str, queue: str = "celery") -> int:
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    try:
+        return int(client.llen(queue))
+    finally:
+        client.close()
+
+
+# --- gunicorn ---------------------------------------------------------------------------
+def free_port() -> int:
+    """A free TCP port on the loopback interface (freed again before gunicorn binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes] = field(repr=False)
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """Graceful shutdown of the gunicorn we started (its pid only), then a kill."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def _answers(host: str, port: int) -> bool:
+    connection = http.client.HTTPConnection(host, port, timeout=2)
+    try:
+        connection.request("GET", "/api/v1/events")
+        connection.getresponse().read()
+        return True
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def gunicorn_start(
+    env: dict[str, str],
+    *,
+    workers: int,
+    worker_class: str = "sync",
+    threads: int = 1,
+    wsgi: str = "leadflow.wsgi",
+    extra_args: Sequence[str] = (),
+    startup_timeout: float = 60.0,
+) -> Server:
+    """Start gunicorn on a free loopback port and wait until it answers HTTP."""
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    host, port = "127.0.0.1", free_port()
+    log_path = OUT_DIR / f"gunicorn-{port}.log"
+    log = log_path.open("wb")
+    command = [
+        str(VENV_BIN / "gunicorn"),
+        wsgi,
+        "-w",
+        str(workers),
+        "-k",
+        worker_class,
+        "--threads",
+        str(threads),
+        "-b",
+        f"{host}:{port}",
+        "--log-level",
+        "warning",
+        *extra_args,
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(url=f"http://{host}:{port}", process=process, log_path=log_path, _log=log)
+    deadline = time.monotonic() + startup_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            server.stop()
+            raise BenchError(f"gunicorn exited with status {process.returncode}:\n{server.log_tail()}")
+        if _answers(host, port):
+            return server
+        time.sleep(0.2)
+    server.stop()
+    raise BenchError(f"gunicorn did not answer on {server.url} within {startup_timeout:.0f}s:\n{server.log_tail()}")
+
+
+# --- Timing and reporting -------------------------------------------------------------------
+@dataclass
+class Stopwatch:
+    started: float = 0.0
+    seconds: float = 0.0
+
+
+@contextmanager
+def stopwatch() -> Iterator[Stopwatch]:
+    """``with stopwatch() as watch: …`` then ``watch.seconds`` (monotonic wall clock)."""
+    watch = Stopwatch(started=time.perf_counter())
+    try:
+        yield watch
+    finally:
+        watch.seconds = time.perf_counter() - watch.started
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (``fraction`` in 0..1) of a non-empty sequence."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def machine_summary() -> list[tuple[str, str]]:
+    """nproc, RAM, CPU model and Python: the context any figure needs."""
+    rows = [("cpus (nproc)", str(os.cpu_count() or "?"))]
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+        total_kb = next(int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal:"))
+        rows.append(("ram", f"{total_kb / 1024 / 1024:.1f} GiB"))
+    except (OSError, StopIteration, ValueError):
+        rows.append(("ram", "?"))
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        model = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name"))
+        rows.append(("cpu", model))
+    except (OSError, StopIteration):
+        rows.append(("cpu", platform.processor() or "?"))
+    rows.append(("python", platform.python_version()))
+    return rows
+
+
+def report(title: str, rows: Sequence[tuple[str, object]]) -> None:
+    """Print a titled block of aligned ``name: value`` lines."""
+    width = max((len(name) for name, _ in rows), default=0)
+    rule = "=" * max(len(title), 40, min(shutil.get_terminal_size().columns, 72))
+    print(f"\n{title}\n{rule}")
+    for name, value in rows:
+        print(f"  {name.ljust(width)}  {value}")
+    sys.stdout.flush()

@@ -1,0 +1,411 @@
+"""Demo data: users for the three roles, a Website source, and leads with realistic
+B2B profiles and event journeys, ingested through the real ingest path.
+
+Idempotent: identities, event ids and event times derive from the seed (times
+relative to an anchor recovered from an earlier run), so running it again
+creates nothing and reports the events as duplicates.
+"""
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from django.utils import timezone
+from faker import Faker
+
+from leadflow.leads.management.commands._progress import progress_bar
+from leadflow.leads.models import Event, Lead, Source
+from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
+from leadflow.leads.services import events_ingest, source_get_or_create
+
+BATCH_SIZE = 1000  # the ingest API's maximum batch
+HISTORY_DAYS = 60
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    password: str
+    first_name: str
+    roles: tuple[str, ...]
+    superuser: bool = False
+
+
+# Fixed and documented on purpose: these are demo accounts. They pass Django's password validators.
+DEMO_USERS = (
+    DemoUser("admin", "leadflow-admin", "Morgan", (SCORING_ADMIN,), superuser=True),
+    DemoUser("marketer", "leadflow-marketer", "Maya", (MARKETING,)),
+    DemoUser("rep", "leadflow-rep", "Ravi", (SALES,)),
+    DemoUser("rep2", "leadflow-rep2", "Rosa", (SALES,)),
+)
+
+PERSONAL_DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "icloud.com")
+COUNTRIES = {
+    "United States": 30,
+    "United Kingdom": 12,
+    "Germany": 10,
+    "France": 7,
+    "Canada": 6,
+    "India": 6,
+    "Netherlands": 5,
+    "Australia": 5,
+    "Spain": 4,
+    "Brazil": 4,
+    "Sweden": 3,
+    "Singapore": 3,
+    "Italy": 3,
+}
+INDUSTRIES = {
+    "Software": 25,
+    "Financial Services": 12,
+    "Professional Services": 10,
+    "Healthcare": 9,
+    "Manufacturing": 9,
+    "Retail": 8,
+    "Education": 6,
+    "Telecommunications": 5,
+    "Media": 5,
+    "Logistics": 5,
+    "Non-profit": 3,
+    "Government": 3,
+}
+JOB_TITLES = {
+    "Marketing Manager": 12,
+    "Demand Generation Manager": 8,
+    "Head of Marketing": 7,
+    "Marketing Operations Manager": 6,
+    "VP Marketing": 4,
+    "CMO": 3,
+    "Growth Lead": 5,
+    "Revenue Operations Manager": 5,
+    "Sales Director": 5,
+    "VP Sales": 3,
+    "Head of Sales Operations": 3,
+    "CEO": 3,
+    "Founder": 4,
+    "CTO": 2,
+    "Product Manager": 5,
+    "Software Engineer": 5,
+    "Data Analyst": 4,
+    "Marketing Coordinator": 6,
+    "Consultant": 4,
+    "Student": 3,
+}
+COMPANY_SIZES = {(1, 10): 15, (11, 50): 25, (51, 200): 25, (201, 1000): 20, (1001, 5000): 10, (5001, 50000): 5}
+UTM = {
+    None: 30,  # organic or direct: no UTM parameters
+    ("google", "cpc", "brand-search"): 12,
+    ("google", "cpc", "lead-scoring-generic"): 10,
+    ("linkedin", "paid-social", "abm-q4"): 10,
+    ("linkedin", "organic-social", "product-launch"): 6,
+    ("newsletter", "email", "monthly-digest"): 10,
+    ("g2", "referral", "g2-listing"): 6,
+    ("partner", "referral", "partner-webinar"): 6,
+    ("facebook", "paid-social", "retargeting"): 4,
+}
+PLANS = {"none": 50, "free": 25, "trial": 15, "starter": 10}
+CRMS = {"Salesforce": 30, "HubSpot": 35, "Pipedrive": 15, "Dynamics 365": 10, "none": 10}
+
+TOPICS = ("lead scoring", "marketing automation", "sales handoff", "attribution", "data quality", "ABM")
+PAGES = {
+    "lead scoring": ("/blog/what-is-lead-scoring", "/product/scoring", "/docs/scoring-rules"),
+    "marketing automation": ("/blog/nurture-playbook", "/product/integrations"),
+    "sales handoff": ("/blog/mql-to-sql-handoff", "/product/handoff", "/customers/acme"),
+    "attribution": ("/blog/multi-touch-attribution", "/product/reports"),
+    "data quality": ("/blog/dedupe-your-crm", "/docs/identity"),
+    "ABM": ("/blog/account-based-marketing", "/solutions/abm", "/customers/globex"),
+}
+ASSETS = {
+    "lead scoring": "ebook-lead-scoring-guide.pdf",
+    "marketing automation": "template-nurture-sequences.xlsx",
+    "sales handoff": "checklist-sla-handoff.pdf",
+    "attribution": "report-state-of-attribution-2026.pdf",
+    "data quality": "whitepaper-data-hygiene.pdf",
+    "ABM": "playbook-abm-in-90-days.pdf",
+}
+WEBINARS = {
+    "lead scoring": "Scoring that sales trusts",
+    "sales handoff": "From MQL to meeting in 24 hours",
+    "ABM": "ABM for small teams",
+    "attribution": "Attribution without the hype",
+}
+CAMPAIGNS = ("monthly-digest", "nurture-1-welcome", "nurture-2-case-study", "nurture-3-pricing", "webinar-invite")
+INTENTS = ("book a demo", "pricing for our team", "trial extension", "talk to sales", "security review")
+
+
+def _weighted(rng: random.Random, weights: dict[Any, int]) -> Any:
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+@dataclass
+class DemoLead:
+    profile: dict[str, Any]  # the "lead" object of an event payload
+    events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # (seconds ago, type, properties)
+
+
+class DemoData:
+    """Generates lead ``index`` of ``seed`` independently of how many leads are asked for,
+    so ``--leads 300`` after ``--leads 30`` adds 270 and repeats the first 30 exactly."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.fake = Faker("en_US")
+        self.emails: set[str] = set()
+
+    def lead(self, index: int) -> DemoLead:
+        rng = random.Random(f"leadflow-demo:{self.seed}:{index}")  # noqa: S311 - demo data, not secrets
+        self.fake.seed_instance(rng.getrandbits(64))
+        first, last = self.fake.first_name(), self.fake.last_name()
+        company = self.fake.company()
+        personal = rng.random() < 0.1
+        domain = rng.choice(PERSONAL_DOMAINS) if personal else _company_domain(company)
+        local = re.sub(r"[^a-z.]", "", f"{first}.{last}".lower())
+        email, suffix = f"{local}@{domain}", 2
+        while email in self.emails:  # earlier leads only: stable whatever --leads is
+            email, suffix = f"{local}{suffix}@{domain}", suffix + 1
+        self.emails.add(email)
+
+        low, high = _weighted(rng, COMPANY_SIZES)
+        profile: dict[str, Any] = {
+            "email": email,
+            "name": f"{first} {last}",
+            "company": "" if personal and rng.random() < 0.5 else company,
+            "job_title": _weighted(rng, JOB_TITLES),
+            "industry": _weighted(rng, INDUSTRIES),
+            "country": _weighted(rng, COUNTRIES),
+            "company_size": rng.randint(low, high),
+        }
+        utm = _weighted(rng, UTM)
+        if utm:
+            profile.update(zip(("utm_source", "utm_medium", "utm_campaign"), utm, strict=True))
+        traits = {"plan": _weighted(rng, PLANS)}
+        crm = _weighted(rng, CRMS)
+        if crm != "none":
+            traits["crm"] = crm
+        profile["traits"] = traits
+        lead = DemoLead(profile=profile)
+        _journey(rng, lead)
+        return lead
+
+
+def _company_domain(company: str) -> str:
+    words = [re.sub(r"[^a-z]", "", word.lower()) for word in company.split()]
+    words = [word for word in words if word and word not in {"and", "inc", "llc", "ltd", "plc", "group", "sons"}]
+    return "".join(words[:2] or ["company"]) + ".com"
+
+
+def _journey(rng: random.Random, lead: DemoLead) -> None:
+    """Most leads come once or twice, some are engaged, a few are hot and raise their hand."""
+    roll = rng.random()
+    if roll < 0.6:
+        kind, count, first_seen = "cold", rng.randint(1, 4), rng.uniform(1, HISTORY_DAYS)
+    elif roll < 0.88:
+        kind, count, first_seen = "engaged", rng.randint(5, 14), rng.uniform(20, HISTORY_DAYS)
+    else:
+        kind, count, first_seen = "hot", rng.randint(12, 28), rng.uniform(15, HISTORY_DAYS)
+    last_seen = rng.uniform(0.05, first_seen * (0.3 if kind == "hot" else 0.8))
+    times = sorted((rng.uniform(last_seen, first_seen) * DAY for _ in range(count - 1)), reverse=True)
+    times = [first_seen * DAY, *times]
+    topic = rng.choice(TOPICS)
+    weights = {
+        "cold": {"page_view": 70, "email_open": 15, "content_download": 12, "unsubscribe": 3},
+        "engaged": {
+            "page_view": 40,
+            "email_open": 15,
+            "email_click": 10,
+            "content_download": 12,
+            "webinar_registered": 7,
+            "pricing_view": 8,
+            "unsubscribe": 2,
+            "contact_request": 1,
+        },
+        "hot": {
+            "page_view": 35,
+            "email_open": 10,
+            "email_click": 10,
+            "content_download": 10,
+            "webinar_registered": 8,
+            "pricing_view": 20,
+        },
+    }[kind]
+    unsubscribed = False
+    for position, ago in enumerate(times):
+        seconds = int(ago)
+        if rng.random() < 0.25:
+            topic = rng.choice(TOPICS)
+        event_type = "page_view" if position == 0 else _weighted(rng, weights)
+        if unsubscribed and event_type in {"email_open", "email_click", "unsubscribe"}:
+            event_type = "page_view"
+        if event_type == "page_view":
+            lead.events.append((seconds, "page_view", {"url": rng.choice(PAGES[topic]), "topic": topic}))
+        elif event_type == "content_download":
+            lead.events.append((seconds + 60, "form_submit", {"form": "content-gate", "topic": topic}))
+            lead.events.append((seconds, "content_download", {"asset": ASSETS[topic], "topic": topic}))
+        elif event_type == "webinar_registered":
+            webinar_topic = topic if topic in WEBINARS else "lead scoring"
+            properties = {"webinar": WEBINARS[webinar_topic], "topic": webinar_topic}
+            lead.events.append((seconds, "webinar_registered", properties))
+            attend_at = seconds - rng.randint(2, 10) * DAY
+            if attend_at > 0 and rng.random() < 0.6:
+                lead.events.append((attend_at, "webinar_attended", properties))
+        elif event_type in {"email_open", "email_click", "unsubscribe"}:
+            campaign = rng.choice(CAMPAIGNS)
+            if event_type != "email_open":  # a click or an unsubscribe comes from an opened email
+                lead.events.append((seconds + rng.randint(30, 600), "email_open", {"campaign": campaign}))
+            lead.events.append((seconds, event_type, {"campaign": campaign}))
+            unsubscribed = unsubscribed or event_type == "unsubscribe"
+        elif event_type == "pricing_view":
+            lead.events.append((seconds, "pricing_view", {"url": "/pricing"}))
+        else:
+            lead.events.append((seconds, event_type, {"intent": rng.choice(INTENTS), "form": "contact"}))
+    if kind == "hot" and rng.random() < 0.85:
+        intent = "demo_request" if rng.random() < 0.65 else "contact_request"
+        seconds = int(last_seen * DAY) - rng.randint(60, 3600)
+        lead.events.append((max(seconds, 60), "pricing_view", {"url": "/pricing"}))
+        form = "demo" if intent == "demo_request" else "contact"
+        lead.events.append((max(seconds - 120, 30), intent, {"intent": rng.choice(INTENTS), "form": form}))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Command(BaseCommand):
+    help = (
+        "Load demo data: users admin, marketer, rep and rep2 (passwords printed at the end), a 'Website' "
+        "source, and leads with B2B profiles and event journeys over the last 60 days, ingested through the "
+        "real ingest path. Safe to run again: nothing is duplicated. Never run it on a production database: "
+        "the demo passwords are public."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--leads", type=int, default=300, help="How many demo leads (default: 300).")
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=2026,
+            help="Seed of the generated data (default: 2026). The same seed gives the same leads and events, "
+            "so running again adds nothing; another seed adds other leads.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        count: int = options["leads"]
+        seed: int = options["seed"]
+        if count < 0:
+            raise CommandError("--leads must be 0 or more.")
+        if not settings.DEBUG:
+            self.stderr.write(
+                self.style.WARNING(
+                    "DEBUG is off: this may be a production database. The demo users have public passwords; "
+                    "delete them (or change their passwords) if this is not a throwaway instance."
+                )
+            )
+
+        users = self._ensure_users()
+        source, _created = source_get_or_create(name="Website")
+        leads_before = Lead.objects.count()
+
+        data = DemoData(seed)
+        demo_leads = [data.lead(index) for index in range(count)]
+        anchor = self._anchor(source, seed, demo_leads)
+        payloads: list[dict[str, Any]] = []
+        for index, lead in enumerate(demo_leads):
+            for number, (seconds_ago, event_type, properties) in enumerate(lead.events):
+                # The full profile travels with the first event and form fills, as a tracking script sends it.
+                identity = lead.profile if number == 0 or event_type.endswith(("_submit", "_request")) else None
+                payloads.append(
+                    {
+                        "event_id": f"demo-{seed}-{index}-{number}",
+                        "type": event_type,
+                        "occurred_at": _iso(anchor - timedelta(seconds=seconds_ago)),
+                        "lead": identity or {"email": lead.profile["email"]},
+                        "properties": properties,
+                    }
+                )
+        payloads.sort(key=lambda payload: payload["occurred_at"])
+
+        accepted = duplicates = 0
+        rejected: list[dict[str, Any]] = []
+        with progress_bar(self.stderr, total=len(payloads), unit="event", desc="Ingesting demo events") as bar:
+            for start in range(0, len(payloads), BATCH_SIZE):
+                batch = payloads[start : start + BATCH_SIZE]
+                result = events_ingest(source=source, payloads=batch)
+                accepted += result.accepted
+                duplicates += result.duplicates
+                rejected += [{**item, "event_id": batch[item["index"]].get("event_id")} for item in result.rejected]
+                bar.update(len(batch))
+
+        self._report(users, count, Lead.objects.count() - leads_before, accepted, duplicates, rejected)
+
+    def _ensure_users(self) -> list[tuple[DemoUser, bool]]:
+        """Create the demo users that do not exist; existing users are left untouched."""
+        user_model = get_user_model()
+        ensured = []
+        with transaction.atomic():
+            for spec in DEMO_USERS:
+                user, created = user_model._default_manager.get_or_create(
+                    username=spec.username,
+                    defaults={
+                        "email": f"{spec.username}@example.com",
+                        "first_name": spec.first_name,
+                        "last_name": "Demo",
+                        "is_staff": spec.superuser,
+                        "is_superuser": spec.superuser,
+                    },
+                )
+                if created:
+                    user.set_password(spec.password)
+                    user.save(update_fields=["password"])
+                    user.groups.add(*(Group.objects.get_or_create(name=role)[0] for role in spec.roles))
+                ensured.append((spec, created))
+        return ensured
+
+    def _anchor(self, source: Source, seed: int, demo_leads: Sequence[DemoLead]) -> datetime:
+        """The moment event times count back from: now on the first run, the first run's "now" after,
+        so a second run sends identical events (duplicates, not conflicts)."""
+        if demo_leads:
+            earlier = Event.objects.filter(source=source, event_id=f"demo-{seed}-0-0").first()
+            if earlier is not None:
+                return earlier.occurred_at + timedelta(seconds=demo_leads[0].events[0][0])
+        return timezone.now().replace(microsecond=0)
+
+    def _report(
+        self,
+        users: list[tuple[DemoUser, bool]],
+        count: int,
+        leads_created: int,
+        accepted: int,
+        duplicates: int,
+        rejected: list[dict[str, Any]],
+    ) -> None:
+        created = sum(1 for _, was_created in users if was_created)
+        self.stdout.write(f"Users: {created} created, {len(users) - created} already existed (left unchanged).")
+        self.stdout.write(f"Leads: {count} demo leads, {leads_created} new.")
+        self.stdout.write(f"Events: {accepted} accepted, {duplicates} duplicates, {len(rejected)} rejected.")
+        self.stdout.write("")
+        self.stdout.write("Demo users (the passwords are public: demo instances only):")
+        rows = [("username", "password", "roles", "status")]
+        for spec, was_created in users:
+            roles = ", ".join((*(("superuser",) if spec.superuser else ()), *spec.roles))
+            rows.append((spec.username, spec.password, roles, "created" if was_created else "existing, unchanged"))
+        widths = [max(len(row[column]) for row in rows) for column in range(4)]
+        for row in rows:
+            line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            self.stdout.write(f"  {line}".rstrip())
+        if rejected:
+            for item in rejected[:5]:
+                self.stderr.write(f"Rejected {item['event_id']}: {item['errors']}")
+            raise CommandError(
+                f"{len(rejected)} demo events were rejected. If an earlier run used the same --seed with another "
+                "version of the generator (or of Faker), use another --seed or start from an empty database."
+            )
+        self.stdout.write(self.style.SUCCESS("Demo data ready."))

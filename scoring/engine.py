@@ -1,0 +1,400 @@
+"""The scoring engine: one definition of what a rule means, in Python and in SQL.
+
+Every comparison, the decay and the rounding are written twice here, side by
+side — ``*_matches``/``*_value`` for the single-lead engine (incremental scoring,
+explain, SQLite) and ``*_sql`` for the bulk engine (PostgreSQL) — and a property
+test proves both give identical scores. The rules of the game:
+
+* Text compares ASCII-case-insensitively (``Software`` equals ``software``);
+  a rule value that is a number compares numerically with attributes that look
+  like decimal numbers. Objects and lists in properties/traits never match,
+  except ``exists``.
+* An event's points decay as ``points × 0.5 ** (age_days / half_life)``, with the
+  age taken in whole microseconds; each decayed term is rounded to 6 decimals
+  (via the 15 significant digits PostgreSQL uses for float→numeric), so sums are
+  exact decimals in both engines.
+* A behaviour rule's total is capped (positive caps bound from above, negative
+  from below), then rounded to 2 decimals: its *contribution*. The score is the
+  exact sum of contributions, so explanations always add up.
+"""
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+NUMBER_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+NUMBER_SQL_RE = r"^-?[0-9]+(\.[0-9]+)?$"
+PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_ASCII_LOWER = str.maketrans(_UPPER, _LOWER)
+TERM_QUANTUM = Decimal("0.000001")
+CENT = Decimal("0.01")
+ZERO = Decimal("0")
+MICROS_PER_DAY = 86_400_000_000.0
+
+# Lead attributes fit rules may test, with their SQL (``l`` is the lead table).
+LEAD_ATTRIBUTES: dict[str, str] = {
+    "email_domain": "split_part(l.email, '@', 2)",
+    "name": "l.name",
+    "company": "l.company",
+    "job_title": "l.job_title",
+    "industry": "l.industry",
+    "country": "l.country",
+    "company_size": "l.company_size::text",
+    "utm_source": "l.utm_source",
+    "utm_medium": "l.utm_medium",
+    "utm_campaign": "l.utm_campaign",
+}
+TRAIT_PREFIX = "traits."
+
+
+# --- Values ----------------------------------------------------------------------------
+def fold(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+def scalar_text(value: Any) -> str | None:
+    """The text PostgreSQL's ``->>`` gives for a JSON scalar; None for null, objects, lists."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return str(value)
+
+
+def as_number(text: str | None) -> Decimal | None:
+    if text is None or not NUMBER_RE.fullmatch(text):
+        return None
+    return Decimal(text)
+
+
+def lead_attribute(lead: dict[str, Any], attribute: str) -> str | None:
+    if attribute.startswith(TRAIT_PREFIX):
+        return json_path_text(lead.get("traits") or {}, attribute[len(TRAIT_PREFIX) :])
+    if attribute == "email_domain":
+        email = lead.get("email")
+        return email.split("@")[1] if email and "@" in email else ("" if email is not None else None)
+    return scalar_text(lead.get(attribute))
+
+
+def json_path_text(document: dict[str, Any], path: str) -> str | None:
+    value: Any = document
+    for segment in path.split("."):
+        if not isinstance(value, dict) or segment not in value:
+            return None
+        value = value[segment]
+    return scalar_text(value)
+
+
+def lead_attribute_sql(attribute: str) -> str:
+    if attribute.startswith(TRAIT_PREFIX):
+        return json_path_sql("l.traits", attribute[len(TRAIT_PREFIX) :])
+    return LEAD_ATTRIBUTES[attribute]
+
+
+def json_path_sql(column: str, path: str) -> str:
+    """Text of the JSON scalar at ``path`` (NULL for absent, null, objects, lists).
+    Segments are validated identifiers, so the path is inlined as a literal."""
+    segments = path.split(".")
+    if not all(PATH_SEGMENT_RE.match(segment) for segment in segments):
+        raise ValueError(f"Invalid path {path!r}")
+    literal = "'{" + ",".join(segments) + "}'::text[]"
+    scalar = f"jsonb_typeof({column} #> {literal}) IN ('string', 'number', 'boolean')"
+    return f"(CASE WHEN {scalar} THEN {column} #>> {literal} END)"
+
+
+# --- Conditions ------------------------------------------------------------------------
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _equals(text: str | None, expected: Any) -> bool:
+    if text is None:
+        return False
+    if _is_number(expected):
+        number = as_number(text)
+        return number is not None and number == Decimal(str(expected))
+    expected_text = scalar_text(expected)
+    return expected_text is not None and fold(text) == fold(expected_text)
+
+
+def condition_matches(text: str | None, operator: str, expected: Any) -> bool:
+    if operator == "exists":
+        return text is not None and text != ""
+    if operator == "eq":
+        return _equals(text, expected)
+    if operator == "neq":
+        return not _equals(text, expected)
+    if operator == "in":
+        return any(_equals(text, item) for item in expected)
+    if operator == "contains":
+        return text is not None and fold(str(expected)) in fold(text)
+    number = as_number(text)
+    if number is None:
+        return False
+    if operator == "gte":
+        return number >= Decimal(str(expected))
+    if operator == "lte":
+        return number <= Decimal(str(expected))
+    raise ValueError(f"Unknown operator {operator!r}")
+
+
+def _fold_sql(expression: str) -> str:
+    return f"translate({expression}, '{_UPPER}', '{_LOWER}')"
+
+
+def _number_sql(expression: str) -> str:
+    return f"(CASE WHEN {expression} ~ '{NUMBER_SQL_RE}' THEN ({expression})::numeric END)"
+
+
+def _equals_sql(expression: str, expected: Any) -> tuple[str, list[Any]]:
+    if _is_number(expected):
+        return f"({_number_sql(expression)} = %s)", [Decimal(str(expected))]
+    return f"({_fold_sql(expression)} = %s)", [fold(scalar_text(expected) or "")]
+
+
+def condition_sql(expression: str, operator: str, expected: Any) -> tuple[str, list[Any]]:
+    """SQL (never NULL) for the condition on ``expression``, and its parameters."""
+    if operator == "exists":
+        return f"COALESCE({expression} <> '', false)", []
+    if operator in ("eq", "neq"):
+        sql, params = _equals_sql(expression, expected)
+        sql = f"COALESCE({sql}, false)"
+        return (f"NOT {sql}" if operator == "neq" else sql), params
+    if operator == "in":
+        if not expected:
+            return "false", []
+        parts, params = [], []
+        for item in expected:
+            sql, extra = _equals_sql(expression, item)
+            parts.append(sql)
+            params += extra
+        return f"COALESCE(({' OR '.join(parts)}), false)", params
+    if operator == "contains":
+        return f"COALESCE(strpos({_fold_sql(expression)}, %s) > 0, false)", [fold(str(expected))]
+    if operator in ("gte", "lte"):
+        symbol = ">=" if operator == "gte" else "<="
+        return f"COALESCE({_number_sql(expression)} {symbol} %s, false)", [Decimal(str(expected))]
+    raise ValueError(f"Unknown operator {operator!r}")
+
+
+# --- Rules -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RuleSpec:
+    """An immutable copy of a Rule, as the engines evaluate it."""
+
+    id: int
+    kind: str
+    name: str
+    points: Decimal
+    event_type: str = ""
+    attribute: str = ""
+    operator: str = ""
+    value: Any = None
+    max_points: Decimal | None = None
+    window_days: int | None = None
+
+    @property
+    def has_condition(self) -> bool:
+        return bool(self.attribute and self.operator)
+
+
+@dataclass(frozen=True)
+class RuleSetSpec:
+    version: int
+    mql_threshold: Decimal
+    sql_threshold: Decimal
+    intent_event_types: tuple[str, ...]
+    sql_min_fit: Decimal | None
+    decay_half_life_days: Decimal | None
+    rules: tuple[RuleSpec, ...]
+
+    @property
+    def fit_rules(self) -> list[RuleSpec]:
+        return [rule for rule in self.rules if rule.kind == "fit"]
+
+    @property
+    def behaviour_rules(self) -> list[RuleSpec]:
+        return [rule for rule in self.rules if rule.kind == "behaviour"]
+
+    @property
+    def event_types(self) -> set[str]:
+        return {rule.event_type for rule in self.behaviour_rules} | set(self.intent_event_types)
+
+
+def decayed_term(points: Decimal, occurred_at: datetime, as_of: datetime, half_life: Decimal | None) -> Decimal:
+    if half_life is None:
+        return points
+    age = max(as_of - occurred_at, timedelta(0))
+    micros = (age.days * 86_400 + age.seconds) * 1_000_000 + age.microseconds
+    value = float(points) * 0.5 ** (micros / MICROS_PER_DAY / float(half_life))
+    return Decimal(f"{value:.15g}").quantize(TERM_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def decayed_term_sql(points_sql: str, half_life: Decimal | None) -> str:
+    """SQL of one event's decayed points; expects the parameter ``%(as_of)s``."""
+    if half_life is None:
+        return points_sql
+    micros = "(GREATEST(EXTRACT(EPOCH FROM (%(as_of)s - e.occurred_at)), 0) * 1000000)::float8"
+    exponent = f"{micros} / 86400000000.0::float8 / {float(half_life)!r}::float8"
+    return f"ROUND(({points_sql}::float8 * power(0.5::float8, {exponent}))::numeric, 6)"
+
+
+def cap(total: Decimal, max_points: Decimal | None) -> Decimal:
+    if max_points is None:
+        return total
+    return min(total, max_points) if max_points > 0 else max(total, max_points)
+
+
+def contribution(total: Decimal, max_points: Decimal | None) -> Decimal:
+    return cap(total, max_points).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def in_window(rule: RuleSpec, occurred_at: datetime, as_of: datetime) -> bool:
+    return rule.window_days is None or occurred_at >= as_of - timedelta(days=rule.window_days)
+
+
+# --- The single-lead engine --------------------------------------------------------------
+@dataclass
+class EventRow:
+    type: str
+    properties: dict[str, Any]
+    occurred_at: datetime
+    id: int = 0
+
+
+@dataclass
+class RuleResult:
+    rule: RuleSpec
+    matched: int = 0
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    raw_total: Decimal = ZERO
+    contribution: Decimal = ZERO
+    capped: bool = False
+    decayed: bool = False
+    event_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class LeadScore:
+    fit: Decimal
+    behaviour: Decimal
+    results: list[RuleResult]
+    last_intent_at: datetime | None
+
+    @property
+    def total(self) -> Decimal:
+        return self.fit + self.behaviour
+
+
+def event_matches(rule: RuleSpec, event: EventRow) -> bool:
+    if event.type != rule.event_type:
+        return False
+    if not rule.has_condition:
+        return True
+    return condition_matches(json_path_text(event.properties, rule.attribute), rule.operator, rule.value)
+
+
+def score_lead(lead: dict[str, Any], events: Iterable[EventRow], ruleset: RuleSetSpec, as_of: datetime) -> LeadScore:
+    """Score one lead from its attributes and events (all of them, any order)."""
+    results = []
+    fit = ZERO
+    for rule in ruleset.fit_rules:
+        matched = condition_matches(lead_attribute(lead, rule.attribute), rule.operator, rule.value)
+        points = rule.points if matched else ZERO
+        fit += points
+        results.append(RuleResult(rule=rule, matched=int(matched), raw_total=points, contribution=points))
+
+    ordered = sorted(events, key=lambda event: (event.occurred_at, event.id))
+    intent_types = set(ruleset.intent_event_types)
+    last_intent_at = max((e.occurred_at for e in ordered if e.type in intent_types), default=None)
+    half_life = ruleset.decay_half_life_days
+    behaviour = ZERO
+    for rule in ruleset.behaviour_rules:
+        result = RuleResult(rule=rule, decayed=half_life is not None)
+        for event in ordered:
+            if event_matches(rule, event) and in_window(rule, event.occurred_at, as_of):
+                result.matched += 1
+                result.first_at = result.first_at or event.occurred_at
+                result.last_at = event.occurred_at
+                result.raw_total += decayed_term(rule.points, event.occurred_at, as_of, half_life)
+                result.event_ids.append(event.id)
+        result.contribution = contribution(result.raw_total, rule.max_points)
+        result.capped = cap(result.raw_total, rule.max_points) != result.raw_total
+        behaviour += result.contribution
+        results.append(result)
+    return LeadScore(fit=fit, behaviour=behaviour, results=results, last_intent_at=last_intent_at)
+
+
+# --- The bulk engine's SQL ---------------------------------------------------------------
+def scores_sql(ruleset: RuleSetSpec) -> tuple[str, dict[str, Any]]:
+    """One set-based query giving, per lead: id, fit, behaviour and the last intent time.
+    Parameters are named; the caller supplies ``%(as_of)s``. Every identifier and
+    literal in the text is generated here; every value is a bound parameter."""
+    params: dict[str, Any] = {}
+    counter = iter(range(1_000_000))
+
+    def bind(values: Sequence[Any]) -> list[str]:
+        names = []
+        for value in values:
+            name = f"p{next(counter)}"
+            params[name] = value
+            names.append(f"%({name})s")
+        return names
+
+    def bound(sql: str, values: list[Any]) -> str:
+        placeholders = iter(bind(values))
+        return re.sub(r"%s", lambda _m: next(placeholders), sql)
+
+    fit_terms = []
+    for rule in ruleset.fit_rules:
+        condition, condition_params = condition_sql(lead_attribute_sql(rule.attribute), rule.operator, rule.value)
+        (points,) = bind([rule.points])
+        fit_terms.append(f"CASE WHEN {bound(condition, condition_params)} THEN {points} ELSE 0 END")
+    fit_sql = " + ".join(fit_terms) or "0"
+
+    event_columns, contributions = [], []
+    for index, rule in enumerate(ruleset.behaviour_rules):
+        (event_type, points) = bind([rule.event_type, rule.points])
+        tests = [f"e.type = {event_type}"]
+        if rule.window_days is not None:
+            (window,) = bind([timedelta(days=rule.window_days)])
+            tests.append(f"e.occurred_at >= %(as_of)s - {window}")
+        if rule.has_condition:
+            expression = json_path_sql("e.properties", rule.attribute)
+            condition, condition_params = condition_sql(expression, rule.operator, rule.value)
+            tests.append(bound(condition, condition_params))
+        term = decayed_term_sql(f"{points}::numeric", ruleset.decay_half_life_days)
+        event_columns.append(f"SUM(CASE WHEN {' AND '.join(tests)} THEN {term} END) AS r{index}")
+        total = f"COALESCE(b.r{index}, 0)"
+        if rule.max_points is not None:
+            (limit,) = bind([rule.max_points])
+            total = f"{'LEAST' if rule.max_points > 0 else 'GREATEST'}({total}, {limit})"
+        contributions.append(f"ROUND({total}, 2)")
+    behaviour_sql = " + ".join(contributions) or "0"
+
+    intent = bind([list(ruleset.intent_event_types)])[0]
+    types = bind([sorted(ruleset.event_types)])[0]
+    event_columns.append(f"MAX(CASE WHEN e.type = ANY({intent}) THEN e.occurred_at END) AS last_intent_at")
+    sql = f"""
+        WITH b AS (
+            SELECT e.lead_id, {", ".join(event_columns)}
+            FROM leads_event e
+            WHERE e.type = ANY({types})
+            GROUP BY e.lead_id
+        )
+        SELECT l.id,
+               ({fit_sql})::numeric AS fit,
+               ({behaviour_sql})::numeric AS behaviour,
+               b.last_intent_at
+        FROM leads_lead l
+        LEFT JOIN b ON b.lead_id = l.id
+    """  # noqa: S608
+    return sql, params

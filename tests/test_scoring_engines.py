@@ -1,0 +1,169 @@
+"""The single-lead engine (Python) and the bulk engine (SQL) agree exactly."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from leadflow.leads.models import Event, Lead
+from scoring import engine, services
+from scoring.engine import EventRow, RuleSetSpec, RuleSpec
+from tests.factories import SourceFactory
+
+AS_OF = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+EVENT_TYPES = ["page_view", "content_download", "demo_request"]
+TOPICS = ["AI", "ai", "Pricing", "security", "", "AI ops"]
+
+text_values = st.sampled_from(["ai", "Software", "pricing", "gmail.com", "acme.io", "x"])
+number_values = st.sampled_from([0, 5, 50, 500, 7.5])
+
+
+@st.composite
+def conditions(draw, attributes):
+    attribute = draw(st.sampled_from(attributes))
+    operator = draw(st.sampled_from(["eq", "neq", "in", "contains", "gte", "lte", "exists"]))
+    if operator in ("gte", "lte"):
+        value = draw(number_values)
+    elif operator == "in":
+        value = draw(st.lists(st.one_of(text_values, number_values), min_size=1, max_size=3))
+    elif operator == "exists":
+        value = None
+    else:
+        value = draw(st.one_of(text_values, number_values))
+    return attribute, operator, value
+
+
+@st.composite
+def points_and_cap(draw):
+    points = Decimal(draw(st.integers(-20, 30).filter(bool))) / draw(st.sampled_from([1, 4]))
+    cap = None
+    if draw(st.booleans()):
+        cap = abs(points) * draw(st.integers(1, 4)) * (1 if points > 0 else -1)
+    return points, cap
+
+
+@st.composite
+def rulesets(draw):
+    rules = []
+    for index in range(draw(st.integers(0, 3))):
+        attribute, operator, value = draw(
+            conditions(["industry", "company_size", "email_domain", "traits.plan", "job_title", "traits.seats"])
+        )
+        points, _cap = draw(points_and_cap())
+        rules.append(
+            RuleSpec(
+                id=index,
+                kind="fit",
+                name=f"f{index}",
+                points=points,
+                attribute=attribute,
+                operator=operator,
+                value=value,
+            )
+        )
+    for index in range(10, 10 + draw(st.integers(1, 4))):
+        points, cap = draw(points_and_cap())
+        attribute = operator = ""
+        value = None
+        if draw(st.booleans()):
+            attribute, operator, value = draw(conditions(["topic", "n", "meta.depth"]))
+        rules.append(
+            RuleSpec(
+                id=index,
+                kind="behaviour",
+                name=f"b{index}",
+                points=points,
+                event_type=draw(st.sampled_from(EVENT_TYPES)),
+                attribute=attribute,
+                operator=operator,
+                value=value,
+                max_points=cap,
+                window_days=draw(st.one_of(st.none(), st.integers(1, 60))),
+            )
+        )
+    return RuleSetSpec(
+        version=1,
+        mql_threshold=Decimal(30),
+        sql_threshold=Decimal(60),
+        intent_event_types=("demo_request",),
+        sql_min_fit=None,
+        decay_half_life_days=draw(st.sampled_from([None, Decimal("0.5"), Decimal("7"), Decimal("30")])),
+        rules=tuple(rules),
+    )
+
+
+lead_profiles = st.fixed_dictionaries(
+    {
+        "industry": st.sampled_from(["Software", "software", "Retail", ""]),
+        "company_size": st.sampled_from([None, 0, 5, 50, 499, 500, 5000]),
+        "email": st.sampled_from(["a@gmail.com", "b@acme.io", "c@GMAIL.com"]),
+        "job_title": st.sampled_from(["", "VP Sales", "AI researcher"]),
+        "traits": st.sampled_from(
+            [
+                {},
+                {"plan": "Pricing"},
+                {"plan": 5},
+                {"seats": 50},
+                {"seats": "7.5"},
+                {"plan": None},
+                {"plan": {"nested": 1}},
+            ]
+        ),
+    }
+)
+event_rows = st.builds(
+    lambda event_type, topic, n, depth, age: (event_type, {"topic": topic, "n": n, "meta": {"depth": depth}}, age),
+    st.sampled_from(EVENT_TYPES),
+    st.sampled_from(TOPICS),
+    st.one_of(st.none(), st.integers(-5, 600), st.sampled_from(["50", "abc", True])),
+    st.sampled_from([1, 5, "ai"]),
+    st.one_of(
+        st.integers(-3_600_000_000, 0),  # a little in the future: counts with age 0
+        st.builds(
+            lambda days, micros: days * 86_400_000_000 + micros, st.integers(0, 90), st.integers(0, 86_399_999_999)
+        ),
+    ),
+)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    spec=rulesets(), leads=st.lists(st.tuples(lead_profiles, st.lists(event_rows, max_size=12)), min_size=1, max_size=4)
+)
+def test_single_lead_and_bulk_engines_give_identical_scores(db, spec, leads):
+    Event.objects.all().delete()
+    Lead.objects.all().delete()
+    source = SourceFactory(slug="prop", name="Prop")
+    expected = {}
+    counter = 0
+    for n, (profile, events) in enumerate(leads):
+        email = f"{n}{profile['email']}".lower()
+        lead = Lead.objects.create(source=source, **{**profile, "email": email})
+        rows = []
+        for event_type, properties, age_micros in events:
+            counter += 1
+            occurred_at = AS_OF - timedelta(microseconds=age_micros)
+            rows.append(
+                Event(
+                    lead=lead,
+                    source=source,
+                    event_id=f"e{counter}",
+                    type=event_type,
+                    properties=properties,
+                    occurred_at=occurred_at,
+                    fingerprint="x",
+                )
+            )
+        Event.objects.bulk_create(rows)
+        single = engine.score_lead(
+            services.lead_attributes(lead),
+            [EventRow(type=e.type, properties=e.properties, occurred_at=e.occurred_at, id=e.pk) for e in rows],
+            spec,
+            AS_OF,
+        )
+        expected[lead.pk] = (single.fit, single.behaviour, single.last_intent_at)
+    bulk = {lead_id: (fit, behaviour, intent) for lead_id, fit, behaviour, intent in services.iter_scores(spec, AS_OF)}
+    assert bulk == expected
