@@ -371,3 +371,33 @@ def test_rolled_back_ingest_enqueues_nothing(source):
         events_ingest(source=source, payloads=[payload])
         assert broker.llen("celery") == 1, "the committed ingest enqueues exactly one scoring task"
     broker.delete("celery")
+
+
+def test_rescore_command_rescores_every_lead_and_reports(publish_ruleset):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    publish_ruleset([behaviour("page_view", 7)], mql=30, sql=60)
+    leads = LeadFactory.create_batch(3)
+    for lead in leads:
+        EventFactory(lead=lead)
+    out = StringIO()
+    call_command("rescore", stdout=out, stderr=StringIO())
+    assert "Rescored 3 leads" in out.getvalue()
+    assert set(Lead.objects.values_list("score", flat=True)) == {Decimal(7)}
+    assert RescoreRun.objects.get().state == "done"
+
+
+def test_rescore_dirty_scores_only_flagged_leads(publish_ruleset):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    publish_ruleset([behaviour("page_view", 7)], mql=30, sql=60)
+    flagged, clean = LeadFactory(needs_rescore=True), LeadFactory()
+    EventFactory(lead=flagged)
+    EventFactory(lead=clean)
+    call_command("rescore", "--dirty", stdout=StringIO())
+    assert Lead.objects.get(pk=flagged.pk).score == 7
+    assert Lead.objects.get(pk=clean.pk).score == 0
