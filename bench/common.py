@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,6 +244,105 @@ def gunicorn_start(
         time.sleep(0.2)
     server.stop()
     raise BenchError(f"gunicorn did not answer on {server.url} within {startup_timeout:.0f}s:\n{server.log_tail()}")
+
+
+# --- CPU accounting (Linux /proc) ------------------------------------------------------------
+# On a shared or small machine wall-clock rates move with the neighbours' load; CPU
+# seconds per event do not, and give the capacity of N dedicated cores.
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()  # fields after "pid (comm) "; comm may hold spaces
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (0 if it is gone)."""
+    fields = _proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS if fields else 0.0
+
+
+def child_pids(parent: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields and int(fields[1]) == parent:
+                children.append(int(entry.name))
+    return children
+
+
+def postgres_backend_pids(database_url: str) -> list[int]:
+    """Server processes of the connections to the benchmark database (not this one)."""
+    connection = psycopg2.connect(_maintenance_url(database_url))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [_database_name(database_url)],
+            )
+            return [int(row[0]) for row in cursor.fetchall()]
+    finally:
+        connection.close()
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return 0.0, 0.0
+    ticks = [int(value) for value in first[1:9]]  # user nice system idle iowait irq softirq steal
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks) - idle) / _CLOCK_TICKS, sum(ticks) / _CLOCK_TICKS
+
+
+@dataclass
+class CpuUsage:
+    """CPU seconds used during a phase, by group."""
+
+    seconds: dict[str, float]
+    machine_busy: float
+    machine_total: float
+
+    @property
+    def others(self) -> float:
+        """CPU seconds used by processes outside the groups (neighbours, the OS)."""
+        return max(0.0, self.machine_busy - sum(self.seconds.values()))
+
+
+class CpuMeter:
+    """Per-group CPU seconds between ``start()`` and ``stop()``.
+
+    Groups are callables returning pids, evaluated at both ends; a process that
+    exits in between loses its CPU time, so keep database connections open for
+    the whole phase (the benchmark sets DB_CONN_MAX_AGE high)."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]], *, this_process: str = "this process"):
+        self.groups = groups
+        self.this_process = this_process
+        self._start: dict[str, dict[int, float]] = {}
+        self._machine: tuple[float, float] = (0.0, 0.0)
+        self._self = 0.0
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        return {name: {pid: process_cpu_seconds(pid) for pid in pids()} for name, pids in self.groups.items()}
+
+    def start(self) -> None:
+        self._start = self._sample()
+        self._machine = machine_cpu_seconds()
+        self._self = time.process_time()
+
+    def stop(self) -> CpuUsage:
+        end = self._sample()
+        busy, total = machine_cpu_seconds()
+        seconds = {name: sum(cpu - self._start[name].get(pid, 0.0) for pid, cpu in end[name].items()) for name in end}
+        seconds[self.this_process] = time.process_time() - self._self
+        return CpuUsage(seconds=seconds, machine_busy=busy - self._machine[0], machine_total=total - self._machine[1])
 
 
 # --- Timing and reporting -------------------------------------------------------------------

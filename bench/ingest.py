@@ -15,12 +15,14 @@ Results and their interpretation: bench/RESULTS.md.
 
 import argparse
 import json
+import os
 import queue
 import random
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,8 +38,11 @@ from bench.common import (  # noqa: E402
     DEFAULT_DATABASE_URL,
     ROOT,
     BenchError,
+    CpuMeter,
+    CpuUsage,
     Server,
     bench_env,
+    child_pids,
     database_drop,
     database_reset,
     django_setup,
@@ -45,6 +50,7 @@ from bench.common import (  # noqa: E402
     machine_summary,
     manage,
     percentile,
+    postgres_backend_pids,
     postgres_version,
     rate,
     redis_flush,
@@ -395,15 +401,70 @@ def verdict(met: bool) -> str:
 
 
 # --- Main -----------------------------------------------------------------------------------------
+def code_version() -> str:
+    """The commit measured, and whether the ingest path had uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "leadflow", "scoring", "handoff"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{commit} + uncommitted changes in the app" if dirty else commit
+
+
+CLIENT_LABEL = "http clients (this process)"
+
+
+def cpu_rows(usage: CpuUsage, events: int, wall: float) -> list[tuple[str, object]]:
+    """CPU milliseconds per 1000 events by group, what the neighbours used, and the
+    throughput the server side's CPU cost allows on this machine's cores."""
+    cores = os.cpu_count() or 1
+    rows: list[tuple[str, object]] = [
+        (f"cpu: {name}", f"{seconds / events * 1e6:.0f} ms per 1000 events ({seconds / wall * 100:.0f}% of one core)")
+        for name, seconds in usage.seconds.items()
+    ]
+    if usage.machine_total:
+        share = usage.others / usage.machine_total * 100
+        rows.append(("cpu: other processes", f"{share:.0f}% of the machine's {cores} cores (neighbours, OS)"))
+    server = sum(seconds for name, seconds in usage.seconds.items() if name != CLIENT_LABEL)
+    if server:
+        rows.append(
+            (
+                "capacity estimate",
+                f"{cores * events / server:,.0f} events/s if the server side had all {cores} cores "
+                "to itself (CPU only; ignores lock waits)",
+            )
+        )
+    return rows
+
+
+def log_errors(server: Server) -> list[str]:
+    lines = server.log_path.read_text(errors="replace").splitlines()
+    return [line for line in lines if " ERROR " in line or line.startswith(("psycopg2.errors", "django.db.utils"))]
+
+
+def short(text: str, limit: int = 160) -> str:
+    return " ".join(text.split())[:limit]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    env = bench_env(args.database_url, args.broker_url)
+    # Persistent connections for the whole run: per-backend CPU accounting needs them alive.
+    env = bench_env(args.database_url, args.broker_url, DB_CONN_MAX_AGE="3600")
     rng = random.Random(args.seed)
     run_tag = f"{int(time.time()):x}"
     checks: list[tuple[str, bool, str]] = []  # (what, ok, detail)
     server: Server | None = None
     setup_rows: list[tuple[str, object]] = [*machine_summary()]
     setup_rows.append(("postgresql", postgres_version(args.database_url)))
+    setup_rows.append(("code", code_version()))
     setup_rows.append(("command", command_line()))
 
     redis_flush(args.broker_url)
@@ -435,57 +496,81 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
 
+        groups: dict[str, Callable[[], list[int]]] = {
+            "postgresql backends": lambda: postgres_backend_pids(args.database_url)
+        }
         if args.url:
             url = args.url
             setup_rows.append(("server", f"{url} (already running)"))
         else:
             server = gunicorn_start(env, workers=args.workers, worker_class=args.worker_class)
             url = server.url
+            master = server.process.pid
+            groups["gunicorn (master + workers)"] = lambda: [master, *child_pids(master)]
             setup_rows.append(("server", f"gunicorn -w {args.workers} -k {args.worker_class} on {url}"))
         setup_rows.append(("clients", f"{args.concurrency} threads, requests.Session (keep-alive)"))
         report("Ingest benchmark: setup", setup_rows)
 
         events_before = count_events(source_id)
         print(f"\nPosting {args.events} events in {len(batches)} requests…", flush=True)
+        meter = CpuMeter(groups, this_process=CLIENT_LABEL)
+        meter.start()
         http = post_batches(url, ingest_key, batches, args.concurrency)
+        http_cpu = meter.stop()
+        server_errors: list[str] = []
         if server is not None:
             server.stop()
-            server_log = server.log_tail()
+            server_errors = log_errors(server)
             server = None
-            if server_log.strip():
-                print(f"gunicorn log (tail):\n{server_log}")
         stored = count_events(source_id) - events_before
         enqueued = redis_queue_length(args.broker_url)
         http_rate = rate(http.accepted, http.seconds)
         checks.append(
             ("every batch answered 202 with all events accepted", not http.failures, f"{len(http.failures)} failed")
         )
-        checks.append(("events stored == events posted (HTTP)", stored == args.events, f"{stored} / {args.events}"))
+        checks.append(
+            ("events stored == events accepted (nothing lost)", stored == http.accepted, f"{stored} / {http.accepted}")
+        )
         report(
             "HTTP ingest (POST /api/v1/events)",
             [
-                ("events accepted", f"{http.accepted} of {args.events}"),
+                ("events accepted", f"{http.accepted} of {args.events} posted"),
                 ("wall clock", f"{http.seconds:.2f} s"),
                 ("throughput", f"{http_rate:,.0f} events/s"),
                 ("batch latency p50", f"{percentile(http.latencies, 0.50) * 1000:.0f} ms"),
                 ("batch latency p95", f"{percentile(http.latencies, 0.95) * 1000:.0f} ms"),
                 ("batch latency max", f"{max(http.latencies) * 1000:.0f} ms"),
-                ("events in database", f"{stored} (posted {args.events})"),
+                ("events in database", f"{stored}"),
                 ("leads in database", count_leads()),
                 ("scoring tasks enqueued", f"{enqueued} in Redis (not run)"),
+                *cpu_rows(http_cpu, max(http.accepted, 1), http.seconds),
             ],
         )
         for failure in http.failures[:5]:
-            print(f"  failure: {failure}")
+            print(f"  failed batch: {short(failure)}")
+        if server_errors:
+            print(f"  server log: {len(server_errors)} error lines, e.g.:")
+            for line in dict.fromkeys(short(line) for line in server_errors[-40:]):
+                print(f"    {line}")
 
         naive_rate = 0.0
         if args.naive_sample:
             print(f"\nNaive per-event ORM loop on {args.naive_sample} events…", flush=True)
+            meter = CpuMeter(
+                {"postgresql backends": lambda: postgres_backend_pids(args.database_url)},
+                this_process="django (this process)",
+            )
+            meter.start()
             naive_source_id, naive_seconds = naive_ingest(naive_events)
+            naive_cpu = meter.stop()
             naive_rate = rate(args.naive_sample, naive_seconds)
             naive_stored = count_events(naive_source_id)
             checks.append(
-                ("events stored == events written (naive)", naive_stored >= args.naive_sample, f"{naive_stored}")
+                (
+                    "events stored == events written (naive)",
+                    naive_stored == args.naive_sample,
+                    f"{naive_stored} / {args.naive_sample}",
+                )
             )
             report(
                 "Naive per-event ORM loop (one transaction per event, 1 process)",
@@ -493,6 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ("events", args.naive_sample),
                     ("wall clock", f"{naive_seconds:.2f} s"),
                     ("throughput", f"{naive_rate:,.0f} events/s"),
+                    *cpu_rows(naive_cpu, args.naive_sample, naive_seconds),
                 ],
             )
 

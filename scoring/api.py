@@ -357,6 +357,7 @@ class RuleSetDetailView(APIView):
             return conflict(error)
         return Response(RuleSetSerializer(ruleset_or_404(ruleset.version)).data)
 
+    @extend_schema(responses={204: None, 409: OpenApiResponse(description="Not a draft")})
     def delete(self, request: Request, version: int) -> Response:
         try:
             services.ruleset_delete(ruleset=ruleset_or_404(version))
@@ -515,6 +516,7 @@ class RuleDetailView(APIView):
             return conflict(error)
         return Response(RuleSerializer(rule).data)
 
+    @extend_schema(responses={204: None, 409: OpenApiResponse(description="Not a draft")})
     def delete(self, request: Request, version: int, rule_id: int) -> Response:
         try:
             services.rule_delete(rule=self._rule(version, rule_id))

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -60,3 +61,17 @@ class BearerAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'
+
+
+class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Documents ingest keys and personal tokens in the OpenAPI schema."""
+
+    target_class = "leadflow.leads.auth.BearerAuthentication"
+    name = "bearerKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An ingest key (lfi_…) for POST /events and /leads, or a personal token (lfp_…).",
+        }

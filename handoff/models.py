@@ -1,0 +1,218 @@
+"""The sales queue: handoffs of SQLs to sales, their audit trail, and notifications."""
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from leadflow.leads.models import Lead
+
+
+class HandoffStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    CLAIMED = "claimed", "Claimed"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+    # The lead left SQL by hand (a marketer moved it) before sales decided.
+    CLOSED = "closed", "Closed"
+
+
+OPEN_STATUSES = (HandoffStatus.QUEUED, HandoffStatus.CLAIMED)
+DECIDED_STATUSES = (HandoffStatus.ACCEPTED, HandoffStatus.REJECTED)
+
+
+class RejectReason(models.TextChoices):
+    NOT_A_FIT = "not_a_fit", "Not a fit"
+    NO_BUDGET = "no_budget", "No budget"
+    BAD_TIMING = "bad_timing", "Bad timing"
+    NO_RESPONSE = "no_response", "No response"
+    DUPLICATE = "duplicate", "Duplicate"
+    OTHER = "other", "Other"
+
+
+# A rejection for these reasons disqualifies the lead; the others recycle it to nurturing.
+DISQUALIFYING_REASONS = (RejectReason.NOT_A_FIT, RejectReason.DUPLICATE)
+
+
+class Handoff(models.Model):
+    """A lead handed to sales when it became an SQL: queued → claimed → accepted or
+    rejected (back to queued on release or claim expiry)."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="handoffs")
+    status = models.CharField(max_length=16, choices=HandoffStatus.choices, default=HandoffStatus.QUEUED)
+    priority = models.DecimalField(
+        max_digits=12, decimal_places=2, default=Decimal("0"), help_text="The lead's score when it became an SQL."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    due_at = models.DateTimeField(help_text="SLA: sales should decide by then.")
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="handoff_claims"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
+    first_claimed_at = models.DateTimeField(null=True, blank=True, help_text="For the time-to-claim statistic.")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reject_reason = models.CharField(max_length=16, choices=RejectReason.choices, blank=True)
+    note = models.TextField(blank=True, help_text="The rep's note on a rejection, or why the handoff was closed.")
+    overdue_at = models.DateTimeField(null=True, blank=True, help_text="When the SLA breach was flagged (once).")
+
+    class Meta:
+        ordering = ["-priority", "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["lead"], condition=Q(status__in=OPEN_STATUSES), name="handoff_one_open_per_lead"
+            ),
+            models.CheckConstraint(condition=Q(status__in=HandoffStatus.values), name="handoff_status_valid"),
+            models.CheckConstraint(
+                condition=(
+                    Q(status=HandoffStatus.QUEUED, claimed_by__isnull=True, claim_expires_at__isnull=True)
+                    | Q(
+                        status=HandoffStatus.CLAIMED,
+                        claimed_by__isnull=False,
+                        claimed_at__isnull=False,
+                        claim_expires_at__isnull=False,
+                    )
+                    | Q(status__in=[*DECIDED_STATUSES, HandoffStatus.CLOSED], decided_at__isnull=False)
+                ),
+                name="handoff_status_shape",
+            ),
+            models.CheckConstraint(
+                condition=(Q(status=HandoffStatus.REJECTED) & ~Q(reject_reason=""))
+                | (~Q(status=HandoffStatus.REJECTED) & Q(reject_reason="")),
+                name="handoff_reject_reason_iff_rejected",
+            ),
+        ]
+        indexes = [
+            # The queue, in claim order ("claim next" reads its head).
+            models.Index(
+                models.F("priority").desc(),
+                "created_at",
+                "id",
+                condition=Q(status=HandoffStatus.QUEUED),
+                name="handoff_queue",
+            ),
+            # Open claims of a rep (the claim limit, "mine").
+            models.Index(fields=["claimed_by"], condition=Q(status=HandoffStatus.CLAIMED), name="handoff_open_claims"),
+            models.Index(
+                fields=["claim_expires_at"], condition=Q(status=HandoffStatus.CLAIMED), name="handoff_claim_expiry"
+            ),
+            models.Index(
+                fields=["due_at"],
+                condition=Q(status__in=OPEN_STATUSES, overdue_at__isnull=True),
+                name="handoff_sla_watch",
+            ),
+            models.Index(fields=["created_at"], name="handoff_created"),
+            models.Index(fields=["lead", "-created_at"], name="handoff_lead_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Handoff of {self.lead} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+class HandoffAction(models.TextChoices):
+    OPENED = "opened", "Opened"
+    CLAIMED = "claimed", "Claimed"
+    RELEASED = "released", "Released"
+    EXPIRED = "expired", "Claim expired"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+    REASSIGNED = "reassigned", "Reassigned"
+    OVERDUE = "overdue", "Flagged overdue"
+    CLOSED = "closed", "Closed"
+
+
+class HandoffEvent(models.Model):
+    """Append-only audit trail of a handoff: who did what, when."""
+
+    handoff = models.ForeignKey(Handoff, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=16, choices=HandoffAction.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty: the system (scoring, the SLA and expiry sweeps).",
+    )
+    at = models.DateTimeField(default=timezone.now)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["handoff", "at"], name="handoffevent_handoff_at")]
+
+    def __str__(self) -> str:
+        return f"{self.action} @ {self.at:%Y-%m-%d %H:%M}"
+
+
+class NotificationKind(models.TextChoices):
+    HANDOFF_NEW = "handoff_new", "New SQL in the queue"
+    HANDOFF_ASSIGNED = "handoff_assigned", "Handoff assigned to you"
+    CLAIM_EXPIRED = "claim_expired", "Claim expired"
+    SLA_BREACH = "sla_breach", "SLA breached"
+    HANDOFF_REJECTED = "handoff_rejected", "Sales rejected a lead"
+
+
+class Notification(models.Model):
+    """An in-app notification. ``event_key`` names the event that caused it: one
+    notification per person per event, however often the event is processed."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=32, choices=NotificationKind.choices)
+    event_key = models.CharField(max_length=200)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    link = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["recipient", "event_key"], name="notification_once_per_event"),
+        ]
+        indexes = [
+            models.Index(fields=["recipient", "-created_at", "-id"], name="notification_inbox"),
+            models.Index(fields=["recipient"], condition=Q(read_at__isnull=True), name="notification_unread"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.recipient}"
+
+
+class WebhookDelivery(models.Model):
+    """One outgoing webhook per notification event (``key`` is its idempotency key,
+    sent as ``X-LeadFlow-Delivery``); once delivered it is never sent again."""
+
+    key = models.CharField(max_length=200, unique=True)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True, help_text="HTTP status of the last attempt.")
+    last_error = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True, help_text="Gave up: retries exhausted or refused.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                condition=Q(delivered_at__isnull=True, failed_at__isnull=True),
+                name="webhook_pending",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,0 +1,118 @@
+"""The two ways LeadFlow starts: the embedded default (SQLite, in-process tasks) and production."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Variables the test environment sets that the embedded default must run without.
+CONFIG_VARIABLES = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_TASK_ALWAYS_EAGER",
+    "SECRET_KEY",
+    "DEBUG",
+    "SECURE_SSL_REDIRECT",
+    "ALLOWED_HOSTS",
+    "STATICFILES_BACKEND",
+    "EMAIL_BACKEND",
+)
+
+
+def clean_env(**extra):
+    env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return {**env, **extra}
+
+
+def manage(*args, env, timeout=120):
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_production_settings_refuse_to_start_without_a_secret_key():
+    result = manage("check", env=clean_env(DEBUG="0"))
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_malformed_setting_fails_loudly():
+    result = manage("check", env=clean_env(DEBUG="ture"))
+    assert result.returncode != 0
+    assert "DEBUG='ture' is not a boolean" in result.stderr
+
+
+def test_production_settings_pass_the_deploy_check():
+    env = clean_env(
+        DEBUG="0",
+        SECRET_KEY="a-long-random-production-secret-" + "x" * 40,
+        ALLOWED_HOSTS="leadflow.example.com",
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/leadflow",
+    )
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_embedded_default_boots_on_sqlite_and_scores_an_event_in_process(tmp_path):
+    env = clean_env(DEBUG="1", SQLITE_PATH=str(tmp_path / "db.sqlite3"))
+    assert manage("migrate", "--noinput", env=env).returncode == 0
+    key = manage("create_ingest_key", "website", env=env).stdout.strip().splitlines()[-1]
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        body = json.dumps(
+            {"events": [{"event_id": "smoke-1", "type": "demo_request", "lead": {"email": "smoke@example.com"}}]}
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/events",
+            data=body,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 -- our own http URL
+                    assert response.status == 202
+                    assert json.load(response) == {"accepted": 1, "duplicates": 0, "rejected": []}
+                break
+            except (ConnectionError, urllib.error.URLError):
+                time.sleep(0.1)
+        else:
+            pytest.fail("the development server never answered")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    check = manage(
+        "shell",
+        "-c",
+        "from leadflow.leads.models import Lead; lead = Lead.objects.get(); "
+        "print(lead.needs_rescore, lead.score, lead.ruleset_version)",
+        env=env,
+    )
+    assert check.stdout.split()[-3:] == ["False", "30.00", "1"], check.stdout + check.stderr
+
+
+def test_openapi_schema_generates_without_warnings():
+    env = clean_env(DEBUG="1", SQLITE_PATH="/nonexistent/never-opened.sqlite3")
+    result = manage("spectacular", "--fail-on-warn", "--file", os.devnull, env=env)
+    assert result.returncode == 0, result.stderr
