@@ -14,7 +14,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -343,6 +345,58 @@ class CpuMeter:
         seconds = {name: sum(cpu - self._start[name].get(pid, 0.0) for pid, cpu in end[name].items()) for name in end}
         seconds[self.this_process] = time.process_time() - self._self
         return CpuUsage(seconds=seconds, machine_busy=busy - self._machine[0], machine_total=total - self._machine[1])
+
+
+# --- What the database connections are doing ---------------------------------------------------
+class PgActivitySampler:
+    """Samples pg_stat_activity for the benchmark database's connections in a
+    background thread: how often they run, wait for a lock, wait on IO, or sit
+    idle (in a transaction: the app is working between statements)."""
+
+    def __init__(self, database_url: str, interval: float = 0.05):
+        self.database_url = database_url
+        self.interval = interval
+        self.counts: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pg-activity", daemon=True)
+
+    def _run(self) -> None:
+        connection = psycopg2.connect(_maintenance_url(self.database_url))
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                while not self._stop.wait(self.interval):
+                    cursor.execute(
+                        "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+                        "WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                        [_database_name(self.database_url)],
+                    )
+                    for state, wait_type, wait_event in cursor.fetchall():
+                        self.counts[self._label(state, wait_type, wait_event)] += 1
+        finally:
+            connection.close()
+
+    @staticmethod
+    def _label(state: str | None, wait_type: str | None, wait_event: str | None) -> str:
+        if state == "active":
+            if wait_type is None:
+                return "running a statement"
+            if wait_type == "Lock":
+                return f"waiting for a lock ({wait_event})"
+            return f"waiting: {wait_type} ({wait_event})"
+        if state == "idle in transaction":
+            return "idle in transaction (app working)"
+        return f"{state or 'unknown'} (between requests)" if state == "idle" else str(state)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> list[tuple[str, float]]:
+        """(activity, share of the connection samples), most frequent first."""
+        self._stop.set()
+        self._thread.join()
+        total = sum(self.counts.values()) or 1
+        return [(label, count / total) for label, count in self.counts.most_common()]
 
 
 # --- Timing and reporting -------------------------------------------------------------------

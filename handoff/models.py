@@ -4,6 +4,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -143,7 +144,7 @@ class HandoffEvent(models.Model):
         help_text="Empty: the system (scoring, the SLA and expiry sweeps).",
     )
     at = models.DateTimeField(default=timezone.now)
-    details = models.JSONField(default=dict, blank=True)
+    details = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
 
     class Meta:
         ordering = ["at", "id"]

@@ -1,15 +1,534 @@
-"""Writes of the sales handoff. Filled by the handoff issue; scoring calls these hooks."""
+"""Writes of the sales handoff: open a handoff when a lead becomes an SQL, claim,
+release, accept, reject, reassign, and the sweeps that expire claims and flag SLA
+breaches. Every change writes a HandoffEvent; notifications go out after commit.
 
+Locks are always taken in the same order — the rep's user row, then the lead,
+then the handoff — so concurrent claims, decisions and rescoring cannot deadlock.
+"""
+
+import logging
+import uuid
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any, TypeVar
 
-from leadflow.leads.models import Lead
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db import connection, models, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils import timezone
+
+from handoff.models import (
+    DISQUALIFYING_REASONS,
+    OPEN_STATUSES,
+    Handoff,
+    HandoffAction,
+    HandoffEvent,
+    HandoffStatus,
+    NotificationKind,
+    RejectReason,
+)
+from handoff.notifications import NotificationEvent, notify_after_commit
+from handoff.roles import can_reassign_handoffs, can_work_handoffs, is_sales_manager
+from leadflow.db import insert_ignore_conflicts_returning
+from leadflow.leads.models import Lead, Stage
+from leadflow.leads.roles import MARKETING, SALES
+
+logger = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound=models.Model)
+
+# Above this many new SQLs in one batch (a full rescore), reps get one digest, not one each.
+NEW_SQL_DIGEST_THRESHOLD = 10
+SWEEP_LIMIT = 1000
 
 
-def handoffs_open_for_leads(*, leads: Sequence[Lead], at: datetime) -> None:
-    """Open a queued handoff for each lead that entered SQL (same transaction)."""
+class HandoffError(Exception):
+    """A request the handoff rules forbid; the message says what to do instead."""
+
+    code = "handoff_conflict"
+
+
+class HandoffStateError(HandoffError):
+    code = "wrong_state"
+
+
+class ClaimLimitReached(HandoffError):
+    code = "claim_limit"
+
+
+def _username(user: Any) -> str:
+    return str(user.get_username()) if user is not None else "nobody"
+
+
+def handoff_link(handoff: Handoff) -> str:
+    return reverse("api-handoff-detail", kwargs={"handoff_id": handoff.public_id})
+
+
+def _event(handoff: Handoff, action: str, actor: Any, at: datetime, **details: Any) -> HandoffEvent:
+    return HandoffEvent.objects.create(handoff=handoff, action=action, actor=actor, at=at, details=details)
+
+
+def _wrong_state(handoff: Handoff, wanted: str, user: Any = None) -> HandoffStateError:
+    if handoff.status == HandoffStatus.CLAIMED and handoff.claimed_by_id != getattr(user, "pk", None):
+        return HandoffStateError(
+            f"Cannot {wanted}: {_username(handoff.claimed_by)} holds the claim on this handoff. Pick another one."
+        )
+    advice = {
+        HandoffStatus.QUEUED: "claim it first.",
+        HandoffStatus.CLAIMED: "accept, reject or release it.",
+        HandoffStatus.ACCEPTED: "nothing more to do.",
+        HandoffStatus.REJECTED: "the lead gets a new handoff if it qualifies again.",
+        HandoffStatus.CLOSED: "it was closed when the lead left SQL by hand.",
+    }[HandoffStatus(handoff.status)]
+    return HandoffStateError(f"Cannot {wanted} this handoff: it is {handoff.status}; {advice}")
+
+
+# --- Opening (called by scoring in the transaction that promotes leads) ------------------------
+def handoffs_open_for_leads(*, leads: Sequence[Lead], at: datetime) -> list[int]:
+    """Open a queued handoff for each lead that entered SQL, due after the SLA, with
+    the lead's score as priority. A lead that already has an open handoff keeps it
+    (the partial unique index refuses a second one). Returns the new handoffs' ids."""
+    if not leads:
+        return []
+    due_at = at + timedelta(hours=settings.HANDOFF_SLA_HOURS)
+    rows = [(uuid.uuid4(), lead.pk, HandoffStatus.QUEUED, lead.score, at, due_at, "", "") for lead in leads]
+    inserted = insert_ignore_conflicts_returning(
+        Handoff,
+        ["public_id", "lead", "status", "priority", "created_at", "due_at", "reject_reason", "note"],
+        rows,
+        returning=["id", "public_id", "lead"],
+    )
+    if len(inserted) < len(rows):
+        logger.warning("%s leads entered SQL with a handoff already open", len(rows) - len(inserted))
+    HandoffEvent.objects.bulk_create(
+        [
+            HandoffEvent(handoff_id=handoff_id, action=HandoffAction.OPENED, at=at, details={"due_at": due_at})
+            for handoff_id, _public_id, _lead_id in inserted
+        ],
+        batch_size=1000,
+    )
+    by_id = {lead.pk: lead for lead in leads}
+    opened = [(public_id, by_id[lead_id]) for _id, public_id, lead_id in inserted]
+    notify_after_commit(_new_sql_notifications(opened, due_at))
+    return [handoff_id for handoff_id, _public_id, _lead_id in inserted]
+
+
+def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> list[NotificationEvent]:
+    if not opened:
+        return []
+    queue_link = reverse("api-handoffs")
+    if len(opened) > NEW_SQL_DIGEST_THRESHOLD:
+        return [
+            NotificationEvent(
+                kind=NotificationKind.HANDOFF_NEW,
+                key=f"handoffs:{opened[0][0]}:opened:{len(opened)}",
+                title=f"{len(opened)} new SQLs are waiting in the queue",
+                body=f"Claim them before {due_at:%Y-%m-%d %H:%M} UTC (SLA).",
+                link=queue_link,
+                recipient_roles=(SALES,),
+                data={"handoffs": [str(public_id) for public_id, _lead in opened], "due_at": due_at},
+            )
+        ]
+    return [
+        NotificationEvent(
+            kind=NotificationKind.HANDOFF_NEW,
+            key=f"handoff:{public_id}:opened",
+            title=f"New SQL: {lead.display_name}" + (f" ({lead.company})" if lead.company else ""),
+            body=f"Score {lead.score}. Claim it before {due_at:%Y-%m-%d %H:%M} UTC (SLA).",
+            link=reverse("api-handoff-detail", kwargs={"handoff_id": public_id}),
+            recipient_roles=(SALES,),
+            data={"handoff": str(public_id), "lead": str(lead.public_id), "score": lead.score, "due_at": due_at},
+        )
+        for public_id, lead in opened
+    ]
+
+
+# --- Claims -----------------------------------------------------------------------------------
+# A claim is the hot path of the queue (see bench/claims.py). On PostgreSQL it is one
+# round trip: two statements in one query string, which PostgreSQL runs as a single
+# transaction (or inside the caller's). The first locks the rep's user row: it
+# serialises that rep's claims so two at once cannot both pass the limit (the second
+# statement takes its snapshot after the lock, so it sees the rep's other claims).
+# The second counts the rep's open claims (bounded by the limit), takes the handoff —
+# the given one if still queued, or the head of the queue, skipping rows other reps
+# are claiming right now — and writes the audit event. psycopg2 sends the string as
+# one simple query; a driver that cannot would fail loudly, not claim twice.
+# Elsewhere (SQLite, which serialises writers anyway) the same steps run through the
+# ORM in a transaction; a test proves the two paths agree.
+_CLAIM_SQL = """
+SELECT id FROM {users} WHERE id = %(user)s FOR UPDATE;
+WITH open_claims AS (
+    SELECT COUNT(*) AS n FROM (
+        SELECT 1 FROM handoff_handoff WHERE claimed_by_id = %(user)s AND status = 'claimed' LIMIT %(limit)s
+    ) held
+), target AS (
+    {target}
+), claimed AS (
+    UPDATE handoff_handoff h
+    SET status = 'claimed', claimed_by_id = %(user)s, claimed_at = %(now)s, claim_expires_at = %(expires)s,
+        first_claimed_at = COALESCE(h.first_claimed_at, %(now)s)
+    FROM target WHERE h.id = target.id AND h.status = 'queued'
+    RETURNING {columns}
+), logged AS (
+    INSERT INTO handoff_handoffevent (handoff_id, action, actor_id, at, details)
+    SELECT id, 'claimed', %(user)s, %(now)s, '{{}}' FROM claimed
+)
+SELECT open_claims.n, {columns_out}
+FROM open_claims LEFT JOIN claimed h ON TRUE LEFT JOIN {leads} l ON l.id = h.lead_id
+"""
+_CLAIM_ONE_TARGET = "SELECT %(handoff)s::bigint AS id WHERE (SELECT n FROM open_claims) < %(limit)s"
+_CLAIM_NEXT_TARGET = """SELECT id FROM handoff_handoff
+    WHERE status = 'queued' AND (SELECT n FROM open_claims) < %(limit)s
+    ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"""
+
+
+def _columns(model: type[models.Model], alias: str) -> list[str]:
+    return [f"{alias}.{connection.ops.quote_name(str(field.column))}" for field in model._meta.concrete_fields]
+
+
+@cache
+def _claim_statement(*, next_in_queue: bool) -> str:
+    # The claimed row and its lead come back whole, in field order, to build the instances.
+    return _CLAIM_SQL.format(
+        users=connection.ops.quote_name(get_user_model()._meta.db_table),
+        leads=connection.ops.quote_name(Lead._meta.db_table),
+        target=_CLAIM_NEXT_TARGET if next_in_queue else _CLAIM_ONE_TARGET,
+        columns=", ".join(_columns(Handoff, "h")),
+        columns_out=", ".join([*_columns(Handoff, "h"), *_columns(Lead, "l")]),
+    )
+
+
+def _instance(model: type[ModelT], values: Sequence[Any]) -> ModelT:
+    """A model instance from a row of its concrete fields, converted as the ORM would."""
+    fields = model._meta.concrete_fields
+    converted = [
+        field.from_db_value(value, None, connection) if value is not None and hasattr(field, "from_db_value") else value
+        for field, value in zip(fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, [field.attname for field in fields], converted)
+
+
+def _claim_sql(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int, Handoff | None]:
+    params = {
+        "user": user.pk,
+        "limit": settings.HANDOFF_MAX_OPEN_CLAIMS,
+        "now": now,
+        "expires": now + timedelta(hours=settings.HANDOFF_CLAIM_TTL_HOURS),
+        "handoff": handoff_id,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_statement(next_in_queue=handoff_id is None), params)
+        open_claims, *row = cursor.fetchone()
+    if row[0] is None:
+        return open_claims, None
+    width = len(Handoff._meta.concrete_fields)
+    handoff = _instance(Handoff, row[:width])
+    handoff.lead = _instance(Lead, row[width:])
+    handoff.claimed_by = user
+    return open_claims, handoff
+
+
+def _claim_orm(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int, Handoff | None]:
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+    limit = settings.HANDOFF_MAX_OPEN_CLAIMS
+    open_claims = Handoff.objects.filter(claimed_by=user, status=HandoffStatus.CLAIMED)[:limit].count()
+    if open_claims >= limit:
+        return open_claims, None
+    if handoff_id is None:
+        queue = Handoff.objects.select_for_update(skip_locked=True).filter(status=HandoffStatus.QUEUED)
+        handoff_id = queue.order_by("-priority", "created_at", "id").values_list("pk", flat=True).first()
+        if handoff_id is None:
+            return open_claims, None
+    claimed = Handoff.objects.filter(pk=handoff_id, status=HandoffStatus.QUEUED).update(**_claim_changes(user, now))
+    if not claimed:
+        return open_claims, None
+    HandoffEvent.objects.create(handoff_id=handoff_id, action=HandoffAction.CLAIMED, actor=user, at=now)
+    return open_claims, _fresh(handoff_id)
+
+
+def _claim_changes(user: Any, now: datetime) -> dict[str, Any]:
+    return {
+        "status": HandoffStatus.CLAIMED,
+        "claimed_by": user,
+        "claimed_at": now,
+        "claim_expires_at": now + timedelta(hours=settings.HANDOFF_CLAIM_TTL_HOURS),
+        "first_claimed_at": Coalesce(F("first_claimed_at"), Value(now)),
+    }
+
+
+def _claim(*, user: Any, handoff_id: int | None) -> Handoff | None:
+    """Claim for ``user`` (a given handoff, or the head of the queue): the claimed
+    handoff, or None when it was not queued (or the queue is empty). Raises at the
+    claim limit."""
+    if not can_work_handoffs(user):
+        raise PermissionDenied("Only sales reps claim handoffs.")
+    if connection.vendor == "postgresql":
+        open_claims, handoff = _claim_sql(user=user, handoff_id=handoff_id, now=timezone.now())
+    else:
+        with transaction.atomic():
+            open_claims, handoff = _claim_orm(user=user, handoff_id=handoff_id, now=timezone.now())
+    limit = settings.HANDOFF_MAX_OPEN_CLAIMS
+    if handoff is None and open_claims >= limit:
+        raise ClaimLimitReached(
+            f"You already hold {limit} open claims, the limit: accept, reject or release one before claiming more."
+        )
+    return handoff
+
+
+def _fresh(handoff_id: int) -> Handoff:
+    return Handoff.objects.select_related("lead", "claimed_by").get(pk=handoff_id)
+
+
+def handoff_claim(*, handoff: Handoff, user: Any) -> Handoff:
+    """Claim a queued handoff. Atomic: of many reps claiming it at once, exactly one
+    wins (a conditional UPDATE); the others get a HandoffStateError."""
+    claimed = _claim(user=user, handoff_id=handoff.pk)
+    if claimed is None:
+        raise _wrong_state(_fresh(handoff.pk), "claim", user)
+    return claimed
+
+
+def handoff_claim_next(*, user: Any) -> Handoff | None:
+    """Claim the head of the queue: highest priority, then oldest. Rows another rep
+    is claiming right now are skipped, not waited for. None when the queue is empty."""
+    return _claim(user=user, handoff_id=None)
+
+
+def handoff_release(*, handoff: Handoff, user: Any) -> Handoff:
+    """Put a claimed handoff back in the queue: its claimer, or a sales manager."""
+    with transaction.atomic():
+        locked = Handoff.objects.select_for_update().get(pk=handoff.pk)
+        if locked.status != HandoffStatus.CLAIMED or (locked.claimed_by_id != user.pk and not is_sales_manager(user)):
+            raise _wrong_state(locked, "release", user)
+        now = timezone.now()
+        previous = locked.claimed_by
+        locked.status, locked.claimed_by, locked.claimed_at, locked.claim_expires_at = (
+            HandoffStatus.QUEUED,
+            None,
+            None,
+            None,
+        )
+        locked.save(update_fields=["status", "claimed_by", "claimed_at", "claim_expires_at"])
+        _event(locked, HandoffAction.RELEASED, user, now, claimed_by=_username(previous))
+    return _fresh(handoff.pk)
+
+
+def _lock_for_decision(handoff: Handoff, user: Any, wanted: str) -> tuple[Lead, Handoff]:
+    lead = Lead.objects.select_for_update().get(pk=handoff.lead_id)
+    locked = Handoff.objects.select_for_update().get(pk=handoff.pk)
+    if locked.status != HandoffStatus.CLAIMED or locked.claimed_by_id != user.pk:
+        raise _wrong_state(locked, wanted, user)
+    if lead.stage != Stage.SQL:  # leaving SQL closes the handoff; this guards the invariant
+        raise HandoffStateError(f"Cannot {wanted}: the lead is {lead.stage}, no longer an SQL.")
+    return lead, locked
+
+
+def handoff_accept(*, handoff: Handoff, user: Any) -> Handoff:
+    """The rep takes the lead: lead → accepted, owned by the rep."""
+    from scoring.services import Transition, transitions_apply
+
+    with transaction.atomic():
+        lead, locked = _lock_for_decision(handoff, user, "accept")
+        now = timezone.now()
+        transitions_apply(
+            [Transition(lead, Stage.SQL, Stage.ACCEPTED, f"Accepted by {_username(user)}.", user)], at=now
+        )
+        lead.owner = user
+        lead.save(update_fields=["owner", "updated_at"])
+        locked.status, locked.decided_at = HandoffStatus.ACCEPTED, now
+        locked.save(update_fields=["status", "decided_at"])
+        _event(locked, HandoffAction.ACCEPTED, user, now)
+    return _fresh(handoff.pk)
+
+
+def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") -> Handoff:
+    """The rep sends the lead back: recycled to nurturing, or disqualified when it is
+    not a fit or a duplicate. Marketing is told why."""
+    from scoring.services import Transition, transitions_apply
+
+    if reason not in RejectReason.values:
+        raise HandoffError(f"Unknown reason {reason!r}: choose one of {', '.join(RejectReason.values)}.")
+    note = note.strip()
+    if reason == RejectReason.OTHER and not note:
+        raise HandoffError("Say why in the note when the reason is 'other': marketing reads it.")
+    with transaction.atomic():
+        lead, locked = _lock_for_decision(handoff, user, "reject")
+        now = timezone.now()
+        to_stage = Stage.DISQUALIFIED if reason in DISQUALIFYING_REASONS else Stage.RECYCLED
+        label = RejectReason(reason).label
+        stage_reason = f"Rejected by sales: {label}." + (f" {note}" if note else "")
+        transitions_apply([Transition(lead, Stage.SQL, to_stage, stage_reason, user)], at=now)
+        locked.status, locked.decided_at, locked.reject_reason, locked.note = HandoffStatus.REJECTED, now, reason, note
+        locked.save(update_fields=["status", "decided_at", "reject_reason", "note"])
+        _event(locked, HandoffAction.REJECTED, user, now, reason=reason, note=note, lead_stage=to_stage)
+        notify_after_commit(
+            [
+                NotificationEvent(
+                    kind=NotificationKind.HANDOFF_REJECTED,
+                    key=f"handoff:{locked.public_id}:rejected",
+                    title=f"Sales rejected {lead.display_name}: {label}",
+                    body=(f"{_username(user)} wrote: {note}\n" if note else "") + f"The lead is now {to_stage}.",
+                    link=handoff_link(locked),
+                    recipient_roles=(MARKETING,),
+                    data={
+                        "handoff": str(locked.public_id),
+                        "lead": str(lead.public_id),
+                        "reason": reason,
+                        "note": note,
+                        "lead_stage": to_stage,
+                        "rep": _username(user),
+                    },
+                )
+            ]
+        )
+    return _fresh(handoff.pk)
+
+
+def handoff_reassign(*, handoff: Handoff, actor: Any, to_user: Any) -> Handoff:
+    """A sales manager gives an open handoff to a rep (claimed for them, a fresh claim
+    period; the rep's claim limit does not apply to a manager's decision)."""
+    if not can_reassign_handoffs(actor):
+        raise PermissionDenied("Only sales managers (staff) and scoring admins reassign handoffs.")
+    if not to_user.is_active or not can_work_handoffs(to_user):
+        raise HandoffError(f"{_username(to_user)} is not an active sales rep: choose someone in the sales group.")
+    with transaction.atomic():
+        locked = Handoff.objects.select_for_update().get(pk=handoff.pk)
+        if not locked.is_open:
+            raise _wrong_state(locked, "reassign")
+        if locked.claimed_by_id == to_user.pk:
+            raise HandoffError(f"{_username(to_user)} already holds this handoff.")
+        now = timezone.now()
+        previous = _username(locked.claimed_by) if locked.claimed_by_id else None
+        Handoff.objects.filter(pk=locked.pk).update(**_claim_changes(to_user, now))
+        event = _event(locked, HandoffAction.REASSIGNED, actor, now, claimed_by=previous, to=_username(to_user))
+        lead = locked.lead
+        notify_after_commit(
+            [
+                NotificationEvent(
+                    kind=NotificationKind.HANDOFF_ASSIGNED,
+                    key=f"handoff:{locked.public_id}:assigned:{event.pk}",
+                    title=f"{_username(actor)} assigned {lead.display_name} to you",
+                    body=f"Accept or reject it before {locked.due_at:%Y-%m-%d %H:%M} UTC (SLA).",
+                    link=handoff_link(locked),
+                    recipient_ids=(to_user.pk,),
+                    data={"handoff": str(locked.public_id), "lead": str(lead.public_id), "by": _username(actor)},
+                )
+            ]
+        )
+    return _fresh(handoff.pk)
 
 
 def handoff_close_for_lead(*, lead: Lead, reason: str, actor: Any) -> None:
-    """Close the lead's open handoff when a person moves it out of SQL by hand."""
+    """Close the lead's open handoff when a person moves it out of SQL by hand (the
+    caller holds the lead's lock)."""
+    locked = Handoff.objects.select_for_update().filter(lead=lead, status__in=OPEN_STATUSES).first()
+    if locked is None:
+        return
+    now = timezone.now()
+    locked.status, locked.decided_at, locked.note = HandoffStatus.CLOSED, now, reason
+    locked.save(update_fields=["status", "decided_at", "note"])
+    _event(locked, HandoffAction.CLOSED, actor, now, reason=reason)
+
+
+# --- Sweeps (beat tasks) ------------------------------------------------------------------------
+def handoffs_expire_claims(*, limit: int = SWEEP_LIMIT) -> int:
+    """Claims past ``claim_expires_at`` go back to the queue; their reps are told."""
+    with transaction.atomic():
+        now = timezone.now()
+        expired = list(
+            Handoff.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("lead", "claimed_by")
+            .filter(status=HandoffStatus.CLAIMED, claim_expires_at__lte=now)
+            .order_by("claim_expires_at", "id")[:limit]
+        )
+        if not expired:
+            return 0
+        Handoff.objects.filter(pk__in=[h.pk for h in expired], status=HandoffStatus.CLAIMED).update(
+            status=HandoffStatus.QUEUED, claimed_by=None, claimed_at=None, claim_expires_at=None
+        )
+        events = HandoffEvent.objects.bulk_create(
+            [
+                HandoffEvent(
+                    handoff=h,
+                    action=HandoffAction.EXPIRED,
+                    at=now,
+                    details={"claimed_by": _username(h.claimed_by), "claimed_at": h.claimed_at},
+                )
+                for h in expired
+            ]
+        )
+        notify_after_commit(
+            [
+                NotificationEvent(
+                    kind=NotificationKind.CLAIM_EXPIRED,
+                    key=f"handoff:{h.public_id}:expired:{event.pk}",
+                    title=f"Your claim on {h.lead.display_name} expired",
+                    body=(
+                        f"You held it {settings.HANDOFF_CLAIM_TTL_HOURS} hours without accepting or rejecting it; "
+                        "it is back in the queue. Claim it again if you are working on it."
+                    ),
+                    link=handoff_link(h),
+                    recipient_ids=(h.claimed_by_id,) if h.claimed_by_id else (),
+                    data={"handoff": str(h.public_id), "lead": str(h.lead.public_id), "rep": _username(h.claimed_by)},
+                )
+                for h, event in zip(expired, events, strict=True)
+            ]
+        )
+    return len(expired)
+
+
+def handoffs_flag_overdue(*, limit: int = SWEEP_LIMIT) -> int:
+    """Open handoffs past ``due_at`` are flagged overdue, once; sales and the claimer
+    are told once."""
+    with transaction.atomic():
+        now = timezone.now()
+        overdue = list(
+            Handoff.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("lead", "claimed_by")
+            .filter(status__in=OPEN_STATUSES, overdue_at__isnull=True, due_at__lte=now)
+            .order_by("due_at", "id")[:limit]
+        )
+        if not overdue:
+            return 0
+        Handoff.objects.filter(pk__in=[h.pk for h in overdue], overdue_at__isnull=True).update(overdue_at=now)
+        HandoffEvent.objects.bulk_create(
+            [
+                HandoffEvent(
+                    handoff=h,
+                    action=HandoffAction.OVERDUE,
+                    at=now,
+                    details={"due_at": h.due_at, "status": h.status, "claimed_by": _username(h.claimed_by)},
+                )
+                for h in overdue
+            ]
+        )
+        notify_after_commit(
+            [
+                NotificationEvent(
+                    kind=NotificationKind.SLA_BREACH,
+                    key=f"handoff:{h.public_id}:breach",
+                    title=f"SLA breached: {h.lead.display_name}",
+                    body=(
+                        f"Due {h.due_at:%Y-%m-%d %H:%M} UTC and still {h.status}"
+                        + (f" (claimed by {_username(h.claimed_by)})." if h.claimed_by_id else ", unclaimed.")
+                        + " Decide on it now."
+                    ),
+                    link=handoff_link(h),
+                    recipient_ids=(h.claimed_by_id,) if h.claimed_by_id else (),
+                    recipient_roles=(SALES,),
+                    data={
+                        "handoff": str(h.public_id),
+                        "lead": str(h.lead.public_id),
+                        "status": h.status,
+                        "due_at": h.due_at,
+                        "claimed_by": _username(h.claimed_by) if h.claimed_by_id else None,
+                    },
+                )
+                for h in overdue
+            ]
+        )
+    return len(overdue)

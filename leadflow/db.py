@@ -18,12 +18,14 @@ def insert_ignore_conflicts_returning(
     model: type[models.Model], columns: Sequence[str], rows: Iterable[Sequence[Any]], returning: Sequence[str]
 ) -> list[tuple[Any, ...]]:
     """``INSERT … ON CONFLICT DO NOTHING RETURNING …`` in chunks; returns the rows
-    actually inserted (a conflicting row returns nothing)."""
+    actually inserted (a conflicting row returns nothing), as Python values (a UUID
+    comes back as a UUID whatever the database stores)."""
     meta = model._meta
     fields = [cast(Field, meta.get_field(name)) for name in columns]
     quote = connection.ops.quote_name
     column_sql = ", ".join(quote(_column(field)) for field in fields)
-    returning_sql = ", ".join(quote(_column(cast(Field, meta.get_field(name)))) for name in returning)
+    returning_fields = [cast(Field, meta.get_field(name)) for name in returning]
+    returning_sql = ", ".join(quote(_column(field)) for field in returning_fields)
     row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
     chunk_size = max(1, min(1000, _MAX_PARAMS // len(fields)))
     prepared = [
@@ -38,5 +40,8 @@ def insert_ignore_conflicts_returning(
             sql = f"INSERT INTO {quote(meta.db_table)} ({column_sql}) VALUES {values_sql} ON CONFLICT DO NOTHING"  # noqa: S608
             sql += f" RETURNING {returning_sql}"
             cursor.execute(sql, [value for row in chunk for value in row])
-            inserted.extend(cursor.fetchall())
+            inserted.extend(
+                tuple(field.to_python(value) for field, value in zip(returning_fields, row, strict=True))
+                for row in cursor.fetchall()
+            )
     return inserted

@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "leadflow.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "leadflow.urls"
@@ -159,6 +160,15 @@ NOTIFY_WEBHOOK_SECRET = env_str("NOTIFY_WEBHOOK_SECRET")
 HANDOFF_SLA_HOURS = env_int("HANDOFF_SLA_HOURS", 24, minimum=1)
 HANDOFF_CLAIM_TTL_HOURS = env_int("HANDOFF_CLAIM_TTL_HOURS", 4, minimum=1)
 HANDOFF_MAX_OPEN_CLAIMS = env_int("HANDOFF_MAX_OPEN_CLAIMS", 10, minimum=1)
+# Prefix of the links in emails and webhooks (e.g. https://leadflow.example.com); empty: relative links.
+NOTIFY_BASE_URL = env_str("NOTIFY_BASE_URL")
+NOTIFY_WEBHOOK_TIMEOUT_SECONDS = env_int("NOTIFY_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+if NOTIFY_WEBHOOK_URL and not NOTIFY_WEBHOOK_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"NOTIFY_WEBHOOK_URL={NOTIFY_WEBHOOK_URL!r} must be an http:// or https:// URL.")
+if NOTIFY_WEBHOOK_URL and not NOTIFY_WEBHOOK_SECRET:
+    raise ImproperlyConfigured(
+        "NOTIFY_WEBHOOK_URL is set but NOTIFY_WEBHOOK_SECRET is not: webhooks are signed, set a long random secret."
+    )
 
 # --- Celery ----------------------------------------------------------------------
 # No broker configured: tasks run eagerly in the web process (embedded default).
@@ -187,6 +197,7 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-decay": {"task": "scoring.tasks.refresh_decay", "schedule": timedelta(days=1)},
     "expire-claims": {"task": "handoff.tasks.expire_claims", "schedule": timedelta(minutes=1)},
     "flag-overdue-handoffs": {"task": "handoff.tasks.flag_overdue", "schedule": timedelta(minutes=1)},
+    "resend-stale-webhooks": {"task": "handoff.tasks.resend_stale_webhooks", "schedule": timedelta(minutes=10)},
 }
 
 # --- API -------------------------------------------------------------------------
@@ -215,7 +226,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"StageEnum": "leadflow.leads.models.Stage"},
+    "ENUM_NAME_OVERRIDES": {
+        "StageEnum": "leadflow.leads.models.Stage",
+        "HandoffStatusEnum": "handoff.models.HandoffStatus",
+        "RejectReasonEnum": "handoff.models.RejectReason",
+    },
 }
 
 LOGGING = {

@@ -133,3 +133,9 @@ def real_broker(url=None):
         app.conf.task_always_eager = True
         app.conf.broker_url = old_url
         _reset_celery_connections()
+
+
+@pytest.fixture
+def sales_manager(db):
+    """A sales manager is a staff user (see handoff/roles.py)."""
+    return UserFactory(username="sales_manager", roles=[SALES], is_staff=True)

@@ -1,10 +1,12 @@
 from datetime import timedelta
+from decimal import Decimal
 
 import factory
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from leadflow.leads.models import Event, Lead, Source
+from handoff.models import Handoff
+from leadflow.leads.models import Event, Lead, Source, Stage
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -55,3 +57,26 @@ class EventFactory(factory.django.DjangoModelFactory):
     properties = factory.LazyFunction(dict)
     occurred_at = factory.LazyFunction(lambda: timezone.now() - timedelta(hours=1))
     fingerprint = factory.Sequence(lambda n: f"{n:064x}")
+
+
+class SqlLeadFactory(LeadFactory):
+    """A lead that became an SQL (the scoring engine would have opened its handoff)."""
+
+    stage = Stage.SQL
+    score = Decimal("70")
+    fit_score = Decimal("20")
+    behaviour_score = Decimal("50")
+    mql_at = factory.LazyFunction(timezone.now)
+    sql_at = factory.LazyFunction(timezone.now)
+
+
+class HandoffFactory(factory.django.DjangoModelFactory):
+    """A queued handoff of an SQL lead, due after the default 24-hour SLA."""
+
+    class Meta:
+        model = Handoff
+
+    lead = factory.SubFactory(SqlLeadFactory)
+    priority = factory.SelfAttribute("lead.score")
+    created_at = factory.LazyFunction(timezone.now)
+    due_at = factory.LazyAttribute(lambda h: h.created_at + timedelta(hours=24))

@@ -201,7 +201,10 @@ def test_seed_demo_leads_have_b2b_profiles_and_varied_recent_journeys():
     assert types & {"demo_request", "contact_request"}
     hand_raisers = Lead.objects.filter(events__type__in=["demo_request", "contact_request"]).distinct().count()
     assert 0 < hand_raisers < len(leads) / 4
-    assert all(lead.last_activity_at is not None and lead.needs_rescore for lead in leads)
+    assert all(lead.last_activity_at is not None and not lead.needs_rescore and lead.scored_at for lead in leads)
+    # History is replayed: leads were "created" at their first event, not when the seed ran.
+    assert all(lead.created_at <= lead.last_activity_at for lead in leads)
+    assert Lead.objects.filter(created_at__lt=now - timedelta(days=7)).exists()
 
 
 def test_seed_demo_refuses_a_negative_number_of_leads():

@@ -1,9 +1,29 @@
-"""Reads of the lead core."""
+"""Reads of the lead core: lead lists, the lead page and the marketing dashboard."""
 
-from django.db.models import QuerySet
-from django.db.models.functions import Coalesce
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
 
-from leadflow.leads.models import Event, Lead
+from django.db import connection
+from django.db.models import (
+    Aggregate,
+    Count,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+)
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce, Floor, TruncDate
+from django.utils import timezone
+
+from leadflow.leads.models import Event, Lead, Source, Stage
+from scoring.models import StageChange
 
 RECENT_EVENTS = 20
 
@@ -17,3 +37,379 @@ def lead_list() -> QuerySet[Lead]:
 
 def lead_recent_events(*, lead: Lead, limit: int = RECENT_EVENTS) -> list[Event]:
     return list(lead.events.select_related("source").order_by("-occurred_at", "-id")[:limit])
+
+
+# --- The leads page -----------------------------------------------------------------
+LEAD_SORTS: dict[str, tuple[str, ...]] = {
+    "-score": ("-score", "-id"),
+    "score": ("score", "id"),
+    "-activity": ("-activity_at", "-id"),
+    "activity": ("activity_at", "id"),
+    "-created": ("-created_at", "-id"),
+    "created": ("created_at", "id"),
+}
+DEFAULT_LEAD_SORT = "-score"
+
+
+@dataclass(frozen=True)
+class LeadFilters:
+    q: str = ""
+    stages: tuple[str, ...] = ()
+    score_min: Decimal | None = None
+    score_max: Decimal | None = None
+    source: Source | None = None
+    active_from: date | None = None
+    active_to: date | None = None  # inclusive
+    sort: str = DEFAULT_LEAD_SORT
+
+
+def _start_of_day(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def lead_search(*, filters: LeadFilters) -> QuerySet[Lead]:
+    """The leads page and its CSV export: filters, search and a stable order (ties by id)."""
+    leads = lead_list()
+    if filters.q.strip():
+        text = filters.q.strip()
+        leads = leads.filter(Q(email__icontains=text) | Q(name__icontains=text) | Q(company__icontains=text))
+    if filters.stages:
+        leads = leads.filter(stage__in=filters.stages)
+    if filters.score_min is not None:
+        leads = leads.filter(score__gte=filters.score_min)
+    if filters.score_max is not None:
+        leads = leads.filter(score__lte=filters.score_max)
+    if filters.source is not None:
+        leads = leads.filter(source=filters.source)
+    if filters.active_from is not None:
+        leads = leads.filter(last_activity_at__gte=_start_of_day(filters.active_from))
+    if filters.active_to is not None:
+        leads = leads.filter(last_activity_at__lt=_start_of_day(filters.active_to + timedelta(days=1)))
+    return leads.order_by(*LEAD_SORTS.get(filters.sort, LEAD_SORTS[DEFAULT_LEAD_SORT]))
+
+
+# --- The lead page --------------------------------------------------------------------
+STAGE_HISTORY_LIMIT = 100
+INTEREST_LIMIT = 8
+
+
+def lead_stage_history(*, lead: Lead, limit: int = STAGE_HISTORY_LIMIT) -> list[StageChange]:
+    return list(StageChange.objects.filter(lead=lead).select_related("actor").order_by("-at", "-id")[:limit])
+
+
+def lead_events(*, lead: Lead) -> QuerySet[Event]:
+    """The lead's timeline, newest first (paginate it)."""
+    return lead.events.select_related("source").order_by("-occurred_at", "-id")
+
+
+def lead_interests(*, lead: Lead, key: str, limit: int = INTEREST_LIMIT) -> list[tuple[str, int]]:
+    """The most frequent values of an event property (``topic``, ``asset``) across the
+    lead's events: one aggregate query on ``properties->>key``."""
+    rows = (
+        lead.events.annotate(value=KT(f"properties__{key}"))
+        .filter(value__isnull=False)
+        .values("value")
+        .annotate(n=Count("id"))
+        .order_by("-n", "value")[: limit + 1]
+    )
+    # An empty text is no interest; filtered here because SQLite's JSON1 mis-compiles ``value != ''``.
+    return [(row["value"], row["n"]) for row in rows if row["value"] != ""][:limit]
+
+
+def handoff_model() -> Any:
+    """The sales handoff model once the handoff app defines it, else None."""
+    import handoff.models
+
+    return getattr(handoff.models, "Handoff", None)
+
+
+def lead_handoffs(*, lead: Lead, limit: int = 10) -> list[Any] | None:
+    """The lead's handoffs to sales, newest first; None while the handoff app has no model."""
+    model = handoff_model()
+    if model is None:
+        return None
+    return list(model.objects.filter(lead=lead).select_related("claimed_by").order_by("-created_at", "-id")[:limit])
+
+
+# --- The dashboard --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Period:
+    """Whole days from ``first`` to ``last`` (inclusive) in the current time zone."""
+
+    first: date
+    last: date
+
+    @property
+    def start(self) -> datetime:
+        return _start_of_day(self.first)
+
+    @property
+    def end(self) -> datetime:
+        """Exclusive."""
+        return _start_of_day(self.last + timedelta(days=1))
+
+    @property
+    def days(self) -> list[date]:
+        return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
+
+    @classmethod
+    def last_days(cls, count: int, *, today: date | None = None) -> "Period":
+        today = today or timezone.localdate()
+        return cls(first=today - timedelta(days=count - 1), last=today)
+
+
+def _leads_of(source: Source | None) -> QuerySet[Lead]:
+    leads = Lead.objects.all()
+    return leads if source is None else leads.filter(source=source)
+
+
+def _created_in(period: Period, source: Source | None) -> QuerySet[Lead]:
+    return _leads_of(source).filter(created_at__gte=period.start, created_at__lt=period.end)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return None if not whole else 100 * part / whole
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """How far the leads created in the period got (current stage for recycled and disqualified)."""
+
+    created: int
+    mql: int
+    sql: int
+    accepted: int
+    recycled: int
+    disqualified: int
+
+    @property
+    def mql_rate(self) -> float | None:
+        return _rate(self.mql, self.created)
+
+    @property
+    def sql_rate(self) -> float | None:
+        return _rate(self.sql, self.mql)
+
+    @property
+    def accepted_rate(self) -> float | None:
+        return _rate(self.accepted, self.sql)
+
+
+def _ever_accepted() -> Exists:
+    return Exists(StageChange.objects.filter(lead=OuterRef("pk"), to_stage=Stage.ACCEPTED))
+
+
+def _stage_counts() -> dict[str, Count]:
+    return {
+        "mql": Count("id", filter=Q(mql_at__isnull=False)),
+        "sql": Count("id", filter=Q(sql_at__isnull=False)),
+        "accepted": Count("id", filter=Q(stage=Stage.ACCEPTED) | Q(_ever_accepted())),
+    }
+
+
+def dashboard_has_leads() -> bool:
+    return Lead.objects.exists()
+
+
+def lead_count() -> int:
+    return Lead.objects.count()
+
+
+def dashboard_funnel(*, period: Period, source: Source | None = None) -> Funnel:
+    counts = _created_in(period, source).aggregate(
+        created=Count("id"),
+        **_stage_counts(),
+        recycled=Count("id", filter=Q(stage=Stage.RECYCLED)),
+        disqualified=Count("id", filter=Q(stage=Stage.DISQUALIFIED)),
+    )
+    return Funnel(**counts)
+
+
+def dashboard_stage_entries_per_day(*, period: Period, source: Source | None = None) -> dict[str, list[int]]:
+    """Leads entering MQL and SQL on each day of the period (from the stage log)."""
+    changes = StageChange.objects.filter(to_stage__in=[Stage.MQL, Stage.SQL], at__gte=period.start, at__lt=period.end)
+    if source is not None:
+        changes = changes.filter(lead__source=source)
+    rows = changes.annotate(day=TruncDate("at")).values("day", "to_stage").annotate(n=Count("lead_id", distinct=True))
+    by_day = {(row["day"], row["to_stage"]): row["n"] for row in rows}
+    return {stage: [by_day.get((day, stage), 0) for day in period.days] for stage in (Stage.MQL, Stage.SQL)}
+
+
+SCORE_BUCKET = 10
+MAX_BUCKETS = 60
+
+
+@dataclass(frozen=True)
+class Histogram:
+    lows: list[int]
+    counts: list[int]
+    width: int = SCORE_BUCKET
+
+
+def dashboard_score_histogram(*, source: Source | None = None, width: int = SCORE_BUCKET) -> Histogram:
+    """Current scores of all leads in buckets of ``width`` points, gaps filled with zeros."""
+    rows = (
+        _leads_of(source)
+        .annotate(bucket=Floor(F("score") / Value(Decimal(width))))
+        .values("bucket")
+        .annotate(n=Count("id"))
+        .order_by("bucket")
+    )
+    counts = {int(row["bucket"]): row["n"] for row in rows}
+    if not counts:
+        return Histogram(lows=[], counts=[], width=width)
+    low, high = min(counts), max(counts)
+    if high - low >= MAX_BUCKETS:  # a few extreme scores: clamp them into the edge buckets
+        low = max(low, high - MAX_BUCKETS + 1)
+        clamped: dict[int, int] = {}
+        for bucket, n in counts.items():
+            clamped[max(bucket, low)] = clamped.get(max(bucket, low), 0) + n
+        counts = clamped
+    buckets = range(low, high + 1)
+    return Histogram(lows=[b * width for b in buckets], counts=[counts.get(b, 0) for b in buckets], width=width)
+
+
+@dataclass(frozen=True)
+class BreakdownRow:
+    key: str
+    leads: int
+    mql: int
+    sql: int
+    accepted: int
+
+    @property
+    def mql_rate(self) -> float | None:
+        return _rate(self.mql, self.leads)
+
+    @property
+    def sql_rate(self) -> float | None:
+        return _rate(self.sql, self.leads)
+
+
+BREAKDOWN_LIMIT = 15
+
+
+def dashboard_breakdown(
+    *, period: Period, by: str, source: Source | None = None, limit: int = BREAKDOWN_LIMIT
+) -> list[BreakdownRow]:
+    """Leads created in the period and how many of them converted, by ``source`` or ``utm_campaign``."""
+    column = {"source": "source__name", "utm_campaign": "utm_campaign"}[by]
+    rows = (
+        _created_in(period, source)
+        .values(column)
+        .annotate(leads=Count("id"), **_stage_counts())
+        .order_by("-leads", column)[:limit]
+    )
+    return [
+        BreakdownRow(
+            key=row[column] or "", leads=row["leads"], mql=row["mql"], sql=row["sql"], accepted=row["accepted"]
+        )
+        for row in rows
+    ]
+
+
+class Median(Aggregate):
+    """PostgreSQL's ``percentile_cont(0.5)`` over an expression (intervals included)."""
+
+    function = "PERCENTILE_CONT"
+    name = "Median"
+    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
+
+
+def _median_python(values: list[timedelta]) -> timedelta | None:
+    if not values:
+        return None
+    values.sort()
+    middle = len(values) // 2
+    if len(values) % 2:
+        return values[middle]
+    return (values[middle - 1] + values[middle]) / 2
+
+
+@dataclass(frozen=True)
+class MedianTimes:
+    to_mql: timedelta | None  # created → MQL, of the leads that became MQL in the period
+    mql_to_sql: timedelta | None  # MQL → SQL, of the leads that became SQL in the period
+
+
+def dashboard_median_times(*, period: Period, source: Source | None = None) -> MedianTimes:
+    leads = _leads_of(source)
+    became_mql = leads.filter(mql_at__gte=period.start, mql_at__lt=period.end)
+    became_sql = leads.filter(sql_at__gte=period.start, sql_at__lt=period.end, mql_at__isnull=False)
+    if connection.vendor == "postgresql":
+        to_mql = became_mql.aggregate(
+            m=Median(ExpressionWrapper(F("mql_at") - F("created_at"), output_field=DurationField()))
+        )["m"]
+        mql_to_sql = became_sql.aggregate(
+            m=Median(ExpressionWrapper(F("sql_at") - F("mql_at"), output_field=DurationField()))
+        )["m"]
+        return MedianTimes(to_mql=to_mql, mql_to_sql=mql_to_sql)
+    # SQLite has no percentile_cont: the embedded development database computes it here.
+    to_mql_values = [mql - created for created, mql in became_mql.values_list("created_at", "mql_at") if mql]
+    mql_to_sql_values = [sql - mql for mql, sql in became_sql.values_list("mql_at", "sql_at") if mql and sql]
+    return MedianTimes(to_mql=_median_python(to_mql_values), mql_to_sql=_median_python(mql_to_sql_values))
+
+
+@dataclass(frozen=True)
+class SalesOutcomes:
+    accepted: int
+    rejected: int
+    rejected_by_reason: list[tuple[str, str, int]]  # (reason, label, count)
+    from_handoffs: bool  # False: the handoff app is not there yet; accepted comes from the stage log
+
+
+def dashboard_sales_outcomes(*, period: Period, source: Source | None = None) -> SalesOutcomes:
+    """What sales decided in the period: accepted, and rejected by reason."""
+    model = handoff_model()
+    if model is None:
+        changes = StageChange.objects.filter(to_stage=Stage.ACCEPTED, at__gte=period.start, at__lt=period.end)
+        if source is not None:
+            changes = changes.filter(lead__source=source)
+        accepted = changes.aggregate(n=Count("lead_id", distinct=True))["n"]
+        return SalesOutcomes(accepted=accepted, rejected=0, rejected_by_reason=[], from_handoffs=False)
+    handoffs = model.objects.filter(decided_at__gte=period.start, decided_at__lt=period.end)
+    if source is not None:
+        handoffs = handoffs.filter(lead__source=source)
+    rows = (
+        handoffs.filter(status__in=["accepted", "rejected"]).values("status", "reject_reason").annotate(n=Count("id"))
+    )
+    labels = dict(model._meta.get_field("reject_reason").choices or [])
+    accepted = sum(row["n"] for row in rows if row["status"] == "accepted")
+    reasons = sorted(
+        (
+            (row["reject_reason"], str(labels.get(row["reject_reason"], row["reject_reason"])), row["n"])
+            for row in rows
+            if row["status"] == "rejected"
+        ),
+        key=lambda item: (-item[2], item[0]),
+    )
+    return SalesOutcomes(
+        accepted=accepted,
+        rejected=sum(n for _, _, n in reasons),
+        rejected_by_reason=reasons,
+        from_handoffs=True,
+    )
+
+
+@dataclass(frozen=True)
+class OverdueHandoffs:
+    count: int
+    oldest: list[Any]
+
+
+def dashboard_overdue_handoffs(*, source: Source | None = None, limit: int = 5) -> OverdueHandoffs | None:
+    """Open handoffs past their SLA; None while the handoff app has no model."""
+    model = handoff_model()
+    if model is None:
+        return None
+    handoffs = model.objects.filter(status__in=["queued", "claimed"], due_at__lt=timezone.now())
+    if source is not None:
+        handoffs = handoffs.filter(lead__source=source)
+    oldest = list(handoffs.select_related("lead", "claimed_by").order_by("due_at", "id")[:limit])
+    return OverdueHandoffs(count=handoffs.count(), oldest=oldest)
+
+
+def dashboard_recent_sqls(*, source: Source | None = None, limit: int = 8) -> list[Lead]:
+    return list(
+        _leads_of(source).filter(sql_at__isnull=False).select_related("source").order_by("-sql_at", "-id")[:limit]
+    )

@@ -153,9 +153,9 @@ def _insert_new_leads(leads: list[Lead]) -> list[tuple[int, str]]:
         [[getattr(lead, f.attname) for f in _LEAD_INSERT_FIELDS] for lead in leads],
         ["id", "public_id"],
     )
-    pk_by_public_id = {str(public_id): pk for pk, public_id in inserted}
+    pk_by_public_id = {public_id: pk for pk, public_id in inserted}
     for lead in leads:
-        lead.pk = pk_by_public_id.get(str(lead.public_id))
+        lead.pk = pk_by_public_id.get(lead.public_id)
     return inserted
 
 
@@ -217,8 +217,11 @@ _DIFFERENT_PAYLOAD = (
 )
 
 
-def events_ingest(*, source: Source, payloads: Sequence[Any]) -> IngestResult:
+def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: bool = True) -> IngestResult:
     """Validate and store a batch of events; a bad item never sinks the good ones.
+
+    ``schedule_scoring=False`` leaves the touched leads flagged without enqueuing
+    scoring, for callers that score them themselves (the demo replays history).
 
     Events are inserted set-based with ON CONFLICT DO NOTHING on (source, event_id),
     so a resent event is stored once however many requests race. Every lead
@@ -309,7 +312,7 @@ def events_ingest(*, source: Source, payloads: Sequence[Any]) -> IngestResult:
                     result.rejected.append({"index": index, "errors": {"event_id": [_DIFFERENT_PAYLOAD]}})
 
         result.lead_ids = sorted({lead.pk for lead in resolved.leads if lead is not None})
-        if result.lead_ids:
+        if result.lead_ids and schedule_scoring:
             lead_ids = result.lead_ids
             transaction.on_commit(lambda: request_scoring(lead_ids), robust=True)
     result.rejected.sort(key=lambda item: item["index"])

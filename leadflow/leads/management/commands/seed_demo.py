@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from faker import Faker
 
@@ -25,6 +26,7 @@ from leadflow.leads.management.commands._progress import progress_bar
 from leadflow.leads.models import Event, Lead, Source
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from leadflow.leads.services import events_ingest, source_get_or_create
+from scoring.services import leads_score
 
 BATCH_SIZE = 1000  # the ingest API's maximum batch
 HISTORY_DAYS = 60
@@ -279,6 +281,25 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _by_day(payloads: list[dict[str, Any]]) -> list[tuple[datetime, list[dict[str, Any]]]]:
+    """Payloads (sorted by time) grouped by UTC day, in batches the ingest API accepts."""
+    groups: list[tuple[datetime, list[dict[str, Any]]]] = []
+    for payload in payloads:
+        day = datetime.fromisoformat(payload["occurred_at"]).replace(hour=0, minute=0, second=0, microsecond=0)
+        if not groups or groups[-1][0] != day or len(groups[-1][1]) >= BATCH_SIZE:
+            groups.append((day, []))
+        groups[-1][1].append(payload)
+    return groups
+
+
+def _backdate_new_leads(source: Source, lead_ids: Sequence[int]) -> None:
+    """A demo lead was 'created' when its first event happened, not when the seed ran."""
+    first_event = Event.objects.filter(lead=OuterRef("pk")).order_by("occurred_at").values("occurred_at")[:1]
+    Lead.objects.filter(pk__in=lead_ids, source=source, created_at__gt=Subquery(first_event)).update(
+        created_at=Subquery(first_event)
+    )
+
+
 class Command(BaseCommand):
     help = (
         "Load demo data: users admin, marketer, rep and rep2 (passwords printed at the end), a 'Website' "
@@ -335,14 +356,22 @@ class Command(BaseCommand):
 
         accepted = duplicates = 0
         rejected: list[dict[str, Any]] = []
+        scored: set[int] = set()
         with progress_bar(self.stderr, total=len(payloads), unit="event", desc="Ingesting demo events") as bar:
-            for start in range(0, len(payloads), BATCH_SIZE):
-                batch = payloads[start : start + BATCH_SIZE]
-                result = events_ingest(source=source, payloads=batch)
+            # Replay history a day at a time, scoring at the end of each day, so that stage changes,
+            # MQL/SQL dates and handoffs spread over the 60 days as they would have happened.
+            for day, batch in _by_day(payloads):
+                result = events_ingest(source=source, payloads=batch, schedule_scoring=False)
                 accepted += result.accepted
                 duplicates += result.duplicates
                 rejected += [{**item, "event_id": batch[item["index"]].get("event_id")} for item in result.rejected]
+                if result.accepted:
+                    _backdate_new_leads(source, result.lead_ids)
+                    leads_score(lead_ids=result.lead_ids, as_of=min(day + timedelta(days=1), anchor))
+                    scored.update(result.lead_ids)
                 bar.update(len(batch))
+        if scored:
+            leads_score(lead_ids=sorted(scored))  # today's scores, with today's decay
 
         self._report(users, count, Lead.objects.count() - leads_before, accepted, duplicates, rejected)
 

@@ -1,0 +1,423 @@
+"""Handoff API: the sales queue (list, detail, claim, release, accept, reject,
+reassign), a lead's handoff history, handoff statistics, and notifications."""
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import django_filters
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import generics, serializers, status
+from rest_framework.filters import OrderingFilter
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from handoff import notifications, selectors, services
+from handoff.models import OPEN_STATUSES, Handoff, HandoffEvent, HandoffStatus, Notification, RejectReason
+from handoff.permissions import CanReadHandoffStats, CanReassignHandoffs, CanWorkHandoffs
+from handoff.roles import can_work_handoffs
+from leadflow.leads import selectors as lead_selectors
+
+CONFLICT = OpenApiResponse(description="Wrong state for this action, or the claim limit: see `detail`.")
+NOT_VISIBLE = OpenApiResponse(description="No such handoff, or another rep holds it.")
+
+
+def conflict(error: services.HandoffError) -> Response:
+    return Response({"detail": str(error), "code": error.code}, status=status.HTTP_409_CONFLICT)
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+# --- Output ---------------------------------------------------------------------------------------
+class HandoffLeadSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id")
+    email = serializers.CharField(allow_null=True)
+    external_id = serializers.CharField(allow_null=True)
+    name = serializers.CharField()
+    company = serializers.CharField()
+    job_title = serializers.CharField()
+    stage = serializers.CharField()
+    score = serializers.DecimalField(max_digits=12, decimal_places=2)
+
+
+class HandoffSerializer(serializers.Serializer):
+    """A handoff as the queue shows it. A plain serializer: it is on the claim hot path,
+    and a ModelSerializer introspects the model on every use."""
+
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    status = serializers.ChoiceField(choices=HandoffStatus.choices, read_only=True)
+    priority = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True)
+    lead = HandoffLeadSerializer(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    due_at = serializers.DateTimeField(read_only=True, help_text="SLA: decide by then.")
+    overdue = serializers.SerializerMethodField(help_text="Open and past its due time (SLA).")
+    overdue_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="When the breach was flagged.")
+    claimed_by = serializers.CharField(
+        source="claimed_by.username", read_only=True, allow_null=True, help_text="The rep holding or deciding it."
+    )
+    claimed_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    claim_expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    first_claimed_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    decided_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    reject_reason = serializers.ChoiceField(choices=RejectReason.choices, read_only=True, allow_blank=True)
+    note = serializers.CharField(read_only=True, help_text="The rep's note on a rejection, or why it was closed.")
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_overdue(self, handoff: Handoff) -> bool:
+        return handoff.status in OPEN_STATUSES and handoff.due_at <= timezone.now()
+
+
+class HandoffEventSerializer(serializers.ModelSerializer):
+    actor: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = HandoffEvent
+        fields = ["action", "actor", "at", "details"]
+        read_only_fields = fields
+
+
+class HandoffDetailSerializer(HandoffSerializer):
+    events = HandoffEventSerializer(many=True, read_only=True, help_text="The audit trail, oldest first.")
+
+
+# --- The queue ------------------------------------------------------------------------------------
+class HandoffFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=HandoffStatus.choices, help_text="Repeat for several.")
+    mine = django_filters.BooleanFilter(method="filter_mine", help_text="true: the handoffs I hold or held.")
+    overdue = django_filters.BooleanFilter(method="filter_overdue", help_text="true: open and past due.")
+
+    class Meta:
+        model = Handoff
+        fields = ["status"]
+
+    def filter_mine(self, queryset: QuerySet[Handoff], name: str, value: bool | None) -> QuerySet[Handoff]:
+        if value is None:
+            return queryset
+        user = self.request.user if self.request else None
+        return queryset.filter(claimed_by=user) if value else queryset.exclude(claimed_by=user)
+
+    def filter_overdue(self, queryset: QuerySet[Handoff], name: str, value: bool | None) -> QuerySet[Handoff]:
+        return queryset if value is None else selectors.handoffs_overdue(queryset, overdue=value)
+
+
+class QueueOrdering(OrderingFilter):
+    """Queue order by default (highest priority, then oldest); ties broken by id so
+    pages never skip or repeat a row."""
+
+    def get_ordering(self, request: Request, queryset: QuerySet[Any], view: Any) -> list[str]:
+        ordering = list(super().get_ordering(request, queryset, view) or [])
+        return [*ordering, "id"]
+
+
+class HandoffListView(generics.ListAPIView):
+    """The sales queue. Reps see queued handoffs and their own claims; marketing,
+    scoring admins and sales managers see everything. `ordering`: `priority`,
+    `created_at` (age), `due_at`; prefix `-` for descending."""
+
+    permission_classes = [CanWorkHandoffs]
+    serializer_class = HandoffSerializer
+    pagination_class = Pagination
+    filterset_class = HandoffFilter
+    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, QueueOrdering]
+    ordering_fields = ["priority", "created_at", "due_at"]
+    ordering = ["-priority", "created_at"]
+
+    def get_queryset(self) -> QuerySet[Handoff]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
+            return Handoff.objects.none()
+        return selectors.handoff_list(user=self.request.user)
+
+
+class HandoffDetailView(generics.RetrieveAPIView):
+    permission_classes = [CanWorkHandoffs]
+    serializer_class = HandoffDetailSerializer
+    lookup_field = "public_id"
+    lookup_url_kwarg = "handoff_id"
+
+    def get_queryset(self) -> QuerySet[Handoff]:
+        return selectors.handoff_with_events(selectors.handoff_list(user=self.request.user))
+
+
+def actionable_or_404(request: Request, handoff_id: Any) -> Handoff:
+    return get_object_or_404(selectors.handoff_actionable(user=request.user), public_id=handoff_id)
+
+
+class HandoffClaimNextView(APIView):
+    permission_classes = [CanWorkHandoffs]
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: HandoffSerializer,
+            204: OpenApiResponse(description="The queue is empty."),
+            409: CONFLICT,
+        },
+        summary="Claim the highest-priority (then oldest) queued handoff",
+    )
+    def post(self, request: Request) -> Response:
+        try:
+            handoff = services.handoff_claim_next(user=request.user)
+        except services.HandoffError as error:
+            return conflict(error)
+        if handoff is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(HandoffSerializer(handoff).data)
+
+
+class HandoffClaimView(APIView):
+    permission_classes = [CanWorkHandoffs]
+
+    @extend_schema(
+        request=None,
+        responses={200: HandoffSerializer, 404: NOT_VISIBLE, 409: CONFLICT},
+        summary="Claim this queued handoff",
+    )
+    def post(self, request: Request, handoff_id: Any) -> Response:
+        try:
+            handoff = services.handoff_claim(handoff=actionable_or_404(request, handoff_id), user=request.user)
+        except services.HandoffError as error:
+            return conflict(error)
+        return Response(HandoffSerializer(handoff).data)
+
+
+class HandoffReleaseView(APIView):
+    permission_classes = [CanWorkHandoffs]
+
+    @extend_schema(
+        request=None,
+        responses={200: HandoffSerializer, 404: NOT_VISIBLE, 409: CONFLICT},
+        summary="Put my claimed handoff back in the queue",
+    )
+    def post(self, request: Request, handoff_id: Any) -> Response:
+        try:
+            handoff = services.handoff_release(handoff=actionable_or_404(request, handoff_id), user=request.user)
+        except services.HandoffError as error:
+            return conflict(error)
+        return Response(HandoffSerializer(handoff).data)
+
+
+class HandoffAcceptView(APIView):
+    permission_classes = [CanWorkHandoffs]
+
+    @extend_schema(
+        request=None,
+        responses={200: HandoffSerializer, 404: NOT_VISIBLE, 409: CONFLICT},
+        summary="Accept my claimed handoff: the lead becomes accepted and mine",
+    )
+    def post(self, request: Request, handoff_id: Any) -> Response:
+        try:
+            handoff = services.handoff_accept(handoff=actionable_or_404(request, handoff_id), user=request.user)
+        except services.HandoffError as error:
+            return conflict(error)
+        return Response(HandoffSerializer(handoff).data)
+
+
+class RejectInputSerializer(serializers.Serializer):
+    reason = serializers.ChoiceField(choices=RejectReason.choices)
+    note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["reason"] == RejectReason.OTHER and not attrs.get("note", "").strip():
+            raise serializers.ValidationError({"note": ["Say why when the reason is 'other': marketing reads it."]})
+        return attrs
+
+
+class HandoffRejectView(APIView):
+    permission_classes = [CanWorkHandoffs]
+
+    @extend_schema(
+        request=RejectInputSerializer,
+        responses={200: HandoffSerializer, 404: NOT_VISIBLE, 409: CONFLICT},
+        summary="Reject my claimed handoff: the lead is recycled (or disqualified: not_a_fit, duplicate)",
+    )
+    def post(self, request: Request, handoff_id: Any) -> Response:
+        handoff = actionable_or_404(request, handoff_id)
+        serializer = RejectInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            handoff = services.handoff_reject(
+                handoff=handoff,
+                user=request.user,
+                reason=serializer.validated_data["reason"],
+                note=serializer.validated_data["note"],
+            )
+        except services.HandoffError as error:
+            return conflict(error)
+        return Response(HandoffSerializer(handoff).data)
+
+
+class ReassignInputSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150, help_text="The rep who gets the handoff.")
+
+    def validate_username(self, value: str) -> Any:
+        user = get_user_model().objects.filter(username=value, is_active=True).first()
+        if user is None or not can_work_handoffs(user):
+            raise serializers.ValidationError(f"No active sales rep is called {value!r}: check the name.")
+        return user
+
+
+class HandoffReassignView(APIView):
+    permission_classes = [CanReassignHandoffs]
+
+    @extend_schema(
+        request=ReassignInputSerializer,
+        responses={200: HandoffSerializer, 404: NOT_VISIBLE, 409: CONFLICT},
+        summary="Give an open handoff to a rep (sales managers and scoring admins)",
+    )
+    def post(self, request: Request, handoff_id: Any) -> Response:
+        handoff = get_object_or_404(Handoff, public_id=handoff_id)
+        serializer = ReassignInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            handoff = services.handoff_reassign(
+                handoff=handoff, actor=request.user, to_user=serializer.validated_data["username"]
+            )
+        except services.HandoffError as error:
+            return conflict(error)
+        return Response(HandoffSerializer(handoff).data)
+
+
+# --- Feedback for marketing -------------------------------------------------------------------------
+class LeadHandoffsView(APIView):
+    permission_classes = [CanReadHandoffStats]
+
+    @extend_schema(
+        responses=HandoffDetailSerializer(many=True),
+        summary="The lead's handoffs, newest first, with reject reasons, notes and audit trail",
+    )
+    def get(self, request: Request, lead_id: Any) -> Response:
+        lead = get_object_or_404(lead_selectors.lead_list(), public_id=lead_id)
+        return Response(HandoffDetailSerializer(selectors.lead_handoffs(lead=lead), many=True).data)
+
+
+class HandoffStatsSerializer(serializers.Serializer):
+    since = serializers.DateTimeField(allow_null=True)
+    until = serializers.DateTimeField(allow_null=True)
+    total = serializers.IntegerField()
+    queued = serializers.IntegerField()
+    claimed = serializers.IntegerField()
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    closed = serializers.IntegerField(help_text="Closed when a person moved the lead out of SQL.")
+    rejected_by_reason = serializers.DictField(child=serializers.IntegerField())
+    median_seconds_to_claim = serializers.FloatField(allow_null=True, help_text="From creation to first claim.")
+    median_seconds_to_decision = serializers.FloatField(allow_null=True, help_text="From creation to accept/reject.")
+    sla_breaches = serializers.IntegerField(help_text="Flagged overdue, or decided after the due time.")
+    overdue_now = serializers.IntegerField(help_text="Open and past due at this moment.")
+
+
+def parse_bound(name: str, raw: str | None, *, end: bool) -> datetime | None:
+    """An ISO date (a whole day; ``until`` includes it) or date-time; naive means UTC."""
+    if not raw:
+        return None
+    try:
+        day = parse_date(raw)
+        moment = None if day else parse_datetime(raw)
+    except ValueError:
+        moment = day = None
+    if day is not None:
+        moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
+    if moment is None:
+        raise serializers.ValidationError({name: ["Use an ISO date (2026-11-01) or date-time (2026-11-01T09:00Z)."]})
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+
+
+class HandoffStatsView(APIView):
+    permission_classes = [CanReadHandoffStats]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("since", str, description="ISO date or date-time: handoffs created from then."),
+            OpenApiParameter("until", str, description="ISO date (inclusive) or date-time (exclusive)."),
+        ],
+        responses=HandoffStatsSerializer,
+        summary="Handoff outcomes: counts, reject reasons, median time to claim and to decision, SLA breaches",
+    )
+    def get(self, request: Request) -> Response:
+        since = parse_bound("since", request.query_params.get("since"), end=False)
+        until = parse_bound("until", request.query_params.get("until"), end=True)
+        if since and until and until <= since:
+            raise serializers.ValidationError({"until": ["Must be after since."]})
+        stats = selectors.handoff_stats(since=since, until=until)
+        return Response(HandoffStatsSerializer(stats).data)
+
+
+# --- Notifications ----------------------------------------------------------------------------------
+class NotificationSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    unread = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Notification
+        fields = ["id", "kind", "title", "body", "link", "created_at", "read_at", "unread"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_unread(self, notification: Notification) -> bool:
+        return notification.read_at is None
+
+
+class NotificationFilter(django_filters.FilterSet):
+    unread = django_filters.BooleanFilter(field_name="read_at", lookup_expr="isnull", help_text="true: unread only.")
+
+    class Meta:
+        model = Notification
+        fields = ["unread"]
+
+
+class NotificationListView(generics.ListAPIView):
+    """My notifications, newest first."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = NotificationSerializer
+    pagination_class = Pagination
+    filterset_class = NotificationFilter
+
+    def get_queryset(self) -> QuerySet[Notification]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
+            return Notification.objects.none()
+        return selectors.notification_list(user=self.request.user)
+
+
+class UnreadCountSerializer(serializers.Serializer):
+    unread = serializers.IntegerField()
+
+
+class NotificationUnreadCountView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=UnreadCountSerializer, summary="How many of my notifications are unread")
+    def get(self, request: Request) -> Response:
+        return Response({"unread": selectors.notification_unread_count(user=request.user)})
+
+
+class NotificationReadView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses=NotificationSerializer, summary="Mark one of my notifications read")
+    def post(self, request: Request, notification_id: Any) -> Response:
+        notification = get_object_or_404(selectors.notification_list(user=request.user), public_id=notification_id)
+        return Response(NotificationSerializer(notifications.notification_mark_read(notification=notification)).data)
+
+
+class MarkedReadSerializer(serializers.Serializer):
+    marked_read = serializers.IntegerField()
+
+
+class NotificationReadAllView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses=MarkedReadSerializer, summary="Mark all my notifications read")
+    def post(self, request: Request) -> Response:
+        return Response({"marked_read": notifications.notifications_mark_all_read(user=request.user)})

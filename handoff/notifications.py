@@ -1,0 +1,274 @@
+"""Notifications of the sales handoff: in-app, email and an optional signed webhook.
+
+Services describe what happened as :class:`NotificationEvent` values and call
+:func:`notify_after_commit`; nothing is sent unless and until their transaction
+commits, and a failure to notify is logged, never raised into the handoff.
+
+Every event has a unique key (``handoff:<id>:breach``…). It makes each channel
+idempotent: one in-app notification per person per key (a unique constraint),
+email only to the people whose notification was just created, and one
+:class:`WebhookDelivery` row per key that is never sent again once delivered.
+"""
+
+import hashlib
+import hmac
+import http.client
+import json
+import logging
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMessage, get_connection
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from handoff.models import Notification, WebhookDelivery
+from leadflow.db import insert_ignore_conflicts_returning
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-LeadFlow-Signature"
+DELIVERY_HEADER = "X-LeadFlow-Delivery"
+EVENT_HEADER = "X-LeadFlow-Event"
+# Errors worth another attempt: network trouble, timeouts, 5xx (HTTPError is a URLError).
+RETRYABLE_ERRORS: tuple[type[Exception], ...] = (urllib.error.URLError, http.client.HTTPException, OSError)
+# A webhook neither delivered nor given up on after this long lost its task (broker
+# outage, dead worker): the sweep enqueues it again. Longer than a full retry chain.
+STALE_DELIVERY = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class NotificationEvent:
+    kind: str
+    key: str
+    title: str
+    body: str
+    link: str = ""
+    recipient_ids: tuple[int, ...] = ()
+    recipient_roles: tuple[str, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def notify_after_commit(events: Sequence[NotificationEvent]) -> None:
+    """Send these notifications once the current transaction commits (now, outside one)."""
+    if events:
+        pending = list(events)
+        transaction.on_commit(lambda: notifications_send(events=pending))
+
+
+def notifications_send(*, events: Sequence[NotificationEvent]) -> None:
+    """Every channel of every event, each failure logged and contained (a savepoint
+    each, so a failed statement cannot spoil an enclosing transaction)."""
+    for event in events:
+        try:
+            with transaction.atomic():
+                created_for = _in_app(event)
+        except Exception:
+            logger.exception("In-app notification %s failed", event.key)
+            continue
+        try:
+            _email(event, created_for)
+        except Exception:
+            logger.exception("Email notification %s failed", event.key)
+        try:
+            with transaction.atomic():
+                _webhook(event)
+        except Exception:
+            logger.exception("Webhook notification %s failed", event.key)
+
+
+def _recipients(event: NotificationEvent) -> list[int]:
+    condition = Q(pk__in=event.recipient_ids)
+    if event.recipient_roles:
+        condition |= Q(groups__name__in=event.recipient_roles)
+    users = get_user_model().objects.filter(condition, is_active=True).distinct()
+    return sorted(users.values_list("pk", flat=True))
+
+
+def _in_app(event: NotificationEvent) -> list[int]:
+    """Create the in-app notifications; returns who got one now (not already notified)."""
+    recipients = _recipients(event)
+    if not recipients:
+        return []
+    now = timezone.now()
+    rows = [
+        (uuid.uuid4(), recipient, event.kind, event.key, event.title[:200], event.body, event.link, now)
+        for recipient in recipients
+    ]
+    inserted = insert_ignore_conflicts_returning(
+        Notification,
+        ["public_id", "recipient", "kind", "event_key", "title", "body", "link", "created_at"],
+        rows,
+        returning=["recipient"],
+    )
+    return [row[0] for row in inserted]
+
+
+def absolute_link(link: str) -> str:
+    base = settings.NOTIFY_BASE_URL.rstrip("/")
+    return f"{base}{link}" if base and link.startswith("/") else link
+
+
+def _email(event: NotificationEvent, recipient_ids: Sequence[int]) -> None:
+    if not recipient_ids:
+        return
+    addresses = get_user_model().objects.filter(pk__in=recipient_ids).exclude(email="").values_list("email", flat=True)
+    link = absolute_link(event.link)
+    body = f"{event.body}\n\n{link}\n" if link else f"{event.body}\n"
+    # One message per person: recipients never see each other's addresses.
+    messages = [EmailMessage(subject=f"[LeadFlow] {event.title}", body=body, to=[address]) for address in addresses]
+    if messages:
+        get_connection().send_messages(messages)
+
+
+def _webhook(event: NotificationEvent) -> None:
+    if not settings.NOTIFY_WEBHOOK_URL:
+        return
+    payload = {
+        "id": event.key,
+        "event": event.kind,
+        "title": event.title,
+        "body": event.body,
+        "link": absolute_link(event.link),
+        "created_at": timezone.now().isoformat(),
+        "data": event.data,
+    }
+    payload = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
+    inserted = insert_ignore_conflicts_returning(
+        WebhookDelivery,
+        ["key", "payload", "created_at", "attempts", "last_error"],
+        [(event.key, payload, timezone.now(), 0, "")],
+        ["id"],
+    )
+    for (delivery_id,) in inserted:
+        transaction.on_commit(partial(_enqueue_delivery, delivery_id))
+
+
+def _enqueue_delivery(delivery_id: int) -> None:
+    from handoff.tasks import deliver_webhook
+
+    try:
+        deliver_webhook.delay(delivery_id)
+    except Exception:
+        # Eager mode propagates a failed last attempt; a broker outage loses the
+        # message. Either way the row says what happened and the sweep retries.
+        logger.exception("Webhook delivery %s was not sent", delivery_id)
+
+
+def webhook_signature(body: bytes, secret: str) -> str:
+    """The ``X-LeadFlow-Signature`` value: ``sha256=`` and the hex HMAC of the raw body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_body(delivery: WebhookDelivery) -> bytes:
+    return json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+class WebhookRefused(Exception):
+    """The receiver answered 4xx: sending the same body again will not help."""
+
+
+def _post(delivery: WebhookDelivery) -> int:
+    url = settings.NOTIFY_WEBHOOK_URL
+    if not url.startswith(("http://", "https://")):
+        raise WebhookRefused(f"NOTIFY_WEBHOOK_URL must be an http(s) URL, not {url!r}.")
+    body = webhook_body(delivery)
+    request = urllib.request.Request(  # noqa: S310 -- scheme checked above
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "LeadFlow-Webhook/1",
+            SIGNATURE_HEADER: webhook_signature(body, settings.NOTIFY_WEBHOOK_SECRET),
+            DELIVERY_HEADER: delivery.key,
+            EVENT_HEADER: str(delivery.payload.get("event", "")),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=settings.NOTIFY_WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        if 400 <= error.code < 500 and error.code not in (408, 429):
+            raise WebhookRefused(f"HTTP {error.code} {error.reason}") from error
+        raise
+
+
+def webhook_deliver(*, delivery_id: int, final_attempt: bool) -> str:
+    """Send one delivery unless it was delivered (or is being sent) already.
+
+    The row stays locked while sending, so two workers never send it at once.
+    A retryable failure is raised for the task to retry, except on the final
+    attempt, which records that we gave up."""
+    error: Exception | None = None
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(pk=delivery_id, delivered_at__isnull=True, failed_at__isnull=True)
+            .first()
+        )
+        if delivery is None:
+            return "skipped"
+        now = timezone.now()
+        delivery.attempts += 1
+        delivery.last_attempt_at = now
+        try:
+            delivery.last_status = _post(delivery)
+            delivery.delivered_at, delivery.last_error = timezone.now(), ""
+            outcome = "delivered"
+        except WebhookRefused as refused:
+            delivery.last_status = getattr(refused.__cause__, "code", None)
+            delivery.last_error, delivery.failed_at = str(refused)[:2000], now
+            outcome = "refused"
+        except RETRYABLE_ERRORS as retryable:
+            delivery.last_status = getattr(retryable, "code", None)
+            delivery.last_error = f"{type(retryable).__name__}: {retryable}"[:2000]
+            if final_attempt:
+                delivery.failed_at = now
+                outcome = "failed"
+            else:
+                error, outcome = retryable, "retry"
+        delivery.save(
+            update_fields=["attempts", "last_attempt_at", "last_status", "last_error", "delivered_at", "failed_at"]
+        )
+    if outcome in ("refused", "failed"):
+        logger.warning("Webhook %s gave up after %s attempts: %s", delivery.key, delivery.attempts, delivery.last_error)
+    if error is not None:
+        raise error
+    return outcome
+
+
+def webhooks_resend_stale(*, limit: int = 500) -> int:
+    """Enqueue deliveries whose task was lost (neither delivered nor given up on)."""
+    cutoff = timezone.now() - STALE_DELIVERY
+    ids = list(
+        WebhookDelivery.objects.filter(delivered_at__isnull=True, failed_at__isnull=True)
+        .filter(Q(last_attempt_at__isnull=True, created_at__lt=cutoff) | Q(last_attempt_at__lt=cutoff))
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for delivery_id in ids:
+        transaction.on_commit(partial(_enqueue_delivery, delivery_id))
+    return len(ids)
+
+
+# --- In-app notifications, for their owner -----------------------------------------------------
+def notification_mark_read(*, notification: Notification) -> Notification:
+    if notification.read_at is None:
+        notification.read_at = timezone.now()
+        Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=notification.read_at)
+    return notification
+
+
+def notifications_mark_all_read(*, user: Any) -> int:
+    return Notification.objects.filter(recipient=user, read_at__isnull=True).update(read_at=timezone.now())

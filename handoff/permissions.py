@@ -1,0 +1,32 @@
+from typing import Any
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+
+from handoff.roles import can_read_handoffs, can_reassign_handoffs, can_work_handoffs
+from leadflow.leads.roles import ALL_ROLES, has_role
+
+
+class CanWorkHandoffs(BasePermission):
+    """Sales acts on the queue; marketing and scoring admins may read it."""
+
+    message = "You need the sales role to work the queue; marketing and scoring admins may only read it."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if request.method in SAFE_METHODS:
+            return can_read_handoffs(request.user)
+        return can_work_handoffs(request.user)
+
+
+class CanReassignHandoffs(BasePermission):
+    message = "Only sales managers (staff users) and scoring admins may reassign handoffs."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return can_reassign_handoffs(request.user)
+
+
+class CanReadHandoffStats(BasePermission):
+    message = "You need the marketing, sales or scoring_admin role to see handoff statistics."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return has_role(request.user, *ALL_ROLES)

@@ -1,0 +1,20 @@
+from django.urls import path
+
+from handoff import api
+
+urlpatterns = [
+    path("handoffs", api.HandoffListView.as_view(), name="api-handoffs"),
+    path("handoffs/claim-next", api.HandoffClaimNextView.as_view(), name="api-handoff-claim-next"),
+    path("handoffs/<uuid:handoff_id>", api.HandoffDetailView.as_view(), name="api-handoff-detail"),
+    path("handoffs/<uuid:handoff_id>/claim", api.HandoffClaimView.as_view(), name="api-handoff-claim"),
+    path("handoffs/<uuid:handoff_id>/release", api.HandoffReleaseView.as_view(), name="api-handoff-release"),
+    path("handoffs/<uuid:handoff_id>/accept", api.HandoffAcceptView.as_view(), name="api-handoff-accept"),
+    path("handoffs/<uuid:handoff_id>/reject", api.HandoffRejectView.as_view(), name="api-handoff-reject"),
+    path("handoffs/<uuid:handoff_id>/reassign", api.HandoffReassignView.as_view(), name="api-handoff-reassign"),
+    path("leads/<uuid:lead_id>/handoffs", api.LeadHandoffsView.as_view(), name="api-lead-handoffs"),
+    path("stats/handoffs", api.HandoffStatsView.as_view(), name="api-handoff-stats"),
+    path("notifications", api.NotificationListView.as_view(), name="api-notifications"),
+    path("notifications/unread-count", api.NotificationUnreadCountView.as_view(), name="api-notifications-unread"),
+    path("notifications/read-all", api.NotificationReadAllView.as_view(), name="api-notifications-read-all"),
+    path("notifications/<uuid:notification_id>/read", api.NotificationReadView.as_view(), name="api-notification-read"),
+]

@@ -1,0 +1,256 @@
+"""Server-rendered charts: small inline SVG built from data.
+
+Every piece of text that comes from data goes through ``escape``; numbers are
+formatted here. The result is marked safe only because this module built all of
+it. Colours and fonts come from ``static/css/app.css`` through class names (no
+``style`` attributes), so the pages keep a strict Content-Security-Policy.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+Number = int | float | Decimal
+
+WIDTH = 640
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 44, 12, 28, 30
+NICE_STEPS = (1, 2, 2.5, 5, 10)
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    values: Sequence[Number]
+    css_class: str = "series-1"
+
+
+def _fmt(number: float) -> str:
+    """A coordinate: short, locale-free."""
+    return f"{number:.1f}".rstrip("0").rstrip(".")
+
+
+def _label(number: Number) -> str:
+    value = float(number)
+    return str(int(value)) if value == int(value) else f"{value:.1f}"
+
+
+def nice_ticks(maximum: float, count: int = 4) -> list[float]:
+    """Round tick values from 0 up to at least ``maximum`` (1, 2, 2.5 or 5 × 10ⁿ apart)."""
+    if maximum <= 0:
+        return [0, 1]
+    raw = maximum / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(s * magnitude for s in NICE_STEPS if s * magnitude >= raw)
+    if step < 1 and maximum >= 1:
+        step = 1
+    ticks = [0.0]
+    while ticks[-1] < maximum:
+        ticks.append(round(ticks[-1] + step, 10))
+    return ticks
+
+
+def _open(chart_id: str, title: str, description: str, height: int) -> list[str]:
+    return [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" '
+        f'preserveAspectRatio="xMidYMid meet" aria-labelledby="{escape(chart_id)}-t {escape(chart_id)}-d">',
+        f'<title id="{escape(chart_id)}-t">{escape(title)}</title>',
+        f'<desc id="{escape(chart_id)}-d">{escape(description)}</desc>',
+    ]
+
+
+def _y_axis(parts: list[str], ticks: list[float], height: int) -> None:
+    top, bottom = PAD_TOP, height - PAD_BOTTOM
+    for tick in ticks:
+        y = bottom - (bottom - top) * tick / ticks[-1]
+        parts.append(f'<line class="grid" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{_fmt(y)}" y2="{_fmt(y)}"/>')
+        parts.append(f'<text class="tick" x="{PAD_LEFT - 6}" y="{_fmt(y + 4)}" text-anchor="end">{_label(tick)}</text>')
+
+
+def _legend(parts: list[str], series: Sequence[Series]) -> None:
+    if len(series) < 2:
+        return
+    x = WIDTH - PAD_RIGHT
+    for item in reversed(series):
+        text_width = 7 * len(item.name) + 6
+        x -= text_width
+        parts.append(f'<text class="legend" x="{x}" y="14">{escape(item.name)}</text>')
+        x -= 14
+        parts.append(f'<rect class="{escape(item.css_class)}" x="{x}" y="5" width="10" height="10" rx="2"/>')
+        x -= 12
+
+
+def _x_label_every(count: int, room: int) -> int:
+    return max(1, math.ceil(count / room))
+
+
+def _description(labels: Sequence[str], series: Sequence[Series], limit: int = 40) -> str:
+    pieces = []
+    for index, label in enumerate(labels[:limit]):
+        values = ", ".join(f"{s.name} {_label(s.values[index])}" for s in series)
+        pieces.append(f"{label}: {values}")
+    more = f" … and {len(labels) - limit} more" if len(labels) > limit else ""
+    return "; ".join(pieces) + more
+
+
+def bar_chart(
+    *, chart_id: str, title: str, labels: Sequence[str], series: Sequence[Series], height: int = 220
+) -> SafeString:
+    """Vertical bars, grouped when there are several series."""
+    parts = _open(chart_id, title, _description(labels, series), height)
+    maximum = max((float(v) for s in series for v in s.values), default=0)
+    ticks = nice_ticks(maximum)
+    _y_axis(parts, ticks, height)
+    _legend(parts, series)
+    top, bottom = PAD_TOP, height - PAD_BOTTOM
+    plot = WIDTH - PAD_LEFT - PAD_RIGHT
+    slot = plot / max(len(labels), 1)
+    gap = min(slot * 0.2, 12)
+    bar = (slot - gap) / max(len(series), 1)
+    every = _x_label_every(len(labels), 12)
+    for index, label in enumerate(labels):
+        x0 = PAD_LEFT + index * slot + gap / 2
+        for position, item in enumerate(series):
+            value = float(item.values[index])
+            h = (bottom - top) * value / ticks[-1]
+            parts.append(
+                f'<rect class="{escape(item.css_class)}" x="{_fmt(x0 + position * bar)}" y="{_fmt(bottom - h)}" '
+                f'width="{_fmt(max(bar - 1, 1))}" height="{_fmt(h)}" rx="2">'
+                f"<title>{escape(label)} · {escape(item.name)}: {_label(value)}</title></rect>"
+            )
+        if index % every == 0:
+            parts.append(
+                f'<text class="tick" x="{_fmt(x0 + (slot - gap) / 2)}" y="{bottom + 16}" '
+                f'text-anchor="middle">{escape(label)}</text>'
+            )
+    parts.append(f'<line class="axis" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{bottom}" y2="{bottom}"/>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 -- every text above is escaped
+
+
+def histogram(
+    *,
+    chart_id: str,
+    title: str,
+    lows: Sequence[Number],
+    width: Number,
+    series: Sequence[Series],
+    markers: Sequence[tuple[Number, str]] = (),
+    height: int = 220,
+) -> SafeString:
+    """Adjacent bars over uniform buckets ``[low, low + width)``; ``markers`` are
+    vertical lines at values (e.g. the MQL and SQL thresholds)."""
+    labels = [f"{_label(low)}–{_label(float(low) + float(width))}" for low in lows]
+    parts = _open(chart_id, title, _description(labels, series), height)
+    maximum = max((float(v) for s in series for v in s.values), default=0)
+    ticks = nice_ticks(maximum)
+    _y_axis(parts, ticks, height)
+    _legend(parts, series)
+    top, bottom = PAD_TOP, height - PAD_BOTTOM
+    plot = WIDTH - PAD_LEFT - PAD_RIGHT
+    count = max(len(lows), 1)
+    slot = plot / count
+    bar = slot / max(len(series), 1)
+    for index in range(len(lows)):
+        for position, item in enumerate(series):
+            value = float(item.values[index])
+            h = (bottom - top) * value / ticks[-1]
+            parts.append(
+                f'<rect class="{escape(item.css_class)}" x="{_fmt(PAD_LEFT + index * slot + position * bar + 0.5)}" '
+                f'y="{_fmt(bottom - h)}" width="{_fmt(max(bar - 1, 1))}" height="{_fmt(h)}">'
+                f"<title>Score {escape(labels[index])} · {escape(item.name)}: {_label(value)} leads</title></rect>"
+            )
+    every = _x_label_every(len(lows) + 1, 14)
+    for index in range(0, len(lows) + 1, every):
+        edge = float(lows[0]) + index * float(width) if lows else 0.0
+        x = PAD_LEFT + index * slot
+        parts.append(f'<text class="tick" x="{_fmt(x)}" y="{bottom + 16}" text-anchor="middle">{_label(edge)}</text>')
+    if lows:
+        start, span = float(lows[0]), float(width) * len(lows)
+        for position, (threshold, name) in enumerate(markers):
+            ratio = (float(threshold) - start) / span
+            if 0 <= ratio <= 1:
+                x = PAD_LEFT + plot * ratio
+                y = top + 4 + 13 * position  # staggered: close thresholds must not overlap
+                parts.append(f'<line class="marker" x1="{_fmt(x)}" x2="{_fmt(x)}" y1="{top - 6}" y2="{bottom}"/>')
+                parts.append(
+                    f'<text class="marker-label" x="{_fmt(x + 4)}" y="{y}">{escape(name)} {_label(threshold)}</text>'
+                )
+    parts.append(f'<line class="axis" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{bottom}" y2="{bottom}"/>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 -- every text above is escaped
+
+
+def line_chart(
+    *, chart_id: str, title: str, days: Sequence[date], series: Sequence[Series], height: int = 220
+) -> SafeString:
+    """One line per series over consecutive days."""
+    labels = [day.isoformat() for day in days]
+    parts = _open(chart_id, title, _description(labels, series), height)
+    maximum = max((float(v) for s in series for v in s.values), default=0)
+    ticks = nice_ticks(maximum)
+    _y_axis(parts, ticks, height)
+    _legend(parts, series)
+    top, bottom = PAD_TOP, height - PAD_BOTTOM
+    plot = WIDTH - PAD_LEFT - PAD_RIGHT - 8
+    step = plot / max(len(days) - 1, 1)
+
+    def x_at(index: int) -> float:
+        return PAD_LEFT + 4 + index * step
+
+    for item in series:
+        points = [
+            (x_at(index), bottom - (bottom - top) * float(value) / ticks[-1]) for index, value in enumerate(item.values)
+        ]
+        path = " ".join(f"{_fmt(x)},{_fmt(y)}" for x, y in points)
+        parts.append(f'<polyline class="line {escape(item.css_class)}" points="{path}"/>')
+        if len(points) <= 45:
+            for (x, y), label, value in zip(points, labels, item.values, strict=True):
+                parts.append(
+                    f'<circle class="dot {escape(item.css_class)}" cx="{_fmt(x)}" cy="{_fmt(y)}" r="2.5">'
+                    f"<title>{escape(label)} · {escape(item.name)}: {_label(value)}</title></circle>"
+                )
+    every = _x_label_every(len(days), 8)
+    for index in range(0, len(days), every):
+        parts.append(
+            f'<text class="tick" x="{_fmt(x_at(index))}" y="{bottom + 16}" text-anchor="middle">'
+            f"{days[index].strftime('%b %-d')}</text>"
+        )
+    parts.append(f'<line class="axis" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{bottom}" y2="{bottom}"/>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 -- every text above is escaped
+
+
+def funnel_chart(
+    *, chart_id: str, title: str, steps: Sequence[tuple[str, Number]], notes: Sequence[str] = (), height: int = 0
+) -> SafeString:
+    """Horizontal bars, one per funnel step, widest first; ``notes`` follow the values (e.g. rates)."""
+    row = 34
+    height = height or PAD_TOP // 2 + row * len(steps) + 4
+    description = "; ".join(f"{label}: {_label(value)}" for label, value in steps)
+    parts = _open(chart_id, title, description, height)
+    maximum = max((float(value) for _, value in steps), default=0) or 1
+    label_width = 110
+    plot = WIDTH - label_width - 60
+    for index, (label, value) in enumerate(steps):
+        y = 6 + index * row
+        w = max(plot * float(value) / maximum, 2 if float(value) else 0)
+        parts.append(
+            f'<text class="funnel-label" x="{label_width - 10}" y="{y + 18}" text-anchor="end">{escape(label)}</text>'
+        )
+        parts.append(
+            f'<rect class="funnel-bar step-{index + 1}" x="{label_width}" y="{y}" width="{_fmt(w)}" height="{row - 8}" '
+            f'rx="4"><title>{escape(label)}: {_label(value)}</title></rect>'
+        )
+        note = (
+            f' <tspan class="funnel-note">{escape(notes[index])}</tspan>' if index < len(notes) and notes[index] else ""
+        )
+        parts.append(
+            f'<text class="funnel-value" x="{_fmt(label_width + w + 8)}" y="{y + 18}">{_label(value)}{note}</text>'
+        )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 -- every text above is escaped

@@ -1,0 +1,113 @@
+"""Small template helpers of the pages: roles, navigation, numbers and durations."""
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django import template
+
+from leadflow.leads.models import Stage
+from leadflow.leads.roles import ALL_ROLES, role_names
+from leadflow.leads.roles import has_role as user_has_role
+
+register = template.Library()
+
+
+@register.filter
+def has_role(user: Any, roles: str) -> bool:
+    """``user|has_role:"marketing,scoring_admin"`` (staff always pass)."""
+    return user_has_role(user, *[role.strip() for role in roles.split(",") if role.strip()])
+
+
+@register.filter
+def has_any_role(user: Any) -> bool:
+    return user_has_role(user, *ALL_ROLES)
+
+
+@register.filter
+def role_labels(user: Any) -> str:
+    if getattr(user, "is_superuser", False):
+        return "superuser"
+    labels = sorted(role.replace("_", " ") for role in role_names(user))
+    if getattr(user, "is_staff", False):
+        labels.append("staff")
+    return ", ".join(labels)
+
+
+@register.filter
+def starts_with(text: str, prefix: str) -> bool:
+    return str(text).startswith(prefix)
+
+
+@register.filter
+def percent(value: float | None) -> str:
+    """A rate in percent for people: ``—`` when undefined."""
+    if value is None:
+        return "—"
+    return f"{value:.0f}%" if value >= 10 or value == 0 else f"{value:.1f}%"
+
+
+@register.filter
+def score(value: Decimal | float | None) -> str:
+    """A score as people read it: at most one decimal."""
+    if value is None:
+        return "—"
+    number = Decimal(value).quantize(Decimal("0.1"))
+    text = format(number, "f")
+    return text[:-2] if text.endswith(".0") else text
+
+
+@register.filter
+def signed(value: Decimal | float | None) -> str:
+    if value is None:
+        return "—"
+    text = score(value)
+    return text if text.startswith("-") or text == "0" else f"+{text}"
+
+
+@register.filter
+def duration(value: timedelta | None) -> str:
+    """``3.2 days``, ``5 h``, ``12 min``; ``—`` when undefined."""
+    if value is None:
+        return "—"
+    seconds = value.total_seconds()
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{max(seconds, 0) / 60:.0f} min"
+
+
+@register.filter
+def properties_summary(properties: Any, limit: int = 4) -> list[tuple[str, str]]:
+    """The first few properties of an event as (key, text) pairs."""
+    if not isinstance(properties, dict):
+        return []
+    pairs = []
+    for key, value in list(properties.items())[:limit]:
+        text = value if isinstance(value, str) else str(value)
+        pairs.append((str(key), text if len(text) <= 80 else text[:79] + "…"))
+    return pairs
+
+
+@register.filter
+def get_item(mapping: dict[str, Any], key: str) -> Any:
+    return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+@register.filter
+def elapsed(end: Any, start: Any) -> str:
+    """``{{ run.finished_at|elapsed:run.started_at }}``: ``4 s``, ``2.5 min``."""
+    if not end or not start:
+        return "—"
+    seconds = (end - start).total_seconds()
+    if seconds < 1:
+        return "under a second"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return duration(end - start)
+
+
+@register.filter
+def stage_label(value: str) -> str:
+    return str(Stage(value).label) if value in Stage.values else value

@@ -1,0 +1,77 @@
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus, StageChange
+
+
+class RuleInline(admin.TabularInline):
+    model = Rule
+    extra = 0
+    fields = [
+        "position",
+        "kind",
+        "name",
+        "points",
+        "event_type",
+        "attribute",
+        "operator",
+        "value",
+        "max_points",
+        "window_days",
+    ]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None or obj.status == RuleSetStatus.DRAFT
+
+    has_add_permission = has_delete_permission = has_change_permission
+
+
+@admin.register(RuleSet)
+class RuleSetAdmin(admin.ModelAdmin):
+    """Read and tidy rulesets here; edit, preview and publish them in the Scoring rules pages,
+    which validate rules and rescore leads on publish."""
+
+    list_display = ["version", "name", "status", "mql_threshold", "sql_threshold", "published_at"]
+    list_filter = ["status"]
+    inlines = [RuleInline]
+    readonly_fields = ["version", "status", "created_by", "created_at", "published_by", "published_at", "archived_at"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and (obj is None or obj.status == RuleSetStatus.DRAFT)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # versions are numbered by the service: use the API or the pages
+
+
+@admin.register(StageChange)
+class StageChangeAdmin(admin.ModelAdmin):
+    """The audit log of qualification: append-only."""
+
+    list_display = ["at", "lead", "from_stage", "to_stage", "actor", "ruleset_version", "score"]
+    list_filter = ["to_stage", "from_stage"]
+    search_fields = ["lead__email", "reason"]
+    list_select_related = ["lead", "actor"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(RescoreRun)
+class RescoreRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "ruleset", "reason", "state", "done", "total", "changed_stages", "created_at", "finished_at"]
+    list_filter = ["state", "reason"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

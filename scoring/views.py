@@ -1,0 +1,260 @@
+"""Pages of scoring: rulesets and their rules, the what-if preview, publishing and the
+rescore progress. Everyone with a role reads; only scoring admins (and staff) change
+rulesets, and only drafts change."""
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from leadflow.leads import charts
+from leadflow.leads import selectors as lead_selectors
+from leadflow.leads.decorators import role_required
+from leadflow.leads.models import Stage
+from leadflow.leads.roles import ALL_ROLES, SCORING_ADMIN, has_role
+from scoring import selectors, services
+from scoring.api import describe_rule, preview_data
+from scoring.forms import RuleForm, RuleSetForm
+from scoring.models import RescoreRun, Rule, RuleKind, RuleSet, RuleSetStatus
+
+EDITOR_ONLY = "Only scoring admins may change rulesets; you can read them."
+
+
+def _ruleset_or_404(version: int) -> RuleSet:
+    return get_object_or_404(
+        RuleSet.objects.select_related("created_by", "published_by").prefetch_related("rules"), version=version
+    )
+
+
+def _not_editable(request: HttpRequest, ruleset: RuleSet) -> HttpResponse:
+    messages.error(
+        request, f"Ruleset v{ruleset.version} is {ruleset.status} and cannot change: clone it to a new draft."
+    )
+    return redirect("ruleset-detail", version=ruleset.version)
+
+
+# --- Reading ---------------------------------------------------------------------------------
+@role_required(*ALL_ROLES)
+def ruleset_list(request: HttpRequest) -> HttpResponse:
+    rulesets = list(selectors.ruleset_list())
+    context = {
+        "published": [r for r in rulesets if r.status == RuleSetStatus.PUBLISHED],
+        "drafts": [r for r in rulesets if r.status == RuleSetStatus.DRAFT],
+        "archived": [r for r in rulesets if r.status == RuleSetStatus.ARCHIVED],
+        "latest_run": selectors.rescore_run_latest(),
+        "can_edit": has_role(request.user, SCORING_ADMIN),
+    }
+    return render(request, "scoring/ruleset_list.html", context)
+
+
+@role_required(*ALL_ROLES)
+def ruleset_detail(request: HttpRequest, version: int) -> HttpResponse:
+    ruleset = _ruleset_or_404(version)
+    rules = list(ruleset.rules.all())
+    is_admin = has_role(request.user, SCORING_ADMIN)
+
+    def rows(kind: str) -> list[dict[str, Any]]:
+        return [
+            {"rule": rule, "condition": describe_rule(selectors.rule_spec(rule))} for rule in rules if rule.kind == kind
+        ]
+
+    context = {
+        "ruleset": ruleset,
+        "fit_rows": rows(RuleKind.FIT),
+        "behaviour_rows": rows(RuleKind.BEHAVIOUR),
+        "is_admin": is_admin,
+        "can_edit": is_admin and ruleset.is_editable,
+    }
+    return render(request, "scoring/ruleset_detail.html", context)
+
+
+# --- Changing a draft -------------------------------------------------------------------------
+@role_required(SCORING_ADMIN, message=EDITOR_ONLY)
+def ruleset_edit(request: HttpRequest, version: int) -> HttpResponse:
+    ruleset = _ruleset_or_404(version)
+    if not ruleset.is_editable:
+        return _not_editable(request, ruleset)
+    if request.method == "POST":
+        form = RuleSetForm(request.POST, instance=ruleset)
+        if form.is_valid():
+            try:
+                services.ruleset_update(ruleset=ruleset, **form.validated_data)
+            except services.ScoringError as error:
+                form.add_error(None, str(error))
+            else:
+                messages.success(request, f"Saved the settings of draft v{ruleset.version}.")
+                return redirect("ruleset-detail", version=ruleset.version)
+        return render(request, "scoring/ruleset_form.html", {"ruleset": ruleset, "form": form}, status=400)
+    form = RuleSetForm(instance=ruleset)
+    return render(request, "scoring/ruleset_form.html", {"ruleset": ruleset, "form": form})
+
+
+def _rule_page(
+    request: HttpRequest, ruleset: RuleSet, form: RuleForm, rule: Rule | None, status: int = 200
+) -> HttpResponse:
+    return render(request, "scoring/rule_form.html", {"ruleset": ruleset, "form": form, "rule": rule}, status=status)
+
+
+@role_required(SCORING_ADMIN, message=EDITOR_ONLY)
+def rule_create(request: HttpRequest, version: int) -> HttpResponse:
+    ruleset = _ruleset_or_404(version)
+    if not ruleset.is_editable:
+        return _not_editable(request, ruleset)
+    if request.method != "POST":
+        kind = request.GET.get("kind")
+        return _rule_page(request, ruleset, RuleForm(initial={"kind": kind if kind in RuleKind.values else ""}), None)
+    form = RuleForm(request.POST)
+    if form.is_valid():
+        try:
+            rule = services.rule_create(ruleset=ruleset, **form.validated_data)
+        except services.ScoringError as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"Added the rule “{rule.name}” to draft v{ruleset.version}.")
+            return redirect("ruleset-detail", version=ruleset.version)
+    return _rule_page(request, ruleset, form, None, status=400)
+
+
+@role_required(SCORING_ADMIN, message=EDITOR_ONLY)
+def rule_edit(request: HttpRequest, version: int, rule_id: int) -> HttpResponse:
+    ruleset = _ruleset_or_404(version)
+    rule = get_object_or_404(Rule, pk=rule_id, ruleset=ruleset)
+    if not ruleset.is_editable:
+        return _not_editable(request, ruleset)
+    if request.method != "POST":
+        return _rule_page(request, ruleset, RuleForm(instance=rule), rule)
+    form = RuleForm(request.POST, instance=rule)
+    if form.is_valid():
+        try:
+            services.rule_update(rule=rule, **form.validated_data)
+        except services.ScoringError as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"Saved the rule “{rule.name}”.")
+            return redirect("ruleset-detail", version=ruleset.version)
+    return _rule_page(request, ruleset, form, rule, status=400)
+
+
+@require_POST
+@role_required(SCORING_ADMIN, message=EDITOR_ONLY)
+def rule_delete(request: HttpRequest, version: int, rule_id: int) -> HttpResponse:
+    ruleset = _ruleset_or_404(version)
+    rule = get_object_or_404(Rule, pk=rule_id, ruleset=ruleset)
+    try:
+        services.rule_delete(rule=rule)
+    except services.ScoringError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Removed the rule “{rule.name}”.")
+    return redirect("ruleset-detail", version=ruleset.version)
+
+
+@require_POST
+@role_required(SCORING_ADMIN, message=EDITOR_ONLY)
+def ruleset_clone(request: HttpRequest, version: int) -> HttpResponse:
+    clone = services.ruleset_clone(ruleset=_ruleset_or_404(version), user=request.user)
+    messages.success(request, f"Draft v{clone.version} created from v{version}: edit it, preview it, then publish.")
+    return redirect("ruleset-detail", version=clone.version)
+
+
+@require_POST
+@role_required(SCORING_ADMIN, message=EDITOR_ONLY)
+def ruleset_delete(request: HttpRequest, version: int) -> HttpResponse:
+    ruleset = _ruleset_or_404(version)
+    try:
+        services.ruleset_delete(ruleset=ruleset)
+    except services.ScoringError as error:
+        messages.error(request, str(error))
+        return redirect("ruleset-detail", version=version)
+    messages.success(request, f"Deleted draft v{version}.")
+    return redirect("ruleset-list")
+
+
+# --- Preview, publish, progress ---------------------------------------------------------------
+def _bucket_low(label: str) -> int:
+    return int(label.split("–")[0])
+
+
+def _preview_histogram(preview: services.Preview) -> dict[str, Any]:
+    lows = sorted({_bucket_low(label) for label in [*preview.histogram_before, *preview.histogram_after]})
+    if not lows:
+        return {"lows": [], "before": [], "after": []}
+    width = int(services.HISTOGRAM_WIDTH)
+    every = list(range(lows[0], lows[-1] + width, width))
+    before = {_bucket_low(label): n for label, n in preview.histogram_before.items()}
+    after = {_bucket_low(label): n for label, n in preview.histogram_after.items()}
+    return {"lows": every, "before": [before.get(b, 0) for b in every], "after": [after.get(b, 0) for b in every]}
+
+
+@role_required(SCORING_ADMIN, message="Only scoring admins may preview rulesets.")
+def ruleset_preview(request: HttpRequest, version: int) -> HttpResponse:
+    ruleset = _ruleset_or_404(version)
+    preview = services.ruleset_preview(ruleset=ruleset)
+    data = preview_data(preview)
+    buckets = _preview_histogram(preview)
+    stages = [
+        {
+            "stage": stage,
+            "before": preview.stages_before.get(stage, 0),
+            "after": preview.stages_after.get(stage, 0),
+            "delta": preview.stages_after.get(stage, 0) - preview.stages_before.get(stage, 0),
+        }
+        for stage in Stage
+    ]
+    context = {
+        "ruleset": ruleset,
+        "preview": data,
+        "stages": stages,
+        "chart": charts.histogram(
+            chart_id="preview-scores",
+            title=f"Score distribution now and with v{ruleset.version}",
+            lows=buckets["lows"],
+            width=services.HISTOGRAM_WIDTH,
+            series=[
+                charts.Series("Now", buckets["before"], "series-muted"),
+                charts.Series(f"With v{ruleset.version}", buckets["after"], "series-1"),
+            ],
+            markers=[(ruleset.mql_threshold, "MQL"), (ruleset.sql_threshold, "SQL")],
+        )
+        if buckets["lows"]
+        else None,
+        "lists": [
+            ("enter_sql", "Would become SQL", "Publishing moves them to SQL and opens a handoff to sales."),
+            ("enter_mql", "Would become MQL", "Publishing moves them to MQL."),
+            ("leave_sql", "SQLs below the new SQL threshold", "Publishing never demotes them; worth a look."),
+            ("leave_mql", "MQLs below the new MQL threshold", "Publishing never demotes them; worth a look."),
+        ],
+        "limit": services.PREVIEW_LIST_LIMIT,
+        "is_admin": True,
+    }
+    return render(request, "scoring/preview.html", context)
+
+
+@role_required(SCORING_ADMIN, message=EDITOR_ONLY)
+def ruleset_publish(request: HttpRequest, version: int) -> HttpResponse:
+    """GET: confirm. POST: publish the draft and follow the rescore."""
+    ruleset = _ruleset_or_404(version)
+    if not ruleset.is_editable:
+        return _not_editable(request, ruleset)
+    if request.method == "POST":
+        try:
+            run = services.ruleset_publish(ruleset=ruleset, user=request.user)
+        except services.ScoringError as error:
+            messages.error(request, str(error))
+            return redirect("ruleset-detail", version=version)
+        messages.success(request, f"Published v{version}: every lead is rescored with it.")
+        return redirect("rescore-run", run_id=run.pk)
+    context = {
+        "ruleset": ruleset,
+        "current": selectors.published_ruleset(),
+        "lead_count": lead_selectors.lead_count(),
+    }
+    return render(request, "scoring/publish_confirm.html", context)
+
+
+@role_required(*ALL_ROLES)
+def rescore_run(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(RescoreRun.objects.select_related("ruleset", "created_by"), pk=run_id)
+    return render(request, "scoring/rescore_run.html", {"run": run, "finished": run.state in ("done", "failed")})

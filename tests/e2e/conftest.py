@@ -1,0 +1,135 @@
+"""Browser tests: headless Chromium (Debian's, /usr/bin/chromium) driven by Playwright
+against pytest-django's live server.
+
+Playwright's sync API runs an event loop in this thread, so Django would refuse the
+test's own database calls as "async unsafe": they are safe here (one thread talks
+to the database at a time), hence DJANGO_ALLOW_ASYNC_UNSAFE — set only while these
+tests run, so that it never leaks into the rest of the suite (``check --deploy``
+refuses it).
+"""
+
+import importlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.apps import apps
+from django.core.management import call_command
+from django.db import connection
+from playwright.sync_api import Browser, Page, sync_playwright
+
+CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's
+
+
+@pytest.fixture(scope="module", autouse=True)
+def allow_database_calls_beside_playwrights_loop() -> Iterator[None]:
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if previous is None:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="module")
+def chromium(allow_database_calls_beside_playwrights_loop: None) -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"No Chromium at {CHROMIUM}: run `make e2e-deps` (or set E2E_CHROMIUM).")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Browser, live_server) -> Iterator[Page]:
+    """A fresh browser tab, 1280 pixels wide, that records console errors (CSP violations)."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 800}, base_url=live_server.url)
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.console_errors = errors  # type: ignore[attr-defined]
+    yield tab
+    context.close()
+
+
+def log_in(page: Page, username: str, password: str = PASSWORD, *, screenshot: str = "") -> None:
+    page.goto("/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    if screenshot:
+        shoot(page, screenshot)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(lambda url: "/login/" not in url)
+
+
+def shoot(page: Page, name: str) -> None:
+    """A full-page screenshot in docs/screenshots/<name>.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+# A form sent back with its errors answers 400, which Chromium logs as an error.
+EXPECTED_ERRORS = ("the server responded with a status of 400",)
+
+
+def assert_no_console_errors(page: Page) -> None:
+    """Nothing blocked by the Content-Security-Policy, no script error, no missing file."""
+    errors = [e for e in page.console_errors if not any(x in e for x in EXPECTED_ERRORS)]  # type: ignore[attr-defined]
+    assert not errors, errors
+
+
+def install_default_ruleset() -> None:
+    """The ruleset a new install gets (a transactional test flushed the migration's copy)."""
+    migration = importlib.import_module("scoring.migrations.0002_default_ruleset")
+    migration.install(apps, None)
+
+
+@pytest.fixture
+def demo_data(transactional_db) -> None:
+    """The demo (seed_demo: 160 leads through the real ingest path and scoring), spread
+    over its 60 days as if it had been ingested live, so the charts have a history."""
+    from handoff.models import Handoff
+    from leadflow.leads.models import Event, Lead
+    from scoring.models import StageChange
+
+    install_default_ruleset()
+    call_command("seed_demo", leads=160, stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))  # noqa: SIM115
+    lead, event, change, handoff = (m._meta.db_table for m in (Lead, Event, StageChange, Handoff))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {lead} l SET created_at = e.first,
+                mql_at = CASE WHEN l.mql_at IS NULL THEN NULL ELSE e.first + (e.last - e.first) * 0.6 END,
+                sql_at = CASE WHEN l.sql_at IS NULL THEN NULL ELSE e.last + interval '5 minutes' END
+            FROM (SELECT lead_id, MIN(occurred_at) AS first, MAX(occurred_at) AS last FROM {event} GROUP BY lead_id) e
+            WHERE e.lead_id = l.id
+            """  # noqa: S608 -- table names from the models
+        )
+        cursor.execute(
+            f"""
+            UPDATE {change} s SET at = CASE s.to_stage WHEN 'mql' THEN l.mql_at WHEN 'sql' THEN l.sql_at ELSE s.at END
+            FROM {lead} l WHERE l.id = s.lead_id
+            """  # noqa: S608
+        )
+        cursor.execute(
+            f"""
+            UPDATE {handoff} h SET created_at = l.sql_at, due_at = l.sql_at + interval '24 hours'
+            FROM {lead} l WHERE l.id = h.lead_id
+            """  # noqa: S608
+        )

@@ -1,0 +1,286 @@
+import hashlib
+import hmac
+import json
+import socket
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+import time_machine
+from django.db import transaction
+
+from handoff import notifications, services
+from handoff.models import HandoffEvent, Notification, WebhookDelivery
+from handoff.tasks import deliver_webhook, flag_overdue
+from tests.conftest import client_for
+from tests.factories import HandoffFactory, SqlLeadFactory, UserFactory
+
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+SECRET = "whsec-test-0123456789abcdef"
+
+
+@pytest.fixture
+def after_commit(django_capture_on_commit_callbacks):
+    """Run a block and then what it scheduled for after its commit (the notifications)."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+@pytest.fixture
+def webhook(settings):
+    """A real HTTP receiver on the loopback interface, in a thread. It answers the
+    statuses queued in ``answers`` first, then 200."""
+    received: list[SimpleNamespace] = []
+    answers: list[int] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(SimpleNamespace(path=self.path, headers=self.headers, body=body))
+            self.send_response(answers.pop(0) if answers else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.NOTIFY_WEBHOOK_URL = f"http://127.0.0.1:{server.server_port}/hooks/leadflow"
+    settings.NOTIFY_WEBHOOK_SECRET = SECRET
+    try:
+        yield SimpleNamespace(received=received, answers=answers)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def eager_retries():
+    """Tasks run in-process in tests; let Celery run a task's retries in-process too, as
+    a worker would (without waiting for the backoff), instead of propagating the first
+    failure to the caller."""
+    from leadflow.celery import app
+
+    app.conf.task_eager_propagates = False
+    try:
+        yield
+    finally:
+        app.conf.task_eager_propagates = True
+
+
+def closed_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def kinds(user):
+    return sorted(user.notifications.values_list("kind", flat=True))
+
+
+def claimed_handoff(user, **extra):
+    handoff = HandoffFactory(**extra)
+    return services.handoff_claim(handoff=handoff, user=user)
+
+
+# --- Who is told what ----------------------------------------------------------------------------------
+def test_a_new_sql_notifies_the_sales_group_in_app_and_by_email(rep, other_rep, marketer, mailoutbox, after_commit):
+    lead = SqlLeadFactory(name="Grace Hopper", company="Navy")
+    with after_commit():
+        services.handoffs_open_for_leads(leads=[lead], at=NOW)
+    assert kinds(rep) == kinds(other_rep) == ["handoff_new"]
+    assert kinds(marketer) == []
+    notification = rep.notifications.get()
+    assert notification.title == "New SQL: Grace Hopper (Navy)"
+    assert notification.link.startswith("/api/v1/handoffs/")
+    assert sorted(m.to[0] for m in mailoutbox) == ["other_rep@leadflow.test", "rep@leadflow.test"]
+    assert mailoutbox[0].subject == "[LeadFlow] New SQL: Grace Hopper (Navy)"
+
+
+def test_many_new_sqls_at_once_make_one_digest_per_rep(rep, mailoutbox, after_commit):
+    leads = SqlLeadFactory.create_batch(12)
+    with after_commit():
+        services.handoffs_open_for_leads(leads=leads, at=NOW)
+    assert rep.notifications.get().title == "12 new SQLs are waiting in the queue"
+    assert len(mailoutbox) == 1
+
+
+def test_nothing_is_sent_for_a_rolled_back_promotion(rep, mailoutbox, django_capture_on_commit_callbacks):
+    lead = SqlLeadFactory()
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        services.handoffs_open_for_leads(leads=[lead], at=NOW)
+        raise RuntimeError("the scoring transaction failed")
+    assert callbacks == []
+    assert not Notification.objects.exists() and mailoutbox == []
+
+
+def test_a_rejection_tells_marketing_why(rep, marketer, mailoutbox, after_commit):
+    handoff = claimed_handoff(rep, lead=SqlLeadFactory(name="Alan Turing"))
+    with after_commit():
+        response = client_for(rep).post(
+            f"/api/v1/handoffs/{handoff.public_id}/reject",
+            {"reason": "bad_timing", "note": "Re-org until March."},
+            format="json",
+        )
+    assert response.status_code == 200
+    notification = marketer.notifications.get()
+    assert (notification.kind, notification.title) == ("handoff_rejected", "Sales rejected Alan Turing: Bad timing")
+    assert "Re-org until March." in notification.body and "recycled" in notification.body
+    assert kinds(rep) == []
+    assert [m.to for m in mailoutbox] == [["marketer@leadflow.test"]]
+
+
+def test_sla_breach_is_flagged_and_notified_once_to_sales_and_the_claimer(
+    rep, other_rep, marketer, mailoutbox, after_commit, webhook
+):
+    boss = UserFactory(username="boss", is_staff=True)  # a manager outside the sales group holds the claim
+    with time_machine.travel(NOW, tick=False) as clock:
+        handoff = claimed_handoff(boss)
+        untouched = HandoffFactory(due_at=NOW + timedelta(days=3))
+        clock.shift(timedelta(hours=24))
+        for _ in range(2):
+            with after_commit():
+                flag_overdue.delay()
+    handoff.refresh_from_db()
+    assert handoff.overdue_at == NOW + timedelta(hours=24)
+    untouched.refresh_from_db()
+    assert untouched.overdue_at is None
+    assert HandoffEvent.objects.filter(action="overdue").count() == 1
+    for user in (rep, other_rep, boss):
+        assert kinds(user) == ["sla_breach"], user
+    assert kinds(marketer) == []
+    assert len(mailoutbox) == 3
+    assert len(webhook.received) == 1
+    assert webhook.received[0].headers["X-LeadFlow-Delivery"] == f"handoff:{handoff.public_id}:breach"
+
+
+# --- Webhook ------------------------------------------------------------------------------------------
+def test_the_webhook_is_signed_with_an_hmac_of_the_raw_body_and_sent_once(rep, after_commit, webhook):
+    with time_machine.travel(NOW, tick=False) as clock:
+        handoff = claimed_handoff(rep)
+        clock.shift(timedelta(days=2))
+        with after_commit():
+            services.handoffs_flag_overdue()
+    (request,) = webhook.received
+    assert request.path == "/hooks/leadflow"
+    assert request.headers["Content-Type"] == "application/json"
+    expected = "sha256=" + hmac.new(SECRET.encode(), request.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(request.headers["X-LeadFlow-Signature"], expected)
+    tampered = request.body.replace(b"sla_breach", b"sla_breach ")
+    assert not hmac.compare_digest(
+        request.headers["X-LeadFlow-Signature"], notifications.webhook_signature(tampered, SECRET)
+    )
+    payload = json.loads(request.body)
+    assert payload["event"] == "sla_breach" == request.headers["X-LeadFlow-Event"]
+    assert payload["id"] == request.headers["X-LeadFlow-Delivery"] == f"handoff:{handoff.public_id}:breach"
+    assert payload["data"]["handoff"] == str(handoff.public_id)
+    assert payload["data"]["claimed_by"] == "rep"
+
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.attempts, delivery.last_status, delivery.delivered_at is not None) == (1, 200, True)
+    assert deliver_webhook.delay(delivery.pk).get() == "skipped"
+    assert len(webhook.received) == 1, "a delivered webhook is never sent again"
+
+
+def test_the_webhook_is_retried_until_the_receiver_answers(rep, after_commit, webhook, eager_retries):
+    webhook.answers.extend([503, 500])
+    handoff = claimed_handoff(rep)
+    with after_commit():
+        services.handoff_reject(handoff=handoff, user=rep, reason="no_response")
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.attempts, delivery.last_status, delivery.failed_at) == (3, 200, None)
+    assert delivery.delivered_at is not None
+    assert len(webhook.received) == 3
+    assert len({r.headers["X-LeadFlow-Delivery"] for r in webhook.received}) == 1, "one idempotency key per event"
+
+
+def test_a_refused_webhook_is_not_retried(rep, after_commit, webhook):
+    webhook.answers.append(410)
+    handoff = claimed_handoff(rep)
+    with after_commit():
+        services.handoff_reject(handoff=handoff, user=rep, reason="no_response")
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.attempts, delivery.last_status, delivery.delivered_at) == (1, 410, None)
+    assert delivery.failed_at is not None
+    assert "410" in delivery.last_error
+
+
+def test_an_unreachable_webhook_never_blocks_the_handoff(rep, marketer, after_commit, settings, eager_retries):
+    settings.NOTIFY_WEBHOOK_URL = f"http://127.0.0.1:{closed_port()}/down"
+    settings.NOTIFY_WEBHOOK_SECRET = SECRET
+    handoff = claimed_handoff(rep)
+    with after_commit():
+        response = client_for(rep).post(f"/api/v1/handoffs/{handoff.public_id}/reject", {"reason": "no_budget"})
+    assert response.status_code == 200
+    assert response.json()["status"] == "rejected"
+    assert kinds(marketer) == ["handoff_rejected"]
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.attempts == 9, "the first attempt and 8 retries"
+    assert delivery.failed_at is not None and delivery.delivered_at is None
+    assert "Connection refused" in delivery.last_error
+
+
+def test_a_failing_mail_server_never_blocks_the_handoff(rep, marketer, after_commit, settings, caplog):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", closed_port(), 2
+    handoff = claimed_handoff(rep)
+    with after_commit():
+        response = client_for(rep).post(f"/api/v1/handoffs/{handoff.public_id}/accept")
+    assert response.status_code == 200
+    with after_commit():
+        services.handoffs_open_for_leads(leads=[SqlLeadFactory()], at=NOW)
+    assert kinds(rep) == ["handoff_new"], "the in-app notification is there even though the email failed"
+    assert "Email notification" in caplog.text
+
+
+def test_a_lost_webhook_task_is_sent_again_by_the_sweep(db, after_commit, webhook):
+    with time_machine.travel(NOW, tick=False) as clock:
+        stale = WebhookDelivery.objects.create(key="handoff:x:breach", payload={"event": "sla_breach"})
+        clock.shift(timedelta(minutes=45))
+        WebhookDelivery.objects.create(key="handoff:y:breach", payload={"event": "sla_breach"})
+        with after_commit():
+            assert notifications.webhooks_resend_stale() == 1
+    stale.refresh_from_db()
+    assert stale.delivered_at is not None
+    assert [r.headers["X-LeadFlow-Delivery"] for r in webhook.received] == ["handoff:x:breach"]
+
+
+# --- In-app API -----------------------------------------------------------------------------------------
+def test_my_notifications_can_be_listed_counted_and_marked_read(rep, other_rep, after_commit, api_client):
+    with after_commit():
+        services.handoffs_open_for_leads(leads=SqlLeadFactory.create_batch(3), at=NOW)
+    client = client_for(rep)
+    listing = client.get("/api/v1/notifications?page_size=2").json()
+    assert listing["count"] == 3 and len(listing["results"]) == 2 and listing["next"]
+    assert all(item["unread"] for item in listing["results"])
+    assert client.get("/api/v1/notifications/unread-count").json() == {"unread": 3}
+
+    first = listing["results"][0]["id"]
+    response = client.post(f"/api/v1/notifications/{first}/read")
+    assert response.status_code == 200 and response.json()["unread"] is False
+    assert client.get("/api/v1/notifications/unread-count").json() == {"unread": 2}
+    assert client.get("/api/v1/notifications?unread=true").json()["count"] == 2
+    assert client.get("/api/v1/notifications?unread=false").json()["count"] == 1
+    assert client_for(other_rep).post(f"/api/v1/notifications/{first}/read").status_code == 404
+
+    assert client.post("/api/v1/notifications/read-all").json() == {"marked_read": 2}
+    assert client.get("/api/v1/notifications/unread-count").json() == {"unread": 0}
+    assert client_for(other_rep).get("/api/v1/notifications/unread-count").json() == {"unread": 3}
+    assert api_client.get("/api/v1/notifications").status_code == 401
+
+
+def test_the_notification_list_answers_in_a_constant_number_of_queries(
+    rep, after_commit, django_assert_max_num_queries
+):
+    with after_commit():
+        services.handoffs_open_for_leads(leads=SqlLeadFactory.create_batch(8), at=NOW)
+    with django_assert_max_num_queries(2):
+        assert client_for(rep).get("/api/v1/notifications").json()["count"] == 8
