@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 
 from handoff import notifications, selectors, services
 from handoff.models import OPEN_STATUSES, Handoff, HandoffEvent, HandoffStatus, Notification, RejectReason
-from handoff.permissions import CanReadHandoffStats, CanReassignHandoffs, CanWorkHandoffs
+from handoff.permissions import CanReadHandoffHistory, CanReassignHandoffs, CanWorkHandoffs
 from handoff.roles import can_work_handoffs
 from leadflow.leads import selectors as lead_selectors
 
@@ -290,7 +290,7 @@ class HandoffReassignView(APIView):
 
 # --- Feedback for marketing -------------------------------------------------------------------------
 class LeadHandoffsView(APIView):
-    permission_classes = [CanReadHandoffStats]
+    permission_classes = [CanReadHandoffHistory]
 
     @extend_schema(
         responses=HandoffDetailSerializer(many=True),
@@ -334,7 +334,7 @@ def parse_bound(name: str, raw: str | None, *, end: bool) -> datetime | None:
 
 
 class HandoffStatsView(APIView):
-    permission_classes = [CanReadHandoffStats]
+    permission_classes = [CanReadHandoffHistory]
 
     @extend_schema(
         parameters=[

@@ -25,8 +25,8 @@ class CanReassignHandoffs(BasePermission):
         return can_reassign_handoffs(request.user)
 
 
-class CanReadHandoffStats(BasePermission):
-    message = "You need the marketing, sales or scoring_admin role to see handoff statistics."
+class CanReadHandoffHistory(BasePermission):
+    message = "You need the marketing, sales or scoring_admin role to see handoff history and statistics."
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return has_role(request.user, *ALL_ROLES)

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from leadflow.db import insert_ignore_conflicts_returning
+from leadflow.db import atomic_with_retry, insert_ignore_conflicts_returning, update_from_values
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, generate_key
 from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source
 from leadflow.leads.validation import Errors, LeadInput, validate_event
@@ -73,17 +73,26 @@ def _identity_conflict(lead: Lead, data: LeadInput, by_email: Lead | None, by_ex
     return None
 
 
-def leads_resolve(
-    *, source: Source, inputs: Sequence[LeadInput], activity: Sequence[datetime | None] | None = None
-) -> ResolvedLeads:
-    """Find or create the lead of each input, upserting profile and traits, and flag
-    every touched lead for rescoring. Must run inside a transaction.
+@dataclass
+class Identification:
+    """Phase one of an upsert: which lead each input belongs to. New leads are
+    already inserted (with everything the batch says about them); existing leads
+    still have the inputs' changes to apply, under lock, in phase two."""
 
-    Existing leads are locked (in id order, so concurrent batches cannot deadlock);
-    new leads are inserted with ON CONFLICT DO NOTHING and, if a concurrent request
-    created the same identity first, resolved again against that row.
-    """
-    result = ResolvedLeads(leads=[None] * len(inputs))
+    inputs: Sequence[LeadInput]
+    activity: Sequence[datetime | None] | None
+    lead_ids: list[int | None]
+    errors: dict[int, Errors] = field(default_factory=dict)
+    created: set[int] = field(default_factory=set)
+
+
+def leads_identify(
+    *, source: Source, inputs: Sequence[LeadInput], activity: Sequence[datetime | None] | None = None
+) -> Identification:
+    """Match each input to a lead by email or external_id, without locking anyone:
+    identities are checked here, new leads are inserted (sorted, ON CONFLICT DO
+    NOTHING) and an identity a concurrent request created first is matched again."""
+    found = Identification(inputs=inputs, activity=activity, lead_ids=[None] * len(inputs))
     pending = list(range(len(inputs)))
     for _attempt in range(_RESOLVE_ATTEMPTS):
         if not pending:
@@ -91,11 +100,10 @@ def leads_resolve(
         emails = {inputs[i].email for i in pending if inputs[i].email}
         externals = {inputs[i].external_id for i in pending if inputs[i].external_id}
         existing = list(
-            Lead.objects.select_for_update().filter(Q(email__in=emails) | Q(external_id__in=externals)).order_by("id")
+            Lead.objects.filter(Q(email__in=emails) | Q(external_id__in=externals)).only("id", "email", "external_id")
         )
         by_email: dict[str, Lead] = {lead.email: lead for lead in existing if lead.email}
         by_external: dict[str, Lead] = {lead.external_id: lead for lead in existing if lead.external_id}
-        changed: dict[int, set[str]] = {}  # id(lead) -> changed fields
         assigned: dict[int, Lead] = {}
         for index in pending:
             data = inputs[index]
@@ -106,36 +114,80 @@ def leads_resolve(
                 lead = Lead(source=source, email=data.email, external_id=data.external_id)
             conflict = _identity_conflict(lead, data, found_email, found_external)
             if conflict:
-                result.errors[index] = conflict
+                found.errors[index] = conflict
                 continue
-            previous_email = lead.email
-            _apply_input(lead, data, activity[index] if activity else None, changed.setdefault(id(lead), set()))
-            if previous_email and previous_email != lead.email:
-                by_email.pop(previous_email, None)
+            if lead.pk is None:  # a new lead gathers everything the batch says about it
+                _apply_input(lead, data, activity[index] if activity else None, set())
+            elif data.email and lead.email != data.email:
+                by_email.pop(lead.email or "", None)
+                lead.email = data.email
+            if data.external_id and not lead.external_id:
+                lead.external_id = data.external_id
             if lead.email:
                 by_email[lead.email] = lead
             if lead.external_id:
                 by_external[lead.external_id] = lead
             assigned[index] = lead
-
-        new_leads = list({id(lead): lead for lead in assigned.values() if lead.pk is None}.values())
-        result.created.update(pk for pk, _public_id in _insert_new_leads(new_leads))
-        existing_pks = {lead.pk for lead in existing}
-        updated = [lead for lead in {id(lead): lead for lead in assigned.values()}.values() if lead.pk in existing_pks]
-        fields = sorted(set().union(*(changed[id(lead)] for lead in updated))) if updated else []
-        if fields:
-            now = timezone.now()  # bulk_update skips auto_now; the rescore sweeper reads updated_at
-            for lead in updated:
-                lead.updated_at = now
-            Lead.objects.bulk_update(updated, [*fields, "updated_at"], batch_size=500)
-
+        new_leads = sorted(
+            {id(lead): lead for lead in assigned.values() if lead.pk is None}.values(),
+            key=lambda lead: (lead.email or "", lead.external_id or ""),
+        )
+        found.created.update(pk for pk, _public_id in _insert_new_leads(new_leads))
         pending = [index for index, lead in assigned.items() if lead.pk is None]
         for index, lead in assigned.items():
             if lead.pk is not None:
-                result.leads[index] = lead
+                found.lead_ids[index] = lead.pk
     for index in pending:
-        result.errors[index] = {"non_field_errors": ["Could not resolve this lead under concurrent updates; retry."]}
-    return result
+        found.errors[index] = {"non_field_errors": ["Could not resolve this lead under concurrent updates; retry."]}
+    return found
+
+
+def leads_apply(*, identification: Identification) -> dict[int, Lead]:
+    """Phase two: lock the existing leads (in id order), apply the inputs' identity,
+    profile, traits and activity to the fresh rows, flag them for rescoring, and
+    write every change in one statement. Returns the touched leads by id."""
+    existing_ids = sorted({pk for pk in identification.lead_ids if pk is not None and pk not in identification.created})
+    leads = {
+        lead.pk: lead for lead in Lead.objects.select_for_update(no_key=True).filter(id__in=existing_ids).order_by("id")
+    }
+    changed: set[str] = set()
+    touched: set[int] = set()
+    for index, pk in enumerate(identification.lead_ids):
+        lead = leads.get(pk) if pk is not None else None
+        if lead is None:
+            continue
+        data = identification.inputs[index]
+        if _identity_conflict(lead, data, None, None):
+            # Changed by a concurrent request since phase one: keep the event, skip the upsert.
+            logger.warning("Lead %s changed identity concurrently; input %d not applied", pk, index)
+            continue
+        activity = identification.activity[index] if identification.activity else None
+        _apply_input(lead, data, activity, changed)
+        touched.add(lead.pk)
+    if changed and touched:
+        now = timezone.now()  # the sweeper reads updated_at
+        fields = [*sorted(changed), "updated_at"]
+        update_from_values(
+            Lead,
+            fields,
+            [[pk, *(getattr(leads[pk], name) for name in fields[:-1]), now] for pk in sorted(touched)],
+        )
+    created = Lead.objects.in_bulk(sorted(identification.created)) if identification.created else {}
+    return {**leads, **created}
+
+
+def leads_resolve(
+    *, source: Source, inputs: Sequence[LeadInput], activity: Sequence[datetime | None] | None = None
+) -> ResolvedLeads:
+    """Find or create the lead of each input, upserting profile and traits, and flag
+    every touched lead for rescoring. Must run inside a transaction."""
+    identification = leads_identify(source=source, inputs=inputs, activity=activity)
+    leads = leads_apply(identification=identification)
+    return ResolvedLeads(
+        leads=[leads.get(pk) if pk is not None else None for pk in identification.lead_ids],
+        errors=identification.errors,
+        created=identification.created,
+    )
 
 
 _LEAD_INSERT_FIELDS = [f for f in Lead._meta.concrete_fields if not f.primary_key]
@@ -161,16 +213,17 @@ def _insert_new_leads(leads: list[Lead]) -> list[tuple[int, str]]:
 
 def lead_upsert(*, source: Source, data: LeadInput) -> tuple[Lead, bool]:
     """Create or update one lead by identity; returns (lead, created)."""
-    with transaction.atomic():
+
+    def upsert() -> tuple[Lead, bool]:
         resolved = leads_resolve(source=source, inputs=[data])
-        if 0 in resolved.errors:
-            raise IdentityConflict(resolved.errors[0])
         lead = resolved.leads[0]
         if lead is None:
             raise IdentityConflict(resolved.errors.get(0, {"non_field_errors": ["Could not resolve the lead."]}))
         lead_ids = [lead.pk]
         transaction.on_commit(lambda: request_scoring(lead_ids), robust=True)
-    return lead, lead.pk in resolved.created
+        return lead, lead.pk in resolved.created
+
+    return atomic_with_retry(upsert)
 
 
 def lead_update(*, lead: Lead, changes: dict[str, Any]) -> Lead:
@@ -251,7 +304,8 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
                 }
             )
 
-    with transaction.atomic():
+    def store() -> IngestResult:
+        stored = IngestResult(duplicates=result.duplicates, rejected=list(result.rejected))
         known = dict(
             Event.objects.filter(source=source, event_id__in=list(seen)).values_list("event_id", "fingerprint")
         )
@@ -261,24 +315,25 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
             if fingerprint is None:
                 fresh.append((index, event))
             elif fingerprint == event.fingerprint:
-                result.duplicates += 1
+                stored.duplicates += 1
             else:
-                result.rejected.append({"index": index, "errors": {"event_id": [_DIFFERENT_PAYLOAD]}})
+                stored.rejected.append({"index": index, "errors": {"event_id": [_DIFFERENT_PAYLOAD]}})
 
-        resolved = leads_resolve(
+        # Lock order, the same in every batch: new leads (sorted), events (sorted), existing leads (by id).
+        identification = leads_identify(
             source=source, inputs=[event.lead for _, event in fresh], activity=[event.occurred_at for _, event in fresh]
         )
-        rows = []
         to_insert = {}
-        for position, (index, event) in enumerate(fresh):
-            lead = resolved.leads[position]
-            if lead is None:
-                result.rejected.append({"index": index, "errors": {"lead": resolved.errors[position]}})
+        rows = []
+        for position, (index, event) in sorted(enumerate(fresh), key=lambda item: item[1][1].event_id):
+            lead_id = identification.lead_ids[position]
+            if lead_id is None:
+                stored.rejected.append({"index": index, "errors": {"lead": identification.errors[position]}})
                 continue
             to_insert[event.event_id] = (index, event)
             rows.append(
                 [
-                    lead.pk,
+                    lead_id,
                     source.pk,
                     event.event_id,
                     event.type,
@@ -297,7 +352,7 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
                 ["event_id"],
             )
         }
-        result.accepted = len(inserted)
+        stored.accepted = len(inserted)
         lost_races = [event_id for event_id in to_insert if event_id not in inserted]
         if lost_races:
             # Another request stored these event_ids between our check and insert.
@@ -307,14 +362,18 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
             for event_id in lost_races:
                 index, event = to_insert[event_id]
                 if winners.get(event_id) == event.fingerprint:
-                    result.duplicates += 1
+                    stored.duplicates += 1
                 else:
-                    result.rejected.append({"index": index, "errors": {"event_id": [_DIFFERENT_PAYLOAD]}})
+                    stored.rejected.append({"index": index, "errors": {"event_id": [_DIFFERENT_PAYLOAD]}})
 
-        result.lead_ids = sorted({lead.pk for lead in resolved.leads if lead is not None})
-        if result.lead_ids and schedule_scoring:
-            lead_ids = result.lead_ids
+        leads_apply(identification=identification)
+        stored.lead_ids = sorted({pk for pk in identification.lead_ids if pk is not None})
+        if stored.lead_ids and schedule_scoring:
+            lead_ids = stored.lead_ids
             transaction.on_commit(lambda: request_scoring(lead_ids), robust=True)
+        return stored
+
+    result = atomic_with_retry(store)
     result.rejected.sort(key=lambda item: item["index"])
     return result
 
