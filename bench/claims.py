@@ -43,7 +43,11 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `leadflow` im
 
 from bench.common import (  # noqa: E402
     BenchError,
+    CpuMeter,
+    CpuUsage,
+    PgActivitySampler,
     bench_env,
+    child_pids,
     database_drop,
     database_reset,
     django_setup,
@@ -51,6 +55,7 @@ from bench.common import (  # noqa: E402
     machine_summary,
     manage,
     percentile,
+    postgres_backend_pids,
     postgres_version,
     rate,
     report,
@@ -233,7 +238,6 @@ def service_client(
     account_ids: list[int], attempts: int, hot: list[str], hot_share: float, limit: int, seed: int, start: Any
 ) -> Tally:
     from django.contrib.auth.models import User
-    from django.db import connection
 
     from handoff import services
     from handoff.models import Handoff
@@ -274,7 +278,6 @@ def service_client(
         tally.errors.append(f"{type(error).__name__}: {error}")
     finally:
         tally.finished = time.time()
-        connection.close()
     return tally
 
 
@@ -352,47 +355,77 @@ def http_client(
     return tally
 
 
-def _process(kind: str, jobs: list[tuple[Any, ...]], start: Any, results: Any) -> None:
-    """A client process: one thread per rep; the Tally of each rep goes to ``results``."""
+def _process(kind: str, jobs: list[tuple[Any, ...]], start: Any, results: Any, done: Any) -> None:
+    """A client process: one thread per rep; the Tally of each rep goes to ``results``.
+    Threads keep their database connection until ``done`` so that the parent can
+    read the CPU time of their PostgreSQL backends."""
     import threading
 
-    tallies: list[Tally] = []
-    lock = threading.Lock()
+    from django.db import connection
+
     target = service_client if kind == "service" else http_client
 
     def run(job: tuple[Any, ...]) -> None:
-        tally = target(*job, start)
-        with lock:
-            tallies.append(tally)
+        results.put(target(*job, start))
+        done.wait()
+        connection.close()
 
     threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    for tally in tallies:
-        results.put(tally)
 
 
-def run_phase(kind: str, jobs: list[tuple[Any, ...]], processes: int) -> Tally:
-    """Spread the reps over ``processes`` forked client processes and start them together."""
+def run_phase(
+    kind: str, jobs: list[tuple[Any, ...]], processes: int, cpu_groups: dict[str, Any], database_url: str
+) -> tuple[Tally, CpuUsage, list[tuple[str, float]]]:
+    """Spread the reps over ``processes`` forked client processes, start them together,
+    and meter the CPU of the clients and of ``cpu_groups`` while they run."""
     from django.db import connections
 
     connections.close_all()  # a forked child must not share the parent's connection
     context = multiprocessing.get_context("fork")
     start = context.Barrier(len(jobs) + 1)
     results = context.Queue()
+    done = context.Event()
     groups = [jobs[n::processes] for n in range(processes) if jobs[n::processes]]
-    children = [context.Process(target=_process, args=(kind, group, start, results)) for group in groups]
+    children = [context.Process(target=_process, args=(kind, group, start, results, done)) for group in groups]
     for child in children:
         child.start()
-    start.wait(timeout=120)
+    meter = CpuMeter({"clients": lambda: [child.pid for child in children if child.pid], **cpu_groups})
+    sampler = PgActivitySampler(database_url)
     total = Tally()
-    for _ in jobs:
-        total.add(results.get(timeout=3600))
-    for child in children:
-        child.join(timeout=60)
-    return total
+    try:
+        meter.start()
+        sampler.start()
+        start.wait(timeout=300)
+        for _ in jobs:
+            total.add(results.get(timeout=3600))
+        usage = meter.stop()
+    finally:
+        activity = sampler.stop()
+        done.set()
+        for child in children:
+            child.join(timeout=60)
+    return total, usage, activity
+
+
+def cpu_rows(usage: CpuUsage, tally: Tally, server_groups: list[str]) -> list[tuple[str, object]]:
+    """CPU per claim attempt by group, and what that means for two dedicated cores."""
+    per_claim = {name: 1000 * seconds / max(tally.attempts, 1) for name, seconds in usage.seconds.items()}
+    server = sum(per_claim[name] for name in server_groups)
+    wall = max(tally.finished - tally.started, 1e-9)
+    others_share = usage.others / max(usage.machine_total, 1e-9)
+    rows: list[tuple[str, object]] = [
+        (f"CPU per attempt: {name}", f"{per_claim[name]:.2f} ms") for name in [*server_groups, "clients"]
+    ]
+    rows += [
+        ("server CPU per attempt (" + " + ".join(server_groups) + ")", f"{server:.2f} ms"),
+        ("⇒ attempts/s two dedicated cores could serve", f"{2000 / server:,.0f}" if server else "?"),
+        ("other processes (neighbours) used", f"{others_share:.0%} of the machine ({usage.others / wall:.2f} cores)"),
+    ]
+    return rows
 
 
 def phase_rows(name: str, tally: Tally, checks: dict[str, int], target: float) -> list[tuple[str, object]]:
@@ -450,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         BROKER_URL,
         EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend",
         NOTIFY_WEBHOOK_URL="",
-        DB_CONN_MAX_AGE="600",
+        DB_CONN_MAX_AGE="3600",  # every connection lives through a phase, so its CPU can be counted
     )
     rng = random.Random(args.seed)
     print(f"Resetting {args.database_url} and migrating…", flush=True)
@@ -489,9 +522,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 (pool, share, hot, args.hot_share, limit, args.seed + n)
                 for n, (pool, share) in enumerate(zip(pools, shares, strict=True))
             ]
-            tally = run_phase("service", jobs, args.processes)
+            backends = {"postgresql": lambda: postgres_backend_pids(args.database_url)}
+            tally, usage, activity = run_phase("service", jobs, args.processes, backends, args.database_url)
+            usage.seconds["django (in the clients)"] = usage.seconds.pop("clients")
+            usage.seconds["clients"] = 0.0  # the clients are the app here
             checks = verify()
-            report("Service: handoff_claim_next / handoff_claim", phase_rows("service", tally, checks, SERVICE_TARGET))
+            rows = phase_rows("service", tally, checks, SERVICE_TARGET)
+            rows += cpu_rows(usage, tally, ["django (in the clients)", "postgresql"])
+            rows += [(f"connections: {label}", f"{share:.0%}") for label, share in activity[:5]]
+            report("Service: handoff_claim_next / handoff_claim", rows)
             problems += [f"service: {p}" for p in check(tally, checks, before)]
             reset_queue()
         if not args.skip_http:
@@ -502,11 +541,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     (server.url, [tokens[pk] for pk in pool], share, hot, args.hot_share, limit, args.seed + 1000 + n)
                     for n, (pool, share) in enumerate(zip(pools, shares, strict=True))
                 ]
-                tally = run_phase("http", jobs, args.processes)
+                groups = {
+                    "gunicorn": lambda: [server.process.pid, *child_pids(server.process.pid)],
+                    "postgresql": lambda: postgres_backend_pids(args.database_url),
+                }
+                tally, usage, activity = run_phase("http", jobs, args.processes, groups, args.database_url)
             finally:
                 server.stop()
             checks = verify()
             rows = phase_rows("HTTP", tally, checks, HTTP_TARGET)
+            rows += cpu_rows(usage, tally, ["gunicorn", "postgresql"])
+            rows += [(f"connections: {label}", f"{share:.0%}") for label, share in activity[:5]]
             rows.insert(0, ("gunicorn", f"{args.workers} × {args.worker_class}, {args.threads} thread(s)"))
             report("HTTP: POST /api/v1/handoffs/claim-next and /{id}/claim via gunicorn", rows)
             problems += [f"http: {p}" for p in check(tally, checks, before)]

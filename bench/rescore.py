@@ -220,6 +220,7 @@ EVENT_COLUMNS = [
 ]
 # fmt: on
 NULL = "\\N"  # COPY text format
+ScoresSql = Callable[[Any], tuple[str, dict[str, Any]]]  # engine.scores_sql and its alternatives
 
 
 def initial_stage(lead_id: int) -> tuple[str, int | None, int | None, int | None]:
@@ -787,7 +788,7 @@ def bulk_phases(log: StatementLog, started: float, finished: float) -> list[tupl
     return [(name, f"{seconds:8.2f} s") for name, seconds in rows]
 
 
-def time_floor(spec: Any, as_of: datetime) -> list[tuple[str, float, str]]:
+def time_floor(spec: Any, as_of: datetime, product_scores_sql: ScoresSql) -> list[tuple[str, float, str]]:
     """The same computation without writing, and simpler queries for scale: (name, seconds, result)."""
     from django.db import connection
 
@@ -797,6 +798,8 @@ def time_floor(spec: Any, as_of: datetime) -> list[tuple[str, float, str]]:
     params["as_of"] = as_of
     simple, simple_params = behaviour_float_sql(spec)
     simple_params["as_of"] = as_of
+    product, product_params = product_scores_sql(spec)
+    product_params["as_of"] = as_of
     queries = [
         ("scan: count(*) of events", "SELECT count(*) FROM leads_event", {}),
         (
@@ -809,12 +812,22 @@ def time_floor(spec: Any, as_of: datetime) -> list[tuple[str, float, str]]:
             f"SELECT count(*), round(sum(behaviour)::numeric, 2) FROM ({simple}) s",
             simple_params,
         ),
+    ]
+    if product != scores:
+        queries.append(
+            (
+                "the product's scores_sql, aggregated",
+                f"SELECT count(*), sum(fit), sum(behaviour) FROM ({product}) s",
+                product_params,
+            )
+        )
+    queries.append(
         (
-            "FLOOR: scores_sql, aggregated",
+            "FLOOR: scores_sql, aggregated" + (" (EXPERIMENT variant)" if product != scores else ""),
             f"SELECT count(*), sum(fit), sum(behaviour) FROM ({scores}) s",
             params,
-        ),
-    ]
+        )
+    )
     results = []
     with connection.cursor() as cursor:
         cursor.execute(f"SET work_mem = '{BULK_WORK_MEM}'")
@@ -894,20 +907,18 @@ def check_against_engine(spec: Any, lead_ids: Sequence[int], name: str) -> Check
     return CheckResult(name=name, checked=len(leads), mismatches=mismatches)
 
 
-def check_all_against_sql(spec: Any) -> CheckResult:
-    """Every lead's stored scores against ``scores_sql`` at the run's instant (the
+def check_all_against_sql(spec: Any, reference: ScoresSql) -> CheckResult:
+    """Every lead's stored scores against ``reference`` (the product's ``scores_sql``) at the run's instant (the
     write path lost or mixed up nothing); and no ``new`` lead is left above the MQL
     threshold (the transitions were applied)."""
     from django.db import connection
-
-    from scoring import engine
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(DISTINCT scored_at), min(scored_at), count(*) FROM leads_lead")
         instants, as_of, total = cursor.fetchone()
         if instants != 1 or as_of is None:
             return CheckResult("every lead vs scores_sql", 0, [f"{instants} distinct scored_at values"])
-        scores, params = engine.scores_sql(spec)
+        scores, params = reference(spec)
         params["as_of"] = as_of
         cursor.execute(f"SET work_mem = '{BULK_WORK_MEM}'")
         cursor.execute(
@@ -1006,6 +1017,7 @@ def time_incremental(lead_ids: Sequence[int], chunk: int) -> IncrementalResult:
 # Each runs in a transaction that is rolled back: the benchmark data stays as it was.
 # Whatever an alternative computes is compared with what the product computes.
 Row = tuple[str, str]
+EXPERIMENT_GROUPS = ("compute", "write", "transitions", "incremental")
 SCORE_INDEXES = ("lead_score", "lead_stage_score")  # the indexes a score change must update
 # The stage columns of LEAD_STATE_RESET_SQL, escaped for a statement with parameters.
 STAGE_RESET_ASSIGNMENTS = (
@@ -1019,15 +1031,15 @@ def fold_ascii_c(expression: str) -> str:
     return f'lower(({expression}) COLLATE "C")'
 
 
-def scores_sql_fold_c(spec: Any) -> tuple[str, dict[str, Any]]:
-    """EXPERIMENT: ``scores_sql`` generated with ``fold_ascii_c`` instead of translate()."""
+def scores_sql_fold_c(spec: Any, base: ScoresSql | None = None) -> tuple[str, dict[str, Any]]:
+    """EXPERIMENT: ``scores_sql`` (or ``base``) generated with ``fold_ascii_c`` instead of translate()."""
     from scoring import engine
 
     with mock.patch.object(engine, "_fold_sql", fold_ascii_c):
-        return engine.scores_sql(spec)
+        return (base or engine.scores_sql)(spec)
 
 
-def exact_pivot_sql(spec: Any, *, fold_c: bool) -> tuple[str, dict[str, Any]]:
+def exact_pivot_sql(spec: Any, *, fold_c: bool, base: ScoresSql | None = None) -> tuple[str, dict[str, Any]]:
     """EXPERIMENT: the scores of ``scores_sql`` computed differently. Each event is joined
     to the rules of its type (one decayed term per event instead of one CASE per rule
     per event), summed per (lead, rule); the per-rule totals are then capped, rounded
@@ -1039,7 +1051,8 @@ def exact_pivot_sql(spec: Any, *, fold_c: bool) -> tuple[str, dict[str, Any]]:
 
     if any(rule.has_condition for rule in spec.behaviour_rules):
         raise BenchError("exact_pivot_sql supports behaviour rules without property conditions only")
-    full, params = scores_sql_fold_c(spec) if fold_c else engine.scores_sql(spec)
+    base = base or engine.scores_sql  # the product's query, for its fit expression
+    full, params = scores_sql_fold_c(spec, base) if fold_c else base(spec)
     fit_expression = full.split("SELECT l.id,", 1)[1].split("AS fit,", 1)[0]
     values = []
     for index, rule in enumerate(spec.behaviour_rules):
@@ -1107,6 +1120,32 @@ def values_bulk_update(model: Any) -> Callable[..., int]:
         return len(objs)
 
     return bulk_update
+
+
+@contextlib.contextmanager
+def variant_patches(variant: str) -> Iterator[None]:
+    """``--variant improved`` (EXPERIMENT): the product's code with two alternatives
+    patched in, to measure them end to end — ``engine.scores_sql`` replaced by
+    ``exact_pivot_sql`` with ``fold_ascii_c`` (or only the fold when a rule has a property
+    condition), and ``Lead.objects.bulk_update`` by ``values_bulk_update``."""
+    if variant == "product":
+        yield
+        return
+    from leadflow.leads.models import Lead
+    from scoring import engine
+
+    product = engine.scores_sql
+
+    def improved(spec: Any) -> tuple[str, dict[str, Any]]:
+        if any(rule.has_condition for rule in spec.behaviour_rules):
+            return scores_sql_fold_c(spec, product)
+        return exact_pivot_sql(spec, fold_c=True, base=product)
+
+    with (
+        mock.patch.object(engine, "scores_sql", improved),
+        mock.patch.object(Lead.objects, "bulk_update", values_bulk_update(Lead)),
+    ):
+        yield
 
 
 def _timed(cursor: Any, statement: str, params: Any = None) -> float:
@@ -1364,6 +1403,7 @@ def experiment_write(spec: Any, as_of: datetime, explain: list[str]) -> list[Row
         ("copy without the 2 score indexes, fillfactor 100", 100, SCORE_INDEXES),
         ("copy, same indexes, fillfactor 70", 70, ()),
         ("copy without the 2 score indexes, fillfactor 70 (HOT)", 70, SCORE_INDEXES),
+        ("copy without the 2 score indexes, fillfactor 50 (HOT)", 50, SCORE_INDEXES),
     ]
     for label, fillfactor, without in copies:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -1508,22 +1548,28 @@ def experiment_incremental(spec: Any, as_of: datetime, lead_ids: Sequence[int], 
     return rows
 
 
-def run_experiments(spec: Any, out_path: Path, backlog: Sequence[int], chunk: int) -> list[Row]:
+def run_experiments(
+    spec: Any, out_path: Path, backlog: Sequence[int], chunk: int, groups: Sequence[str] = EXPERIMENT_GROUPS
+) -> list[Row]:
     """EXPERIMENTS: EXPLAIN ANALYZE of the bulk statements and alternatives timed side by side."""
     from django.utils import timezone
 
     explain: list[str] = []
     rows: list[Row] = []
     try:
-        print("EXPERIMENT compute…", flush=True)
-        rows += experiment_compute(spec, timezone.now(), explain)
+        if "compute" in groups:
+            print("EXPERIMENT compute…", flush=True)
+            rows += experiment_compute(spec, timezone.now(), explain)
         as_of = timezone.now() + timedelta(days=1)  # tomorrow's refresh: scores move by a day of decay
-        with scores_snapshot(spec, as_of):
-            print("EXPERIMENT write…", flush=True)
-            rows += experiment_write(spec, as_of, explain)
-            print("EXPERIMENT transitions…", flush=True)
-            rows += experiment_transitions(spec, as_of)
-        if backlog:
+        if "write" in groups or "transitions" in groups:
+            with scores_snapshot(spec, as_of):
+                if "write" in groups:
+                    print("EXPERIMENT write…", flush=True)
+                    rows += experiment_write(spec, as_of, explain)
+                if "transitions" in groups:
+                    print("EXPERIMENT transitions…", flush=True)
+                    rows += experiment_transitions(spec, as_of)
+        if backlog and "incremental" in groups:
             print("EXPERIMENT incremental…", flush=True)
             rows += experiment_incremental(spec, timezone.now(), backlog, chunk)
     finally:
@@ -1570,7 +1616,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--incremental-chunk", type=int, default=1000, help="leads per leads_score call")
     parser.add_argument("--no-full-check", action="store_true", help="skip the every-lead check against scores_sql")
     parser.add_argument(
-        "--experiments", action="store_true", help="also run EXPLAIN ANALYZE and the alternatives (EXPERIMENTS)"
+        "--experiments",
+        nargs="?",
+        const=",".join(EXPERIMENT_GROUPS),
+        metavar="GROUPS",
+        help="also run EXPLAIN ANALYZE and the alternatives (EXPERIMENTS); optionally only some of "
+        f"{','.join(EXPERIMENT_GROUPS)} (comma-separated)",
+    )
+    parser.add_argument(
+        "--variant",
+        choices=["product", "improved"],
+        default="product",
+        help="'improved' (EXPERIMENT): measure the floor, the bulk runs and the incremental path with the "
+        "alternatives patched in (pivot + lower(C) scores query, UPDATE … FROM (VALUES …) instead of "
+        "bulk_update); the checks still compare with the product's scores_sql and score_lead",
     )
     parser.add_argument(
         "--only-experiments",
@@ -1581,7 +1640,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.only_experiments:
         if not args.reuse:
             parser.error("--only-experiments needs --reuse (the data of an earlier run)")
-        args.experiments = True
+        args.experiments = args.experiments or ",".join(EXPERIMENT_GROUPS)
+    groups = [group.strip() for group in (args.experiments or "").split(",") if group.strip()]
+    unknown = sorted(set(groups) - set(EXPERIMENT_GROUPS))
+    if unknown:
+        parser.error(f"unknown experiment group(s) {', '.join(unknown)}: choose among {', '.join(EXPERIMENT_GROUPS)}")
+    args.experiments = groups
     for name in ("leads", "events", "days", "copy_chunk", "incremental_chunk"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -1669,6 +1733,7 @@ def run(args: argparse.Namespace) -> int:
                 f"v{spec.version} {ruleset.name}: "
                 f"{len(spec.fit_rules)} fit, {len(spec.behaviour_rules)} behaviour rules",
             ),
+            ("variant", args.variant if args.variant == "product" else f"{args.variant} (EXPERIMENT, patched in)"),
             ("table sizes", f"leads_event {event_size}, leads_lead {lead_size}"),
             ("leads without events", f"{without_events:,}"),
             ("events by type", ", ".join(f"{name} {count:,}" for name, count in type_counts)),
@@ -1676,13 +1741,17 @@ def run(args: argparse.Namespace) -> int:
         ],
     )
 
-    failures = [] if args.only_experiments else measure(args, ruleset, spec, rng)
+    from scoring import engine
+
+    product_scores_sql = engine.scores_sql
+    with variant_patches(args.variant):
+        failures = [] if args.only_experiments else measure(args, ruleset, spec, rng, product_scores_sql)
 
     if args.experiments:
         print("\nEXPERIMENTS (alternatives measured in rolled-back transactions; not the product's code)", flush=True)
         out = OUT_DIR / f"rescore-explain-{args.leads}-{args.events}.txt"
         backlog = rng.sample(range(1, args.leads + 1), min(args.backlog, 5000))
-        report("EXPERIMENTS", run_experiments(spec, out, backlog, args.incremental_chunk))
+        report("EXPERIMENTS", run_experiments(spec, out, backlog, args.incremental_chunk, args.experiments))
 
     for check in failures:
         print(f"\nFAILED {check.name}:", file=sys.stderr)
@@ -1691,9 +1760,12 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def measure(args: argparse.Namespace, ruleset: Any, spec: Any, rng: random.Random) -> list[CheckResult]:
+def measure(
+    args: argparse.Namespace, ruleset: Any, spec: Any, rng: random.Random, product_scores_sql: ScoresSql
+) -> list[CheckResult]:
     """The floor, the two bulk runs with their checks, the naive loop and the incremental
-    path; prints them and a summary; returns the failed checks."""
+    path; prints them and a summary; returns the failed checks. The checks compare with
+    the product's ``scores_sql`` and ``score_lead`` whatever ``--variant`` runs."""
     from django.db import connection
     from django.utils import timezone
 
@@ -1702,7 +1774,7 @@ def measure(args: argparse.Namespace, ruleset: Any, spec: Any, rng: random.Rando
         cursor.execute("SELECT count(*) FROM leads_event WHERE properties IS NOT NULL")
         cursor.execute("SELECT count(*) FROM leads_lead WHERE traits IS NOT NULL")
     floor_as_of = timezone.now()
-    floors = time_floor(spec, floor_as_of)
+    floors = time_floor(spec, floor_as_of, product_scores_sql)
     floor_seconds = floors[-1][1]
     report(
         "SQL (computes, writes nothing)", [(name, f"{seconds:8.2f} s   [{result}]") for name, seconds, result in floors]
@@ -1719,7 +1791,7 @@ def measure(args: argparse.Namespace, ruleset: Any, spec: Any, rng: random.Rando
         checks.append(check_against_engine(spec, sample, f"{bulk.label}: {len(sample)} random leads vs score_lead"))
         if not args.no_full_check and bulk is bulks[0]:
             print("  checking every lead against scores_sql…", flush=True)
-            checks.append(check_all_against_sql(spec))
+            checks.append(check_all_against_sql(spec, product_scores_sql))
         report(
             f"{label}: {bulk.seconds:.2f} s",
             [

@@ -43,7 +43,8 @@ class Handoff(models.Model):
     rejected (back to queued on release or claim expiry)."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="handoffs")
+    # Indexed by handoff_lead_created (lead, -created_at); a second index would only slow claims.
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="handoffs", db_index=False)
     status = models.CharField(max_length=16, choices=HandoffStatus.choices, default=HandoffStatus.QUEUED)
     priority = models.DecimalField(
         max_digits=12, decimal_places=2, default=Decimal("0"), help_text="The lead's score when it became an SQL."
@@ -133,7 +134,8 @@ class HandoffAction(models.TextChoices):
 class HandoffEvent(models.Model):
     """Append-only audit trail of a handoff: who did what, when."""
 
-    handoff = models.ForeignKey(Handoff, on_delete=models.CASCADE, related_name="events")
+    # Indexed by handoffevent_handoff_at (handoff, at).
+    handoff = models.ForeignKey(Handoff, on_delete=models.CASCADE, related_name="events", db_index=False)
     action = models.CharField(max_length=16, choices=HandoffAction.choices)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,

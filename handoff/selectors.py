@@ -38,8 +38,9 @@ def handoff_list(*, user: Any) -> QuerySet[Handoff]:
 
 def handoff_actionable(*, user: Any) -> QuerySet[Handoff]:
     """Handoffs ``user`` may act on: another rep's claim is not among them (the API
-    answers 404, as for a handoff that does not exist)."""
-    queryset = _with_relations(Handoff.objects.all())
+    answers 404, as for a handoff that does not exist). The services lock and reload
+    what they change, so no relations are loaded here."""
+    queryset = Handoff.objects.all()
     if is_sales_manager(user):
         return queryset
     return queryset.filter(Q(status=HandoffStatus.QUEUED) | Q(claimed_by=user))

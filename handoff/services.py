@@ -2,8 +2,9 @@
 release, accept, reject, reassign, and the sweeps that expire claims and flag SLA
 breaches. Every change writes a HandoffEvent; notifications go out after commit.
 
-Locks are always taken in the same order — the rep's user row, then the lead,
-then the handoff — so concurrent claims, decisions and rescoring cannot deadlock.
+Locks are always taken in the same order — the rep (a claim's advisory lock, or
+their user row off PostgreSQL), then the lead, then the handoff — so concurrent
+claims, decisions and rescoring cannot deadlock.
 """
 
 import logging
@@ -150,7 +151,8 @@ def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> 
 # --- Claims -----------------------------------------------------------------------------------
 # A claim is the hot path of the queue (see bench/claims.py). On PostgreSQL it is one
 # round trip: two statements in one query string, which PostgreSQL runs as a single
-# transaction (or inside the caller's). The first locks the rep's user row: it
+# transaction (or inside the caller's). The first takes a transaction-level advisory
+# lock on the rep (no row is written, unlike FOR UPDATE on the user row): it
 # serialises that rep's claims so two at once cannot both pass the limit (the second
 # statement takes its snapshot after the lock, so it sees the rep's other claims).
 # The second counts the rep's open claims (bounded by the limit), takes the handoff —
@@ -160,7 +162,7 @@ def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> 
 # Elsewhere (SQLite, which serialises writers anyway) the same steps run through the
 # ORM in a transaction; a test proves the two paths agree.
 _CLAIM_SQL = """
-SELECT id FROM {users} WHERE id = %(user)s FOR UPDATE;
+SELECT pg_advisory_xact_lock(%(lock_space)s, %(user)s);
 WITH open_claims AS (
     SELECT COUNT(*) AS n FROM (
         SELECT 1 FROM handoff_handoff WHERE claimed_by_id = %(user)s AND status = 'claimed' LIMIT %(limit)s
@@ -180,6 +182,8 @@ WITH open_claims AS (
 SELECT open_claims.n, {columns_out}
 FROM open_claims LEFT JOIN claimed h ON TRUE LEFT JOIN {leads} l ON l.id = h.lead_id
 """
+# The advisory lock key is (CLAIM_LOCK_SPACE, user id); no other code takes advisory locks.
+CLAIM_LOCK_SPACE = 0x48414E44  # "HAND"
 _CLAIM_ONE_TARGET = "SELECT %(handoff)s::bigint AS id WHERE (SELECT n FROM open_claims) < %(limit)s"
 _CLAIM_NEXT_TARGET = """SELECT id FROM handoff_handoff
     WHERE status = 'queued' AND (SELECT n FROM open_claims) < %(limit)s
@@ -194,7 +198,6 @@ def _columns(model: type[models.Model], alias: str) -> list[str]:
 def _claim_statement(*, next_in_queue: bool) -> str:
     # The claimed row and its lead come back whole, in field order, to build the instances.
     return _CLAIM_SQL.format(
-        users=connection.ops.quote_name(get_user_model()._meta.db_table),
         leads=connection.ops.quote_name(Lead._meta.db_table),
         target=_CLAIM_NEXT_TARGET if next_in_queue else _CLAIM_ONE_TARGET,
         columns=", ".join(_columns(Handoff, "h")),
@@ -214,6 +217,7 @@ def _instance(model: type[ModelT], values: Sequence[Any]) -> ModelT:
 
 def _claim_sql(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int, Handoff | None]:
     params = {
+        "lock_space": CLAIM_LOCK_SPACE,
         "user": user.pk,
         "limit": settings.HANDOFF_MAX_OPEN_CLAIMS,
         "now": now,

@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from handoff.models import Handoff, HandoffEvent, HandoffStatus, Notification
 from leadflow.leads.importexport import EXPORT_COLUMNS, neutralise_formula
 from leadflow.leads.keys import hash_key
 from leadflow.leads.management.commands.seed_demo import DEMO_USERS, PERSONAL_DOMAINS
@@ -205,6 +206,35 @@ def test_seed_demo_leads_have_b2b_profiles_and_varied_recent_journeys():
     # History is replayed: leads were "created" at their first event, not when the seed ran.
     assert all(lead.created_at <= lead.last_activity_at for lead in leads)
     assert Lead.objects.filter(created_at__lt=now - timedelta(days=7)).exists()
+
+
+def test_seed_demo_has_the_sales_team_work_the_older_half_of_the_queue_once(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):  # the notifications, as outside a test transaction
+        stdout, _ = run("seed_demo", "--leads", "120", "--seed", "5")
+
+    handoffs = list(Handoff.objects.order_by("created_at", "id"))
+    assert len(handoffs) >= 6
+    newer_half = handoffs[len(handoffs) // 2 :]
+    assert all(h.status == HandoffStatus.QUEUED and h.first_claimed_at is None for h in newer_half)
+    worked = [h for h in handoffs if h.first_claimed_at is not None]
+    assert {h.claimed_by.username for h in worked} <= {"rep", "rep2"}
+    accepted = [h for h in worked if h.status == HandoffStatus.ACCEPTED]
+    rejected = [h for h in worked if h.status == HandoffStatus.REJECTED]
+    assert accepted and rejected
+    assert all(h.note and h.reject_reason for h in rejected)  # feedback marketing can read
+    assert all(h.lead.owner == h.claimed_by and h.lead.stage == Stage.ACCEPTED for h in accepted)
+    # Claims and decisions happened hours after each handoff, not when the seed ran.
+    assert all(h.created_at < h.first_claimed_at < h.decided_at < h.created_at + timedelta(days=3) for h in rejected)
+    assert Notification.objects.filter(kind="handoff_rejected").count() == len(rejected)
+    assert f"Sales queue: {len(accepted)} accepted, {len(rejected)} rejected" in stdout
+
+    trail = HandoffEvent.objects.count()
+    states = list(Handoff.objects.order_by("id").values_list("status", "claimed_by", "decided_at"))
+    with time_machine.travel(timezone.now() + timedelta(days=1)):
+        again, _ = run("seed_demo", "--leads", "120", "--seed", "5")
+    assert HandoffEvent.objects.count() == trail
+    assert list(Handoff.objects.order_by("id").values_list("status", "claimed_by", "decided_at")) == states
+    assert "Sales queue: 0 accepted, 0 rejected, 0 claimed by the demo reps." in again
 
 
 def test_seed_demo_refuses_a_negative_number_of_leads():

@@ -479,7 +479,7 @@ def test_the_dashboard_reports_sales_decisions_by_reject_reason(marketer, funnel
     Handoff.objects.create(lead=funnel_data["sql"], due_at=now - timedelta(hours=1))  # queued, overdue
     response = browser(marketer).get(reverse("dashboard"))
     outcomes = response.context["outcomes"]
-    assert (outcomes.accepted, outcomes.rejected) == (1, 3)
+    assert (outcomes.stats.accepted, outcomes.stats.rejected) == (1, 3)
     assert [(reason, n) for reason, _label, n in outcomes.rejected_by_reason] == [("bad_timing", 2), ("no_budget", 1)]
     assert response.context["overdue"].count == 1
     assert "Bad timing" in response.content.decode()

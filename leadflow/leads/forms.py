@@ -1,4 +1,4 @@
-"""Forms of the lead pages: list filters, dashboard period, manual stage change."""
+"""Forms of the pages: list filters, dashboard period, manual stage change, a handoff's rejection."""
 
 from datetime import timedelta
 from typing import Any, cast
@@ -6,6 +6,7 @@ from typing import Any, cast
 from django import forms
 from django.utils import timezone
 
+from handoff.models import RejectReason
 from leadflow.leads.models import Source, Stage
 from leadflow.leads.selectors import DEFAULT_LEAD_SORT, LEAD_SORTS, LeadFilters, Period
 
@@ -139,3 +140,25 @@ class StageChangeForm(PlainForm):
         field.choices = [("", "Choose a stage…")] + [
             (value, label) for value, label in Stage.choices if value != current_stage
         ]
+
+
+class HandoffRejectForm(PlainForm):
+    """Why sales sends an SQL back: the reason is required, the note is what marketing reads."""
+
+    reason = forms.ChoiceField(
+        label="Reason",
+        choices=[("", "Choose a reason…"), *RejectReason.choices],
+        error_messages={"required": "Choose why you reject the lead: marketing learns from it."},
+    )
+    note = forms.CharField(
+        label="Note for marketing",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "What did you learn? Marketing sees this note."}),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("reason") == RejectReason.OTHER and not (cleaned.get("note") or "").strip():
+            self.add_error("note", "Say why in the note when the reason is “Other”: marketing reads it.")
+        return cleaned

@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
 
 from django.db import connection
 from django.db.models import (
@@ -22,6 +21,9 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce, Floor, TruncDate
 from django.utils import timezone
 
+from handoff import selectors as handoff_selectors
+from handoff.models import Handoff, RejectReason
+from handoff.selectors import HandoffStats
 from leadflow.leads.models import Event, Lead, Source, Stage
 from scoring.models import StageChange
 
@@ -116,19 +118,12 @@ def lead_interests(*, lead: Lead, key: str, limit: int = INTEREST_LIMIT) -> list
     return [(row["value"], row["n"]) for row in rows if row["value"] != ""][:limit]
 
 
-def handoff_model() -> Any:
-    """The sales handoff model once the handoff app defines it, else None."""
-    import handoff.models
-
-    return getattr(handoff.models, "Handoff", None)
+LEAD_HANDOFFS_LIMIT = 10
 
 
-def lead_handoffs(*, lead: Lead, limit: int = 10) -> list[Any] | None:
-    """The lead's handoffs to sales, newest first; None while the handoff app has no model."""
-    model = handoff_model()
-    if model is None:
-        return None
-    return list(model.objects.filter(lead=lead).select_related("claimed_by").order_by("-created_at", "-id")[:limit])
+def lead_handoffs(*, lead: Lead, limit: int = LEAD_HANDOFFS_LIMIT) -> list[Handoff]:
+    """The lead's handoffs to sales, newest first, with the reps who worked them."""
+    return list(handoff_selectors.lead_handoffs(lead=lead)[:limit])
 
 
 # --- The dashboard --------------------------------------------------------------------
@@ -352,61 +347,59 @@ def dashboard_median_times(*, period: Period, source: Source | None = None) -> M
 
 @dataclass(frozen=True)
 class SalesOutcomes:
-    accepted: int
-    rejected: int
-    rejected_by_reason: list[tuple[str, str, int]]  # (reason, label, count)
-    from_handoffs: bool  # False: the handoff app is not there yet; accepted comes from the stage log
+    """What became of the handoffs created in the period (``handoff_stats``)."""
+
+    stats: HandoffStats
+    rejected_by_reason: list[tuple[str, str, int]]  # (reason, label, count), most frequent first
+
+    @property
+    def decided(self) -> int:
+        return self.stats.accepted + self.stats.rejected
+
+    @property
+    def accepted_rate(self) -> float | None:
+        return _rate(self.stats.accepted, self.decided)
+
+    @property
+    def median_to_claim(self) -> timedelta | None:
+        return _seconds(self.stats.median_seconds_to_claim)
+
+    @property
+    def median_to_decision(self) -> timedelta | None:
+        return _seconds(self.stats.median_seconds_to_decision)
 
 
-def dashboard_sales_outcomes(*, period: Period, source: Source | None = None) -> SalesOutcomes:
-    """What sales decided in the period: accepted, and rejected by reason."""
-    model = handoff_model()
-    if model is None:
-        changes = StageChange.objects.filter(to_stage=Stage.ACCEPTED, at__gte=period.start, at__lt=period.end)
-        if source is not None:
-            changes = changes.filter(lead__source=source)
-        accepted = changes.aggregate(n=Count("lead_id", distinct=True))["n"]
-        return SalesOutcomes(accepted=accepted, rejected=0, rejected_by_reason=[], from_handoffs=False)
-    handoffs = model.objects.filter(decided_at__gte=period.start, decided_at__lt=period.end)
-    if source is not None:
-        handoffs = handoffs.filter(lead__source=source)
-    rows = (
-        handoffs.filter(status__in=["accepted", "rejected"]).values("status", "reject_reason").annotate(n=Count("id"))
-    )
-    labels = dict(model._meta.get_field("reject_reason").choices or [])
-    accepted = sum(row["n"] for row in rows if row["status"] == "accepted")
+def _seconds(value: float | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=value)
+
+
+def dashboard_sales_outcomes(*, period: Period) -> SalesOutcomes:
+    """Accepted and rejected (by reason), median times to claim and to decision, and SLA
+    breaches of the handoffs created in the period: one aggregate query."""
+    stats = handoff_selectors.handoff_stats(since=period.start, until=period.end)
     reasons = sorted(
         (
-            (row["reject_reason"], str(labels.get(row["reject_reason"], row["reject_reason"])), row["n"])
-            for row in rows
-            if row["status"] == "rejected"
+            (reason, str(RejectReason(reason).label), count)
+            for reason, count in stats.rejected_by_reason.items()
+            if count
         ),
         key=lambda item: (-item[2], item[0]),
     )
-    return SalesOutcomes(
-        accepted=accepted,
-        rejected=sum(n for _, _, n in reasons),
-        rejected_by_reason=reasons,
-        from_handoffs=True,
-    )
+    return SalesOutcomes(stats=stats, rejected_by_reason=reasons)
 
 
 @dataclass(frozen=True)
 class OverdueHandoffs:
     count: int
-    oldest: list[Any]
+    oldest: list[Handoff]
 
 
-def dashboard_overdue_handoffs(*, source: Source | None = None, limit: int = 5) -> OverdueHandoffs | None:
-    """Open handoffs past their SLA; None while the handoff app has no model."""
-    model = handoff_model()
-    if model is None:
-        return None
-    handoffs = model.objects.filter(status__in=["queued", "claimed"], due_at__lt=timezone.now())
+def dashboard_overdue_handoffs(*, source: Source | None = None, limit: int = 5) -> OverdueHandoffs:
+    """Open handoffs past their SLA, whenever they were created: how many, and the oldest."""
+    handoffs = handoff_selectors.handoffs_overdue(Handoff.objects.select_related("lead", "claimed_by"), overdue=True)
     if source is not None:
         handoffs = handoffs.filter(lead__source=source)
-    oldest = list(handoffs.select_related("lead", "claimed_by").order_by("due_at", "id")[:limit])
-    return OverdueHandoffs(count=handoffs.count(), oldest=oldest)
+    return OverdueHandoffs(count=handoffs.count(), oldest=list(handoffs.order_by("due_at", "id")[:limit]))
 
 
 def dashboard_recent_sqls(*, source: Source | None = None, limit: int = 8) -> list[Lead]:

@@ -1,9 +1,14 @@
 """Demo data: users for the three roles, a Website source, and leads with realistic
 B2B profiles and event journeys, ingested through the real ingest path.
 
+Then a sales team works the older half of the queue (``rep`` and ``rep2`` claim,
+accept and reject through the handoff services), so the pages show feedback and
+outcomes; the newer half stays queued.
+
 Idempotent: identities, event ids and event times derive from the seed (times
 relative to an anchor recovered from an earlier run), so running it again
-creates nothing and reports the events as duplicates.
+creates nothing and reports the events as duplicates; sales only ever works
+handoffs that were never claimed, and each one's fate derives from the seed.
 """
 
 import random
@@ -18,14 +23,17 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import Case, OuterRef, Subquery, Value, When
 from django.utils import timezone
 from faker import Faker
 
+from handoff.models import Handoff, HandoffAction, HandoffEvent, HandoffStatus, Notification, RejectReason
+from handoff.services import HandoffError, handoff_accept, handoff_claim, handoff_reject
 from leadflow.leads.management.commands._progress import progress_bar
-from leadflow.leads.models import Event, Lead, Source
+from leadflow.leads.models import Event, Lead, Source, Stage
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from leadflow.leads.services import events_ingest, source_get_or_create
+from scoring.models import StageChange
 from scoring.services import leads_score
 
 BATCH_SIZE = 1000  # the ingest API's maximum batch
@@ -142,6 +150,54 @@ WEBINARS = {
 }
 CAMPAIGNS = ("monthly-digest", "nurture-1-welcome", "nurture-2-case-study", "nurture-3-pricing", "webinar-invite")
 INTENTS = ("book a demo", "pricing for our team", "trial extension", "talk to sales", "security review")
+
+
+# What the demo sales team does with a handoff of the older half of the queue.
+SALES_FATES = {"accept": 30, "reject": 40, "claim": 20, "leave": 10}
+SALES_REPS = ("rep", "rep2")
+OPEN_CLAIMS_PER_REP = 2  # in progress at the end of the demo, well under the claim limit
+REJECT_REASONS = {
+    RejectReason.BAD_TIMING: 30,
+    RejectReason.NO_BUDGET: 22,
+    RejectReason.NOT_A_FIT: 18,
+    RejectReason.NO_RESPONSE: 18,
+    RejectReason.DUPLICATE: 5,
+    RejectReason.OTHER: 7,
+}
+REJECT_NOTES: dict[str, tuple[str, ...]] = {
+    RejectReason.BAD_TIMING: (
+        "Mid-migration to a new CRM until next quarter. Asked us to follow up in three months.",
+        "Interested, but their planning cycle closes in January. Keep nurturing with case studies.",
+        "Just signed a one-year contract with a competitor; renewal is next autumn.",
+    ),
+    RejectReason.NO_BUDGET: (
+        "Team of two, no budget line for tooling this year. The free plan fits them better.",
+        "Budget frozen after a reorg. The champion is keen and will come back when it thaws.",
+        "Student project, no purchasing power.",
+    ),
+    RejectReason.NOT_A_FIT: (
+        "B2C shop with one-off purchases: lead scoring does not apply to them.",
+        "Agency looking to resell; route to partnerships, not sales.",
+        "Wanted an email tool, not scoring. Webinar content attracted the wrong crowd.",
+    ),
+    RejectReason.NO_RESPONSE: (
+        "Three calls and two emails in a week, no answer. The demo request may have been a colleague's.",
+        "Booked a call and did not show up; no reply to the follow-up.",
+    ),
+    RejectReason.DUPLICATE: ("Same person as an open opportunity in the CRM under a personal email.",),
+    RejectReason.OTHER: (
+        "Competitor researching our pricing page.",
+        "Job seeker: the demo request asked about open positions.",
+    ),
+}
+
+
+@dataclass
+class SalesWork:
+    accepted: int = 0
+    rejected: int = 0
+    claimed: int = 0
+    skipped: int = 0  # refused by the services (claim limit, wrong state)
 
 
 def _weighted(rng: random.Random, weights: dict[Any, int]) -> Any:
@@ -300,11 +356,72 @@ def _backdate_new_leads(source: Source, lead_ids: Sequence[int]) -> None:
     )
 
 
+def _backdate_sales_work(decided: Sequence[tuple[Handoff, random.Random]]) -> None:
+    """The services stamp claims and decisions with the present; in the demo's history
+    the reps claimed within hours of each handoff and decided soon after (a few late,
+    past the SLA). Moves those moments, and the stage changes and notifications they
+    caused, back to when they would have happened."""
+    if not decided:
+        return
+    moments: dict[int, tuple[datetime, datetime]] = {}
+    for handoff, rng in decided:
+        claim_hours = rng.uniform(0.3, 6) if rng.random() < 0.8 else rng.uniform(6, 30)
+        claimed_at = handoff.created_at + timedelta(hours=claim_hours)
+        moments[handoff.pk] = (claimed_at, claimed_at + timedelta(hours=rng.uniform(0.2, 8)))
+    with transaction.atomic():
+        handoffs = list(Handoff.objects.filter(pk__in=moments).select_related("lead"))
+        for handoff in handoffs:
+            claimed_at, decided_at = moments[handoff.pk]
+            handoff.first_claimed_at = handoff.claimed_at = claimed_at
+            handoff.claim_expires_at = claimed_at + timedelta(hours=settings.HANDOFF_CLAIM_TTL_HOURS)
+            handoff.decided_at = decided_at
+        Handoff.objects.bulk_update(handoffs, ["first_claimed_at", "claimed_at", "claim_expires_at", "decided_at"])
+        worked = [HandoffAction.CLAIMED, HandoffAction.ACCEPTED, HandoffAction.REJECTED]
+        events = list(HandoffEvent.objects.filter(handoff_id__in=moments, action__in=worked))
+        for event in events:
+            claimed_at, decided_at = moments[event.handoff_id]
+            event.at = claimed_at if event.action == HandoffAction.CLAIMED else decided_at
+        HandoffEvent.objects.bulk_update(events, ["at"])
+        by_lead = {handoff.lead_id: moments[handoff.pk][1] for handoff in handoffs}
+        decisions = [Stage.ACCEPTED, Stage.RECYCLED, Stage.DISQUALIFIED]
+        changes = list(StageChange.objects.filter(lead_id__in=by_lead, from_stage=Stage.SQL, to_stage__in=decisions))
+        for change in changes:
+            change.at = by_lead[change.lead_id]
+        StageChange.objects.bulk_update(changes, ["at"])
+        leads = [handoff.lead for handoff in handoffs if handoff.lead.stage == Stage.RECYCLED]
+        for lead in leads:
+            lead.recycled_at = by_lead[lead.pk]
+        Lead.objects.bulk_update(leads, ["recycled_at"])
+        feedback = {f"handoff:{handoff.public_id}:rejected": moments[handoff.pk][1] for handoff in handoffs}
+        Notification.objects.filter(event_key__in=feedback).update(
+            created_at=Case(*(When(event_key=key, then=Value(at)) for key, at in feedback.items()))
+        )
+
+
+def _backdate_new_sql_notifications(source: Source) -> None:
+    """Each "new SQL" notification went out when its handoff opened, and the reps read
+    those of the handoffs they have since claimed (reads made by people are kept)."""
+    handoffs = Handoff.objects.filter(lead__source=source).values_list("public_id", "created_at", "first_claimed_at")
+    opened = {f"handoff:{public_id}:opened": (created, claimed) for public_id, created, claimed in handoffs}
+    if not opened:
+        return
+    notifications = Notification.objects.filter(event_key__in=opened)
+    notifications.update(
+        created_at=Case(*(When(event_key=key, then=Value(created)) for key, (created, _) in opened.items()))
+    )
+    read = {key: claimed for key, (_, claimed) in opened.items() if claimed is not None}
+    if read:
+        notifications.filter(event_key__in=read, read_at__isnull=True).update(
+            read_at=Case(*(When(event_key=key, then=Value(claimed)) for key, claimed in read.items()))
+        )
+
+
 class Command(BaseCommand):
     help = (
         "Load demo data: users admin, marketer, rep and rep2 (passwords printed at the end), a 'Website' "
         "source, and leads with B2B profiles and event journeys over the last 60 days, ingested through the "
-        "real ingest path. Safe to run again: nothing is duplicated. Never run it on a production database: "
+        "real ingest path; then rep and rep2 work the older half of the sales queue (accept, reject with "
+        "feedback). Safe to run again: nothing is duplicated. Never run it on a production database: "
         "the demo passwords are public."
     )
 
@@ -372,8 +489,9 @@ class Command(BaseCommand):
                 bar.update(len(batch))
         if scored:
             leads_score(lead_ids=sorted(scored))  # today's scores, with today's decay
+        work = self._work_the_queue(source, seed)
 
-        self._report(users, count, Lead.objects.count() - leads_before, accepted, duplicates, rejected)
+        self._report(users, count, Lead.objects.count() - leads_before, accepted, duplicates, rejected, work)
 
     def _ensure_users(self) -> list[tuple[DemoUser, bool]]:
         """Create the demo users that do not exist; existing users are left untouched."""
@@ -398,6 +516,55 @@ class Command(BaseCommand):
                 ensured.append((spec, created))
         return ensured
 
+    def _work_the_queue(self, source: Source, seed: int) -> SalesWork:
+        """The demo reps work the older half of the queue through the handoff services:
+        each never-claimed handoff there is accepted, rejected (a reason and a note for
+        marketing), claimed and left in progress, or left queued, as its seed decides.
+        A handoff claimed once is never touched again, so a second run does nothing."""
+        work = SalesWork()
+        user_model = get_user_model()
+        reps = list(
+            user_model._default_manager.filter(username__in=SALES_REPS, is_active=True, groups__name=SALES)
+            .distinct()
+            .order_by("username")
+        )
+        handoffs = Handoff.objects.filter(lead__source=source)
+        created = sorted(handoffs.values_list("created_at", flat=True))
+        if not reps or not created:
+            return work
+        older_half = created[len(created) // 2]
+        candidates = (
+            handoffs.filter(status=HandoffStatus.QUEUED, first_claimed_at__isnull=True, created_at__lt=older_half)
+            .select_related("lead")
+            .order_by("created_at", "id")
+        )
+        open_claims = dict.fromkeys((rep.pk for rep in reps), 0)
+        decided: list[tuple[Handoff, random.Random]] = []
+        for handoff in candidates:
+            rng = random.Random(f"leadflow-demo-sales:{seed}:{handoff.lead.email or handoff.lead.public_id}")  # noqa: S311
+            fate = _weighted(rng, SALES_FATES)
+            rep = rng.choice(reps)
+            if fate == "leave" or (fate == "claim" and open_claims[rep.pk] >= OPEN_CLAIMS_PER_REP):
+                continue
+            try:
+                claimed = handoff_claim(handoff=handoff, user=rep)
+                if fate == "accept":
+                    decided.append((handoff_accept(handoff=claimed, user=rep), rng))
+                    work.accepted += 1
+                elif fate == "reject":
+                    reason = _weighted(rng, REJECT_REASONS)
+                    note = rng.choice(REJECT_NOTES[reason])
+                    decided.append((handoff_reject(handoff=claimed, user=rep, reason=reason, note=note), rng))
+                    work.rejected += 1
+                else:
+                    open_claims[rep.pk] += 1
+                    work.claimed += 1
+            except HandoffError:
+                work.skipped += 1
+        _backdate_sales_work(decided)
+        _backdate_new_sql_notifications(source)
+        return work
+
     def _anchor(self, source: Source, seed: int, demo_leads: Sequence[DemoLead]) -> datetime:
         """The moment event times count back from: now on the first run, the first run's "now" after,
         so a second run sends identical events (duplicates, not conflicts)."""
@@ -415,11 +582,15 @@ class Command(BaseCommand):
         accepted: int,
         duplicates: int,
         rejected: list[dict[str, Any]],
+        work: SalesWork,
     ) -> None:
         created = sum(1 for _, was_created in users if was_created)
         self.stdout.write(f"Users: {created} created, {len(users) - created} already existed (left unchanged).")
         self.stdout.write(f"Leads: {count} demo leads, {leads_created} new.")
         self.stdout.write(f"Events: {accepted} accepted, {duplicates} duplicates, {len(rejected)} rejected.")
+        self.stdout.write(
+            f"Sales queue: {work.accepted} accepted, {work.rejected} rejected, {work.claimed} claimed by the demo reps."
+        )
         self.stdout.write("")
         self.stdout.write("Demo users (the passwords are public: demo instances only):")
         rows = [("username", "password", "roles", "status")]

@@ -1,0 +1,230 @@
+"""Pages of the sales side: the queue reps work from, one handoff with its audit trail
+and actions, and everyone's notifications. Reads go through selectors, every change
+through the handoff services; a refused action becomes a message, never an error page.
+
+(These pages belong with the handoff app; they live here while it is being finished.)
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from handoff import notifications as handoff_notifications
+from handoff import services as handoff_services
+from handoff.models import Handoff, HandoffStatus, RejectReason
+from leadflow.leads import sales_selectors, selectors
+from leadflow.leads.context_processors import unread_notifications
+from leadflow.leads.decorators import role_required
+from leadflow.leads.forms import HandoffRejectForm
+from leadflow.leads.roles import ALL_ROLES, SALES
+from scoring import services as scoring_services
+from scoring.api import explanation_data
+
+QUEUE_PER_PAGE = 25
+NOTIFICATIONS_PER_PAGE = 25
+RECENT_EVENTS = 10
+SALES_ONLY = "The sales queue is for sales reps: ask an administrator for the sales role."
+REPS_ONLY = "Only sales reps claim, accept, reject or release handoffs; you can read them."
+
+
+def _safe_next(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+# --- The queue ------------------------------------------------------------------------------------
+@role_required(SALES, message=SALES_ONLY)
+def sales_queue(request: HttpRequest) -> HttpResponse:
+    overdue_only = request.GET.get("show") == "overdue"
+    page = Paginator(
+        sales_selectors.sales_queue(user=request.user, overdue_only=overdue_only), QUEUE_PER_PAGE
+    ).get_page(request.GET.get("page"))
+    claims = sales_selectors.sales_claims(user=request.user)
+    items = sales_selectors.queue_items([*page.object_list, *claims])
+    context = {
+        "page": page,
+        "queue": items[: len(page.object_list)],
+        "claims": items[len(page.object_list) :],
+        "overdue_only": overdue_only,
+        "overdue_count": sales_selectors.sales_queue_overdue_count(user=request.user),
+        "claim_limit": settings.HANDOFF_MAX_OPEN_CLAIMS,
+        "claim_hours": settings.HANDOFF_CLAIM_TTL_HOURS,
+        "at_claim_limit": len(claims) >= settings.HANDOFF_MAX_OPEN_CLAIMS,
+        "reject_form": HandoffRejectForm(),
+    }
+    return render(request, "sales/queue.html", context)
+
+
+# --- One handoff ------------------------------------------------------------------------------------
+def _handoff_context(
+    request: HttpRequest, handoff: Handoff, reject_form: HandoffRejectForm | None = None
+) -> dict[str, Any]:
+    lead = handoff.lead
+    explained = scoring_services.lead_explain(lead=lead)
+    explanation = explanation_data(explained)
+    actions = sales_selectors.handoff_allowed_actions(handoff=handoff, user=request.user)
+    return {
+        "handoff": handoff,
+        "lead": lead,
+        "trail": list(handoff.events.all()),
+        "explanation": explanation,
+        "matched_rules": [rule for rule in explanation["rules"] if rule["matched"]],
+        "unmatched_rules": [rule for rule in explanation["rules"] if not rule["matched"]],
+        "intent": sales_selectors.explanation_intent(explained),
+        "sql_change": sales_selectors.lead_sql_change(lead=lead),
+        "events": selectors.lead_recent_events(lead=lead, limit=RECENT_EVENTS),
+        "actions": actions,
+        "reject_form": reject_form or (HandoffRejectForm() if "reject" in actions else None),
+        "claim_hours": settings.HANDOFF_CLAIM_TTL_HOURS,
+    }
+
+
+@role_required(*ALL_ROLES)
+def handoff_detail(request: HttpRequest, handoff_id: Any) -> HttpResponse:
+    handoff = get_object_or_404(sales_selectors.handoff_visible(user=request.user), public_id=handoff_id)
+    return render(request, "sales/handoff_detail.html", _handoff_context(request, handoff))
+
+
+def _actionable_or_404(request: HttpRequest, handoff_id: Any) -> Handoff:
+    """Another rep's claim answers 404, as a handoff that does not exist (like the API)."""
+    return get_object_or_404(sales_selectors.handoff_actionable(user=request.user), public_id=handoff_id)
+
+
+def _after_refusal(request: HttpRequest, handoff: Handoff, error: handoff_services.HandoffError) -> HttpResponse:
+    messages.error(request, str(error))
+    if sales_selectors.handoff_visible(user=request.user).filter(pk=handoff.pk).exists():
+        return redirect(_safe_next(request, reverse("handoff-detail", kwargs={"handoff_id": handoff.public_id})))
+    return redirect("sales-queue")
+
+
+def _after_success(request: HttpRequest, handoff: Handoff) -> HttpResponse:
+    return redirect(_safe_next(request, reverse("handoff-detail", kwargs={"handoff_id": handoff.public_id})))
+
+
+@require_POST
+@role_required(SALES, message=REPS_ONLY)
+def handoff_claim_next(request: HttpRequest) -> HttpResponse:
+    try:
+        handoff = handoff_services.handoff_claim_next(user=request.user)
+    except handoff_services.HandoffError as error:
+        messages.error(request, str(error))
+        return redirect("sales-queue")
+    if handoff is None:
+        messages.info(request, "The queue is empty: nothing to claim. New SQLs appear here as leads qualify.")
+        return redirect("sales-queue")
+    messages.success(
+        request,
+        f"You claimed {handoff.lead.display_name}, the top of the queue. "
+        f"Accept or reject it within {settings.HANDOFF_CLAIM_TTL_HOURS} h, or release it.",
+    )
+    return redirect("handoff-detail", handoff_id=handoff.public_id)
+
+
+@require_POST
+@role_required(SALES, message=REPS_ONLY)
+def handoff_claim(request: HttpRequest, handoff_id: Any) -> HttpResponse:
+    handoff = _actionable_or_404(request, handoff_id)
+    try:
+        handoff = handoff_services.handoff_claim(handoff=handoff, user=request.user)
+    except handoff_services.HandoffError as error:
+        return _after_refusal(request, handoff, error)
+    messages.success(
+        request,
+        f"You claimed {handoff.lead.display_name}. "
+        f"Accept or reject it within {settings.HANDOFF_CLAIM_TTL_HOURS} h, or release it.",
+    )
+    return _after_success(request, handoff)
+
+
+@require_POST
+@role_required(SALES, message=REPS_ONLY)
+def handoff_release(request: HttpRequest, handoff_id: Any) -> HttpResponse:
+    handoff = _actionable_or_404(request, handoff_id)
+    try:
+        handoff = handoff_services.handoff_release(handoff=handoff, user=request.user)
+    except handoff_services.HandoffError as error:
+        return _after_refusal(request, handoff, error)
+    messages.success(request, f"Released {handoff.lead.display_name}: it is back in the queue for anyone to claim.")
+    return _after_success(request, handoff)
+
+
+@require_POST
+@role_required(SALES, message=REPS_ONLY)
+def handoff_accept(request: HttpRequest, handoff_id: Any) -> HttpResponse:
+    handoff = _actionable_or_404(request, handoff_id)
+    try:
+        handoff = handoff_services.handoff_accept(handoff=handoff, user=request.user)
+    except handoff_services.HandoffError as error:
+        return _after_refusal(request, handoff, error)
+    messages.success(request, f"Accepted {handoff.lead.display_name}: the lead is yours now.")
+    return _after_success(request, handoff)
+
+
+@require_POST
+@role_required(SALES, message=REPS_ONLY)
+def handoff_reject(request: HttpRequest, handoff_id: Any) -> HttpResponse:
+    handoff = _actionable_or_404(request, handoff_id)
+    form = HandoffRejectForm(request.POST)
+    if form.is_valid():
+        try:
+            handoff = handoff_services.handoff_reject(
+                handoff=handoff, user=request.user, reason=form.cleaned_data["reason"], note=form.cleaned_data["note"]
+            )
+        except handoff_services.HandoffStateError as error:
+            return _after_refusal(request, handoff, error)
+        except handoff_services.HandoffError as error:
+            form.add_error(None, str(error))
+        else:
+            label = RejectReason(handoff.reject_reason).label
+            messages.success(
+                request,
+                f"Rejected {handoff.lead.display_name} ({label}): the lead is {handoff.lead.get_stage_display()} "
+                "and marketing has your feedback.",
+            )
+            return _after_success(request, handoff)
+    handoff = get_object_or_404(sales_selectors.handoff_visible(user=request.user), pk=handoff.pk)
+    if handoff.status != HandoffStatus.CLAIMED or handoff.claimed_by_id != request.user.pk:
+        messages.error(request, f"This handoff is {handoff.status} now: there is nothing to reject.")
+        return redirect("handoff-detail", handoff_id=handoff.public_id)
+    return render(request, "sales/handoff_detail.html", _handoff_context(request, handoff, form), status=400)
+
+
+# --- Notifications -----------------------------------------------------------------------------------
+@role_required(*ALL_ROLES)
+def notification_list(request: HttpRequest) -> HttpResponse:
+    unread_only = request.GET.get("show") == "unread"
+    page = Paginator(
+        sales_selectors.notification_inbox(user=request.user, unread_only=unread_only), NOTIFICATIONS_PER_PAGE
+    ).get_page(request.GET.get("page"))
+    context = {"page": page, "unread_only": unread_only, "unread": unread_notifications(request)}
+    return render(request, "sales/notifications.html", context)
+
+
+@require_POST
+@role_required(*ALL_ROLES)
+def notification_read(request: HttpRequest, notification_id: Any) -> HttpResponse:
+    notification = get_object_or_404(sales_selectors.notification_inbox(user=request.user), public_id=notification_id)
+    handoff_notifications.notification_mark_read(notification=notification)
+    return redirect(_safe_next(request, reverse("notification-list")))
+
+
+@require_POST
+@role_required(*ALL_ROLES)
+def notification_read_all(request: HttpRequest) -> HttpResponse:
+    marked = handoff_notifications.notifications_mark_all_read(user=request.user)
+    if marked:
+        messages.success(request, f"Marked {marked} notification{'s' if marked != 1 else ''} read.")
+    else:
+        messages.info(request, "Nothing to mark: every notification was read already.")
+    return redirect(_safe_next(request, reverse("notification-list")))
