@@ -53,7 +53,7 @@ lint: dev-venv  ## ruff check + ruff format --check
 	$(BIN)/ruff format --check .
 
 typecheck: dev-venv  ## mypy with django-stubs
-	DEBUG=1 $(BIN)/mypy .
+	DEBUG=1 $(BIN)/mypy
 
 pytest: dev-venv services  ## The test suite against PostgreSQL and Redis
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
