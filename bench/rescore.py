@@ -7,6 +7,8 @@ path's throughput on a backlog of flagged leads.
     .venv/bin/python bench/rescore.py --leads 1000000 --events 10000000   # the target size
     .venv/bin/python bench/rescore.py --reuse                             # keep the data generated before
     .venv/bin/python bench/rescore.py --reuse --experiments               # + profiling experiments
+    .venv/bin/python bench/rescore.py --reuse --variant improved          # alternatives patched in
+    .venv/bin/python bench/rescore.py --reuse --only-experiments --experiments compute,write
 
 The data is generated with COPY into the database ``leadflow_bench_rescore`` (dropped,
 created and migrated first; its name must contain "bench"), then VACUUM ANALYZE.
@@ -25,7 +27,9 @@ process (Django set up against that database):
 4. a naive per-lead ORM loop on a sample, extrapolated to every lead;
 5. the incremental path (``leads_score``) on a backlog of flagged leads;
 6. with ``--experiments``: EXPLAIN ANALYZE of the bulk statements and measured
-   alternatives (labelled EXPERIMENT: none of them is the product's code).
+   alternatives (labelled EXPERIMENT: none of them is the product's code), each in a
+   rolled-back transaction and compared with what the product computes or writes.
+   ``--variant improved`` runs 1-5 with two of them patched in (see ``variant_patches``).
 
 Exit status: 0 when every correctness check passes (throughput targets are only
 reported), 1 when one fails, 2 on a usage error, 3 when the benchmark cannot run.
