@@ -1,6 +1,7 @@
 """Handoff API: the sales queue (list, detail, claim, release, accept, reject,
 reassign), a lead's handoff history, handoff statistics, and notifications."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -10,7 +11,13 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import PageNumberPagination
@@ -175,52 +182,41 @@ class HandoffClaimNextView(APIView):
         return Response(HandoffSerializer(handoff).data)
 
 
-class HandoffClaimView(APIView):
-    permission_classes = [CanWorkHandoffs]
+class _HandoffActionView(APIView):
+    """POST one service action (claim, release, accept) on a handoff the user may act on."""
 
-    @extend_schema(
-        request=None,
-        responses={200: HandoffSerializer, 404: NOT_VISIBLE, 409: CONFLICT},
-        summary="Claim this queued handoff",
-    )
+    permission_classes = [CanWorkHandoffs]
+    perform: Callable[..., Handoff]
+
     def post(self, request: Request, handoff_id: Any) -> Response:
         try:
-            handoff = services.handoff_claim(handoff=actionable_or_404(request, handoff_id), user=request.user)
+            handoff = type(self).perform(handoff=actionable_or_404(request, handoff_id), user=request.user)
         except services.HandoffError as error:
             return conflict(error)
         return Response(HandoffSerializer(handoff).data)
 
 
-class HandoffReleaseView(APIView):
-    permission_classes = [CanWorkHandoffs]
-
-    @extend_schema(
-        request=None,
-        responses={200: HandoffSerializer, 404: NOT_VISIBLE, 409: CONFLICT},
-        summary="Put my claimed handoff back in the queue",
+def _action_schema(summary: str) -> Any:
+    return extend_schema_view(
+        post=extend_schema(
+            request=None, responses={200: HandoffSerializer, 404: NOT_VISIBLE, 409: CONFLICT}, summary=summary
+        )
     )
-    def post(self, request: Request, handoff_id: Any) -> Response:
-        try:
-            handoff = services.handoff_release(handoff=actionable_or_404(request, handoff_id), user=request.user)
-        except services.HandoffError as error:
-            return conflict(error)
-        return Response(HandoffSerializer(handoff).data)
 
 
-class HandoffAcceptView(APIView):
-    permission_classes = [CanWorkHandoffs]
+@_action_schema("Claim this queued handoff")
+class HandoffClaimView(_HandoffActionView):
+    perform = staticmethod(services.handoff_claim)
 
-    @extend_schema(
-        request=None,
-        responses={200: HandoffSerializer, 404: NOT_VISIBLE, 409: CONFLICT},
-        summary="Accept my claimed handoff: the lead becomes accepted and mine",
-    )
-    def post(self, request: Request, handoff_id: Any) -> Response:
-        try:
-            handoff = services.handoff_accept(handoff=actionable_or_404(request, handoff_id), user=request.user)
-        except services.HandoffError as error:
-            return conflict(error)
-        return Response(HandoffSerializer(handoff).data)
+
+@_action_schema("Put my claimed handoff back in the queue")
+class HandoffReleaseView(_HandoffActionView):
+    perform = staticmethod(services.handoff_release)
+
+
+@_action_schema("Accept my claimed handoff: the lead becomes accepted and mine")
+class HandoffAcceptView(_HandoffActionView):
+    perform = staticmethod(services.handoff_accept)
 
 
 class RejectInputSerializer(serializers.Serializer):
