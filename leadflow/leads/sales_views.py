@@ -5,6 +5,7 @@ through the handoff services; a refused action becomes a message, never an error
 (These pages belong with the handoff app; they live here while it is being finished.)
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -131,44 +132,56 @@ def handoff_claim_next(request: HttpRequest) -> HttpResponse:
     return redirect("handoff-detail", handoff_id=handoff.public_id)
 
 
+def _act(
+    request: HttpRequest,
+    handoff_id: Any,
+    service: Callable[..., Handoff],
+    success: Callable[[Handoff], str],
+) -> HttpResponse:
+    """Run one handoff service on an actionable handoff; a refusal becomes a message, never a 500."""
+    handoff = _actionable_or_404(request, handoff_id)
+    try:
+        handoff = service(handoff=handoff, user=request.user)
+    except handoff_services.HandoffError as error:
+        return _after_refusal(request, handoff, error)
+    messages.success(request, success(handoff))
+    return _after_success(request, handoff)
+
+
 @require_POST
 @role_required(SALES, message=REPS_ONLY)
 def handoff_claim(request: HttpRequest, handoff_id: Any) -> HttpResponse:
-    handoff = _actionable_or_404(request, handoff_id)
-    try:
-        handoff = handoff_services.handoff_claim(handoff=handoff, user=request.user)
-    except handoff_services.HandoffError as error:
-        return _after_refusal(request, handoff, error)
-    messages.success(
+    return _act(
         request,
-        f"You claimed {handoff.lead.display_name}. "
-        f"Accept or reject it within {settings.HANDOFF_CLAIM_TTL_HOURS} h, or release it.",
+        handoff_id,
+        handoff_services.handoff_claim,
+        lambda handoff: (
+            f"You claimed {handoff.lead.display_name}. "
+            f"Accept or reject it within {settings.HANDOFF_CLAIM_TTL_HOURS} h, or release it."
+        ),
     )
-    return _after_success(request, handoff)
 
 
 @require_POST
 @role_required(SALES, message=REPS_ONLY)
 def handoff_release(request: HttpRequest, handoff_id: Any) -> HttpResponse:
-    handoff = _actionable_or_404(request, handoff_id)
-    try:
-        handoff = handoff_services.handoff_release(handoff=handoff, user=request.user)
-    except handoff_services.HandoffError as error:
-        return _after_refusal(request, handoff, error)
-    messages.success(request, f"Released {handoff.lead.display_name}: it is back in the queue for anyone to claim.")
-    return _after_success(request, handoff)
+    return _act(
+        request,
+        handoff_id,
+        handoff_services.handoff_release,
+        lambda handoff: f"Released {handoff.lead.display_name}: it is back in the queue for anyone to claim.",
+    )
 
 
 @require_POST
 @role_required(SALES, message=REPS_ONLY)
 def handoff_accept(request: HttpRequest, handoff_id: Any) -> HttpResponse:
-    handoff = _actionable_or_404(request, handoff_id)
-    try:
-        handoff = handoff_services.handoff_accept(handoff=handoff, user=request.user)
-    except handoff_services.HandoffError as error:
-        return _after_refusal(request, handoff, error)
-    messages.success(request, f"Accepted {handoff.lead.display_name}: the lead is yours now.")
-    return _after_success(request, handoff)
+    return _act(
+        request,
+        handoff_id,
+        handoff_services.handoff_accept,
+        lambda handoff: f"Accepted {handoff.lead.display_name}: the lead is yours now.",
+    )
 
 
 @require_POST
