@@ -224,8 +224,8 @@ class RejectInputSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["reason"] == RejectReason.OTHER and not attrs.get("note", "").strip():
-            raise serializers.ValidationError({"note": ["Say why when the reason is 'other': marketing reads it."]})
+        # The service's rules; DRF attaches the Django ValidationError to its field.
+        services.handoff_reject_validate(reason=attrs["reason"], note=attrs.get("note", ""))
         return attrs
 
 
@@ -336,6 +336,7 @@ class HandoffStatsView(APIView):
         parameters=[
             OpenApiParameter("since", str, description="ISO date or date-time: handoffs created from then."),
             OpenApiParameter("until", str, description="ISO date (inclusive) or date-time (exclusive)."),
+            OpenApiParameter("source", str, description="Source slug: only the handoffs of that source's leads."),
         ],
         responses=HandoffStatsSerializer,
         summary="Handoff outcomes: counts, reject reasons, median time to claim and to decision, SLA breaches",
@@ -345,7 +346,14 @@ class HandoffStatsView(APIView):
         until = parse_bound("until", request.query_params.get("until"), end=True)
         if since and until and until <= since:
             raise serializers.ValidationError({"until": ["Must be after since."]})
-        stats = selectors.handoff_stats(since=since, until=until)
+        source = None
+        if slug := request.query_params.get("source"):
+            source = lead_selectors.source_get(slug=slug)
+            if source is None:
+                raise serializers.ValidationError(
+                    {"source": [f"No source has the slug {slug!r}: use the slug of an existing source."]}
+                )
+        stats = selectors.handoff_stats(since=since, until=until, source=source)
         return Response(HandoffStatsSerializer(stats).data)
 
 

@@ -8,6 +8,11 @@ Every event has a unique key (``handoff:<id>:breach``…). It makes each channel
 idempotent: one in-app notification per person per key (a unique constraint),
 email only to the people whose notification was just created, and one
 :class:`WebhookDelivery` row per key that is never sent again once delivered.
+
+An event's ``link`` is the page a person opens (``/queue/<id>/``): stored as is in
+the in-app notification, and absolute (``NOTIFY_BASE_URL``) in the email and in the
+webhook's ``link``. The webhook also carries the API URL of the same thing as
+``api_link``.
 """
 
 import hashlib
@@ -20,7 +25,7 @@ import urllib.request
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -53,7 +58,8 @@ class NotificationEvent:
     key: str
     title: str
     body: str
-    link: str = ""
+    link: str = ""  # the page a person opens (relative; absolute in email and webhook)
+    api_link: str = ""  # the same thing in the API, for webhook consumers
     recipient_ids: tuple[int, ...] = ()
     recipient_roles: tuple[str, ...] = ()
     data: dict[str, Any] = field(default_factory=dict)
@@ -140,6 +146,7 @@ def _webhook(event: NotificationEvent) -> None:
         "title": event.title,
         "body": event.body,
         "link": absolute_link(event.link),
+        "api_link": absolute_link(event.api_link),
         "created_at": timezone.now().isoformat(),
         "data": event.data,
     }
@@ -268,6 +275,12 @@ def notification_mark_read(*, notification: Notification) -> Notification:
         notification.read_at = timezone.now()
         Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=notification.read_at)
     return notification
+
+
+def notification_mark_read_by_key(*, user: Any, event_key: str, at: datetime | None = None) -> int:
+    """Mark read ``user``'s notification of one event, if they have an unread one."""
+    unread = Notification.objects.filter(recipient=user, event_key=event_key, read_at__isnull=True)
+    return unread.update(read_at=at or timezone.now())
 
 
 def notifications_mark_all_read(*, user: Any) -> int:

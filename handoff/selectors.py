@@ -20,7 +20,7 @@ from handoff.models import (
     RejectReason,
 )
 from handoff.roles import is_sales_manager, sees_every_handoff
-from leadflow.leads.models import Lead
+from leadflow.leads.models import Lead, Source
 
 
 def _with_relations(queryset: QuerySet[Handoff]) -> QuerySet[Handoff]:
@@ -107,9 +107,12 @@ class HandoffStats:
     overdue_now: int = 0
 
 
-def handoff_stats(*, since: datetime | None = None, until: datetime | None = None) -> HandoffStats:
+def handoff_stats(
+    *, since: datetime | None = None, until: datetime | None = None, source: Source | None = None
+) -> HandoffStats:
     """Counts by status and reject reason, median time to (first) claim and to a
-    decision, and SLA breaches, for handoffs created in [since, until).
+    decision, and SLA breaches, for handoffs created in [since, until), of the leads
+    of ``source`` when given.
 
     A breach is a handoff flagged overdue, decided after its due time, or open past
     it (whether or not the sweep has flagged it yet)."""
@@ -118,6 +121,8 @@ def handoff_stats(*, since: datetime | None = None, until: datetime | None = Non
         handoffs = handoffs.filter(created_at__gte=since)
     if until is not None:
         handoffs = handoffs.filter(created_at__lt=until)
+    if source is not None:
+        handoffs = handoffs.filter(lead__source=source)
     now = timezone.now()
     overdue_now = Q(status__in=OPEN_STATUSES, due_at__lte=now)
     breached = Q(overdue_at__isnull=False) | Q(decided_at__gt=F("due_at")) | overdue_now

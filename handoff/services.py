@@ -3,8 +3,9 @@ release, accept, reject, reassign, and the sweeps that expire claims and flag SL
 breaches. Every change writes a HandoffEvent; notifications go out after commit.
 
 Locks are always taken in the same order — the rep (a claim's advisory lock, or
-their user row off PostgreSQL), then the lead, then the handoff — so concurrent
-claims, decisions and rescoring cannot deadlock.
+their user row off PostgreSQL), then the lead, then the handoff, and last the acting
+rep's own "new SQL" notification, marked read — so concurrent claims, decisions and
+rescoring cannot deadlock.
 """
 
 import logging
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, models, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
@@ -33,7 +34,7 @@ from handoff.models import (
     NotificationKind,
     RejectReason,
 )
-from handoff.notifications import NotificationEvent, notify_after_commit
+from handoff.notifications import NotificationEvent, notification_mark_read_by_key, notify_after_commit
 from handoff.roles import can_reassign_handoffs, can_work_handoffs, is_sales_manager
 from leadflow.db import insert_ignore_conflicts_returning
 from leadflow.leads.models import Lead, Stage
@@ -65,8 +66,25 @@ def _username(user: Any) -> str:
     return str(user.get_username()) if user is not None else "nobody"
 
 
-def handoff_link(handoff: Handoff) -> str:
-    return reverse("api-handoff-detail", kwargs={"handoff_id": handoff.public_id})
+def handoff_link(handoff_id: Any) -> str:
+    """The handoff's page (what a person opens from a notification), by public id."""
+    return reverse("handoff-detail", kwargs={"handoff_id": handoff_id})
+
+
+def handoff_api_link(handoff_id: Any) -> str:
+    """The handoff in the API (for webhook consumers), by public id."""
+    return reverse("api-handoff-detail", kwargs={"handoff_id": handoff_id})
+
+
+def new_sql_event_key(handoff_id: Any) -> str:
+    """The key of a handoff's "new SQL" notification, by public id. The claim statement
+    (_CLAIM_SQL) builds the same key in SQL."""
+    return f"handoff:{handoff_id}:opened"
+
+
+def _new_sql_seen(handoff: Handoff, user: Any, at: datetime) -> None:
+    """``user`` acted on the handoff: their "new SQL" notification of it has done its job."""
+    notification_mark_read_by_key(user=user, event_key=new_sql_event_key(handoff.public_id), at=at)
 
 
 def _event(handoff: Handoff, action: str, actor: Any, at: datetime, **details: Any) -> HandoffEvent:
@@ -121,7 +139,6 @@ def handoffs_open_for_leads(*, leads: Sequence[Lead], at: datetime) -> list[int]
 def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> list[NotificationEvent]:
     if not opened:
         return []
-    queue_link = reverse("api-handoffs")
     if len(opened) > NEW_SQL_DIGEST_THRESHOLD:
         return [
             NotificationEvent(
@@ -129,7 +146,8 @@ def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> 
                 key=f"handoffs:{opened[0][0]}:opened:{len(opened)}",
                 title=f"{len(opened)} new SQLs are waiting in the queue",
                 body=f"Claim them before {due_at:%Y-%m-%d %H:%M} UTC (SLA).",
-                link=queue_link,
+                link=reverse("sales-queue"),
+                api_link=reverse("api-handoffs"),
                 recipient_roles=(SALES,),
                 data={"handoffs": [str(public_id) for public_id, _lead in opened], "due_at": due_at},
             )
@@ -137,10 +155,11 @@ def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> 
     return [
         NotificationEvent(
             kind=NotificationKind.HANDOFF_NEW,
-            key=f"handoff:{public_id}:opened",
+            key=new_sql_event_key(public_id),
             title=f"New SQL: {lead.display_name}" + (f" ({lead.company})" if lead.company else ""),
             body=f"Score {lead.score}. Claim it before {due_at:%Y-%m-%d %H:%M} UTC (SLA).",
-            link=reverse("api-handoff-detail", kwargs={"handoff_id": public_id}),
+            link=handoff_link(public_id),
+            api_link=handoff_api_link(public_id),
             recipient_roles=(SALES,),
             data={"handoff": str(public_id), "lead": str(lead.public_id), "score": lead.score, "due_at": due_at},
         )
@@ -157,7 +176,8 @@ def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> 
 # statement takes its snapshot after the lock, so it sees the rep's other claims).
 # The second counts the rep's open claims (bounded by the limit), takes the handoff —
 # the given one if still queued, or the head of the queue, skipping rows other reps
-# are claiming right now — and writes the audit event. psycopg2 sends the string as
+# are claiming right now — writes the audit event and marks the rep's "new SQL"
+# notification of the handoff read (new_sql_event_key). psycopg2 sends the string as
 # one simple query; a driver that cannot would fail loudly, not claim twice.
 # Elsewhere (SQLite, which serialises writers anyway) the same steps run through the
 # ORM in a transaction; a test proves the two paths agree.
@@ -178,6 +198,11 @@ WITH open_claims AS (
 ), logged AS (
     INSERT INTO handoff_handoffevent (handoff_id, action, actor_id, at, details)
     SELECT id, 'claimed', %(user)s, %(now)s, '{{}}' FROM claimed
+), seen AS (
+    UPDATE handoff_notification n SET read_at = %(now)s
+    FROM claimed
+    WHERE n.recipient_id = %(user)s AND n.event_key = 'handoff:' || claimed.public_id::text || ':opened'
+        AND n.read_at IS NULL
 )
 SELECT open_claims.n, {columns_out}
 FROM open_claims LEFT JOIN claimed h ON TRUE LEFT JOIN {leads} l ON l.id = h.lead_id
@@ -251,7 +276,9 @@ def _claim_orm(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int
     if not claimed:
         return open_claims, None
     HandoffEvent.objects.create(handoff_id=handoff_id, action=HandoffAction.CLAIMED, actor=user, at=now)
-    return open_claims, _fresh(handoff_id)
+    handoff = _fresh(handoff_id)
+    _new_sql_seen(handoff, user, now)
+    return open_claims, handoff
 
 
 def _claim_changes(user: Any, now: datetime) -> dict[str, Any]:
@@ -318,6 +345,7 @@ def handoff_release(*, handoff: Handoff, user: Any) -> Handoff:
         )
         locked.save(update_fields=["status", "claimed_by", "claimed_at", "claim_expires_at"])
         _event(locked, HandoffAction.RELEASED, user, now, claimed_by=_username(previous))
+        _new_sql_seen(locked, user, now)
     return _fresh(handoff.pk)
 
 
@@ -346,7 +374,21 @@ def handoff_accept(*, handoff: Handoff, user: Any) -> Handoff:
         locked.status, locked.decided_at = HandoffStatus.ACCEPTED, now
         locked.save(update_fields=["status", "decided_at"])
         _event(locked, HandoffAction.ACCEPTED, user, now)
+        _new_sql_seen(locked, user, now)
     return _fresh(handoff.pk)
+
+
+def handoff_reject_validate(*, reason: str, note: str) -> None:
+    """The rules of a rejection's reason and note, defined once: handoff_reject enforces
+    them, and the API and the page's form check them first so that the error shows on
+    its field. Raises a ValidationError keyed by field (DRF and Django forms both
+    attach it to that field)."""
+    if reason not in RejectReason.values:
+        raise ValidationError({"reason": f"Unknown reason {reason!r}: choose one of {', '.join(RejectReason.values)}."})
+    if reason == RejectReason.OTHER and not note.strip():
+        raise ValidationError(
+            {"note": f"Say why in the note when the reason is “{RejectReason.OTHER.label}”: marketing reads it."}
+        )
 
 
 def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") -> Handoff:
@@ -354,11 +396,11 @@ def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") 
     not a fit or a duplicate. Marketing is told why."""
     from scoring.services import Transition, transitions_apply
 
-    if reason not in RejectReason.values:
-        raise HandoffError(f"Unknown reason {reason!r}: choose one of {', '.join(RejectReason.values)}.")
+    try:
+        handoff_reject_validate(reason=reason, note=note)
+    except ValidationError as error:
+        raise HandoffError(" ".join(error.messages)) from error
     note = note.strip()
-    if reason == RejectReason.OTHER and not note:
-        raise HandoffError("Say why in the note when the reason is 'other': marketing reads it.")
     with transaction.atomic():
         lead, locked = _lock_for_decision(handoff, user, "reject")
         now = timezone.now()
@@ -369,6 +411,7 @@ def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") 
         locked.status, locked.decided_at, locked.reject_reason, locked.note = HandoffStatus.REJECTED, now, reason, note
         locked.save(update_fields=["status", "decided_at", "reject_reason", "note"])
         _event(locked, HandoffAction.REJECTED, user, now, reason=reason, note=note, lead_stage=to_stage)
+        _new_sql_seen(locked, user, now)
         notify_after_commit(
             [
                 NotificationEvent(
@@ -376,7 +419,8 @@ def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") 
                     key=f"handoff:{locked.public_id}:rejected",
                     title=f"Sales rejected {lead.display_name}: {label}",
                     body=(f"{_username(user)} wrote: {note}\n" if note else "") + f"The lead is now {to_stage}.",
-                    link=handoff_link(locked),
+                    link=handoff_link(locked.public_id),
+                    api_link=handoff_api_link(locked.public_id),
                     recipient_roles=(MARKETING,),
                     data={
                         "handoff": str(locked.public_id),
@@ -417,7 +461,8 @@ def handoff_reassign(*, handoff: Handoff, actor: Any, to_user: Any) -> Handoff:
                     key=f"handoff:{locked.public_id}:assigned:{event.pk}",
                     title=f"{_username(actor)} assigned {lead.display_name} to you",
                     body=f"Accept or reject it before {locked.due_at:%Y-%m-%d %H:%M} UTC (SLA).",
-                    link=handoff_link(locked),
+                    link=handoff_link(locked.public_id),
+                    api_link=handoff_api_link(locked.public_id),
                     recipient_ids=(to_user.pk,),
                     data={"handoff": str(locked.public_id), "lead": str(lead.public_id), "by": _username(actor)},
                 )
@@ -475,7 +520,8 @@ def handoffs_expire_claims(*, limit: int = SWEEP_LIMIT) -> int:
                         f"You held it {settings.HANDOFF_CLAIM_TTL_HOURS} hours without accepting or rejecting it; "
                         "it is back in the queue. Claim it again if you are working on it."
                     ),
-                    link=handoff_link(h),
+                    link=handoff_link(h.public_id),
+                    api_link=handoff_api_link(h.public_id),
                     recipient_ids=(h.claimed_by_id,) if h.claimed_by_id else (),
                     data={"handoff": str(h.public_id), "lead": str(h.lead.public_id), "rep": _username(h.claimed_by)},
                 )
@@ -486,8 +532,8 @@ def handoffs_expire_claims(*, limit: int = SWEEP_LIMIT) -> int:
 
 
 def handoffs_flag_overdue(*, limit: int = SWEEP_LIMIT) -> int:
-    """Open handoffs past ``due_at`` are flagged overdue, once; sales and the claimer
-    are told once."""
+    """Open handoffs past ``due_at`` are flagged overdue, once, and told once: to the rep
+    holding the claim, or to all of sales when the handoff is unclaimed."""
     with transaction.atomic():
         now = timezone.now()
         overdue = list(
@@ -521,9 +567,12 @@ def handoffs_flag_overdue(*, limit: int = SWEEP_LIMIT) -> int:
                         + (f" (claimed by {_username(h.claimed_by)})." if h.claimed_by_id else ", unclaimed.")
                         + " Decide on it now."
                     ),
-                    link=handoff_link(h),
+                    link=handoff_link(h.public_id),
+                    api_link=handoff_api_link(h.public_id),
+                    # The rep holding the claim, who alone can act on it (to the other reps
+                    # its page is 404); all of sales while nobody holds it.
                     recipient_ids=(h.claimed_by_id,) if h.claimed_by_id else (),
-                    recipient_roles=(SALES,),
+                    recipient_roles=() if h.claimed_by_id else (SALES,),
                     data={
                         "handoff": str(h.public_id),
                         "lead": str(h.lead.public_id),

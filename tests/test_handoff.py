@@ -17,7 +17,7 @@ from leadflow.leads.roles import SALES
 from scoring.models import StageChange
 from scoring.services import leads_score
 from tests.conftest import behaviour, client_for
-from tests.factories import HandoffFactory, SqlLeadFactory, UserFactory
+from tests.factories import HandoffFactory, SourceFactory, SqlLeadFactory, UserFactory
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 RULES = [behaviour("page_view", 10, max_points=30), behaviour("demo_request", 50)]
@@ -557,6 +557,33 @@ def test_handoff_stats_count_outcomes_reasons_medians_and_breaches(rep, marketer
     everything = client_for(marketer).get("/api/v1/stats/handoffs").json()
     assert everything["total"] == 7 and everything["since"] is None
     assert client_for(marketer).get("/api/v1/stats/handoffs?since=yesterday").status_code == 400
+
+
+def test_handoff_stats_filter_by_the_source_of_the_leads(rep, marketer):
+    web, ads = SourceFactory(name="Web", slug="web"), SourceFactory(name="Ads", slug="ads")
+    for source, reason in [(web, None), (web, "no_budget"), (ads, "bad_timing")]:
+        handoff = HandoffFactory(lead=SqlLeadFactory(source=source))
+        services.handoff_claim(handoff=handoff, user=rep)
+        if reason:
+            services.handoff_reject(handoff=handoff, user=rep, reason=reason)
+        else:
+            services.handoff_accept(handoff=handoff, user=rep)
+    HandoffFactory(lead=SqlLeadFactory(source=ads))
+    client = client_for(marketer)
+    web_stats = client.get("/api/v1/stats/handoffs", {"source": "web"}).json()
+    assert (web_stats["total"], web_stats["accepted"], web_stats["rejected"], web_stats["queued"]) == (2, 1, 1, 0)
+    assert web_stats["rejected_by_reason"]["no_budget"] == 1 and web_stats["rejected_by_reason"]["bad_timing"] == 0
+    ads_stats = client.get("/api/v1/stats/handoffs", {"source": "ads", "since": "2000-01-01"}).json()
+    assert (ads_stats["total"], ads_stats["accepted"], ads_stats["rejected"], ads_stats["queued"]) == (2, 0, 1, 1)
+    assert client.get("/api/v1/stats/handoffs").json()["total"] == 4
+    unknown = client.get("/api/v1/stats/handoffs", {"source": "nowhere"})
+    assert (unknown.status_code, list(unknown.json())) == (400, ["source"])
+
+
+def test_the_handoff_stats_source_filter_is_in_the_openapi_schema(marketer):
+    schema = client_for(marketer).get("/api/schema/", {"format": "json"}).json()
+    parameters = schema["paths"]["/api/v1/stats/handoffs"]["get"]["parameters"]
+    assert {"since", "until", "source"} <= {parameter["name"] for parameter in parameters}
 
 
 def test_the_python_median_agrees_with_postgresql(rep, settings):

@@ -9,13 +9,15 @@ from types import SimpleNamespace
 
 import pytest
 import time_machine
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 
 from handoff import notifications, services
-from handoff.models import HandoffEvent, Notification, WebhookDelivery
+from handoff.models import Handoff, HandoffEvent, Notification, WebhookDelivery
 from handoff.tasks import deliver_webhook, flag_overdue
 from tests.conftest import client_for
 from tests.factories import HandoffFactory, SqlLeadFactory, UserFactory
+from tests.test_pages import browser
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 SECRET = "whsec-test-0123456789abcdef"
@@ -96,7 +98,7 @@ def test_a_new_sql_notifies_the_sales_group_in_app_and_by_email(rep, other_rep, 
     assert kinds(marketer) == []
     notification = rep.notifications.get()
     assert notification.title == "New SQL: Grace Hopper (Navy)"
-    assert notification.link.startswith("/api/v1/handoffs/")
+    assert notification.link == f"/queue/{Handoff.objects.get(lead=lead).public_id}/"
     assert sorted(m.to[0] for m in mailoutbox) == ["other_rep@leadflow.test", "rep@leadflow.test"]
     assert mailoutbox[0].subject == "[LeadFlow] New SQL: Grace Hopper (Navy)"
 
@@ -138,12 +140,11 @@ def test_a_rejection_tells_marketing_why(rep, marketer, mailoutbox, after_commit
     assert [m.to for m in mailoutbox] == [["marketer@leadflow.test"]]
 
 
-def test_sla_breach_is_flagged_and_notified_once_to_sales_and_the_claimer(
+def test_sla_breach_is_flagged_once_and_notifies_only_the_claiming_rep(
     rep, other_rep, marketer, mailoutbox, after_commit, webhook
 ):
-    boss = UserFactory(username="boss", is_staff=True)  # a manager outside the sales group holds the claim
     with time_machine.travel(NOW, tick=False) as clock:
-        handoff = claimed_handoff(boss)
+        handoff = claimed_handoff(rep)
         untouched = HandoffFactory(due_at=NOW + timedelta(days=3))
         clock.shift(timedelta(hours=24))
         for _ in range(2):
@@ -154,12 +155,65 @@ def test_sla_breach_is_flagged_and_notified_once_to_sales_and_the_claimer(
     untouched.refresh_from_db()
     assert untouched.overdue_at is None
     assert HandoffEvent.objects.filter(action="overdue").count() == 1
-    for user in (rep, other_rep, boss):
-        assert kinds(user) == ["sla_breach"], user
+    assert kinds(rep) == ["sla_breach"]
+    assert kinds(other_rep) == [], "another rep's claim is 404 to them: nothing to act on"
     assert kinds(marketer) == []
-    assert len(mailoutbox) == 3
+    assert [m.to for m in mailoutbox] == [["rep@leadflow.test"]]
     assert len(webhook.received) == 1
     assert webhook.received[0].headers["X-LeadFlow-Delivery"] == f"handoff:{handoff.public_id}:breach"
+
+
+def test_sla_breach_of_a_claim_held_outside_the_sales_group_notifies_only_its_holder(
+    rep, other_rep, mailoutbox, after_commit
+):
+    boss = UserFactory(username="boss", is_staff=True)  # a manager outside the sales group holds the claim
+    with time_machine.travel(NOW, tick=False) as clock:
+        handoff = claimed_handoff(boss)
+        clock.shift(timedelta(hours=24))
+        with after_commit():
+            services.handoffs_flag_overdue()
+    assert kinds(boss) == ["sla_breach"]
+    assert kinds(rep) == kinds(other_rep) == []
+    assert boss.notifications.get().link == f"/queue/{handoff.public_id}/"
+    assert [m.to for m in mailoutbox] == [["boss@leadflow.test"]]
+
+
+def test_sla_breach_of_an_unclaimed_handoff_notifies_all_of_sales(rep, other_rep, marketer, mailoutbox, after_commit):
+    with time_machine.travel(NOW, tick=False) as clock:
+        handoff = HandoffFactory()
+        clock.shift(timedelta(hours=25))
+        with after_commit():
+            services.handoffs_flag_overdue()
+    assert kinds(rep) == kinds(other_rep) == ["sla_breach"]
+    assert kinds(marketer) == []
+    assert rep.notifications.get().link == f"/queue/{handoff.public_id}/"
+    assert sorted(m.to[0] for m in mailoutbox) == ["other_rep@leadflow.test", "rep@leadflow.test"]
+
+
+# --- Links --------------------------------------------------------------------------------------------
+def test_notifications_link_to_the_handoffs_page_absolute_in_email_and_webhook_with_the_api_url_beside(
+    rep, mailoutbox, after_commit, webhook, settings
+):
+    settings.NOTIFY_BASE_URL = "https://leadflow.example.com/"
+    lead = SqlLeadFactory()
+    with after_commit():
+        services.handoffs_open_for_leads(leads=[lead], at=NOW)
+    handoff = Handoff.objects.get(lead=lead)
+    page = f"/queue/{handoff.public_id}/"
+    assert rep.notifications.get().link == page
+    assert f"https://leadflow.example.com{page}" in mailoutbox[0].body
+    payload = json.loads(webhook.received[0].body)
+    assert payload["link"] == f"https://leadflow.example.com{page}"
+    assert payload["api_link"] == f"https://leadflow.example.com/api/v1/handoffs/{handoff.public_id}"
+    assert browser(rep).get(page).status_code == 200, "the link opens the handoff's page"
+
+
+def test_a_digest_of_new_sqls_links_to_the_queue_page(rep, after_commit, webhook):
+    with after_commit():
+        services.handoffs_open_for_leads(leads=SqlLeadFactory.create_batch(12), at=NOW)
+    assert rep.notifications.get().link == "/queue/"
+    payload = json.loads(webhook.received[0].body)
+    assert (payload["link"], payload["api_link"]) == ("/queue/", "/api/v1/handoffs")
 
 
 # --- Webhook ------------------------------------------------------------------------------------------
@@ -284,3 +338,80 @@ def test_the_notification_list_answers_in_a_constant_number_of_queries(
         services.handoffs_open_for_leads(leads=SqlLeadFactory.create_batch(8), at=NOW)
     with django_assert_max_num_queries(2):
         assert client_for(rep).get("/api/v1/notifications").json()["count"] == 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_rewrites_stored_api_links_to_the_pages(rep):
+    before, after = ("handoff", "0002_drop_redundant_fk_indexes"), ("handoff", "0003_notification_page_links")
+    handoff_id = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    stored = {
+        "one": f"/api/v1/handoffs/{handoff_id}",
+        "digest": "/api/v1/handoffs",
+        "none": "",
+        "page": "/leads/",
+    }
+    executor = MigrationExecutor(connection)
+    try:
+        executor.migrate([before])
+        executor.loader.build_graph()
+        old = executor.loader.project_state([before]).apps.get_model("handoff", "Notification")
+        for key, link in stored.items():
+            old.objects.create(recipient_id=rep.pk, kind="handoff_new", event_key=key, title=key, link=link)
+        executor.migrate([after])
+        executor.loader.build_graph()
+        links = dict(Notification.objects.values_list("event_key", "link"))
+        assert links == {"one": f"/queue/{handoff_id}/", "digest": "/queue/", "none": "", "page": "/leads/"}
+        executor.migrate([before])
+        executor.loader.build_graph()
+        assert dict(Notification.objects.values_list("event_key", "link")) == stored, "reversible"
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+# --- Read when acted on ---------------------------------------------------------------------------------
+def unread_new_sqls(user):
+    """The handoffs whose "new SQL" notification ``user`` has not read."""
+    keys = user.notifications.filter(kind="handoff_new", read_at__isnull=True).values_list("event_key", flat=True)
+    return sorted(key.split(":")[1] for key in keys)
+
+
+def open_handoffs(count, after_commit):
+    with after_commit():
+        services.handoffs_open_for_leads(leads=SqlLeadFactory.create_batch(count), at=NOW)
+    return [str(public_id) for public_id in Handoff.objects.order_by("id").values_list("public_id", flat=True)]
+
+
+def test_claiming_a_handoff_marks_my_new_sql_notification_of_it_read(rep, other_rep, after_commit):
+    first, second, third = open_handoffs(3, after_commit)
+    assert client_for(rep).post(f"/api/v1/handoffs/{first}/claim").status_code == 200
+    assert unread_new_sqls(rep) == sorted([second, third])
+    assert client_for(other_rep).post("/api/v1/handoffs/claim-next").json()["id"] == second
+    assert unread_new_sqls(other_rep) == sorted([first, third]), "only the rep who acts on a handoff"
+    assert unread_new_sqls(rep) == sorted([second, third])
+
+
+@pytest.mark.parametrize("claim", [services._claim_sql, services._claim_orm], ids=["postgresql", "orm"])
+def test_both_claim_paths_mark_the_claimers_new_sql_notification_read(claim, rep, other_rep, after_commit):
+    (handoff_id,) = open_handoffs(1, after_commit)
+    with transaction.atomic():
+        _open_claims, handoff = claim(user=rep, handoff_id=Handoff.objects.get().pk, now=NOW + timedelta(minutes=5))
+    assert str(handoff.public_id) == handoff_id
+    assert rep.notifications.get().read_at == NOW + timedelta(minutes=5)
+    assert unread_new_sqls(other_rep) == [handoff_id]
+
+
+@pytest.mark.parametrize(("action", "body"), [("accept", {}), ("reject", {"reason": "no_budget"}), ("release", {})])
+def test_deciding_or_releasing_a_handoff_marks_my_new_sql_notification_of_it_read(
+    action, body, rep, other_rep, sales_manager, after_commit
+):
+    (handoff_id,) = open_handoffs(1, after_commit)
+    # A manager gives it to the rep, who never claimed it: their notification is still unread.
+    with after_commit():
+        services.handoff_reassign(handoff=Handoff.objects.get(), actor=sales_manager, to_user=rep)
+    assert unread_new_sqls(rep) == [handoff_id]
+    with after_commit():
+        response = client_for(rep).post(f"/api/v1/handoffs/{handoff_id}/{action}", body, format="json")
+    assert response.status_code == 200, response.content
+    assert unread_new_sqls(rep) == []
+    assert unread_new_sqls(other_rep) == [handoff_id]

@@ -485,6 +485,24 @@ def test_the_dashboard_reports_sales_decisions_by_reject_reason(marketer, funnel
     assert "Bad timing" in response.content.decode()
 
 
+def test_the_dashboards_source_filter_applies_to_the_sales_outcomes(marketer, funnel_data):
+    now = timezone.now()
+    for lead, status, reason in [
+        (funnel_data["accepted"], "accepted", ""),  # Ads
+        (funnel_data["new3"], "rejected", "no_budget"),  # Ads
+        (funnel_data["recycled"], "rejected", "bad_timing"),  # Web
+        (funnel_data["new1"], "rejected", "bad_timing"),  # Web
+    ]:
+        Handoff.objects.create(lead=lead, status=status, reject_reason=reason, due_at=now, decided_at=now)
+    response = browser(marketer).get(reverse("dashboard"), {"source": "ads"})
+    outcomes = response.context["outcomes"]
+    assert (outcomes.stats.total, outcomes.stats.accepted, outcomes.stats.rejected) == (2, 1, 1)
+    assert [(reason, n) for reason, _label, n in outcomes.rejected_by_reason] == [("no_budget", 1)]
+    assert "Handoffs created in the period of Ads leads" in response.content.decode()
+    everyone = browser(marketer).get(reverse("dashboard")).context["outcomes"]
+    assert (everyone.stats.total, everyone.stats.accepted, everyone.stats.rejected) == (4, 1, 3)
+
+
 def test_a_new_install_shows_how_to_send_the_first_event(marketer):
     page = browser(marketer).get(reverse("dashboard")).content.decode()
     assert "No leads yet: create an ingest key and post your first event" in page

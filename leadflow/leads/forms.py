@@ -7,6 +7,7 @@ from django import forms
 from django.utils import timezone
 
 from handoff.models import RejectReason
+from handoff.services import handoff_reject_validate
 from leadflow.leads.models import Source, Stage
 from leadflow.leads.selectors import DEFAULT_LEAD_SORT, LEAD_SORTS, LeadFilters, Period
 
@@ -159,6 +160,7 @@ class HandoffRejectForm(PlainForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if cleaned.get("reason") == RejectReason.OTHER and not (cleaned.get("note") or "").strip():
-            self.add_error("note", "Say why in the note when the reason is “Other”: marketing reads it.")
+        if "reason" in cleaned and "note" in cleaned:
+            # The service's rules; a ValidationError keyed by field lands on that field.
+            handoff_reject_validate(reason=cleaned["reason"], note=cleaned["note"])
         return cleaned

@@ -41,6 +41,10 @@ def lead_recent_events(*, lead: Lead, limit: int = RECENT_EVENTS) -> list[Event]
     return list(lead.events.select_related("source").order_by("-occurred_at", "-id")[:limit])
 
 
+def source_get(*, slug: str) -> Source | None:
+    return Source.objects.filter(slug=slug).first()
+
+
 # --- The leads page -----------------------------------------------------------------
 LEAD_SORTS: dict[str, tuple[str, ...]] = {
     "-score": ("-score", "-id"),
@@ -373,10 +377,11 @@ def _seconds(value: float | None) -> timedelta | None:
     return None if value is None else timedelta(seconds=value)
 
 
-def dashboard_sales_outcomes(*, period: Period) -> SalesOutcomes:
+def dashboard_sales_outcomes(*, period: Period, source: Source | None = None) -> SalesOutcomes:
     """Accepted and rejected (by reason), median times to claim and to decision, and SLA
-    breaches of the handoffs created in the period: one aggregate query."""
-    stats = handoff_selectors.handoff_stats(since=period.start, until=period.end)
+    breaches of the handoffs created in the period (of the source's leads, when given):
+    one aggregate query."""
+    stats = handoff_selectors.handoff_stats(since=period.start, until=period.end, source=source)
     reasons = sorted(
         (
             (reason, str(RejectReason(reason).label), count)

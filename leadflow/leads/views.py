@@ -85,7 +85,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "by_source": selectors.dashboard_breakdown(period=period, by="source", source=source),
         "by_campaign": selectors.dashboard_breakdown(period=period, by="utm_campaign", source=source),
         "medians": selectors.dashboard_median_times(period=period, source=source),
-        "outcomes": selectors.dashboard_sales_outcomes(period=period),
+        "outcomes": selectors.dashboard_sales_outcomes(period=period, source=source),
         "overdue": selectors.dashboard_overdue_handoffs(source=source),
         "recent_sqls": selectors.dashboard_recent_sqls(source=source),
     }

@@ -1,16 +1,11 @@
 """Small template helpers of the pages: roles, navigation, numbers, durations, SLAs."""
 
-import re
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 from django import template
-from django.conf import settings
-from django.urls import reverse
 from django.utils import timezone
 
 from handoff.models import (
@@ -189,34 +184,6 @@ def sla(handoff: Handoff) -> Sla:
     if handoff.decided_at > handoff.due_at:
         return Sla(overdue=False, late=True, text=f"decided {countdown(handoff.decided_at - handoff.due_at)} late")
     return Sla(overdue=False, late=False, text="decided within the SLA")
-
-
-_API_HANDOFF = re.compile(r"^/api/v1/handoffs/(?P<id>[0-9a-fA-F-]{36})/?$")
-_API_QUEUE = re.compile(r"^/api/v1/handoffs/?$")
-
-
-@register.filter
-def notification_url(link: str) -> str:
-    """The page a notification leads to. Stored links may be API URLs
-    (``/api/v1/handoffs/<id>``): people get the matching page. Only local paths are
-    linked; an API URL without a page, or anything else, gives no link."""
-    link = (link or "").strip()
-    base = settings.NOTIFY_BASE_URL.rstrip("/")
-    if base and link.startswith(base + "/"):
-        link = link[len(base) :]
-    if not link.startswith("/") or link.startswith("//"):
-        return ""
-    path = urlsplit(link).path
-    if match := _API_HANDOFF.match(path):
-        try:
-            return reverse("handoff-detail", kwargs={"handoff_id": uuid.UUID(match["id"])})
-        except ValueError:
-            return ""
-    if _API_QUEUE.match(path):
-        return reverse("sales-queue")
-    if path.startswith("/api/"):
-        return ""
-    return link
 
 
 @register.filter
