@@ -242,10 +242,27 @@ def gunicorn_start(
             server.stop()
             raise BenchError(f"gunicorn exited with status {process.returncode}:\n{server.log_tail()}")
         if _answers(host, port):
+            _wait_until_idle(process.pid, deadline)
             return server
         time.sleep(0.2)
     server.stop()
     raise BenchError(f"gunicorn did not answer on {server.url} within {startup_timeout:.0f}s:\n{server.log_tail()}")
+
+
+def _wait_until_idle(pid: int, deadline: float) -> None:
+    """Wait until gunicorn's workers stop using CPU: one answering does not mean the
+    others have finished booting, and their boot must not count as serving time."""
+
+    def busy() -> float:
+        return sum(process_cpu_seconds(child) for child in child_pids(pid))
+
+    before = busy()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = busy()
+        if now - before < 0.02:
+            return
+        before = now
 
 
 # --- CPU accounting (Linux /proc) ------------------------------------------------------------
