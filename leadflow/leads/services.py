@@ -344,7 +344,9 @@ def request_scoring(lead_ids: list[int]) -> None:
     from scoring.tasks import score_leads
 
     try:
-        score_leads.delay(lead_ids)
+        # A short argsrepr: Celery would otherwise build the repr of every id for its logs.
+        # (celery-types does not know the option; Celery's create_task_message takes it.)
+        score_leads.apply_async((lead_ids,), argsrepr=f"({len(lead_ids)} lead ids)")  # type: ignore[call-arg]
     except Exception:  # the sweeper is the safety net for any broker failure
         logger.warning(
             "Could not enqueue scoring for %d leads; the sweeper will pick them up.", len(lead_ids), exc_info=True
@@ -417,23 +419,31 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
                 }
             )
 
-    def store() -> IngestResult:
-        stored = IngestResult(duplicates=result.duplicates, rejected=list(result.rejected))
-        known = _event_fingerprints(source, list(seen))
-        fresh = []
-        for index, event in valid:
-            fingerprint = known.get(event.event_id)
-            if fingerprint is None:
-                fresh.append((index, event))
-            elif fingerprint == event.fingerprint:
-                stored.duplicates += 1
-            else:
-                stored.rejected.append({"index": index, "errors": {"event_id": [_DIFFERENT_PAYLOAD]}})
+    known = _event_fingerprints(source, list(seen))
+    fresh = []
+    for index, event in valid:
+        fingerprint = known.get(event.event_id)
+        if fingerprint is None:
+            fresh.append((index, event))
+        elif fingerprint == event.fingerprint:
+            result.duplicates += 1
+        else:
+            result.rejected.append({"index": index, "errors": {"event_id": [_DIFFERENT_PAYLOAD]}})
 
-        # Lock order, the same in every batch: new leads (sorted), events (sorted), existing leads (by id).
-        identification = leads_identify(
+    # New leads are inserted and committed in a short transaction of their own. Inside
+    # the events' transaction, a concurrent batch that sends the same new lead (the
+    # first batches of an import or a campaign) would wait on its unique key until this
+    # whole transaction ended. A lead is therefore stored even if its events then fail
+    # to be (a database outage): resending the batch attaches them.
+    identification = atomic_with_retry(
+        lambda: leads_identify(
             source=source, inputs=[event.lead for _, event in fresh], activity=[event.occurred_at for _, event in fresh]
         )
+    )
+
+    def store() -> IngestResult:
+        # Lock order, the same in every batch: events (sorted by event_id), then existing leads (by id).
+        stored = IngestResult(duplicates=result.duplicates, rejected=list(result.rejected))
         to_insert = {}
         rows = []
         for position, (index, event) in sorted(enumerate(fresh), key=lambda item: item[1][1].event_id):
