@@ -446,6 +446,20 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
+def speed_probe() -> float:
+    """Milliseconds a fixed piece of pure-Python work takes (best of three). The CPUs
+    of this shared machine run at different speeds from one minute to the next (the
+    same loop took 0.9 to 1.7 s), so a rate needs the speed it was measured at."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for number in range(2_000_000):
+            total += number
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
 def machine_summary() -> list[tuple[str, str]]:
     """nproc, RAM, CPU model and Python: the context any figure needs."""
     rows = [("cpus (nproc)", str(os.cpu_count() or "?"))]

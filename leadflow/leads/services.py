@@ -367,22 +367,26 @@ _DIFFERENT_PAYLOAD = (
 
 
 def _event_fingerprints(source: Source, event_ids: list[str]) -> dict[str, str]:
-    """The fingerprint of each of ``source``'s events with one of these event_ids.
-
-    On PostgreSQL, one probe of the (source, event_id) index per id. Written as
-    ``event_id IN (…)``, the planner, misled by statistics that lag behind a growing
-    table, read every event of the source and filtered them (40 ms at 100k events)."""
+    """The fingerprint of each of ``source``'s events with one of these event_ids."""
     if not event_ids:
         return {}
     if connection.vendor != "postgresql":
         return dict(Event.objects.filter(source=source, event_id__in=event_ids).values_list("event_id", "fingerprint"))
+    sql, params = event_fingerprints_sql(source, event_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return dict(cursor.fetchall())
+
+
+def event_fingerprints_sql(source: Source, event_ids: list[str]) -> tuple[str, list[Any]]:
+    """PostgreSQL: one probe of the (source, event_id) index per id. Written as
+    ``event_id IN (…)``, the planner, misled by statistics that lag behind a growing
+    table, read every event of the source and filtered them (40 ms at 100k events)."""
     table = connection.ops.quote_name(Event._meta.db_table)
     # The table name comes from model metadata; the values are bound parameters.
     probe = f"SELECT fingerprint FROM {table} WHERE source_id = %s AND event_id = k.event_id LIMIT 1"  # noqa: S608
     sql = f"SELECT k.event_id, e.fingerprint FROM unnest(%s::text[]) AS k(event_id), LATERAL ({probe}) AS e"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [event_ids, source.pk])
-        return dict(cursor.fetchall())
+    return sql, [event_ids, source.pk]
 
 
 def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: bool = True) -> IngestResult:
