@@ -57,6 +57,7 @@ from bench.common import (  # noqa: E402
     redis_flush,
     redis_queue_length,
     report,
+    speed_probe,
     stopwatch,
 )
 
@@ -526,6 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report("Ingest benchmark: setup", setup_rows)
 
         events_before = count_events(source_id)
+        speed_before = speed_probe()
         print(f"\nPosting {args.events} events in {len(batches)} requests…", flush=True)
         meter = CpuMeter(groups, this_process=CLIENT_LABEL)
         sampler = PgActivitySampler(args.database_url)
@@ -534,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         http = post_batches(url, ingest_key, batches, args.concurrency)
         activity = sampler.stop()
         http_cpu = meter.stop()
+        speed = f"{speed_before:.0f} ms before, {speed_probe():.0f} ms after (lower is faster)"
         server_errors: list[str] = []
         if server is not None:
             server.stop()
@@ -562,6 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("scoring tasks enqueued", f"{enqueued} in Redis (not run)"),
                 *cpu_rows(http_cpu, max(http.accepted, 1), http.seconds),
                 *[(f"db connections: {label}", f"{share * 100:.0f}% of samples") for label, share in activity[:6]],
+                ("machine speed probe", speed),
             ],
         )
         for failure in http.failures[:5]:
@@ -610,6 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{http_rate:,.0f} events/s (target >= {HTTP_TARGET_EVENTS_PER_SECOND:,}): {verdict(met_rate)}",
             ),
             ("batch latency p50/p95", f"{p50:.0f} / {p95:.0f} ms"),
+            ("machine speed probe", speed),
         ]
         if naive_rate:
             summary.append(("naive loop", f"{naive_rate:,.0f} events/s"))

@@ -1,9 +1,13 @@
 """Small set-based SQL helpers that work on PostgreSQL and on the SQLite default."""
 
+import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar, cast
 
 from django.db import IntegrityError, OperationalError, connection, models, transaction
@@ -20,6 +24,169 @@ def _column(field: Field) -> str:
     return str(field.column)
 
 
+class RawJson(str):
+    """A value for a JSONField that is already serialised JSON text: written as is,
+    so a caller that has the text (e.g. to measure or hash it) does not pay for a
+    second ``json.dumps``."""
+
+
+# Field types whose values psycopg2 adapts natively: on PostgreSQL their
+# get_db_prep_save is the identity for the Python types callers pass here.
+_PG_NATIVE_TYPES = {
+    "AutoField",
+    "BigAutoField",
+    "BigIntegerField",
+    "BooleanField",
+    "CharField",
+    "DateTimeField",
+    "EmailField",
+    "ForeignKey",
+    "IntegerField",
+    "PositiveIntegerField",
+    "PositiveSmallIntegerField",
+    "SlugField",
+    "SmallIntegerField",
+    "TextField",
+    "UUIDField",
+}
+
+
+_RETURNED_AS_IS = {
+    "AutoField",
+    "BigAutoField",
+    "BigIntegerField",
+    "CharField",
+    "EmailField",
+    "ForeignKey",
+    "IntegerField",
+    "SlugField",
+    "TextField",
+}
+
+
+def _json_text(field: Field) -> Callable[[Any], Any]:
+    encoder = getattr(field, "encoder", None)
+
+    def convert(value: Any) -> Any:
+        if value is None or isinstance(value, RawJson):
+            return value
+        return json.dumps(value, cls=encoder)
+
+    return convert
+
+
+def _preparer(fields: Sequence[Field]) -> Callable[[Sequence[Any]], list[Any]]:
+    """A function preparing one row's values for the database.
+
+    ``get_db_prep_save`` costs microseconds per value through Django's field
+    machinery, which adds up to most of a 1000-row write. On PostgreSQL the types
+    psycopg2 adapts natively pass through; JSON becomes its text (cast to ``jsonb``
+    in the statement); anything else takes the general path.
+    """
+    postgres = connection.vendor == "postgresql"
+    converters: list[Callable[[Any], Any] | None] = []
+    for field in fields:
+        kind = field.get_internal_type()
+        if kind == "JSONField":
+            converters.append(_json_text(field))
+        elif postgres and kind in _PG_NATIVE_TYPES:
+            converters.append(None)
+        else:
+            converters.append(partial(_prep_save, field))
+    if not any(converters):
+        return list
+    return lambda row: [
+        value if convert is None else convert(value) for convert, value in zip(converters, row, strict=True)
+    ]
+
+
+def _prep_save(field: Field, value: Any) -> Any:
+    return field.get_db_prep_save(value, connection)
+
+
+def _python_converters(fields: Sequence[Field]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """Turns a returned row into Python values, skipping ``to_python`` where the
+    driver already returns them: integers and text, and UUIDs on PostgreSQL."""
+    as_is = _RETURNED_AS_IS | ({"UUIDField"} if connection.vendor == "postgresql" else set())
+    needed = [None if field.get_internal_type() in as_is else field for field in fields]
+    if not any(needed):
+        return tuple
+    return lambda row: tuple(
+        value if field is None else field.to_python(value) for field, value in zip(needed, row, strict=True)
+    )
+
+
+def pg_array(values: Sequence[Any]) -> Any:
+    """A PostgreSQL array parameter. psycopg2 adapts a list element by element
+    through Python (about 6 µs a datetime, 2.5 µs an integer); lists of integers or
+    of datetimes, most of what ingest sends, are written as one array literal."""
+    kinds = {type(value) for value in values}
+    if kinds == {int}:
+        return "{" + ",".join(map(str, values)) + "}"
+    if kinds and kinds <= {datetime, type(None)}:
+        return "{" + ",".join("NULL" if value is None else f'"{value.isoformat()}"' for value in values) + "}"
+    return list(values)
+
+
+# Rows per statement on PostgreSQL, where a chunk costs one parameter per column.
+_PG_CHUNK_ROWS = 5000
+
+
+@dataclass
+class _RowSource:
+    """A chunk of rows as SQL: ``values[i]`` is the expression of column i (``v.columnK``,
+    or ``%s`` for a value every row shares), ``from_sql`` the FROM item ``v``.
+    Parameters: ``value_params`` (in column order), then ``from_params``."""
+
+    values: list[str]
+    value_params: list[Any]
+    from_sql: str
+    from_params: list[Any]
+
+
+def _row_sources(fields: Sequence[Field], rows: Iterable[Sequence[Any]], *, varying: int = 0) -> Iterator[_RowSource]:
+    """Rows of ``fields`` as FROM items, chunk by chunk.
+
+    On PostgreSQL each column is one array parameter, unnested: a statement of a few
+    parameters instead of one per value costs far less to adapt, send and parse, and
+    a column whose value every row shares is sent once. SQLite gets a VALUES list.
+    The first column is always unnested, so every chunk has at least one array."""
+    prepare = _preparer(fields)
+    prepared = [prepare(row) for row in rows]
+    if connection.vendor != "postgresql":
+        row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        chunk_size = max(1, min(1000, _MAX_PARAMS // len(fields)))
+        for start in range(0, len(prepared), chunk_size):
+            chunk = prepared[start : start + chunk_size]
+            yield _RowSource(
+                values=[f"v.column{n}" for n in range(1, len(fields) + 1)],
+                value_params=[],
+                from_sql=f"(VALUES {', '.join([row_sql] * len(chunk))}) AS v",
+                from_params=[value for row in chunk for value in row],
+            )
+        return
+    types = [field.db_type(connection) for field in fields]
+    for start in range(0, len(prepared), _PG_CHUNK_ROWS):
+        chunk = prepared[start : start + _PG_CHUNK_ROWS]
+        columns = [list(column) for column in zip(*chunk, strict=True)]
+        values: list[str] = []
+        value_params: list[Any] = []
+        arrays: list[str] = []
+        from_params: list[Any] = []
+        for position, (column, db_type) in enumerate(zip(columns, types, strict=True)):
+            first = column[0]
+            if position > 0 and len(column) > 1 and all(value == first for value in column):
+                values.append(f"%s::{db_type}")
+                value_params.append(first)
+                continue
+            arrays.append(f"%s::{db_type}[]")
+            from_params.append(pg_array(column))
+            values.append(f"v.column{len(arrays)}")
+        names = ", ".join(f"column{n}" for n in range(1, len(arrays) + 1))
+        from_sql = f"unnest({', '.join(arrays)}) AS v({names})"
+        yield _RowSource(values=values, value_params=value_params, from_sql=from_sql, from_params=from_params)
+
+
 def insert_ignore_conflicts_returning(
     model: type[models.Model], columns: Sequence[str], rows: Iterable[Sequence[Any]], returning: Sequence[str]
 ) -> list[tuple[Any, ...]]:
@@ -32,64 +199,39 @@ def insert_ignore_conflicts_returning(
     column_sql = ", ".join(quote(_column(field)) for field in fields)
     returning_fields = [cast(Field, meta.get_field(name)) for name in returning]
     returning_sql = ", ".join(quote(_column(field)) for field in returning_fields)
-    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    chunk_size = max(1, min(1000, _MAX_PARAMS // len(fields)))
-    prepared = [
-        [field.get_db_prep_save(value, connection) for field, value in zip(fields, row, strict=True)] for row in rows
-    ]
+    to_python = _python_converters(returning_fields)
     inserted: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
-        for start in range(0, len(prepared), chunk_size):
-            chunk = prepared[start : start + chunk_size]
-            # Identifiers come from model metadata; every value is a bound parameter.
-            values_sql = ", ".join([row_sql] * len(chunk))
-            sql = f"INSERT INTO {quote(meta.db_table)} ({column_sql}) VALUES {values_sql} ON CONFLICT DO NOTHING"  # noqa: S608
-            sql += f" RETURNING {returning_sql}"
-            cursor.execute(sql, [value for row in chunk for value in row])
-            inserted.extend(
-                tuple(field.to_python(value) for field, value in zip(returning_fields, row, strict=True))
-                for row in cursor.fetchall()
-            )
+        for source in _row_sources(fields, rows):
+            # Identifiers and types come from model metadata; every value is a bound parameter.
+            sql = f"INSERT INTO {quote(meta.db_table)} ({column_sql}) SELECT {', '.join(source.values)}"  # noqa: S608
+            sql += f" FROM {source.from_sql} WHERE true ON CONFLICT DO NOTHING RETURNING {returning_sql}"
+            cursor.execute(sql, [*source.value_params, *source.from_params])
+            inserted.extend(to_python(row) for row in cursor.fetchall())
     return inserted
 
 
 def update_from_values(model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-    """Set ``fields`` of many rows in one statement: ``UPDATE t SET f = v.columnN FROM
-    (VALUES (pk, …), …) AS v WHERE t.pk = v.column1``. Each row is (pk, *values).
+    """Set ``fields`` of many rows in one statement per chunk: ``UPDATE t SET f = v.columnN
+    FROM <rows> AS v WHERE t.pk = v.column1``. Each row is (pk, *values).
 
     ``bulk_update`` builds a CASE per field and value in Python, which costs far more
-    than the SQL; this prepares each value once. PostgreSQL needs the VALUES columns
-    cast to the target types; SQLite (3.33+) takes them as they are."""
+    than the SQL; this prepares each value once (see ``_row_sources``)."""
     meta = model._meta
     pk_field = cast(Field, meta.pk)
     targets = [cast(Field, meta.get_field(name)) for name in fields]
     quote = connection.ops.quote_name
-    postgres = connection.vendor == "postgresql"
-
-    def value_sql(position: int, field: Field) -> str:
-        column = f"v.column{position}"
-        return f"CAST({column} AS {field.db_type(connection)})" if postgres else column
-
-    assignments = ", ".join(
-        f"{quote(_column(field))} = {value_sql(position, field)}" for position, field in enumerate(targets, start=2)
-    )
-    all_fields = [pk_field, *targets]
-    row_sql = "(" + ", ".join(["%s"] * len(all_fields)) + ")"
-    prepared = [
-        [field.get_db_prep_save(value, connection) for field, value in zip(all_fields, row, strict=True)]
-        for row in rows
-    ]
-    chunk_size = max(1, min(1000, _MAX_PARAMS // len(all_fields)))
     table = quote(meta.db_table)
     updated = 0
     with connection.cursor() as cursor:
-        for start in range(0, len(prepared), chunk_size):
-            chunk = prepared[start : start + chunk_size]
-            values_sql = ", ".join([row_sql] * len(chunk))
+        for source in _row_sources([pk_field, *targets], rows):
+            assignments = ", ".join(
+                f"{quote(_column(field))} = {value}" for field, value in zip(targets, source.values[1:], strict=True)
+            )
             # Identifiers and types come from model metadata; every value is a bound parameter.
-            sql = f"UPDATE {table} SET {assignments} FROM (VALUES {values_sql}) AS v"  # noqa: S608
-            sql += f" WHERE {table}.{quote(_column(pk_field))} = {value_sql(1, pk_field)}"
-            cursor.execute(sql, [value for row in chunk for value in row])
+            sql = f"UPDATE {table} SET {assignments} FROM {source.from_sql}"  # noqa: S608
+            sql += f" WHERE {table}.{quote(_column(pk_field))} = {source.values[0]}"
+            cursor.execute(sql, [*source.value_params, *source.from_params])
             updated += cursor.rowcount
     return updated
 

@@ -274,17 +274,17 @@ def _import_chunk(*, source: Source, chunk: list[tuple[int, LeadInput]], counted
         resolved = leads_resolve(source=source, inputs=[lead for _, lead in chunk])
         lead_ids: list[int] = []
         for position, (line, _) in enumerate(chunk):
-            lead = resolved.leads[position]
-            if lead is None:
+            pk = resolved.lead_ids[position]
+            if pk is None:
                 errors = resolved.errors.get(position, {"non_field_errors": ["Could not resolve the lead."]})
                 into.rejected.append(RejectedRow(line=line, errors=errors))
                 continue
-            if lead.pk in resolved.created and lead.pk not in counted:
-                counted.add(lead.pk)
+            if pk in resolved.created and pk not in counted:
+                counted.add(pk)
                 into.created += 1
             else:
                 into.updated += 1
-            lead_ids.append(lead.pk)
+            lead_ids.append(pk)
         lead_ids = sorted(set(lead_ids))
         into.lead_ids.extend(lead_ids)
         if lead_ids:

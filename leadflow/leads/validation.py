@@ -11,11 +11,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
+
+from leadflow.db import RawJson
 
 EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_PROPERTIES_BYTES = 16 * 1024
@@ -56,10 +59,26 @@ class EventInput:
     lead: LeadInput
     properties: dict[str, Any]
     fingerprint: str
+    properties_json: RawJson  # canonical JSON text of ``properties``, written as is
 
 
 def _json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+
+
+# Sorted, compact, ASCII JSON: the form fingerprints hash. One encoder for every
+# call: json.dumps with options builds a new one each time.
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
+@lru_cache(maxsize=50_000)
+def _email_valid(email: str) -> bool:
+    """Django's e-mail check, remembered: active leads send many events."""
+    try:
+        validate_email(email)
+    except DjangoValidationError:
+        return False
+    return True
 
 
 def _text(value: Any, name: str, max_length: int, errors: Errors, *, required: bool = False) -> str | None:
@@ -88,27 +107,24 @@ def validate_lead(data: Any) -> tuple[LeadInput | None, Errors]:
     if not isinstance(data, dict):
         return None, {"non_field_errors": ["Must be an object with 'email' and/or 'external_id'."]}
     errors: Errors = {}
-    unknown = sorted(set(data) - LEAD_FIELDS)
-    for key in unknown:
-        errors[key] = ["Unknown field: put custom attributes in 'traits'."]
+    if not LEAD_FIELDS.issuperset(data):
+        for key in sorted(set(data) - LEAD_FIELDS):
+            errors[key] = ["Unknown field: put custom attributes in 'traits'."]
 
     email = _text(data.get("email"), "email", 254, errors)
     if email:
         email = normalise_email(email)
-        try:
-            validate_email(email)
-        except DjangoValidationError:
+        if not _email_valid(email):
             errors["email"] = ["Enter a valid email address."]
     external_id = _text(data.get("external_id"), "external_id", 128, errors)
     if not email and not external_id and "email" not in errors and "external_id" not in errors:
         errors["non_field_errors"] = ["A lead needs an 'email' or an 'external_id' to be identified."]
 
     profile: dict[str, Any] = {}
-    for name, max_length in PROFILE_TEXT_FIELDS.items():
-        if name in data:
-            value = _text(data[name], name, max_length, errors)
-            if name not in errors:
-                profile[name] = value or ""
+    for name in PROFILE_TEXT_FIELDS.keys() & data.keys():
+        value = _text(data[name], name, PROFILE_TEXT_FIELDS[name], errors)
+        if name not in errors:
+            profile[name] = value or ""
     if "company_size" in data:
         size = data["company_size"]
         if size is None:
@@ -124,7 +140,7 @@ def validate_lead(data: Any) -> tuple[LeadInput | None, Errors]:
     if not isinstance(traits, dict):
         errors["traits"] = ["Must be an object of custom attributes."]
         traits = {}
-    elif _json_size(traits) > MAX_TRAITS_BYTES:
+    elif traits and _json_size(traits) > MAX_TRAITS_BYTES:
         errors["traits"] = [f"At most {MAX_TRAITS_BYTES} bytes of JSON."]
 
     if errors:
@@ -152,8 +168,9 @@ def validate_event(data: Any, *, now: datetime | None = None) -> tuple[EventInpu
         return None, {"non_field_errors": ["Each event must be a JSON object."]}
     now = now or timezone.now()
     errors: Errors = {}
-    for key in sorted(set(data) - EVENT_FIELDS):
-        errors[key] = ["Unknown field: put extra data in 'properties'."]
+    if not EVENT_FIELDS.issuperset(data):
+        for key in sorted(set(data) - EVENT_FIELDS):
+            errors[key] = ["Unknown field: put extra data in 'properties'."]
 
     event_id = _text(data.get("event_id"), "event_id", 128, errors, required=True)
 
@@ -181,10 +198,14 @@ def validate_event(data: Any, *, now: datetime | None = None) -> tuple[EventInpu
     properties = data.get("properties", {})
     if properties is None:
         properties = {}
+    properties_json = ""
     if not isinstance(properties, dict):
         errors["properties"] = ["Must be an object."]
-    elif _json_size(properties) > MAX_PROPERTIES_BYTES:
-        errors["properties"] = [f"At most {MAX_PROPERTIES_BYTES} bytes of JSON."]
+    else:
+        properties_json = _canonical_json(properties)
+        # Escaped ASCII is never shorter than UTF-8: measure exactly only near the limit.
+        if len(properties_json) > MAX_PROPERTIES_BYTES and _json_size(properties) > MAX_PROPERTIES_BYTES:
+            errors["properties"] = [f"At most {MAX_PROPERTIES_BYTES} bytes of JSON."]
 
     if errors or event_id is None or lead is None or occurred_at is None or not isinstance(event_type, str):
         return None, errors
@@ -196,7 +217,8 @@ def validate_event(data: Any, *, now: datetime | None = None) -> tuple[EventInpu
             occurred_at_given=occurred_at_given,
             lead=lead,
             properties=properties,
-            fingerprint=event_fingerprint(event_type, occurred_at if occurred_at_given else None, lead, properties),
+            fingerprint=_fingerprint(event_type, occurred_at if occurred_at_given else None, lead, properties_json),
+            properties_json=RawJson(properties_json),
         ),
         {},
     )
@@ -205,16 +227,14 @@ def validate_event(data: Any, *, now: datetime | None = None) -> tuple[EventInpu
 def event_fingerprint(event_type: str, occurred_at: datetime | None, lead: LeadInput, properties: dict) -> str:
     """What makes a resent event "the same": type, client time (when given), identity, properties.
     Profile fields are an upsert, not part of the event's identity."""
-    canonical = json.dumps(
-        [
-            event_type,
-            occurred_at.astimezone(UTC).isoformat() if occurred_at else None,
-            lead.email,
-            lead.external_id,
-            properties,
-        ],
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
+    return _fingerprint(event_type, occurred_at, lead, _canonical_json(properties))
+
+
+def _fingerprint(event_type: str, occurred_at: datetime | None, lead: LeadInput, properties_json: str) -> str:
+    # Byte for byte the canonical JSON of [type, time, email, external_id, properties],
+    # built from the properties' text the caller already has.
+    head = _canonical_json(
+        [event_type, occurred_at.astimezone(UTC).isoformat() if occurred_at else None, lead.email, lead.external_id]
     )
+    canonical = f"{head[:-1]},{properties_json}]"
     return hashlib.sha256(canonical.encode()).hexdigest()
