@@ -8,7 +8,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/leadflow
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help run test lint typecheck pytest services venv dev-venv e2e-deps bench clean
+.PHONY: help run test lint typecheck pytest services venv dev-venv e2e-deps screenshots bench clean
 
 help:  ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ test: lint typecheck e2e-deps pytest  ## Everything CI runs
 
 e2e-deps:  ## Headless Chromium for the browser tests (Debian package)
 	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null
+
+screenshots: dev-venv services e2e-deps  ## Refresh the README's screenshots (docs/screenshots) from the browser tests
+	E2E_SCREENSHOTS=1 DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/python -m pytest tests/e2e -q
 
 bench: dev-venv services  ## Run the benchmarks (see bench/RESULTS.md)
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python bench/ingest.py

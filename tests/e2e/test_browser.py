@@ -1,5 +1,6 @@
 """End to end, in a real browser: what marketers and scoring admins do in the pages.
-Each page visited is saved to docs/screenshots/<name>.png (1280 pixels wide)."""
+Each page visited is saved as <name>.png (1280 pixels wide): in docs/screenshots with
+E2E_SCREENSHOTS=1 (`make screenshots`), else in a scratch folder."""
 
 import re
 from datetime import timedelta
