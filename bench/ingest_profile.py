@@ -1,0 +1,143 @@
+"""Where one ingest batch spends its time: the full Django request, in this process.
+
+    .venv/bin/python bench/ingest_profile.py                 # 10k leads, 10 warm-up + 30 timed batches
+    .venv/bin/python bench/ingest_profile.py --profile 25    # and cProfile's 25 costliest functions
+
+Posts batches of the benchmark's events (bench/ingest.py generates them) through
+Django's test client, one after another, and prints per batch: wall time, this
+process's CPU, the time spent waiting on SQL, and that time by statement. No HTTP
+server and no concurrency: this isolates the cost of the code path, which
+bench/ingest.py then confirms under load. The database (its name must contain
+"bench") is recreated unless --keep-data is given, and left in place afterwards so
+that a rerun with --keep-data measures a fuller table.
+"""
+
+import argparse
+import cProfile
+import pstats
+import random
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `leadflow` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (  # noqa: E402
+    DEFAULT_BROKER_URL,
+    BenchError,
+    bench_env,
+    database_reset,
+    django_setup,
+    manage,
+    report,
+    speed_probe,
+)
+from bench.ingest import ingest_key_for_bench, make_events, make_leads, serialise_batches  # noqa: E402
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadflow_bench_profile"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Profile POST /api/v1/events in-process: time per batch, SQL wait by statement.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--leads", type=int, default=10_000, help="distinct leads the events belong to")
+    parser.add_argument("--warmup", type=int, default=10, help="batches posted before timing (they create leads)")
+    parser.add_argument("--batches", type=int, default=30, help="batches timed")
+    parser.add_argument("--batch", type=int, default=1000, help="events per batch (the API allows up to 1000)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's N costliest functions")
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="database (name must contain 'bench')")
+    parser.add_argument("--keep-data", action="store_true", help="reuse the database as it is (no reset)")
+    parser.add_argument("--seed", type=int, default=7, help="random seed of the generated data")
+    args = parser.parse_args(argv)
+    if not 1 <= args.batch <= 1000:
+        parser.error("--batch must be between 1 and 1000 (the API limit)")
+    if args.batches < 1 or args.warmup < 0 or args.leads < 1:
+        parser.error("--batches and --leads must be at least 1, --warmup 0 or more")
+    return args
+
+
+def statement_kind(sql: str) -> str:
+    """The first words of a statement, enough to tell the ingest statements apart."""
+    return " ".join(sql.split()[:4])[:72]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    env = bench_env(args.database_url, DEFAULT_BROKER_URL)
+    if not args.keep_data:
+        if "bench" not in args.database_url.rsplit("/", 1)[-1]:
+            raise BenchError("Refusing to reset a database without 'bench' in its name.")
+        database_reset(args.database_url)
+        manage(["migrate", "--noinput"], env)
+    django_setup(env)
+    from django.db import connection
+    from django.test import Client
+
+    key = ingest_key_for_bench(env)
+    rng = random.Random(args.seed)
+    leads = make_leads(args.leads, rng)
+    total = (args.warmup + args.batches) * args.batch
+    events = make_events(leads, total, rng, f"profile-{time.time_ns()}", datetime.now(UTC))
+    batches = serialise_batches(events, args.batch)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_HOST="127.0.0.1")
+
+    def post(body: bytes) -> None:
+        response = client.post("/api/v1/events", data=body, content_type="application/json")
+        if response.status_code != 202 or response.json()["rejected"]:
+            raise BenchError(f"ingest answered {response.status_code}: {response.content[:300]!r}")
+
+    print(f"Warming up with {args.warmup} batches…", flush=True)
+    for _count, body in batches[: args.warmup]:
+        post(body)
+
+    waits: dict[str, float] = defaultdict(float)
+
+    def timed(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            waits[statement_kind(sql)] += time.perf_counter() - start
+
+    profiler = cProfile.Profile()
+    speed = speed_probe()
+    wall, cpu = time.perf_counter(), time.process_time()
+    with connection.execute_wrapper(timed):
+        if args.profile:
+            profiler.enable()
+        for _count, body in batches[args.warmup :]:
+            post(body)
+        profiler.disable()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    per_batch = 1000 / args.batches
+    rows: list[tuple[str, object]] = [
+        ("batches timed", f"{args.batches} of {args.batch} events, after {args.warmup} warm-up batches"),
+        ("wall time per batch", f"{wall * per_batch:.0f} ms" + (" (profiled)" if args.profile else "")),
+        ("process CPU per batch", f"{cpu * per_batch:.0f} ms (Django, validation, SQL client side)"),
+        ("SQL wait per batch", f"{sum(waits.values()) * per_batch:.0f} ms (server work and client adaptation)"),
+        ("machine speed probe", f"{speed:.0f} ms (lower is faster; see bench/RESULTS.md)"),
+    ]
+    rows += [
+        (f"sql: {kind}", f"{seconds * per_batch:.1f} ms")
+        for kind, seconds in sorted(waits.items(), key=lambda item: -item[1])
+    ]
+    report("Ingest, one batch at a time, in-process", rows)
+    if args.profile:
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(args.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        sys.exit(2)
