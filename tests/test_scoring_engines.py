@@ -2,8 +2,9 @@
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from leadflow.leads.models import Event, Lead
@@ -13,9 +14,9 @@ from tests.factories import SourceFactory
 
 AS_OF = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 EVENT_TYPES = ["page_view", "content_download", "demo_request"]
-TOPICS = ["AI", "ai", "Pricing", "security", "", "AI ops"]
+TOPICS = ["AI", "ai", "Pricing", "security", "", "AI ops", "Été"]  # É: only A-Z fold, not the database's collation
 
-text_values = st.sampled_from(["ai", "Software", "pricing", "gmail.com", "acme.io", "x"])
+text_values = st.sampled_from(["ai", "Software", "pricing", "gmail.com", "acme.io", "x", "été"])
 number_values = st.sampled_from([0, 5, 50, 500, 7.5])
 
 
@@ -62,7 +63,7 @@ def rulesets(draw):
                 value=value,
             )
         )
-    for index in range(10, 10 + draw(st.integers(1, 4))):
+    for index in range(10, 10 + draw(st.integers(0, 4))):
         points, cap = draw(points_and_cap())
         attribute = operator = ""
         value = None
@@ -98,7 +99,7 @@ lead_profiles = st.fixed_dictionaries(
         "industry": st.sampled_from(["Software", "software", "Retail", ""]),
         "company_size": st.sampled_from([None, 0, 5, 50, 499, 500, 5000]),
         "email": st.sampled_from(["a@gmail.com", "b@acme.io", "c@GMAIL.com"]),
-        "job_title": st.sampled_from(["", "VP Sales", "AI researcher"]),
+        "job_title": st.sampled_from(["", "VP Sales", "AI researcher", "Été intern"]),
         "traits": st.sampled_from(
             [
                 {},
@@ -127,11 +128,65 @@ event_rows = st.builds(
 )
 
 
+PROFILE = {
+    "industry": "Software",
+    "company_size": None,
+    "email": "a@gmail.com",
+    "job_title": "Été intern",
+    "traits": {},
+}
+
+
+def properties(topic: str) -> dict[str, Any]:
+    return {"topic": topic, "n": None, "meta": {"depth": 1}}
+
+
+def spec_of(*rules: RuleSpec) -> RuleSetSpec:
+    return RuleSetSpec(
+        version=1,
+        mql_threshold=Decimal(30),
+        sql_threshold=Decimal(60),
+        intent_event_types=("demo_request",),
+        sql_min_fit=None,
+        decay_half_life_days=None,
+        rules=rules,
+    )
+
+
+DAY = 86_400_000_000
+# Only A-Z fold: "Été" is not "été" (the database's default collation would fold É).
+ASCII_ONLY_FOLD = spec_of(
+    RuleSpec(id=1, kind="fit", name="f1", points=Decimal(1), attribute="job_title", operator="contains", value="été"),
+    RuleSpec(id=2, kind="fit", name="f2", points=Decimal(2), attribute="industry", operator="eq", value="software"),
+    RuleSpec(
+        id=3,
+        kind="behaviour",
+        name="b3",
+        points=Decimal(4),
+        event_type="page_view",
+        attribute="topic",
+        operator="in",
+        value=["été", "ai"],
+    ),
+)
+# A window includes its first instant and nothing before it.
+WINDOW_EDGE = spec_of(
+    RuleSpec(id=1, kind="behaviour", name="b1", points=Decimal(1), event_type="page_view", window_days=7)
+)
+
+
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 @given(
     spec=rulesets(), leads=st.lists(st.tuples(lead_profiles, st.lists(event_rows, max_size=12)), min_size=1, max_size=4)
+)
+@example(
+    spec=ASCII_ONLY_FOLD, leads=[(PROFILE, [("page_view", properties("Été"), 0), ("page_view", properties("AI"), 0)])]
+)
+@example(
+    spec=WINDOW_EDGE,
+    leads=[(PROFILE, [("page_view", properties(""), age) for age in (-1, 7 * DAY, 7 * DAY + 1, 8 * DAY - 1)])],
 )
 def test_single_lead_and_bulk_engines_give_identical_scores(db, spec, leads):
     Event.objects.all().delete()
