@@ -308,6 +308,36 @@ def test_the_api_docs_render_under_the_same_policy(marketer):
     assert "SwaggerUIBundle" in init.content.decode()
 
 
+# DRF's CSRF token travels in a JSON data block: a browser neither runs it nor checks it against the policy.
+EXECUTABLE_INLINE_SCRIPT = re.compile(r'<script(?![^>]*\b(?:src=|type="application/json"))[^>]*>', re.I)
+
+
+def test_the_browsable_api_needs_no_inline_script_or_style_and_keeps_the_strict_policy(admin):
+    lead = LeadFactory()
+    draft = draft_of(published())
+    strict = browser(admin).get(reverse("dashboard"))["Content-Security-Policy"]
+    client = browser(admin)
+    urls = [
+        reverse("api-leads") + "?ordering=-score",  # the filters dialog, with the current ordering ticked
+        reverse("api-lead-detail", args=[lead.public_id]),
+        reverse("api-rulesets"),
+        reverse("api-ruleset", args=[draft.version]),
+        reverse("api-rules", args=[draft.version]),  # the POST form of a rule
+        reverse("api-rule", args=[draft.version, draft.rules.first().pk]),
+        reverse("api-notifications"),
+    ]
+    for url in urls:
+        response = client.get(url, HTTP_ACCEPT="text/html")
+        assert response.status_code == 200, url
+        assert response["Content-Type"].startswith("text/html"), url
+        assert response["Content-Security-Policy"] == strict, url
+        page = response.content.decode()
+        assert 'id="drf_csrf"' in page, url  # DRF's browsable page, not another one
+        assert not EXECUTABLE_INLINE_SCRIPT.search(page), url
+        assert not INLINE_STYLE.search(page), (url, INLINE_STYLE.search(page))
+        assert not INLINE_HANDLER.search(page), url
+
+
 # --- Constant query counts -----------------------------------------------------------------
 def test_the_leads_list_runs_as_many_queries_for_60_leads_as_for_5(marketer, django_assert_max_num_queries):
     source = SourceFactory()

@@ -12,7 +12,9 @@ import importlib
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.apps import apps
@@ -61,18 +63,34 @@ def chromium(allow_database_calls_beside_playwrights_loop: None) -> Iterator[Bro
         browser.close()
 
 
-@pytest.fixture
-def page(chromium: Browser, live_server) -> Iterator[Page]:
-    """A fresh browser tab, 1280 pixels wide, that records console errors (CSP violations)."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 800}, base_url=live_server.url)
+@contextmanager
+def browser_tab(chromium: Browser, live_server, *, width: int, height: int, **options: Any) -> Iterator[Page]:
+    """A fresh browser tab of the given viewport that records console errors (CSP violations)."""
+    context = chromium.new_context(viewport={"width": width, "height": height}, base_url=live_server.url, **options)
     context.set_default_timeout(15_000)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     tab.on("pageerror", lambda error: errors.append(str(error)))
     tab.console_errors = errors  # type: ignore[attr-defined]
-    yield tab
-    context.close()
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(chromium: Browser, live_server) -> Iterator[Page]:
+    """A fresh browser tab, 1280 pixels wide, that records console errors (CSP violations)."""
+    with browser_tab(chromium, live_server, width=1280, height=800) as tab:
+        yield tab
+
+
+@pytest.fixture
+def phone(chromium: Browser, live_server) -> Iterator[Page]:
+    """A fresh tab the size of a phone held upright (390 × 844 CSS pixels, touch), recording console errors."""
+    with browser_tab(chromium, live_server, width=390, height=844, is_mobile=True, has_touch=True) as tab:
+        yield tab
 
 
 def log_in(page: Page, username: str, password: str = PASSWORD, *, screenshot: str = "") -> None:
