@@ -37,7 +37,9 @@ run: venv  ## Migrate, load the demo and serve on http://$(HOST):$(PORT) (SQLite
 	  $(BIN)/celery -A leadflow worker --beat --loglevel=INFO --concurrency=2 & WORKER=$$!; \
 	  trap "kill $$WORKER 2>/dev/null" EXIT; \
 	else \
-	  echo "No CELERY_BROKER_URL: tasks run in-process (embedded default)."; \
+	  echo "No CELERY_BROKER_URL: tasks run in-process (embedded default), periodic ones by run_schedule."; \
+	  $(BIN)/python manage.py run_schedule & SCHEDULE=$$!; \
+	  trap "kill $$SCHEDULE 2>/dev/null" EXIT; \
 	fi; \
 	echo ""; \
 	echo "  LeadFlow is running at http://$(HOST):$(PORT)/   (API docs: http://$(HOST):$(PORT)/api/docs/)"; \

@@ -521,3 +521,34 @@ def test_every_command_explains_itself_in_help(command, expected):
     help_text = parser.format_help()
     assert expected in help_text
     assert len(parser.description or "") > 80
+
+
+# --- run_schedule -------------------------------------------------------------------
+
+
+def test_run_schedule_once_runs_every_periodic_task_in_process(publish_ruleset, rep, settings):
+    from handoff.services import handoff_claim
+    from tests.conftest import behaviour
+    from tests.factories import EventFactory, HandoffFactory, LeadFactory
+
+    publish_ruleset([behaviour("page_view", 5)])
+    flagged = LeadFactory(needs_rescore=True)
+    EventFactory(lead=flagged, type="page_view")
+    Lead.objects.filter(pk=flagged.pk).update(updated_at=timezone.now() - timedelta(minutes=5))  # sweeper's grace
+    handoff = HandoffFactory()
+    handoff_claim(handoff=handoff, user=rep)
+    Handoff.objects.filter(pk=handoff.pk).update(claim_expires_at=timezone.now() - timedelta(minutes=1))
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # the command must not depend on eager mode
+    out = io.StringIO()
+    call_command("run_schedule", "--once", stdout=out)
+    flagged.refresh_from_db()
+    handoff.refresh_from_db()
+    assert (flagged.needs_rescore, flagged.behaviour_score) == (False, Decimal("5.00"))
+    assert (handoff.status, handoff.claimed_by) == (HandoffStatus.QUEUED, None)
+    lines = out.getvalue().splitlines()
+    assert [line.split()[1].rstrip(":") for line in lines] == list(settings.CELERY_BEAT_SCHEDULE)
+
+
+def test_run_schedule_names_the_entries_when_given_an_unknown_one(db):
+    with pytest.raises(CommandError, match="No schedule entry nightly: choose from .*sweep-dirty-leads"):
+        call_command("run_schedule", "--once", "--only", "nightly")
