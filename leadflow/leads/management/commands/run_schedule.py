@@ -10,6 +10,16 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 
+def _every(interval: timedelta) -> str:
+    """``1 day``, ``10 min``, ``30 s``: an interval as people write it."""
+    seconds = int(interval.total_seconds())
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0 and seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if unit == 'day' and count > 1 else ''}"
+    return f"{seconds} s"
+
+
 class Command(BaseCommand):
     help = (
         "Run the periodic tasks of CELERY_BEAT_SCHEDULE in this process, each on its interval: score leads "
@@ -42,7 +52,7 @@ class Command(BaseCommand):
             return
         start = timezone.now()
         due = {name: start + interval for name, _task, interval in entries}
-        listing = ", ".join(f"{name} every {interval}" for name, _task, interval in entries)
+        listing = ", ".join(f"{name} every {_every(interval)}" for name, _task, interval in entries)
         self.stdout.write(f"Running the periodic tasks in this process: {listing}. Ctrl-C stops.")
         try:
             while True:
