@@ -83,15 +83,7 @@ def rulesets(draw):
                 window_days=draw(st.one_of(st.none(), st.integers(1, 60))),
             )
         )
-    return RuleSetSpec(
-        version=1,
-        mql_threshold=Decimal(30),
-        sql_threshold=Decimal(60),
-        intent_event_types=("demo_request",),
-        sql_min_fit=None,
-        decay_half_life_days=draw(st.sampled_from([None, Decimal("0.5"), Decimal("7"), Decimal("30")])),
-        rules=tuple(rules),
-    )
+    return spec_of(*rules, half_life=draw(st.sampled_from([None, Decimal("0.5"), Decimal("7"), Decimal("30")])))
 
 
 lead_profiles = st.fixed_dictionaries(
@@ -141,14 +133,14 @@ def properties(topic: str) -> dict[str, Any]:
     return {"topic": topic, "n": None, "meta": {"depth": 1}}
 
 
-def spec_of(*rules: RuleSpec) -> RuleSetSpec:
+def spec_of(*rules: RuleSpec, half_life: Decimal | None = None) -> RuleSetSpec:
     return RuleSetSpec(
         version=1,
         mql_threshold=Decimal(30),
         sql_threshold=Decimal(60),
         intent_event_types=("demo_request",),
         sql_min_fit=None,
-        decay_half_life_days=None,
+        decay_half_life_days=half_life,
         rules=rules,
     )
 
