@@ -26,13 +26,6 @@ class IdentityConflict(Exception):
         self.errors = errors
 
 
-@dataclass
-class ResolvedLeads:
-    lead_ids: list[int | None]  # the lead of each input; None where ``errors`` says why
-    errors: dict[int, Errors] = field(default_factory=dict)
-    created: set[int] = field(default_factory=set)  # pks of leads this call created
-
-
 class _Known:
     """An existing lead as identity resolution sees it: no model instance needed."""
 
@@ -230,15 +223,18 @@ def leads_apply(*, identification: Identification) -> None:
 
 def leads_resolve(
     *, source: Source, inputs: Sequence[LeadInput], activity: Sequence[datetime | None] | None = None
-) -> ResolvedLeads:
+) -> Identification:
     """Find or create the lead of each input, upserting profile and traits, and flag
-    every touched lead for rescoring. Must run inside a transaction."""
+    every touched lead for rescoring. Must run inside a transaction. The result's
+    ``lead_ids`` give each input's lead (None where ``errors`` says why); ``created``
+    the leads this call inserted."""
     identification = leads_identify(source=source, inputs=inputs, activity=activity)
     leads_apply(identification=identification)
-    return ResolvedLeads(lead_ids=identification.lead_ids, errors=identification.errors, created=identification.created)
+    return identification
 
 
 _LEAD_INSERT_FIELDS = [f for f in Lead._meta.concrete_fields if not f.primary_key]
+_PUBLIC_ID_POSITION = [f.attname for f in _LEAD_INSERT_FIELDS].index("public_id")
 
 
 def _insert_new_leads(source: Source, leads: list[_New]) -> list[int]:
@@ -265,9 +261,6 @@ def _insert_new_leads(source: Source, leads: list[_New]) -> list[int]:
     for lead, public_id in zip(leads, public_ids, strict=True):
         lead.pk = inserted.get(public_id)
     return list(inserted.values())
-
-
-_PUBLIC_ID_POSITION = [f.attname for f in _LEAD_INSERT_FIELDS].index("public_id")
 
 
 def _leads_by_identity(emails: list[str], externals: list[str]) -> list[tuple[int, str | None, str | None]]:
