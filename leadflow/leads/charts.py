@@ -54,6 +54,24 @@ def nice_ticks(maximum: float, count: int = 4) -> list[float]:
     return ticks
 
 
+def _series_chart(
+    chart_id: str, title: str, labels: Sequence[str], series: Sequence[Series], height: int
+) -> tuple[list[str], float]:
+    """The start of a chart of series over labels: title, description, y axis and
+    legend. Returns the parts and the value at the top of the axis (the scale)."""
+    parts = _open(chart_id, title, _description(labels, series), height)
+    ticks = nice_ticks(max((float(v) for s in series for v in s.values), default=0))
+    _y_axis(parts, ticks, height)
+    _legend(parts, series)
+    return parts, ticks[-1]
+
+
+def _close_with_axis(parts: list[str], bottom: float) -> SafeString:
+    parts.append(f'<line class="axis" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{bottom}" y2="{bottom}"/>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 -- every text is escaped where it is written
+
+
 def _open(chart_id: str, title: str, description: str, height: int) -> list[str]:
     return [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" '
@@ -101,11 +119,7 @@ def bar_chart(
     *, chart_id: str, title: str, labels: Sequence[str], series: Sequence[Series], height: int = 220
 ) -> SafeString:
     """Vertical bars, grouped when there are several series."""
-    parts = _open(chart_id, title, _description(labels, series), height)
-    maximum = max((float(v) for s in series for v in s.values), default=0)
-    ticks = nice_ticks(maximum)
-    _y_axis(parts, ticks, height)
-    _legend(parts, series)
+    parts, scale = _series_chart(chart_id, title, labels, series, height)
     top, bottom = PAD_TOP, height - PAD_BOTTOM
     plot = WIDTH - PAD_LEFT - PAD_RIGHT
     slot = plot / max(len(labels), 1)
@@ -116,7 +130,7 @@ def bar_chart(
         x0 = PAD_LEFT + index * slot + gap / 2
         for position, item in enumerate(series):
             value = float(item.values[index])
-            h = (bottom - top) * value / ticks[-1]
+            h = (bottom - top) * value / scale
             parts.append(
                 f'<rect class="{escape(item.css_class)}" x="{_fmt(x0 + position * bar)}" y="{_fmt(bottom - h)}" '
                 f'width="{_fmt(max(bar - 1, 1))}" height="{_fmt(h)}" rx="2">'
@@ -127,9 +141,7 @@ def bar_chart(
                 f'<text class="tick" x="{_fmt(x0 + (slot - gap) / 2)}" y="{bottom + 16}" '
                 f'text-anchor="middle">{escape(label)}</text>'
             )
-    parts.append(f'<line class="axis" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{bottom}" y2="{bottom}"/>')
-    parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 -- every text above is escaped
+    return _close_with_axis(parts, bottom)
 
 
 def histogram(
@@ -145,11 +157,7 @@ def histogram(
     """Adjacent bars over uniform buckets ``[low, low + width)``; ``markers`` are
     vertical lines at values (e.g. the MQL and SQL thresholds)."""
     labels = [f"{_label(low)}–{_label(float(low) + float(width))}" for low in lows]
-    parts = _open(chart_id, title, _description(labels, series), height)
-    maximum = max((float(v) for s in series for v in s.values), default=0)
-    ticks = nice_ticks(maximum)
-    _y_axis(parts, ticks, height)
-    _legend(parts, series)
+    parts, scale = _series_chart(chart_id, title, labels, series, height)
     top, bottom = PAD_TOP, height - PAD_BOTTOM
     plot = WIDTH - PAD_LEFT - PAD_RIGHT
     count = max(len(lows), 1)
@@ -158,7 +166,7 @@ def histogram(
     for index in range(len(lows)):
         for position, item in enumerate(series):
             value = float(item.values[index])
-            h = (bottom - top) * value / ticks[-1]
+            h = (bottom - top) * value / scale
             parts.append(
                 f'<rect class="{escape(item.css_class)}" x="{_fmt(PAD_LEFT + index * slot + position * bar + 0.5)}" '
                 f'y="{_fmt(bottom - h)}" width="{_fmt(max(bar - 1, 1))}" height="{_fmt(h)}">'
@@ -180,9 +188,7 @@ def histogram(
                 parts.append(
                     f'<text class="marker-label" x="{_fmt(x + 4)}" y="{y}">{escape(name)} {_label(threshold)}</text>'
                 )
-    parts.append(f'<line class="axis" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{bottom}" y2="{bottom}"/>')
-    parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 -- every text above is escaped
+    return _close_with_axis(parts, bottom)
 
 
 def line_chart(
@@ -190,11 +196,7 @@ def line_chart(
 ) -> SafeString:
     """One line per series over consecutive days."""
     labels = [day.isoformat() for day in days]
-    parts = _open(chart_id, title, _description(labels, series), height)
-    maximum = max((float(v) for s in series for v in s.values), default=0)
-    ticks = nice_ticks(maximum)
-    _y_axis(parts, ticks, height)
-    _legend(parts, series)
+    parts, scale = _series_chart(chart_id, title, labels, series, height)
     top, bottom = PAD_TOP, height - PAD_BOTTOM
     plot = WIDTH - PAD_LEFT - PAD_RIGHT - 8
     step = plot / max(len(days) - 1, 1)
@@ -204,7 +206,7 @@ def line_chart(
 
     for item in series:
         points = [
-            (x_at(index), bottom - (bottom - top) * float(value) / ticks[-1]) for index, value in enumerate(item.values)
+            (x_at(index), bottom - (bottom - top) * float(value) / scale) for index, value in enumerate(item.values)
         ]
         path = " ".join(f"{_fmt(x)},{_fmt(y)}" for x, y in points)
         parts.append(f'<polyline class="line {escape(item.css_class)}" points="{path}"/>')
@@ -220,9 +222,7 @@ def line_chart(
             f'<text class="tick" x="{_fmt(x_at(index))}" y="{bottom + 16}" text-anchor="middle">'
             f"{days[index].strftime('%b %-d')}</text>"
         )
-    parts.append(f'<line class="axis" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{bottom}" y2="{bottom}"/>')
-    parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 -- every text above is escaped
+    return _close_with_axis(parts, bottom)
 
 
 def funnel_chart(
