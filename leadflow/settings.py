@@ -193,8 +193,12 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+# The sweep finds work a lost message or a dead worker left behind: leads still
+# flagged for rescoring, rescore runs left queued or whose heartbeat stopped.
+SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 60, minimum=1)
+SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 30, minimum=0)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-dirty-leads": {"task": "scoring.tasks.sweep_dirty", "schedule": timedelta(minutes=1)},
+    "sweep-dirty-leads": {"task": "scoring.tasks.sweep_dirty", "schedule": timedelta(seconds=SWEEP_INTERVAL_SECONDS)},
     "refresh-decay": {"task": "scoring.tasks.refresh_decay", "schedule": timedelta(days=1)},
     "expire-claims": {"task": "handoff.tasks.expire_claims", "schedule": timedelta(minutes=1)},
     "flag-overdue-handoffs": {"task": "handoff.tasks.flag_overdue", "schedule": timedelta(minutes=1)},

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -591,8 +592,10 @@ def ruleset_preview(*, ruleset: RuleSet, as_of: datetime | None = None) -> Previ
     return preview
 
 
-def leads_sweep_dirty(*, older_than_seconds: int = 30, limit: int = 10_000) -> int:
+def leads_sweep_dirty(*, older_than_seconds: int | None = None, limit: int = 10_000) -> int:
     """Score leads still flagged after a while (lost message, dead worker, broker outage)."""
+    if older_than_seconds is None:
+        older_than_seconds = settings.SWEEP_GRACE_SECONDS
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     ids = list(
         Lead.objects.filter(needs_rescore=True, updated_at__lte=cutoff)
