@@ -766,27 +766,26 @@ def time_bulk(ruleset: Any, label: str, total_leads: int) -> BulkResult:
 
 def bulk_phases(log: StatementLog, started: float, finished: float) -> list[tuple[str, str]]:
     """The run's wall time split at the statements that open each phase of
-    ``_rescore_all_sql`` (every phase includes its Python work and commits)."""
+    ``_rescore_all_sql`` (every phase includes its Python work and commits). Since
+    runs became resumable, each chunk writes its scores, applies its transitions
+    and records its progress in one transaction, so writes and transitions interleave."""
     compute = log.first("CREATE TEMP TABLE rescore_scores")
     primary_key = log.first("ADD PRIMARY KEY")
     first_update = log.first("UPDATE leads_lead l")
-    candidates = log.first("SELECT s.id, s.last_intent_at")
     cleanup = log.last("DROP TABLE IF EXISTS rescore_scores")
-    if not (compute and primary_key and first_update and candidates and cleanup):
+    if not (compute and primary_key and first_update and cleanup):
         return [("phases", "not recognised: _rescore_all_sql changed? (total only)")]
     updates, update_seconds = log.total("UPDATE leads_lead l")
-    counts, count_seconds = log.total("SELECT COUNT(*) FROM rescore_scores WHERE")
-    transition_queries = [s for s in log.statements if candidates.started <= s.started < cleanup.started]
+    candidates, candidate_seconds = log.total("SELECT s.id, s.last_intent_at")
+    chunk_queries = [s for s in log.statements if first_update.started <= s.started < cleanup.started]
     rows = [
         ("claim, ruleset, count", compute.started - started),
         ("compute: CREATE TEMP TABLE AS scores_sql", compute.finished - compute.started),
         ("temp table primary key", primary_key.finished - primary_key.started),
-        ("write: UPDATE chunks, wall", candidates.started - first_update.started),
-        (f"  of which {updates} UPDATE statements", update_seconds),
-        (f"  of which {counts} progress COUNTs", count_seconds),
-        ("transitions: select + ORM apply", cleanup.started - candidates.started),
-        ("  of which the candidate SELECT", candidates.finished - candidates.started),
-        (f"  of which {len(transition_queries)} statements", sum(s.finished - s.started for s in transition_queries)),
+        ("chunks (write + transitions + progress), wall", cleanup.started - first_update.started),
+        (f"  of which {updates} score UPDATE statements", update_seconds),
+        (f"  of which {candidates} candidate SELECTs", candidate_seconds),
+        (f"  of which {len(chunk_queries)} statements in all", sum(s.finished - s.started for s in chunk_queries)),
         ("drop temp table, finish run", finished - cleanup.started),
     ]
     return [(name, f"{seconds:8.2f} s") for name, seconds in rows]
@@ -1505,7 +1504,7 @@ def experiment_transitions(spec: Any, as_of: datetime) -> list[Row]:
                 else contextlib.nullcontext()
             )
             with patch, stopwatch() as watch:
-                changed = services._apply_bulk_transitions(cursor, spec, as_of)
+                changed = services._apply_bulk_transitions(cursor, spec, as_of, 0, 2**62)
             digests.append(_state_digest(cursor))
             cursor.execute("DROP TABLE rescore_scores")
             transaction.set_rollback(True)

@@ -197,6 +197,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout"
 # flagged for rescoring, rescore runs left queued or whose heartbeat stopped.
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 60, minimum=1)
 SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 30, minimum=0)
+# A full rescore commits its progress every RESCORE_CHUNK_SIZE leads (by id); a
+# running one whose heartbeat is older than RESCORE_STALE_AFTER_SECONDS lost its
+# worker and is resumed by the sweep, up to RESCORE_MAX_ATTEMPTS starts in all.
+RESCORE_CHUNK_SIZE = env_int("RESCORE_CHUNK_SIZE", 20_000, minimum=1)
+RESCORE_STALE_AFTER_SECONDS = env_int("RESCORE_STALE_AFTER_SECONDS", 600, minimum=1)
+RESCORE_MAX_ATTEMPTS = env_int("RESCORE_MAX_ATTEMPTS", 5, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-dirty-leads": {"task": "scoring.tasks.sweep_dirty", "schedule": timedelta(seconds=SWEEP_INTERVAL_SECONDS)},
     "refresh-decay": {"task": "scoring.tasks.refresh_decay", "schedule": timedelta(days=1)},

@@ -391,8 +391,10 @@ class RescoreRunSerializer(serializers.ModelSerializer):
             "percent",
             "changed_stages",
             "error",
+            "attempts",
             "created_at",
             "started_at",
+            "heartbeat_at",
             "finished_at",
         ]
         read_only_fields = fields

@@ -160,7 +160,15 @@ class RescoreState(models.TextChoices):
 
 
 class RescoreRun(models.Model):
-    """A full rescore (after publishing, or the nightly decay refresh), with progress."""
+    """A full rescore (after publishing, or the nightly decay refresh), with progress.
+
+    Durable and resumable: the run scores leads in id order as of one moment
+    (``as_of``) up to the highest id that existed when it started (``max_lead_id``),
+    and commits each chunk together with ``last_lead_id``, so a task that dies
+    resumes after the last committed chunk. ``attempts`` is the lease: each start
+    or resume takes a new one and a chunk commits only under the current lease, so
+    two workers can never both write a run. ``heartbeat_at`` moves at every chunk;
+    the sweep resumes a running run whose heartbeat stopped."""
 
     ruleset = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="rescore_runs")
     reason = models.CharField(max_length=32, default="publish")
@@ -175,9 +183,19 @@ class RescoreRun(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    as_of = models.DateTimeField(null=True, blank=True, help_text="The moment every lead is scored as of.")
+    max_lead_id = models.BigIntegerField(null=True, blank=True, help_text="The run covers leads up to this id.")
+    last_lead_id = models.BigIntegerField(default=0, help_text="Leads up to this id are committed.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["state"], condition=Q(state__in=["queued", "running", "failed"]), name="rescorerun_unfinished"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Rescore {self.pk} ({self.state} {self.done}/{self.total})"

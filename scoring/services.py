@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from leadflow.db import update_from_values
@@ -23,7 +23,6 @@ logger = logging.getLogger(__name__)
 
 LEAD_ATTRIBUTE_FIELDS = ["email", *[name for name in engine.LEAD_ATTRIBUTES if name != "email_domain"], "traits"]
 SCORE_CHUNK = 1000
-BULK_UPDATE_CHUNK = 50_000
 
 
 class ScoringError(Exception):
@@ -159,25 +158,31 @@ def leads_score(*, lead_ids: Sequence[int], as_of: datetime | None = None) -> Sc
     for start in range(0, len(ids), SCORE_CHUNK):
         chunk = ids[start : start + SCORE_CHUNK]
         with transaction.atomic():
-            at = as_of or timezone.now()
-            leads = list(Lead.objects.select_for_update().filter(id__in=chunk).order_by("id"))
-            if spec is None:
-                Lead.objects.filter(id__in=chunk).update(needs_rescore=False)
-                continue
-            events = events_by_lead(chunk, spec)
-            transitions: list[Transition] = []
-            for lead in leads:
-                result = engine.score_lead(lead_attributes(lead), events.get(lead.pk, []), spec, at)
-                lead.fit_score, lead.behaviour_score, lead.score = result.fit, result.behaviour, result.total
-                lead.scored_at, lead.ruleset_version, lead.needs_rescore = at, spec.version, False
-                transitions += _automatic_transitions(lead, result, spec)
-            # One UPDATE … FROM (VALUES …): bulk_update's CASE per row and field costs more than the SQL.
-            fields = ["fit_score", "behaviour_score", "score", "scored_at", "ruleset_version", "needs_rescore"]
-            update_from_values(Lead, fields, [[lead.pk, *(getattr(lead, f) for f in fields)] for lead in leads])
-            transitions_apply(transitions, at=at, ruleset_version=spec.version)
-            summary.scored += len(leads)
-            summary.transitions += len(transitions)
+            chunk_summary = _score_chunk(chunk, spec, as_of or timezone.now())
+        summary.scored += chunk_summary.scored
+        summary.transitions += chunk_summary.transitions
     return summary
+
+
+def _score_chunk(ids: Sequence[int], spec: RuleSetSpec | None, at: datetime) -> ScoreSummary:
+    """Score these leads as of ``at`` inside the caller's transaction: lock, score,
+    write, apply transitions (which open handoffs)."""
+    leads = list(Lead.objects.select_for_update().filter(id__in=ids).order_by("id"))
+    if spec is None:
+        Lead.objects.filter(id__in=ids).update(needs_rescore=False)
+        return ScoreSummary()
+    events = events_by_lead(ids, spec)
+    transitions: list[Transition] = []
+    for lead in leads:
+        result = engine.score_lead(lead_attributes(lead), events.get(lead.pk, []), spec, at)
+        lead.fit_score, lead.behaviour_score, lead.score = result.fit, result.behaviour, result.total
+        lead.scored_at, lead.ruleset_version, lead.needs_rescore = at, spec.version, False
+        transitions += _automatic_transitions(lead, result, spec)
+    # One UPDATE … FROM (VALUES …): bulk_update's CASE per row and field costs more than the SQL.
+    fields = ["fit_score", "behaviour_score", "score", "scored_at", "ruleset_version", "needs_rescore"]
+    update_from_values(Lead, fields, [[lead.pk, *(getattr(lead, f) for f in fields)] for lead in leads])
+    transitions_apply(transitions, at=at, ruleset_version=spec.version)
+    return ScoreSummary(scored=len(leads), transitions=len(transitions))
 
 
 def lead_change_stage(*, lead: Lead, to_stage: str, actor: Any, reason: str) -> StageChange:
@@ -217,121 +222,232 @@ def _enqueue_rescore(run_id: int) -> None:
     rescore_all.delay(run_id)
 
 
+class RescoreRunSuperseded(Exception):
+    """Another execution took the run over (this one was presumed dead): stop writing."""
+
+
+def _stale_before() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.RESCORE_STALE_AFTER_SECONDS)
+
+
+def _running_without_worker() -> Q:
+    # No heartbeat at all: a run started before runs had one.
+    return Q(state=RescoreState.RUNNING) & (Q(heartbeat_at__lt=_stale_before()) | Q(heartbeat_at__isnull=True))
+
+
+def _rescore_run_claim(run: RescoreRun) -> int | None:
+    """Take a new lease on the run if nobody live holds it: queued, failed with starts
+    left, or running with a heartbeat that stopped. Returns the lease (``attempts``)."""
+    now = timezone.now()
+    claimable = Q(state__in=[RescoreState.QUEUED, RescoreState.FAILED]) | _running_without_worker()
+    with transaction.atomic():
+        locked = RescoreRun.objects.select_for_update().filter(claimable, pk=run.pk).first()
+        if locked is None:
+            return None
+        locked.attempts += 1
+        locked.state, locked.heartbeat_at, locked.error = RescoreState.RUNNING, now, ""
+        update_fields = ["attempts", "state", "heartbeat_at", "error"]
+        if locked.as_of is None:  # the first start fixes what the run covers
+            locked.started_at = locked.as_of = now
+            locked.max_lead_id = Lead.objects.aggregate(m=Max("id"))["m"] or 0
+            locked.total = Lead.objects.filter(id__lte=locked.max_lead_id).count()
+            update_fields += ["started_at", "as_of", "max_lead_id", "total"]
+        locked.save(update_fields=update_fields)
+        return locked.attempts
+
+
+@dataclass
+class RunProgress:
+    """The executing lease of a run; ``commit`` records a chunk inside its transaction."""
+
+    run_id: int
+    lease: int
+    last_lead_id: int
+    done: int
+    changed: int
+    report: Callable[[int], None]
+
+    def check(self) -> None:
+        """Lock the run row under our lease (inside the chunk's transaction) or stop."""
+        held = (
+            RescoreRun.objects.select_for_update()
+            .filter(pk=self.run_id, attempts=self.lease, state=RescoreState.RUNNING)
+            .exists()
+        )
+        if not held:
+            raise RescoreRunSuperseded(f"Rescore run {self.run_id} was taken over; lease {self.lease} stops.")
+
+    def commit(self, *, last_lead_id: int, scored: int, changed: int) -> None:
+        self.last_lead_id, self.done, self.changed = last_lead_id, self.done + scored, self.changed + changed
+        RescoreRun.objects.filter(pk=self.run_id).update(
+            last_lead_id=last_lead_id, done=self.done, changed_stages=self.changed, heartbeat_at=timezone.now()
+        )
+        done = self.done
+        transaction.on_commit(lambda: self.report(done))
+
+
 def rescore_run_execute(*, run: RescoreRun, progress: Callable[[int, int], None] | None = None) -> RescoreRun:
     """Rescore every lead with the run's ruleset: set-based SQL on PostgreSQL, the
-    single-lead engine in chunks elsewhere. Idempotent: running it again gives the
-    same scores; a finished run is not repeated."""
-    claimed = RescoreRun.objects.filter(pk=run.pk, state__in=[RescoreState.QUEUED, RescoreState.FAILED]).update(
-        state=RescoreState.RUNNING, started_at=timezone.now(), error=""
-    )
+    single-lead engine elsewhere, in id-ordered chunks that each commit the scores,
+    the stage transitions, the handoffs and the run's progress together.
+
+    Safe to run twice and resumable: a redelivered task finds the run held by a live
+    worker and returns; a run whose worker died (heartbeat stopped) or that failed is
+    continued after its last committed chunk by the next execution, so every stage
+    change and handoff happens exactly once. A finished run is not repeated."""
+    lease = _rescore_run_claim(run)
     run.refresh_from_db()
-    if not claimed:
+    if lease is None:
         return run
     ruleset = selectors.ruleset_by_version(run.ruleset.version)
     if ruleset is None or ruleset.status != RuleSetStatus.PUBLISHED:
-        RescoreRun.objects.filter(pk=run.pk).update(
+        RescoreRun.objects.filter(pk=run.pk, attempts=lease).update(
             state=RescoreState.FAILED, error="The ruleset is no longer published.", finished_at=timezone.now()
         )
         run.refresh_from_db()
         return run
     spec = selectors.ruleset_spec(ruleset)
-    total = Lead.objects.count()
-    RescoreRun.objects.filter(pk=run.pk).update(total=total, done=0)
+    assert run.as_of is not None and run.max_lead_id is not None  # set by the claim  # noqa: S101
 
     def report(done: int) -> None:
-        RescoreRun.objects.filter(pk=run.pk).update(done=done)
         if progress:
-            progress(done, total)
+            progress(done, run.total)
 
+    state = RunProgress(run.pk, lease, run.last_lead_id, run.done, run.changed_stages, report)
     try:
-        as_of = timezone.now()
         rescore = _rescore_all_sql if _is_postgres() else _rescore_all_chunked
-        changed = rescore(spec, as_of, report)
+        rescore(spec, run.as_of, run.max_lead_id, state)
+    except RescoreRunSuperseded:
+        logger.warning("Rescore run %s: lease %s was taken over by another worker", run.pk, lease)
+        run.refresh_from_db()
+        return run
     except Exception as error:
         logger.exception("Rescore run %s failed", run.pk)
-        RescoreRun.objects.filter(pk=run.pk).update(
+        RescoreRun.objects.filter(pk=run.pk, attempts=lease).update(
             state=RescoreState.FAILED, error=str(error)[:2000], finished_at=timezone.now()
         )
         raise
-    RescoreRun.objects.filter(pk=run.pk).update(
-        state=RescoreState.DONE, done=total, changed_stages=changed, finished_at=timezone.now()
+    RescoreRun.objects.filter(pk=run.pk, attempts=lease).update(
+        state=RescoreState.DONE, done=F("total"), heartbeat_at=timezone.now(), finished_at=timezone.now()
     )
     run.refresh_from_db()
     return run
 
 
-def _rescore_all_chunked(spec: RuleSetSpec, as_of: datetime, report: Callable[[int], None]) -> int:
-    ids = list(Lead.objects.order_by("id").values_list("id", flat=True))
-    changed = 0
+def rescore_runs_resume() -> list[int]:
+    """The sweep's half for full rescores: enqueue runs left queued (the broker was down
+    at publish), running with a stopped heartbeat (the worker died) or failed with
+    starts left. Enqueuing twice is harmless: an execution first takes the lease."""
+    grace = timezone.now() - timedelta(seconds=settings.SWEEP_GRACE_SECONDS)
+    ids = list(
+        RescoreRun.objects.filter(
+            Q(state=RescoreState.QUEUED, created_at__lte=grace)
+            | _running_without_worker()
+            | Q(
+                state=RescoreState.FAILED,
+                attempts__lt=settings.RESCORE_MAX_ATTEMPTS,
+                ruleset__status=RuleSetStatus.PUBLISHED,
+            )
+        )
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    for run_id in ids:
+        logger.info("Sweep: resuming rescore run %s", run_id)
+        _enqueue_rescore(run_id)
+    return ids
+
+
+def _rescore_all_chunked(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, state: RunProgress) -> None:
+    ids = list(
+        Lead.objects.filter(id__gt=state.last_lead_id, id__lte=max_lead_id).order_by("id").values_list("id", flat=True)
+    )
     for start in range(0, len(ids), SCORE_CHUNK):
-        changed += leads_score(lead_ids=ids[start : start + SCORE_CHUNK], as_of=as_of).transitions
-        report(min(start + SCORE_CHUNK, len(ids)))
-    return changed
+        chunk = ids[start : start + SCORE_CHUNK]
+        with transaction.atomic():
+            state.check()
+            summary = _score_chunk(chunk, spec, as_of)
+            state.commit(last_lead_id=chunk[-1], scored=summary.scored, changed=summary.transitions)
 
 
-def _rescore_all_sql(spec: RuleSetSpec, as_of: datetime, report: Callable[[int], None]) -> int:
-    """Compute every score in one pass over the events into a temporary table, then
-    write them in id-range chunks (short locks, visible progress), then apply the
-    stage transitions of the leads that crossed a threshold."""
+def _rescore_all_sql(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, state: RunProgress) -> None:
+    """Compute every score in one pass over the events into a temporary table (again
+    on a resume: it is derived data), then, chunk by chunk in id order, write the
+    scores, apply the stage transitions of the leads that crossed a threshold and
+    record the progress, each chunk in one transaction."""
     sql, params = engine.scores_sql(spec)
     params.update(as_of=as_of, version=spec.version, snapshot=as_of)
+    lead_table = Lead._meta.db_table
+    chunk_size = settings.RESCORE_CHUNK_SIZE
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS rescore_scores")
         cursor.execute("SET work_mem = '256MB'")
         cursor.execute(f"CREATE TEMP TABLE rescore_scores AS {sql}", params)  # noqa: S608 -- generated, parameterised
         cursor.execute("ALTER TABLE rescore_scores ADD PRIMARY KEY (id)")
-        cursor.execute("SELECT MIN(id), MAX(id), COUNT(*) FROM rescore_scores")
-        low, high, _count = cursor.fetchone() or (None, None, 0)
-        done = 0
-        if low is not None and high is not None:
-            for start in range(low, high + 1, BULK_UPDATE_CHUNK):
-                with transaction.atomic():
-                    cursor.execute(
-                        """
-                        UPDATE leads_lead l
-                        SET fit_score = s.fit, behaviour_score = s.behaviour, score = s.fit + s.behaviour,
-                            scored_at = %(as_of)s, ruleset_version = %(version)s,
-                            needs_rescore = (l.needs_rescore AND l.updated_at > %(snapshot)s)
-                        FROM rescore_scores s
-                        WHERE l.id = s.id AND s.id >= %(start)s AND s.id < %(stop)s
-                        """,
-                        {**params, "start": start, "stop": start + BULK_UPDATE_CHUNK},
-                    )
-                    cursor.execute(
-                        "SELECT COUNT(*) FROM rescore_scores WHERE id >= %s AND id < %s",
-                        [start, start + BULK_UPDATE_CHUNK],
-                    )
-                    done += cursor.fetchone()[0]
-                report(done)
-        changed = _apply_bulk_transitions(cursor, spec, as_of)
+        after = state.last_lead_id
+        while after < max_lead_id:
+            # Chunks of chunk_size existing leads: ids may be sparse or start high.
+            cursor.execute(
+                "SELECT id FROM rescore_scores WHERE id > %s AND id <= %s ORDER BY id OFFSET %s LIMIT 1",
+                [after, max_lead_id, chunk_size - 1],
+            )
+            row = cursor.fetchone()
+            upto = row[0] if row else max_lead_id
+            with transaction.atomic():
+                state.check()
+                cursor.execute(
+                    f"""
+                    UPDATE {lead_table} l
+                    SET fit_score = s.fit, behaviour_score = s.behaviour, score = s.fit + s.behaviour,
+                        scored_at = %(as_of)s, ruleset_version = %(version)s,
+                        needs_rescore = (l.needs_rescore AND l.updated_at > %(snapshot)s)
+                    FROM rescore_scores s
+                    WHERE l.id = s.id AND s.id > %(after)s AND s.id <= %(upto)s
+                    """,  # noqa: S608 -- the table name comes from the model
+                    {**params, "after": after, "upto": upto},
+                )
+                scored = cursor.rowcount
+                changed = _apply_bulk_transitions(cursor, spec, as_of, after, upto)
+                state.commit(last_lead_id=upto, scored=scored, changed=changed)
+            after = upto
         cursor.execute("DROP TABLE IF EXISTS rescore_scores")
         cursor.execute("RESET work_mem")
-    return changed
 
 
-def _apply_bulk_transitions(cursor: Any, spec: RuleSetSpec, as_of: datetime) -> int:
+def _apply_bulk_transitions(cursor: Any, spec: RuleSetSpec, as_of: datetime, after: int, upto: int) -> int:
+    """Transitions of the leads with ids in (after, upto] whose new score may move them, inside
+    the caller's transaction. The SQL only narrows the candidates; the rule that
+    decides is ``automatic_path``, as for one lead."""
     cursor.execute(
-        """
-        SELECT s.id, s.last_intent_at FROM rescore_scores s JOIN leads_lead l ON l.id = s.id
-        WHERE (l.stage IN ('new', 'recycled') AND s.fit + s.behaviour >= %(mql)s)
-           OR (l.stage = 'mql' AND s.fit + s.behaviour >= %(sql)s AND s.last_intent_at IS NOT NULL)
+        f"""
+        SELECT s.id, s.last_intent_at FROM rescore_scores s JOIN {Lead._meta.db_table} l ON l.id = s.id
+        WHERE s.id > %(after)s AND s.id <= %(upto)s
+          AND ((l.stage IN (%(new)s, %(recycled)s) AND s.fit + s.behaviour >= %(mql)s)
+            OR (l.stage = %(at_mql)s AND s.fit + s.behaviour >= %(sql)s AND s.last_intent_at IS NOT NULL))
         ORDER BY s.id
-        """,
-        {"mql": spec.mql_threshold, "sql": spec.sql_threshold},
+        """,  # noqa: S608 -- the table name comes from the model
+        {
+            "after": after,
+            "upto": upto,
+            "new": Stage.NEW,
+            "recycled": Stage.RECYCLED,
+            "at_mql": Stage.MQL,
+            "mql": spec.mql_threshold,
+            "sql": spec.sql_threshold,
+        },
     )
     candidates = cursor.fetchall()
     changed = 0
-    for start in range(0, len(candidates), SCORE_CHUNK):
-        chunk = dict(candidates[start : start + SCORE_CHUNK])
-        with transaction.atomic():
-            transitions: list[Transition] = []
-            for lead in Lead.objects.select_for_update().filter(id__in=list(chunk)).order_by("id"):
-                result = LeadScore(
-                    fit=lead.fit_score, behaviour=lead.behaviour_score, results=[], last_intent_at=chunk[lead.pk]
-                )
-                transitions += _automatic_transitions(lead, result, spec)
-            transitions_apply(transitions, at=as_of, ruleset_version=spec.version)
-            changed += len(transitions)
+    for offset in range(0, len(candidates), SCORE_CHUNK):
+        chunk = dict(candidates[offset : offset + SCORE_CHUNK])
+        transitions: list[Transition] = []
+        for lead in Lead.objects.select_for_update().filter(id__in=list(chunk)).order_by("id"):
+            result = LeadScore(
+                fit=lead.fit_score, behaviour=lead.behaviour_score, results=[], last_intent_at=chunk[lead.pk]
+            )
+            transitions += _automatic_transitions(lead, result, spec)
+        transitions_apply(transitions, at=as_of, ruleset_version=spec.version)
+        changed += len(transitions)
     return changed
 
 

@@ -21,6 +21,8 @@ def rescore_all(run_id: int) -> str:
 
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=290)
 def sweep_dirty() -> int:
+    """Work a lost message or a dead worker left behind: rescore runs to resume, leads still flagged."""
+    services.rescore_runs_resume()
     return services.leads_sweep_dirty()
 
 

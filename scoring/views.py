@@ -4,6 +4,7 @@ rulesets, and only drafts change."""
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -257,4 +258,5 @@ def ruleset_publish(request: HttpRequest, version: int) -> HttpResponse:
 @role_required(*ALL_ROLES)
 def rescore_run(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(RescoreRun.objects.select_related("ruleset", "created_by"), pk=run_id)
-    return render(request, "scoring/rescore_run.html", {"run": run, "finished": run.state in ("done", "failed")})
+    context = {"run": run, "finished": run.state in ("done", "failed"), "max_attempts": settings.RESCORE_MAX_ATTEMPTS}
+    return render(request, "scoring/rescore_run.html", context)

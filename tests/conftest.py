@@ -1,3 +1,4 @@
+import os
 from contextlib import contextmanager
 
 import pytest
@@ -123,15 +124,19 @@ def real_broker(url=None):
     from leadflow.celery import app
 
     old_url = app.conf.broker_url
+    old_environ = os.environ.get("CELERY_BROKER_URL")
     app.conf.task_always_eager = False
     if url:
-        app.conf.broker_url = url
+        # Celery's broker_url prefers the environment variable to the configuration.
+        os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = url
     _reset_celery_connections()
     try:
         yield app
     finally:
         app.conf.task_always_eager = True
         app.conf.broker_url = old_url
+        if old_environ is not None:
+            os.environ["CELERY_BROKER_URL"] = old_environ
         _reset_celery_connections()
 
 

@@ -1,75 +1,25 @@
 """Through a real Celery worker process and Redis: nothing mocked, nothing eager."""
 
-import os
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import redis
 import requests
 from django.conf import settings
-from django.db import connection
 
 from leadflow.leads.models import Lead, Stage
 from scoring.models import StageChange
 from tests.conftest import behaviour, real_broker
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import CeleryProcesses, wait_for
 
 
 @pytest.fixture
 def celery_worker_process(transactional_db):
     """A `celery worker` subprocess consuming the test broker, writing to the test database."""
-    db = connection.settings_dict
-    database_url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("celery")
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-        "DJANGO_SETTINGS_MODULE": "leadflow.settings",
-    }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "leadflow",
-            "worker",
-            "--pool=solo",
-            "--loglevel=INFO",
-            "--without-mingle",
-            "--without-gossip",
-            "--without-heartbeat",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    yield worker
-    worker.terminate()
-    try:
-        output, _ = worker.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        output, _ = worker.communicate()
-    print(output[-5000:])
-
-
-def wait_for(condition, timeout=45.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
+    processes = CeleryProcesses(settings.CELERY_BROKER_URL)
+    yield processes.worker()
+    processes.stop_all()
 
 
 @pytest.mark.worker

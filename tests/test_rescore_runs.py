@@ -1,0 +1,221 @@
+"""Full rescores that always finish: durable progress, resume after a failure or a dead
+worker, a lease that stops a presumed-dead execution, the sweep that finds them all.
+
+These run in-process against PostgreSQL; tests/test_worker_failures.py does the same
+through real worker processes killed with SIGKILL and a broker that goes away."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import psycopg2
+import pytest
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+
+from handoff.models import Handoff
+from leadflow.leads.models import Lead, Stage
+from scoring import services, tasks
+from scoring.models import RescoreRun, RescoreState, StageChange
+from tests.conftest import behaviour, client_for, real_broker
+from tests.factories import EventFactory, LeadFactory
+
+CHUNK = 5
+
+
+@pytest.fixture
+def small_chunks(settings):
+    settings.RESCORE_CHUNK_SIZE = CHUNK
+    settings.SWEEP_GRACE_SECONDS = 0
+
+
+def make_leads(count: int) -> list[Lead]:
+    """Even leads will reach SQL (page view + demo request = 70), odd ones MQL (page view = 40)."""
+    leads = LeadFactory.create_batch(count)
+    for index, lead in enumerate(leads):
+        EventFactory(lead=lead, type="page_view")
+        if index % 2 == 0:
+            EventFactory(lead=lead, type="demo_request")
+    return sorted(leads, key=lambda lead: lead.pk)
+
+
+@pytest.fixture
+def rules(publish_ruleset):
+    return publish_ruleset([behaviour("page_view", 40), behaviour("demo_request", 30)], mql=30, sql=60)
+
+
+def assert_qualified_exactly_once(leads: list[Lead], *, skip: int = 0) -> None:
+    """Every lead of ``make_leads`` past the first ``skip`` moved once per stage, no more."""
+    for index, lead in enumerate(leads):
+        if index < skip:
+            continue
+        lead.refresh_from_db()
+        expected = [("new", "mql"), ("mql", "sql")] if index % 2 == 0 else [("new", "mql")]
+        trail = list(StageChange.objects.filter(lead=lead).order_by("id").values_list("from_stage", "to_stage"))
+        assert trail == expected, f"lead {index}"
+        assert lead.stage == expected[-1][1]
+    sql_leads = [lead.pk for index, lead in enumerate(leads) if index >= skip and index % 2 == 0]
+    assert sorted(Handoff.objects.values_list("lead", flat=True)) == sql_leads
+
+
+def hold_row_lock(lead_id: int):
+    """Another session locks one lead, as a long transaction elsewhere would."""
+    db = connection.settings_dict
+    other = psycopg2.connect(
+        dbname=db["NAME"], user=db["USER"], host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432
+    )
+    other.cursor().execute("SELECT 1 FROM leads_lead WHERE id = %s FOR UPDATE", [lead_id])
+    return other
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_rescore_run_resumes_after_its_last_committed_chunk(rules, small_chunks):
+    leads = make_leads(4 * CHUNK)
+    run = RescoreRun.objects.create(ruleset=rules, reason="publish")
+    blocker = hold_row_lock(leads[2 * CHUNK + 1].pk)  # inside the third chunk
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '300ms'")
+        with pytest.raises(OperationalError):
+            services.rescore_run_execute(run=run)
+    finally:
+        blocker.rollback()
+        blocker.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+    run.refresh_from_db()
+    assert (run.state, run.last_lead_id, run.done) == (RescoreState.FAILED, leads[2 * CHUNK - 1].pk, 2 * CHUNK)
+    assert "lock" in run.error
+    assert Lead.objects.filter(stage=Stage.NEW).count() == 2 * CHUNK, "the third chunk rolled back whole"
+    # Leave a mark on a committed lead: a resume that started over would overwrite it.
+    Lead.objects.filter(pk=leads[0].pk).update(score=Decimal("999"))
+
+    assert tasks.sweep_dirty.delay().get() == 0  # the sweep resumes the run (eager here)
+
+    run.refresh_from_db()
+    assert (run.state, run.attempts, run.done, run.total) == (RescoreState.DONE, 2, 4 * CHUNK, 4 * CHUNK)
+    assert run.changed_stages == 4 * CHUNK + 2 * CHUNK
+    assert Lead.objects.get(pk=leads[0].pk).score == Decimal("999"), "committed chunks are not redone"
+    Lead.objects.filter(pk=leads[0].pk).update(score=Decimal("70"))
+    assert_qualified_exactly_once(leads)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_run_whose_heartbeat_stopped_is_resumed_by_the_sweep_from_its_cursor(rules, small_chunks):
+    leads = make_leads(3 * CHUNK)
+    started = timezone.now() - timedelta(hours=1)
+    run = RescoreRun.objects.create(
+        ruleset=rules,
+        state=RescoreState.RUNNING,
+        attempts=1,
+        as_of=started,
+        started_at=started,
+        heartbeat_at=started,
+        max_lead_id=leads[-1].pk,
+        last_lead_id=leads[CHUNK - 1].pk,
+        total=len(leads),
+        done=CHUNK,
+    )
+
+    assert services.rescore_runs_resume() == [run.pk]
+
+    run.refresh_from_db()
+    assert (run.state, run.attempts, run.done) == (RescoreState.DONE, 2, 3 * CHUNK)
+    assert run.as_of == started, "a resumed run scores as of the moment it first started"
+    assert not Lead.objects.filter(pk__in=[lead.pk for lead in leads[:CHUNK]], scored_at__isnull=False).exists()
+    assert list(Lead.objects.filter(scored_at__isnull=False).values_list("scored_at", flat=True).distinct()) == [
+        started
+    ]
+    assert_qualified_exactly_once(leads, skip=CHUNK)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_rescore_task_leaves_a_run_with_a_live_worker_alone(rules):
+    make_leads(3)
+    now = timezone.now()
+    run = RescoreRun.objects.create(
+        ruleset=rules, state=RescoreState.RUNNING, attempts=1, as_of=now, heartbeat_at=now, max_lead_id=10**9
+    )
+
+    assert tasks.rescore_all.delay(run.pk).get() == RescoreState.RUNNING
+    assert services.rescore_runs_resume() == []
+
+    run.refresh_from_db()
+    assert (run.attempts, run.last_lead_id) == (1, 0)
+    assert not Lead.objects.filter(scored_at__isnull=False).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_execution_whose_run_was_taken_over_stops_before_writing_a_chunk(rules, settings):
+    make_leads(3)
+    run = RescoreRun.objects.create(ruleset=rules)
+    first_lease = services._rescore_run_claim(run)
+    RescoreRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    second_lease = services._rescore_run_claim(run)
+    assert (first_lease, second_lease) == (1, 2)
+
+    presumed_dead = services.RunProgress(run.pk, first_lease, 0, 0, 0, lambda done: None)
+    with pytest.raises(services.RescoreRunSuperseded), transaction.atomic():
+        presumed_dead.check()
+    with transaction.atomic():
+        services.RunProgress(run.pk, second_lease, 0, 0, 0, lambda done: None).check()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_started_before_runs_had_a_heartbeat_is_resumed(rules):
+    leads = make_leads(2)
+    run = RescoreRun.objects.create(ruleset=rules, state=RescoreState.RUNNING, started_at=timezone.now())
+
+    assert services.rescore_runs_resume() == [run.pk]
+
+    run.refresh_from_db()
+    assert run.state == RescoreState.DONE
+    assert_qualified_exactly_once(leads)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_keeps_failing_is_given_up_after_the_attempt_limit(rules, settings):
+    settings.RESCORE_MAX_ATTEMPTS = 3
+    run = RescoreRun.objects.create(ruleset=rules, state=RescoreState.FAILED, attempts=3, error="boom")
+
+    assert services.rescore_runs_resume() == []
+    RescoreRun.objects.filter(pk=run.pk).update(attempts=2)
+    assert services.rescore_runs_resume() == [run.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_publish_while_the_broker_is_down_is_rescored_by_the_sweep(rules, admin, small_chunks, publish_ruleset):
+    leads = make_leads(2 * CHUNK)
+    draft = services.ruleset_clone(ruleset=rules, user=admin)
+
+    with real_broker("redis://127.0.0.1:1/0"):  # nothing listens there
+        response = client_for(admin).post(f"/api/v1/rulesets/{draft.version}/publish")
+    assert response.status_code == 202
+    run = RescoreRun.objects.get(pk=response.json()["id"])
+    assert run.state == RescoreState.QUEUED
+    assert not Lead.objects.filter(scored_at__isnull=False).exists()
+
+    tasks.sweep_dirty.delay()
+
+    run.refresh_from_db()
+    assert (run.state, run.done) == (RescoreState.DONE, 2 * CHUNK)
+    assert_qualified_exactly_once(leads)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_rescore_page_says_a_failed_run_resumes_by_itself_until_its_starts_run_out(rules, admin, settings):
+    from django.test import Client
+
+    settings.RESCORE_MAX_ATTEMPTS = 3
+    run = RescoreRun.objects.create(ruleset=rules, state=RescoreState.FAILED, attempts=1, error="Connection lost")
+    client = Client()
+    client.force_login(admin)
+
+    page = client.get(f"/rules/runs/{run.pk}/").content.decode()
+    assert "Connection lost" in page
+    assert "resumes by itself within a few minutes, where it stopped (start 1 of 3)" in page
+
+    RescoreRun.objects.filter(pk=run.pk).update(attempts=3)
+    page = client.get(f"/rules/runs/{run.pk}/").content.decode()
+    assert "It was started 3 times" in page
+    assert "python manage.py rescore" in page

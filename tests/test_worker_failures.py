@@ -1,0 +1,122 @@
+"""Failures for real: a worker killed with SIGKILL in the middle of a full rescore, and
+a broker that is down when a ruleset is published. Real worker and beat processes,
+a Redis server of the test's own (never the shared one), the test database."""
+
+import pytest
+from django.db import connection
+
+from handoff.models import Handoff, Notification, NotificationKind
+from handoff.services import new_sql_event_key
+from scoring import tasks
+from scoring.models import RescoreRun, RescoreState
+from tests.conftest import client_for, real_broker
+from tests.processes import CeleryProcesses, own_redis, wait_for
+from tests.test_rescore_runs import CHUNK, assert_qualified_exactly_once, hold_row_lock, make_leads
+
+# Small chunks, a short heartbeat bound and a fast sweep, so that a test sees them work.
+FAST_RECOVERY = {
+    "RESCORE_CHUNK_SIZE": str(CHUNK),
+    "RESCORE_STALE_AFTER_SECONDS": "3",
+    "SWEEP_INTERVAL_SECONDS": "1",
+    "SWEEP_GRACE_SECONDS": "0",
+}
+
+
+@pytest.fixture
+def broker():
+    with own_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def celery(broker):
+    processes = CeleryProcesses(broker.url, env=FAST_RECOVERY)
+    yield processes
+    processes.stop_all()
+
+
+def run_state(run_id: int) -> RescoreRun:
+    return RescoreRun.objects.get(pk=run_id)
+
+
+def waiting_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def assert_new_sql_notified_once_each(rep) -> None:
+    keys = list(
+        Notification.objects.filter(recipient=rep, kind=NotificationKind.HANDOFF_NEW).values_list(
+            "event_key", flat=True
+        )
+    )
+    assert sorted(keys) == sorted(new_sql_event_key(h.public_id) for h in Handoff.objects.all())
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_rescore_whose_worker_is_killed_mid_run_is_finished_by_another_exactly_once(
+    publish_ruleset, broker, celery, rep, tmp_path
+):
+    from tests.conftest import behaviour
+
+    rules = publish_ruleset([behaviour("page_view", 40), behaviour("demo_request", 30)], mql=30, sql=60)
+    leads = make_leads(6 * CHUNK)
+    run = RescoreRun.objects.create(ruleset=rules, reason="publish")
+    with real_broker(broker.url):
+        tasks.rescore_all.delay(run.pk)
+    # A transaction elsewhere holds a lead of the third chunk: the worker commits two
+    # chunks, then waits on the lock, and is killed there.
+    blocker = hold_row_lock(leads[2 * CHUNK + 1].pk)
+    try:
+        first = celery.worker()
+        assert wait_for(lambda: run_state(run.pk).last_lead_id == leads[2 * CHUNK - 1].pk and waiting_on_a_lock())
+        celery.kill(first)
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+    killed = run_state(run.pk)
+    assert (killed.state, killed.attempts, killed.done) == (RescoreState.RUNNING, 1, 2 * CHUNK)
+
+    celery.worker()
+    celery.beat(tmp_path)
+    assert wait_for(lambda: run_state(run.pk).state == RescoreState.DONE, timeout=90), "the sweep never resumed it"
+
+    finished = run_state(run.pk)
+    assert (finished.attempts, finished.done, finished.total) == (2, 6 * CHUNK, 6 * CHUNK)
+    assert finished.changed_stages == 6 * CHUNK + 3 * CHUNK
+    assert_qualified_exactly_once(leads)
+    assert_new_sql_notified_once_each(rep)
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_ruleset_published_while_the_broker_is_down_is_rescored_once_it_is_back(
+    publish_ruleset, broker, celery, admin, rep, tmp_path
+):
+    from scoring import services
+    from tests.conftest import behaviour
+
+    rules = publish_ruleset([behaviour("page_view", 40), behaviour("demo_request", 30)], mql=30, sql=60)
+    draft = services.ruleset_clone(ruleset=rules, user=admin)
+    leads = make_leads(3 * CHUNK)
+
+    broker.stop()
+    with real_broker(broker.url):
+        response = client_for(admin).post(f"/api/v1/rulesets/{draft.version}/publish")
+    assert response.status_code == 202
+    run_id = response.json()["id"]
+    assert run_state(run_id).state == RescoreState.QUEUED
+
+    broker.start()
+    celery.worker()
+    celery.beat(tmp_path)
+    assert wait_for(lambda: run_state(run_id).state == RescoreState.DONE, timeout=90), "the queued run was lost"
+
+    assert run_state(run_id).done == 3 * CHUNK
+    assert_qualified_exactly_once(leads)
+    assert_new_sql_notified_once_each(rep)
