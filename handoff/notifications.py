@@ -1,8 +1,10 @@
 """Notifications of the sales handoff: in-app, email and an optional signed webhook.
 
 Services describe what happened as :class:`NotificationEvent` values and call
-:func:`notify_after_commit`; nothing is sent unless and until their transaction
-commits, and a failure to notify is logged, never raised into the handoff.
+:func:`notify` inside their transaction: the in-app notifications and webhook
+deliveries commit with the change (and never without it), e-mail and the webhook
+POST go out after the commit, and a failure to notify is logged, never raised
+into the handoff.
 
 Every event has a unique key (``handoff:<id>:breach``…). It makes each channel
 idempotent: one in-app notification per person per key (a unique constraint),
@@ -65,16 +67,15 @@ class NotificationEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def notify_after_commit(events: Sequence[NotificationEvent]) -> None:
-    """Send these notifications once the current transaction commits (now, outside one)."""
-    if events:
-        pending = list(events)
-        transaction.on_commit(lambda: notifications_send(events=pending))
+def notify(events: Sequence[NotificationEvent]) -> None:
+    """Record these notifications with the change that caused them.
 
-
-def notifications_send(*, events: Sequence[NotificationEvent]) -> None:
-    """Every channel of every event, each failure logged and contained (a savepoint
-    each, so a failed statement cannot spoil an enclosing transaction)."""
+    In-app notifications and webhook deliveries are rows written in the caller's
+    transaction: they commit or roll back with the change, so a worker that dies
+    right after a commit loses none and a resumed task adds none (their keys are
+    unique). E-mail goes out after the commit, to the people whose in-app
+    notification was new. Each channel's failure is logged and contained in a
+    savepoint of its own: a failed statement cannot spoil the change."""
     for event in events:
         try:
             with transaction.atomic():
@@ -82,15 +83,20 @@ def notifications_send(*, events: Sequence[NotificationEvent]) -> None:
         except Exception:
             logger.exception("In-app notification %s failed", event.key)
             continue
-        try:
-            _email(event, created_for)
-        except Exception:
-            logger.exception("Email notification %s failed", event.key)
+        if created_for:
+            transaction.on_commit(partial(_email_contained, event, created_for))
         try:
             with transaction.atomic():
                 _webhook(event)
         except Exception:
             logger.exception("Webhook notification %s failed", event.key)
+
+
+def _email_contained(event: NotificationEvent, recipient_ids: Sequence[int]) -> None:
+    try:
+        _email(event, recipient_ids)
+    except Exception:
+        logger.exception("Email notification %s failed", event.key)
 
 
 def _recipients(event: NotificationEvent) -> list[int]:

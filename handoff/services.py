@@ -34,7 +34,7 @@ from handoff.models import (
     NotificationKind,
     RejectReason,
 )
-from handoff.notifications import NotificationEvent, notification_mark_read_by_key, notify_after_commit
+from handoff.notifications import NotificationEvent, notification_mark_read_by_key, notify
 from handoff.roles import can_reassign_handoffs, can_work_handoffs, is_sales_manager
 from leadflow.db import insert_ignore_conflicts_returning
 from leadflow.leads.models import Lead, Stage
@@ -132,7 +132,7 @@ def handoffs_open_for_leads(*, leads: Sequence[Lead], at: datetime) -> list[int]
     )
     by_id = {lead.pk: lead for lead in leads}
     opened = [(public_id, by_id[lead_id]) for _id, public_id, lead_id in inserted]
-    notify_after_commit(_new_sql_notifications(opened, due_at))
+    notify(_new_sql_notifications(opened, due_at))
     return [handoff_id for handoff_id, _public_id, _lead_id in inserted]
 
 
@@ -412,7 +412,7 @@ def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") 
         locked.save(update_fields=["status", "decided_at", "reject_reason", "note"])
         _event(locked, HandoffAction.REJECTED, user, now, reason=reason, note=note, lead_stage=to_stage)
         _new_sql_seen(locked, user, now)
-        notify_after_commit(
+        notify(
             [
                 NotificationEvent(
                     kind=NotificationKind.HANDOFF_REJECTED,
@@ -454,7 +454,7 @@ def handoff_reassign(*, handoff: Handoff, actor: Any, to_user: Any) -> Handoff:
         Handoff.objects.filter(pk=locked.pk).update(**_claim_changes(to_user, now))
         event = _event(locked, HandoffAction.REASSIGNED, actor, now, claimed_by=previous, to=_username(to_user))
         lead = locked.lead
-        notify_after_commit(
+        notify(
             [
                 NotificationEvent(
                     kind=NotificationKind.HANDOFF_ASSIGNED,
@@ -510,7 +510,7 @@ def handoffs_expire_claims(*, limit: int = SWEEP_LIMIT) -> int:
                 for h in expired
             ]
         )
-        notify_after_commit(
+        notify(
             [
                 NotificationEvent(
                     kind=NotificationKind.CLAIM_EXPIRED,
@@ -556,7 +556,7 @@ def handoffs_flag_overdue(*, limit: int = SWEEP_LIMIT) -> int:
                 for h in overdue
             ]
         )
-        notify_after_commit(
+        notify(
             [
                 NotificationEvent(
                     kind=NotificationKind.SLA_BREACH,

@@ -415,3 +415,20 @@ def test_deciding_or_releasing_a_handoff_marks_my_new_sql_notification_of_it_rea
     assert response.status_code == 200, response.content
     assert unread_new_sqls(rep) == []
     assert unread_new_sqls(other_rep) == [handoff_id]
+
+
+def test_notifications_commit_with_the_change_and_mail_waits_for_the_commit(db, rep, webhook, mailoutbox):
+    lead = SqlLeadFactory()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.handoffs_open_for_leads(leads=[lead], at=NOW)
+        # Written with the handoff, in its transaction: a crash after the commit loses none.
+        assert Notification.objects.filter(recipient=rep).count() == 1
+        assert WebhookDelivery.objects.count() == 1
+        assert mailoutbox == [], "e-mail leaves only after the commit"
+        raise RuntimeError("the change rolls back")
+
+    assert not Handoff.objects.exists()
+    assert not Notification.objects.exists(), "no notification outlives a rolled-back change"
+    assert not WebhookDelivery.objects.exists()
+    assert mailoutbox == []
+    assert webhook.received == []
