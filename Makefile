@@ -58,7 +58,7 @@ run: venv  ## Migrate, load the demo and serve on http://$(HOST):$(PORT) (SQLite
 	echo "  LeadFlow is running at http://$(HOST):$(PORT)/   (API docs: http://$(HOST):$(PORT)/api/docs/)"; \
 	echo "  Log in as admin / marketer / rep with the passwords printed above."; \
 	echo ""; \
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	PYTHON=$(BIN)/python bash scripts/dev-server.sh $(HOST):$(PORT)
 
 services:  ## Start PostgreSQL and Redis if they are not running
 	@bash scripts/ensure-services.sh
