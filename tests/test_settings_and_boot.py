@@ -68,6 +68,23 @@ def test_production_settings_pass_the_deploy_check():
     assert "no issues" in result.stdout
 
 
+def database_options(env):
+    script = "from django.conf import settings; db = settings.DATABASES['default']; "
+    script += "print(db['CONN_MAX_AGE'], db['CONN_HEALTH_CHECKS'])"
+    result = manage("shell", "-c", script, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()[-2:]
+
+
+def test_database_connections_close_after_each_request_unless_the_process_opts_in():
+    # runserver starts a thread per request: a kept connection would stay with each thread.
+    env = clean_env(DEBUG="1", DATABASE_URL="postgres://postgres@127.0.0.1:5432/leadflow")
+    env.pop("DB_CONN_MAX_AGE", None)
+    assert database_options(env) == ["0", "True"]
+    # gunicorn.conf.py and the worker's service set it; a kept connection is checked before reuse.
+    assert database_options({**env, "DB_CONN_MAX_AGE": "60"}) == ["60", "True"]
+
+
 def test_embedded_default_boots_on_sqlite_and_scores_an_event_in_process(tmp_path):
     env = clean_env(DEBUG="1", SQLITE_PATH=str(tmp_path / "db.sqlite3"))
     assert manage("migrate", "--noinput", env=env).returncode == 0
