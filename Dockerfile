@@ -30,5 +30,6 @@ RUN SECRET_KEY="$COLLECTSTATIC_SECRET_KEY" python manage.py collectstatic --noin
 USER leadflow
 
 EXPOSE 8000
+# gunicorn also reads /app/gunicorn.conf.py: its workers keep their database connections.
 ENTRYPOINT ["sh", "/app/scripts/docker-entrypoint.sh"]
 CMD ["gunicorn", "leadflow.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
