@@ -11,8 +11,10 @@ WORKDIR /app
 
 # Dependencies first: this layer is rebuilt only when requirements.txt changes.
 # psycopg2-binary ships manylinux wheels, so no compiler or libpq headers are needed.
+# `pip check` fails the build on a missing or conflicting dependency; `make test` builds
+# the same runtime-only set (.venv-runtime) and runs the web, the worker and beat from it.
 COPY requirements.txt .
-RUN pip install -r requirements.txt
+RUN pip install -r requirements.txt && pip check
 
 COPY . .
 
@@ -28,5 +30,6 @@ RUN SECRET_KEY="$COLLECTSTATIC_SECRET_KEY" python manage.py collectstatic --noin
 USER leadflow
 
 EXPOSE 8000
+# gunicorn also reads /app/gunicorn.conf.py: its workers keep their database connections.
 ENTRYPOINT ["sh", "/app/scripts/docker-entrypoint.sh"]
 CMD ["gunicorn", "leadflow.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

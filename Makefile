@@ -7,11 +7,16 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/leadflow
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+# requirements.txt alone, as the Docker image installs it: tests/test_runtime.py runs the web
+# server, the worker and beat from it. Rebuilt only when requirements.txt changes (the stamp
+# is named after its hash).
+RUNTIME_VENV := .venv-runtime
+RUNTIME_STAMP := $(RUNTIME_VENV)/requirements-$(firstword $(shell sha256sum requirements.txt)).stamp
 
-.PHONY: help run test lint typecheck pytest services venv dev-venv e2e-deps screenshots bench clean
+.PHONY: help run test lint typecheck pytest services venv dev-venv runtime-venv e2e-deps screenshots bench clean
 
 help:  ## Show this help
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +30,16 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
+$(RUNTIME_STAMP):
+	rm -rf $(RUNTIME_VENV)
+	$(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install --quiet -r requirements.txt
+	$(RUNTIME_VENV)/bin/pip check
+	touch $@
+
 venv: $(VENV)/.runtime  ## Create .venv with the runtime dependencies
 dev-venv: $(VENV)/.dev  ## Create .venv with the test and lint tools
+runtime-venv: $(RUNTIME_STAMP)  ## Create .venv-runtime with requirements.txt alone (what production installs)
 
 run: venv  ## Migrate, load the demo and serve on http://$(HOST):$(PORT) (SQLite + in-process tasks by default)
 	@export DEBUG=$${DEBUG:-1}; \
@@ -45,7 +58,7 @@ run: venv  ## Migrate, load the demo and serve on http://$(HOST):$(PORT) (SQLite
 	echo "  LeadFlow is running at http://$(HOST):$(PORT)/   (API docs: http://$(HOST):$(PORT)/api/docs/)"; \
 	echo "  Log in as admin / marketer / rep with the passwords printed above."; \
 	echo ""; \
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	PYTHON=$(BIN)/python bash scripts/dev-server.sh $(HOST):$(PORT)
 
 services:  ## Start PostgreSQL and Redis if they are not running
 	@bash scripts/ensure-services.sh
@@ -57,8 +70,9 @@ lint: dev-venv  ## ruff check + ruff format --check
 typecheck: dev-venv  ## mypy with django-stubs
 	DEBUG=1 $(BIN)/mypy
 
-pytest: dev-venv services  ## The test suite against PostgreSQL and Redis
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+pytest: dev-venv runtime-venv services  ## The test suite against PostgreSQL and Redis
+	RUNTIME_PYTHON=$(CURDIR)/$(RUNTIME_VENV)/bin/python DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck e2e-deps pytest  ## Everything CI runs
 
@@ -71,5 +85,5 @@ screenshots: dev-venv services e2e-deps  ## Refresh the README's screenshots (do
 bench: dev-venv services  ## Run the benchmarks (see bench/RESULTS.md)
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python bench/ingest.py
 
-clean:  ## Remove the virtualenv, the SQLite file and collected static files
-	rm -rf $(VENV) db.sqlite3 db.sqlite3-* staticfiles
+clean:  ## Remove the virtualenvs, the SQLite file and collected static files
+	rm -rf $(VENV) $(RUNTIME_VENV) db.sqlite3 db.sqlite3-* staticfiles

@@ -82,9 +82,19 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------
 # No DATABASE_URL: an SQLite file in the project folder (or SQLITE_PATH).
+# DB_CONN_MAX_AGE: seconds a connection is kept after its request or task for the next one.
+# 0 closes it at the end of each: the only safe value where each request has a thread of its
+# own (runserver), as every thread would keep its own connection until PostgreSQL runs out.
+# Processes that serve on a fixed set of threads opt in: gunicorn (gunicorn.conf.py) and the
+# Celery worker (docker-compose.yml). A kept connection is checked before its first use in a
+# request or task, so one that a database restart broke is replaced instead of failing it.
 _database_url = env_str("DATABASE_URL")
 if _database_url:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            _database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0), conn_health_checks=True
+        )
+    }
 else:
     DATABASES = {
         "default": {

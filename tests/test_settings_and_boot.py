@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables the test environment sets that the embedded default must run without.
@@ -38,12 +39,6 @@ def manage(*args, env, timeout=120):
     )
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_production_settings_refuse_to_start_without_a_secret_key():
     result = manage("check", env=clean_env(DEBUG="0"))
     assert result.returncode != 0
@@ -66,6 +61,23 @@ def test_production_settings_pass_the_deploy_check():
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def database_options(env):
+    script = "from django.conf import settings; db = settings.DATABASES['default']; "
+    script += "print(db['CONN_MAX_AGE'], db['CONN_HEALTH_CHECKS'])"
+    result = manage("shell", "-c", script, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()[-2:]
+
+
+def test_database_connections_close_after_each_request_unless_the_process_opts_in():
+    # runserver starts a thread per request: a kept connection would stay with each thread.
+    env = clean_env(DEBUG="1", DATABASE_URL="postgres://postgres@127.0.0.1:5432/leadflow")
+    env.pop("DB_CONN_MAX_AGE", None)
+    assert database_options(env) == ["0", "True"]
+    # gunicorn.conf.py and the worker's service set it; a kept connection is checked before reuse.
+    assert database_options({**env, "DB_CONN_MAX_AGE": "60"}) == ["60", "True"]
 
 
 def test_embedded_default_boots_on_sqlite_and_scores_an_event_in_process(tmp_path):

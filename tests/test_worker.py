@@ -10,16 +10,15 @@ from django.conf import settings
 from leadflow.leads.models import Lead, Stage
 from scoring.models import StageChange
 from tests.conftest import behaviour, real_broker
-from tests.processes import CeleryProcesses, wait_for
+from tests.processes import celery_env, celery_worker, started, wait_for
 
 
 @pytest.fixture
-def celery_worker_process(transactional_db):
+def celery_worker_process(transactional_db, tmp_path):
     """A `celery worker` subprocess consuming the test broker, writing to the test database."""
     redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("celery")
-    processes = CeleryProcesses(settings.CELERY_BROKER_URL)
-    yield processes.worker()
-    processes.stop_all()
+    with started(celery_worker("worker", env=celery_env(settings.CELERY_BROKER_URL), log_dir=tmp_path)) as (worker,):
+        yield worker
 
 
 @pytest.mark.worker
@@ -47,9 +46,13 @@ def test_events_posted_over_http_promote_a_lead_to_sql_through_a_real_worker(
     assert response.status_code == 202
     assert response.json()["accepted"] == 4
 
-    assert wait_for(lambda: Lead.objects.filter(stage=Stage.SQL, needs_rescore=False).exists()), "worker never scored"
+    wait_for(
+        lambda: Lead.objects.filter(stage=Stage.SQL, needs_rescore=False).exists(),
+        processes=[celery_worker_process],
+        what="the worker to score the lead",
+    )
     lead = Lead.objects.get()
     assert lead.score == 70
     trail = list(StageChange.objects.filter(lead=lead).order_by("at", "id").values_list("from_stage", "to_stage"))
     assert trail == [("new", "mql"), ("mql", "sql")]
-    assert celery_worker_process.poll() is None, "the worker is still alive"
+    celery_worker_process.assert_running()

@@ -10,7 +10,7 @@ from handoff.services import new_sql_event_key
 from scoring import tasks
 from scoring.models import RescoreRun, RescoreState
 from tests.conftest import client_for, real_broker
-from tests.processes import CeleryProcesses, own_redis, wait_for
+from tests.processes import celery_beat, celery_env, celery_worker, own_redis, started, wait_for
 from tests.test_rescore_runs import CHUNK, assert_qualified_exactly_once, hold_row_lock, make_leads
 
 # Small chunks, a short heartbeat bound and a fast sweep, so that a test sees them work.
@@ -23,16 +23,14 @@ FAST_RECOVERY = {
 
 
 @pytest.fixture
-def broker():
-    with own_redis() as server:
+def broker(tmp_path):
+    with own_redis(tmp_path) as server:
         yield server
 
 
 @pytest.fixture
-def celery(broker):
-    processes = CeleryProcesses(broker.url, env=FAST_RECOVERY)
-    yield processes
-    processes.stop_all()
+def env(broker):
+    return celery_env(broker.url, **FAST_RECOVERY)
 
 
 def run_state(run_id: int) -> RescoreRun:
@@ -59,7 +57,7 @@ def assert_new_sql_notified_once_each(rep) -> None:
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_rescore_whose_worker_is_killed_mid_run_is_finished_by_another_exactly_once(
-    publish_ruleset, broker, celery, rep, tmp_path
+    publish_ruleset, broker, env, rep, tmp_path
 ):
     from tests.conftest import behaviour
 
@@ -72,9 +70,13 @@ def test_a_rescore_whose_worker_is_killed_mid_run_is_finished_by_another_exactly
     # chunks, then waits on the lock, and is killed there.
     blocker = hold_row_lock(leads[2 * CHUNK + 1].pk)
     try:
-        first = celery.worker()
-        assert wait_for(lambda: run_state(run.pk).last_lead_id == leads[2 * CHUNK - 1].pk and waiting_on_a_lock())
-        celery.kill(first)
+        with started(celery_worker("first-worker", env=env, log_dir=tmp_path)) as (first,):
+            wait_for(
+                lambda: run_state(run.pk).last_lead_id == leads[2 * CHUNK - 1].pk and waiting_on_a_lock(),
+                processes=[first],
+                what="two chunks committed and the third waiting on the lock",
+            )
+            first.kill()
     finally:
         blocker.rollback()
         blocker.close()
@@ -82,9 +84,12 @@ def test_a_rescore_whose_worker_is_killed_mid_run_is_finished_by_another_exactly
     killed = run_state(run.pk)
     assert (killed.state, killed.attempts, killed.done) == (RescoreState.RUNNING, 1, 2 * CHUNK)
 
-    celery.worker()
-    celery.beat(tmp_path)
-    assert wait_for(lambda: run_state(run.pk).state == RescoreState.DONE, timeout=90), "the sweep never resumed it"
+    with started(celery_worker("second-worker", env=env, log_dir=tmp_path), celery_beat(env=env, log_dir=tmp_path)):
+        wait_for(
+            lambda: run_state(run.pk).state == RescoreState.DONE,
+            timeout=90,
+            what="the sweep to resume the run on the second worker",
+        )
 
     finished = run_state(run.pk)
     assert (finished.attempts, finished.done, finished.total) == (2, 6 * CHUNK, 6 * CHUNK)
@@ -96,7 +101,7 @@ def test_a_rescore_whose_worker_is_killed_mid_run_is_finished_by_another_exactly
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_ruleset_published_while_the_broker_is_down_is_rescored_once_it_is_back(
-    publish_ruleset, broker, celery, admin, rep, tmp_path
+    publish_ruleset, broker, env, admin, rep, tmp_path
 ):
     from scoring import services
     from tests.conftest import behaviour
@@ -113,9 +118,8 @@ def test_a_ruleset_published_while_the_broker_is_down_is_rescored_once_it_is_bac
     assert run_state(run_id).state == RescoreState.QUEUED
 
     broker.start()
-    celery.worker()
-    celery.beat(tmp_path)
-    assert wait_for(lambda: run_state(run_id).state == RescoreState.DONE, timeout=90), "the queued run was lost"
+    with started(celery_worker("worker", env=env, log_dir=tmp_path), celery_beat(env=env, log_dir=tmp_path)):
+        wait_for(lambda: run_state(run_id).state == RescoreState.DONE, timeout=90, what="the queued run to be swept")
 
     assert run_state(run_id).done == 3 * CHUNK
     assert_qualified_exactly_once(leads)
