@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from leadflow.leads import selectors, services
 from leadflow.leads.models import Event, IngestKey, Lead, Stage
 from leadflow.leads.permissions import CanEditLeads, HasIngestKey
-from leadflow.leads.validation import validate_lead
+from leadflow.leads.validation import MAX_JSON_DEPTH, validate_lead
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -41,10 +41,27 @@ def read_json_body(request: Request) -> Any:
         raise PayloadTooLarge(f"Body exceeds the limit of {limit} bytes: split the batch.")
     if not raw.strip():
         raise exceptions.ParseError("Empty body: send a JSON object.")
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes) -> Any:
+    """A JSON body as Python values, or a 400 that says why there are none.
+
+    NaN, Infinity and numbers too large for a float (1e400, read as infinity) are
+    read, not refused: validation refuses them where they stand, so one such value
+    is one field's error rather than the whole body's."""
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise exceptions.ParseError(
+            f"The body is not valid UTF-8 ({error.reason} at byte {error.start}): send JSON encoded as UTF-8."
+        ) from None
+    except ValueError as error:
         raise exceptions.ParseError(f"Malformed JSON: {error}.") from None
+    except RecursionError:
+        raise exceptions.ParseError(
+            f"JSON nested too deeply to read: properties and traits may nest at most {MAX_JSON_DEPTH} levels."
+        ) from None
 
 
 def ingest_source(request: Request) -> Any:
