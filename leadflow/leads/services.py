@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -13,7 +14,7 @@ from django.utils import timezone
 from leadflow.db import atomic_with_retry, insert_ignore_conflicts_returning, pg_array, update_from_values
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, generate_key
 from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source
-from leadflow.leads.validation import Errors, LeadInput, traits_merge, validate_event
+from leadflow.leads.validation import Errors, LeadInput, lead_traits_error, traits_merge, validate_event
 
 logger = logging.getLogger(__name__)
 
@@ -311,13 +312,19 @@ def lead_upsert(*, source: Source, data: LeadInput) -> tuple[Lead, bool]:
 
 
 def lead_update(*, lead: Lead, changes: dict[str, Any]) -> Lead:
-    """Edit profile fields by hand; traits are merged (null removes one). Fit may change: rescore."""
+    """Edit profile fields by hand (``changes`` as ``validate_lead_changes`` returns them);
+    traits are merged (null removes one). Fit may change: rescore.
+
+    Raises a ValidationError on ``traits`` when the merge would leave the lead's traits
+    over the cap (``lead_traits_error``): only here, under the lead's lock, is the result known."""
     with transaction.atomic():
         lead = Lead.objects.select_for_update().get(pk=lead.pk)
         fields = {"needs_rescore", "updated_at"}
         for name, value in changes.items():
             if name == "traits":
                 value = traits_merge(lead.traits, value)
+                if problem := lead_traits_error(current=lead.traits, new=value):
+                    raise ValidationError({"traits": [problem]})
             setattr(lead, name, value)
             fields.add(name)
         lead.needs_rescore = True

@@ -1,4 +1,4 @@
-"""Validation of ingest payloads (events and lead upserts).
+"""Validation of ingest payloads (events and lead upserts) and of a person's lead edits.
 
 Hand-written rather than DRF serializers because the ingest endpoint validates
 up to 1000 items per request at 10k+ events/s; the messages are the same
@@ -215,7 +215,7 @@ def normalise_email(value: str) -> str:
 
 def _lead_profile(data: dict[str, Any], errors: Errors) -> tuple[dict[str, Any], dict[str, Any]]:
     """The profile fields and traits of ``data`` that are given and valid; the others'
-    errors go to ``errors``."""
+    errors go to ``errors``. One set of rules for ingest, POST /leads and PATCH."""
     profile: dict[str, Any] = {}
     for name in PROFILE_TEXT_FIELDS.keys() & data.keys():
         value = _text(data[name], name, PROFILE_TEXT_FIELDS[name], errors)
@@ -268,10 +268,51 @@ def validate_lead(data: Any) -> tuple[LeadInput | None, Errors]:
     return LeadInput(email=email, external_id=external_id, profile=profile, traits=traits), {}
 
 
+EDITABLE_LEAD_FIELDS = {*PROFILE_TEXT_FIELDS, "company_size", "traits"}
+
+
+def validate_lead_changes(data: Any) -> tuple[dict[str, Any] | None, Errors]:
+    """A person's edit of a lead's profile (PATCH): the fields to change, by the rules
+    of ingest. Identity, stage and scores are not editable this way."""
+    if not isinstance(data, dict):
+        return None, {"non_field_errors": ["Send an object of the fields to change."]}
+    errors: Errors = {}
+    for key in sorted(set(data) - EDITABLE_LEAD_FIELDS):
+        errors[_field_name(key)] = ["This field cannot be edited here."]
+    profile, traits = _lead_profile(data, errors)
+    if errors:
+        return None, errors
+    return {**profile, **({"traits": traits} if "traits" in data else {})}, {}
+
+
 def traits_merge(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """A lead's traits after an upsert: the changes win, a trait sent as null is removed."""
+    """A lead's traits after an upsert or edit: the changes win, a trait sent as null is removed."""
     merged = {**current, **changes}
     return {key: value for key, value in merged.items() if value is not None}
+
+
+def lead_traits_error(*, current: dict[str, Any], new: Any) -> str | None:
+    """Why a person may not leave a lead with the traits ``new`` in place of ``current``
+    (an edit merged into them, or the whole value typed in the admin), or None.
+
+    The rules of every request's traits, and the cap on the result: each request's
+    traits are capped, but merging adds up, so a person's edit must leave the lead
+    within the cap too. Unless it shrinks traits already over it (from before the cap,
+    or merged by ingest, which caps each item but not the lead's total: judging the
+    total there would drop an event for its lead's history), so that those can be
+    trimmed a trait at a time."""
+    if not isinstance(new, dict):
+        return "Must be an object of custom attributes."
+    _, problem = json_object_checked(new, max_bytes=None)
+    if problem:
+        return problem
+    size = _json_size(new)
+    if size > MAX_TRAITS_BYTES and size > _json_size(current):
+        return (
+            f"The lead's traits would be {size} bytes of JSON, over the limit of {MAX_TRAITS_BYTES}: "
+            "remove some (through the API, send them as null) or shorten their values."
+        )
+    return None
 
 
 def parse_timestamp(value: Any, name: str, errors: Errors) -> datetime | None:
