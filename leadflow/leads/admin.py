@@ -1,11 +1,13 @@
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from leadflow.leads import services
 from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source
+from leadflow.leads.validation import lead_traits_error
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -75,8 +77,19 @@ class EventInline(ReadOnlyInline):
     show_change_link = True
 
 
+class LeadAdminForm(forms.ModelForm):
+    def clean_traits(self) -> Any:
+        # The JSON field reads NaN and Infinity, and lets NUL and lone surrogates
+        # through: the rules of the API keep them out of the database here too.
+        traits = self.cleaned_data.get("traits")
+        if problem := lead_traits_error(current=self.instance.traits or {}, new=traits):
+            raise forms.ValidationError(problem)
+        return traits
+
+
 @admin.register(Lead)
 class LeadAdmin(admin.ModelAdmin):
+    form = LeadAdminForm
     list_display = ["__str__", "name", "company", "stage", "score", "source", "last_activity_at", "created_at"]
     list_filter = ["stage", "source", "needs_rescore"]
     search_fields = ["email", "external_id", "name", "company"]

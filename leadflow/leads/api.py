@@ -6,11 +6,13 @@ from typing import Any
 
 import django_filters
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q, QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,7 +20,13 @@ from rest_framework.views import APIView
 from leadflow.leads import selectors, services
 from leadflow.leads.models import Event, IngestKey, Lead, Stage
 from leadflow.leads.permissions import CanEditLeads, HasIngestKey
-from leadflow.leads.validation import validate_lead
+from leadflow.leads.validation import (
+    COMPANY_SIZE_MAX,
+    MAX_JSON_DEPTH,
+    MAX_TRAITS_BYTES,
+    validate_lead,
+    validate_lead_changes,
+)
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -41,10 +49,35 @@ def read_json_body(request: Request) -> Any:
         raise PayloadTooLarge(f"Body exceeds the limit of {limit} bytes: split the batch.")
     if not raw.strip():
         raise exceptions.ParseError("Empty body: send a JSON object.")
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes) -> Any:
+    """A JSON body as Python values, or a 400 that says why there are none.
+
+    NaN, Infinity and numbers too large for a float (1e400, read as infinity) are
+    read, not refused: validation refuses them where they stand, so one such value
+    is one field's error rather than the whole body's."""
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise exceptions.ParseError(
+            f"The body is not valid UTF-8 ({error.reason} at byte {error.start}): send JSON encoded as UTF-8."
+        ) from None
+    except ValueError as error:
         raise exceptions.ParseError(f"Malformed JSON: {error}.") from None
+    except RecursionError:
+        raise exceptions.ParseError(
+            f"JSON nested too deeply to read: properties and traits may nest at most {MAX_JSON_DEPTH} levels."
+        ) from None
+
+
+class JsonBodyParser(JSONParser):
+    """DRF's JSON parser with ``parse_json``: DRF's refuses a whole body for one NaN and
+    lets a body nested too deeply to read fail with a 500."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        return parse_json(stream.read())
 
 
 def ingest_source(request: Request) -> Any:
@@ -195,24 +228,30 @@ class LeadDetailSerializer(LeadListSerializer):
 
 
 class LeadUpdateSerializer(serializers.Serializer):
-    """The profile fields people may edit; identity, stage and scores are not editable here."""
+    """The profile fields people may edit; identity, stage and scores are not editable here.
+
+    The fields document the shape; the rules are ingest's (``validate_lead_changes``), so
+    a value an event may not carry may not be typed in either."""
 
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     company = serializers.CharField(max_length=200, required=False, allow_blank=True)
     job_title = serializers.CharField(max_length=200, required=False, allow_blank=True)
     industry = serializers.CharField(max_length=100, required=False, allow_blank=True)
     country = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    company_size = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    company_size = serializers.IntegerField(min_value=0, max_value=COMPANY_SIZE_MAX, required=False, allow_null=True)
     utm_source = serializers.CharField(max_length=200, required=False, allow_blank=True)
     utm_medium = serializers.CharField(max_length=200, required=False, allow_blank=True)
     utm_campaign = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    traits = serializers.DictField(required=False, help_text="Merged into the lead's traits; null removes a trait.")
+    traits = serializers.DictField(
+        required=False,
+        help_text=f"Merged into the lead's traits; null removes a trait. At most {MAX_TRAITS_BYTES} bytes of JSON.",
+    )
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(self.initial_data) - set(self.fields)
-        if unknown:
-            raise serializers.ValidationError({name: ["This field cannot be edited here."] for name in sorted(unknown)})
-        return attrs
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        changes, errors = validate_lead_changes(data)
+        if changes is None:
+            raise serializers.ValidationError(errors)
+        return changes
 
 
 class LeadFilter(django_filters.FilterSet):
@@ -297,6 +336,7 @@ class LeadDetailView(generics.RetrieveUpdateAPIView):
     lookup_field = "public_id"
     lookup_url_kwarg = "lead_id"
     http_method_names = ["get", "patch", "head", "options"]
+    parser_classes = [JsonBodyParser]
 
     def get_queryset(self) -> QuerySet[Lead]:
         return selectors.lead_list()
@@ -306,5 +346,8 @@ class LeadDetailView(generics.RetrieveUpdateAPIView):
         lead = self.get_object()
         serializer = LeadUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        services.lead_update(lead=lead, changes=serializer.validated_data)
+        try:
+            services.lead_update(lead=lead, changes=serializer.validated_data)
+        except DjangoValidationError as error:
+            raise exceptions.ValidationError(error.message_dict) from None
         return Response(LeadDetailSerializer(self.get_queryset().get(pk=lead.pk)).data)

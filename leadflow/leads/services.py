@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -13,7 +14,7 @@ from django.utils import timezone
 from leadflow.db import atomic_with_retry, insert_ignore_conflicts_returning, pg_array, update_from_values
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, generate_key
 from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source
-from leadflow.leads.validation import Errors, LeadInput, validate_event
+from leadflow.leads.validation import Errors, LeadInput, lead_traits_error, traits_merge, validate_event
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +57,7 @@ class _New:
             self.external_id = data.external_id
         values.update(data.profile)
         if data.traits:
-            merged = {**values.get("traits", {}), **data.traits}
-            # A trait sent as null is removed.
-            values["traits"] = {key: value for key, value in merged.items() if value is not None}
+            values["traits"] = traits_merge(values.get("traits", {}), data.traits)
         last = values.get("last_activity_at")
         if activity_at is not None and (last is None or activity_at > last):
             values["last_activity_at"] = activity_at
@@ -192,8 +191,7 @@ def leads_apply(*, identification: Identification) -> None:
             row["external_id"] = change["external_id"] = data.external_id
         change.update(data.profile)
         if data.traits:
-            merged = {**traits[pk], **data.traits}
-            traits[pk] = change["traits"] = {key: value for key, value in merged.items() if value is not None}
+            traits[pk] = change["traits"] = traits_merge(traits[pk], data.traits)
         activity_at = identification.activity[index] if identification.activity else None
         if activity_at is not None and (row["last_activity_at"] is None or activity_at > row["last_activity_at"]):
             row["last_activity_at"] = change["last_activity_at"] = activity_at
@@ -314,14 +312,19 @@ def lead_upsert(*, source: Source, data: LeadInput) -> tuple[Lead, bool]:
 
 
 def lead_update(*, lead: Lead, changes: dict[str, Any]) -> Lead:
-    """Edit profile fields by hand; traits are merged (null removes one). Fit may change: rescore."""
+    """Edit profile fields by hand (``changes`` as ``validate_lead_changes`` returns them);
+    traits are merged (null removes one). Fit may change: rescore.
+
+    Raises a ValidationError on ``traits`` when the merge would leave the lead's traits
+    over the cap (``lead_traits_error``): only here, under the lead's lock, is the result known."""
     with transaction.atomic():
         lead = Lead.objects.select_for_update().get(pk=lead.pk)
         fields = {"needs_rescore", "updated_at"}
         for name, value in changes.items():
             if name == "traits":
-                merged = {**lead.traits, **value}
-                value = {key: item for key, item in merged.items() if item is not None}
+                value = traits_merge(lead.traits, value)
+                if problem := lead_traits_error(current=lead.traits, new=value):
+                    raise ValidationError({"traits": [problem]})
             setattr(lead, name, value)
             fields.add(name)
         lead.needs_rescore = True

@@ -1,29 +1,50 @@
-"""Validation of ingest payloads (events and lead upserts).
+"""Validation of ingest payloads (events and lead upserts) and of a person's lead edits.
 
 Hand-written rather than DRF serializers because the ingest endpoint validates
 up to 1000 items per request at 10k+ events/s; the messages are the same
 field-level shape DRF produces (``{"field": ["message"]}``). The OpenAPI
 documentation of the same shapes lives in ``leadflow.leads.api``.
+
+Every value that passes can be stored: no NUL character or lone surrogate in text
+or JSON, no NaN or infinity in JSON, no JSON nested deeper than ``MAX_JSON_DEPTH``,
+no integer outside its column, no date-time Python cannot convert to UTC. A value
+that breaks one of these is that field's error, never a failed batch.
 """
 
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import MAXYEAR, UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.utils import timezone
 
 from leadflow.db import RawJson
+from leadflow.leads.models import Lead
 
 EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_PROPERTIES_BYTES = 16 * 1024
 MAX_TRAITS_BYTES = 16 * 1024
+# Properties and traits are flat records in practice (scoring reads paths a few levels
+# deep); the limit keeps every reader of the JSON, recursive or not, far from its stack's end.
+MAX_JSON_DEPTH = 32
 FUTURE_TOLERANCE = timedelta(hours=1)
+# No lead activity predates the Unix epoch, and a zero date (0001-01-01, Go's and .NET's
+# "unset") would score as an ancient event; above it every time zone conversion stays
+# within Python's years 1 to 9999.
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+# A day short of Python's last: shown in any time zone, it is still a datetime.
+LATEST_TIMESTAMP = datetime(MAXYEAR, 12, 31, tzinfo=UTC) - timedelta(days=1)
+# What the company_size column holds on every database Django supports (PostgreSQL integer).
+COMPANY_SIZE_MIN, COMPANY_SIZE_MAX = BaseDatabaseOperations.integer_field_ranges[
+    Lead._meta.get_field("company_size").get_internal_type()
+]
 
 # Profile fields a sender may set, with their maximum length.
 PROFILE_TEXT_FIELDS: dict[str, int] = {
@@ -63,12 +84,114 @@ class EventInput:
 
 
 def _json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    # surrogatepass: measuring must not fail on text that another check refuses.
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
-# Sorted, compact, ASCII JSON: the form fingerprints hash. One encoder for every
-# call: json.dumps with options builds a new one each time.
-_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+def _canonical_encoder(*, allow_nan: bool) -> Callable[[Any], str]:
+    """Sorted, compact, ASCII JSON: the form fingerprints hash.
+
+    Built once: json.dumps with options builds a JSONEncoder on every call, and
+    JSONEncoder.encode builds its C encoder on every call, which costs as much as
+    encoding a small object. Without markers the C encoder skips the check for
+    circular references, which JSON read from a request cannot have (and would end
+    in a RecursionError). The text is the same as JSONEncoder's, byte for byte."""
+    encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str, allow_nan=allow_nan)
+    make_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if make_c_encoder is None:  # a Python without the _json accelerator
+        return encoder.encode
+    c_encoder = make_c_encoder(
+        None, encoder.default, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, allow_nan
+    )
+    return lambda value: "".join(c_encoder(value, 0))
+
+
+_canonical_json = _canonical_encoder(allow_nan=True)
+# The same text, or a ValueError for NaN and infinities (json.loads reads 1e400 as
+# infinity), which jsonb cannot hold: what properties and traits are stored as.
+_storable_json = _canonical_encoder(allow_nan=False)
+
+NUL_MESSAGE = "Contains a NUL character (\\u0000), which cannot be stored: remove it."
+SURROGATE_MESSAGE = (
+    "Contains a lone UTF-16 surrogate (\\ud800 to \\udfff), which is not a character: send valid UTF-8 text, "
+    "and escape a character beyond U+FFFF as a pair (e.g. \\ud83d\\ude00)."
+)
+NON_FINITE_MESSAGE = (
+    "Contains NaN, Infinity or a number too large for JSON (e.g. 1e400): send a finite number, or send it as a string."
+)
+DEPTH_MESSAGE = f"Nested more than {MAX_JSON_DEPTH} levels deep: flatten the structure."
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# An escape in the canonical (ASCII) JSON text. There every backslash starts an escape
+# (a backslash in a string is written as two), so an escape's backslash is the last of
+# an odd run of them: (?<!\\)(?:\\\\)* steps over the escaped backslashes before it, and
+# the text "\\ud800" (a backslash, then "ud800") is not taken for a surrogate. Groups:
+# NUL; a high surrogate and the low one that completes its pair, if any; a lone low one.
+_UNSTORABLE_ESCAPE = re.compile(
+    r"(?<!\\)(?:\\\\)*\\u(?:(0000)|(d[89ab][0-9a-f]{2})(\\ud[c-f][0-9a-f]{2})?|(d[c-f][0-9a-f]{2}))"
+)
+
+
+def text_error(value: str) -> str | None:
+    """Why PostgreSQL cannot store this text, or None: it refuses NUL in text and in
+    jsonb, and text with a lone surrogate cannot even be encoded to UTF-8."""
+    if "\x00" in value:
+        return NUL_MESSAGE
+    if not value.isascii() and _SURROGATE.search(value):
+        return SURROGATE_MESSAGE
+    return None
+
+
+def _escapes_error(text: str) -> str | None:
+    for match in _UNSTORABLE_ESCAPE.finditer(text):
+        if match.group(1):
+            return NUL_MESSAGE
+        if match.group(4) or not match.group(3):
+            return SURROGATE_MESSAGE
+    return None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` deep (the value itself is level 1).
+    A loop, not recursion: it stops at the limit however deep the value goes."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def json_object_checked(value: dict[str, Any], *, max_bytes: int | None) -> tuple[str, str | None]:
+    """The canonical JSON text of ``value`` and None, or ("", why it cannot be stored):
+    NaN or infinity, NUL or a lone surrogate in a key or a string, more than
+    ``MAX_JSON_DEPTH`` levels, more than ``max_bytes`` bytes of UTF-8 (if given).
+
+    The text is built anyway (events store and hash it): the checks read it rather
+    than walk the value, and walk it only for depth, and only when the text has
+    enough brackets to be that deep."""
+    try:
+        text = _storable_json(value)
+    except ValueError:
+        return "", NON_FINITE_MESSAGE
+    except RecursionError:  # nested deeper than the encoder's stack allows
+        return "", DEPTH_MESSAGE
+    if ("\\u0000" in text or "\\ud" in text) and (problem := _escapes_error(text)):
+        return "", problem
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        return "", DEPTH_MESSAGE
+    # Escaped ASCII is never shorter than UTF-8: measure exactly only near the limit.
+    if max_bytes is not None and len(text) > max_bytes and _json_size(value) > max_bytes:
+        return "", f"At most {max_bytes} bytes of JSON: send less."
+    return text, None
+
+
+def _field_name(key: str) -> str:
+    """A key the sender used, fit to echo in a JSON answer: lone surrogates as escapes."""
+    return key if key.isascii() else key.encode("utf-8", "backslashreplace").decode()
 
 
 @lru_cache(maxsize=50_000)
@@ -90,6 +213,10 @@ def _text(value: Any, name: str, max_length: int, errors: Errors, *, required: b
         errors[name] = ["Must be a string."]
         return None
     value = value.strip()
+    # Most text is short ASCII without NUL: these two tests spare the call.
+    if ("\x00" in value or not value.isascii()) and (problem := text_error(value)):
+        errors[name] = [problem]
+        return None
     if len(value) > max_length:
         errors[name] = [f"At most {max_length} characters (got {len(value)})."]
         return None
@@ -103,13 +230,45 @@ def normalise_email(value: str) -> str:
     return value.strip().lower()
 
 
+def _lead_profile(data: dict[str, Any], errors: Errors) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The profile fields and traits of ``data`` that are given and valid; the others'
+    errors go to ``errors``. One set of rules for ingest, POST /leads and PATCH."""
+    profile: dict[str, Any] = {}
+    for name in PROFILE_TEXT_FIELDS.keys() & data.keys():
+        value = _text(data[name], name, PROFILE_TEXT_FIELDS[name], errors)
+        if name not in errors:
+            profile[name] = value or ""
+    if "company_size" in data:
+        size = data["company_size"]
+        if size is None:
+            profile["company_size"] = None
+        elif isinstance(size, bool) or not isinstance(size, int) or not COMPANY_SIZE_MIN <= size <= COMPANY_SIZE_MAX:
+            errors["company_size"] = [
+                f"Must be a whole number of employees from {COMPANY_SIZE_MIN} to {COMPANY_SIZE_MAX}, or null."
+            ]
+        else:
+            profile["company_size"] = size
+
+    traits = data.get("traits", {})
+    if traits is None:
+        traits = {}
+    if not isinstance(traits, dict):
+        errors["traits"] = ["Must be an object of custom attributes."]
+        traits = {}
+    elif traits:
+        _, problem = json_object_checked(traits, max_bytes=MAX_TRAITS_BYTES)
+        if problem:
+            errors["traits"] = [problem]
+    return profile, traits
+
+
 def validate_lead(data: Any) -> tuple[LeadInput | None, Errors]:
     if not isinstance(data, dict):
         return None, {"non_field_errors": ["Must be an object with 'email' and/or 'external_id'."]}
     errors: Errors = {}
     if not LEAD_FIELDS.issuperset(data):
         for key in sorted(set(data) - LEAD_FIELDS):
-            errors[key] = ["Unknown field: put custom attributes in 'traits'."]
+            errors[_field_name(key)] = ["Unknown field: put custom attributes in 'traits'."]
 
     email = _text(data.get("email"), "email", 254, errors)
     if email:
@@ -120,32 +279,57 @@ def validate_lead(data: Any) -> tuple[LeadInput | None, Errors]:
     if not email and not external_id and "email" not in errors and "external_id" not in errors:
         errors["non_field_errors"] = ["A lead needs an 'email' or an 'external_id' to be identified."]
 
-    profile: dict[str, Any] = {}
-    for name in PROFILE_TEXT_FIELDS.keys() & data.keys():
-        value = _text(data[name], name, PROFILE_TEXT_FIELDS[name], errors)
-        if name not in errors:
-            profile[name] = value or ""
-    if "company_size" in data:
-        size = data["company_size"]
-        if size is None:
-            profile["company_size"] = None
-        elif isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            errors["company_size"] = ["Must be a whole number of employees (0 or more), or null."]
-        else:
-            profile["company_size"] = size
-
-    traits = data.get("traits", {})
-    if traits is None:
-        traits = {}
-    if not isinstance(traits, dict):
-        errors["traits"] = ["Must be an object of custom attributes."]
-        traits = {}
-    elif traits and _json_size(traits) > MAX_TRAITS_BYTES:
-        errors["traits"] = [f"At most {MAX_TRAITS_BYTES} bytes of JSON."]
-
+    profile, traits = _lead_profile(data, errors)
     if errors:
         return None, errors
     return LeadInput(email=email, external_id=external_id, profile=profile, traits=traits), {}
+
+
+EDITABLE_LEAD_FIELDS = {*PROFILE_TEXT_FIELDS, "company_size", "traits"}
+
+
+def validate_lead_changes(data: Any) -> tuple[dict[str, Any] | None, Errors]:
+    """A person's edit of a lead's profile (PATCH): the fields to change, by the rules
+    of ingest. Identity, stage and scores are not editable this way."""
+    if not isinstance(data, dict):
+        return None, {"non_field_errors": ["Send an object of the fields to change."]}
+    errors: Errors = {}
+    for key in sorted(set(data) - EDITABLE_LEAD_FIELDS):
+        errors[_field_name(key)] = ["This field cannot be edited here."]
+    profile, traits = _lead_profile(data, errors)
+    if errors:
+        return None, errors
+    return {**profile, **({"traits": traits} if "traits" in data else {})}, {}
+
+
+def traits_merge(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A lead's traits after an upsert or edit: the changes win, a trait sent as null is removed."""
+    merged = {**current, **changes}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+def lead_traits_error(*, current: dict[str, Any], new: Any) -> str | None:
+    """Why a person may not leave a lead with the traits ``new`` in place of ``current``
+    (an edit merged into them, or the whole value typed in the admin), or None.
+
+    The rules of every request's traits, and the cap on the result: each request's
+    traits are capped, but merging adds up, so a person's edit must leave the lead
+    within the cap too. Unless it shrinks traits already over it (from before the cap,
+    or merged by ingest, which caps each item but not the lead's total: judging the
+    total there would drop an event for its lead's history), so that those can be
+    trimmed a trait at a time."""
+    if not isinstance(new, dict):
+        return "Must be an object of custom attributes."
+    _, problem = json_object_checked(new, max_bytes=None)
+    if problem:
+        return problem
+    size = _json_size(new)
+    if size > MAX_TRAITS_BYTES and size > _json_size(current):
+        return (
+            f"The lead's traits would be {size} bytes of JSON, over the limit of {MAX_TRAITS_BYTES}: "
+            "remove some (through the API, send them as null) or shorten their values."
+        )
+    return None
 
 
 def parse_timestamp(value: Any, name: str, errors: Errors) -> datetime | None:
@@ -160,6 +344,16 @@ def parse_timestamp(value: Any, name: str, errors: Errors) -> datetime | None:
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         errors[name] = ["Include a time zone offset (e.g. 'Z' or '+01:00'): naive times are ambiguous."]
         return None
+    # Compared, not converted: converting one of these to UTC is what overflows.
+    if parsed > LATEST_TIMESTAMP:
+        errors[name] = ["Lies in the future: check the sender's clock."]
+        return None
+    if parsed < EARLIEST_TIMESTAMP:
+        errors[name] = [
+            f"Lies before {EARLIEST_TIMESTAMP:%Y-%m-%dT%H:%M:%SZ}: send when it happened "
+            "(a date such as 0001-01-01 usually means the sender's value is unset)."
+        ]
+        return None
     return parsed
 
 
@@ -170,7 +364,7 @@ def validate_event(data: Any, *, now: datetime | None = None) -> tuple[EventInpu
     errors: Errors = {}
     if not EVENT_FIELDS.issuperset(data):
         for key in sorted(set(data) - EVENT_FIELDS):
-            errors[key] = ["Unknown field: put extra data in 'properties'."]
+            errors[_field_name(key)] = ["Unknown field: put extra data in 'properties'."]
 
     event_id = _text(data.get("event_id"), "event_id", 128, errors, required=True)
 
@@ -202,10 +396,9 @@ def validate_event(data: Any, *, now: datetime | None = None) -> tuple[EventInpu
     if not isinstance(properties, dict):
         errors["properties"] = ["Must be an object."]
     else:
-        properties_json = _canonical_json(properties)
-        # Escaped ASCII is never shorter than UTF-8: measure exactly only near the limit.
-        if len(properties_json) > MAX_PROPERTIES_BYTES and _json_size(properties) > MAX_PROPERTIES_BYTES:
-            errors["properties"] = [f"At most {MAX_PROPERTIES_BYTES} bytes of JSON."]
+        properties_json, problem = json_object_checked(properties, max_bytes=MAX_PROPERTIES_BYTES)
+        if problem:
+            errors["properties"] = [problem]
 
     if errors or event_id is None or lead is None or occurred_at is None or not isinstance(event_type, str):
         return None, errors
