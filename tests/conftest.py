@@ -2,11 +2,18 @@ import os
 from contextlib import contextmanager
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from leadflow.leads import services
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from tests.factories import SourceFactory, UserFactory
+
+# pyproject.toml sets HYPOTHESIS_PROFILE=ci for every run: the same examples each time
+# (a red CI run is a real failure, not a draw) and no deadline on a shared machine.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("explore", deadline=None, max_examples=1000)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture
