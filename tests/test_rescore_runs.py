@@ -90,7 +90,7 @@ def test_a_failed_rescore_run_resumes_after_its_last_committed_chunk(rules, smal
     # Leave a mark on a committed lead: a resume that started over would overwrite it.
     Lead.objects.filter(pk=leads[0].pk).update(score=Decimal("999"))
 
-    assert tasks.sweep_dirty.delay().get() == 0  # the sweep resumes the run (eager here)
+    assert tasks.sweep_dirty() == 0  # the sweep resumes the run (its task runs eagerly here)
 
     run.refresh_from_db()
     assert (run.state, run.attempts, run.done, run.total) == (RescoreState.DONE, 2, 4 * CHUNK, 4 * CHUNK)
@@ -137,7 +137,7 @@ def test_a_redelivered_rescore_task_leaves_a_run_with_a_live_worker_alone(rules)
         ruleset=rules, state=RescoreState.RUNNING, attempts=1, as_of=now, heartbeat_at=now, max_lead_id=10**9
     )
 
-    assert tasks.rescore_all.delay(run.pk).get() == RescoreState.RUNNING
+    assert tasks.rescore_all(run.pk) == RescoreState.RUNNING
     assert services.rescore_runs_resume() == []
 
     run.refresh_from_db()
