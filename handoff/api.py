@@ -34,6 +34,10 @@ from leadflow.leads import selectors as lead_selectors
 
 CONFLICT = OpenApiResponse(description="Wrong state for this action, or the claim limit: see `detail`.")
 NOT_VISIBLE = OpenApiResponse(description="No such handoff, or another rep holds it.")
+CLAIM_CONFLICT = OpenApiResponse(
+    description="Another rep claimed it first (`already_claimed`), it is no longer queued, or the claim limit: "
+    "see `detail` and `code`."
+)
 
 
 def conflict(error: services.HandoffError) -> Response:
@@ -188,25 +192,38 @@ class _HandoffActionView(APIView):
     permission_classes = [CanWorkHandoffs]
     perform: Callable[..., Handoff]
 
+    def target(self, request: Request, handoff_id: Any) -> Handoff:
+        return actionable_or_404(request, handoff_id)
+
     def post(self, request: Request, handoff_id: Any) -> Response:
         try:
-            handoff = type(self).perform(handoff=actionable_or_404(request, handoff_id), user=request.user)
+            handoff = type(self).perform(handoff=self.target(request, handoff_id), user=request.user)
         except services.HandoffError as error:
             return conflict(error)
         return Response(HandoffSerializer(handoff).data)
 
 
-def _action_schema(summary: str) -> Any:
+def _action_schema(
+    summary: str, *, not_found: OpenApiResponse = NOT_VISIBLE, conflicts: OpenApiResponse = CONFLICT
+) -> Any:
     return extend_schema_view(
         post=extend_schema(
-            request=None, responses={200: HandoffSerializer, 404: NOT_VISIBLE, 409: CONFLICT}, summary=summary
+            request=None, responses={200: HandoffSerializer, 404: not_found, 409: conflicts}, summary=summary
         )
     )
 
 
-@_action_schema("Claim this queued handoff")
+@_action_schema(
+    "Claim this queued handoff", not_found=OpenApiResponse(description="No such handoff."), conflicts=CLAIM_CONFLICT
+)
 class HandoffClaimView(_HandoffActionView):
     perform = staticmethod(services.handoff_claim)
+
+    def target(self, request: Request, handoff_id: Any) -> Handoff:
+        # Every handoff was queued, in every rep's sight, before its first claim: a rep
+        # who claims one that another rep took meanwhile lost a race (409, with advice),
+        # not a handoff they may not see (404).
+        return get_object_or_404(Handoff, public_id=handoff_id)
 
 
 @_action_schema("Put my claimed handoff back in the queue")
