@@ -13,7 +13,7 @@ TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 RUNTIME_VENV := .venv-runtime
 RUNTIME_STAMP := $(RUNTIME_VENV)/requirements-$(firstword $(shell sha256sum requirements.txt)).stamp
 
-.PHONY: help run test lint typecheck pytest services venv dev-venv runtime-venv e2e-deps screenshots bench clean
+.PHONY: help run test lint typecheck pytest schemathesis services venv dev-venv runtime-venv e2e-deps screenshots bench clean
 
 help:  ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -70,11 +70,16 @@ lint: dev-venv  ## ruff check + ruff format --check
 typecheck: dev-venv  ## mypy with django-stubs
 	DEBUG=1 $(BIN)/mypy
 
-pytest: dev-venv runtime-venv services  ## The test suite against PostgreSQL and Redis
+pytest: dev-venv runtime-venv services  ## The test suite against PostgreSQL and Redis (but the schemathesis run)
 	RUNTIME_PYTHON=$(CURDIR)/$(RUNTIME_VENV)/bin/python DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
-	  $(BIN)/python -m pytest $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest -m "not schemathesis" $(PYTEST_ARGS)
 
-test: lint typecheck e2e-deps pytest  ## Everything CI runs
+# In process (Django's WSGI application, the test database), all checks but those
+# tests/test_api_schema.py switches off with its reasons; fixed seed, about a minute.
+schemathesis: dev-venv services  ## The API against its OpenAPI schema (schemathesis)
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/python -m pytest -m schemathesis -q tests/test_api_schema.py
+
+test: lint typecheck e2e-deps pytest schemathesis  ## Everything CI runs
 
 e2e-deps:  ## Headless Chromium for the browser tests (Debian package)
 	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null

@@ -2,7 +2,7 @@
 reassign), a lead's handoff history, handoff statistics, and notifications."""
 
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import django_filters
@@ -19,8 +19,6 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import generics, serializers, status
-from rest_framework.filters import OrderingFilter
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,20 +28,20 @@ from handoff import notifications, selectors, services
 from handoff.models import OPEN_STATUSES, Handoff, HandoffEvent, HandoffStatus, Notification, RejectReason
 from handoff.permissions import CanReadHandoffHistory, CanReassignHandoffs, CanWorkHandoffs
 from handoff.roles import can_work_handoffs
+from leadflow import query
 from leadflow.leads import selectors as lead_selectors
+from leadflow.pagination import PageNumberPagination
 
 CONFLICT = OpenApiResponse(description="Wrong state for this action, or the claim limit: see `detail`.")
 NOT_VISIBLE = OpenApiResponse(description="No such handoff, or another rep holds it.")
+CLAIM_CONFLICT = OpenApiResponse(
+    description="Another rep claimed it first (`already_claimed`), it is no longer queued, or the claim limit: "
+    "see `detail` and `code`."
+)
 
 
 def conflict(error: services.HandoffError) -> Response:
     return Response({"detail": str(error), "code": error.code}, status=status.HTTP_409_CONFLICT)
-
-
-class Pagination(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 # --- Output ---------------------------------------------------------------------------------------
@@ -86,7 +84,9 @@ class HandoffSerializer(serializers.Serializer):
 
 
 class HandoffEventSerializer(serializers.ModelSerializer):
-    actor: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="Null for the system (opening, expiry, SLA)."
+    )
 
     class Meta:
         model = HandoffEvent
@@ -99,26 +99,25 @@ class HandoffDetailSerializer(HandoffSerializer):
 
 
 # --- The queue ------------------------------------------------------------------------------------
-class HandoffFilter(django_filters.FilterSet):
+class HandoffFilter(query.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=HandoffStatus.choices, help_text="Repeat for several.")
-    mine = django_filters.BooleanFilter(method="filter_mine", help_text="true: the handoffs I hold or held.")
-    overdue = django_filters.BooleanFilter(method="filter_overdue", help_text="true: open and past due.")
+    mine = query.BooleanFilter(method="filter_mine", help_text="true: the handoffs I hold or held.")
+    overdue = query.BooleanFilter(method="filter_overdue", help_text="true: open and past due.")
 
     class Meta:
         model = Handoff
         fields = ["status"]
 
-    def filter_mine(self, queryset: QuerySet[Handoff], name: str, value: bool | None) -> QuerySet[Handoff]:
-        if value is None:
-            return queryset
+    # django-filter calls a filter method only with a value: here True or False.
+    def filter_mine(self, queryset: QuerySet[Handoff], name: str, value: bool) -> QuerySet[Handoff]:
         user = self.request.user if self.request else None
         return queryset.filter(claimed_by=user) if value else queryset.exclude(claimed_by=user)
 
-    def filter_overdue(self, queryset: QuerySet[Handoff], name: str, value: bool | None) -> QuerySet[Handoff]:
-        return queryset if value is None else selectors.handoffs_overdue(queryset, overdue=value)
+    def filter_overdue(self, queryset: QuerySet[Handoff], name: str, value: bool) -> QuerySet[Handoff]:
+        return selectors.handoffs_overdue(queryset, overdue=value)
 
 
-class QueueOrdering(OrderingFilter):
+class QueueOrdering(query.OrderingFilter):
     """Queue order by default (highest priority, then oldest); ties broken by id so
     pages never skip or repeat a row."""
 
@@ -134,7 +133,7 @@ class HandoffListView(generics.ListAPIView):
 
     permission_classes = [CanWorkHandoffs]
     serializer_class = HandoffSerializer
-    pagination_class = Pagination
+    pagination_class = PageNumberPagination
     filterset_class = HandoffFilter
     filter_backends = [django_filters.rest_framework.DjangoFilterBackend, QueueOrdering]
     ordering_fields = ["priority", "created_at", "due_at"]
@@ -188,25 +187,38 @@ class _HandoffActionView(APIView):
     permission_classes = [CanWorkHandoffs]
     perform: Callable[..., Handoff]
 
+    def target(self, request: Request, handoff_id: Any) -> Handoff:
+        return actionable_or_404(request, handoff_id)
+
     def post(self, request: Request, handoff_id: Any) -> Response:
         try:
-            handoff = type(self).perform(handoff=actionable_or_404(request, handoff_id), user=request.user)
+            handoff = type(self).perform(handoff=self.target(request, handoff_id), user=request.user)
         except services.HandoffError as error:
             return conflict(error)
         return Response(HandoffSerializer(handoff).data)
 
 
-def _action_schema(summary: str) -> Any:
+def _action_schema(
+    summary: str, *, not_found: OpenApiResponse = NOT_VISIBLE, conflicts: OpenApiResponse = CONFLICT
+) -> Any:
     return extend_schema_view(
         post=extend_schema(
-            request=None, responses={200: HandoffSerializer, 404: NOT_VISIBLE, 409: CONFLICT}, summary=summary
+            request=None, responses={200: HandoffSerializer, 404: not_found, 409: conflicts}, summary=summary
         )
     )
 
 
-@_action_schema("Claim this queued handoff")
+@_action_schema(
+    "Claim this queued handoff", not_found=OpenApiResponse(description="No such handoff."), conflicts=CLAIM_CONFLICT
+)
 class HandoffClaimView(_HandoffActionView):
     perform = staticmethod(services.handoff_claim)
+
+    def target(self, request: Request, handoff_id: Any) -> Handoff:
+        # Every handoff was queued, in every rep's sight, before its first claim: a rep
+        # who claims one that another rep took meanwhile lost a race (409, with advice),
+        # not a handoff they may not see (404).
+        return get_object_or_404(Handoff, public_id=handoff_id)
 
 
 @_action_schema("Put my claimed handoff back in the queue")
@@ -313,6 +325,9 @@ class HandoffStatsSerializer(serializers.Serializer):
     overdue_now = serializers.IntegerField(help_text="Open and past due at this moment.")
 
 
+DATE_OR_DATE_TIME = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
+
+
 def parse_bound(name: str, raw: str | None, *, end: bool) -> datetime | None:
     """An ISO date (a whole day; ``until`` includes it) or date-time; naive means UTC."""
     if not raw:
@@ -322,11 +337,13 @@ def parse_bound(name: str, raw: str | None, *, end: bool) -> datetime | None:
         moment = None if day else parse_datetime(raw)
     except ValueError:
         moment = day = None
+    if day is not None and end and day == date.max:
+        return None  # until the end of time
     if day is not None:
         moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
     if moment is None:
         raise serializers.ValidationError({name: ["Use an ISO date (2026-11-01) or date-time (2026-11-01T09:00Z)."]})
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+    return query.as_utc(moment, name) if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
 
 
 class HandoffStatsView(APIView):
@@ -334,20 +351,24 @@ class HandoffStatsView(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("since", str, description="ISO date or date-time: handoffs created from then."),
-            OpenApiParameter("until", str, description="ISO date (inclusive) or date-time (exclusive)."),
-            OpenApiParameter("source", str, description="Source slug: only the handoffs of that source's leads."),
+            OpenApiParameter(
+                "since", DATE_OR_DATE_TIME, description="ISO date or date-time: handoffs created from then."
+            ),
+            OpenApiParameter("until", DATE_OR_DATE_TIME, description="ISO date (inclusive) or date-time (exclusive)."),
+            OpenApiParameter(
+                "source", query.SLUG_SCHEMA, description="Source slug: only the handoffs of that source's leads."
+            ),
         ],
         responses=HandoffStatsSerializer,
         summary="Handoff outcomes: counts, reject reasons, median time to claim and to decision, SLA breaches",
     )
     def get(self, request: Request) -> Response:
-        since = parse_bound("since", request.query_params.get("since"), end=False)
-        until = parse_bound("until", request.query_params.get("until"), end=True)
+        since = parse_bound("since", query.query_value(request, "since"), end=False)
+        until = parse_bound("until", query.query_value(request, "until"), end=True)
         if since and until and until <= since:
             raise serializers.ValidationError({"until": ["Must be after since."]})
         source = None
-        if slug := request.query_params.get("source"):
+        if slug := query.slug_value(request, "source"):
             source = lead_selectors.source_get(slug=slug)
             if source is None:
                 raise serializers.ValidationError(
@@ -372,8 +393,8 @@ class NotificationSerializer(serializers.ModelSerializer):
         return notification.read_at is None
 
 
-class NotificationFilter(django_filters.FilterSet):
-    unread = django_filters.BooleanFilter(field_name="read_at", lookup_expr="isnull", help_text="true: unread only.")
+class NotificationFilter(query.FilterSet):
+    unread = query.BooleanFilter(field_name="read_at", lookup_expr="isnull", help_text="true: unread only.")
 
     class Meta:
         model = Notification
@@ -385,7 +406,7 @@ class NotificationListView(generics.ListAPIView):
 
     permission_classes = [IsAuthenticated]
     serializer_class = NotificationSerializer
-    pagination_class = Pagination
+    pagination_class = PageNumberPagination
     filterset_class = NotificationFilter
 
     def get_queryset(self) -> QuerySet[Notification]:

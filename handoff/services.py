@@ -62,6 +62,12 @@ class ClaimLimitReached(HandoffError):
     code = "claim_limit"
 
 
+class ClaimTaken(HandoffStateError):
+    """Someone else claimed the handoff first: the rep lost the race for it."""
+
+    code = "already_claimed"
+
+
 def _username(user: Any) -> str:
     return str(user.get_username()) if user is not None else "nobody"
 
@@ -316,10 +322,17 @@ def _fresh(handoff_id: int) -> Handoff:
 
 def handoff_claim(*, handoff: Handoff, user: Any) -> Handoff:
     """Claim a queued handoff. Atomic: of many reps claiming it at once, exactly one
-    wins (a conditional UPDATE); the others get a HandoffStateError."""
+    wins (a conditional UPDATE); the others get ClaimTaken, whether they lost by a
+    millisecond or came an hour late."""
     claimed = _claim(user=user, handoff_id=handoff.pk)
     if claimed is None:
-        raise _wrong_state(_fresh(handoff.pk), "claim", user)
+        current = _fresh(handoff.pk)
+        if current.status == HandoffStatus.CLAIMED and current.claimed_by_id != user.pk:
+            raise ClaimTaken(
+                "Another rep claimed this handoff first: claim another one from the queue, "
+                "or use claim-next to take the next in line."
+            )
+        raise _wrong_state(current, "claim", user)
     return claimed
 
 

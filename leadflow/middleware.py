@@ -1,14 +1,10 @@
-"""A Content-Security-Policy on every response.
-
-The pages are built to need nothing inline: styles come from ``static/css``,
-scripts from ``static/js`` and charts are SVG styled by class names, so the
-policy can forbid inline script and style outright. A view that needs another
-policy sets its own header; this middleware leaves it alone.
-"""
+"""Project-wide middleware: the Content-Security-Policy of every response, and the
+JSON answer to an API request whose body is too large."""
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -25,6 +21,13 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 
 class ContentSecurityPolicyMiddleware:
+    """A Content-Security-Policy on every response.
+
+    The pages are built to need nothing inline: styles come from ``static/css``,
+    scripts from ``static/js`` and charts are SVG styled by class names, so the
+    policy can forbid inline script and style outright. A view that needs another
+    policy sets its own header; this middleware leaves it alone."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
 
@@ -33,3 +36,35 @@ class ContentSecurityPolicyMiddleware:
         if "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         return response
+
+
+API_PREFIX = "/api/"
+
+
+class ApiBodyLimitMiddleware:
+    """A JSON 413 for an API request whose body is larger than
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE``, before anything reads it.
+
+    Left to Django, such a body fails only when a parser reads it, as a
+    SuspiciousOperation: an HTML 400 page that tells an API client neither what
+    went wrong nor what to do. Django reads a request body only up to its
+    Content-Length (none: no body), so the declared length is the whole story.
+    Pages keep Django's behaviour."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and request.path_info.startswith(API_PREFIX):
+            try:
+                declared = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                declared = 0  # as Django reads it: no body
+            if declared > limit:
+                detail = (
+                    f"The request body is {declared} bytes; the API takes at most {limit} bytes. "
+                    "Send a smaller body: split a batch of events into several requests."
+                )
+                return JsonResponse({"detail": detail}, status=413)
+        return self.get_response(request)

@@ -1,7 +1,17 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest) -> JsonResponse:
+    """Any other address under /api/ (a mistyped path, an id of the wrong form): a JSON 404, not the 404 page."""
+    detail = f"Nothing at {request.path}: check the path and the id in it; /api/docs/ lists the endpoints."
+    return JsonResponse({"detail": detail}, status=404)
+
 
 urlpatterns = [
     path("", include("leadflow.pages_urls")),
@@ -11,11 +21,16 @@ urlpatterns = [
     path("api/v1/", include("leadflow.leads.urls")),
     path("api/v1/", include("scoring.urls")),
     path("api/v1/", include("handoff.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(),
+        name="api-schema",
+    ),
     # The split view serves its script as a file, so the Content-Security-Policy needs no inline script.
     path(
         "api/docs/",
         SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/swagger_ui.html"),
         name="api-docs",
     ),
+    re_path(r"^api/", api_not_found),
 ]

@@ -16,11 +16,15 @@ from rest_framework.views import APIView
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.models import Lead, Stage
 from leadflow.leads.validation import EVENT_TYPE_RE
+from leadflow.pagination import PageNumberPagination
 from scoring import engine, services
 from scoring.models import Operator, RescoreRun, Rule, RuleKind, RuleSet, StageChange
 from scoring.permissions import CanChangeStage, CanEditRules
 
 SCALAR_TYPES = (str, int, float, bool)
+
+
+NOT_A_DRAFT = OpenApiResponse(description="Not a draft: only drafts change. Clone the ruleset into a new draft.")
 
 
 def conflict(error: services.ScoringError) -> Response:
@@ -134,7 +138,9 @@ class StageChangeInputSerializer(serializers.Serializer):
 
 
 class StageChangeSerializer(serializers.ModelSerializer):
-    actor: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="Null for an automatic change."
+    )
 
     class Meta:
         model = StageChange
@@ -271,10 +277,10 @@ class RuleSerializer(serializers.ModelSerializer):
 class RuleSetSerializer(serializers.ModelSerializer):
     rules = RuleSerializer(many=True, read_only=True)
     created_by: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
     published_by: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
 
     class Meta:
@@ -346,7 +352,7 @@ class RuleSetDetailView(APIView):
     def get(self, request: Request, version: int) -> Response:
         return Response(RuleSetSerializer(ruleset_or_404(version)).data)
 
-    @extend_schema(request=RuleSetSerializer, responses=RuleSetSerializer)
+    @extend_schema(request=RuleSetSerializer, responses={200: RuleSetSerializer, 409: NOT_A_DRAFT})
     def patch(self, request: Request, version: int) -> Response:
         ruleset = ruleset_or_404(version)
         serializer = RuleSetSerializer(ruleset, data=request.data, partial=True)
@@ -357,7 +363,7 @@ class RuleSetDetailView(APIView):
             return conflict(error)
         return Response(RuleSetSerializer(ruleset_or_404(ruleset.version)).data)
 
-    @extend_schema(responses={204: None, 409: OpenApiResponse(description="Not a draft")})
+    @extend_schema(responses={204: None, 409: NOT_A_DRAFT})
     def delete(self, request: Request, version: int) -> Response:
         try:
             services.ruleset_delete(ruleset=ruleset_or_404(version))
@@ -403,7 +409,14 @@ class RescoreRunSerializer(serializers.ModelSerializer):
 class RuleSetPublishView(APIView):
     permission_classes = [CanEditRules]
 
-    @extend_schema(request=None, responses={202: RescoreRunSerializer}, summary="Publish a draft; rescore every lead")
+    @extend_schema(
+        request=None,
+        responses={
+            202: RescoreRunSerializer,
+            409: OpenApiResponse(description="Not a draft, or a draft without rules: see `detail`."),
+        },
+        summary="Publish a draft; rescore every lead",
+    )
     def post(self, request: Request, version: int) -> Response:
         try:
             run = services.ruleset_publish(ruleset=ruleset_or_404(version), user=request.user)
@@ -485,7 +498,7 @@ class RuleListView(APIView):
     def get(self, request: Request, version: int) -> Response:
         return Response(RuleSerializer(ruleset_or_404(version).rules.all(), many=True).data)
 
-    @extend_schema(request=RuleSerializer, responses={201: RuleSerializer})
+    @extend_schema(request=RuleSerializer, responses={201: RuleSerializer, 409: NOT_A_DRAFT})
     def post(self, request: Request, version: int) -> Response:
         ruleset = ruleset_or_404(version)
         serializer = RuleSerializer(data=request.data)
@@ -507,7 +520,7 @@ class RuleDetailView(APIView):
     def get(self, request: Request, version: int, rule_id: int) -> Response:
         return Response(RuleSerializer(self._rule(version, rule_id)).data)
 
-    @extend_schema(request=RuleSerializer, responses=RuleSerializer)
+    @extend_schema(request=RuleSerializer, responses={200: RuleSerializer, 409: NOT_A_DRAFT})
     def patch(self, request: Request, version: int, rule_id: int) -> Response:
         rule = self._rule(version, rule_id)
         serializer = RuleSerializer(rule, data=request.data, partial=True)
@@ -518,7 +531,7 @@ class RuleDetailView(APIView):
             return conflict(error)
         return Response(RuleSerializer(rule).data)
 
-    @extend_schema(responses={204: None, 409: OpenApiResponse(description="Not a draft")})
+    @extend_schema(responses={204: None, 409: NOT_A_DRAFT})
     def delete(self, request: Request, version: int, rule_id: int) -> Response:
         try:
             services.rule_delete(rule=self._rule(version, rule_id))
@@ -530,6 +543,7 @@ class RuleDetailView(APIView):
 class RescoreRunListView(generics.ListAPIView):
     permission_classes = [CanEditRules]
     serializer_class = RescoreRunSerializer
+    pagination_class = PageNumberPagination
     queryset = RescoreRun.objects.select_related("ruleset")
 
 

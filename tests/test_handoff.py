@@ -255,10 +255,28 @@ def test_wrong_state_transitions_answer_409_with_advice(rep, act):
     assert trail(handoff) == ["claimed", "accepted"]
 
 
+def test_a_rep_who_loses_the_race_for_a_queued_handoff_gets_409_with_advice(rep, other_rep, act):
+    handoff = HandoffFactory()
+    assert client_for(rep).get(url(handoff)).status_code == 200
+    assert client_for(other_rep).get(url(handoff)).status_code == 200, "both reps see it queued"
+    assert act(rep, url(handoff, "claim")).status_code == 200
+    response = act(other_rep, url(handoff, "claim"))
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "already_claimed"
+    assert "claim another one" in response.json()["detail"] and "claim-next" in response.json()["detail"]
+    handoff.refresh_from_db()
+    assert (handoff.status, handoff.claimed_by) == (HandoffStatus.CLAIMED, rep)
+    assert trail(handoff) == ["claimed"]
+    # The same answer when the loser got past the lookup and lost inside the claim itself.
+    with pytest.raises(services.ClaimTaken, match="claim-next"):
+        services.handoff_claim(handoff=handoff, user=other_rep)
+
+
 def test_one_rep_cannot_take_or_decide_another_reps_claim(rep, other_rep, act):
     handoff = HandoffFactory()
     act(rep, url(handoff, "claim"))
-    for action in ("claim", "release", "accept", "reject"):
+    assert act(other_rep, url(handoff, "claim")).status_code == 409
+    for action in ("release", "accept", "reject"):
         assert act(other_rep, url(handoff, action), {"reason": "no_budget"}).status_code == 404, action
     assert client_for(other_rep).get(url(handoff)).status_code == 404
     assert client_for(other_rep).get(QUEUE).json()["count"] == 0

@@ -10,13 +10,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q, QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, generics, serializers, status
-from rest_framework.filters import OrderingFilter
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.mediatypes import media_type_matches
 from rest_framework.views import APIView
 
+from leadflow import query
 from leadflow.leads import selectors, services
 from leadflow.leads.models import Event, IngestKey, Lead, Stage
 from leadflow.leads.permissions import CanEditLeads, HasIngestKey
@@ -24,9 +24,11 @@ from leadflow.leads.validation import (
     COMPANY_SIZE_MAX,
     MAX_JSON_DEPTH,
     MAX_TRAITS_BYTES,
+    PROFILE_TEXT_FIELDS,
     validate_lead,
     validate_lead_changes,
 )
+from leadflow.pagination import CursorPagination
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -36,7 +38,14 @@ class PayloadTooLarge(exceptions.APIException):
 
 
 def read_json_body(request: Request) -> Any:
-    """Parse the body as JSON within the configured size limit (413 past it)."""
+    """Parse the body as JSON within the configured size limit (413 past it). A body
+    without a Content-Type is read as JSON; one declared as anything else (a form)
+    answers 415, as DRF's JSONParser would."""
+    if request.content_type and not media_type_matches(JSONParser.media_type, request.content_type):
+        raise exceptions.UnsupportedMediaType(
+            request.content_type,
+            detail=f"Unsupported media type {request.content_type!r}: send JSON with Content-Type: application/json.",
+        )
     limit = settings.INGEST_MAX_BODY_BYTES
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -88,19 +97,41 @@ def ingest_source(request: Request) -> Any:
 
 
 # --- Documentation-only shapes of the ingest payloads (validated in leads.validation).
+def _profile_text(name: str) -> serializers.CharField:
+    """A profile field as validate_lead reads it: text up to its length; empty or null clears it."""
+    return serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=PROFILE_TEXT_FIELDS[name]
+    )
+
+
+@extend_schema_field(
+    {"anyOf": [{"type": "string", "format": "email", "maxLength": 254}, {"type": "string", "maxLength": 0}]}
+)
+class _EmailDoc(serializers.EmailField):
+    """An e-mail address, or empty (as validate_lead reads it: no e-mail)."""
+
+
 class LeadIdentityDoc(serializers.Serializer):
-    email = serializers.EmailField(required=False, help_text="Identity; stored lower-case.")
-    external_id = serializers.CharField(required=False, max_length=128, help_text="Identity in the sender's system.")
-    name = serializers.CharField(required=False)
-    company = serializers.CharField(required=False)
-    job_title = serializers.CharField(required=False)
-    industry = serializers.CharField(required=False)
-    country = serializers.CharField(required=False)
-    company_size = serializers.IntegerField(required=False, min_value=0, allow_null=True)
-    utm_source = serializers.CharField(required=False)
-    utm_medium = serializers.CharField(required=False)
-    utm_campaign = serializers.CharField(required=False)
-    traits = serializers.DictField(required=False, help_text="Custom attributes, merged; null removes a trait.")
+    email = _EmailDoc(required=False, allow_blank=True, allow_null=True, help_text="Identity; stored lower-case.")
+    external_id = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=128,
+        help_text="Identity in the sender's system.",
+    )
+    name = _profile_text("name")
+    company = _profile_text("company")
+    job_title = _profile_text("job_title")
+    industry = _profile_text("industry")
+    country = _profile_text("country")
+    company_size = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1, allow_null=True)
+    utm_source = _profile_text("utm_source")
+    utm_medium = _profile_text("utm_medium")
+    utm_campaign = _profile_text("utm_campaign")
+    traits = serializers.DictField(
+        required=False, allow_null=True, help_text="Custom attributes, merged; null removes a trait."
+    )
 
 
 class EventDoc(serializers.Serializer):
@@ -112,7 +143,12 @@ class EventDoc(serializers.Serializer):
 
 
 class EventBatchDoc(serializers.Serializer):
-    events = EventDoc(many=True, help_text="Up to 1000 events; or post a single event object.")
+    events = serializers.ListField(
+        child=EventDoc(),
+        min_length=1,
+        max_length=settings.INGEST_MAX_BATCH,
+        help_text=f"1 to {settings.INGEST_MAX_BATCH} events; or post a single event object.",
+    )
 
 
 class IngestResultSerializer(serializers.Serializer):
@@ -127,6 +163,7 @@ class IngestResultSerializer(serializers.Serializer):
 
 class EventIngestView(APIView):
     permission_classes = [HasIngestKey]
+    parser_classes = [JSONParser]
 
     @extend_schema(
         operation_id="events_ingest",
@@ -173,8 +210,12 @@ class RecentEventSerializer(serializers.ModelSerializer):
 
 class LeadListSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
-    source = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[assignment,var-annotated]
-    owner: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    source: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(  # type: ignore[assignment]
+        slug_field="slug", read_only=True, allow_null=True
+    )
+    owner: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Lead
@@ -254,16 +295,16 @@ class LeadUpdateSerializer(serializers.Serializer):
         return changes
 
 
-class LeadFilter(django_filters.FilterSet):
+class LeadFilter(query.FilterSet):
     stage = django_filters.MultipleChoiceFilter(choices=Stage.choices, help_text="Repeat for several stages.")
-    source = django_filters.CharFilter(field_name="source__slug", help_text="Source slug.")
-    score_min = django_filters.NumberFilter(field_name="score", lookup_expr="gte")
-    score_max = django_filters.NumberFilter(field_name="score", lookup_expr="lte")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    active_after = django_filters.IsoDateTimeFilter(field_name="last_activity_at", lookup_expr="gte")
-    active_before = django_filters.IsoDateTimeFilter(field_name="last_activity_at", lookup_expr="lt")
-    q = django_filters.CharFilter(method="search", help_text="Search email, name and company.")
+    source = query.SlugFilter(field_name="source__slug", help_text="Source slug.")
+    score_min = query.NumberFilter(field_name="score", lookup_expr="gte")
+    score_max = query.NumberFilter(field_name="score", lookup_expr="lte")
+    created_after = query.DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = query.DateTimeFilter(field_name="created_at", lookup_expr="lt")
+    active_after = query.DateTimeFilter(field_name="last_activity_at", lookup_expr="gte")
+    active_before = query.DateTimeFilter(field_name="last_activity_at", lookup_expr="lt")
+    q = query.TextFilter(method="search", help_text="Search email, name and company.")
 
     class Meta:
         model = Lead
@@ -277,9 +318,6 @@ class LeadFilter(django_filters.FilterSet):
 
 
 class LeadCursorPagination(CursorPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
     ordering = "-activity_at"
 
     def get_ordering(self, request: Request, queryset: QuerySet[Any], view: Any) -> tuple[str, ...]:
@@ -294,8 +332,9 @@ class LeadCollectionView(generics.ListAPIView):
 
     serializer_class = LeadListSerializer
     pagination_class = LeadCursorPagination
+    parser_classes = [JSONParser]
     filterset_class = LeadFilter
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, OrderingFilter]
+    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, query.OrderingFilter]
     ordering_fields = ["score", "activity_at", "created_at"]
 
     def get_permissions(self) -> list[Any]:
