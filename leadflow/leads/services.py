@@ -304,8 +304,7 @@ def lead_upsert(*, source: Source, data: LeadInput) -> tuple[Lead, bool]:
         pk = resolved.lead_ids[0]
         if pk is None:
             raise IdentityConflict(resolved.errors.get(0, {"non_field_errors": ["Could not resolve the lead."]}))
-        lead_ids = [pk]
-        transaction.on_commit(lambda: request_scoring(lead_ids), robust=True)
+        request_scoring_after_commit([pk])
         return Lead.objects.get(pk=pk), pk in resolved.created
 
     return atomic_with_retry(upsert)
@@ -329,9 +328,18 @@ def lead_update(*, lead: Lead, changes: dict[str, Any]) -> Lead:
             fields.add(name)
         lead.needs_rescore = True
         lead.save(update_fields=sorted(fields))
-        lead_ids = [lead.pk]
-        transaction.on_commit(lambda: request_scoring(lead_ids), robust=True)
+        request_scoring_after_commit([lead.pk])
     return lead
+
+
+def request_scoring_after_commit(lead_ids: Sequence[int]) -> None:
+    """Score these flagged leads once the current transaction commits (nothing if it
+    rolls back): every write that flags leads for rescoring calls this. ``robust``:
+    the request that flagged them never fails because scoring could not be enqueued."""
+    if not lead_ids:
+        return
+    ids = list(lead_ids)
+    transaction.on_commit(lambda: request_scoring(ids), robust=True)
 
 
 def request_scoring(lead_ids: list[int]) -> None:
@@ -487,9 +495,8 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
 
         leads_apply(identification=identification)
         stored.lead_ids = sorted({pk for pk in identification.lead_ids if pk is not None})
-        if stored.lead_ids and schedule_scoring:
-            lead_ids = stored.lead_ids
-            transaction.on_commit(lambda: request_scoring(lead_ids), robust=True)
+        if schedule_scoring:
+            request_scoring_after_commit(stored.lead_ids)
         return stored
 
     result = atomic_with_retry(store)
