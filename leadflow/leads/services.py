@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from celery import current_app
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
@@ -18,6 +19,8 @@ from leadflow.leads.validation import Errors, LeadInput, lead_traits_error, trai
 
 logger = logging.getLogger(__name__)
 
+# Scoring's task, by name: the core enqueues it without importing scoring (a layer above).
+SCORE_LEADS_TASK = "scoring.tasks.score_leads"
 _RESOLVE_ATTEMPTS = 3
 
 
@@ -344,13 +347,14 @@ def request_scoring_after_commit(lead_ids: Sequence[int]) -> None:
 
 def request_scoring(lead_ids: list[int]) -> None:
     """Enqueue scoring for flagged leads. Called after commit; if the broker is
-    down the leads stay flagged and the sweeper scores them later."""
-    from scoring.tasks import score_leads
+    down the leads stay flagged and the sweeper scores them later.
 
+    A signature, not ``send_task``: it calls the registered task's ``apply_async``, which
+    honours eager mode (``send_task`` ignores it). scoring's AppConfig registers the
+    task in every process."""
     try:
         # A short argsrepr: Celery would otherwise build the repr of every id for its logs.
-        # (celery-types does not know the option; Celery's create_task_message takes it.)
-        score_leads.apply_async((lead_ids,), argsrepr=f"({len(lead_ids)} lead ids)")  # type: ignore[call-arg]
+        current_app.signature(SCORE_LEADS_TASK, args=(lead_ids,)).apply_async(argsrepr=f"({len(lead_ids)} lead ids)")
     except Exception:  # the sweeper is the safety net for any broker failure
         logger.warning(
             "Could not enqueue scoring for %d leads; the sweeper will pick them up.", len(lead_ids), exc_info=True
