@@ -14,10 +14,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from leadflow.leads import selectors as lead_selectors
-from leadflow.leads.models import Lead, Stage
+from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.validation import EVENT_TYPE_RE
 from scoring import engine, services
-from scoring.models import Operator, RescoreRun, Rule, RuleKind, RuleSet, StageChange
+from scoring.models import Operator, RescoreRun, Rule, RuleKind, RuleSet
 from scoring.permissions import CanChangeStage, CanEditRules
 
 SCALAR_TYPES = (str, int, float, bool)

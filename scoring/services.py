@@ -14,10 +14,10 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from leadflow.db import update_from_values
-from leadflow.leads.models import Event, Lead, Stage
+from leadflow.leads.models import Event, Lead, Stage, StageChange
 from scoring import engine, selectors
 from scoring.engine import EventRow, LeadScore, RuleSetSpec
-from scoring.models import RescoreRun, RescoreState, Rule, RuleSet, RuleSetStatus, StageChange
+from scoring.models import RescoreRun, RescoreState, Rule, RuleSet, RuleSetStatus
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,8 @@ from django.db.models import Count
 from handoff import selectors, services
 from handoff.models import Handoff, HandoffAction, HandoffEvent, HandoffStatus
 from handoff.tasks import expire_claims
-from leadflow.leads.models import Lead, Stage
+from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.roles import SALES
-from scoring.models import StageChange
 from scoring.services import leads_score
 from tests.conftest import behaviour, client_for
 from tests.factories import HandoffFactory, SourceFactory, SqlLeadFactory, UserFactory
