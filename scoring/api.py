@@ -14,16 +14,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from leadflow.leads import selectors as lead_selectors
+from leadflow.leads.lifecycle import StageChangeError, lead_stage_change
 from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.validation import EVENT_TYPE_RE
-from scoring import engine, services
+from scoring import engine, selectors, services
 from scoring.models import Operator, RescoreRun, Rule, RuleKind, RuleSet
 from scoring.permissions import CanChangeStage, CanEditRules
 
 SCALAR_TYPES = (str, int, float, bool)
 
 
-def conflict(error: services.ScoringError) -> Response:
+def conflict(error: services.ScoringError | StageChangeError) -> Response:
     return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
 
 
@@ -161,13 +162,13 @@ class LeadStageView(APIView):
         serializer = StageChangeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            change = services.lead_change_stage(
+            change = lead_stage_change(
                 lead=lead,
                 to_stage=serializer.validated_data["stage"],
                 actor=request.user,
                 reason=serializer.validated_data["reason"],
             )
-        except services.ScoringError as error:
+        except StageChangeError as error:
             return conflict(error)
         return Response(StageChangeSerializer(change).data, status=status.HTTP_201_CREATED)
 
@@ -327,8 +328,6 @@ class RuleSetListView(generics.ListCreateAPIView):
     pagination_class = None
 
     def get_queryset(self) -> QuerySet[RuleSet]:
-        from scoring import selectors
-
         return selectors.ruleset_list()
 
     def perform_create(self, serializer: Any) -> None:
