@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class HandoffConfig(AppConfig):
     name = "handoff"
     verbose_name = "Sales handoff"
+
+    def ready(self) -> None:
+        # Connects the receiver of the lifecycle's stages_changed (entering SQL opens a
+        # handoff, leaving it by hand closes the open one). Imported here, once the
+        # models are ready, because the receivers use them.
+        from handoff import receivers  # noqa: F401

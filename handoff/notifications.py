@@ -168,6 +168,8 @@ def _webhook(event: NotificationEvent) -> None:
 
 
 def _enqueue_delivery(delivery_id: int) -> None:
+    # Within handoff, lazily: handoff.tasks imports this module (its tasks wrap these
+    # functions), so importing it at the top would be a cycle.
     from handoff.tasks import deliver_webhook
 
     try:

@@ -37,6 +37,7 @@ from handoff.models import (
 from handoff.notifications import NotificationEvent, notification_mark_read_by_key, notify
 from handoff.roles import can_reassign_handoffs, can_work_handoffs, is_sales_manager
 from leadflow.db import insert_ignore_conflicts_returning
+from leadflow.leads.lifecycle import Transition, transitions_apply
 from leadflow.leads.models import Lead, Stage
 from leadflow.leads.roles import MARKETING, SALES
 
@@ -112,7 +113,7 @@ def _wrong_state(handoff: Handoff, wanted: str, user: Any = None) -> HandoffStat
     return HandoffStateError(f"Cannot {wanted} this handoff: it is {handoff.status}; {advice}")
 
 
-# --- Opening (called by scoring in the transaction that promotes leads) ------------------------
+# --- Opening (handoff.receivers, in the transaction that moves leads into SQL) -----------------
 def handoffs_open_for_leads(*, leads: Sequence[Lead], at: datetime) -> list[int]:
     """Open a queued handoff for each lead that entered SQL, due after the SLA, with
     the lead's score as priority. A lead that already has an open handoff keeps it
@@ -372,21 +373,30 @@ def _lock_for_decision(handoff: Handoff, user: Any, wanted: str) -> tuple[Lead, 
     return lead, locked
 
 
+def _decide(locked: Handoff, status: str, at: datetime, **fields: Any) -> None:
+    """Record a rep's decision on the (locked) handoff. Called before the decision's
+    stage transition is applied: the lifecycle's receiver (handoff.receivers) closes a
+    handoff still open when its lead leaves SQL, and must not close this one too."""
+    locked.status, locked.decided_at = status, at
+    for name, value in fields.items():
+        setattr(locked, name, value)
+    locked.save(update_fields=["status", "decided_at", *fields])
+
+
 def handoff_accept(*, handoff: Handoff, user: Any) -> Handoff:
     """The rep takes the lead: lead → accepted, owned by the rep."""
-    from scoring.services import Transition, transitions_apply
-
     with transaction.atomic():
         lead, locked = _lock_for_decision(handoff, user, "accept")
         now = timezone.now()
+        # Decided before the lead leaves SQL: the receiver of the stage change then finds
+        # no open handoff to close (see _decide).
+        _decide(locked, HandoffStatus.ACCEPTED, now)
+        _event(locked, HandoffAction.ACCEPTED, user, now)
         transitions_apply(
             [Transition(lead, Stage.SQL, Stage.ACCEPTED, f"Accepted by {_username(user)}.", user)], at=now
         )
         lead.owner = user
         lead.save(update_fields=["owner", "updated_at"])
-        locked.status, locked.decided_at = HandoffStatus.ACCEPTED, now
-        locked.save(update_fields=["status", "decided_at"])
-        _event(locked, HandoffAction.ACCEPTED, user, now)
         _new_sql_seen(locked, user, now)
     return _fresh(handoff.pk)
 
@@ -407,8 +417,6 @@ def handoff_reject_validate(*, reason: str, note: str) -> None:
 def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") -> Handoff:
     """The rep sends the lead back: recycled to nurturing, or disqualified when it is
     not a fit or a duplicate. Marketing is told why."""
-    from scoring.services import Transition, transitions_apply
-
     try:
         handoff_reject_validate(reason=reason, note=note)
     except ValidationError as error:
@@ -420,10 +428,9 @@ def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") 
         to_stage = Stage.DISQUALIFIED if reason in DISQUALIFYING_REASONS else Stage.RECYCLED
         label = RejectReason(reason).label
         stage_reason = f"Rejected by sales: {label}." + (f" {note}" if note else "")
-        transitions_apply([Transition(lead, Stage.SQL, to_stage, stage_reason, user)], at=now)
-        locked.status, locked.decided_at, locked.reject_reason, locked.note = HandoffStatus.REJECTED, now, reason, note
-        locked.save(update_fields=["status", "decided_at", "reject_reason", "note"])
+        _decide(locked, HandoffStatus.REJECTED, now, reject_reason=reason, note=note)
         _event(locked, HandoffAction.REJECTED, user, now, reason=reason, note=note, lead_stage=to_stage)
+        transitions_apply([Transition(lead, Stage.SQL, to_stage, stage_reason, user)], at=now)
         _new_sql_seen(locked, user, now)
         notify(
             [
@@ -485,8 +492,8 @@ def handoff_reassign(*, handoff: Handoff, actor: Any, to_user: Any) -> Handoff:
 
 
 def handoff_close_for_lead(*, lead: Lead, reason: str, actor: Any) -> None:
-    """Close the lead's open handoff when a person moves it out of SQL by hand (the
-    caller holds the lead's lock)."""
+    """Close the lead's open handoff when a person moves it out of SQL by hand (called by
+    handoff.receivers in the stage change's transaction; the lead is locked)."""
     locked = Handoff.objects.select_for_update().filter(lead=lead, status__in=OPEN_STATUSES).first()
     if locked is None:
         return

@@ -3,7 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus, StageChange
+from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus
 
 
 class RuleInline(admin.TabularInline):
@@ -43,26 +43,6 @@ class RuleSetAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # versions are numbered by the service: use the API or the pages
-
-
-@admin.register(StageChange)
-class StageChangeAdmin(admin.ModelAdmin):
-    """The audit log of qualification: append-only."""
-
-    list_display = ["at", "lead", "from_stage", "to_stage", "actor", "ruleset_version", "score"]
-    list_filter = ["to_stage", "from_stage"]
-    search_fields = ["lead__email", "reason"]
-    list_select_related = ["lead", "actor"]
-    date_hierarchy = "at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(RescoreRun)

@@ -14,11 +14,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from leadflow.leads import selectors as lead_selectors
-from leadflow.leads.models import Lead, Stage
+from leadflow.leads.lifecycle import StageChangeError, lead_stage_change
+from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.validation import EVENT_TYPE_RE
 from leadflow.pagination import PageNumberPagination
-from scoring import engine, services
-from scoring.models import Operator, RescoreRun, Rule, RuleKind, RuleSet, StageChange
+from scoring import engine, selectors, services
+from scoring.models import Operator, RescoreRun, Rule, RuleKind, RuleSet
 from scoring.permissions import CanChangeStage, CanEditRules
 
 SCALAR_TYPES = (str, int, float, bool)
@@ -27,7 +28,7 @@ SCALAR_TYPES = (str, int, float, bool)
 NOT_A_DRAFT = OpenApiResponse(description="Not a draft: only drafts change. Clone the ruleset into a new draft.")
 
 
-def conflict(error: services.ScoringError) -> Response:
+def conflict(error: services.ScoringError | StageChangeError) -> Response:
     return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
 
 
@@ -167,13 +168,13 @@ class LeadStageView(APIView):
         serializer = StageChangeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            change = services.lead_change_stage(
+            change = lead_stage_change(
                 lead=lead,
                 to_stage=serializer.validated_data["stage"],
                 actor=request.user,
                 reason=serializer.validated_data["reason"],
             )
-        except services.ScoringError as error:
+        except StageChangeError as error:
             return conflict(error)
         return Response(StageChangeSerializer(change).data, status=status.HTTP_201_CREATED)
 
@@ -333,8 +334,6 @@ class RuleSetListView(generics.ListCreateAPIView):
     pagination_class = None
 
     def get_queryset(self) -> QuerySet[RuleSet]:
-        from scoring import selectors
-
         return selectors.ruleset_list()
 
     def perform_create(self, serializer: Any) -> None:

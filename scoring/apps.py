@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class ScoringConfig(AppConfig):
     name = "scoring"
     verbose_name = "Scoring"
+
+    def ready(self) -> None:
+        # Register scoring's Celery tasks in every process, the web's included: the core
+        # enqueues score_leads by name (it may not import scoring), and Celery sends a
+        # task it does not know to the broker even in eager mode. Imported here, when
+        # the models are ready, because the tasks import scoring's services.
+        from scoring import tasks  # noqa: F401

@@ -1,13 +1,9 @@
-"""Versioned scoring rules, the audit log of qualification, and rescore runs."""
-
-from decimal import Decimal
+"""Versioned scoring rules and rescore runs."""
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
-
-from leadflow.leads.models import Lead, Stage
 
 
 class RuleSetStatus(models.TextChoices):
@@ -120,36 +116,6 @@ class Rule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.points:+})"
-
-
-class StageChange(models.Model):
-    """Append-only audit log of qualification: every stage change, automatic or manual."""
-
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="stage_changes")
-    from_stage = models.CharField(max_length=16, choices=Stage.choices)
-    to_stage = models.CharField(max_length=16, choices=Stage.choices)
-    at = models.DateTimeField(default=timezone.now)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        help_text="Empty: the scoring system.",
-    )
-    reason = models.TextField(blank=True)
-    ruleset_version = models.PositiveIntegerField(null=True, blank=True)
-    score = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))
-
-    class Meta:
-        ordering = ["-at", "-id"]
-        indexes = [
-            models.Index(fields=["lead", "at"], name="stagechange_lead_at"),
-            models.Index(fields=["to_stage", "at"], name="stagechange_to_at"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.lead}: {self.from_stage} → {self.to_stage}"
 
 
 class RescoreState(models.TextChoices):

@@ -1,4 +1,5 @@
-"""Writes of scoring: rescoring leads, stage transitions, rulesets and their lifecycle."""
+"""Writes of scoring: rescoring leads and deciding their automatic stage transitions
+(``leadflow.leads.lifecycle`` applies them), rulesets and their lifecycle."""
 
 import logging
 from collections import defaultdict
@@ -14,10 +15,11 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from leadflow.db import update_from_values
-from leadflow.leads.models import Event, Lead, Stage
+from leadflow.leads.lifecycle import StageChangeError, Transition, lead_stage_change, transitions_apply
+from leadflow.leads.models import Event, Lead, Stage, StageChange
 from scoring import engine, selectors
 from scoring.engine import EventRow, LeadScore, RuleSetSpec
-from scoring.models import RescoreRun, RescoreState, Rule, RuleSet, RuleSetStatus, StageChange
+from scoring.models import RescoreRun, RescoreState, Rule, RuleSet, RuleSetStatus
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +35,7 @@ class RuleSetNotEditable(ScoringError):
     pass
 
 
-# --- Stage transitions ------------------------------------------------------------------
-@dataclass
-class Transition:
-    lead: Lead
-    from_stage: str
-    to_stage: str
-    reason: str
-    actor: Any = None
-
-
+# --- Automatic stage transitions (applied by leadflow.leads.lifecycle) -------------------
 def automatic_path(
     *, stage: str, score: Decimal, fit: Decimal, last_intent_at: datetime | None, lead: Lead, spec: RuleSetSpec
 ) -> list[str]:
@@ -67,50 +60,6 @@ def _describe(to_stage: str, spec: RuleSetSpec, score: Decimal) -> str:
     if to_stage == Stage.MQL:
         return f"Score {score} reached the MQL threshold {spec.mql_threshold} (ruleset v{spec.version})."
     return f"Intent shown and score {score} reached the SQL threshold {spec.sql_threshold} (ruleset v{spec.version})."
-
-
-def transitions_apply(
-    transitions: Sequence[Transition], *, at: datetime, ruleset_version: int | None = None
-) -> list[StageChange]:
-    """Move leads (locked by the caller) and write one StageChange per step. Entering
-    SQL opens the sales handoff in the same transaction."""
-    from handoff.services import handoffs_open_for_leads
-
-    changes = []
-    entered_sql = []
-    touched: dict[int, Lead] = {}
-    for transition in transitions:
-        lead = transition.lead
-        lead.stage = transition.to_stage
-        if transition.to_stage == Stage.MQL and lead.mql_at is None:
-            lead.mql_at = at
-        elif transition.to_stage == Stage.SQL:
-            lead.sql_at = at
-            if lead.mql_at is None:
-                lead.mql_at = at
-            entered_sql.append(lead)
-        elif transition.to_stage == Stage.RECYCLED:
-            lead.recycled_at = at
-        touched[lead.pk] = lead
-        changes.append(
-            StageChange(
-                lead=lead,
-                from_stage=transition.from_stage,
-                to_stage=transition.to_stage,
-                at=at,
-                actor=transition.actor,
-                reason=transition.reason,
-                ruleset_version=ruleset_version if ruleset_version is not None else lead.ruleset_version,
-                score=lead.score,
-            )
-        )
-    if touched:
-        fields = ["stage", "mql_at", "sql_at", "recycled_at"]
-        update_from_values(Lead, fields, [[lead.pk, *(getattr(lead, f) for f in fields)] for lead in touched.values()])
-        StageChange.objects.bulk_create(changes, batch_size=1000)
-    if entered_sql:
-        handoffs_open_for_leads(leads=entered_sql, at=at)
-    return changes
 
 
 def _automatic_transitions(lead: Lead, result: LeadScore, spec: RuleSetSpec) -> list[Transition]:
@@ -166,7 +115,7 @@ def leads_score(*, lead_ids: Sequence[int], as_of: datetime | None = None) -> Sc
 
 def _score_chunk(ids: Sequence[int], spec: RuleSetSpec | None, at: datetime) -> ScoreSummary:
     """Score these leads as of ``at`` inside the caller's transaction: lock, score,
-    write, apply transitions (which open handoffs)."""
+    write, apply transitions (the lifecycle's receivers open handoffs, in this transaction)."""
     leads = list(Lead.objects.select_for_update().filter(id__in=ids).order_by("id"))
     if spec is None:
         Lead.objects.filter(id__in=ids).update(needs_rescore=False)
@@ -186,22 +135,13 @@ def _score_chunk(ids: Sequence[int], spec: RuleSetSpec | None, at: datetime) -> 
 
 
 def lead_change_stage(*, lead: Lead, to_stage: str, actor: Any, reason: str) -> StageChange:
-    """A person moves a lead by hand (any direction), with a reason."""
-    reason = reason.strip()
-    if not reason:
-        raise ScoringError("Give a reason for the stage change: it is shown in the lead's history.")
-    if to_stage not in Stage.values:
-        raise ScoringError(f"Unknown stage {to_stage!r}; choose one of {', '.join(Stage.values)}.")
-    with transaction.atomic():
-        locked = Lead.objects.select_for_update().get(pk=lead.pk)
-        if locked.stage == to_stage:
-            raise ScoringError(f"The lead is already {to_stage}.")
-        if locked.stage == Stage.SQL:
-            from handoff.services import handoff_close_for_lead
-
-            handoff_close_for_lead(lead=locked, reason=f"Stage changed by hand to {to_stage}: {reason}", actor=actor)
-        (change,) = transitions_apply([Transition(locked, locked.stage, to_stage, reason, actor)], at=timezone.now())
-    return change
+    """Temporary: the lead page (leadflow/leads/views.py, moving out in wt-pages) calls
+    the manual stage change here and catches ScoringError. Delete once it calls
+    ``lifecycle.lead_stage_change`` and catches ``lifecycle.StageChangeError``."""
+    try:
+        return lead_stage_change(lead=lead, to_stage=to_stage, actor=actor, reason=reason)
+    except StageChangeError as error:
+        raise ScoringError(str(error)) from error
 
 
 # --- The bulk engine ---------------------------------------------------------------------
@@ -217,6 +157,8 @@ def rescore_run_create(*, ruleset: RuleSet, reason: str, user: Any = None) -> Re
 
 
 def _enqueue_rescore(run_id: int) -> None:
+    # Within scoring, lazily: scoring.tasks imports this module (tasks are thin wrappers
+    # around these services), so importing it at the top would be a cycle.
     from scoring.tasks import rescore_all
 
     rescore_all.delay(run_id)

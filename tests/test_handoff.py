@@ -12,12 +12,11 @@ from django.db.models import Count
 from handoff import selectors, services
 from handoff.models import Handoff, HandoffAction, HandoffEvent, HandoffStatus
 from handoff.tasks import expire_claims
-from leadflow.leads.models import Lead, Stage
+from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.roles import SALES
-from scoring.models import StageChange
 from scoring.services import leads_score
 from tests.conftest import behaviour, client_for
-from tests.factories import HandoffFactory, SourceFactory, SqlLeadFactory, UserFactory
+from tests.factories import EventFactory, HandoffFactory, LeadFactory, SourceFactory, SqlLeadFactory, UserFactory
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 RULES = [behaviour("page_view", 10, max_points=30), behaviour("demo_request", 50)]
@@ -302,6 +301,108 @@ def test_manual_stage_change_out_of_sql_closes_the_open_handoff(marketer, rep, a
         f"/api/v1/leads/{handoff.lead.public_id}/stage", {"stage": "sql", "reason": "Asked for a call"}, format="json"
     )
     assert Handoff.objects.filter(lead=handoff.lead, status=HandoffStatus.QUEUED).count() == 1
+
+
+def test_moving_a_lead_out_of_sql_by_hand_closes_its_handoff_once_with_the_reason(marketer, rep, act):
+    with time_machine.travel(NOW - timedelta(hours=1), tick=False) as clock:
+        handoff = HandoffFactory()
+        act(rep, url(handoff, "claim"))
+        clock.move_to(NOW)
+        response = client_for(marketer).post(
+            f"/api/v1/leads/{handoff.lead.public_id}/stage", {"stage": "recycled", "reason": "Asked us to wait"}
+        )
+    assert response.status_code == 201, response.content
+    handoff.refresh_from_db()
+    closing = "Stage changed by hand to recycled: Asked us to wait"
+    assert (handoff.status, handoff.note, handoff.decided_at) == (HandoffStatus.CLOSED, closing, NOW)
+    assert trail(handoff) == ["claimed", "closed"]
+    closed = HandoffEvent.objects.get(handoff=handoff, action=HandoffAction.CLOSED)
+    assert (closed.actor, closed.at, closed.details) == (marketer, NOW, {"reason": closing})
+    change = StageChange.objects.get(lead=handoff.lead)
+    assert (change.from_stage, change.to_stage, change.actor, change.reason, change.at) == (
+        Stage.SQL,
+        Stage.RECYCLED,
+        marketer,
+        "Asked us to wait",
+        NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("decision", "body", "status", "stage", "details"),
+    [
+        ("accept", {}, HandoffStatus.ACCEPTED, Stage.ACCEPTED, {}),
+        (
+            "reject",
+            {"reason": "no_budget", "note": "Frozen until Q3."},
+            HandoffStatus.REJECTED,
+            Stage.RECYCLED,
+            {"reason": "no_budget", "note": "Frozen until Q3.", "lead_stage": "recycled"},
+        ),
+        (
+            "reject",
+            {"reason": "duplicate"},
+            HandoffStatus.REJECTED,
+            Stage.DISQUALIFIED,
+            {"reason": "duplicate", "note": "", "lead_stage": "disqualified"},
+        ),
+    ],
+)
+def test_a_reps_decision_leaves_one_audit_event_and_one_stage_change(rep, act, decision, body, status, stage, details):
+    with time_machine.travel(NOW - timedelta(hours=1), tick=False) as clock:
+        handoff = HandoffFactory()
+        act(rep, url(handoff, "claim"))
+        clock.move_to(NOW)
+        assert act(rep, url(handoff, decision), body).status_code == 200
+    handoff.refresh_from_db()
+    assert (handoff.status, handoff.decided_at) == (status, NOW)
+    assert trail(handoff) == ["claimed", status], "deciding a handoff never also closes it"
+    decided = HandoffEvent.objects.get(handoff=handoff, action=status)
+    assert (decided.actor, decided.at, decided.details) == (rep, NOW, details)
+    change = StageChange.objects.get(lead=handoff.lead)
+    assert (change.from_stage, change.to_stage, change.actor, change.at) == (Stage.SQL, stage, rep, NOW)
+
+
+def _lead_ready_for_sql(publish_ruleset):
+    publish_ruleset(RULES, mql=30, sql=60)
+    lead = LeadFactory()
+    for event_type in ("page_view", "page_view", "demo_request"):
+        EventFactory(lead=lead, type=event_type)
+    return lead
+
+
+def test_entering_sql_by_a_rescore_opens_exactly_one_handoff_in_the_same_transaction(publish_ruleset):
+    lead = _lead_ready_for_sql(publish_ruleset)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        leads_score(lead_ids=[lead.pk])
+        assert Lead.objects.get(pk=lead.pk).stage == Stage.SQL
+        assert Handoff.objects.filter(lead=lead).count() == 1
+        raise RuntimeError("roll the promotion back")
+    assert Lead.objects.get(pk=lead.pk).stage == Stage.NEW
+    assert not Handoff.objects.exists() and not HandoffEvent.objects.exists() and not StageChange.objects.exists()
+
+    leads_score(lead_ids=[lead.pk])
+    leads_score(lead_ids=[lead.pk])  # scoring again moves nothing and opens nothing
+    handoff = Handoff.objects.get(lead=lead)
+    assert (handoff.status, trail(handoff)) == (HandoffStatus.QUEUED, ["opened"])
+    assert list(StageChange.objects.filter(lead=lead).order_by("id").values_list("from_stage", "to_stage")) == [
+        (Stage.NEW, Stage.MQL),
+        (Stage.MQL, Stage.SQL),
+    ]
+
+
+def test_a_promotion_whose_handoff_cannot_open_does_not_happen(publish_ruleset, monkeypatch):
+    lead = _lead_ready_for_sql(publish_ruleset)
+
+    def refuse(**kwargs):
+        raise IntegrityError("no handoff today")
+
+    monkeypatch.setattr(services, "handoffs_open_for_leads", refuse)
+    with pytest.raises(IntegrityError, match="no handoff today"):
+        leads_score(lead_ids=[lead.pk])
+    lead.refresh_from_db()
+    assert (lead.stage, lead.score, lead.sql_at) == (Stage.NEW, 0, None)
+    assert not StageChange.objects.exists()
 
 
 def test_a_sales_manager_reassigns_a_handoff_and_the_new_rep_is_told(sales_manager, rep, other_rep, admin, act):

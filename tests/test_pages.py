@@ -19,8 +19,8 @@ from django.utils.html import escape
 
 from handoff.models import Handoff
 from leadflow.leads import selectors
-from leadflow.leads.models import Lead, Stage
-from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus, StageChange
+from leadflow.leads.models import Lead, Stage, StageChange
+from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus
 from tests.conftest import behaviour, client_for
 from tests.factories import EventFactory, LeadFactory, SourceFactory
 

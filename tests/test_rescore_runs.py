@@ -13,9 +13,9 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from handoff.models import Handoff
-from leadflow.leads.models import Lead, Stage
+from leadflow.leads.models import Lead, Stage, StageChange
 from scoring import services, tasks
-from scoring.models import RescoreRun, RescoreState, StageChange
+from scoring.models import RescoreRun, RescoreState
 from tests.conftest import behaviour, client_for, real_broker
 from tests.factories import EventFactory, LeadFactory
 

@@ -9,10 +9,10 @@ from django.conf import settings as django_settings
 from django.db import transaction
 from rest_framework.test import APIClient
 
-from leadflow.leads.models import Lead, Stage
+from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.services import events_ingest
 from scoring import services
-from scoring.models import RescoreRun, RuleSet, StageChange
+from scoring.models import RescoreRun, RuleSet
 from tests.conftest import behaviour, client_for, fit, real_broker
 from tests.factories import EventFactory, LeadFactory
 

@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from leadflow.leads import services
-from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source
+from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source, StageChange
 from leadflow.leads.validation import lead_traits_error
 
 
@@ -124,6 +124,26 @@ class EventAdmin(admin.ModelAdmin):
     list_select_related = ["lead", "source"]
     date_hierarchy = "occurred_at"
     show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(StageChange)
+class StageChangeAdmin(admin.ModelAdmin):
+    """The audit log of qualification: append-only."""
+
+    list_display = ["at", "lead", "from_stage", "to_stage", "actor", "ruleset_version", "score"]
+    list_filter = ["to_stage", "from_stage"]
+    search_fields = ["lead__email", "reason"]
+    list_select_related = ["lead", "actor"]
+    date_hierarchy = "at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

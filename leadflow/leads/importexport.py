@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from leadflow.leads.models import Lead, Source
-from leadflow.leads.services import leads_resolve, request_scoring
+from leadflow.leads.services import leads_resolve, request_scoring_after_commit
 from leadflow.leads.validation import PROFILE_TEXT_FIELDS, Errors, LeadInput, validate_lead
 
 IMPORT_CHUNK_SIZE = 500
@@ -287,8 +287,7 @@ def _import_chunk(*, source: Source, chunk: list[tuple[int, LeadInput]], counted
             lead_ids.append(pk)
         lead_ids = sorted(set(lead_ids))
         into.lead_ids.extend(lead_ids)
-        if lead_ids:
-            transaction.on_commit(lambda: request_scoring(lead_ids), robust=True)
+        request_scoring_after_commit(lead_ids)
 
 
 # --- Export ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The core of the domain: leads, the events they generate, and where they come from."""
+"""The core of the domain: leads, the events they generate, where they come from, and
+the audit log of their stages."""
 
 import uuid
 from decimal import Decimal
@@ -176,3 +177,36 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class StageChange(models.Model):
+    """Append-only audit log of qualification: every stage change, automatic or manual,
+    writes one (through ``leadflow.leads.lifecycle``)."""
+
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="stage_changes")
+    from_stage = models.CharField(max_length=16, choices=Stage.choices)
+    to_stage = models.CharField(max_length=16, choices=Stage.choices)
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty: the scoring system.",
+    )
+    reason = models.TextField(blank=True)
+    ruleset_version = models.PositiveIntegerField(null=True, blank=True)
+    score = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))
+
+    class Meta:
+        # Created by scoring, whose it was: the table and its indexes keep their names.
+        db_table = "scoring_stagechange"
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["lead", "at"], name="stagechange_lead_at"),
+            models.Index(fields=["to_stage", "at"], name="stagechange_to_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lead}: {self.from_stage} → {self.to_stage}"

@@ -14,9 +14,9 @@ from django.db.models import QuerySet
 from handoff import selectors as handoff_selectors
 from handoff.models import Handoff, HandoffStatus, Notification
 from handoff.roles import can_work_handoffs, is_sales_manager
-from leadflow.leads.models import Event, Lead, Stage
+from leadflow.leads.models import Event, Lead, Stage, StageChange
 from scoring import engine
-from scoring.models import RuleSet, StageChange
+from scoring.models import RuleSet
 from scoring.selectors import ruleset_spec
 from scoring.services import Explanation, lead_attributes
 

@@ -24,8 +24,7 @@ from django.utils import timezone
 from handoff import selectors as handoff_selectors
 from handoff.models import Handoff, RejectReason
 from handoff.selectors import HandoffStats
-from leadflow.leads.models import Event, Lead, Source, Stage
-from scoring.models import StageChange
+from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
 
 RECENT_EVENTS = 20
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from celery import current_app
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
@@ -18,6 +19,8 @@ from leadflow.leads.validation import Errors, LeadInput, lead_traits_error, trai
 
 logger = logging.getLogger(__name__)
 
+# Scoring's task, by name: the core enqueues it without importing scoring (a layer above).
+SCORE_LEADS_TASK = "scoring.tasks.score_leads"
 _RESOLVE_ATTEMPTS = 3
 
 
@@ -304,8 +307,7 @@ def lead_upsert(*, source: Source, data: LeadInput) -> tuple[Lead, bool]:
         pk = resolved.lead_ids[0]
         if pk is None:
             raise IdentityConflict(resolved.errors.get(0, {"non_field_errors": ["Could not resolve the lead."]}))
-        lead_ids = [pk]
-        transaction.on_commit(lambda: request_scoring(lead_ids), robust=True)
+        request_scoring_after_commit([pk])
         return Lead.objects.get(pk=pk), pk in resolved.created
 
     return atomic_with_retry(upsert)
@@ -329,20 +331,30 @@ def lead_update(*, lead: Lead, changes: dict[str, Any]) -> Lead:
             fields.add(name)
         lead.needs_rescore = True
         lead.save(update_fields=sorted(fields))
-        lead_ids = [lead.pk]
-        transaction.on_commit(lambda: request_scoring(lead_ids), robust=True)
+        request_scoring_after_commit([lead.pk])
     return lead
+
+
+def request_scoring_after_commit(lead_ids: Sequence[int]) -> None:
+    """Score these flagged leads once the current transaction commits (nothing if it
+    rolls back): every write that flags leads for rescoring calls this. ``robust``:
+    the request that flagged them never fails because scoring could not be enqueued."""
+    if not lead_ids:
+        return
+    ids = list(lead_ids)
+    transaction.on_commit(lambda: request_scoring(ids), robust=True)
 
 
 def request_scoring(lead_ids: list[int]) -> None:
     """Enqueue scoring for flagged leads. Called after commit; if the broker is
-    down the leads stay flagged and the sweeper scores them later."""
-    from scoring.tasks import score_leads
+    down the leads stay flagged and the sweeper scores them later.
 
+    A signature, not ``send_task``: it calls the registered task's ``apply_async``, which
+    honours eager mode (``send_task`` ignores it). scoring's AppConfig registers the
+    task in every process."""
     try:
         # A short argsrepr: Celery would otherwise build the repr of every id for its logs.
-        # (celery-types does not know the option; Celery's create_task_message takes it.)
-        score_leads.apply_async((lead_ids,), argsrepr=f"({len(lead_ids)} lead ids)")  # type: ignore[call-arg]
+        current_app.signature(SCORE_LEADS_TASK, args=(lead_ids,)).apply_async(argsrepr=f"({len(lead_ids)} lead ids)")
     except Exception:  # the sweeper is the safety net for any broker failure
         logger.warning(
             "Could not enqueue scoring for %d leads; the sweeper will pick them up.", len(lead_ids), exc_info=True
@@ -487,9 +499,8 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
 
         leads_apply(identification=identification)
         stored.lead_ids = sorted({pk for pk in identification.lead_ids if pk is not None})
-        if stored.lead_ids and schedule_scoring:
-            lead_ids = stored.lead_ids
-            transaction.on_commit(lambda: request_scoring(lead_ids), robust=True)
+        if schedule_scoring:
+            request_scoring_after_commit(stored.lead_ids)
         return stored
 
     result = atomic_with_retry(store)

@@ -130,8 +130,7 @@ def demo_data(transactional_db) -> None:
     """The demo (seed_demo: 160 leads through the real ingest path and scoring), spread
     over its 60 days as if it had been ingested live, so the charts have a history."""
     from handoff.models import Handoff
-    from leadflow.leads.models import Event, Lead
-    from scoring.models import StageChange
+    from leadflow.leads.models import Event, Lead, StageChange
 
     install_default_ruleset()
     call_command("seed_demo", leads=160, stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))  # noqa: SIM115

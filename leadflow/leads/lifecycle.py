@@ -1,0 +1,135 @@
+"""The lifecycle of a lead: moving it between stages and writing the audit log of
+qualification (StageChange). Every stage change, automatic or manual, goes through
+``transitions_apply``.
+
+Who decides a transition is not this module's business: scoring computes the
+automatic ones (its thresholds, ``scoring.services.automatic_path``), the sales
+handoff applies a rep's decision, a person moves a lead by hand
+(``lead_stage_change``). Apps above the core learn of the changes through one
+signal, so that the core imports none of them.
+
+``stages_changed`` — the contract
+    Sent by ``transitions_apply`` once per call that moved at least one lead, inside
+    the caller's transaction, after the leads' new stages and their StageChanges are
+    written. ``sender`` is the StageChange model; ``applied`` is a
+    ``TransitionsApplied``: the moment, the StageChanges written, and which of them
+    took a lead into SQL or out of it (``change.lead`` is the lead, locked by the
+    caller and already at its new stage).
+
+    Receivers run synchronously in that transaction: what they write commits or
+    rolls back with the stage change, and an exception they raise propagates to the
+    caller and rolls the change back (``send``, not ``send_robust``). They never
+    talk to the network inside it (defer that with ``transaction.on_commit``) and
+    lock their own rows only after the lead, which the caller already holds.
+
+    Receivers:
+
+    - ``handoff.receivers.handoffs_follow_stages`` (connected when
+      ``handoff.apps.HandoffConfig.ready`` imports ``handoff.receivers``): a lead that
+      entered SQL gets a queued handoff; a lead that left SQL with a handoff still
+      open (a change by hand) has it closed. A rep's accept or reject decides the
+      handoff before applying the lead's transition, so the receiver finds it no
+      longer open and leaves it alone.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.dispatch import Signal
+from django.utils import timezone
+
+from leadflow.db import update_from_values
+from leadflow.leads.models import Lead, Stage, StageChange
+
+stages_changed = Signal()
+
+
+class StageChangeError(Exception):
+    """A stage change the lifecycle refuses; the message says what to do instead."""
+
+
+@dataclass
+class Transition:
+    lead: Lead
+    from_stage: str
+    to_stage: str
+    reason: str
+    actor: Any = None
+
+
+@dataclass(frozen=True)
+class TransitionsApplied:
+    """What ``transitions_apply`` wrote: one StageChange per transition, in order."""
+
+    at: datetime
+    changes: list[StageChange]
+
+    @property
+    def entered_sql(self) -> list[StageChange]:
+        """The changes that took a lead into SQL."""
+        return [change for change in self.changes if change.to_stage == Stage.SQL]
+
+    @property
+    def left_sql(self) -> list[StageChange]:
+        """The changes that took a lead out of SQL."""
+        return [change for change in self.changes if change.from_stage == Stage.SQL and change.to_stage != Stage.SQL]
+
+
+def transitions_apply(
+    transitions: Sequence[Transition], *, at: datetime, ruleset_version: int | None = None
+) -> TransitionsApplied:
+    """Move leads (locked by the caller, inside its transaction) and write one
+    StageChange per step, then send ``stages_changed`` in the same transaction (entering
+    SQL opens the sales handoff)."""
+    changes = []
+    touched: dict[int, Lead] = {}
+    for transition in transitions:
+        lead = transition.lead
+        lead.stage = transition.to_stage
+        if transition.to_stage == Stage.MQL and lead.mql_at is None:
+            lead.mql_at = at
+        elif transition.to_stage == Stage.SQL:
+            lead.sql_at = at
+            if lead.mql_at is None:
+                lead.mql_at = at
+        elif transition.to_stage == Stage.RECYCLED:
+            lead.recycled_at = at
+        touched[lead.pk] = lead
+        changes.append(
+            StageChange(
+                lead=lead,
+                from_stage=transition.from_stage,
+                to_stage=transition.to_stage,
+                at=at,
+                actor=transition.actor,
+                reason=transition.reason,
+                ruleset_version=ruleset_version if ruleset_version is not None else lead.ruleset_version,
+                score=lead.score,
+            )
+        )
+    applied = TransitionsApplied(at=at, changes=changes)
+    if touched:
+        fields = ["stage", "mql_at", "sql_at", "recycled_at"]
+        update_from_values(Lead, fields, [[lead.pk, *(getattr(lead, f) for f in fields)] for lead in touched.values()])
+        StageChange.objects.bulk_create(changes, batch_size=1000)
+        stages_changed.send(sender=StageChange, applied=applied)
+    return applied
+
+
+def lead_stage_change(*, lead: Lead, to_stage: str, actor: Any, reason: str) -> StageChange:
+    """A person moves a lead by hand (any direction), with a reason. Out of SQL, the
+    lead's open handoff is closed; into SQL, one is opened (``stages_changed``)."""
+    reason = reason.strip()
+    if not reason:
+        raise StageChangeError("Give a reason for the stage change: it is shown in the lead's history.")
+    if to_stage not in Stage.values:
+        raise StageChangeError(f"Unknown stage {to_stage!r}; choose one of {', '.join(Stage.values)}.")
+    with transaction.atomic():
+        locked = Lead.objects.select_for_update().get(pk=lead.pk)
+        if locked.stage == to_stage:
+            raise StageChangeError(f"The lead is already {to_stage}.")
+        applied = transitions_apply([Transition(locked, locked.stage, to_stage, reason, actor)], at=timezone.now())
+    return applied.changes[0]
