@@ -883,7 +883,7 @@ def test_the_rulesets_page_highlights_the_published_one(marketer):
 def test_charts_escape_their_labels_and_need_no_style_attribute():
     from datetime import date
 
-    from leadflow.leads import charts
+    from leadflow import charts
 
     svgs = [
         charts.bar_chart(chart_id="bars", title=SCRIPT, labels=[SCRIPT, "b"], series=[charts.Series(SCRIPT, [1, 2])]),
@@ -911,7 +911,7 @@ def test_charts_escape_their_labels_and_need_no_style_attribute():
 
 
 def test_chart_axes_use_round_ticks():
-    from leadflow.leads.charts import nice_ticks
+    from leadflow.charts import nice_ticks
 
     assert nice_ticks(0) == [0, 1]
     assert nice_ticks(7) == [0, 2, 4, 6, 8]

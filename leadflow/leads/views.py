@@ -13,7 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from leadflow.leads import charts, selectors
+from leadflow import charts
+from leadflow.leads import selectors
 from leadflow.leads.decorators import role_required
 from leadflow.leads.forms import PERIOD_PRESETS, DashboardFilterForm, LeadFilterForm, StageChangeForm
 from leadflow.leads.importexport import EXPORT_COLUMNS, csv_cell, lead_export_rows
