@@ -1,4 +1,4 @@
-"""Forms of the pages: list filters, dashboard period, manual stage change, a handoff's rejection."""
+"""Forms of the pages: list filters, dashboard period, manual stage change."""
 
 from datetime import timedelta
 from typing import Any, cast
@@ -6,8 +6,6 @@ from typing import Any, cast
 from django import forms
 from django.utils import timezone
 
-from handoff.models import RejectReason
-from handoff.services import handoff_reject_validate
 from leadflow.leads.models import Source, Stage
 from leadflow.leads.selectors import DEFAULT_LEAD_SORT, LEAD_SORTS, LeadFilters, Period
 
@@ -141,26 +139,3 @@ class StageChangeForm(PlainForm):
         field.choices = [("", "Choose a stage…")] + [
             (value, label) for value, label in Stage.choices if value != current_stage
         ]
-
-
-class HandoffRejectForm(PlainForm):
-    """Why sales sends an SQL back: the reason is required, the note is what marketing reads."""
-
-    reason = forms.ChoiceField(
-        label="Reason",
-        choices=[("", "Choose a reason…"), *RejectReason.choices],
-        error_messages={"required": "Choose why you reject the lead: marketing learns from it."},
-    )
-    note = forms.CharField(
-        label="Note for marketing",
-        required=False,
-        max_length=2000,
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "What did you learn? Marketing sees this note."}),
-    )
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        if "reason" in cleaned and "note" in cleaned:
-            # The service's rules; a ValidationError keyed by field lands on that field.
-            handoff_reject_validate(reason=cleaned["reason"], note=cleaned["note"])
-        return cleaned
