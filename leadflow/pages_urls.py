@@ -3,15 +3,16 @@
 from django.urls import path
 
 from handoff import views as handoff_views
+from leadflow import views as project_views
 from leadflow.leads import views as lead_views
 from scoring import views as scoring_views
 
 urlpatterns = [
-    path("", lead_views.dashboard, name="dashboard"),
+    path("", project_views.dashboard, name="dashboard"),
     path("leads/", lead_views.lead_list, name="lead-list"),
     path("leads/export.csv", lead_views.lead_export, name="lead-export"),
-    path("leads/<uuid:lead_id>/", lead_views.lead_detail, name="lead-detail"),
-    path("leads/<uuid:lead_id>/stage", lead_views.lead_stage_change, name="lead-stage-change"),
+    path("leads/<uuid:lead_id>/", project_views.lead_detail, name="lead-detail"),
+    path("leads/<uuid:lead_id>/stage", project_views.lead_stage_change, name="lead-stage-change"),
     path("queue/", handoff_views.sales_queue, name="sales-queue"),
     path("queue/claim-next", handoff_views.handoff_claim_next, name="handoff-claim-next"),
     path("queue/<uuid:handoff_id>/", handoff_views.handoff_detail, name="handoff-detail"),

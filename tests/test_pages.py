@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from handoff.models import Handoff
-from leadflow.leads import selectors
+from leadflow import selectors
 from leadflow.leads.models import Lead, Stage
 from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus, StageChange
 from tests.conftest import behaviour, client_for
