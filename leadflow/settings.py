@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "leadflow.leads",
     "scoring",
     "handoff",
+    # The project package, the top layer: pages across apps and project-wide commands.
+    "leadflow",
 ]
 
 MIDDLEWARE = [

@@ -16,9 +16,9 @@ from rest_framework.test import APIClient
 from handoff.models import Handoff, HandoffEvent, HandoffStatus, Notification
 from leadflow.leads.importexport import EXPORT_COLUMNS, neutralise_formula
 from leadflow.leads.keys import hash_key
-from leadflow.leads.management.commands.seed_demo import DEMO_USERS, PERSONAL_DOMAINS
 from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source, Stage
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
+from leadflow.management.commands.seed_demo import DEMO_USERS, PERSONAL_DOMAINS
 from tests.factories import LeadFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
