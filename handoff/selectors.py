@@ -17,12 +17,12 @@ from django.utils import timezone
 
 from handoff.models import (
     DECIDED_STATUSES,
-    OPEN_STATUSES,
     Handoff,
     HandoffEvent,
     HandoffStatus,
     Notification,
     RejectReason,
+    overdue_q,
 )
 from handoff.roles import can_work_handoffs, is_sales_manager, sees_every_handoff
 from leadflow.leads.models import Event, Lead, Source, Stage
@@ -62,8 +62,8 @@ def handoff_with_events(queryset: QuerySet[Handoff]) -> QuerySet[Handoff]:
 
 
 def handoffs_overdue(queryset: QuerySet[Handoff], *, overdue: bool) -> QuerySet[Handoff]:
-    """Open and past due (whether or not the sweep has flagged it yet)."""
-    condition = Q(status__in=OPEN_STATUSES, due_at__lte=timezone.now())
+    """The overdue handoffs of ``queryset`` (or the others): ``overdue_q``."""
+    condition = overdue_q(timezone.now())
     return queryset.filter(condition) if overdue else queryset.exclude(condition)
 
 
@@ -133,7 +133,7 @@ def handoff_stats(
     if source is not None:
         handoffs = handoffs.filter(lead__source=source)
     now = timezone.now()
-    overdue_now = Q(status__in=OPEN_STATUSES, due_at__lte=now)
+    overdue_now = overdue_q(now)
     breached = Q(overdue_at__isnull=False) | Q(decided_at__gt=F("due_at")) | overdue_now
     counts: dict[str, Any] = {
         "total": Count("id"),

@@ -10,7 +10,6 @@ from django.utils import timezone
 from handoff.models import (
     DECIDED_STATUSES,
     DISQUALIFYING_REASONS,
-    OPEN_STATUSES,
     Handoff,
     HandoffAction,
     HandoffEvent,
@@ -36,8 +35,8 @@ SLA_SOON = timedelta(hours=4)
 def sla(handoff: Handoff) -> Sla:
     """Where a handoff stands against its SLA (``due_at``)."""
     now = timezone.now()
-    if handoff.status in OPEN_STATUSES:
-        if handoff.due_at <= now:
+    if handoff.is_open:
+        if handoff.is_overdue(now):
             return Sla(overdue=True, late=False, text=f"overdue by {countdown(now - handoff.due_at)}")
         left = handoff.due_at - now
         return Sla(overdue=False, late=False, text=f"due in {countdown(left)}", soon=left <= SLA_SOON)
