@@ -3,7 +3,6 @@ history, notifications, and the handoff statistics marketing learns from; then t
 reads of handoff's pages: the queue with why each lead qualified (from the scoring
 engine), one handoff with what the current person may do with it, and the inbox."""
 
-import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -11,8 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
-from django.db.models import Aggregate, Count, F, FloatField, Func, Prefetch, Q, QuerySet
+from django.db.models import Count, F, FloatField, Func, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from handoff.models import (
@@ -25,6 +23,7 @@ from handoff.models import (
     overdue_q,
 )
 from handoff.roles import can_work_handoffs, is_sales_manager, sees_every_handoff
+from leadflow.db import Median, database_has_median, median_in_python
 from leadflow.leads.models import Event, Lead, Source, Stage
 from scoring import engine
 from scoring.models import RuleSet, StageChange
@@ -87,14 +86,6 @@ def notification_unread_count(*, user: Any) -> int:
 
 
 # --- Statistics -----------------------------------------------------------------------------------
-class Median(Aggregate):
-    """PostgreSQL's ``percentile_cont(0.5)``: the median, interpolated."""
-
-    function = "percentile_cont"
-    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-
 def _seconds_between(start: str, end: str) -> Func:
     return Func(F(end) - F(start), template="EXTRACT(EPOCH FROM %(expressions)s)", output_field=FloatField())
 
@@ -146,13 +137,13 @@ def handoff_stats(
         "overdue_now": Count("id", filter=overdue_now),
     }
     decided = Q(status__in=DECIDED_STATUSES)
-    if connection.vendor == "postgresql":
+    if database_has_median():
         counts["to_claim"] = Median(
             _seconds_between("created_at", "first_claimed_at"), filter=Q(first_claimed_at__isnull=False)
         )
         counts["to_decision"] = Median(_seconds_between("created_at", "decided_at"), filter=decided)
     row = handoffs.aggregate(**counts)
-    if connection.vendor != "postgresql":
+    if not database_has_median():
         row["to_claim"] = median_seconds_in_python(handoffs.filter(first_claimed_at__isnull=False), "first_claimed_at")
         row["to_decision"] = median_seconds_in_python(handoffs.filter(decided), "decided_at")
     return HandoffStats(
@@ -173,9 +164,9 @@ def handoff_stats(
 
 
 def median_seconds_in_python(handoffs: QuerySet[Handoff], end: str) -> float | None:
-    """The Python fallback for databases without ``percentile_cont`` (SQLite)."""
+    """Median seconds from creation to ``end``, for databases without ``Median`` (SQLite)."""
     seconds = [(finished - created).total_seconds() for created, finished in handoffs.values_list("created_at", end)]
-    return float(statistics.median(seconds)) if seconds else None
+    return median_in_python(seconds)
 
 
 # --- Why a lead qualified (the sales pages) -------------------------------------------------------

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db import connection
 from django.db.models import (
-    Aggregate,
     Count,
     DurationField,
     Exists,
@@ -26,6 +24,7 @@ from django.utils import timezone
 from handoff import selectors as handoff_selectors
 from handoff.models import Handoff, RejectReason
 from handoff.selectors import HandoffStats
+from leadflow.db import Median, database_has_median, median_in_python
 from leadflow.leads.models import Lead, Source, Stage
 from leadflow.leads.selectors import start_of_day
 from scoring.models import StageChange
@@ -219,24 +218,6 @@ def dashboard_breakdown(
     ]
 
 
-class Median(Aggregate):
-    """PostgreSQL's ``percentile_cont(0.5)`` over an expression (intervals included)."""
-
-    function = "PERCENTILE_CONT"
-    name = "Median"
-    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
-
-
-def _median_python(values: list[timedelta]) -> timedelta | None:
-    if not values:
-        return None
-    values.sort()
-    middle = len(values) // 2
-    if len(values) % 2:
-        return values[middle]
-    return (values[middle - 1] + values[middle]) / 2
-
-
 @dataclass(frozen=True)
 class MedianTimes:
     to_mql: timedelta | None  # created → MQL, of the leads that became MQL in the period
@@ -247,7 +228,7 @@ def dashboard_median_times(*, period: Period, source: Source | None = None) -> M
     leads = _leads_of(source)
     became_mql = leads.filter(mql_at__gte=period.start, mql_at__lt=period.end)
     became_sql = leads.filter(sql_at__gte=period.start, sql_at__lt=period.end, mql_at__isnull=False)
-    if connection.vendor == "postgresql":
+    if database_has_median():
         to_mql = became_mql.aggregate(
             m=Median(ExpressionWrapper(F("mql_at") - F("created_at"), output_field=DurationField()))
         )["m"]
@@ -255,10 +236,9 @@ def dashboard_median_times(*, period: Period, source: Source | None = None) -> M
             m=Median(ExpressionWrapper(F("sql_at") - F("mql_at"), output_field=DurationField()))
         )["m"]
         return MedianTimes(to_mql=to_mql, mql_to_sql=mql_to_sql)
-    # SQLite has no percentile_cont: the embedded development database computes it here.
     to_mql_values = [mql - created for created, mql in became_mql.values_list("created_at", "mql_at") if mql]
     mql_to_sql_values = [sql - mql for mql, sql in became_sql.values_list("mql_at", "sql_at") if mql and sql]
-    return MedianTimes(to_mql=_median_python(to_mql_values), mql_to_sql=_median_python(mql_to_sql_values))
+    return MedianTimes(to_mql=median_in_python(to_mql_values), mql_to_sql=median_in_python(mql_to_sql_values))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from django.utils.html import escape
 
 from handoff.models import Handoff
 from leadflow import selectors
+from leadflow.db import median_in_python
 from leadflow.leads.models import Lead, Stage
 from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus, StageChange
 from tests.conftest import behaviour, client_for
@@ -444,9 +445,9 @@ def test_the_dashboard_medians_come_from_percentile_cont(marketer, funnel_data):
 
 
 def test_the_python_median_of_sqlite_agrees_with_percentile_cont():
-    assert selectors._median_python([timedelta(days=5), timedelta(days=1), timedelta(days=3)]) == timedelta(days=3)
-    assert selectors._median_python([timedelta(hours=2), timedelta(hours=4)]) == timedelta(hours=3)
-    assert selectors._median_python([]) is None
+    assert median_in_python([timedelta(days=5), timedelta(days=1), timedelta(days=3)]) == timedelta(days=3)
+    assert median_in_python([timedelta(hours=2), timedelta(hours=4)]) == timedelta(hours=3)
+    assert median_in_python([]) is None
 
 
 def test_the_dashboard_filters_by_source_and_custom_dates(marketer, funnel_data):
