@@ -60,12 +60,18 @@ def start_of_day(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
 
 
+def leads_matching(leads: QuerySet[Lead], *, text: str) -> QuerySet[Lead]:
+    """The search of leads (the leads page, the API's ``q``): the leads whose email, name
+    or company contains ``text``, in any case; a blank ``text`` keeps them all."""
+    text = text.strip()
+    if not text:
+        return leads
+    return leads.filter(Q(email__icontains=text) | Q(name__icontains=text) | Q(company__icontains=text))
+
+
 def lead_search(*, filters: LeadFilters) -> QuerySet[Lead]:
     """The leads page and its CSV export: filters, search and a stable order (ties by id)."""
-    leads = lead_list()
-    if filters.q.strip():
-        text = filters.q.strip()
-        leads = leads.filter(Q(email__icontains=text) | Q(name__icontains=text) | Q(company__icontains=text))
+    leads = leads_matching(lead_list(), text=filters.q)
     if filters.stages:
         leads = leads.filter(stage__in=filters.stages)
     if filters.score_min is not None:
