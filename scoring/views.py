@@ -30,9 +30,11 @@ def _ruleset_or_404(version: int) -> RuleSet:
 
 
 def _not_editable(request: HttpRequest, ruleset: RuleSet) -> HttpResponse:
-    messages.error(
-        request, f"Ruleset v{ruleset.version} is {ruleset.status} and cannot change: clone it to a new draft."
-    )
+    """Only drafts change: the page says so in the services' words, as the API does."""
+    try:
+        services._require_draft(ruleset)
+    except services.RuleSetNotEditable as refusal:
+        messages.error(request, str(refusal))
     return redirect("ruleset-detail", version=ruleset.version)
 
 
