@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from django.db.models import Count, F, FloatField, Func, Prefetch, Q, QuerySet
 from django.utils import timezone
@@ -188,6 +188,28 @@ class IntentEvent:
     properties: dict[str, Any]
 
 
+class _EventLike(Protocol):
+    """An event as the engine's rows and the Event model both have it."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def properties(self) -> Any: ...
+    @property
+    def id(self) -> int: ...
+
+
+def _latest_intent(events: Iterable[_EventLike], intent_types: Iterable[str]) -> IntentEvent | None:
+    """The lead's latest hand-raise: the last of its events of an intent type (ties: the last stored)."""
+    types = set(intent_types)
+    latest = max((event for event in events if event.type in types), key=lambda e: (e.occurred_at, e.id), default=None)
+    if latest is None:
+        return None
+    return IntentEvent(type=latest.type, occurred_at=latest.occurred_at, properties=latest.properties)
+
+
 @dataclass(frozen=True)
 class Qualification:
     """The rules that contribute most to the lead's stored score, and its latest hand-raise."""
@@ -227,17 +249,13 @@ def leads_qualification(*, leads: Iterable[Lead], top: int = TOP_RULES) -> dict[
         result = engine.score_lead(lead_attributes(lead), lead_events, spec, lead.scored_at)
         # Largest first; ties keep the ruleset's order (fit rules, then behaviour, by position).
         contributions = sorted((r for r in result.results if r.contribution > 0), key=lambda r: -r.contribution)
-        intents = [event for event in lead_events if event.type in spec.intent_event_types]
-        latest = max(intents, key=lambda event: (event.occurred_at, event.id), default=None)
         qualifications[lead.pk] = Qualification(
             scored=True,
             top_rules=tuple(
                 RuleContribution(name=r.rule.name, kind=r.rule.kind, points=r.contribution, matched=r.matched)
                 for r in contributions[:top]
             ),
-            intent=IntentEvent(type=latest.type, occurred_at=latest.occurred_at, properties=latest.properties)
-            if latest
-            else None,
+            intent=_latest_intent(lead_events, spec.intent_event_types),
         )
     return qualifications
 
@@ -246,12 +264,7 @@ def explanation_intent(explanation: Explanation) -> IntentEvent | None:
     """The latest hand-raise among the events a single-lead explanation loaded."""
     if explanation.ruleset is None:
         return None
-    intent_types = set(explanation.ruleset.intent_event_types)
-    intents = [event for event in explanation.events.values() if event.type in intent_types]
-    latest = max(intents, key=lambda event: (event.occurred_at, event.pk), default=None)
-    if latest is None:
-        return None
-    return IntentEvent(type=latest.type, occurred_at=latest.occurred_at, properties=latest.properties)
+    return _latest_intent(explanation.events.values(), explanation.ruleset.intent_event_types)
 
 
 @dataclass(frozen=True)
