@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from handoff import notifications, selectors, services
-from handoff.models import OPEN_STATUSES, Handoff, HandoffEvent, HandoffStatus, Notification, RejectReason
+from handoff.models import Handoff, HandoffEvent, HandoffStatus, Notification, RejectReason
 from handoff.permissions import CanReadHandoffHistory, CanReassignHandoffs, CanWorkHandoffs
 from handoff.roles import can_work_handoffs
 from leadflow import query
@@ -80,7 +80,7 @@ class HandoffSerializer(serializers.Serializer):
 
     @extend_schema_field(serializers.BooleanField())
     def get_overdue(self, handoff: Handoff) -> bool:
-        return handoff.status in OPEN_STATUSES and handoff.due_at <= timezone.now()
+        return handoff.is_overdue()
 
 
 class HandoffEventSerializer(serializers.ModelSerializer):

@@ -1,6 +1,7 @@
 """The sales queue: handoffs of SQLs to sales, their audit trail, and notifications."""
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -23,6 +24,12 @@ class HandoffStatus(models.TextChoices):
 
 OPEN_STATUSES = (HandoffStatus.QUEUED, HandoffStatus.CLAIMED)
 DECIDED_STATUSES = (HandoffStatus.ACCEPTED, HandoffStatus.REJECTED)
+
+
+def overdue_q(now: datetime) -> Q:
+    """Overdue: open and past its due time (the SLA), whether or not the sweep has flagged
+    it yet (``overdue_at``). ``Handoff.is_overdue`` is the same rule for one handoff."""
+    return Q(status__in=OPEN_STATUSES, due_at__lte=now)
 
 
 class RejectReason(models.TextChoices):
@@ -117,6 +124,10 @@ class Handoff(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    def is_overdue(self, now: datetime | None = None) -> bool:
+        """``overdue_q`` for this handoff: open and past its due time."""
+        return self.is_open and self.due_at <= (now or timezone.now())
 
 
 class HandoffAction(models.TextChoices):

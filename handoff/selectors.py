@@ -1,26 +1,34 @@
 """Reads of the sales handoff: the queue as each person may see it, a lead's handoff
-history, notifications, and the handoff statistics marketing learns from."""
+history, notifications, and the handoff statistics marketing learns from; then the
+reads of handoff's pages: the queue with why each lead qualified (from the scoring
+engine), one handoff with what the current person may do with it, and the inbox."""
 
-import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 
-from django.db import connection
-from django.db.models import Aggregate, Count, F, FloatField, Func, Prefetch, Q, QuerySet
+from django.db.models import Count, F, FloatField, Func, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from handoff.models import (
     DECIDED_STATUSES,
-    OPEN_STATUSES,
     Handoff,
     HandoffEvent,
     HandoffStatus,
     Notification,
     RejectReason,
+    overdue_q,
 )
-from handoff.roles import is_sales_manager, sees_every_handoff
-from leadflow.leads.models import Lead, Source
+from handoff.roles import can_work_handoffs, is_sales_manager, sees_every_handoff
+from leadflow.db import Median, database_has_median, median_in_python
+from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
+from scoring import engine
+from scoring.models import RuleSet
+from scoring.selectors import ruleset_spec
+from scoring.services import Explanation, lead_attributes
 
 
 def _with_relations(queryset: QuerySet[Handoff]) -> QuerySet[Handoff]:
@@ -53,8 +61,8 @@ def handoff_with_events(queryset: QuerySet[Handoff]) -> QuerySet[Handoff]:
 
 
 def handoffs_overdue(queryset: QuerySet[Handoff], *, overdue: bool) -> QuerySet[Handoff]:
-    """Open and past due (whether or not the sweep has flagged it yet)."""
-    condition = Q(status__in=OPEN_STATUSES, due_at__lte=timezone.now())
+    """The overdue handoffs of ``queryset`` (or the others): ``overdue_q``."""
+    condition = overdue_q(timezone.now())
     return queryset.filter(condition) if overdue else queryset.exclude(condition)
 
 
@@ -63,7 +71,7 @@ def lead_handoffs(*, lead: Lead) -> QuerySet[Handoff]:
     return handoff_with_events(_with_relations(Handoff.objects.filter(lead=lead))).order_by("-created_at", "-id")
 
 
-# --- Notifications ------------------------------------------------------------------------------
+# --- Notifications --------------------------------------------------------------------------------
 def notification_list(*, user: Any, unread: bool | None = None) -> QuerySet[Notification]:
     queryset = Notification.objects.filter(recipient=user)
     if unread is True:
@@ -77,15 +85,7 @@ def notification_unread_count(*, user: Any) -> int:
     return Notification.objects.filter(recipient=user, read_at__isnull=True).count()
 
 
-# --- Statistics ----------------------------------------------------------------------------------
-class Median(Aggregate):
-    """PostgreSQL's ``percentile_cont(0.5)``: the median, interpolated."""
-
-    function = "percentile_cont"
-    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-
+# --- Statistics -----------------------------------------------------------------------------------
 def _seconds_between(start: str, end: str) -> Func:
     return Func(F(end) - F(start), template="EXTRACT(EPOCH FROM %(expressions)s)", output_field=FloatField())
 
@@ -124,7 +124,7 @@ def handoff_stats(
     if source is not None:
         handoffs = handoffs.filter(lead__source=source)
     now = timezone.now()
-    overdue_now = Q(status__in=OPEN_STATUSES, due_at__lte=now)
+    overdue_now = overdue_q(now)
     breached = Q(overdue_at__isnull=False) | Q(decided_at__gt=F("due_at")) | overdue_now
     counts: dict[str, Any] = {
         "total": Count("id"),
@@ -137,13 +137,13 @@ def handoff_stats(
         "overdue_now": Count("id", filter=overdue_now),
     }
     decided = Q(status__in=DECIDED_STATUSES)
-    if connection.vendor == "postgresql":
+    if database_has_median():
         counts["to_claim"] = Median(
             _seconds_between("created_at", "first_claimed_at"), filter=Q(first_claimed_at__isnull=False)
         )
         counts["to_decision"] = Median(_seconds_between("created_at", "decided_at"), filter=decided)
     row = handoffs.aggregate(**counts)
-    if connection.vendor != "postgresql":
+    if not database_has_median():
         row["to_claim"] = median_seconds_in_python(handoffs.filter(first_claimed_at__isnull=False), "first_claimed_at")
         row["to_decision"] = median_seconds_in_python(handoffs.filter(decided), "decided_at")
     return HandoffStats(
@@ -164,6 +164,166 @@ def handoff_stats(
 
 
 def median_seconds_in_python(handoffs: QuerySet[Handoff], end: str) -> float | None:
-    """The Python fallback for databases without ``percentile_cont`` (SQLite)."""
+    """Median seconds from creation to ``end``, for databases without ``Median`` (SQLite)."""
     seconds = [(finished - created).total_seconds() for created, finished in handoffs.values_list("created_at", end)]
-    return float(statistics.median(seconds)) if seconds else None
+    return median_in_python(seconds)
+
+
+# --- Why a lead qualified (the sales pages) -------------------------------------------------------
+TOP_RULES = 3
+
+
+@dataclass(frozen=True)
+class RuleContribution:
+    name: str
+    kind: str
+    points: Decimal
+    matched: int
+
+
+@dataclass(frozen=True)
+class IntentEvent:
+    type: str
+    occurred_at: datetime
+    properties: dict[str, Any]
+
+
+class _EventLike(Protocol):
+    """An event as the engine's rows and the Event model both have it."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def properties(self) -> Any: ...
+    @property
+    def id(self) -> int: ...
+
+
+def _latest_intent(events: Iterable[_EventLike], intent_types: Iterable[str]) -> IntentEvent | None:
+    """The lead's latest hand-raise: the last of its events of an intent type (ties: the last stored)."""
+    types = set(intent_types)
+    latest = max((event for event in events if event.type in types), key=lambda e: (e.occurred_at, e.id), default=None)
+    if latest is None:
+        return None
+    return IntentEvent(type=latest.type, occurred_at=latest.occurred_at, properties=latest.properties)
+
+
+@dataclass(frozen=True)
+class Qualification:
+    """The rules that contribute most to the lead's stored score, and its latest hand-raise."""
+
+    scored: bool
+    top_rules: tuple[RuleContribution, ...] = ()
+    intent: IntentEvent | None = None
+
+
+def leads_qualification(*, leads: Iterable[Lead], top: int = TOP_RULES) -> dict[int, Qualification]:
+    """Why each lead is where it is, by lead id, in three queries however many leads:
+    their rulesets (and rules), then their events. The single-lead engine recomputes
+    each score as of ``scored_at`` with the ruleset that produced it, exactly as the
+    lead page's explanation does, so the points shown here add up the same way."""
+    leads = list({lead.pk: lead for lead in leads}.values())
+    scored = [lead for lead in leads if lead.scored_at is not None and lead.ruleset_version is not None]
+    versions = {lead.ruleset_version for lead in scored if lead.ruleset_version is not None}
+    specs = {
+        ruleset.version: ruleset_spec(ruleset)
+        for ruleset in RuleSet.objects.filter(version__in=versions).prefetch_related("rules")
+    }
+    event_types = set().union(*(spec.event_types for spec in specs.values()))
+    events: dict[int, list[engine.EventRow]] = defaultdict(list)
+    rows = Event.objects.filter(lead_id__in=[lead.pk for lead in scored], type__in=event_types).values_list(
+        "lead_id", "id", "type", "properties", "occurred_at"
+    )
+    for lead_id, event_id, event_type, properties, occurred_at in rows:
+        row = engine.EventRow(type=event_type, properties=properties, occurred_at=occurred_at, id=event_id)
+        events[lead_id].append(row)
+
+    qualifications = {lead.pk: Qualification(scored=False) for lead in leads}
+    for lead in scored:
+        spec = specs.get(lead.ruleset_version) if lead.ruleset_version is not None else None
+        if spec is None or lead.scored_at is None:
+            continue
+        lead_events = events.get(lead.pk, [])
+        result = engine.score_lead(lead_attributes(lead), lead_events, spec, lead.scored_at)
+        # Largest first; ties keep the ruleset's order (fit rules, then behaviour, by position).
+        contributions = sorted((r for r in result.results if r.contribution > 0), key=lambda r: -r.contribution)
+        qualifications[lead.pk] = Qualification(
+            scored=True,
+            top_rules=tuple(
+                RuleContribution(name=r.rule.name, kind=r.rule.kind, points=r.contribution, matched=r.matched)
+                for r in contributions[:top]
+            ),
+            intent=_latest_intent(lead_events, spec.intent_event_types),
+        )
+    return qualifications
+
+
+def explanation_intent(explanation: Explanation) -> IntentEvent | None:
+    """The latest hand-raise among the events a single-lead explanation loaded."""
+    if explanation.ruleset is None:
+        return None
+    return _latest_intent(explanation.events.values(), explanation.ruleset.intent_event_types)
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    handoff: Handoff
+    why: Qualification
+
+
+def queue_items(handoffs: Sequence[Handoff]) -> list[QueueItem]:
+    """Handoffs (with their leads loaded) and why each lead qualified."""
+    why = leads_qualification(leads=[handoff.lead for handoff in handoffs])
+    return [QueueItem(handoff=handoff, why=why[handoff.lead_id]) for handoff in handoffs]
+
+
+# --- The sales queue page -------------------------------------------------------------------------
+def sales_queue(*, user: Any, overdue_only: bool = False) -> QuerySet[Handoff]:
+    """Queued handoffs in claim order: highest priority (the score at SQL), then oldest."""
+    queued = handoff_list(user=user).filter(status=HandoffStatus.QUEUED)
+    if overdue_only:
+        queued = handoffs_overdue(queued, overdue=True)
+    return queued.order_by("-priority", "created_at", "id")
+
+
+def sales_queue_overdue_count(*, user: Any) -> int:
+    queued = handoff_list(user=user).filter(status=HandoffStatus.QUEUED)
+    return handoffs_overdue(queued, overdue=True).count()
+
+
+def sales_claims(*, user: Any) -> list[Handoff]:
+    """The rep's open claims, the one expiring first on top (bounded by the claim limit)."""
+    claims = handoff_list(user=user).filter(status=HandoffStatus.CLAIMED, claimed_by=user)
+    return list(claims.order_by("claim_expires_at", "id"))
+
+
+# --- The handoff page -----------------------------------------------------------------------------
+def handoff_visible(*, user: Any) -> QuerySet[Handoff]:
+    """Handoffs ``user`` may open, with their audit trail (another rep's claim is not one)."""
+    return handoff_with_events(handoff_list(user=user))
+
+
+def handoff_allowed_actions(*, handoff: Handoff, user: Any) -> frozenset[str]:
+    """What the page offers ``user`` for this handoff; the services enforce the same rules."""
+    if not can_work_handoffs(user):
+        return frozenset()
+    if handoff.status == HandoffStatus.QUEUED:
+        return frozenset({"claim"})
+    if handoff.status == HandoffStatus.CLAIMED:
+        if handoff.claimed_by_id == user.pk:
+            return frozenset({"accept", "reject", "release"})
+        if is_sales_manager(user):
+            return frozenset({"release"})
+    return frozenset()
+
+
+def lead_sql_change(*, lead: Lead) -> StageChange | None:
+    """The stage change that made the lead an SQL most recently: scoring's reason."""
+    return StageChange.objects.filter(lead=lead, to_stage=Stage.SQL).order_by("-at", "-id").first()
+
+
+# --- The notifications page -----------------------------------------------------------------------
+def notification_inbox(*, user: Any, unread_only: bool = False) -> QuerySet[Notification]:
+    return notification_list(user=user, unread=True if unread_only else None)

@@ -6,12 +6,12 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar, cast
 
 from django.db import IntegrityError, OperationalError, connection, models, transaction
-from django.db.models import Field
+from django.db.models import Aggregate, Field
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -257,3 +257,35 @@ def atomic_with_retry(function: Callable[[], T], *, attempts: int = 3) -> T:
             logger.info("Retrying after a concurrent conflict (%s), attempt %d", code, attempt)
             time.sleep(random.uniform(0.005, 0.05) * attempt)  # noqa: S311 -- jitter, not security
     raise AssertionError("unreachable")
+
+
+# --- The median: in SQL where the database has it, else in Python ----------------------------------
+MedianValue = TypeVar("MedianValue", float, timedelta)
+
+
+def database_has_median() -> bool:
+    """PostgreSQL computes ``Median``; SQLite (the embedded default) has no
+    ``percentile_cont``, so callers compute ``median_in_python`` there."""
+    return connection.vendor == "postgresql"
+
+
+class Median(Aggregate):
+    """PostgreSQL's ``percentile_cont(0.5)``: the median, interpolated between the two
+    middle values, of numbers or intervals (its type is the expression's).
+    ``median_in_python`` is its twin for databases without it."""
+
+    function = "PERCENTILE_CONT"
+    name = "Median"
+    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
+
+
+def median_in_python(values: Iterable[MedianValue]) -> MedianValue | None:
+    """``Median`` in Python: the middle value, or the mean of the two middle ones; None
+    without values."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2

@@ -2,26 +2,27 @@
 
 from django.urls import path
 
-from leadflow.leads import sales_views
+from handoff import views as handoff_views
+from leadflow import views as project_views
 from leadflow.leads import views as lead_views
 from scoring import views as scoring_views
 
 urlpatterns = [
-    path("", lead_views.dashboard, name="dashboard"),
+    path("", project_views.dashboard, name="dashboard"),
     path("leads/", lead_views.lead_list, name="lead-list"),
     path("leads/export.csv", lead_views.lead_export, name="lead-export"),
-    path("leads/<uuid:lead_id>/", lead_views.lead_detail, name="lead-detail"),
-    path("leads/<uuid:lead_id>/stage", lead_views.lead_stage_change, name="lead-stage-change"),
-    path("queue/", sales_views.sales_queue, name="sales-queue"),
-    path("queue/claim-next", sales_views.handoff_claim_next, name="handoff-claim-next"),
-    path("queue/<uuid:handoff_id>/", sales_views.handoff_detail, name="handoff-detail"),
-    path("queue/<uuid:handoff_id>/claim", sales_views.handoff_claim, name="handoff-claim"),
-    path("queue/<uuid:handoff_id>/release", sales_views.handoff_release, name="handoff-release"),
-    path("queue/<uuid:handoff_id>/accept", sales_views.handoff_accept, name="handoff-accept"),
-    path("queue/<uuid:handoff_id>/reject", sales_views.handoff_reject, name="handoff-reject"),
-    path("notifications/", sales_views.notification_list, name="notification-list"),
-    path("notifications/read-all", sales_views.notification_read_all, name="notification-read-all"),
-    path("notifications/<uuid:notification_id>/read", sales_views.notification_read, name="notification-read"),
+    path("leads/<uuid:lead_id>/", project_views.lead_detail, name="lead-detail"),
+    path("leads/<uuid:lead_id>/stage", project_views.lead_stage_change, name="lead-stage-change"),
+    path("queue/", handoff_views.sales_queue, name="sales-queue"),
+    path("queue/claim-next", handoff_views.handoff_claim_next, name="handoff-claim-next"),
+    path("queue/<uuid:handoff_id>/", handoff_views.handoff_detail, name="handoff-detail"),
+    path("queue/<uuid:handoff_id>/claim", handoff_views.handoff_claim, name="handoff-claim"),
+    path("queue/<uuid:handoff_id>/release", handoff_views.handoff_release, name="handoff-release"),
+    path("queue/<uuid:handoff_id>/accept", handoff_views.handoff_accept, name="handoff-accept"),
+    path("queue/<uuid:handoff_id>/reject", handoff_views.handoff_reject, name="handoff-reject"),
+    path("notifications/", handoff_views.notification_list, name="notification-list"),
+    path("notifications/read-all", handoff_views.notification_read_all, name="notification-read-all"),
+    path("notifications/<uuid:notification_id>/read", handoff_views.notification_read, name="notification-read"),
     path("rules/", scoring_views.ruleset_list, name="ruleset-list"),
     path("rules/runs/<int:run_id>/", scoring_views.rescore_run, name="rescore-run"),
     path("rules/<int:version>/", scoring_views.ruleset_detail, name="ruleset-detail"),

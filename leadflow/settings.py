@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "leadflow.leads",
     "scoring",
     "handoff",
+    # The project package, the top layer: pages across apps and project-wide commands.
+    "leadflow",
 ]
 
 MIDDLEWARE = [
@@ -75,7 +77,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "leadflow.leads.context_processors.notifications",
+                "handoff.context_processors.notifications",
             ],
         },
     },

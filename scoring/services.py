@@ -15,8 +15,8 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from leadflow.db import update_from_values
-from leadflow.leads.lifecycle import StageChangeError, Transition, lead_stage_change, transitions_apply
-from leadflow.leads.models import Event, Lead, Stage, StageChange
+from leadflow.leads.lifecycle import Transition, transitions_apply
+from leadflow.leads.models import Event, Lead, Stage
 from scoring import engine, selectors
 from scoring.engine import EventRow, LeadScore, RuleSetSpec
 from scoring.models import RescoreRun, RescoreState, Rule, RuleSet, RuleSetStatus
@@ -132,16 +132,6 @@ def _score_chunk(ids: Sequence[int], spec: RuleSetSpec | None, at: datetime) -> 
     update_from_values(Lead, fields, [[lead.pk, *(getattr(lead, f) for f in fields)] for lead in leads])
     transitions_apply(transitions, at=at, ruleset_version=spec.version)
     return ScoreSummary(scored=len(leads), transitions=len(transitions))
-
-
-def lead_change_stage(*, lead: Lead, to_stage: str, actor: Any, reason: str) -> StageChange:
-    """Temporary: the lead page (leadflow/leads/views.py, moving out in wt-pages) calls
-    the manual stage change here and catches ScoringError. Delete once it calls
-    ``lifecycle.lead_stage_change`` and catches ``lifecycle.StageChangeError``."""
-    try:
-        return lead_stage_change(lead=lead, to_stage=to_stage, actor=actor, reason=reason)
-    except StageChangeError as error:
-        raise ScoringError(str(error)) from error
 
 
 # --- The bulk engine ---------------------------------------------------------------------

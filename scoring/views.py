@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from leadflow.leads import charts
+from leadflow import charts
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.decorators import role_required
 from leadflow.leads.models import Stage
@@ -30,9 +30,11 @@ def _ruleset_or_404(version: int) -> RuleSet:
 
 
 def _not_editable(request: HttpRequest, ruleset: RuleSet) -> HttpResponse:
-    messages.error(
-        request, f"Ruleset v{ruleset.version} is {ruleset.status} and cannot change: clone it to a new draft."
-    )
+    """Only drafts change: the page says so in the services' words, as the API does."""
+    try:
+        services._require_draft(ruleset)
+    except services.RuleSetNotEditable as refusal:
+        messages.error(request, str(refusal))
     return redirect("ruleset-detail", version=ruleset.version)
 
 

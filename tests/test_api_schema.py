@@ -20,9 +20,8 @@ from hypothesis import HealthCheck, settings
 
 from handoff.models import HandoffAction, HandoffEvent
 from leadflow.leads import services
-from leadflow.leads.models import Stage
+from leadflow.leads.models import Stage, StageChange
 from leadflow.leads.roles import SCORING_ADMIN
-from scoring.models import StageChange
 from tests.factories import HandoffFactory, LeadFactory, SourceFactory, UserFactory
 
 # Every check, as `--checks all` (with the CLI's 10 s response time limit), except what is

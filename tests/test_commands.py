@@ -1,24 +1,27 @@
 import csv
 import io
 import json
+import os
+from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 import time_machine
+from django.apps import apps
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError, ManagementUtility, call_command, find_commands
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from handoff.models import Handoff, HandoffEvent, HandoffStatus, Notification
 from leadflow.leads.importexport import EXPORT_COLUMNS, neutralise_formula
 from leadflow.leads.keys import hash_key
-from leadflow.leads.management.commands.seed_demo import DEMO_USERS, PERSONAL_DOMAINS
 from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source, Stage
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
+from leadflow.management.commands.seed_demo import DEMO_USERS, PERSONAL_DOMAINS
 from tests.factories import LeadFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
@@ -515,9 +518,9 @@ def test_export_into_a_missing_folder_says_what_to_check(tmp_path):
     ],
 )
 def test_every_command_explains_itself_in_help(command, expected):
-    from django.core.management import load_command_class
+    from django.core.management import get_commands, load_command_class
 
-    parser = load_command_class("leadflow.leads", command).create_parser("manage.py", command)
+    parser = load_command_class(get_commands()[command], command).create_parser("manage.py", command)
     help_text = parser.format_help()
     assert expected in help_text
     assert len(parser.description or "") > 80
@@ -552,3 +555,27 @@ def test_run_schedule_once_runs_every_periodic_task_in_process(publish_ruleset, 
 def test_run_schedule_names_the_entries_when_given_an_unknown_one(db):
     with pytest.raises(CommandError, match="No schedule entry nightly: choose from .*sweep-dirty-leads"):
         call_command("run_schedule", "--once", "--only", "nightly")
+
+
+OUR_APPS = {"leads", "scoring", "handoff", "leadflow"}
+
+
+def test_manage_py_help_lists_each_project_command_once_from_its_own_app():
+    listing = ManagementUtility(["manage.py", "help"]).main_help_text()
+    names = Counter(line.strip() for line in listing.splitlines() if line.startswith("    "))
+    assert {name: names[name] for name in ("run_schedule", "seed_demo", "rescore")} == {
+        "run_schedule": 1,
+        "seed_demo": 1,
+        "rescore": 1,
+    }
+    # Django lists a command once even when two apps ship it (the first app wins): none of
+    # our apps may hold a second, shadowed copy.
+    providers: dict[str, list[str]] = {}
+    for config in apps.get_app_configs():
+        if config.label not in OUR_APPS:
+            continue  # whitenoise's runserver shadows staticfiles' on purpose
+        for name in find_commands(os.path.join(config.path, "management")):
+            providers.setdefault(name, []).append(config.label)
+    assert providers["run_schedule"] == providers["seed_demo"] == ["leadflow"]
+    assert providers["rescore"] == ["scoring"]
+    assert {name: labels for name, labels in providers.items() if len(labels) > 1} == {}

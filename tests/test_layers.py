@@ -1,6 +1,7 @@
 """The apps' layers, bottom to top; an app imports only from its own layer and below:
 
-0. infrastructure, no domain: leadflow/db.py, env.py, middleware.py, storage.py, charts.py
+0. infrastructure, no domain: leadflow/db.py, env.py, middleware.py, storage.py, charts.py,
+   progress.py, query.py, pagination.py, openapi.py
 1. the core, ``leadflow.leads``: leads, events, sources, keys, ingest, roles, and the
    lifecycle (stages, transitions, StageChange)
 2. ``scoring``
@@ -23,22 +24,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ("leadflow", "scoring", "handoff")
 LAYER_NAMES = {0: "infrastructure", 1: "core", 2: "scoring", 3: "handoff", 4: "project"}
-INFRASTRUCTURE = ("leadflow.db", "leadflow.env", "leadflow.middleware", "leadflow.storage", "leadflow.charts")
-
-# Temporary allowance — moving out in wt-pages: pages and their helpers, composed of
-# several apps, still live in the core and import scoring and handoff. Delete this
-# allowance when wt-pages and wt-life are both merged.
-MOVING_OUT_IN_WT_PAGES = (
-    "leadflow/leads/views.py",
-    "leadflow/leads/sales_views.py",
-    "leadflow/leads/sales_selectors.py",
-    "leadflow/leads/forms.py",
-    "leadflow/leads/selectors.py",
-    "leadflow/leads/templatetags/",
-    "leadflow/leads/context_processors.py",
-    "leadflow/leads/management/commands/seed_demo.py",
-    "leadflow/leads/management/commands/run_schedule.py",
-    "leadflow/leads/charts.py",
+INFRASTRUCTURE = (
+    "leadflow.db",
+    "leadflow.env",
+    "leadflow.middleware",
+    "leadflow.storage",
+    "leadflow.charts",
+    "leadflow.progress",
+    "leadflow.query",
+    "leadflow.pagination",
+    "leadflow.openapi",
 )
 
 
@@ -93,13 +88,11 @@ def imported_modules(path: Path, root: Path) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def layering_violations(root: Path, allowed: tuple[str, ...] = ()) -> list[str]:
+def layering_violations(root: Path) -> list[str]:
     problems = []
     for app in APPS:
         for path in sorted((root / app).rglob("*.py")):
             relative = path.relative_to(root).as_posix()
-            if any(relative == entry or (entry.endswith("/") and relative.startswith(entry)) for entry in allowed):
-                continue
             own = layer_of(_module_name(path, root))
             if own is None:
                 continue
@@ -114,7 +107,7 @@ def layering_violations(root: Path, allowed: tuple[str, ...] = ()) -> list[str]:
 
 
 def test_no_app_imports_a_layer_above_it():
-    problems = layering_violations(ROOT, allowed=MOVING_OUT_IN_WT_PAGES)
+    problems = layering_violations(ROOT)
     assert not problems, "Imports against the layering:\n" + "\n".join(problems)
 
 
@@ -135,11 +128,6 @@ def test_the_layering_check_catches_an_upward_import_even_inside_a_function(tmp_
         "scoring/services.py:1 imports handoff.services (layer 2 scoring imports layer 3 handoff above it)",
         "scoring/services.py:5 imports leadflow (layer 2 scoring imports layer 4 project above it)",
     ]
-
-
-def test_the_allowance_names_files_that_exist():
-    missing = [entry for entry in MOVING_OUT_IN_WT_PAGES if not (ROOT / entry).exists()]
-    assert not missing, f"Moved out already? Remove them from MOVING_OUT_IN_WT_PAGES: {missing}"
 
 
 # --- Every module imports in a fresh interpreter, in any order ----------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 import django_filters
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.parsers import JSONParser
@@ -311,10 +311,7 @@ class LeadFilter(query.FilterSet):
         fields = ["stage", "source"]
 
     def search(self, queryset: QuerySet[Lead], name: str, value: str) -> QuerySet[Lead]:
-        value = value.strip()
-        if not value:
-            return queryset
-        return queryset.filter(Q(email__icontains=value) | Q(name__icontains=value) | Q(company__icontains=value))
+        return selectors.leads_matching(queryset, text=value)
 
 
 class LeadCursorPagination(CursorPagination):

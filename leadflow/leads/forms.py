@@ -1,15 +1,12 @@
-"""Forms of the pages: list filters, dashboard period, manual stage change, a handoff's rejection."""
+"""Forms of the lead pages: the leads list's filters, a manual stage change; and the
+bases the other apps' page forms build on (``PlainForm``, ``SourceChoiceField``)."""
 
-from datetime import timedelta
 from typing import Any, cast
 
 from django import forms
-from django.utils import timezone
 
-from handoff.models import RejectReason
-from handoff.services import handoff_reject_validate
 from leadflow.leads.models import Source, Stage
-from leadflow.leads.selectors import DEFAULT_LEAD_SORT, LEAD_SORTS, LeadFilters, Period
+from leadflow.leads.selectors import DEFAULT_LEAD_SORT, LEAD_SORTS, LeadFilters
 
 DATE_INPUT = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 SORT_LABELS = {
@@ -81,51 +78,6 @@ class LeadFilterForm(PlainForm):
         )
 
 
-PERIOD_PRESETS = (7, 30, 90)
-DEFAULT_PERIOD = 30
-MAX_PERIOD_DAYS = 731
-
-
-class DashboardFilterForm(PlainForm):
-    """A preset (``period=7|30|90``) or custom dates (``from``/``to``), and a source."""
-
-    period = forms.TypedChoiceField(
-        choices=[(n, f"{n} days") for n in PERIOD_PRESETS], coerce=int, required=False, empty_value=None
-    )
-    source = SourceChoiceField(label="Source")
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        # "from" is a Python keyword: declare the date fields by name.
-        self.fields["from"] = forms.DateField(label="From", required=False, widget=DATE_INPUT)
-        self.fields["to"] = forms.DateField(label="To", required=False, widget=DATE_INPUT)
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        first, last = cleaned.get("from"), cleaned.get("to")
-        if first or last:
-            today = timezone.localdate()
-            first = first or (last or today) - timedelta(days=DEFAULT_PERIOD - 1)
-            last = last or today
-            if first > last:
-                self.add_error("to", "The end date is before the start date: swap them.")
-            elif (last - first).days >= MAX_PERIOD_DAYS:
-                self.add_error("from", "Choose a period of at most two years.")
-            else:
-                cleaned["custom"] = Period(first=first, last=last)
-        return cleaned
-
-    def selected(self) -> tuple[Period, int | None, Source | None]:
-        """(period, preset in days or None when custom, source)."""
-        self.is_valid()
-        data = getattr(self, "cleaned_data", {})
-        source = data.get("source")
-        if data.get("custom"):
-            return data["custom"], None, source
-        preset = data.get("period") or DEFAULT_PERIOD
-        return Period.last_days(preset), preset, source
-
-
 class StageChangeForm(PlainForm):
     stage = forms.ChoiceField(label="Move to stage", choices=Stage.choices)
     reason = forms.CharField(
@@ -141,26 +93,3 @@ class StageChangeForm(PlainForm):
         field.choices = [("", "Choose a stage…")] + [
             (value, label) for value, label in Stage.choices if value != current_stage
         ]
-
-
-class HandoffRejectForm(PlainForm):
-    """Why sales sends an SQL back: the reason is required, the note is what marketing reads."""
-
-    reason = forms.ChoiceField(
-        label="Reason",
-        choices=[("", "Choose a reason…"), *RejectReason.choices],
-        error_messages={"required": "Choose why you reject the lead: marketing learns from it."},
-    )
-    note = forms.CharField(
-        label="Note for marketing",
-        required=False,
-        max_length=2000,
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "What did you learn? Marketing sees this note."}),
-    )
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        if "reason" in cleaned and "note" in cleaned:
-            # The service's rules; a ValidationError keyed by field lands on that field.
-            handoff_reject_validate(reason=cleaned["reason"], note=cleaned["note"])
-        return cleaned

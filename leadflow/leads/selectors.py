@@ -1,30 +1,17 @@
-"""Reads of the lead core: lead lists, the lead page and the marketing dashboard."""
+"""Reads of the lead core: lead lists (the leads page and its export) and the lead's own
+records (events, interests). Pages that compose leads with scoring and handoff read
+through ``leadflow.selectors``."""
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db import connection
-from django.db.models import (
-    Aggregate,
-    Count,
-    DurationField,
-    Exists,
-    ExpressionWrapper,
-    F,
-    OuterRef,
-    Q,
-    QuerySet,
-    Value,
-)
+from django.db.models import Count, Q, QuerySet
 from django.db.models.fields.json import KT
-from django.db.models.functions import Coalesce, Floor, TruncDate
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from handoff import selectors as handoff_selectors
-from handoff.models import Handoff, RejectReason
-from handoff.selectors import HandoffStats
-from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
+from leadflow.leads.models import Event, Lead, Source
 
 RECENT_EVENTS = 20
 
@@ -68,16 +55,23 @@ class LeadFilters:
     sort: str = DEFAULT_LEAD_SORT
 
 
-def _start_of_day(day: date) -> datetime:
+def start_of_day(day: date) -> datetime:
+    """The first moment of ``day`` in the current time zone (how pages read a date)."""
     return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def leads_matching(leads: QuerySet[Lead], *, text: str) -> QuerySet[Lead]:
+    """The search of leads (the leads page, the API's ``q``): the leads whose email, name
+    or company contains ``text``, in any case; a blank ``text`` keeps them all."""
+    text = text.strip()
+    if not text:
+        return leads
+    return leads.filter(Q(email__icontains=text) | Q(name__icontains=text) | Q(company__icontains=text))
 
 
 def lead_search(*, filters: LeadFilters) -> QuerySet[Lead]:
     """The leads page and its CSV export: filters, search and a stable order (ties by id)."""
-    leads = lead_list()
-    if filters.q.strip():
-        text = filters.q.strip()
-        leads = leads.filter(Q(email__icontains=text) | Q(name__icontains=text) | Q(company__icontains=text))
+    leads = leads_matching(lead_list(), text=filters.q)
     if filters.stages:
         leads = leads.filter(stage__in=filters.stages)
     if filters.score_min is not None:
@@ -87,19 +81,14 @@ def lead_search(*, filters: LeadFilters) -> QuerySet[Lead]:
     if filters.source is not None:
         leads = leads.filter(source=filters.source)
     if filters.active_from is not None:
-        leads = leads.filter(last_activity_at__gte=_start_of_day(filters.active_from))
+        leads = leads.filter(last_activity_at__gte=start_of_day(filters.active_from))
     if filters.active_to is not None:
-        leads = leads.filter(last_activity_at__lt=_start_of_day(filters.active_to + timedelta(days=1)))
+        leads = leads.filter(last_activity_at__lt=start_of_day(filters.active_to + timedelta(days=1)))
     return leads.order_by(*LEAD_SORTS.get(filters.sort, LEAD_SORTS[DEFAULT_LEAD_SORT]))
 
 
-# --- The lead page --------------------------------------------------------------------
-STAGE_HISTORY_LIMIT = 100
+# --- The lead's records (the lead page) --------------------------------------------------------------------
 INTEREST_LIMIT = 8
-
-
-def lead_stage_history(*, lead: Lead, limit: int = STAGE_HISTORY_LIMIT) -> list[StageChange]:
-    return list(StageChange.objects.filter(lead=lead).select_related("actor").order_by("-at", "-id")[:limit])
 
 
 def lead_events(*, lead: Lead) -> QuerySet[Event]:
@@ -121,292 +110,5 @@ def lead_interests(*, lead: Lead, key: str, limit: int = INTEREST_LIMIT) -> list
     return [(row["value"], row["n"]) for row in rows if row["value"] != ""][:limit]
 
 
-LEAD_HANDOFFS_LIMIT = 10
-
-
-def lead_handoffs(*, lead: Lead, limit: int = LEAD_HANDOFFS_LIMIT) -> list[Handoff]:
-    """The lead's handoffs to sales, newest first, with the reps who worked them."""
-    return list(handoff_selectors.lead_handoffs(lead=lead)[:limit])
-
-
-# --- The dashboard --------------------------------------------------------------------
-@dataclass(frozen=True)
-class Period:
-    """Whole days from ``first`` to ``last`` (inclusive) in the current time zone."""
-
-    first: date
-    last: date
-
-    @property
-    def start(self) -> datetime:
-        return _start_of_day(self.first)
-
-    @property
-    def end(self) -> datetime:
-        """Exclusive."""
-        return _start_of_day(self.last + timedelta(days=1))
-
-    @property
-    def days(self) -> list[date]:
-        return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
-
-    @classmethod
-    def last_days(cls, count: int, *, today: date | None = None) -> "Period":
-        today = today or timezone.localdate()
-        return cls(first=today - timedelta(days=count - 1), last=today)
-
-
-def _leads_of(source: Source | None) -> QuerySet[Lead]:
-    leads = Lead.objects.all()
-    return leads if source is None else leads.filter(source=source)
-
-
-def _created_in(period: Period, source: Source | None) -> QuerySet[Lead]:
-    return _leads_of(source).filter(created_at__gte=period.start, created_at__lt=period.end)
-
-
-def _rate(part: int, whole: int) -> float | None:
-    return None if not whole else 100 * part / whole
-
-
-@dataclass(frozen=True)
-class Funnel:
-    """How far the leads created in the period got (current stage for recycled and disqualified)."""
-
-    created: int
-    mql: int
-    sql: int
-    accepted: int
-    recycled: int
-    disqualified: int
-
-    @property
-    def mql_rate(self) -> float | None:
-        return _rate(self.mql, self.created)
-
-    @property
-    def sql_rate(self) -> float | None:
-        return _rate(self.sql, self.mql)
-
-    @property
-    def accepted_rate(self) -> float | None:
-        return _rate(self.accepted, self.sql)
-
-
-def _ever_accepted() -> Exists:
-    return Exists(StageChange.objects.filter(lead=OuterRef("pk"), to_stage=Stage.ACCEPTED))
-
-
-def _stage_counts() -> dict[str, Count]:
-    return {
-        "mql": Count("id", filter=Q(mql_at__isnull=False)),
-        "sql": Count("id", filter=Q(sql_at__isnull=False)),
-        "accepted": Count("id", filter=Q(stage=Stage.ACCEPTED) | Q(_ever_accepted())),
-    }
-
-
-def dashboard_has_leads() -> bool:
-    return Lead.objects.exists()
-
-
 def lead_count() -> int:
     return Lead.objects.count()
-
-
-def dashboard_funnel(*, period: Period, source: Source | None = None) -> Funnel:
-    counts = _created_in(period, source).aggregate(
-        created=Count("id"),
-        **_stage_counts(),
-        recycled=Count("id", filter=Q(stage=Stage.RECYCLED)),
-        disqualified=Count("id", filter=Q(stage=Stage.DISQUALIFIED)),
-    )
-    return Funnel(**counts)
-
-
-def dashboard_stage_entries_per_day(*, period: Period, source: Source | None = None) -> dict[str, list[int]]:
-    """Leads entering MQL and SQL on each day of the period (from the stage log)."""
-    changes = StageChange.objects.filter(to_stage__in=[Stage.MQL, Stage.SQL], at__gte=period.start, at__lt=period.end)
-    if source is not None:
-        changes = changes.filter(lead__source=source)
-    rows = changes.annotate(day=TruncDate("at")).values("day", "to_stage").annotate(n=Count("lead_id", distinct=True))
-    by_day = {(row["day"], row["to_stage"]): row["n"] for row in rows}
-    return {stage: [by_day.get((day, stage), 0) for day in period.days] for stage in (Stage.MQL, Stage.SQL)}
-
-
-SCORE_BUCKET = 10
-MAX_BUCKETS = 60
-
-
-@dataclass(frozen=True)
-class Histogram:
-    lows: list[int]
-    counts: list[int]
-    width: int = SCORE_BUCKET
-
-
-def dashboard_score_histogram(*, source: Source | None = None, width: int = SCORE_BUCKET) -> Histogram:
-    """Current scores of all leads in buckets of ``width`` points, gaps filled with zeros."""
-    rows = (
-        _leads_of(source)
-        .annotate(bucket=Floor(F("score") / Value(Decimal(width))))
-        .values("bucket")
-        .annotate(n=Count("id"))
-        .order_by("bucket")
-    )
-    counts = {int(row["bucket"]): row["n"] for row in rows}
-    if not counts:
-        return Histogram(lows=[], counts=[], width=width)
-    low, high = min(counts), max(counts)
-    if high - low >= MAX_BUCKETS:  # a few extreme scores: clamp them into the edge buckets
-        low = max(low, high - MAX_BUCKETS + 1)
-        clamped: dict[int, int] = {}
-        for bucket, n in counts.items():
-            clamped[max(bucket, low)] = clamped.get(max(bucket, low), 0) + n
-        counts = clamped
-    buckets = range(low, high + 1)
-    return Histogram(lows=[b * width for b in buckets], counts=[counts.get(b, 0) for b in buckets], width=width)
-
-
-@dataclass(frozen=True)
-class BreakdownRow:
-    key: str
-    leads: int
-    mql: int
-    sql: int
-    accepted: int
-
-    @property
-    def mql_rate(self) -> float | None:
-        return _rate(self.mql, self.leads)
-
-    @property
-    def sql_rate(self) -> float | None:
-        return _rate(self.sql, self.leads)
-
-
-BREAKDOWN_LIMIT = 15
-
-
-def dashboard_breakdown(
-    *, period: Period, by: str, source: Source | None = None, limit: int = BREAKDOWN_LIMIT
-) -> list[BreakdownRow]:
-    """Leads created in the period and how many of them converted, by ``source`` or ``utm_campaign``."""
-    column = {"source": "source__name", "utm_campaign": "utm_campaign"}[by]
-    rows = (
-        _created_in(period, source)
-        .values(column)
-        .annotate(leads=Count("id"), **_stage_counts())
-        .order_by("-leads", column)[:limit]
-    )
-    return [
-        BreakdownRow(
-            key=row[column] or "", leads=row["leads"], mql=row["mql"], sql=row["sql"], accepted=row["accepted"]
-        )
-        for row in rows
-    ]
-
-
-class Median(Aggregate):
-    """PostgreSQL's ``percentile_cont(0.5)`` over an expression (intervals included)."""
-
-    function = "PERCENTILE_CONT"
-    name = "Median"
-    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
-
-
-def _median_python(values: list[timedelta]) -> timedelta | None:
-    if not values:
-        return None
-    values.sort()
-    middle = len(values) // 2
-    if len(values) % 2:
-        return values[middle]
-    return (values[middle - 1] + values[middle]) / 2
-
-
-@dataclass(frozen=True)
-class MedianTimes:
-    to_mql: timedelta | None  # created → MQL, of the leads that became MQL in the period
-    mql_to_sql: timedelta | None  # MQL → SQL, of the leads that became SQL in the period
-
-
-def dashboard_median_times(*, period: Period, source: Source | None = None) -> MedianTimes:
-    leads = _leads_of(source)
-    became_mql = leads.filter(mql_at__gte=period.start, mql_at__lt=period.end)
-    became_sql = leads.filter(sql_at__gte=period.start, sql_at__lt=period.end, mql_at__isnull=False)
-    if connection.vendor == "postgresql":
-        to_mql = became_mql.aggregate(
-            m=Median(ExpressionWrapper(F("mql_at") - F("created_at"), output_field=DurationField()))
-        )["m"]
-        mql_to_sql = became_sql.aggregate(
-            m=Median(ExpressionWrapper(F("sql_at") - F("mql_at"), output_field=DurationField()))
-        )["m"]
-        return MedianTimes(to_mql=to_mql, mql_to_sql=mql_to_sql)
-    # SQLite has no percentile_cont: the embedded development database computes it here.
-    to_mql_values = [mql - created for created, mql in became_mql.values_list("created_at", "mql_at") if mql]
-    mql_to_sql_values = [sql - mql for mql, sql in became_sql.values_list("mql_at", "sql_at") if mql and sql]
-    return MedianTimes(to_mql=_median_python(to_mql_values), mql_to_sql=_median_python(mql_to_sql_values))
-
-
-@dataclass(frozen=True)
-class SalesOutcomes:
-    """What became of the handoffs created in the period (``handoff_stats``)."""
-
-    stats: HandoffStats
-    rejected_by_reason: list[tuple[str, str, int]]  # (reason, label, count), most frequent first
-
-    @property
-    def decided(self) -> int:
-        return self.stats.accepted + self.stats.rejected
-
-    @property
-    def accepted_rate(self) -> float | None:
-        return _rate(self.stats.accepted, self.decided)
-
-    @property
-    def median_to_claim(self) -> timedelta | None:
-        return _seconds(self.stats.median_seconds_to_claim)
-
-    @property
-    def median_to_decision(self) -> timedelta | None:
-        return _seconds(self.stats.median_seconds_to_decision)
-
-
-def _seconds(value: float | None) -> timedelta | None:
-    return None if value is None else timedelta(seconds=value)
-
-
-def dashboard_sales_outcomes(*, period: Period, source: Source | None = None) -> SalesOutcomes:
-    """Accepted and rejected (by reason), median times to claim and to decision, and SLA
-    breaches of the handoffs created in the period (of the source's leads, when given):
-    one aggregate query."""
-    stats = handoff_selectors.handoff_stats(since=period.start, until=period.end, source=source)
-    reasons = sorted(
-        (
-            (reason, str(RejectReason(reason).label), count)
-            for reason, count in stats.rejected_by_reason.items()
-            if count
-        ),
-        key=lambda item: (-item[2], item[0]),
-    )
-    return SalesOutcomes(stats=stats, rejected_by_reason=reasons)
-
-
-@dataclass(frozen=True)
-class OverdueHandoffs:
-    count: int
-    oldest: list[Handoff]
-
-
-def dashboard_overdue_handoffs(*, source: Source | None = None, limit: int = 5) -> OverdueHandoffs:
-    """Open handoffs past their SLA, whenever they were created: how many, and the oldest."""
-    handoffs = handoff_selectors.handoffs_overdue(Handoff.objects.select_related("lead", "claimed_by"), overdue=True)
-    if source is not None:
-        handoffs = handoffs.filter(lead__source=source)
-    return OverdueHandoffs(count=handoffs.count(), oldest=list(handoffs.order_by("due_at", "id")[:limit]))
-
-
-def dashboard_recent_sqls(*, source: Source | None = None, limit: int = 8) -> list[Lead]:
-    return list(
-        _leads_of(source).filter(sql_at__isnull=False).select_related("source").order_by("-sql_at", "-id")[:limit]
-    )

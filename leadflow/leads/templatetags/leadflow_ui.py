@@ -1,6 +1,6 @@
-"""Small template helpers of the pages: roles, navigation, numbers, durations, SLAs."""
+"""Small template helpers of every app's pages: roles, navigation, numbers, durations,
+times. (The handoff's own, SLAs and the audit trail, are in ``handoff_ui``.)"""
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -8,15 +8,6 @@ from typing import Any
 from django import template
 from django.utils import timezone
 
-from handoff.models import (
-    DECIDED_STATUSES,
-    DISQUALIFYING_REASONS,
-    OPEN_STATUSES,
-    Handoff,
-    HandoffAction,
-    HandoffEvent,
-    RejectReason,
-)
 from leadflow.leads.models import Stage
 from leadflow.leads.roles import ALL_ROLES, role_names
 from leadflow.leads.roles import has_role as user_has_role
@@ -124,7 +115,7 @@ def stage_label(value: str) -> str:
     return str(Stage(value).label) if value in Stage.values else value
 
 
-# --- The sales pages --------------------------------------------------------------------------------
+# --- Times (the sales pages, the dashboard's overdue handoffs) ------------------------------------
 @register.filter
 def countdown(value: timedelta | None) -> str:
     """A span of time as an SLA reads it: ``42 min``, ``5 h 20 min``, ``3 days 4 h``."""
@@ -157,64 +148,3 @@ def relative(moment: datetime | None) -> str:
         return "—"
     delta = moment - timezone.now()
     return f"in {countdown(delta)}" if delta.total_seconds() > 0 else f"{countdown(delta)} ago"
-
-
-@dataclass(frozen=True)
-class Sla:
-    overdue: bool  # open and past due: the rep should act now
-    late: bool  # decided after the due time
-    text: str
-    soon: bool = False  # open and due within SLA_SOON
-
-
-SLA_SOON = timedelta(hours=4)
-
-
-@register.filter
-def sla(handoff: Handoff) -> Sla:
-    """Where a handoff stands against its SLA (``due_at``)."""
-    now = timezone.now()
-    if handoff.status in OPEN_STATUSES:
-        if handoff.due_at <= now:
-            return Sla(overdue=True, late=False, text=f"overdue by {countdown(now - handoff.due_at)}")
-        left = handoff.due_at - now
-        return Sla(overdue=False, late=False, text=f"due in {countdown(left)}", soon=left <= SLA_SOON)
-    if handoff.status not in DECIDED_STATUSES or handoff.decided_at is None:
-        return Sla(overdue=False, late=False, text="")  # closed by hand: the SLA no longer applies
-    if handoff.decided_at > handoff.due_at:
-        return Sla(overdue=False, late=True, text=f"decided {countdown(handoff.decided_at - handoff.due_at)} late")
-    return Sla(overdue=False, late=False, text="decided within the SLA")
-
-
-@register.filter
-def handoff_event_summary(event: HandoffEvent) -> str:
-    """What an audit-trail entry says beyond its action, from its details."""
-    details = event.details if isinstance(event.details, dict) else {}
-    action = event.action
-    if action == HandoffAction.OPENED:
-        return "The lead became an SQL and joined the queue."
-    if action == HandoffAction.RELEASED:
-        return f"Back to the queue (claimed by {details.get('claimed_by', '—')})."
-    if action == HandoffAction.EXPIRED:
-        return f"{details.get('claimed_by', 'The rep')} held it too long: back to the queue."
-    if action == HandoffAction.ACCEPTED:
-        return "The lead is accepted and owned by the rep."
-    if action == HandoffAction.REJECTED:
-        reason = details.get("reason", "")
-        label = RejectReason(reason).label if reason in RejectReason.values else reason
-        stage = stage_label(str(details.get("lead_stage", ""))).lower()
-        return f"{label}: the lead is {stage}." if stage else f"{label}."
-    if action == HandoffAction.REASSIGNED:
-        previous = details.get("claimed_by") or "the queue"
-        return f"From {previous} to {details.get('to', '—')}."
-    if action == HandoffAction.OVERDUE:
-        return "Past its due time while still open."
-    if action == HandoffAction.CLOSED:
-        return str(details.get("reason") or "Closed when the lead left SQL by hand.")
-    return ""
-
-
-@register.filter
-def reject_outcome(reason: str) -> str:
-    """What a rejection for ``reason`` did to the lead."""
-    return "disqualified" if reason in DISQUALIFYING_REASONS else "recycled to nurturing"

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from leadflow.leads.management.commands._progress import progress_bar
+from leadflow.progress import progress_bar
 from scoring import selectors, services
 from scoring.models import RescoreRun, RescoreState
 

@@ -6,8 +6,8 @@ from typing import Any, TextIO, cast
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from leadflow.leads.importexport import EXPORT_COLUMNS, lead_export_queryset, lead_export_rows
-from leadflow.leads.management.commands._progress import progress_bar
 from leadflow.leads.models import Source, Stage
+from leadflow.progress import progress_bar
 
 
 class Command(BaseCommand):

@@ -15,8 +15,8 @@ from leadflow.leads.importexport import (
     leads_import,
     read_lead_csv,
 )
-from leadflow.leads.management.commands._progress import progress_bar
 from leadflow.leads.services import source_get_or_create
+from leadflow.progress import progress_bar
 
 # Rejected rows listed in full; past this a count is enough to know the file needs fixing.
 MAX_LISTED_REJECTIONS = 100

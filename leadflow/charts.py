@@ -1,4 +1,5 @@
-"""Server-rendered charts: small inline SVG built from data.
+"""Server-rendered charts: small inline SVG built from data, for the pages of every app
+(it imports nothing from the apps).
 
 Every piece of text that comes from data goes through ``escape``; numbers are
 formatted here. The result is marked safe only because this module built all of

@@ -1,8 +1,6 @@
 """Pages of the sales side: the queue reps work from, one handoff with its audit trail
 and actions, and everyone's notifications. Reads go through selectors, every change
 through the handoff services; a refused action becomes a message, never an error page.
-
-(These pages belong with the handoff app; they live here while it is being finished.)
 """
 
 from collections.abc import Callable
@@ -18,12 +16,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from handoff import notifications as handoff_notifications
+from handoff import selectors
 from handoff import services as handoff_services
+from handoff.context_processors import unread_notifications
+from handoff.forms import HandoffRejectForm
 from handoff.models import Handoff, HandoffStatus, RejectReason
-from leadflow.leads import sales_selectors, selectors
-from leadflow.leads.context_processors import unread_notifications
+from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.decorators import role_required
-from leadflow.leads.forms import HandoffRejectForm
 from leadflow.leads.roles import ALL_ROLES, SALES
 from scoring import services as scoring_services
 from scoring.api import explanation_data
@@ -48,17 +47,17 @@ def _safe_next(request: HttpRequest, default: str) -> str:
 @role_required(SALES, message=SALES_ONLY)
 def sales_queue(request: HttpRequest) -> HttpResponse:
     overdue_only = request.GET.get("show") == "overdue"
-    page = Paginator(
-        sales_selectors.sales_queue(user=request.user, overdue_only=overdue_only), QUEUE_PER_PAGE
-    ).get_page(request.GET.get("page"))
-    claims = sales_selectors.sales_claims(user=request.user)
-    items = sales_selectors.queue_items([*page.object_list, *claims])
+    page = Paginator(selectors.sales_queue(user=request.user, overdue_only=overdue_only), QUEUE_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    claims = selectors.sales_claims(user=request.user)
+    items = selectors.queue_items([*page.object_list, *claims])
     context = {
         "page": page,
         "queue": items[: len(page.object_list)],
         "claims": items[len(page.object_list) :],
         "overdue_only": overdue_only,
-        "overdue_count": sales_selectors.sales_queue_overdue_count(user=request.user),
+        "overdue_count": selectors.sales_queue_overdue_count(user=request.user),
         "claim_limit": settings.HANDOFF_MAX_OPEN_CLAIMS,
         "claim_hours": settings.HANDOFF_CLAIM_TTL_HOURS,
         "at_claim_limit": len(claims) >= settings.HANDOFF_MAX_OPEN_CLAIMS,
@@ -74,7 +73,7 @@ def _handoff_context(
     lead = handoff.lead
     explained = scoring_services.lead_explain(lead=lead)
     explanation = explanation_data(explained)
-    actions = sales_selectors.handoff_allowed_actions(handoff=handoff, user=request.user)
+    actions = selectors.handoff_allowed_actions(handoff=handoff, user=request.user)
     return {
         "handoff": handoff,
         "lead": lead,
@@ -82,9 +81,9 @@ def _handoff_context(
         "explanation": explanation,
         "matched_rules": [rule for rule in explanation["rules"] if rule["matched"]],
         "unmatched_rules": [rule for rule in explanation["rules"] if not rule["matched"]],
-        "intent": sales_selectors.explanation_intent(explained),
-        "sql_change": sales_selectors.lead_sql_change(lead=lead),
-        "events": selectors.lead_recent_events(lead=lead, limit=RECENT_EVENTS),
+        "intent": selectors.explanation_intent(explained),
+        "sql_change": selectors.lead_sql_change(lead=lead),
+        "events": lead_selectors.lead_recent_events(lead=lead, limit=RECENT_EVENTS),
         "actions": actions,
         "reject_form": reject_form or (HandoffRejectForm() if "reject" in actions else None),
         "claim_hours": settings.HANDOFF_CLAIM_TTL_HOURS,
@@ -93,18 +92,18 @@ def _handoff_context(
 
 @role_required(*ALL_ROLES)
 def handoff_detail(request: HttpRequest, handoff_id: Any) -> HttpResponse:
-    handoff = get_object_or_404(sales_selectors.handoff_visible(user=request.user), public_id=handoff_id)
+    handoff = get_object_or_404(selectors.handoff_visible(user=request.user), public_id=handoff_id)
     return render(request, "sales/handoff_detail.html", _handoff_context(request, handoff))
 
 
 def _actionable_or_404(request: HttpRequest, handoff_id: Any) -> Handoff:
     """Another rep's claim answers 404, as a handoff that does not exist (like the API)."""
-    return get_object_or_404(sales_selectors.handoff_actionable(user=request.user), public_id=handoff_id)
+    return get_object_or_404(selectors.handoff_actionable(user=request.user), public_id=handoff_id)
 
 
 def _after_refusal(request: HttpRequest, handoff: Handoff, error: handoff_services.HandoffError) -> HttpResponse:
     messages.error(request, str(error))
-    if sales_selectors.handoff_visible(user=request.user).filter(pk=handoff.pk).exists():
+    if selectors.handoff_visible(user=request.user).filter(pk=handoff.pk).exists():
         return redirect(_safe_next(request, reverse("handoff-detail", kwargs={"handoff_id": handoff.public_id})))
     return redirect("sales-queue")
 
@@ -206,7 +205,7 @@ def handoff_reject(request: HttpRequest, handoff_id: Any) -> HttpResponse:
                 "and marketing has your feedback.",
             )
             return _after_success(request, handoff)
-    handoff = get_object_or_404(sales_selectors.handoff_visible(user=request.user), pk=handoff.pk)
+    handoff = get_object_or_404(selectors.handoff_visible(user=request.user), pk=handoff.pk)
     if handoff.status != HandoffStatus.CLAIMED or handoff.claimed_by_id != request.user.pk:
         messages.error(request, f"This handoff is {handoff.status} now: there is nothing to reject.")
         return redirect("handoff-detail", handoff_id=handoff.public_id)
@@ -218,7 +217,7 @@ def handoff_reject(request: HttpRequest, handoff_id: Any) -> HttpResponse:
 def notification_list(request: HttpRequest) -> HttpResponse:
     unread_only = request.GET.get("show") == "unread"
     page = Paginator(
-        sales_selectors.notification_inbox(user=request.user, unread_only=unread_only), NOTIFICATIONS_PER_PAGE
+        selectors.notification_inbox(user=request.user, unread_only=unread_only), NOTIFICATIONS_PER_PAGE
     ).get_page(request.GET.get("page"))
     context = {"page": page, "unread_only": unread_only, "unread": unread_notifications(request)}
     return render(request, "sales/notifications.html", context)
@@ -227,7 +226,7 @@ def notification_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 @role_required(*ALL_ROLES)
 def notification_read(request: HttpRequest, notification_id: Any) -> HttpResponse:
-    notification = get_object_or_404(sales_selectors.notification_inbox(user=request.user), public_id=notification_id)
+    notification = get_object_or_404(selectors.notification_inbox(user=request.user), public_id=notification_id)
     handoff_notifications.notification_mark_read(notification=notification)
     return redirect(_safe_next(request, reverse("notification-list")))
 

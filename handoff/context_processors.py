@@ -1,4 +1,5 @@
-"""Template context of every page: the unread notification count of the navigation."""
+"""Template context of every page: the unread notification count of the navigation
+(``TEMPLATES`` in settings lists ``notifications``)."""
 
 from collections.abc import Callable
 from typing import Any

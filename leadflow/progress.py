@@ -1,4 +1,5 @@
-"""A progress bar for management commands: on the command's stderr, only on a terminal."""
+"""A progress bar for the management commands of every app: on the command's stderr,
+only on a terminal."""
 
 from typing import Any, TextIO, cast
 

@@ -29,10 +29,10 @@ from faker import Faker
 
 from handoff.models import Handoff, HandoffAction, HandoffEvent, HandoffStatus, Notification, RejectReason
 from handoff.services import HandoffError, handoff_accept, handoff_claim, handoff_reject
-from leadflow.leads.management.commands._progress import progress_bar
 from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from leadflow.leads.services import events_ingest, source_get_or_create
+from leadflow.progress import progress_bar
 from scoring.services import leads_score
 
 BATCH_SIZE = 1000  # the ingest API's maximum batch

@@ -1,0 +1,143 @@
+"""Pages that compose several apps: the marketing dashboard (leads, their stage log and
+the sales outcomes) and the lead page (the score explained by scoring, the handoffs and
+the rep's feedback). Views read through selectors and write through services."""
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from leadflow import charts, selectors
+from leadflow.forms import PERIOD_PRESETS, DashboardFilterForm
+from leadflow.leads import lifecycle
+from leadflow.leads import selectors as lead_selectors
+from leadflow.leads.decorators import role_required
+from leadflow.leads.forms import StageChangeForm
+from leadflow.leads.models import Lead, Stage
+from leadflow.leads.roles import ALL_ROLES, MARKETING, SCORING_ADMIN, has_role
+from leadflow.leads.templatetags.leadflow_ui import percent
+from scoring import selectors as scoring_selectors
+from scoring import services as scoring_services
+from scoring.api import explanation_data
+
+EVENTS_PER_PAGE = 25
+STAGE_EDITORS = (MARKETING, SCORING_ADMIN)
+
+
+# --- Dashboard --------------------------------------------------------------------------
+@role_required(*ALL_ROLES)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    if not selectors.dashboard_has_leads():
+        return render(request, "leads/empty.html", {"events_url": request.build_absolute_uri(reverse("api-events"))})
+    form = DashboardFilterForm(request.GET)
+    period, preset, source = form.selected()
+    funnel = selectors.dashboard_funnel(period=period, source=source)
+    per_day = selectors.dashboard_stage_entries_per_day(period=period, source=source)
+    histogram = selectors.dashboard_score_histogram(source=source)
+    ruleset = scoring_selectors.published_ruleset()
+    markers = [("MQL", ruleset.mql_threshold), ("SQL", ruleset.sql_threshold)] if ruleset else []
+    context = {
+        "form": form,
+        "period": period,
+        "preset": preset,
+        "presets": PERIOD_PRESETS,
+        "source": source,
+        "funnel": funnel,
+        "funnel_chart": charts.funnel_chart(
+            chart_id="funnel",
+            title="Funnel of the leads created in the period",
+            steps=[
+                ("New leads", funnel.created),
+                ("MQL", funnel.mql),
+                ("SQL", funnel.sql),
+                ("Accepted", funnel.accepted),
+            ],
+            notes=["", *(_rate_note(rate) for rate in (funnel.mql_rate, funnel.sql_rate, funnel.accepted_rate))],
+        ),
+        "per_day_chart": charts.line_chart(
+            chart_id="per-day",
+            title="Leads entering MQL and SQL per day",
+            days=period.days,
+            series=[
+                charts.Series("MQL", per_day[Stage.MQL], "series-1"),
+                charts.Series("SQL", per_day[Stage.SQL], "series-2"),
+            ],
+        ),
+        "new_mqls": sum(per_day[Stage.MQL]),
+        "new_sqls": sum(per_day[Stage.SQL]),
+        "histogram": histogram,
+        "histogram_chart": charts.histogram(
+            chart_id="scores",
+            title="Current scores of all leads",
+            lows=histogram.lows,
+            width=histogram.width,
+            series=[charts.Series("Leads", histogram.counts, "series-1")],
+            markers=[(value, name) for name, value in markers],
+        )
+        if histogram.lows
+        else None,
+        "ruleset": ruleset,
+        "by_source": selectors.dashboard_breakdown(period=period, by="source", source=source),
+        "by_campaign": selectors.dashboard_breakdown(period=period, by="utm_campaign", source=source),
+        "medians": selectors.dashboard_median_times(period=period, source=source),
+        "outcomes": selectors.dashboard_sales_outcomes(period=period, source=source),
+        "overdue": selectors.dashboard_overdue_handoffs(source=source),
+        "recent_sqls": selectors.dashboard_recent_sqls(source=source),
+    }
+    return render(request, "leads/dashboard.html", context)
+
+
+def _rate_note(rate: float | None) -> str:
+    return "" if rate is None else f"· {percent(rate)}"
+
+
+# --- The lead page ------------------------------------------------------------------------
+def _lead_or_404(lead_id: Any) -> Lead:
+    return get_object_or_404(lead_selectors.lead_list(), public_id=lead_id)
+
+
+def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm | None = None) -> dict[str, Any]:
+    explanation = explanation_data(scoring_services.lead_explain(lead=lead))
+    rules = explanation["rules"]
+    can_change_stage = has_role(request.user, *STAGE_EDITORS)
+    return {
+        "lead": lead,
+        "explanation": explanation,
+        "matched_rules": [rule for rule in rules if rule["matched"]],
+        "unmatched_rules": [rule for rule in rules if not rule["matched"]],
+        "history": selectors.lead_stage_history(lead=lead),
+        "events": Paginator(lead_selectors.lead_events(lead=lead), EVENTS_PER_PAGE).get_page(request.GET.get("events")),
+        "topics": lead_selectors.lead_interests(lead=lead, key="topic"),
+        "assets": lead_selectors.lead_interests(lead=lead, key="asset"),
+        "handoffs": selectors.lead_handoffs(lead=lead),
+        "can_change_stage": can_change_stage,
+        "stage_form": stage_form or (StageChangeForm(current_stage=lead.stage) if can_change_stage else None),
+    }
+
+
+@role_required(*ALL_ROLES)
+def lead_detail(request: HttpRequest, lead_id: Any) -> HttpResponse:
+    lead = _lead_or_404(lead_id)
+    return render(request, "leads/detail.html", _lead_context(request, lead))
+
+
+@require_POST
+@role_required(*STAGE_EDITORS, message="Only marketing and scoring admins may change a lead's stage by hand.")
+def lead_stage_change(request: HttpRequest, lead_id: Any) -> HttpResponse:
+    lead = _lead_or_404(lead_id)
+    form = StageChangeForm(request.POST, current_stage=lead.stage)
+    if form.is_valid():
+        try:
+            change = lifecycle.lead_stage_change(
+                lead=lead, to_stage=form.cleaned_data["stage"], actor=request.user, reason=form.cleaned_data["reason"]
+            )
+        except lifecycle.StageChangeError as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"Moved to {Stage(change.to_stage).label}. The change is in the stage history.")
+            return redirect("lead-detail", lead_id=lead.public_id)
+    return render(request, "leads/detail.html", _lead_context(request, lead, stage_form=form), status=400)
