@@ -1,5 +1,4 @@
 import os
-from contextlib import contextmanager
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -18,32 +17,32 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default")
 
 @pytest.fixture
 def marketer(db):
-    return UserFactory(username="marketer", roles=[MARKETING])
+    return UserFactory.create(username="marketer", roles=[MARKETING])
 
 
 @pytest.fixture
 def rep(db):
-    return UserFactory(username="rep", roles=[SALES])
+    return UserFactory.create(username="rep", roles=[SALES])
 
 
 @pytest.fixture
 def other_rep(db):
-    return UserFactory(username="other_rep", roles=[SALES])
+    return UserFactory.create(username="other_rep", roles=[SALES])
 
 
 @pytest.fixture
 def admin(db):
-    return UserFactory(username="scoring_admin", roles=[SCORING_ADMIN])
+    return UserFactory.create(username="scoring_admin", roles=[SCORING_ADMIN])
 
 
 @pytest.fixture
 def outsider(db):
-    return UserFactory(username="outsider")
+    return UserFactory.create(username="outsider")
 
 
 @pytest.fixture
 def source(db):
-    return SourceFactory(name="Website", slug="website")
+    return SourceFactory.create(name="Website", slug="website")
 
 
 @pytest.fixture
@@ -62,12 +61,6 @@ def ingest_client(ingest_secret):
 @pytest.fixture
 def api_client(db):
     return APIClient()
-
-
-def client_for(user):
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture
@@ -100,54 +93,7 @@ def publish_ruleset(db):
     return make
 
 
-def behaviour(event_type, points, **extra):
-    return {"kind": "behaviour", "name": f"{event_type} rule", "event_type": event_type, "points": points, **extra}
-
-
-def fit(attribute, operator, value, points):
-    return {
-        "kind": "fit",
-        "name": f"{attribute} {operator}",
-        "attribute": attribute,
-        "operator": operator,
-        "value": value,
-        "points": points,
-    }
-
-
-def _reset_celery_connections():
-    from kombu import pools
-
-    from leadflow.celery import app
-
-    pools.reset()  # kombu keeps global connection pools keyed by broker URL
-    app._pool = None
-    app.amqp._producer_pool = None
-
-
-@contextmanager
-def real_broker(url=None):
-    """Publish tasks to a broker (the test Redis, or ``url``) instead of running them eagerly."""
-    from leadflow.celery import app
-
-    old_url = app.conf.broker_url
-    old_environ = os.environ.get("CELERY_BROKER_URL")
-    app.conf.task_always_eager = False
-    if url:
-        # Celery's broker_url prefers the environment variable to the configuration.
-        os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = url
-    _reset_celery_connections()
-    try:
-        yield app
-    finally:
-        app.conf.task_always_eager = True
-        app.conf.broker_url = old_url
-        if old_environ is not None:
-            os.environ["CELERY_BROKER_URL"] = old_environ
-        _reset_celery_connections()
-
-
 @pytest.fixture
 def sales_manager(db):
     """A sales manager is a staff user (see handoff/roles.py)."""
-    return UserFactory(username="sales_manager", roles=[SALES], is_staff=True)
+    return UserFactory.create(username="sales_manager", roles=[SALES], is_staff=True)

@@ -1,5 +1,6 @@
 from datetime import timedelta
 from decimal import Decimal
+from typing import cast
 
 import factory
 from django.contrib.auth.models import Group, User
@@ -23,7 +24,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     def roles(self, create, extracted, **kwargs):
         if create and extracted:
             # get_or_create: transactional tests flush the groups the migration made.
-            self.groups.add(*(Group.objects.get_or_create(name=name)[0] for name in extracted))
+            cast(User, self).groups.add(*(Group.objects.get_or_create(name=name)[0] for name in extracted))
 
 
 class SourceFactory(factory.django.DjangoModelFactory):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tests.conftest import client_for
 from tests.factories import HandoffFactory, LeadFactory
+from tests.helpers import client_for
 
 LIMIT = 4096
 
@@ -24,14 +24,14 @@ def route(request, ingest_client, admin, rep):
     if name == "lead upsert":
         return ingest_client, "post", "/api/v1/leads"
     if name == "lead edit":
-        return client_for(admin), "patch", f"/api/v1/leads/{LeadFactory().public_id}"
+        return client_for(admin), "patch", f"/api/v1/leads/{LeadFactory.create().public_id}"
     if name == "ruleset create":
         return client_for(admin), "post", "/api/v1/rulesets"
     if name == "rule create":
         response = client_for(admin).post("/api/v1/rulesets/1/clone")
         return client_for(admin), "post", f"/api/v1/rulesets/{response.json()['version']}/rules"
     assert name == "handoff reject"
-    return client_for(rep), "post", f"/api/v1/handoffs/{HandoffFactory().public_id}/reject"
+    return client_for(rep), "post", f"/api/v1/handoffs/{HandoffFactory.create().public_id}/reject"
 
 
 ROUTES = ["events", "lead upsert", "lead edit", "ruleset create", "rule create", "handoff reject"]
@@ -154,7 +154,7 @@ def test_lead_list_refuses_what_it_would_have_ignored(marketer, query, parameter
 
 def test_a_date_time_with_any_utc_offset_filters_in_utc(marketer):
     """ISO 8601 allows offsets up to ±23:59; PostgreSQL refused those beyond ±15:59 (a 500)."""
-    LeadFactory()
+    LeadFactory.create()
     client = client_for(marketer)
     assert len(client.get("/api/v1/leads?created_after=2000-01-01T00:00:00%2B18:57").json()["results"]) == 1
     assert client.get("/api/v1/leads?created_before=9999-12-31T23:59:59-05:00").status_code == 400

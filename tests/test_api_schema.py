@@ -92,12 +92,12 @@ def wsgi_requests_share_the_test_transaction(db):
 @pytest.fixture
 def credentials(wsgi_requests_share_the_test_transaction):
     """Authorization headers, and data with the empty relations answers must show as null."""
-    admin = UserFactory(username="schema_admin", roles=[SCORING_ADMIN], is_staff=True)
+    admin = UserFactory.create(username="schema_admin", roles=[SCORING_ADMIN], is_staff=True)
     _token, person = services.api_token_create(user=admin)
-    _key, ingest = services.ingest_key_create(source=SourceFactory(slug="schema", name="Schema"))
-    lead = LeadFactory(email="orphan@example.com", name="Orphan", company="", source=None, owner=None)
+    _key, ingest = services.ingest_key_create(source=SourceFactory.create(slug="schema", name="Schema"))
+    lead = LeadFactory.create(email="orphan@example.com", name="Orphan", company="", source=None, owner=None)
     StageChange.objects.create(lead=lead, from_stage=Stage.NEW, to_stage=Stage.MQL, actor=None, reason="Scored.")
-    handoff = HandoffFactory(lead__email="queued@example.com", lead__name="Queued", lead__company="Acme")
+    handoff = HandoffFactory.create(lead__email="queued@example.com", lead__name="Queued", lead__company="Acme")
     HandoffEvent.objects.create(handoff=handoff, action=HandoffAction.OPENED, actor=None, at=handoff.created_at)
     return {
         "person": {"Authorization": f"Bearer {person}"},

@@ -23,6 +23,7 @@ from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source, Stag
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from leadflow.management.commands.seed_demo import DEMO_USERS, PERSONAL_DOMAINS
 from tests.factories import LeadFactory, SourceFactory
+from tests.helpers import behaviour
 
 pytestmark = pytest.mark.django_db
 
@@ -71,7 +72,7 @@ def test_create_ingest_key_prints_a_key_the_events_api_accepts():
 
 
 def test_create_ingest_key_reuses_the_source_by_name_or_slug_even_with_an_edited_slug():
-    website = SourceFactory(name="Website", slug="web")
+    website = SourceFactory.create(name="Website", slug="web")
 
     run("create_ingest_key", "website")
     run("create_ingest_key", "web")
@@ -96,6 +97,7 @@ def test_create_api_token_prints_a_working_token_alone_on_the_last_line(marketer
     secret = stdout.splitlines()[-1]
     token = ApiToken.objects.get()
     assert (token.user, token.name, token.key_hash) == (marketer, "CRM sync", hash_key(secret))
+    assert token.expires_at is not None
     assert abs(token.expires_at - (timezone.now() + timedelta(days=30))) < timedelta(minutes=1)
     assert bearer(secret).get("/api/v1/leads").status_code == 200
 
@@ -207,7 +209,7 @@ def test_seed_demo_leads_have_b2b_profiles_and_varied_recent_journeys():
     assert 0 < hand_raisers < len(leads) / 4
     assert all(lead.last_activity_at is not None and not lead.needs_rescore and lead.scored_at for lead in leads)
     # History is replayed: leads were "created" at their first event, not when the seed ran.
-    assert all(lead.created_at <= lead.last_activity_at for lead in leads)
+    assert all(lead.last_activity_at is not None and lead.created_at <= lead.last_activity_at for lead in leads)
     assert Lead.objects.filter(created_at__lt=now - timedelta(days=7)).exists()
 
 
@@ -227,7 +229,12 @@ def test_seed_demo_has_the_sales_team_work_the_older_half_of_the_queue_once(djan
     assert all(h.note and h.reject_reason for h in rejected)  # feedback marketing can read
     assert all(h.lead.owner == h.claimed_by and h.lead.stage == Stage.ACCEPTED for h in accepted)
     # Claims and decisions happened hours after each handoff, not when the seed ran.
-    assert all(h.created_at < h.first_claimed_at < h.decided_at < h.created_at + timedelta(days=3) for h in rejected)
+    assert all(
+        h.first_claimed_at is not None
+        and h.decided_at is not None
+        and h.created_at < h.first_claimed_at < h.decided_at < h.created_at + timedelta(days=3)
+        for h in rejected
+    )
     assert Notification.objects.filter(kind="handoff_rejected").count() == len(rejected)
     assert f"Sales queue: {len(accepted)} accepted, {len(rejected)} rejected" in stdout
 
@@ -274,7 +281,9 @@ def test_import_creates_leads_with_profile_fields_and_other_columns_as_traits(tm
 
 
 def test_import_updates_existing_leads_by_email_and_merges_traits(tmp_path):
-    existing = LeadFactory(email="ada@example.com", company="Old Co", job_title="CTO", traits={"plan": "free", "x": 1})
+    existing = LeadFactory.create(
+        email="ada@example.com", company="Old Co", job_title="CTO", traits={"plan": "free", "x": 1}
+    )
     path = write_csv(tmp_path, "email,company,job_title,plan,region\nADA@example.com,New Co,,pro,EMEA\n")
 
     stdout, _ = run("import_leads", path, "--source", "Trade show")
@@ -287,7 +296,7 @@ def test_import_updates_existing_leads_by_email_and_merges_traits(tmp_path):
 
 
 def test_import_matches_by_external_id(tmp_path):
-    existing = LeadFactory(email=None, external_id="crm-1", name="Old")
+    existing = LeadFactory.create(email=None, external_id="crm-1", name="Old")
     path = write_csv(tmp_path, "external_id,name\ncrm-1,New name\ncrm-2,Other\n")
 
     stdout, _ = run("import_leads", path)
@@ -298,7 +307,7 @@ def test_import_matches_by_external_id(tmp_path):
 
 
 def test_import_reports_rejected_rows_with_line_numbers(tmp_path):
-    LeadFactory(email="taken@example.com", external_id="crm-1")
+    LeadFactory.create(email="taken@example.com", external_id="crm-1")
     path = write_csv(
         tmp_path,
         "email,external_id,name,company_size\n"
@@ -332,7 +341,7 @@ def test_import_reports_rejected_rows_with_line_numbers(tmp_path):
 
 
 def test_import_dry_run_writes_nothing(tmp_path):
-    existing = LeadFactory(email="ada@example.com", company="Old Co")
+    existing = LeadFactory.create(email="ada@example.com", company="Old Co")
     path = write_csv(tmp_path, "email,company\nada@example.com,New Co\nbob@example.com,Bob Co\nbad,\n")
 
     stdout, _ = run("import_leads", path, "--dry-run", "--source", "Brand new source")
@@ -390,7 +399,7 @@ def test_import_of_an_unreadable_file_fails_with_a_hint(tmp_path, content, messa
 
 
 def test_import_of_an_export_does_not_turn_computed_columns_into_traits(tmp_path):
-    LeadFactory(email="ada@example.com", name="Ada", score=Decimal("42"), traits={})
+    LeadFactory.create(email="ada@example.com", name="Ada", score=Decimal("42"), traits={})
     path = str(tmp_path / "export.csv")
     run("export_leads", path)
     Lead.objects.update(name="Changed")
@@ -416,8 +425,10 @@ def read_export_file(path):
 
 
 def test_export_writes_one_row_per_lead_with_the_documented_columns(tmp_path):
-    source = SourceFactory(slug="website")
-    lead = LeadFactory(email="ada@example.com", company_size=250, source=source, stage=Stage.MQL, score=Decimal("61.5"))
+    source = SourceFactory.create(slug="website")
+    lead = LeadFactory.create(
+        email="ada@example.com", company_size=250, source=source, stage=Stage.MQL, score=Decimal("61.5")
+    )
     path = tmp_path / "leads.csv"
 
     stdout, _ = run("export_leads", str(path))
@@ -432,7 +443,7 @@ def test_export_writes_one_row_per_lead_with_the_documented_columns(tmp_path):
 
 
 def test_export_neutralises_formula_cells(tmp_path):
-    LeadFactory(
+    LeadFactory.create(
         email="ada@example.com",
         name='=HYPERLINK("http://evil.test","click")',
         company="+cmd|' /C calc'!A0",
@@ -466,11 +477,11 @@ def test_neutralise_formula_prefixes_only_cells_a_spreadsheet_would_evaluate(cel
 
 
 def test_export_filters_by_stages_and_source(tmp_path):
-    website, fair = SourceFactory(slug="website"), SourceFactory(slug="fair")
-    LeadFactory(email="mql@example.com", source=website, stage=Stage.MQL)
-    LeadFactory(email="sql@example.com", source=website, stage=Stage.SQL)
-    LeadFactory(email="new@example.com", source=website, stage=Stage.NEW)
-    LeadFactory(email="fair@example.com", source=fair, stage=Stage.SQL)
+    website, fair = SourceFactory.create(slug="website"), SourceFactory.create(slug="fair")
+    LeadFactory.create(email="mql@example.com", source=website, stage=Stage.MQL)
+    LeadFactory.create(email="sql@example.com", source=website, stage=Stage.SQL)
+    LeadFactory.create(email="new@example.com", source=website, stage=Stage.NEW)
+    LeadFactory.create(email="fair@example.com", source=fair, stage=Stage.SQL)
     path = tmp_path / "leads.csv"
 
     run("export_leads", str(path), "--stage", "mql", "--stage", "sql", "--source", "website")
@@ -489,7 +500,7 @@ def test_export_to_standard_output_writes_only_the_csv_there():
 
 
 def test_export_with_an_unknown_source_lists_the_known_slugs(tmp_path):
-    SourceFactory(slug="website")
+    SourceFactory.create(slug="website")
     with pytest.raises(CommandError, match="no source with slug 'nope'. Known slugs: website"):
         run("export_leads", str(tmp_path / "x.csv"), "--source", "nope")
 
@@ -531,14 +542,13 @@ def test_every_command_explains_itself_in_help(command, expected):
 
 def test_run_schedule_once_runs_every_periodic_task_in_process(publish_ruleset, rep, settings):
     from handoff.services import handoff_claim
-    from tests.conftest import behaviour
     from tests.factories import EventFactory, HandoffFactory, LeadFactory
 
     publish_ruleset([behaviour("page_view", 5)])
-    flagged = LeadFactory(needs_rescore=True)
-    EventFactory(lead=flagged, type="page_view")
+    flagged = LeadFactory.create(needs_rescore=True)
+    EventFactory.create(lead=flagged, type="page_view")
     Lead.objects.filter(pk=flagged.pk).update(updated_at=timezone.now() - timedelta(minutes=5))  # sweeper's grace
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     handoff_claim(handoff=handoff, user=rep)
     Handoff.objects.filter(pk=handoff.pk).update(claim_expires_at=timezone.now() - timedelta(minutes=1))
     settings.CELERY_TASK_ALWAYS_EAGER = False  # the command must not depend on eager mode

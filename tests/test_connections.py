@@ -13,8 +13,8 @@ import requests
 from django.db import connection
 
 from leadflow.leads import services
+from tests.helpers import clean_env
 from tests.processes import Process, answers, current_database_url, database_backends, free_port, started, wait_for
-from tests.test_settings_and_boot import clean_env
 
 # Far below PostgreSQL's max_connections (100), shared with whoever else uses the server.
 CONNECTION_BOUND = 10

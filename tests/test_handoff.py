@@ -3,6 +3,7 @@ import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import time_machine
@@ -15,8 +16,8 @@ from handoff.tasks import expire_claims
 from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.roles import SALES
 from scoring.services import leads_score
-from tests.conftest import behaviour, client_for
 from tests.factories import EventFactory, HandoffFactory, LeadFactory, SourceFactory, SqlLeadFactory, UserFactory
+from tests.helpers import behaviour, client_for
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 RULES = [behaviour("page_view", 10, max_points=30), behaviour("demo_request", 50)]
@@ -153,7 +154,7 @@ def test_rejected_lead_is_recycled_and_requalifies_only_on_new_activity_with_a_n
     [("not_a_fit", Stage.DISQUALIFIED), ("duplicate", Stage.DISQUALIFIED), ("bad_timing", Stage.RECYCLED)],
 )
 def test_reject_reason_decides_between_recycling_and_disqualifying(rep, act, reason, stage):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     act(rep, url(handoff, "claim"))
     assert act(rep, url(handoff, "reject"), {"reason": reason}).status_code == 200
     handoff.lead.refresh_from_db()
@@ -161,7 +162,7 @@ def test_reject_reason_decides_between_recycling_and_disqualifying(rep, act, rea
 
 
 def test_reject_needs_a_known_reason_and_a_note_for_other(rep, act):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     act(rep, url(handoff, "claim"))
     assert act(rep, url(handoff, "reject"), {"reason": "too_expensive"}).json().keys() == {"reason"}
     response = act(rep, url(handoff, "reject"), {"reason": "other", "note": "  "})
@@ -172,11 +173,11 @@ def test_reject_needs_a_known_reason_and_a_note_for_other(rep, act):
 # --- Claims ------------------------------------------------------------------------------------------
 def test_claim_next_takes_the_highest_priority_then_the_oldest(rep, act):
     with time_machine.travel(NOW, tick=False) as clock:
-        low = HandoffFactory(lead=SqlLeadFactory(score=65))
+        low = HandoffFactory.create(lead=SqlLeadFactory.create(score=65))
         clock.shift(timedelta(minutes=1))
-        old_high = HandoffFactory(lead=SqlLeadFactory(score=90))
+        old_high = HandoffFactory.create(lead=SqlLeadFactory.create(score=90))
         clock.shift(timedelta(minutes=1))
-        HandoffFactory(lead=SqlLeadFactory(score=90))
+        HandoffFactory.create(lead=SqlLeadFactory.create(score=90))
         clock.shift(timedelta(minutes=1))
         claimed = [act(rep, f"{QUEUE}/claim-next").json()["id"] for _ in range(3)]
     assert claimed[0] == str(old_high.public_id)
@@ -201,7 +202,7 @@ def test_a_rep_cannot_hold_more_open_claims_than_the_limit(rep, act, settings):
 
 
 def test_a_released_handoff_goes_back_to_the_queue_for_anyone(rep, other_rep, act):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     act(rep, url(handoff, "claim"))
     response = act(rep, url(handoff, "release"))
     assert response.status_code == 200
@@ -217,7 +218,7 @@ def test_an_expired_claim_returns_to_the_queue_and_the_rep_is_told(
     rep, act, mailoutbox, django_capture_on_commit_callbacks
 ):
     with time_machine.travel(NOW, tick=False) as clock:
-        handoff = HandoffFactory()
+        handoff = HandoffFactory.create()
         act(rep, url(handoff, "claim"))
         clock.shift(timedelta(hours=4) - timedelta(seconds=1))
         with django_capture_on_commit_callbacks(execute=True):
@@ -236,7 +237,7 @@ def test_an_expired_claim_returns_to_the_queue_and_the_rep_is_told(
 
 
 def test_wrong_state_transitions_answer_409_with_advice(rep, act):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     response = act(rep, url(handoff, "accept"))
     assert response.status_code == 409
     assert response.json() == {
@@ -255,7 +256,7 @@ def test_wrong_state_transitions_answer_409_with_advice(rep, act):
 
 
 def test_a_rep_who_loses_the_race_for_a_queued_handoff_gets_409_with_advice(rep, other_rep, act):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     assert client_for(rep).get(url(handoff)).status_code == 200
     assert client_for(other_rep).get(url(handoff)).status_code == 200, "both reps see it queued"
     assert act(rep, url(handoff, "claim")).status_code == 200
@@ -272,7 +273,7 @@ def test_a_rep_who_loses_the_race_for_a_queued_handoff_gets_409_with_advice(rep,
 
 
 def test_one_rep_cannot_take_or_decide_another_reps_claim(rep, other_rep, act):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     act(rep, url(handoff, "claim"))
     assert act(other_rep, url(handoff, "claim")).status_code == 409
     for action in ("release", "accept", "reject"):
@@ -285,7 +286,7 @@ def test_one_rep_cannot_take_or_decide_another_reps_claim(rep, other_rep, act):
 
 
 def test_manual_stage_change_out_of_sql_closes_the_open_handoff(marketer, rep, act):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     act(rep, url(handoff, "claim"))
     response = client_for(marketer).post(
         f"/api/v1/leads/{handoff.lead.public_id}/stage", {"stage": "mql", "reason": "Sent too early"}, format="json"
@@ -305,7 +306,7 @@ def test_manual_stage_change_out_of_sql_closes_the_open_handoff(marketer, rep, a
 
 def test_moving_a_lead_out_of_sql_by_hand_closes_its_handoff_once_with_the_reason(marketer, rep, act):
     with time_machine.travel(NOW - timedelta(hours=1), tick=False) as clock:
-        handoff = HandoffFactory()
+        handoff = HandoffFactory.create()
         act(rep, url(handoff, "claim"))
         clock.move_to(NOW)
         response = client_for(marketer).post(
@@ -350,7 +351,7 @@ def test_moving_a_lead_out_of_sql_by_hand_closes_its_handoff_once_with_the_reaso
 )
 def test_a_reps_decision_leaves_one_audit_event_and_one_stage_change(rep, act, decision, body, status, stage, details):
     with time_machine.travel(NOW - timedelta(hours=1), tick=False) as clock:
-        handoff = HandoffFactory()
+        handoff = HandoffFactory.create()
         act(rep, url(handoff, "claim"))
         clock.move_to(NOW)
         assert act(rep, url(handoff, decision), body).status_code == 200
@@ -365,9 +366,9 @@ def test_a_reps_decision_leaves_one_audit_event_and_one_stage_change(rep, act, d
 
 def _lead_ready_for_sql(publish_ruleset):
     publish_ruleset(RULES, mql=30, sql=60)
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     for event_type in ("page_view", "page_view", "demo_request"):
-        EventFactory(lead=lead, type=event_type)
+        EventFactory.create(lead=lead, type=event_type)
     return lead
 
 
@@ -406,7 +407,7 @@ def test_a_promotion_whose_handoff_cannot_open_does_not_happen(publish_ruleset, 
 
 
 def test_a_sales_manager_reassigns_a_handoff_and_the_new_rep_is_told(sales_manager, rep, other_rep, admin, act):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     act(rep, url(handoff, "claim"))
     assert act(rep, url(handoff, "reassign"), {"username": "other_rep"}).status_code == 403
     response = act(sales_manager, url(handoff, "reassign"), {"username": "other_rep"})
@@ -424,10 +425,10 @@ def test_a_sales_manager_reassigns_a_handoff_and_the_new_rep_is_told(sales_manag
 @pytest.fixture
 def queue(rep, other_rep):
     """One queued handoff, one claimed by rep, one by other_rep, one rejected by rep."""
-    queued = HandoffFactory(lead=SqlLeadFactory(email="queued@x.io"))
-    mine = HandoffFactory(lead=SqlLeadFactory(email="mine@x.io"))
-    theirs = HandoffFactory(lead=SqlLeadFactory(email="theirs@x.io"))
-    rejected = HandoffFactory(lead=SqlLeadFactory(email="rejected@x.io"))
+    queued = HandoffFactory.create(lead=SqlLeadFactory.create(email="queued@x.io"))
+    mine = HandoffFactory.create(lead=SqlLeadFactory.create(email="mine@x.io"))
+    theirs = HandoffFactory.create(lead=SqlLeadFactory.create(email="theirs@x.io"))
+    rejected = HandoffFactory.create(lead=SqlLeadFactory.create(email="rejected@x.io"))
     services.handoff_claim(handoff=mine, user=rep)
     services.handoff_claim(handoff=theirs, user=other_rep)
     services.handoff_claim(handoff=rejected, user=rep)
@@ -475,11 +476,11 @@ def test_scoring_admins_read_the_queue_but_only_sales_claims(queue, admin, act):
 
 def test_queue_filters_and_ordering(rep):
     with time_machine.travel(NOW, tick=False) as clock:
-        HandoffFactory(lead=SqlLeadFactory(score=61, email="a@x.io"))
+        HandoffFactory.create(lead=SqlLeadFactory.create(score=61, email="a@x.io"))
         clock.shift(timedelta(hours=1))
-        HandoffFactory(lead=SqlLeadFactory(score=95, email="b@x.io"))
+        HandoffFactory.create(lead=SqlLeadFactory.create(score=95, email="b@x.io"))
         clock.shift(timedelta(hours=1))
-        HandoffFactory(lead=SqlLeadFactory(score=80, email="c@x.io"))
+        HandoffFactory.create(lead=SqlLeadFactory.create(score=80, email="c@x.io"))
         clock.shift(timedelta(hours=23, minutes=30))
         client = client_for(rep)
         emails = lambda q: [r["lead"]["email"][0] for r in client.get(QUEUE + q).json()["results"]]  # noqa: E731
@@ -509,7 +510,7 @@ def test_the_queue_answers_in_a_constant_number_of_queries(rep, marketer, django
 
 # --- Invariants ---------------------------------------------------------------------------------------
 def test_the_database_refuses_a_second_open_handoff_for_a_lead(db):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     with pytest.raises(IntegrityError), transaction.atomic():
         Handoff.objects.create(lead=handoff.lead, due_at=handoff.due_at)
     Handoff.objects.filter(pk=handoff.pk).update(status=HandoffStatus.CLOSED, decided_at=NOW)
@@ -517,7 +518,7 @@ def test_the_database_refuses_a_second_open_handoff_for_a_lead(db):
 
 
 def test_the_database_refuses_a_claim_without_a_claimer_or_a_rejection_without_a_reason(db):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     with pytest.raises(IntegrityError), transaction.atomic():
         Handoff.objects.filter(pk=handoff.pk).update(status=HandoffStatus.CLAIMED)
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -525,7 +526,7 @@ def test_the_database_refuses_a_claim_without_a_claimer_or_a_rejection_without_a
 
 
 def test_entering_sql_twice_in_one_batch_keeps_one_open_handoff(db):
-    lead = SqlLeadFactory()
+    lead = SqlLeadFactory.create()
     opened = services.handoffs_open_for_leads(leads=[lead], at=NOW)
     assert services.handoffs_open_for_leads(leads=[lead], at=NOW) == []
     assert Handoff.objects.filter(lead=lead).count() == len(opened) == 1
@@ -536,12 +537,14 @@ def _claim_story(claim, rep, other_rep, tag):
     a given handoff, the same again (taken), next for the other rep."""
     with time_machine.travel(NOW, tick=False):
         handoffs = [
-            HandoffFactory(lead=SqlLeadFactory(score=score, email=f"{tag}{score}@x.io", traits={"plan": "pro"}))
+            HandoffFactory.create(
+                lead=SqlLeadFactory.create(score=score, email=f"{tag}{score}@x.io", traits={"plan": "pro"})
+            )
             for score in (70, 90, 80)
         ]
         steps = [(rep, None), (rep, None), (rep, None), (other_rep, handoffs[0]), (other_rep, handoffs[0])]
         steps.append((other_rep, None))
-        outcomes = []
+        outcomes: list[tuple[Any, ...]] = []
         for user, target in steps:
             with transaction.atomic():
                 open_claims, handoff = claim(user=user, handoff_id=target and target.pk, now=NOW)
@@ -583,7 +586,7 @@ def test_the_postgresql_claim_statement_and_the_portable_orm_path_agree(rep, oth
 @pytest.mark.django_db(transaction=True)
 def test_fifty_reps_racing_for_the_queue_never_hold_one_handoff_twice(settings):
     settings.HANDOFF_MAX_OPEN_CLAIMS = 3
-    reps = [UserFactory(username=f"racer{n}", roles=[SALES]) for n in range(25)]
+    reps = [UserFactory.create(username=f"racer{n}", roles=[SALES]) for n in range(25)]
     handoffs = HandoffFactory.create_batch(60)
     hot = handoffs[:5]
     start = threading.Barrier(50)
@@ -632,7 +635,7 @@ def test_fifty_reps_racing_for_the_queue_never_hold_one_handoff_twice(settings):
 # --- Statistics ---------------------------------------------------------------------------------------
 def _decided(reason=None, *, claimed_after, decided_after, created=NOW, rep):
     with time_machine.travel(created, tick=False) as clock:
-        handoff = HandoffFactory()
+        handoff = HandoffFactory.create()
         clock.shift(claimed_after)
         services.handoff_claim(handoff=handoff, user=rep)
         clock.shift(decided_after - claimed_after)
@@ -653,8 +656,8 @@ def test_handoff_stats_count_outcomes_reasons_medians_and_breaches(rep, marketer
         claimed_after=timedelta(hours=1), decided_after=timedelta(hours=2), rep=rep, created=NOW - timedelta(days=9)
     )
     with time_machine.travel(NOW, tick=False):
-        HandoffFactory()
-        HandoffFactory(due_at=NOW - timedelta(hours=1))
+        HandoffFactory.create()
+        HandoffFactory.create(due_at=NOW - timedelta(hours=1))
     with time_machine.travel(NOW + timedelta(hours=2), tick=False):
         response = client_for(marketer).get("/api/v1/stats/handoffs?since=2026-11-20&until=2026-11-20")
         body = response.json()
@@ -679,15 +682,15 @@ def test_handoff_stats_count_outcomes_reasons_medians_and_breaches(rep, marketer
 
 
 def test_handoff_stats_filter_by_the_source_of_the_leads(rep, marketer):
-    web, ads = SourceFactory(name="Web", slug="web"), SourceFactory(name="Ads", slug="ads")
+    web, ads = SourceFactory.create(name="Web", slug="web"), SourceFactory.create(name="Ads", slug="ads")
     for source, reason in [(web, None), (web, "no_budget"), (ads, "bad_timing")]:
-        handoff = HandoffFactory(lead=SqlLeadFactory(source=source))
+        handoff = HandoffFactory.create(lead=SqlLeadFactory.create(source=source))
         services.handoff_claim(handoff=handoff, user=rep)
         if reason:
             services.handoff_reject(handoff=handoff, user=rep, reason=reason)
         else:
             services.handoff_accept(handoff=handoff, user=rep)
-    HandoffFactory(lead=SqlLeadFactory(source=ads))
+    HandoffFactory.create(lead=SqlLeadFactory.create(source=ads))
     client = client_for(marketer)
     web_stats = client.get("/api/v1/stats/handoffs", {"source": "web"}).json()
     assert (web_stats["total"], web_stats["accepted"], web_stats["rejected"], web_stats["queued"]) == (2, 1, 1, 0)

@@ -114,7 +114,7 @@ def test_same_event_id_with_other_payload_is_rejected(ingest_client):
 def test_same_event_id_from_another_source_is_a_different_event(ingest_client, db):
     from tests.factories import SourceFactory
 
-    _key, other_secret = services.ingest_key_create(source=SourceFactory(slug="crm", name="CRM"))
+    _key, other_secret = services.ingest_key_create(source=SourceFactory.create(slug="crm", name="CRM"))
     other = APIClient()
     other.credentials(HTTP_AUTHORIZATION=f"Bearer {other_secret}")
     post(ingest_client, event(1))

@@ -4,6 +4,7 @@ import hashlib
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -47,7 +48,7 @@ def test_fingerprint_is_the_hash_of_the_canonical_payload(properties, email, ext
 
 
 def test_validated_event_carries_the_fingerprint_of_its_properties():
-    payload = {
+    payload: dict[str, Any] = {
         "event_id": "e-1",
         "type": "content_download",
         "occurred_at": "2026-11-20T11:30:00+01:00",
@@ -98,8 +99,8 @@ def test_update_from_values_sets_varying_nullable_and_shared_values(db):
 
 
 def test_bulk_insert_keeps_rows_that_share_every_value_but_the_first(db):
-    source = SourceFactory()
-    lead = LeadFactory()
+    source = SourceFactory.create()
+    lead = LeadFactory.create()
     moment = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
     columns = ["event_id", "lead", "source", "type", "properties", "occurred_at", "received_at", "fingerprint"]
     rows = [[f"e-{n}", lead.pk, source.pk, "page_view", {"url": "/"}, moment, moment, "f" * 64] for n in range(3)]
@@ -126,7 +127,7 @@ def test_event_writes_maintain_only_the_indexes_queries_use(db):
 
 
 def test_known_event_ids_are_probed_through_the_unique_index(db):
-    source = SourceFactory()
+    source = SourceFactory.create()
     sql, params = services.event_fingerprints_sql(source, [f"e-{n}" for n in range(1000)])
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN {sql}", params)

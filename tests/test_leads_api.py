@@ -3,21 +3,21 @@ from django.utils import timezone
 
 from leadflow.leads import services
 from leadflow.leads.models import Lead
-from tests.conftest import client_for
 from tests.factories import EventFactory, LeadFactory, SourceFactory
+from tests.helpers import client_for
 
 URL = "/api/v1/leads"
 
 
 def test_anonymous_gets_401_not_data(api_client):
-    LeadFactory()
+    LeadFactory.create()
     response = api_client.get(URL)
     assert response.status_code in (401, 403)
     assert "results" not in response.json()
 
 
 def test_outsider_without_role_is_forbidden(outsider):
-    LeadFactory()
+    LeadFactory.create()
     assert client_for(outsider).get(URL).status_code == 403
 
 
@@ -42,15 +42,15 @@ def test_expired_token_is_rejected(marketer, api_client):
 
 
 def test_ingest_key_cannot_read_leads(ingest_client):
-    LeadFactory()
+    LeadFactory.create()
     assert ingest_client.get(URL).status_code == 403
 
 
 def test_list_filters_by_stage_score_and_source(marketer):
-    web = SourceFactory(slug="web", name="Web")
-    LeadFactory(stage="mql", score=60, source=web, email="a@x.io")
-    LeadFactory(stage="mql", score=20, email="b@x.io")
-    LeadFactory(stage="new", score=70, source=web, email="c@x.io")
+    web = SourceFactory.create(slug="web", name="Web")
+    LeadFactory.create(stage="mql", score=60, source=web, email="a@x.io")
+    LeadFactory.create(stage="mql", score=20, email="b@x.io")
+    LeadFactory.create(stage="new", score=70, source=web, email="c@x.io")
     client = client_for(marketer)
     emails = lambda query: sorted(r["email"] for r in client.get(URL + query).json()["results"])  # noqa: E731
     assert emails("?stage=mql") == ["a@x.io", "b@x.io"]
@@ -59,8 +59,8 @@ def test_list_filters_by_stage_score_and_source(marketer):
 
 
 def test_search_matches_email_name_and_company(marketer):
-    LeadFactory(email="ada@engines.io", name="Ada", company="Engines")
-    LeadFactory(email="bob@x.io", name="Bob", company="Lovelace Ltd")
+    LeadFactory.create(email="ada@engines.io", name="Ada", company="Engines")
+    LeadFactory.create(email="bob@x.io", name="Bob", company="Lovelace Ltd")
     client = client_for(marketer)
     assert [r["email"] for r in client.get(URL + "?q=lovelace").json()["results"]] == ["bob@x.io"]
     assert [r["email"] for r in client.get(URL + "?q=ADA").json()["results"]] == ["ada@engines.io"]
@@ -74,7 +74,7 @@ def test_bad_filter_value_is_a_field_level_400(marketer):
 
 def test_cursor_pagination_walks_every_lead_once_ordered_by_score(marketer):
     for n in range(25):
-        LeadFactory(score=n % 7, email=f"l{n}@x.io")
+        LeadFactory.create(score=n % 7, email=f"l{n}@x.io")
     client = client_for(marketer)
     seen, url = [], URL + "?ordering=-score&page_size=10"
     while url:
@@ -97,7 +97,7 @@ def test_list_query_count_does_not_grow_with_page_size(marketer, django_assert_m
 
 
 def test_detail_by_public_id_shows_recent_events(marketer):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     EventFactory.create_batch(25, lead=lead)
     response = client_for(marketer).get(f"{URL}/{lead.public_id}")
     assert response.status_code == 200
@@ -111,7 +111,7 @@ def test_unknown_lead_is_404(marketer):
 
 
 def test_marketer_edits_profile_fields_and_merges_traits(marketer):
-    lead = LeadFactory(traits={"plan": "free", "old": 1})
+    lead = LeadFactory.create(traits={"plan": "free", "old": 1})
     response = client_for(marketer).patch(
         f"{URL}/{lead.public_id}", {"job_title": "VP Sales", "traits": {"plan": "pro", "old": None}}, format="json"
     )
@@ -121,7 +121,7 @@ def test_marketer_edits_profile_fields_and_merges_traits(marketer):
 
 
 def test_scores_and_identity_are_not_editable(marketer):
-    lead = LeadFactory(email="keep@x.io")
+    lead = LeadFactory.create(email="keep@x.io")
     response = client_for(marketer).patch(
         f"{URL}/{lead.public_id}", {"score": 99, "email": "other@x.io", "company_size": -3}, format="json"
     )
@@ -132,7 +132,7 @@ def test_scores_and_identity_are_not_editable(marketer):
 
 
 def test_rep_cannot_edit_a_lead(rep):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     assert client_for(rep).patch(f"{URL}/{lead.public_id}", {"name": "x"}, format="json").status_code == 403
     assert Lead.objects.get().name == lead.name
 

@@ -44,8 +44,8 @@ def received():
 
 
 def test_transitions_apply_tells_receivers_what_it_wrote_inside_the_transaction(db, received):
-    fresh, sql, mql = LeadFactory(), SqlLeadFactory(), LeadFactory(stage=Stage.MQL)
-    marketer = UserFactory()
+    fresh, sql, mql = LeadFactory.create(), SqlLeadFactory.create(), LeadFactory.create(stage=Stage.MQL)
+    marketer = UserFactory.create()
     with transaction.atomic():
         leads = {lead.pk: lead for lead in Lead.objects.select_for_update().filter(pk__in=[fresh.pk, sql.pk, mql.pk])}
         applied = transitions_apply(
@@ -79,7 +79,7 @@ def test_nothing_moved_sends_nothing(db, received):
 
 
 def test_a_receivers_failure_rolls_the_stage_change_back(db):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
 
     def fail(sender, applied, **kwargs):
         raise RuntimeError("receiver failed")
@@ -103,14 +103,14 @@ def test_a_receivers_failure_rolls_the_stage_change_back(db):
     ],
 )
 def test_a_stage_change_by_hand_needs_a_reason_a_known_stage_and_a_move(db, received, to_stage, reason, message):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     with pytest.raises(StageChangeError, match=message):
         lead_stage_change(lead=lead, to_stage=to_stage, actor=None, reason=reason)
     assert not StageChange.objects.exists() and received == []
 
 
 def test_a_stage_change_by_hand_is_written_with_its_reason_and_actor(db, received):
-    lead, marketer = LeadFactory(), UserFactory()
+    lead, marketer = LeadFactory.create(), UserFactory.create()
     change = lead_stage_change(lead=lead, to_stage=Stage.MQL, actor=marketer, reason="  Met at the fair ")
     assert (change.from_stage, change.to_stage, change.actor, change.reason) == (
         Stage.NEW,

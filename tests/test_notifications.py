@@ -15,9 +15,8 @@ from django.db.migrations.executor import MigrationExecutor
 from handoff import notifications, services
 from handoff.models import Handoff, HandoffEvent, Notification, WebhookDelivery
 from handoff.tasks import deliver_webhook, flag_overdue
-from tests.conftest import client_for
 from tests.factories import HandoffFactory, SqlLeadFactory, UserFactory
-from tests.test_pages import browser
+from tests.helpers import browser, client_for
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 SECRET = "whsec-test-0123456789abcdef"
@@ -85,13 +84,13 @@ def kinds(user):
 
 
 def claimed_handoff(user, **extra):
-    handoff = HandoffFactory(**extra)
+    handoff = HandoffFactory.create(**extra)
     return services.handoff_claim(handoff=handoff, user=user)
 
 
 # --- Who is told what ----------------------------------------------------------------------------------
 def test_a_new_sql_notifies_the_sales_group_in_app_and_by_email(rep, other_rep, marketer, mailoutbox, after_commit):
-    lead = SqlLeadFactory(name="Grace Hopper", company="Navy")
+    lead = SqlLeadFactory.create(name="Grace Hopper", company="Navy")
     with after_commit():
         services.handoffs_open_for_leads(leads=[lead], at=NOW)
     assert kinds(rep) == kinds(other_rep) == ["handoff_new"]
@@ -112,7 +111,7 @@ def test_many_new_sqls_at_once_make_one_digest_per_rep(rep, mailoutbox, after_co
 
 
 def test_nothing_is_sent_for_a_rolled_back_promotion(rep, mailoutbox, django_capture_on_commit_callbacks):
-    lead = SqlLeadFactory()
+    lead = SqlLeadFactory.create()
     with (
         django_capture_on_commit_callbacks(execute=True) as callbacks,
         pytest.raises(RuntimeError),
@@ -125,7 +124,7 @@ def test_nothing_is_sent_for_a_rolled_back_promotion(rep, mailoutbox, django_cap
 
 
 def test_a_rejection_tells_marketing_why(rep, marketer, mailoutbox, after_commit):
-    handoff = claimed_handoff(rep, lead=SqlLeadFactory(name="Alan Turing"))
+    handoff = claimed_handoff(rep, lead=SqlLeadFactory.create(name="Alan Turing"))
     with after_commit():
         response = client_for(rep).post(
             f"/api/v1/handoffs/{handoff.public_id}/reject",
@@ -145,7 +144,7 @@ def test_sla_breach_is_flagged_once_and_notifies_only_the_claiming_rep(
 ):
     with time_machine.travel(NOW, tick=False) as clock:
         handoff = claimed_handoff(rep)
-        untouched = HandoffFactory(due_at=NOW + timedelta(days=3))
+        untouched = HandoffFactory.create(due_at=NOW + timedelta(days=3))
         clock.shift(timedelta(hours=24))
         for _ in range(2):
             with after_commit():
@@ -166,7 +165,7 @@ def test_sla_breach_is_flagged_once_and_notifies_only_the_claiming_rep(
 def test_sla_breach_of_a_claim_held_outside_the_sales_group_notifies_only_its_holder(
     rep, other_rep, mailoutbox, after_commit
 ):
-    boss = UserFactory(username="boss", is_staff=True)  # a manager outside the sales group holds the claim
+    boss = UserFactory.create(username="boss", is_staff=True)  # a manager outside the sales group holds the claim
     with time_machine.travel(NOW, tick=False) as clock:
         handoff = claimed_handoff(boss)
         clock.shift(timedelta(hours=24))
@@ -180,7 +179,7 @@ def test_sla_breach_of_a_claim_held_outside_the_sales_group_notifies_only_its_ho
 
 def test_sla_breach_of_an_unclaimed_handoff_notifies_all_of_sales(rep, other_rep, marketer, mailoutbox, after_commit):
     with time_machine.travel(NOW, tick=False) as clock:
-        handoff = HandoffFactory()
+        handoff = HandoffFactory.create()
         clock.shift(timedelta(hours=25))
         with after_commit():
             services.handoffs_flag_overdue()
@@ -195,7 +194,7 @@ def test_notifications_link_to_the_handoffs_page_absolute_in_email_and_webhook_w
     rep, mailoutbox, after_commit, webhook, settings
 ):
     settings.NOTIFY_BASE_URL = "https://leadflow.example.com/"
-    lead = SqlLeadFactory()
+    lead = SqlLeadFactory.create()
     with after_commit():
         services.handoffs_open_for_leads(leads=[lead], at=NOW)
     handoff = Handoff.objects.get(lead=lead)
@@ -290,7 +289,7 @@ def test_a_failing_mail_server_never_blocks_the_handoff(rep, marketer, after_com
         response = client_for(rep).post(f"/api/v1/handoffs/{handoff.public_id}/accept")
     assert response.status_code == 200
     with after_commit():
-        services.handoffs_open_for_leads(leads=[SqlLeadFactory()], at=NOW)
+        services.handoffs_open_for_leads(leads=[SqlLeadFactory.create()], at=NOW)
     assert kinds(rep) == ["handoff_new"], "the in-app notification is there even though the email failed"
     assert "Email notification" in caplog.text
 
@@ -418,7 +417,7 @@ def test_deciding_or_releasing_a_handoff_marks_my_new_sql_notification_of_it_rea
 
 
 def test_notifications_commit_with_the_change_and_mail_waits_for_the_commit(db, rep, webhook, mailoutbox):
-    lead = SqlLeadFactory()
+    lead = SqlLeadFactory.create()
     with pytest.raises(RuntimeError), transaction.atomic():
         services.handoffs_open_for_leads(leads=[lead], at=NOW)
         # Written with the handoff, in its transaction: a crash after the commit loses none.

@@ -10,9 +10,6 @@ from decimal import Decimal
 
 import pytest
 from django.apps import apps
-from django.db import connection
-from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
@@ -22,18 +19,18 @@ from leadflow import selectors
 from leadflow.db import median_in_python
 from leadflow.leads.models import Lead, Stage, StageChange
 from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus
-from tests.conftest import behaviour, client_for
 from tests.factories import EventFactory, LeadFactory, SourceFactory
-
-SCRIPT = "<script>alert(1)</script>"
-ESCAPED_SCRIPT = "&lt;script&gt;alert(1)&lt;/script&gt;"
-
-
-def browser(user=None, **kwargs):
-    client = Client(**kwargs)
-    if user is not None:
-        client.force_login(user)
-    return client
+from tests.helpers import (
+    ESCAPED_SCRIPT,
+    INLINE_HANDLER,
+    INLINE_SCRIPT,
+    INLINE_STYLE,
+    SCRIPT,
+    behaviour,
+    browser,
+    client_for,
+    count_queries,
+)
 
 
 def published():
@@ -55,13 +52,6 @@ def draft_of(ruleset, **changes):
         RuleSet.objects.filter(pk=clone.pk).update(**changes)
         clone.refresh_from_db()
     return clone
-
-
-def count_queries(client, url):
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(url)
-    assert response.status_code == 200, response.content[:500]
-    return len(queries)
 
 
 # --- Who may open what ---------------------------------------------------------------------
@@ -87,7 +77,7 @@ def admin_pages(ruleset, rule):
 
 
 def test_anonymous_visitors_are_sent_to_the_login_page(db):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     for url in read_pages(lead, published()):
         response = browser().get(url)
         assert response.status_code == 302, url
@@ -95,7 +85,7 @@ def test_anonymous_visitors_are_sent_to_the_login_page(db):
 
 
 def test_a_person_without_a_role_gets_403_on_every_page(outsider):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     draft = draft_of(published())
     rule = draft.rules.first()
     client = browser(outsider)
@@ -112,7 +102,7 @@ def test_a_person_without_a_role_gets_403_on_every_page(outsider):
 @pytest.mark.parametrize("role", ["marketer", "rep", "admin"])
 def test_every_role_reads_the_dashboard_leads_and_rules(db, role, request):
     user = request.getfixturevalue(role)
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     client = browser(user)
     for url in read_pages(lead, published()):
         assert client.get(url).status_code == 200, url
@@ -120,7 +110,7 @@ def test_every_role_reads_the_dashboard_leads_and_rules(db, role, request):
 
 @pytest.mark.parametrize("role", ["marketer", "rep"])
 def test_only_scoring_admins_open_the_rule_editing_pages(db, role, request, admin):
-    LeadFactory()
+    LeadFactory.create()
     draft = draft_of(published())
     rule = draft.rules.first()
     reader = browser(request.getfixturevalue(role))
@@ -159,7 +149,7 @@ def test_a_published_ruleset_is_read_only_even_for_admins(admin):
 
 
 def test_only_marketing_and_admins_see_and_use_the_stage_form(rep, marketer):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     url = reverse("lead-detail", args=[lead.public_id])
     assert "Change stage" not in browser(rep).get(url).content.decode()
     assert "Change stage" in browser(marketer).get(url).content.decode()
@@ -185,7 +175,7 @@ def test_an_unknown_lead_is_a_404_page(marketer):
 
 
 def test_forms_refuse_a_post_without_the_csrf_token(marketer, admin):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     client = browser(marketer, enforce_csrf_checks=True)
     response = client.post(reverse("lead-stage-change", args=[lead.public_id]), {"stage": "mql", "reason": "Why"})
     assert response.status_code == 403
@@ -197,7 +187,7 @@ def test_forms_refuse_a_post_without_the_csrf_token(marketer, admin):
 
 
 def test_every_form_of_the_pages_carries_a_csrf_token(admin):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     draft = draft_of(published())
     client = browser(admin)
     for url in [
@@ -215,8 +205,8 @@ def test_every_form_of_the_pages_carries_a_csrf_token(admin):
 
 # --- Safe output ---------------------------------------------------------------------------
 def test_a_lead_named_like_a_script_renders_as_text_on_the_list_the_lead_page_and_the_dashboard(marketer):
-    source = SourceFactory(name=f"Partner {SCRIPT}", slug="partner")
-    lead = LeadFactory(
+    source = SourceFactory.create(name=f"Partner {SCRIPT}", slug="partner")
+    lead = LeadFactory.create(
         name=SCRIPT,
         company=SCRIPT,
         job_title=SCRIPT,
@@ -227,7 +217,7 @@ def test_a_lead_named_like_a_script_renders_as_text_on_the_list_the_lead_page_an
         mql_at=timezone.now(),
         sql_at=timezone.now(),
     )
-    EventFactory(lead=lead, type="page_view", properties={"topic": SCRIPT, "url": SCRIPT})
+    EventFactory.create(lead=lead, type="page_view", properties={"topic": SCRIPT, "url": SCRIPT})
     StageChange.objects.create(lead=lead, from_stage=Stage.MQL, to_stage=Stage.SQL, reason=SCRIPT)
     client = browser(marketer)
     for url in [reverse("lead-list"), reverse("lead-detail", args=[lead.public_id]), reverse("dashboard")]:
@@ -239,7 +229,7 @@ def test_a_lead_named_like_a_script_renders_as_text_on_the_list_the_lead_page_an
 
 
 def test_a_lead_export_neutralises_cells_a_spreadsheet_would_run(marketer):
-    LeadFactory(name='=HYPERLINK("http://evil.test","click")', email="formula@acme.test", score=Decimal("-5"))
+    LeadFactory.create(name='=HYPERLINK("http://evil.test","click")', email="formula@acme.test", score=Decimal("-5"))
     response = browser(marketer).get(reverse("lead-export"), {"q": "formula@"})
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
@@ -248,12 +238,6 @@ def test_a_lead_export_neutralises_cells_a_spreadsheet_would_run(marketer):
     assert len(rows) == 1
     assert rows[0]["name"] == '\'=HYPERLINK("http://evil.test","click")'
     assert rows[0]["score"] == "-5.00"  # a number stays a number
-
-
-# --- Content-Security-Policy -----------------------------------------------------------------
-INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
-INLINE_STYLE = re.compile(r"<style\b|\sstyle=", re.I)
-INLINE_HANDLER = re.compile(r"<[^>]+\son[a-z]+=", re.I)
 
 
 def test_pages_send_a_strict_content_security_policy(marketer):
@@ -275,8 +259,8 @@ def test_pages_send_a_strict_content_security_policy(marketer):
 
 
 def test_pages_need_no_inline_script_style_or_event_handler(admin):
-    lead = LeadFactory(stage=Stage.SQL, sql_at=timezone.now(), mql_at=timezone.now())
-    EventFactory(lead=lead, properties={"topic": "pricing"})
+    lead = LeadFactory.create(stage=Stage.SQL, sql_at=timezone.now(), mql_at=timezone.now())
+    EventFactory.create(lead=lead, properties={"topic": "pricing"})
     draft = draft_of(published())
     run = RescoreRun.objects.create(ruleset=published(), total=1)
     client = browser(admin)
@@ -314,7 +298,7 @@ EXECUTABLE_INLINE_SCRIPT = re.compile(r'<script(?![^>]*\b(?:src=|type="applicati
 
 
 def test_the_browsable_api_needs_no_inline_script_or_style_and_keeps_the_strict_policy(admin):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     draft = draft_of(published())
     strict = browser(admin).get(reverse("dashboard"))["Content-Security-Policy"]
     client = browser(admin)
@@ -341,7 +325,7 @@ def test_the_browsable_api_needs_no_inline_script_or_style_and_keeps_the_strict_
 
 # --- Constant query counts -----------------------------------------------------------------
 def test_the_leads_list_runs_as_many_queries_for_60_leads_as_for_5(marketer, django_assert_max_num_queries):
-    source = SourceFactory()
+    source = SourceFactory.create()
     LeadFactory.create_batch(5, source=source)
     client = browser(marketer)
     url = reverse("lead-list") + f"?source={source.slug}&stage=new&score_min=0&sort=-activity"
@@ -354,7 +338,7 @@ def test_the_leads_list_runs_as_many_queries_for_60_leads_as_for_5(marketer, dja
 
 
 def test_the_lead_page_runs_as_many_queries_for_40_events_as_for_2(marketer, django_assert_max_num_queries):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     EventFactory.create_batch(2, lead=lead, properties={"topic": "scoring"})
     client = browser(marketer)
     url = reverse("lead-detail", args=[lead.public_id])
@@ -366,11 +350,11 @@ def test_the_lead_page_runs_as_many_queries_for_40_events_as_for_2(marketer, dja
 
 
 def test_the_dashboard_runs_as_many_queries_for_many_leads_as_for_few(marketer, django_assert_max_num_queries):
-    source = SourceFactory()
+    source = SourceFactory.create()
     LeadFactory.create_batch(3, source=source, mql_at=timezone.now())
     client = browser(marketer)
     few = count_queries(client, reverse("dashboard"))
-    other = SourceFactory()
+    other = SourceFactory.create()
     LeadFactory.create_batch(40, source=other, mql_at=timezone.now(), sql_at=timezone.now(), utm_campaign="q4")
     with django_assert_max_num_queries(few):
         client.get(reverse("dashboard"))
@@ -390,13 +374,13 @@ def test_the_ruleset_pages_run_a_constant_number_of_queries(marketer, django_ass
 def funnel_data(db):
     """Leads created over the last days with known stage dates, and one old lead."""
     now = timezone.now().replace(microsecond=0)
-    web, ads = SourceFactory(name="Web", slug="web"), SourceFactory(name="Ads", slug="ads")
+    web, ads = SourceFactory.create(name="Web", slug="web"), SourceFactory.create(name="Ads", slug="ads")
 
     def lead(source, created_days_ago, *, to_mql=None, to_sql=None, stage=Stage.NEW, campaign="", score=0):
         created = now - timedelta(days=created_days_ago)
         mql_at = created + to_mql if to_mql is not None else None
         sql_at = mql_at + to_sql if to_sql is not None and mql_at else None
-        made = LeadFactory(
+        made = LeadFactory.create(
             source=source,
             created_at=created,
             mql_at=mql_at,
@@ -542,9 +526,9 @@ def test_a_new_install_shows_how_to_send_the_first_event(marketer):
 
 # --- The leads list ---------------------------------------------------------------------------
 def test_the_leads_list_filters_searches_and_sorts(marketer):
-    web = SourceFactory(name="Web", slug="web")
+    web = SourceFactory.create(name="Web", slug="web")
     now = timezone.now()
-    ada = LeadFactory(
+    ada = LeadFactory.create(
         name="Ada Lovelace",
         company="Analytical",
         stage=Stage.SQL,
@@ -552,7 +536,7 @@ def test_the_leads_list_filters_searches_and_sorts(marketer):
         source=web,
         last_activity_at=now - timedelta(days=1),
     )
-    grace = LeadFactory(
+    grace = LeadFactory.create(
         name="Grace Hopper",
         company="Navy",
         stage=Stage.MQL,
@@ -560,8 +544,8 @@ def test_the_leads_list_filters_searches_and_sorts(marketer):
         source=web,
         last_activity_at=now - timedelta(days=20),
     )
-    LeadFactory(name="Linus", stage=Stage.NEW, score=5, source=web, last_activity_at=now)
-    LeadFactory(name="Other source", stage=Stage.SQL, score=90)
+    LeadFactory.create(name="Linus", stage=Stage.NEW, score=5, source=web, last_activity_at=now)
+    LeadFactory.create(name="Other source", stage=Stage.SQL, score=90)
     client = browser(marketer)
 
     def names(**params):
@@ -583,15 +567,15 @@ def test_the_leads_list_filters_searches_and_sorts(marketer):
 
 
 def test_an_invalid_filter_is_explained_and_ignored(marketer):
-    LeadFactory(score=10)
+    LeadFactory.create(score=10)
     response = browser(marketer).get(reverse("lead-list"), {"score_min": "50", "score_max": "20"})
     assert "The upper score must not be below the lower one: swap them." in response.content.decode()
     assert response.context["page"].paginator.count == 0  # score ≥ 50 still applies
 
 
 def test_the_export_follows_the_current_filter(marketer):
-    LeadFactory(email="keep@acme.test", stage=Stage.SQL, score=70)
-    LeadFactory(email="drop@acme.test", stage=Stage.NEW, score=1)
+    LeadFactory.create(email="keep@acme.test", stage=Stage.SQL, score=70)
+    LeadFactory.create(email="drop@acme.test", stage=Stage.NEW, score=1)
     response = browser(marketer).get(reverse("lead-export"), {"stage": "sql"})
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0][:3] == ["public_id", "email", "external_id"]
@@ -603,10 +587,10 @@ def test_the_lead_page_explains_the_score_rule_by_rule(marketer, publish_ruleset
     from scoring import services
 
     publish_ruleset([behaviour("page_view", 2, max_points=3), behaviour("demo_request", 30)], mql=3, sql=30)
-    lead = LeadFactory(name="Ada", job_title="CTO")
+    lead = LeadFactory.create(name="Ada", job_title="CTO")
     for n in range(3):
-        EventFactory(lead=lead, type="page_view", properties={"topic": "pricing" if n else "abm"})
-    EventFactory(lead=lead, type="demo_request", properties={"asset": "demo-form"})
+        EventFactory.create(lead=lead, type="page_view", properties={"topic": "pricing" if n else "abm"})
+    EventFactory.create(lead=lead, type="demo_request", properties={"asset": "demo-form"})
     with django_capture_on_commit_callbacks(execute=True):
         services.leads_score(lead_ids=[lead.pk])
     lead.refresh_from_db()
@@ -627,7 +611,7 @@ def test_the_lead_page_explains_the_score_rule_by_rule(marketer, publish_ruleset
 
 
 def test_the_lead_page_paginates_its_event_timeline(marketer):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     EventFactory.create_batch(30, lead=lead)
     client = browser(marketer)
     first = client.get(reverse("lead-detail", args=[lead.public_id]))
@@ -637,14 +621,14 @@ def test_the_lead_page_paginates_its_event_timeline(marketer):
 
 
 def test_the_lead_page_shows_the_handoff_to_sales(marketer):
-    lead = LeadFactory(stage=Stage.SQL, sql_at=timezone.now(), mql_at=timezone.now())
+    lead = LeadFactory.create(stage=Stage.SQL, sql_at=timezone.now(), mql_at=timezone.now())
     Handoff.objects.create(lead=lead, due_at=timezone.now() + timedelta(hours=24))
     page = browser(marketer).get(reverse("lead-detail", args=[lead.public_id])).content.decode()
     assert "Sales handoff" in page and "Queued" in page
 
 
 def test_a_marketer_moves_a_lead_by_hand_with_a_reason(marketer):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     client = browser(marketer)
     response = client.post(
         reverse("lead-stage-change", args=[lead.public_id]), {"stage": "mql", "reason": "Met at the fair"}
@@ -663,7 +647,7 @@ def test_a_marketer_moves_a_lead_by_hand_with_a_reason(marketer):
 
 
 def test_a_stage_change_without_a_reason_is_refused_inline(marketer):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     response = browser(marketer).post(reverse("lead-stage-change", args=[lead.public_id]), {"stage": "mql"})
     assert response.status_code == 400
     assert escape("Give a reason for the stage change: it is shown in the lead's history.") in response.content.decode()
@@ -671,7 +655,7 @@ def test_a_stage_change_without_a_reason_is_refused_inline(marketer):
 
 
 def test_moving_a_lead_to_its_own_stage_is_refused_inline(marketer):
-    lead = LeadFactory(stage=Stage.MQL)
+    lead = LeadFactory.create(stage=Stage.MQL)
     response = browser(marketer).post(
         reverse("lead-stage-change", args=[lead.public_id]), {"stage": "mql", "reason": "again"}
     )
@@ -801,8 +785,8 @@ def test_the_settings_form_shows_the_apis_messages_and_saves(admin):
 
 # --- Clone, preview, publish through the pages --------------------------------------------------
 def test_an_admin_clones_previews_and_publishes_a_draft(admin, django_capture_on_commit_callbacks):
-    close = LeadFactory(name="Almost MQL", job_title="Engineer", score=Decimal("35"), scored_at=timezone.now())
-    EventFactory(lead=close, type="demo_request", occurred_at=timezone.now() - timedelta(days=1))
+    close = LeadFactory.create(name="Almost MQL", job_title="Engineer", score=Decimal("35"), scored_at=timezone.now())
+    EventFactory.create(lead=close, type="demo_request", occurred_at=timezone.now() - timedelta(days=1))
     current = published()
     client = browser(admin)
 

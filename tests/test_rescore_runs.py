@@ -7,19 +7,22 @@ through real worker processes killed with SIGKILL and a broker that goes away.""
 from datetime import timedelta
 from decimal import Decimal
 
-import psycopg2
 import pytest
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from handoff.models import Handoff
-from leadflow.leads.models import Lead, Stage, StageChange
+from leadflow.leads.models import Lead, Stage
 from scoring import services, tasks
 from scoring.models import RescoreRun, RescoreState
-from tests.conftest import behaviour, client_for, real_broker
-from tests.factories import EventFactory, LeadFactory
-
-CHUNK = 5
+from tests.helpers import (
+    CHUNK,
+    assert_qualified_exactly_once,
+    behaviour,
+    client_for,
+    hold_row_lock,
+    make_leads,
+    real_broker,
+)
 
 
 @pytest.fixture
@@ -28,43 +31,9 @@ def small_chunks(settings):
     settings.SWEEP_GRACE_SECONDS = 0
 
 
-def make_leads(count: int) -> list[Lead]:
-    """Even leads will reach SQL (page view + demo request = 70), odd ones MQL (page view = 40)."""
-    leads = LeadFactory.create_batch(count)
-    for index, lead in enumerate(leads):
-        EventFactory(lead=lead, type="page_view")
-        if index % 2 == 0:
-            EventFactory(lead=lead, type="demo_request")
-    return sorted(leads, key=lambda lead: lead.pk)
-
-
 @pytest.fixture
 def rules(publish_ruleset):
     return publish_ruleset([behaviour("page_view", 40), behaviour("demo_request", 30)], mql=30, sql=60)
-
-
-def assert_qualified_exactly_once(leads: list[Lead], *, skip: int = 0) -> None:
-    """Every lead of ``make_leads`` past the first ``skip`` moved once per stage, no more."""
-    for index, lead in enumerate(leads):
-        if index < skip:
-            continue
-        lead.refresh_from_db()
-        expected = [("new", "mql"), ("mql", "sql")] if index % 2 == 0 else [("new", "mql")]
-        trail = list(StageChange.objects.filter(lead=lead).order_by("id").values_list("from_stage", "to_stage"))
-        assert trail == expected, f"lead {index}"
-        assert lead.stage == expected[-1][1]
-    sql_leads = [lead.pk for index, lead in enumerate(leads) if index >= skip and index % 2 == 0]
-    assert sorted(Handoff.objects.values_list("lead", flat=True)) == sql_leads
-
-
-def hold_row_lock(lead_id: int):
-    """Another session locks one lead, as a long transaction elsewhere would."""
-    db = connection.settings_dict
-    other = psycopg2.connect(
-        dbname=db["NAME"], user=db["USER"], host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432
-    )
-    other.cursor().execute("SELECT 1 FROM leads_lead WHERE id = %s FOR UPDATE", [lead_id])
-    return other
 
 
 @pytest.mark.django_db(transaction=True)
@@ -153,6 +122,7 @@ def test_an_execution_whose_run_was_taken_over_stops_before_writing_a_chunk(rule
     RescoreRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     second_lease = services._rescore_run_claim(run)
     assert (first_lease, second_lease) == (1, 2)
+    assert first_lease is not None and second_lease is not None
 
     presumed_dead = services.RunProgress(run.pk, first_lease, 0, 0, 0, lambda done: None)
     with pytest.raises(services.RescoreRunSuperseded), transaction.atomic():

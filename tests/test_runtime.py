@@ -16,10 +16,9 @@ import requests
 from django.conf import settings
 
 from leadflow.leads.models import Lead, Stage
-from tests.conftest import behaviour
 from tests.factories import EventFactory, LeadFactory
+from tests.helpers import behaviour, clean_env
 from tests.processes import ROOT, Process, answers, celery_env, free_port, started, wait_for
-from tests.test_settings_and_boot import clean_env
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +96,8 @@ def test_web_worker_and_beat_from_the_runtime_requirements_score_leads_end_to_en
         assert Lead.objects.get(email="grace@example.com").score == 70
 
         # 2. A lead flagged with no task enqueued (a lost message): only beat's sweep can score it.
-        forgotten = LeadFactory(email="ada@example.com", needs_rescore=True)
-        EventFactory(lead=forgotten, type="demo_request", occurred_at=now - timedelta(minutes=1))
+        forgotten = LeadFactory.create(email="ada@example.com", needs_rescore=True)
+        EventFactory.create(lead=forgotten, type="demo_request", occurred_at=now - timedelta(minutes=1))
         beat = Process(
             "beat",
             [runtime_python, "-m", "celery", "-A", "leadflow", "beat", "-l", "INFO"]
@@ -160,8 +159,8 @@ def test_runtime_requirements_run_the_schedule_once_against_the_broker(
     # With a broker configured the tasks it runs enqueue more work: a windowed rule makes the
     # daily decay refresh enqueue a rescore.
     publish_ruleset([behaviour("demo_request", 40, window_days=90)], mql=30, sql=60)
-    flagged = LeadFactory(needs_rescore=True)
-    EventFactory(lead=flagged, type="demo_request")
+    flagged = LeadFactory.create(needs_rescore=True)
+    EventFactory.create(lead=flagged, type="demo_request")
     queue = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     queue.delete("celery")
     try:

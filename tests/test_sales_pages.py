@@ -16,9 +16,19 @@ from handoff.models import Handoff, HandoffEvent, HandoffStatus, Notification, N
 from leadflow.leads.models import Lead, Stage
 from leadflow.leads.templatetags.leadflow_ui import countdown
 from scoring.services import leads_score
-from tests.conftest import behaviour, client_for, fit
 from tests.factories import EventFactory, HandoffFactory, LeadFactory, SqlLeadFactory
-from tests.test_pages import ESCAPED_SCRIPT, INLINE_HANDLER, INLINE_SCRIPT, INLINE_STYLE, SCRIPT, browser, count_queries
+from tests.helpers import (
+    ESCAPED_SCRIPT,
+    INLINE_HANDLER,
+    INLINE_SCRIPT,
+    INLINE_STYLE,
+    SCRIPT,
+    behaviour,
+    browser,
+    client_for,
+    count_queries,
+    fit,
+)
 
 QUEUE = "/queue/"
 RULES = [
@@ -58,10 +68,10 @@ def sql_leads(publish_ruleset):
     def make(count=1, **lead_fields):
         leads = []
         for _ in range(count):
-            lead = LeadFactory(job_title="Director of Sales", **lead_fields)
+            lead = LeadFactory.create(job_title="Director of Sales", **lead_fields)
             EventFactory.create_batch(3, lead=lead, type="page_view", properties={"topic": "pricing"})
-            EventFactory(lead=lead, type="pricing_view")
-            EventFactory(lead=lead, type="demo_request", properties={"intent": "book a demo"})
+            EventFactory.create(lead=lead, type="pricing_view")
+            EventFactory.create(lead=lead, type="demo_request", properties={"intent": "book a demo"})
             leads.append(lead)
         leads_score(lead_ids=[lead.pk for lead in leads])
         return [Lead.objects.get(pk=lead.pk) for lead in leads]
@@ -82,7 +92,7 @@ def sql_leads(publish_ruleset):
     ],
 )
 def test_the_sales_pages_open_for_the_roles_that_use_them(db, request, role, queue, handoff_page, notifications):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     client = browser(request.getfixturevalue(role))
     assert client.get(QUEUE).status_code == queue
     assert client.get(handoff_url(handoff)).status_code == handoff_page
@@ -90,7 +100,7 @@ def test_the_sales_pages_open_for_the_roles_that_use_them(db, request, role, que
 
 
 def test_anonymous_visitors_of_the_sales_pages_are_sent_to_the_login_page(db):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     for url in [QUEUE, handoff_url(handoff), reverse("notification-list")]:
         response = browser().get(url)
         assert response.status_code == 302 and response["Location"].startswith(reverse("login")), url
@@ -101,7 +111,7 @@ def test_anonymous_visitors_of_the_sales_pages_are_sent_to_the_login_page(db):
 
 @pytest.mark.parametrize("role", ["marketer", "admin", "outsider"])
 def test_only_sales_reps_claim_accept_reject_and_release(db, request, role, rep):
-    queued, claimed = HandoffFactory(), HandoffFactory()
+    queued, claimed = HandoffFactory.create(), HandoffFactory.create()
     services.handoff_claim(handoff=claimed, user=rep)
     client = browser(request.getfixturevalue(role))
     assert client.post(reverse("handoff-claim-next")).status_code == 403
@@ -114,7 +124,7 @@ def test_only_sales_reps_claim_accept_reject_and_release(db, request, role, rep)
 
 
 def test_a_marketer_reads_a_handoff_without_its_actions(marketer):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     content = page(browser(marketer), handoff_url(handoff))
     assert "Waiting in the queue for a rep." in content
     assert "Sales reps claim, accept and reject handoffs" in content
@@ -122,7 +132,7 @@ def test_a_marketer_reads_a_handoff_without_its_actions(marketer):
 
 
 def test_another_reps_claim_is_404_for_every_action_and_its_page(rep, other_rep):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     services.handoff_claim(handoff=handoff, user=other_rep)
     client = browser(rep)
     assert client.get(handoff_url(handoff)).status_code == 404
@@ -135,14 +145,14 @@ def test_another_reps_claim_is_404_for_every_action_and_its_page(rep, other_rep)
 
 
 def test_the_action_urls_answer_only_post(rep):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     client = browser(rep)
     for url in [reverse("handoff-claim-next"), handoff_url(handoff, "claim"), reverse("notification-read-all")]:
         assert client.get(url).status_code == 405, url
 
 
 def test_the_sales_forms_refuse_a_post_without_the_csrf_token(rep):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     client = browser(rep, enforce_csrf_checks=True)
     assert client.post(handoff_url(handoff, "claim")).status_code == 403
     assert client.post(reverse("handoff-claim-next")).status_code == 403
@@ -150,7 +160,7 @@ def test_the_sales_forms_refuse_a_post_without_the_csrf_token(rep):
 
 
 def test_every_form_of_the_sales_pages_carries_a_csrf_token(rep):
-    queued, mine = HandoffFactory(), HandoffFactory()
+    queued, mine = HandoffFactory.create(), HandoffFactory.create()
     services.handoff_claim(handoff=mine, user=rep)
     Notification.objects.create(recipient=rep, kind=NotificationKind.HANDOFF_NEW, event_key="k", title="New SQL")
     client = browser(rep)
@@ -167,7 +177,7 @@ def test_the_queue_lists_sqls_by_score_then_age_with_why_they_qualified(rep, sql
     first, second = sql_leads(2)
     Lead.objects.filter(pk=second.pk).update(score=first.score + 5)
     Handoff.objects.filter(lead=second).update(priority=first.score + 5)
-    HandoffFactory(lead=SqlLeadFactory(name="Older tie"), priority=first.score, created_at=timezone.now())
+    HandoffFactory.create(lead=SqlLeadFactory.create(name="Older tie"), priority=first.score, created_at=timezone.now())
     Handoff.objects.filter(lead=first).update(created_at=timezone.now() + timedelta(minutes=1))
     response = browser(rep).get(QUEUE)
     names = [item.handoff.lead.display_name for item in response.context["queue"]]
@@ -188,9 +198,11 @@ def test_the_queue_lists_sqls_by_score_then_age_with_why_they_qualified(rep, sql
 
 def test_the_queue_shows_the_sla_countdown_and_flags_overdue_handoffs(rep):
     now = timezone.now()
-    HandoffFactory(lead=SqlLeadFactory(name="Fresh"), created_at=now, due_at=now + timedelta(hours=5, minutes=30))
-    late = SqlLeadFactory(name="Late")
-    HandoffFactory(lead=late, created_at=now - timedelta(days=2), due_at=now - timedelta(hours=26))
+    HandoffFactory.create(
+        lead=SqlLeadFactory.create(name="Fresh"), created_at=now, due_at=now + timedelta(hours=5, minutes=30)
+    )
+    late = SqlLeadFactory.create(name="Late")
+    HandoffFactory.create(lead=late, created_at=now - timedelta(days=2), due_at=now - timedelta(hours=26))
     client = browser(rep)
     content = page(client, QUEUE)
     assert "due in 5 h 29 min" in content or "due in 5 h 30 min" in content
@@ -212,7 +224,10 @@ def test_the_sla_countdown_reads_like_a_person_would_say_it():
 
 
 def test_my_claims_show_their_expiry_and_actions(rep, other_rep):
-    mine, theirs = HandoffFactory(lead=SqlLeadFactory(name="Mine")), HandoffFactory(lead=SqlLeadFactory(name="Theirs"))
+    mine, theirs = (
+        HandoffFactory.create(lead=SqlLeadFactory.create(name="Mine")),
+        HandoffFactory.create(lead=SqlLeadFactory.create(name="Theirs")),
+    )
     services.handoff_claim(handoff=mine, user=rep)
     services.handoff_claim(handoff=theirs, user=other_rep)
     response = browser(rep).get(QUEUE)
@@ -226,9 +241,9 @@ def test_my_claims_show_their_expiry_and_actions(rep, other_rep):
 
 
 def test_a_lead_named_like_a_script_renders_as_text_on_the_sales_pages(rep, marketer):
-    lead = SqlLeadFactory(name=SCRIPT, company=SCRIPT, job_title=SCRIPT)
-    handoff = HandoffFactory(lead=lead)
-    mine = HandoffFactory(lead=SqlLeadFactory(name=SCRIPT))
+    lead = SqlLeadFactory.create(name=SCRIPT, company=SCRIPT, job_title=SCRIPT)
+    handoff = HandoffFactory.create(lead=lead)
+    mine = HandoffFactory.create(lead=SqlLeadFactory.create(name=SCRIPT))
     services.handoff_claim(handoff=mine, user=rep)
     Notification.objects.create(
         recipient=rep, kind=NotificationKind.HANDOFF_NEW, event_key="x", title=SCRIPT, body=SCRIPT, link=SCRIPT
@@ -241,7 +256,7 @@ def test_a_lead_named_like_a_script_renders_as_text_on_the_sales_pages(rep, mark
 
 
 def test_the_sales_pages_need_no_inline_script_style_or_handler(rep, marketer):
-    queued, mine = HandoffFactory(), HandoffFactory()
+    queued, mine = HandoffFactory.create(), HandoffFactory.create()
     services.handoff_claim(handoff=mine, user=rep)
     Notification.objects.create(recipient=rep, kind=NotificationKind.SLA_BREACH, event_key="k", title="Late")
     for client, urls in [
@@ -281,7 +296,7 @@ def test_a_rep_claims_the_next_sql_and_accepts_it(rep, sql_leads):
 
 
 def test_a_rep_claims_from_the_queue_and_stays_on_it(rep):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     response = browser(rep).post(handoff_url(handoff, "claim"), {"next": QUEUE})
     assert response.status_code == 302 and response["Location"] == QUEUE
     handoff.refresh_from_db()
@@ -289,7 +304,7 @@ def test_a_rep_claims_from_the_queue_and_stays_on_it(rep):
 
 
 def test_an_unsafe_next_address_is_ignored(rep):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     response = browser(rep).post(handoff_url(handoff, "claim"), {"next": "https://evil.example/"})
     assert response["Location"] == handoff_url(handoff)
 
@@ -332,7 +347,7 @@ def test_a_rep_rejects_with_a_reason_and_a_note_and_marketing_reads_it(
 
 
 def test_a_rejection_without_a_reason_is_refused_on_the_form(rep):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     client = browser(rep)
     client.post(handoff_url(handoff, "claim"))
     response = client.post(handoff_url(handoff, "reject"), {"note": "no idea"})
@@ -345,7 +360,7 @@ def test_a_rejection_without_a_reason_is_refused_on_the_form(rep):
 
 
 def test_the_note_rule_of_other_is_one_rule_shown_on_the_note_field_by_the_api_and_the_form(rep):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     services.handoff_claim(handoff=handoff, user=rep)
     with pytest.raises(services.HandoffError) as refused:
         services.handoff_reject(handoff=handoff, user=rep, reason="other", note="  ")
@@ -359,7 +374,7 @@ def test_the_note_rule_of_other_is_one_rule_shown_on_the_note_field_by_the_api_a
 
 
 def test_a_rep_releases_a_claim_back_to_the_queue(rep):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     client = browser(rep)
     act(client, handoff_url(handoff, "claim"))
     response = act(client, handoff_url(handoff, "release"), {"next": QUEUE})
@@ -371,7 +386,7 @@ def test_a_rep_releases_a_claim_back_to_the_queue(rep):
 
 
 def test_a_sales_manager_releases_a_reps_claim_from_its_page(rep, sales_manager):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     services.handoff_claim(handoff=handoff, user=rep)
     client = browser(sales_manager)
     assert "Release rep's claim" in page(client, handoff_url(handoff))
@@ -380,7 +395,7 @@ def test_a_sales_manager_releases_a_reps_claim_from_its_page(rep, sales_manager)
 
 
 def test_wrong_state_errors_become_messages_not_errors(rep):
-    handoff = HandoffFactory()
+    handoff = HandoffFactory.create()
     client = browser(rep)
     response = client.post(handoff_url(handoff, "accept"), follow=True)
     assert response.status_code == 200
@@ -517,12 +532,12 @@ def test_a_handoffs_page_runs_a_constant_number_of_queries(rep, sql_leads, djang
 
 # --- Marketing's side: the lead page and the dashboard ------------------------------------------------------
 def test_the_lead_page_shows_the_handoff_its_rep_due_time_and_history(marketer, rep):
-    lead = SqlLeadFactory(name="Ada")
-    old = HandoffFactory(lead=lead, created_at=timezone.now() - timedelta(days=20))
+    lead = SqlLeadFactory.create(name="Ada")
+    old = HandoffFactory.create(lead=lead, created_at=timezone.now() - timedelta(days=20))
     services.handoff_claim(handoff=old, user=rep)
     services.handoff_reject(handoff=old, user=rep, reason="no_budget", note="Frozen until Q3.")
     Lead.objects.filter(pk=lead.pk).update(stage=Stage.SQL)
-    current = HandoffFactory(lead=lead)
+    current = HandoffFactory.create(lead=lead)
     services.handoff_claim(handoff=current, user=rep)
     content = page(browser(marketer), reverse("lead-detail", args=[lead.public_id]))
     assert "Claimed by</dt><dd>rep</dd>" in content
@@ -533,15 +548,15 @@ def test_the_lead_page_shows_the_handoff_its_rep_due_time_and_history(marketer, 
 
 def test_the_dashboard_reports_sales_outcomes_from_the_handoff_statistics(marketer, rep):
     now = timezone.now()
-    LeadFactory()
+    LeadFactory.create()
     for reason in ("bad_timing", "bad_timing", "no_budget", None):
-        handoff = HandoffFactory(created_at=now - timedelta(hours=30), due_at=now - timedelta(hours=6))
+        handoff = HandoffFactory.create(created_at=now - timedelta(hours=30), due_at=now - timedelta(hours=6))
         services.handoff_claim(handoff=handoff, user=rep)
         if reason:
             services.handoff_reject(handoff=handoff, user=rep, reason=reason)
         else:
             services.handoff_accept(handoff=handoff, user=rep)
-    overdue = HandoffFactory(lead=SqlLeadFactory(name="Forgotten"), due_at=now - timedelta(hours=2))
+    overdue = HandoffFactory.create(lead=SqlLeadFactory.create(name="Forgotten"), due_at=now - timedelta(hours=2))
     response = browser(marketer).get(reverse("dashboard"))
     outcomes = response.context["outcomes"]
     assert (outcomes.stats.accepted, outcomes.stats.rejected, outcomes.accepted_rate) == (1, 3, 25)

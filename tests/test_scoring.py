@@ -13,8 +13,8 @@ from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.services import events_ingest
 from scoring import services
 from scoring.models import RescoreRun, RuleSet
-from tests.conftest import behaviour, client_for, fit, real_broker
 from tests.factories import EventFactory, LeadFactory
+from tests.helpers import behaviour, client_for, fit, real_broker
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 JOURNEY_RULES = [
@@ -118,9 +118,9 @@ def test_negative_rules_and_negative_caps_lower_the_score(publish_ruleset, score
 
 def test_window_counts_only_recent_events(publish_ruleset):
     publish_ruleset([behaviour("page_view", 5, window_days=7)], mql=100, sql=200)
-    lead = LeadFactory()
-    EventFactory(lead=lead, occurred_at=NOW - timedelta(days=3))
-    EventFactory(lead=lead, occurred_at=NOW - timedelta(days=8))
+    lead = LeadFactory.create()
+    EventFactory.create(lead=lead, occurred_at=NOW - timedelta(days=3))
+    EventFactory.create(lead=lead, occurred_at=NOW - timedelta(days=8))
     services.leads_score(lead_ids=[lead.pk], as_of=NOW)
     lead.refresh_from_db()
     assert lead.score == Decimal(5)
@@ -128,9 +128,9 @@ def test_window_counts_only_recent_events(publish_ruleset):
 
 def test_decay_halves_points_every_half_life_with_a_frozen_clock(publish_ruleset):
     publish_ruleset([behaviour("page_view", 10)], mql=100, sql=200, half_life=30)
-    lead = LeadFactory()
-    EventFactory(lead=lead, occurred_at=NOW - timedelta(days=30))
-    EventFactory(lead=lead, occurred_at=NOW - timedelta(days=60))
+    lead = LeadFactory.create()
+    EventFactory.create(lead=lead, occurred_at=NOW - timedelta(days=30))
+    EventFactory.create(lead=lead, occurred_at=NOW - timedelta(days=60))
     with time_machine.travel(NOW, tick=False):
         services.leads_score(lead_ids=[lead.pk])
     lead.refresh_from_db()
@@ -143,8 +143,8 @@ def test_decay_halves_points_every_half_life_with_a_frozen_clock(publish_ruleset
 
 def test_decay_lowers_the_score_but_never_demotes(publish_ruleset):
     publish_ruleset([behaviour("page_view", 40)], mql=30, sql=60, half_life=7)
-    lead = LeadFactory()
-    EventFactory(lead=lead, occurred_at=NOW - timedelta(hours=1))
+    lead = LeadFactory.create()
+    EventFactory.create(lead=lead, occurred_at=NOW - timedelta(hours=1))
     services.leads_score(lead_ids=[lead.pk], as_of=NOW)
     lead.refresh_from_db()
     assert lead.stage == Stage.MQL
@@ -156,8 +156,8 @@ def test_decay_lowers_the_score_but_never_demotes(publish_ruleset):
 
 def test_a_lead_is_never_promoted_twice(publish_ruleset):
     publish_ruleset([behaviour("page_view", 40)], mql=30, sql=60)
-    lead = LeadFactory()
-    EventFactory(lead=lead, occurred_at=NOW - timedelta(hours=1))
+    lead = LeadFactory.create()
+    EventFactory.create(lead=lead, occurred_at=NOW - timedelta(hours=1))
     for _ in range(3):
         services.leads_score(lead_ids=[lead.pk], as_of=NOW)
     assert StageChange.objects.filter(lead=lead).count() == 1
@@ -166,22 +166,22 @@ def test_a_lead_is_never_promoted_twice(publish_ruleset):
 def test_recycled_lead_requalifies_only_on_activity_after_recycling(publish_ruleset):
     publish_ruleset([behaviour("page_view", 20), behaviour("demo_request", 50)], mql=30, sql=60)
     recycled_at = NOW - timedelta(days=2)
-    lead = LeadFactory(stage=Stage.RECYCLED, recycled_at=recycled_at, last_activity_at=NOW - timedelta(days=3))
-    EventFactory(lead=lead, type="page_view", occurred_at=NOW - timedelta(days=5))
-    EventFactory(lead=lead, type="page_view", occurred_at=NOW - timedelta(days=4))
-    EventFactory(lead=lead, type="demo_request", occurred_at=NOW - timedelta(days=3))
+    lead = LeadFactory.create(stage=Stage.RECYCLED, recycled_at=recycled_at, last_activity_at=NOW - timedelta(days=3))
+    EventFactory.create(lead=lead, type="page_view", occurred_at=NOW - timedelta(days=5))
+    EventFactory.create(lead=lead, type="page_view", occurred_at=NOW - timedelta(days=4))
+    EventFactory.create(lead=lead, type="demo_request", occurred_at=NOW - timedelta(days=3))
     services.leads_score(lead_ids=[lead.pk], as_of=NOW)
     lead.refresh_from_db()
     assert (lead.stage, lead.score) == (Stage.RECYCLED, Decimal(90))
 
-    EventFactory(lead=lead, type="page_view", occurred_at=NOW - timedelta(days=1))
+    EventFactory.create(lead=lead, type="page_view", occurred_at=NOW - timedelta(days=1))
     lead.last_activity_at = NOW - timedelta(days=1)
     lead.save(update_fields=["last_activity_at"])
     services.leads_score(lead_ids=[lead.pk], as_of=NOW)
     lead.refresh_from_db()
     assert lead.stage == Stage.MQL, "new activity re-qualifies, but the old demo request is not new intent"
 
-    EventFactory(lead=lead, type="demo_request", occurred_at=NOW - timedelta(hours=1))
+    EventFactory.create(lead=lead, type="demo_request", occurred_at=NOW - timedelta(hours=1))
     services.leads_score(lead_ids=[lead.pk], as_of=NOW)
     lead.refresh_from_db()
     assert lead.stage == Stage.SQL
@@ -199,10 +199,10 @@ def test_explain_contributions_add_up_to_the_stored_score(publish_ruleset, marke
         sql=600,
         half_life=9,
     )
-    lead = LeadFactory(company_size=80, traits={"plan": "Pro"})
+    lead = LeadFactory.create(company_size=80, traits={"plan": "Pro"})
     for days in (1, 2, 3, 5, 8, 13, 21):
-        EventFactory(lead=lead, type="page_view", occurred_at=NOW - timedelta(days=days, minutes=days * 7))
-        EventFactory(lead=lead, type="content_download", occurred_at=NOW - timedelta(days=days, hours=3))
+        EventFactory.create(lead=lead, type="page_view", occurred_at=NOW - timedelta(days=days, minutes=days * 7))
+        EventFactory.create(lead=lead, type="content_download", occurred_at=NOW - timedelta(days=days, hours=3))
     services.leads_score(lead_ids=[lead.pk], as_of=NOW)
     response = client_for(marketer).get(f"/api/v1/leads/{lead.public_id}/score")
     assert response.status_code == 200
@@ -217,13 +217,13 @@ def test_explain_contributions_add_up_to_the_stored_score(publish_ruleset, marke
 
 
 def test_explain_of_an_unscored_lead_says_so(marketer):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     body = client_for(marketer).get(f"/api/v1/leads/{lead.public_id}/score").json()
     assert (body["ruleset_version"], body["rules"], body["adds_up"]) == (None, [], False)
 
 
 def test_marketer_changes_a_stage_by_hand_with_a_reason(marketer):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     client = client_for(marketer)
     url = f"/api/v1/leads/{lead.public_id}/stage"
     assert client.post(url, {"stage": "mql"}, format="json").status_code == 400
@@ -237,7 +237,7 @@ def test_marketer_changes_a_stage_by_hand_with_a_reason(marketer):
 
 
 def test_rep_cannot_change_a_stage_by_hand(rep):
-    lead = LeadFactory()
+    lead = LeadFactory.create()
     response = client_for(rep).post(f"/api/v1/leads/{lead.public_id}/stage", {"stage": "mql", "reason": "x"})
     assert response.status_code == 403
     assert not StageChange.objects.exists()
@@ -248,7 +248,7 @@ def test_publish_rescores_every_lead_retroactively_and_archives_the_old_ruleset(
     old = publish_ruleset([behaviour("page_view", 1)])
     leads = LeadFactory.create_batch(5)
     for lead in leads:
-        EventFactory(lead=lead, type="pricing_view")
+        EventFactory.create(lead=lead, type="pricing_view")
     client = client_for(admin)
     draft = client.post(
         "/api/v1/rulesets", {"name": "Pricing matters", "mql_threshold": 10, "sql_threshold": 50}, format="json"
@@ -318,10 +318,10 @@ def test_marketer_reads_rulesets_but_cannot_edit(marketer):
 
 def test_preview_reports_who_enters_and_writes_nothing(publish_ruleset, admin):
     publish_ruleset([behaviour("page_view", 1)], mql=30, sql=60)
-    hot = LeadFactory(email="hot@x.io")
-    cold = LeadFactory(email="cold@x.io")
+    hot = LeadFactory.create(email="hot@x.io")
+    cold = LeadFactory.create(email="cold@x.io")
     EventFactory.create_batch(5, lead=hot, type="webinar_attended")
-    EventFactory(lead=cold, type="page_view")
+    EventFactory.create(lead=cold, type="page_view")
     services.leads_score(lead_ids=[hot.pk, cold.pk])
     client = client_for(admin)
     draft = client.post("/api/v1/rulesets", {"name": "Webinars", "mql_threshold": 20, "sql_threshold": 60}).json()
@@ -381,7 +381,7 @@ def test_rescore_command_rescores_every_lead_and_reports(publish_ruleset):
     publish_ruleset([behaviour("page_view", 7)], mql=30, sql=60)
     leads = LeadFactory.create_batch(3)
     for lead in leads:
-        EventFactory(lead=lead)
+        EventFactory.create(lead=lead)
     out = StringIO()
     call_command("rescore", stdout=out, stderr=StringIO())
     assert "Rescored 3 leads" in out.getvalue()
@@ -395,9 +395,9 @@ def test_rescore_dirty_scores_only_flagged_leads(publish_ruleset):
     from django.core.management import call_command
 
     publish_ruleset([behaviour("page_view", 7)], mql=30, sql=60)
-    flagged, clean = LeadFactory(needs_rescore=True), LeadFactory()
-    EventFactory(lead=flagged)
-    EventFactory(lead=clean)
+    flagged, clean = LeadFactory.create(needs_rescore=True), LeadFactory.create()
+    EventFactory.create(lead=flagged)
+    EventFactory.create(lead=clean)
     call_command("rescore", "--dirty", stdout=StringIO())
     assert Lead.objects.get(pk=flagged.pk).score == 7
     assert Lead.objects.get(pk=clean.pk).score == 0

@@ -120,7 +120,7 @@ event_rows = st.builds(
 )
 
 
-PROFILE = {
+PROFILE: dict[str, Any] = {
     "industry": "Software",
     "company_size": None,
     "email": "a@gmail.com",
@@ -183,7 +183,7 @@ WINDOW_EDGE = spec_of(
 def test_single_lead_and_bulk_engines_give_identical_scores(db, spec, leads):
     Event.objects.all().delete()
     Lead.objects.all().delete()
-    source = SourceFactory(slug="prop", name="Prop")
+    source = SourceFactory.create(slug="prop", name="Prop")
     expected = {}
     counter = 0
     for n, (profile, events) in enumerate(leads):

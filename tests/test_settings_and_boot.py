@@ -10,27 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import clean_env
 from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-# Variables the test environment sets that the embedded default must run without.
-CONFIG_VARIABLES = (
-    "DATABASE_URL",
-    "CELERY_BROKER_URL",
-    "CELERY_TASK_ALWAYS_EAGER",
-    "SECRET_KEY",
-    "DEBUG",
-    "SECURE_SSL_REDIRECT",
-    "ALLOWED_HOSTS",
-    "STATICFILES_BACKEND",
-    "EMAIL_BACKEND",
-)
-
-
-def clean_env(**extra):
-    env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    return {**env, **extra}
 
 
 def manage(*args, env, timeout=120):

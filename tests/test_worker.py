@@ -8,7 +8,7 @@ import requests
 from django.conf import settings
 
 from leadflow.leads.models import Lead, Stage, StageChange
-from tests.conftest import behaviour, real_broker
+from tests.helpers import behaviour, real_broker
 from tests.processes import celery_env, celery_worker, started, wait_for
 
 

@@ -9,9 +9,16 @@ from handoff.models import Handoff, Notification, NotificationKind
 from handoff.services import new_sql_event_key
 from scoring import tasks
 from scoring.models import RescoreRun, RescoreState
-from tests.conftest import client_for, real_broker
+from tests.helpers import (
+    CHUNK,
+    assert_qualified_exactly_once,
+    behaviour,
+    client_for,
+    hold_row_lock,
+    make_leads,
+    real_broker,
+)
 from tests.processes import celery_beat, celery_env, celery_worker, own_redis, started, wait_for
-from tests.test_rescore_runs import CHUNK, assert_qualified_exactly_once, hold_row_lock, make_leads
 
 # Small chunks, a short heartbeat bound and a fast sweep, so that a test sees them work.
 FAST_RECOVERY = {
@@ -59,7 +66,6 @@ def assert_new_sql_notified_once_each(rep) -> None:
 def test_a_rescore_whose_worker_is_killed_mid_run_is_finished_by_another_exactly_once(
     publish_ruleset, broker, env, rep, tmp_path
 ):
-    from tests.conftest import behaviour
 
     rules = publish_ruleset([behaviour("page_view", 40), behaviour("demo_request", 30)], mql=30, sql=60)
     leads = make_leads(6 * CHUNK)
@@ -104,7 +110,6 @@ def test_a_ruleset_published_while_the_broker_is_down_is_rescored_once_it_is_bac
     publish_ruleset, broker, env, admin, rep, tmp_path
 ):
     from scoring import services
-    from tests.conftest import behaviour
 
     rules = publish_ruleset([behaviour("page_view", 40), behaviour("demo_request", 30)], mql=30, sql=60)
     draft = services.ruleset_clone(ruleset=rules, user=admin)

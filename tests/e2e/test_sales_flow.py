@@ -13,8 +13,8 @@ from playwright.sync_api import Page, expect
 from handoff.models import Handoff, HandoffStatus
 from leadflow.leads.models import Lead, Stage
 from leadflow.leads.services import ingest_key_create, source_get_or_create
-from tests.conftest import behaviour, fit
 from tests.e2e.conftest import assert_no_console_errors, log_in, shoot
+from tests.helpers import behaviour, fit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
