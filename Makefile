@@ -13,7 +13,7 @@ TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 RUNTIME_VENV := .venv-runtime
 RUNTIME_STAMP := $(RUNTIME_VENV)/requirements-$(firstword $(shell sha256sum requirements.txt)).stamp
 
-.PHONY: help run test lint typecheck pytest schemathesis services venv dev-venv runtime-venv e2e-deps screenshots bench clean
+.PHONY: help run test lint typecheck pytest pytest-sqlite schemathesis services venv dev-venv runtime-venv e2e-deps screenshots bench clean
 
 help:  ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -79,7 +79,15 @@ pytest: dev-venv runtime-venv services  ## The test suite against PostgreSQL and
 schemathesis: dev-venv services  ## The API against its OpenAPI schema (schemathesis)
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/python -m pytest -m schemathesis -q tests/test_api_schema.py
 
-test: lint typecheck e2e-deps pytest schemathesis  ## Everything CI runs
+# The same services on SQLite, where the raw PostgreSQL paths give way to their ORM twins
+# (ingest's identity lookups, the claim, the chunked rescore, the set-based helpers).
+SQLITE_TESTS := tests/test_ingest.py tests/test_ingest_storage.py tests/test_handoff.py tests/test_scoring.py \
+	tests/test_rescore_runs.py tests/test_notifications.py
+pytest-sqlite: dev-venv services  ## The ORM twins of the raw SQL: a subset of the suite on SQLite (about 40 s)
+	DATABASE_URL= CELERY_BROKER_URL=$(TEST_BROKER_URL) SQLITE_PATH=$${TMPDIR:-/tmp}/leadflow-test-sqlite.sqlite3 \
+	  $(BIN)/python -m pytest -q -m "not postgres and not worker" $(SQLITE_TESTS)
+
+test: lint typecheck e2e-deps pytest pytest-sqlite schemathesis  ## Everything CI runs
 
 e2e-deps:  ## Headless Chromium for the browser tests (Debian package)
 	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null

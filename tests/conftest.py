@@ -1,6 +1,7 @@
 import os
 
 import pytest
+from django.conf import settings
 from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
@@ -8,11 +9,20 @@ from leadflow.leads import services
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from tests.factories import SourceFactory, UserFactory
 
+POSTGRESQL = "django.db.backends.postgresql"
+
 # pyproject.toml sets HYPOTHESIS_PROFILE=ci for every run: the same examples each time
 # (a red CI run is a real failure, not a draw) and no deadline on a shared machine.
 hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 hypothesis_settings.register_profile("explore", deadline=None, max_examples=1000)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_runtest_setup(item):
+    """The suite also runs on SQLite (`make test` runs a subset there, for the ORM twins of
+    the raw SQL): tests of PostgreSQL itself skip there."""
+    if item.get_closest_marker("postgres") and settings.DATABASES["default"]["ENGINE"] != POSTGRESQL:
+        pytest.skip("needs PostgreSQL (DATABASE_URL)")
 
 
 @pytest.fixture

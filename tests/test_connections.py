@@ -16,6 +16,8 @@ from leadflow.leads import services
 from tests.helpers import clean_env
 from tests.processes import Process, answers, current_database_url, database_backends, free_port, started, wait_for
 
+pytestmark = pytest.mark.postgres
+
 # Far below PostgreSQL's max_connections (100), shared with whoever else uses the server.
 CONNECTION_BOUND = 10
 

@@ -569,6 +569,7 @@ def _claim_story(claim, rep, other_rep, tag):
     return outcomes, events
 
 
+@pytest.mark.postgres
 def test_the_postgresql_claim_statement_and_the_portable_orm_path_agree(rep, other_rep, settings):
     settings.HANDOFF_MAX_OPEN_CLAIMS = 2
     sql = _claim_story(services._claim_sql, rep, other_rep, "sql")
@@ -583,6 +584,7 @@ def test_the_postgresql_claim_statement_and_the_portable_orm_path_agree(rep, oth
     ]
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_fifty_reps_racing_for_the_queue_never_hold_one_handoff_twice(settings):
     settings.HANDOFF_MAX_OPEN_CLAIMS = 3

@@ -242,6 +242,7 @@ def test_lead_upsert_validation_is_field_level(ingest_client):
     assert set(response.json()) == {"email", "company_size", "colour"}
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_twenty_threads_posting_the_same_event_store_one_row(ingest_secret):
     barrier = threading.Barrier(20)

@@ -117,6 +117,7 @@ def _indexes(table):
         return {name for (name,) in cursor.fetchall()}
 
 
+@pytest.mark.postgres
 def test_event_writes_maintain_only_the_indexes_queries_use(db):
     # Each index costs every ingested event an insertion; these three serve the
     # primary key, idempotency and a lead's timeline (scoring and the lead page).
@@ -126,6 +127,7 @@ def test_event_writes_maintain_only_the_indexes_queries_use(db):
     assert "lead_owner" in lead_indexes  # partial: leads without an owner cost nothing
 
 
+@pytest.mark.postgres
 def test_known_event_ids_are_probed_through_the_unique_index(db):
     source = SourceFactory.create()
     sql, params = services.event_fingerprints_sql(source, [f"e-{n}" for n in range(1000)])
@@ -137,6 +139,7 @@ def test_known_event_ids_are_probed_through_the_unique_index(db):
     assert "Seq Scan on leads_event" not in plan
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_batches_sharing_new_and_known_leads_all_succeed(ingest_secret):
     # Six clients post at once, each a batch over the same twelve leads, half of

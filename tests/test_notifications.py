@@ -390,7 +390,11 @@ def test_claiming_a_handoff_marks_my_new_sql_notification_of_it_read(rep, other_
     assert unread_new_sqls(rep) == sorted([second, third])
 
 
-@pytest.mark.parametrize("claim", [services._claim_sql, services._claim_orm], ids=["postgresql", "orm"])
+@pytest.mark.parametrize(
+    "claim",
+    [pytest.param(services._claim_sql, marks=pytest.mark.postgres), services._claim_orm],
+    ids=["postgresql", "orm"],
+)
 def test_both_claim_paths_mark_the_claimers_new_sql_notification_read(claim, rep, other_rep, after_commit):
     (handoff_id,) = open_handoffs(1, after_commit)
     with transaction.atomic():

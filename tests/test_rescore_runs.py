@@ -36,6 +36,7 @@ def rules(publish_ruleset):
     return publish_ruleset([behaviour("page_view", 40), behaviour("demo_request", 30)], mql=30, sql=60)
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_rescore_run_resumes_after_its_last_committed_chunk(rules, small_chunks):
     leads = make_leads(4 * CHUNK)

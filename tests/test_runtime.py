@@ -20,6 +20,8 @@ from tests.factories import EventFactory, LeadFactory
 from tests.helpers import behaviour, clean_env
 from tests.processes import ROOT, Process, answers, celery_env, free_port, started, wait_for
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture(scope="module")
 def runtime_python():

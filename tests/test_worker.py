@@ -11,6 +11,8 @@ from leadflow.leads.models import Lead, Stage, StageChange
 from tests.helpers import behaviour, real_broker
 from tests.processes import celery_env, celery_worker, started, wait_for
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture
 def celery_worker_process(transactional_db, tmp_path):

@@ -20,6 +20,8 @@ from tests.helpers import (
 )
 from tests.processes import celery_beat, celery_env, celery_worker, own_redis, started, wait_for
 
+pytestmark = pytest.mark.postgres
+
 # Small chunks, a short heartbeat bound and a fast sweep, so that a test sees them work.
 FAST_RECOVERY = {
     "RESCORE_CHUNK_SIZE": str(CHUNK),
