@@ -131,14 +131,21 @@ def handoff_claim_next(request: HttpRequest) -> HttpResponse:
     return redirect("handoff-detail", handoff_id=handoff.public_id)
 
 
+def _claimable_or_404(request: HttpRequest, handoff_id: Any) -> Handoff:
+    """Any handoff, as the API's claim looks it up: a rep who lost the race for it hears
+    "another rep claimed it first" (the service's ClaimTaken), not "no such handoff"."""
+    return get_object_or_404(Handoff, public_id=handoff_id)
+
+
 def _act(
     request: HttpRequest,
     handoff_id: Any,
     service: Callable[..., Handoff],
     success: Callable[[Handoff], str],
+    lookup: Callable[[HttpRequest, Any], Handoff] = _actionable_or_404,
 ) -> HttpResponse:
     """Run one handoff service on an actionable handoff; a refusal becomes a message, never a 500."""
-    handoff = _actionable_or_404(request, handoff_id)
+    handoff = lookup(request, handoff_id)
     try:
         handoff = service(handoff=handoff, user=request.user)
     except handoff_services.HandoffError as error:
@@ -158,6 +165,7 @@ def handoff_claim(request: HttpRequest, handoff_id: Any) -> HttpResponse:
             f"You claimed {handoff.lead.display_name}. "
             f"Accept or reject it within {settings.HANDOFF_CLAIM_TTL_HOURS} h, or release it."
         ),
+        lookup=_claimable_or_404,
     )
 
 

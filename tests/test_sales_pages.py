@@ -136,12 +136,26 @@ def test_another_reps_claim_is_404_for_every_action_and_its_page(rep, other_rep)
     services.handoff_claim(handoff=handoff, user=other_rep)
     client = browser(rep)
     assert client.get(handoff_url(handoff)).status_code == 404
-    for action in ("claim", "accept", "release"):
+    for action in ("accept", "release"):
         assert client.post(handoff_url(handoff, action)).status_code == 404, action
     assert client.post(handoff_url(handoff, "reject"), {"reason": "no_budget"}).status_code == 404
     handoff.refresh_from_db()
     assert (handoff.status, handoff.claimed_by) == (HandoffStatus.CLAIMED, other_rep)
     assert handoff.lead.stage == Stage.SQL
+
+
+def test_a_rep_who_lost_the_race_for_a_claim_is_told_so_and_sent_back_to_the_queue(rep, other_rep):
+    handoff = HandoffFactory.create()
+    services.handoff_claim(handoff=handoff, user=other_rep)
+
+    response = browser(rep).post(handoff_url(handoff, "claim"), follow=True)
+
+    assert response.redirect_chain == [(reverse("sales-queue"), 302)]
+    page = response.content.decode()
+    assert "Another rep claimed this handoff first" in page
+    assert "other_rep" not in page, "the winner is not named"
+    handoff.refresh_from_db()
+    assert (handoff.status, handoff.claimed_by) == (HandoffStatus.CLAIMED, other_rep)
 
 
 def test_the_action_urls_answer_only_post(rep):
