@@ -33,6 +33,7 @@ from handoff.models import (
     HandoffStatus,
     NotificationKind,
     RejectReason,
+    overdue_q,
 )
 from handoff.notifications import NotificationEvent, notification_mark_read_by_key, notify
 from handoff.roles import can_reassign_handoffs, can_work_handoffs, is_sales_manager
@@ -83,10 +84,52 @@ def handoff_api_link(handoff_id: Any) -> str:
     return reverse("api-handoff-detail", kwargs={"handoff_id": handoff_id})
 
 
+# The occasion of a handoff's "new SQL" notification (see new_sql_event_key).
+_NEW_SQL = "opened"
+
+
+def _notification_key(handoff_id: Any, occasion: str) -> str:
+    """The key of a notification about one handoff (by public id): ``handoff:<id>:<occasion>``."""
+    return f"handoff:{handoff_id}:{occasion}"
+
+
 def new_sql_event_key(handoff_id: Any) -> str:
     """The key of a handoff's "new SQL" notification, by public id. The claim statement
     (_CLAIM_SQL) builds the same key in SQL."""
-    return f"handoff:{handoff_id}:opened"
+    return _notification_key(handoff_id, _NEW_SQL)
+
+
+def _handoff_notification(
+    kind: str,
+    *,
+    handoff_id: Any,
+    lead: Lead,
+    occasion: str,
+    title: str,
+    body: str,
+    recipient_ids: tuple[int, ...] = (),
+    recipient_roles: tuple[str, ...] = (),
+    **data: Any,
+) -> NotificationEvent:
+    """A notification about one handoff (by public id) and its lead: keyed by the
+    handoff and the occasion, linking to the handoff's page and API URL, its data naming
+    both and adding ``data``."""
+    return NotificationEvent(
+        kind=kind,
+        key=_notification_key(handoff_id, occasion),
+        title=title,
+        body=body,
+        link=handoff_link(handoff_id),
+        api_link=handoff_api_link(handoff_id),
+        recipient_ids=recipient_ids,
+        recipient_roles=recipient_roles,
+        data={"handoff": str(handoff_id), "lead": str(lead.public_id), **data},
+    )
+
+
+def _claim_holder(handoff: Handoff) -> tuple[int, ...]:
+    """The rep holding the handoff's claim, as recipients (nobody when unclaimed)."""
+    return (handoff.claimed_by_id,) if handoff.claimed_by_id else ()
 
 
 def _new_sql_seen(handoff: Handoff, user: Any, at: datetime) -> None:
@@ -160,15 +203,16 @@ def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> 
             )
         ]
     return [
-        NotificationEvent(
-            kind=NotificationKind.HANDOFF_NEW,
-            key=new_sql_event_key(public_id),
+        _handoff_notification(
+            NotificationKind.HANDOFF_NEW,
+            handoff_id=public_id,
+            lead=lead,
+            occasion=_NEW_SQL,
             title=f"New SQL: {lead.display_name}" + (f" ({lead.company})" if lead.company else ""),
             body=f"Score {lead.score}. Claim it before {due_at:%Y-%m-%d %H:%M} UTC (SLA).",
-            link=handoff_link(public_id),
-            api_link=handoff_api_link(public_id),
             recipient_roles=(SALES,),
-            data={"handoff": str(public_id), "lead": str(lead.public_id), "score": lead.score, "due_at": due_at},
+            score=lead.score,
+            due_at=due_at,
         )
         for public_id, lead in opened
     ]
@@ -434,22 +478,18 @@ def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") 
         _new_sql_seen(locked, user, now)
         notify(
             [
-                NotificationEvent(
-                    kind=NotificationKind.HANDOFF_REJECTED,
-                    key=f"handoff:{locked.public_id}:rejected",
+                _handoff_notification(
+                    NotificationKind.HANDOFF_REJECTED,
+                    handoff_id=locked.public_id,
+                    lead=lead,
+                    occasion="rejected",
                     title=f"Sales rejected {lead.display_name}: {label}",
                     body=(f"{_username(user)} wrote: {note}\n" if note else "") + f"The lead is now {to_stage}.",
-                    link=handoff_link(locked.public_id),
-                    api_link=handoff_api_link(locked.public_id),
                     recipient_roles=(MARKETING,),
-                    data={
-                        "handoff": str(locked.public_id),
-                        "lead": str(lead.public_id),
-                        "reason": reason,
-                        "note": note,
-                        "lead_stage": to_stage,
-                        "rep": _username(user),
-                    },
+                    reason=reason,
+                    note=note,
+                    lead_stage=to_stage,
+                    rep=_username(user),
                 )
             ]
         )
@@ -476,15 +516,15 @@ def handoff_reassign(*, handoff: Handoff, actor: Any, to_user: Any) -> Handoff:
         lead = locked.lead
         notify(
             [
-                NotificationEvent(
-                    kind=NotificationKind.HANDOFF_ASSIGNED,
-                    key=f"handoff:{locked.public_id}:assigned:{event.pk}",
+                _handoff_notification(
+                    NotificationKind.HANDOFF_ASSIGNED,
+                    handoff_id=locked.public_id,
+                    lead=lead,
+                    occasion=f"assigned:{event.pk}",
                     title=f"{_username(actor)} assigned {lead.display_name} to you",
                     body=f"Accept or reject it before {locked.due_at:%Y-%m-%d %H:%M} UTC (SLA).",
-                    link=handoff_link(locked.public_id),
-                    api_link=handoff_api_link(locked.public_id),
                     recipient_ids=(to_user.pk,),
-                    data={"handoff": str(locked.public_id), "lead": str(lead.public_id), "by": _username(actor)},
+                    by=_username(actor),
                 )
             ]
         )
@@ -532,18 +572,18 @@ def handoffs_expire_claims(*, limit: int = SWEEP_LIMIT) -> int:
         )
         notify(
             [
-                NotificationEvent(
-                    kind=NotificationKind.CLAIM_EXPIRED,
-                    key=f"handoff:{h.public_id}:expired:{event.pk}",
+                _handoff_notification(
+                    NotificationKind.CLAIM_EXPIRED,
+                    handoff_id=h.public_id,
+                    lead=h.lead,
+                    occasion=f"expired:{event.pk}",
                     title=f"Your claim on {h.lead.display_name} expired",
                     body=(
                         f"You held it {settings.HANDOFF_CLAIM_TTL_HOURS} hours without accepting or rejecting it; "
                         "it is back in the queue. Claim it again if you are working on it."
                     ),
-                    link=handoff_link(h.public_id),
-                    api_link=handoff_api_link(h.public_id),
-                    recipient_ids=(h.claimed_by_id,) if h.claimed_by_id else (),
-                    data={"handoff": str(h.public_id), "lead": str(h.lead.public_id), "rep": _username(h.claimed_by)},
+                    recipient_ids=_claim_holder(h),
+                    rep=_username(h.claimed_by),
                 )
                 for h, event in zip(expired, events, strict=True)
             ]
@@ -559,7 +599,7 @@ def handoffs_flag_overdue(*, limit: int = SWEEP_LIMIT) -> int:
         overdue = list(
             Handoff.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("lead", "claimed_by")
-            .filter(status__in=OPEN_STATUSES, overdue_at__isnull=True, due_at__lte=now)
+            .filter(overdue_q(now), overdue_at__isnull=True)
             .order_by("due_at", "id")[:limit]
         )
         if not overdue:
@@ -578,28 +618,24 @@ def handoffs_flag_overdue(*, limit: int = SWEEP_LIMIT) -> int:
         )
         notify(
             [
-                NotificationEvent(
-                    kind=NotificationKind.SLA_BREACH,
-                    key=f"handoff:{h.public_id}:breach",
+                _handoff_notification(
+                    NotificationKind.SLA_BREACH,
+                    handoff_id=h.public_id,
+                    lead=h.lead,
+                    occasion="breach",
                     title=f"SLA breached: {h.lead.display_name}",
                     body=(
                         f"Due {h.due_at:%Y-%m-%d %H:%M} UTC and still {h.status}"
                         + (f" (claimed by {_username(h.claimed_by)})." if h.claimed_by_id else ", unclaimed.")
                         + " Decide on it now."
                     ),
-                    link=handoff_link(h.public_id),
-                    api_link=handoff_api_link(h.public_id),
                     # The rep holding the claim, who alone can act on it (to the other reps
                     # its page is 404); all of sales while nobody holds it.
-                    recipient_ids=(h.claimed_by_id,) if h.claimed_by_id else (),
+                    recipient_ids=_claim_holder(h),
                     recipient_roles=() if h.claimed_by_id else (SALES,),
-                    data={
-                        "handoff": str(h.public_id),
-                        "lead": str(h.lead.public_id),
-                        "status": h.status,
-                        "due_at": h.due_at,
-                        "claimed_by": _username(h.claimed_by) if h.claimed_by_id else None,
-                    },
+                    status=h.status,
+                    due_at=h.due_at,
+                    claimed_by=_username(h.claimed_by) if h.claimed_by_id else None,
                 )
                 for h in overdue
             ]
