@@ -31,13 +31,14 @@ from handoff.models import (
     HandoffAction,
     HandoffEvent,
     HandoffStatus,
+    Notification,
     NotificationKind,
     RejectReason,
     overdue_q,
 )
 from handoff.notifications import NotificationEvent, notification_mark_read_by_key, notify
 from handoff.roles import can_reassign_handoffs, can_work_handoffs, is_sales_manager
-from leadflow.db import insert_ignore_conflicts_returning
+from leadflow.db import SqlNames, insert_ignore_conflicts_returning
 from leadflow.leads.lifecycle import Transition, transitions_apply
 from leadflow.leads.models import Lead, Stage
 from leadflow.leads.roles import MARKETING, SALES
@@ -231,39 +232,47 @@ def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> 
 # notification of the handoff read (new_sql_event_key). psycopg2 sends the string as
 # one simple query; a driver that cannot would fail loudly, not claim twice.
 # Elsewhere (SQLite, which serialises writers anyway) the same steps run through the
-# ORM in a transaction; a test proves the two paths agree.
+# ORM in a transaction; a test proves the two paths agree. Table and column names come
+# from the models (SqlNames), statuses and the action are parameters: psycopg2 binds
+# them on the client, so the server still plans with the values the partial indexes
+# (handoff_queue, handoff_open_claims) are defined by.
 _CLAIM_SQL = """
 SELECT pg_advisory_xact_lock(%(lock_space)s, %(user)s);
 WITH open_claims AS (
     SELECT COUNT(*) AS n FROM (
-        SELECT 1 FROM handoff_handoff WHERE claimed_by_id = %(user)s AND status = 'claimed' LIMIT %(limit)s
+        SELECT 1 FROM {handoff.table}
+        WHERE {handoff.claimed_by} = %(user)s AND {handoff.status} = %(claimed)s LIMIT %(limit)s
     ) held
 ), target AS (
     {target}
 ), claimed AS (
-    UPDATE handoff_handoff h
-    SET status = 'claimed', claimed_by_id = %(user)s, claimed_at = %(now)s, claim_expires_at = %(expires)s,
-        first_claimed_at = COALESCE(h.first_claimed_at, %(now)s)
-    FROM target WHERE h.id = target.id AND h.status = 'queued'
+    UPDATE {handoff.table} h
+    SET {handoff.status} = %(claimed)s, {handoff.claimed_by} = %(user)s, {handoff.claimed_at} = %(now)s,
+        {handoff.claim_expires_at} = %(expires)s,
+        {handoff.first_claimed_at} = COALESCE(h.{handoff.first_claimed_at}, %(now)s)
+    FROM target WHERE h.{handoff.id} = target.id AND h.{handoff.status} = %(queued)s
     RETURNING {columns}
 ), logged AS (
-    INSERT INTO handoff_handoffevent (handoff_id, action, actor_id, at, details)
-    SELECT id, 'claimed', %(user)s, %(now)s, '{{}}' FROM claimed
+    INSERT INTO {event.table} ({event.handoff}, {event.action}, {event.actor}, {event.at}, {event.details})
+    SELECT h.{handoff.id}, %(action)s, %(user)s, %(now)s, '{{}}' FROM claimed h
 ), seen AS (
-    UPDATE handoff_notification n SET read_at = %(now)s
-    FROM claimed
-    WHERE n.recipient_id = %(user)s AND n.event_key = 'handoff:' || claimed.public_id::text || ':opened'
-        AND n.read_at IS NULL
+    UPDATE {notification.table} n SET {notification.read_at} = %(now)s
+    FROM claimed h
+    WHERE n.{notification.recipient} = %(user)s
+        AND n.{notification.event_key} = %(key_head)s || h.{handoff.public_id}::text || %(key_tail)s
+        AND n.{notification.read_at} IS NULL
 )
 SELECT open_claims.n, {columns_out}
-FROM open_claims LEFT JOIN claimed h ON TRUE LEFT JOIN {leads} l ON l.id = h.lead_id
+FROM open_claims LEFT JOIN claimed h ON TRUE LEFT JOIN {lead.table} l ON l.{lead.id} = h.{handoff.lead}
 """
 # The advisory lock key is (CLAIM_LOCK_SPACE, user id); no other code takes advisory locks.
 CLAIM_LOCK_SPACE = 0x48414E44  # "HAND"
 _CLAIM_ONE_TARGET = "SELECT %(handoff)s::bigint AS id WHERE (SELECT n FROM open_claims) < %(limit)s"
-_CLAIM_NEXT_TARGET = """SELECT id FROM handoff_handoff
-    WHERE status = 'queued' AND (SELECT n FROM open_claims) < %(limit)s
-    ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"""
+_CLAIM_NEXT_TARGET = """SELECT {handoff.id} AS id FROM {handoff.table}
+    WHERE {handoff.status} = %(queued)s AND (SELECT n FROM open_claims) < %(limit)s
+    ORDER BY {handoff.priority} DESC, {handoff.created_at}, {handoff.id} LIMIT 1 FOR UPDATE SKIP LOCKED"""
+# The claim builds the rep's "new SQL" notification key around the handoff's public id.
+_NEW_SQL_KEY_HEAD, _, _NEW_SQL_KEY_TAIL = new_sql_event_key("{id}").partition("{id}")
 
 
 def _columns(model: type[models.Model], alias: str) -> list[str]:
@@ -273,9 +282,16 @@ def _columns(model: type[models.Model], alias: str) -> list[str]:
 @cache
 def _claim_statement(*, next_in_queue: bool) -> str:
     # The claimed row and its lead come back whole, in field order, to build the instances.
+    names = {
+        "handoff": SqlNames(Handoff),
+        "event": SqlNames(HandoffEvent),
+        "notification": SqlNames(Notification),
+        "lead": SqlNames(Lead),
+    }
+    target = (_CLAIM_NEXT_TARGET if next_in_queue else _CLAIM_ONE_TARGET).format(**names)
     return _CLAIM_SQL.format(
-        leads=connection.ops.quote_name(Lead._meta.db_table),
-        target=_CLAIM_NEXT_TARGET if next_in_queue else _CLAIM_ONE_TARGET,
+        **names,
+        target=target,
         columns=", ".join(_columns(Handoff, "h")),
         columns_out=", ".join([*_columns(Handoff, "h"), *_columns(Lead, "l")]),
     )
@@ -299,6 +315,11 @@ def _claim_sql(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int
         "now": now,
         "expires": now + timedelta(hours=settings.HANDOFF_CLAIM_TTL_HOURS),
         "handoff": handoff_id,
+        "queued": HandoffStatus.QUEUED,
+        "claimed": HandoffStatus.CLAIMED,
+        "action": HandoffAction.CLAIMED,
+        "key_head": _NEW_SQL_KEY_HEAD,
+        "key_tail": _NEW_SQL_KEY_TAIL,
     }
     with connection.cursor() as cursor:
         cursor.execute(_claim_statement(next_in_queue=handoff_id is None), params)
