@@ -3,6 +3,7 @@ import hmac
 import json
 import socket
 import threading
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
@@ -314,22 +315,32 @@ def test_a_lost_webhook_task_is_sent_again_by_the_sweep(db, after_commit, webhoo
     assert [r.headers["X-LeadFlow-Delivery"] for r in webhook.received] == ["handoff:x:breach"]
 
 
-def send_in_background(delivery_id):
-    """``webhook_deliver`` in a thread of its own, with its own database connection, as
-    a worker would run it; ``outcome`` holds what it returned (or raised)."""
+@contextmanager
+def held_at_the_receiver(webhook, key):
+    """A delivery sent in the background, by ``webhook_deliver`` in a thread of its own with
+    its own database connection (as a worker would), whose POST the receiver holds until
+    the block ends. Yields the delivery and the list that then holds what the sender
+    returned (or raised)."""
+    delivery = WebhookDelivery.objects.create(key=key, payload={"event": "sla_breach"})
     outcome: list[object] = []
 
     def send():
         try:
-            outcome.append(notifications.webhook_deliver(delivery_id=delivery_id, final_attempt=False))
+            outcome.append(notifications.webhook_deliver(delivery_id=delivery.pk, final_attempt=False))
         except BaseException as error:  # reported by the test
             outcome.append(error)
         finally:
             connection.close()
 
+    webhook.gate.clear()
     thread = threading.Thread(target=send, daemon=True)
     thread.start()
-    return thread, outcome
+    try:
+        assert webhook.arrived.wait(timeout=10), "the POST reached the receiver"
+        yield delivery, outcome
+    finally:
+        webhook.gate.set()
+        thread.join(timeout=30)
 
 
 def sessions_idle_in_transaction():
@@ -344,18 +355,11 @@ def sessions_idle_in_transaction():
 
 @pytest.mark.django_db(transaction=True)
 def test_no_transaction_and_no_row_lock_is_held_while_the_receiver_answers(webhook):
-    delivery = WebhookDelivery.objects.create(key="handoff:slow:breach", payload={"event": "sla_breach"})
-    webhook.gate.clear()
-    thread, outcome = send_in_background(delivery.pk)
-    try:
-        assert webhook.arrived.wait(timeout=10), "the POST reached the receiver"
+    with held_at_the_receiver(webhook, "handoff:slow:breach") as (delivery, outcome):
         assert sessions_idle_in_transaction() == 0, "the sender holds no transaction open across the POST"
         with transaction.atomic():
             locked = WebhookDelivery.objects.select_for_update(nowait=True).get(pk=delivery.pk)
         assert locked.sending_until is not None, "claimed, by a lease in the row, not by a lock on it"
-    finally:
-        webhook.gate.set()
-        thread.join(timeout=30)
     assert outcome == ["delivered"]
     delivery.refresh_from_db()
     assert (delivery.attempts, delivery.last_status, delivery.sending_until) == (1, 200, None)
@@ -363,15 +367,8 @@ def test_no_transaction_and_no_row_lock_is_held_while_the_receiver_answers(webho
 
 @pytest.mark.django_db(transaction=True)
 def test_a_delivery_in_flight_is_skipped_by_a_second_sender_and_posted_once(webhook):
-    delivery = WebhookDelivery.objects.create(key="handoff:twice:breach", payload={"event": "sla_breach"})
-    webhook.gate.clear()
-    thread, outcome = send_in_background(delivery.pk)
-    try:
-        assert webhook.arrived.wait(timeout=10)
+    with held_at_the_receiver(webhook, "handoff:twice:breach") as (delivery, outcome):
         assert notifications.webhook_deliver(delivery_id=delivery.pk, final_attempt=False) == "skipped"
-    finally:
-        webhook.gate.set()
-        thread.join(timeout=30)
     assert outcome == ["delivered"]
     assert len(webhook.received) == 1, "the receiver saw one POST"
     assert notifications.webhook_deliver(delivery_id=delivery.pk, final_attempt=False) == "skipped"
