@@ -15,7 +15,7 @@ created and migrated first; its name must contain "bench"), then VACUUM ANALYZE.
 Every lead starts unscored, most of them ``new``, as after an import. Then, in this
 process (Django set up against that database):
 
-1. the SQL floor: ``scoring.engine.scores_sql`` wrapped in an aggregate (computes
+1. the SQL floor: ``scoring.bulk.scores_sql`` wrapped in an aggregate (computes
    every score, writes nothing), and two simpler hand-written queries for scale;
 2. the bulk rescore, ``rescore_run_execute`` on the published default ruleset, twice:
    first from the unscored state (many stage transitions, "publish after import"),
@@ -87,7 +87,7 @@ INCREMENTAL_TARGET_EVENTS_PER_SECOND = 17_000
 META_TABLE = "bench_rescore_meta"
 SOURCE_SLUG = "bench-rescore"
 DAY_SECONDS = 86_400.0
-BULK_WORK_MEM = "256MB"  # what _rescore_all_sql sets for its session; the floor gets the same
+BULK_WORK_MEM = "256MB"  # what bulk.scores_table sets for its session (SCORES_WORK_MEM); the floor gets the same
 
 # --- Generated data ---------------------------------------------------------------------------
 # (event type, relative frequency): passive behaviour dominates, hand-raises are rare.
@@ -224,7 +224,7 @@ EVENT_COLUMNS = [
 ]
 # fmt: on
 NULL = "\\N"  # COPY text format
-ScoresSql = Callable[[Any], tuple[str, dict[str, Any]]]  # engine.scores_sql and its alternatives
+ScoresSql = Callable[[Any], tuple[str, dict[str, Any]]]  # bulk.scores_sql and its alternatives
 
 
 def initial_stage(lead_id: int) -> tuple[str, int | None, int | None, int | None]:
@@ -769,13 +769,18 @@ def bulk_phases(log: StatementLog, started: float, finished: float) -> list[tupl
     ``_rescore_all_sql`` (every phase includes its Python work and commits). Since
     runs became resumable, each chunk writes its scores, applies its transitions
     and records its progress in one transaction, so writes and transitions interleave."""
-    compute = log.first("CREATE TEMP TABLE rescore_scores")
+    from leadflow.db import SqlNames
+    from leadflow.leads.models import Lead
+    from scoring.bulk import SCORES_TABLE
+
+    write = f"UPDATE {SqlNames(Lead).table} l"  # ScoresTable.write
+    compute = log.first(f"CREATE TEMP TABLE {SCORES_TABLE}")
     primary_key = log.first("ADD PRIMARY KEY")
-    first_update = log.first("UPDATE leads_lead l")
-    cleanup = log.last("DROP TABLE IF EXISTS rescore_scores")
+    first_update = log.first(write)
+    cleanup = log.last(f"DROP TABLE IF EXISTS {SCORES_TABLE}")
     if not (compute and primary_key and first_update and cleanup):
-        return [("phases", "not recognised: _rescore_all_sql changed? (total only)")]
-    updates, update_seconds = log.total("UPDATE leads_lead l")
+        return [("phases", "not recognised: scoring.bulk changed? (total only)")]
+    updates, update_seconds = log.total(write)
     candidates, candidate_seconds = log.total("SELECT s.id, s.last_intent_at")
     chunk_queries = [s for s in log.statements if first_update.started <= s.started < cleanup.started]
     rows = [
@@ -795,9 +800,9 @@ def time_floor(spec: Any, as_of: datetime, product_scores_sql: ScoresSql) -> lis
     """The same computation without writing, and simpler queries for scale: (name, seconds, result)."""
     from django.db import connection
 
-    from scoring import engine
+    from scoring import bulk
 
-    scores, params = engine.scores_sql(spec)
+    scores, params = bulk.scores_sql(spec)
     params["as_of"] = as_of
     simple, simple_params = behaviour_float_sql(spec)
     simple_params["as_of"] = as_of
@@ -1036,10 +1041,10 @@ def fold_ascii_c(expression: str) -> str:
 
 def scores_sql_fold_c(spec: Any, base: ScoresSql | None = None) -> tuple[str, dict[str, Any]]:
     """EXPERIMENT: ``scores_sql`` (or ``base``) generated with ``fold_ascii_c`` instead of translate()."""
-    from scoring import engine
+    from scoring import bulk, engine
 
     with mock.patch.object(engine, "_fold_sql", fold_ascii_c):
-        return (base or engine.scores_sql)(spec)
+        return (base or bulk.scores_sql)(spec)
 
 
 def exact_pivot_sql(spec: Any, *, fold_c: bool, base: ScoresSql | None = None) -> tuple[str, dict[str, Any]]:
@@ -1050,13 +1055,13 @@ def exact_pivot_sql(spec: Any, *, fold_c: bool, base: ScoresSql | None = None) -
     must be identical (checked). The rules are inlined VALUES, not a CTE, so the event
     aggregation can run in parallel workers. Property conditions are not supported
     (the default ruleset has none)."""
-    from scoring import engine
+    from scoring import bulk, engine
 
     if any(rule.has_condition for rule in spec.behaviour_rules):
         raise BenchError("exact_pivot_sql supports behaviour rules without property conditions only")
-    base = base or engine.scores_sql  # the product's query, for its fit expression
+    base = base or bulk.scores_sql  # the product's query, for its fit expression
     full, params = scores_sql_fold_c(spec, base) if fold_c else base(spec)
-    fit_expression = full.split("SELECT l.id,", 1)[1].split("AS fit,", 1)[0]
+    fit_expression = full.split(" AS id,", 1)[1].split("AS fit,", 1)[0]
     values = []
     for index, rule in enumerate(spec.behaviour_rules):
         params.update({f"xt{index}": rule.event_type, f"xp{index}": rule.points, f"xc{index}": rule.max_points})
@@ -1066,7 +1071,7 @@ def exact_pivot_sql(spec: Any, *, fold_c: bool, base: ScoresSql | None = None) -
         )
     rules = f"(VALUES {', '.join(values)}) AS r(idx, type, points, window_length, cap)"
     params["xintent"] = list(spec.intent_event_types)
-    term = engine.decayed_term_sql("r.points", spec.decay_half_life_days)
+    term = engine.decayed_term_sql("r.points", "e.occurred_at", spec.decay_half_life_days)
     sql = f"""
         WITH per_rule AS (
             SELECT e.lead_id, r.idx, SUM({term}) AS total
@@ -1128,16 +1133,16 @@ def values_bulk_update(model: Any) -> Callable[..., int]:
 @contextlib.contextmanager
 def variant_patches(variant: str) -> Iterator[None]:
     """``--variant improved`` (EXPERIMENT): the product's code with two alternatives
-    patched in, to measure them end to end — ``engine.scores_sql`` replaced by
+    patched in, to measure them end to end — ``bulk.scores_sql`` replaced by
     ``exact_pivot_sql`` with ``fold_ascii_c`` (or only the fold when a rule has a property
     condition), and ``Lead.objects.bulk_update`` by ``values_bulk_update``."""
     if variant == "product":
         yield
         return
     from leadflow.leads.models import Lead
-    from scoring import engine
+    from scoring import bulk
 
-    product = engine.scores_sql
+    product = bulk.scores_sql
 
     def improved(spec: Any) -> tuple[str, dict[str, Any]]:
         if any(rule.has_condition for rule in spec.behaviour_rules):
@@ -1145,7 +1150,7 @@ def variant_patches(variant: str) -> Iterator[None]:
         return exact_pivot_sql(spec, fold_c=True, base=product)
 
     with (
-        mock.patch.object(engine, "scores_sql", improved),
+        mock.patch.object(bulk, "scores_sql", improved),
         mock.patch.object(Lead.objects, "bulk_update", values_bulk_update(Lead)),
     ):
         yield
@@ -1201,9 +1206,9 @@ def experiment_compute(spec: Any, as_of: datetime, explain: list[str]) -> list[R
     same scores (each compared with the product's, lead by lead)."""
     from django.db import connection, transaction
 
-    from scoring import engine
+    from scoring import bulk
 
-    scores, params = engine.scores_sql(spec)
+    scores, params = bulk.scores_sql(spec)
     variants: list[tuple[str, tuple[str, dict[str, Any]], dict[str, str]]] = [
         ("scores_sql as the product runs it (work_mem 256MB, jit on)", (scores, params), {}),
         ("scores_sql, jit off", (scores, params), {"jit": "off"}),
@@ -1283,9 +1288,9 @@ def scores_snapshot(spec: Any, as_of: datetime) -> Iterator[None]:
     variant below starts from the same scores without paying for the computation."""
     from django.db import connection
 
-    from scoring import engine
+    from scoring import bulk
 
-    scores, params = engine.scores_sql(spec)
+    scores, params = bulk.scores_sql(spec)
     with connection.cursor() as cursor:
         cursor.execute(f"SET work_mem = '{BULK_WORK_MEM}'")
         cursor.execute("DROP TABLE IF EXISTS bench_x_scores")
@@ -1479,7 +1484,7 @@ def experiment_transitions(spec: Any, as_of: datetime) -> list[Row]:
     from django.db import connection, transaction
 
     from leadflow.leads.models import Lead
-    from scoring import services
+    from scoring import bulk, services
 
     rows: list[Row] = []
     digests = []
@@ -1489,13 +1494,13 @@ def experiment_transitions(spec: Any, as_of: datetime) -> list[Row]:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"TRUNCATE {', '.join(_dependents(cursor))} CASCADE")
             _settings(cursor, work_mem=BULK_WORK_MEM)
-            cursor.execute("CREATE TEMP TABLE rescore_scores AS SELECT * FROM bench_x_scores")
-            cursor.execute("ALTER TABLE rescore_scores ADD PRIMARY KEY (id)")
+            cursor.execute(f"CREATE TEMP TABLE {bulk.SCORES_TABLE} AS SELECT * FROM bench_x_scores")
+            cursor.execute(f"ALTER TABLE {bulk.SCORES_TABLE} ADD PRIMARY KEY (id)")
             cursor.execute(
                 f"""UPDATE leads_lead l SET {STAGE_RESET_ASSIGNMENTS}, fit_score = s.fit,
                     behaviour_score = s.behaviour, score = s.fit + s.behaviour, scored_at = %(as_of)s,
                     ruleset_version = %(version)s, needs_rescore = false
-                    FROM rescore_scores s WHERE l.id = s.id""",
+                    FROM {bulk.SCORES_TABLE} s WHERE l.id = s.id""",
                 {"as_of": as_of, "version": spec.version},
             )
             patch = (
@@ -1504,9 +1509,10 @@ def experiment_transitions(spec: Any, as_of: datetime) -> list[Row]:
                 else contextlib.nullcontext()
             )
             with patch, stopwatch() as watch:
-                changed = services._apply_bulk_transitions(cursor, spec, as_of, 0, 2**62)
+                candidates = bulk.ScoresTable(cursor, spec, as_of).transition_candidates(after=0, upto=2**62)
+                changed = services._apply_bulk_transitions(candidates, spec, as_of)
             digests.append(_state_digest(cursor))
-            cursor.execute("DROP TABLE rescore_scores")
+            cursor.execute(f"DROP TABLE {bulk.SCORES_TABLE}")
             transaction.set_rollback(True)
         rows.append((f"transitions: {label}", f"{watch.seconds:8.2f} s, {changed:,} transitions"))
     rows.append(("transitions: same state written", "yes" if digests[0] == digests[1] else f"NO {digests}"))
@@ -1744,9 +1750,9 @@ def run(args: argparse.Namespace) -> int:
         ],
     )
 
-    from scoring import engine
+    from scoring import bulk
 
-    product_scores_sql = engine.scores_sql
+    product_scores_sql = bulk.scores_sql
     with variant_patches(args.variant):
         failures = [] if args.only_experiments else measure(args, ruleset, spec, rng, product_scores_sql)
 

@@ -205,7 +205,11 @@ class Notification(models.Model):
 
 class WebhookDelivery(models.Model):
     """One outgoing webhook per notification event (``key`` is its idempotency key,
-    sent as ``X-LeadFlow-Delivery``); once delivered it is never sent again."""
+    sent as ``X-LeadFlow-Delivery``); once delivered it is never sent again.
+
+    Pending (neither ``delivered_at`` nor ``failed_at``) it is free to send while
+    ``sending_until`` is empty or past, and claimed by a sender until then (see
+    ``handoff.notifications.webhook_deliver``)."""
 
     key = models.CharField(max_length=200, unique=True)
     payload = models.JSONField()
@@ -216,6 +220,9 @@ class WebhookDelivery(models.Model):
     last_error = models.TextField(blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True, help_text="Gave up: retries exhausted or refused.")
+    sending_until = models.DateTimeField(
+        null=True, blank=True, help_text="A sender holds the delivery until then (database clock); empty when idle."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -9,7 +9,9 @@ into the handoff.
 Every event has a unique key (``handoff:<id>:breach``…). It makes each channel
 idempotent: one in-app notification per person per key (a unique constraint),
 email only to the people whose notification was just created, and one
-:class:`WebhookDelivery` row per key that is never sent again once delivered.
+:class:`WebhookDelivery` row per key that is never sent again once delivered. A
+delivery is sent outside any transaction, by one sender at a time: claimed with a
+conditional UPDATE, posted, then its result recorded (``webhook_deliver``).
 
 An event's ``link`` is the page a person opens (``/queue/<id>/``): stored as is in
 the in-app notification, and absolute (``NOTIFY_BASE_URL``) in the email and in the
@@ -36,7 +38,8 @@ from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from handoff.models import Notification, WebhookDelivery
@@ -52,6 +55,11 @@ RETRYABLE_ERRORS: tuple[type[Exception], ...] = (urllib.error.URLError, http.cli
 # A webhook neither delivered nor given up on after this long lost its task (broker
 # outage, dead worker): the sweep enqueues it again. Longer than a full retry chain.
 STALE_DELIVERY = timedelta(minutes=30)
+# deliver_webhook's hard time limit: the worker kills an attempt that runs longer.
+DELIVERY_TIME_LIMIT_SECONDS = 90
+# How long an attempt's claim on a delivery lasts: as long as the attempt may run, so
+# that no live attempt loses its claim and a dead one's claim expires by itself.
+SENDING_LEASE = timedelta(seconds=DELIVERY_TIME_LIMIT_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -219,55 +227,87 @@ def _post(delivery: WebhookDelivery) -> int:
         raise
 
 
-def webhook_deliver(*, delivery_id: int, final_attempt: bool) -> str:
-    """Send one delivery unless it was delivered (or is being sent) already.
+def _sendable() -> Q:
+    """Pending (neither delivered nor given up on) and held by no sender: never claimed,
+    or the claim ran out (its sender died or was killed)."""
+    unclaimed = Q(sending_until__isnull=True) | Q(sending_until__lt=Now())
+    return Q(delivered_at__isnull=True, failed_at__isnull=True) & unclaimed
 
-    The row stays locked while sending, so two workers never send it at once.
-    A retryable failure is raised for the task to retry, except on the final
-    attempt, which records that we gave up."""
+
+def _delivery_claim(delivery_id: int) -> WebhookDelivery | None:
+    """Claim the delivery for one attempt, or None when it is not sendable. One
+    conditional UPDATE, its own transaction: of two senders, one wins. The lease is on
+    the database's clock, the one clock every worker shares."""
+    claimed = WebhookDelivery.objects.filter(_sendable(), pk=delivery_id).update(
+        sending_until=Now() + SENDING_LEASE, attempts=F("attempts") + 1, last_attempt_at=timezone.now()
+    )
+    return WebhookDelivery.objects.get(pk=delivery_id) if claimed else None
+
+
+def _delivery_record(delivery: WebhookDelivery, **result: Any) -> bool:
+    """Record the result of the attempt that claimed ``delivery`` and free the claim: one
+    UPDATE, conditional on the attempt still holding the claim (no later attempt took it
+    over after the lease ran out). False when it no longer did."""
+    recorded = WebhookDelivery.objects.filter(
+        pk=delivery.pk, attempts=delivery.attempts, delivered_at__isnull=True, failed_at__isnull=True
+    ).update(sending_until=None, **result)
+    return recorded == 1
+
+
+def webhook_deliver(*, delivery_id: int, final_attempt: bool) -> str:
+    """Send one delivery unless it was delivered, given up on, or is being sent right now.
+
+    Call it outside any transaction: no transaction and no row lock is held while the
+    receiver answers. The attempt claims the delivery (``_delivery_claim``: a lease in
+    ``sending_until``, counted in ``attempts``), POSTs, and records the result in a
+    second short UPDATE conditional on still holding the claim. A concurrent attempt
+    finds the claim held and skips; an attempt that dies mid-POST leaves a claim that
+    expires after ``SENDING_LEASE``, and ``webhooks_resend_stale`` sends it again.
+    A retryable failure is raised for the task to retry, except on the final attempt,
+    which records that we gave up."""
+    delivery = _delivery_claim(delivery_id)
+    if delivery is None:
+        return "skipped"
+    started_at = timezone.now()
     error: Exception | None = None
-    with transaction.atomic():
-        delivery = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
-            .filter(pk=delivery_id, delivered_at__isnull=True, failed_at__isnull=True)
-            .first()
+    try:
+        result = {"last_status": _post(delivery), "last_error": "", "delivered_at": timezone.now()}
+        outcome = "delivered"
+    except WebhookRefused as refused:
+        status = getattr(refused.__cause__, "code", None)
+        result = {"last_status": status, "last_error": str(refused)[:2000], "failed_at": started_at}
+        outcome = "refused"
+    except RETRYABLE_ERRORS as retryable:
+        result = {
+            "last_status": getattr(retryable, "code", None),
+            "last_error": f"{type(retryable).__name__}: {retryable}"[:2000],
+        }
+        if final_attempt:
+            result["failed_at"], outcome = started_at, "failed"
+        else:
+            error, outcome = retryable, "retry"
+    if not _delivery_record(delivery, **result):
+        logger.warning(
+            "Webhook %s: attempt %s outlived its claim; the attempt that took it over decides",
+            delivery.key,
+            delivery.attempts,
         )
-        if delivery is None:
-            return "skipped"
-        now = timezone.now()
-        delivery.attempts += 1
-        delivery.last_attempt_at = now
-        try:
-            delivery.last_status = _post(delivery)
-            delivery.delivered_at, delivery.last_error = timezone.now(), ""
-            outcome = "delivered"
-        except WebhookRefused as refused:
-            delivery.last_status = getattr(refused.__cause__, "code", None)
-            delivery.last_error, delivery.failed_at = str(refused)[:2000], now
-            outcome = "refused"
-        except RETRYABLE_ERRORS as retryable:
-            delivery.last_status = getattr(retryable, "code", None)
-            delivery.last_error = f"{type(retryable).__name__}: {retryable}"[:2000]
-            if final_attempt:
-                delivery.failed_at = now
-                outcome = "failed"
-            else:
-                error, outcome = retryable, "retry"
-        delivery.save(
-            update_fields=["attempts", "last_attempt_at", "last_status", "last_error", "delivered_at", "failed_at"]
-        )
+        return "superseded"
     if outcome in ("refused", "failed"):
-        logger.warning("Webhook %s gave up after %s attempts: %s", delivery.key, delivery.attempts, delivery.last_error)
+        logger.warning(
+            "Webhook %s gave up after %s attempts: %s", delivery.key, delivery.attempts, result["last_error"]
+        )
     if error is not None:
         raise error
     return outcome
 
 
 def webhooks_resend_stale(*, limit: int = 500) -> int:
-    """Enqueue deliveries whose task was lost (neither delivered nor given up on)."""
+    """Enqueue deliveries whose task was lost (neither delivered nor given up on, and
+    no live sender holds them)."""
     cutoff = timezone.now() - STALE_DELIVERY
     ids = list(
-        WebhookDelivery.objects.filter(delivered_at__isnull=True, failed_at__isnull=True)
+        WebhookDelivery.objects.filter(_sendable())
         .filter(Q(last_attempt_at__isnull=True, created_at__lt=cutoff) | Q(last_attempt_at__lt=cutoff))
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]

@@ -31,12 +31,14 @@ from handoff.models import (
     HandoffAction,
     HandoffEvent,
     HandoffStatus,
+    Notification,
     NotificationKind,
     RejectReason,
+    overdue_q,
 )
 from handoff.notifications import NotificationEvent, notification_mark_read_by_key, notify
 from handoff.roles import can_reassign_handoffs, can_work_handoffs, is_sales_manager
-from leadflow.db import insert_ignore_conflicts_returning
+from leadflow.db import SqlNames, insert_ignore_conflicts_returning
 from leadflow.leads.lifecycle import Transition, transitions_apply
 from leadflow.leads.models import Lead, Stage
 from leadflow.leads.roles import MARKETING, SALES
@@ -83,10 +85,52 @@ def handoff_api_link(handoff_id: Any) -> str:
     return reverse("api-handoff-detail", kwargs={"handoff_id": handoff_id})
 
 
+# The occasion of a handoff's "new SQL" notification (see new_sql_event_key).
+_NEW_SQL = "opened"
+
+
+def _notification_key(handoff_id: Any, occasion: str) -> str:
+    """The key of a notification about one handoff (by public id): ``handoff:<id>:<occasion>``."""
+    return f"handoff:{handoff_id}:{occasion}"
+
+
 def new_sql_event_key(handoff_id: Any) -> str:
     """The key of a handoff's "new SQL" notification, by public id. The claim statement
     (_CLAIM_SQL) builds the same key in SQL."""
-    return f"handoff:{handoff_id}:opened"
+    return _notification_key(handoff_id, _NEW_SQL)
+
+
+def _handoff_notification(
+    kind: str,
+    *,
+    handoff_id: Any,
+    lead: Lead,
+    occasion: str,
+    title: str,
+    body: str,
+    recipient_ids: tuple[int, ...] = (),
+    recipient_roles: tuple[str, ...] = (),
+    **data: Any,
+) -> NotificationEvent:
+    """A notification about one handoff (by public id) and its lead: keyed by the
+    handoff and the occasion, linking to the handoff's page and API URL, its data naming
+    both and adding ``data``."""
+    return NotificationEvent(
+        kind=kind,
+        key=_notification_key(handoff_id, occasion),
+        title=title,
+        body=body,
+        link=handoff_link(handoff_id),
+        api_link=handoff_api_link(handoff_id),
+        recipient_ids=recipient_ids,
+        recipient_roles=recipient_roles,
+        data={"handoff": str(handoff_id), "lead": str(lead.public_id), **data},
+    )
+
+
+def _claim_holder(handoff: Handoff) -> tuple[int, ...]:
+    """The rep holding the handoff's claim, as recipients (nobody when unclaimed)."""
+    return (handoff.claimed_by_id,) if handoff.claimed_by_id else ()
 
 
 def _new_sql_seen(handoff: Handoff, user: Any, at: datetime) -> None:
@@ -160,15 +204,16 @@ def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> 
             )
         ]
     return [
-        NotificationEvent(
-            kind=NotificationKind.HANDOFF_NEW,
-            key=new_sql_event_key(public_id),
+        _handoff_notification(
+            NotificationKind.HANDOFF_NEW,
+            handoff_id=public_id,
+            lead=lead,
+            occasion=_NEW_SQL,
             title=f"New SQL: {lead.display_name}" + (f" ({lead.company})" if lead.company else ""),
             body=f"Score {lead.score}. Claim it before {due_at:%Y-%m-%d %H:%M} UTC (SLA).",
-            link=handoff_link(public_id),
-            api_link=handoff_api_link(public_id),
             recipient_roles=(SALES,),
-            data={"handoff": str(public_id), "lead": str(lead.public_id), "score": lead.score, "due_at": due_at},
+            score=lead.score,
+            due_at=due_at,
         )
         for public_id, lead in opened
     ]
@@ -187,39 +232,47 @@ def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> 
 # notification of the handoff read (new_sql_event_key). psycopg2 sends the string as
 # one simple query; a driver that cannot would fail loudly, not claim twice.
 # Elsewhere (SQLite, which serialises writers anyway) the same steps run through the
-# ORM in a transaction; a test proves the two paths agree.
+# ORM in a transaction; a test proves the two paths agree. Table and column names come
+# from the models (SqlNames), statuses and the action are parameters: psycopg2 binds
+# them on the client, so the server still plans with the values the partial indexes
+# (handoff_queue, handoff_open_claims) are defined by.
 _CLAIM_SQL = """
 SELECT pg_advisory_xact_lock(%(lock_space)s, %(user)s);
 WITH open_claims AS (
     SELECT COUNT(*) AS n FROM (
-        SELECT 1 FROM handoff_handoff WHERE claimed_by_id = %(user)s AND status = 'claimed' LIMIT %(limit)s
+        SELECT 1 FROM {handoff.table}
+        WHERE {handoff.claimed_by} = %(user)s AND {handoff.status} = %(claimed)s LIMIT %(limit)s
     ) held
 ), target AS (
     {target}
 ), claimed AS (
-    UPDATE handoff_handoff h
-    SET status = 'claimed', claimed_by_id = %(user)s, claimed_at = %(now)s, claim_expires_at = %(expires)s,
-        first_claimed_at = COALESCE(h.first_claimed_at, %(now)s)
-    FROM target WHERE h.id = target.id AND h.status = 'queued'
+    UPDATE {handoff.table} h
+    SET {handoff.status} = %(claimed)s, {handoff.claimed_by} = %(user)s, {handoff.claimed_at} = %(now)s,
+        {handoff.claim_expires_at} = %(expires)s,
+        {handoff.first_claimed_at} = COALESCE(h.{handoff.first_claimed_at}, %(now)s)
+    FROM target WHERE h.{handoff.id} = target.id AND h.{handoff.status} = %(queued)s
     RETURNING {columns}
 ), logged AS (
-    INSERT INTO handoff_handoffevent (handoff_id, action, actor_id, at, details)
-    SELECT id, 'claimed', %(user)s, %(now)s, '{{}}' FROM claimed
+    INSERT INTO {event.table} ({event.handoff}, {event.action}, {event.actor}, {event.at}, {event.details})
+    SELECT h.{handoff.id}, %(action)s, %(user)s, %(now)s, '{{}}' FROM claimed h
 ), seen AS (
-    UPDATE handoff_notification n SET read_at = %(now)s
-    FROM claimed
-    WHERE n.recipient_id = %(user)s AND n.event_key = 'handoff:' || claimed.public_id::text || ':opened'
-        AND n.read_at IS NULL
+    UPDATE {notification.table} n SET {notification.read_at} = %(now)s
+    FROM claimed h
+    WHERE n.{notification.recipient} = %(user)s
+        AND n.{notification.event_key} = %(key_head)s || h.{handoff.public_id}::text || %(key_tail)s
+        AND n.{notification.read_at} IS NULL
 )
 SELECT open_claims.n, {columns_out}
-FROM open_claims LEFT JOIN claimed h ON TRUE LEFT JOIN {leads} l ON l.id = h.lead_id
+FROM open_claims LEFT JOIN claimed h ON TRUE LEFT JOIN {lead.table} l ON l.{lead.id} = h.{handoff.lead}
 """
 # The advisory lock key is (CLAIM_LOCK_SPACE, user id); no other code takes advisory locks.
 CLAIM_LOCK_SPACE = 0x48414E44  # "HAND"
 _CLAIM_ONE_TARGET = "SELECT %(handoff)s::bigint AS id WHERE (SELECT n FROM open_claims) < %(limit)s"
-_CLAIM_NEXT_TARGET = """SELECT id FROM handoff_handoff
-    WHERE status = 'queued' AND (SELECT n FROM open_claims) < %(limit)s
-    ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"""
+_CLAIM_NEXT_TARGET = """SELECT {handoff.id} AS id FROM {handoff.table}
+    WHERE {handoff.status} = %(queued)s AND (SELECT n FROM open_claims) < %(limit)s
+    ORDER BY {handoff.priority} DESC, {handoff.created_at}, {handoff.id} LIMIT 1 FOR UPDATE SKIP LOCKED"""
+# The claim builds the rep's "new SQL" notification key around the handoff's public id.
+_NEW_SQL_KEY_HEAD, _, _NEW_SQL_KEY_TAIL = new_sql_event_key("{id}").partition("{id}")
 
 
 def _columns(model: type[models.Model], alias: str) -> list[str]:
@@ -229,9 +282,16 @@ def _columns(model: type[models.Model], alias: str) -> list[str]:
 @cache
 def _claim_statement(*, next_in_queue: bool) -> str:
     # The claimed row and its lead come back whole, in field order, to build the instances.
+    names = {
+        "handoff": SqlNames(Handoff),
+        "event": SqlNames(HandoffEvent),
+        "notification": SqlNames(Notification),
+        "lead": SqlNames(Lead),
+    }
+    target = (_CLAIM_NEXT_TARGET if next_in_queue else _CLAIM_ONE_TARGET).format(**names)
     return _CLAIM_SQL.format(
-        leads=connection.ops.quote_name(Lead._meta.db_table),
-        target=_CLAIM_NEXT_TARGET if next_in_queue else _CLAIM_ONE_TARGET,
+        **names,
+        target=target,
         columns=", ".join(_columns(Handoff, "h")),
         columns_out=", ".join([*_columns(Handoff, "h"), *_columns(Lead, "l")]),
     )
@@ -255,6 +315,11 @@ def _claim_sql(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int
         "now": now,
         "expires": now + timedelta(hours=settings.HANDOFF_CLAIM_TTL_HOURS),
         "handoff": handoff_id,
+        "queued": HandoffStatus.QUEUED,
+        "claimed": HandoffStatus.CLAIMED,
+        "action": HandoffAction.CLAIMED,
+        "key_head": _NEW_SQL_KEY_HEAD,
+        "key_tail": _NEW_SQL_KEY_TAIL,
     }
     with connection.cursor() as cursor:
         cursor.execute(_claim_statement(next_in_queue=handoff_id is None), params)
@@ -434,22 +499,18 @@ def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") 
         _new_sql_seen(locked, user, now)
         notify(
             [
-                NotificationEvent(
-                    kind=NotificationKind.HANDOFF_REJECTED,
-                    key=f"handoff:{locked.public_id}:rejected",
+                _handoff_notification(
+                    NotificationKind.HANDOFF_REJECTED,
+                    handoff_id=locked.public_id,
+                    lead=lead,
+                    occasion="rejected",
                     title=f"Sales rejected {lead.display_name}: {label}",
                     body=(f"{_username(user)} wrote: {note}\n" if note else "") + f"The lead is now {to_stage}.",
-                    link=handoff_link(locked.public_id),
-                    api_link=handoff_api_link(locked.public_id),
                     recipient_roles=(MARKETING,),
-                    data={
-                        "handoff": str(locked.public_id),
-                        "lead": str(lead.public_id),
-                        "reason": reason,
-                        "note": note,
-                        "lead_stage": to_stage,
-                        "rep": _username(user),
-                    },
+                    reason=reason,
+                    note=note,
+                    lead_stage=to_stage,
+                    rep=_username(user),
                 )
             ]
         )
@@ -476,15 +537,15 @@ def handoff_reassign(*, handoff: Handoff, actor: Any, to_user: Any) -> Handoff:
         lead = locked.lead
         notify(
             [
-                NotificationEvent(
-                    kind=NotificationKind.HANDOFF_ASSIGNED,
-                    key=f"handoff:{locked.public_id}:assigned:{event.pk}",
+                _handoff_notification(
+                    NotificationKind.HANDOFF_ASSIGNED,
+                    handoff_id=locked.public_id,
+                    lead=lead,
+                    occasion=f"assigned:{event.pk}",
                     title=f"{_username(actor)} assigned {lead.display_name} to you",
                     body=f"Accept or reject it before {locked.due_at:%Y-%m-%d %H:%M} UTC (SLA).",
-                    link=handoff_link(locked.public_id),
-                    api_link=handoff_api_link(locked.public_id),
                     recipient_ids=(to_user.pk,),
-                    data={"handoff": str(locked.public_id), "lead": str(lead.public_id), "by": _username(actor)},
+                    by=_username(actor),
                 )
             ]
         )
@@ -532,18 +593,18 @@ def handoffs_expire_claims(*, limit: int = SWEEP_LIMIT) -> int:
         )
         notify(
             [
-                NotificationEvent(
-                    kind=NotificationKind.CLAIM_EXPIRED,
-                    key=f"handoff:{h.public_id}:expired:{event.pk}",
+                _handoff_notification(
+                    NotificationKind.CLAIM_EXPIRED,
+                    handoff_id=h.public_id,
+                    lead=h.lead,
+                    occasion=f"expired:{event.pk}",
                     title=f"Your claim on {h.lead.display_name} expired",
                     body=(
                         f"You held it {settings.HANDOFF_CLAIM_TTL_HOURS} hours without accepting or rejecting it; "
                         "it is back in the queue. Claim it again if you are working on it."
                     ),
-                    link=handoff_link(h.public_id),
-                    api_link=handoff_api_link(h.public_id),
-                    recipient_ids=(h.claimed_by_id,) if h.claimed_by_id else (),
-                    data={"handoff": str(h.public_id), "lead": str(h.lead.public_id), "rep": _username(h.claimed_by)},
+                    recipient_ids=_claim_holder(h),
+                    rep=_username(h.claimed_by),
                 )
                 for h, event in zip(expired, events, strict=True)
             ]
@@ -559,7 +620,7 @@ def handoffs_flag_overdue(*, limit: int = SWEEP_LIMIT) -> int:
         overdue = list(
             Handoff.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("lead", "claimed_by")
-            .filter(status__in=OPEN_STATUSES, overdue_at__isnull=True, due_at__lte=now)
+            .filter(overdue_q(now), overdue_at__isnull=True)
             .order_by("due_at", "id")[:limit]
         )
         if not overdue:
@@ -578,28 +639,24 @@ def handoffs_flag_overdue(*, limit: int = SWEEP_LIMIT) -> int:
         )
         notify(
             [
-                NotificationEvent(
-                    kind=NotificationKind.SLA_BREACH,
-                    key=f"handoff:{h.public_id}:breach",
+                _handoff_notification(
+                    NotificationKind.SLA_BREACH,
+                    handoff_id=h.public_id,
+                    lead=h.lead,
+                    occasion="breach",
                     title=f"SLA breached: {h.lead.display_name}",
                     body=(
                         f"Due {h.due_at:%Y-%m-%d %H:%M} UTC and still {h.status}"
                         + (f" (claimed by {_username(h.claimed_by)})." if h.claimed_by_id else ", unclaimed.")
                         + " Decide on it now."
                     ),
-                    link=handoff_link(h.public_id),
-                    api_link=handoff_api_link(h.public_id),
                     # The rep holding the claim, who alone can act on it (to the other reps
                     # its page is 404); all of sales while nobody holds it.
-                    recipient_ids=(h.claimed_by_id,) if h.claimed_by_id else (),
+                    recipient_ids=_claim_holder(h),
                     recipient_roles=() if h.claimed_by_id else (SALES,),
-                    data={
-                        "handoff": str(h.public_id),
-                        "lead": str(h.lead.public_id),
-                        "status": h.status,
-                        "due_at": h.due_at,
-                        "claimed_by": _username(h.claimed_by) if h.claimed_by_id else None,
-                    },
+                    status=h.status,
+                    due_at=h.due_at,
+                    claimed_by=_username(h.claimed_by) if h.claimed_by_id else None,
                 )
                 for h in overdue
             ]

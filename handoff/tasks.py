@@ -26,7 +26,7 @@ def flag_overdue() -> int:
     retry_jitter=True,
     max_retries=8,
     soft_time_limit=60,
-    time_limit=90,
+    time_limit=notifications.DELIVERY_TIME_LIMIT_SECONDS,  # the length of a sender's claim
 )
 def deliver_webhook(self: Task, delivery_id: int) -> str:
     """POST one notification to NOTIFY_WEBHOOK_URL; retried with exponential backoff."""

@@ -24,6 +24,29 @@ def _column(field: Field) -> str:
     return str(field.column)
 
 
+class SqlNames:
+    """A model's table and columns as quoted SQL names, from its metadata, for SQL
+    written by hand: ``table``, and the column of each field by the field's name (a
+    foreign key's ``…_id``), by attribute or by key (for ``str.format_map``)::
+
+        handoff = SqlNames(Handoff)
+        f"UPDATE {handoff.table} h SET {handoff.status} = %(status)s WHERE h.{handoff.id} = %(id)s"
+
+    Enum values go in as parameters, never in the text."""
+
+    def __init__(self, model: type[models.Model]):
+        self._meta = model._meta
+        self.table = connection.ops.quote_name(model._meta.db_table)
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __getitem__(self, name: str) -> str:
+        return connection.ops.quote_name(_column(cast(Field, self._meta.get_field(name))))
+
+
 class RawJson(str):
     """A value for a JSONField that is already serialised JSON text: written as is,
     so a caller that has the text (e.g. to measure or hash it) does not pay for a

@@ -2,8 +2,9 @@
 
 Every comparison, the decay and the rounding are written twice here, side by
 side — ``*_matches``/``*_value`` for the single-lead engine (incremental scoring,
-explain, SQLite) and ``*_sql`` for the bulk engine (PostgreSQL) — and a property
-test proves both give identical scores. The rules of the game:
+explain, SQLite) and ``*_sql`` for the bulk engine (PostgreSQL; ``scoring.bulk``
+assembles them into one query over the tables) — and a property test proves both
+give identical scores. The rules of the game:
 
 * Text compares ASCII-case-insensitively (``Software`` equals ``software``);
   a rule value that is a number compares numerically with attributes that look
@@ -19,11 +20,11 @@ test proves both give identical scores. The rules of the game:
 """
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Protocol
 
 NUMBER_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 NUMBER_SQL_RE = r"^-?[0-9]+(\.[0-9]+)?$"
@@ -36,18 +37,19 @@ CENT = Decimal("0.01")
 ZERO = Decimal("0")
 MICROS_PER_DAY = 86_400_000_000.0
 
-# Lead attributes fit rules may test, with their SQL (``l`` is the lead table).
+# Lead attributes fit rules may test, with their SQL: ``l`` is the lead table and
+# ``{field}`` the column of that Lead field (see ``lead_attribute_sql``).
 LEAD_ATTRIBUTES: dict[str, str] = {
-    "email_domain": "split_part(l.email, '@', 2)",
-    "name": "l.name",
-    "company": "l.company",
-    "job_title": "l.job_title",
-    "industry": "l.industry",
-    "country": "l.country",
-    "company_size": "l.company_size::text",
-    "utm_source": "l.utm_source",
-    "utm_medium": "l.utm_medium",
-    "utm_campaign": "l.utm_campaign",
+    "email_domain": "split_part(l.{email}, '@', 2)",
+    "name": "l.{name}",
+    "company": "l.{company}",
+    "job_title": "l.{job_title}",
+    "industry": "l.{industry}",
+    "country": "l.{country}",
+    "company_size": "l.{company_size}::text",
+    "utm_source": "l.{utm_source}",
+    "utm_medium": "l.{utm_medium}",
+    "utm_campaign": "l.{utm_campaign}",
 }
 TRAIT_PREFIX = "traits."
 
@@ -92,10 +94,17 @@ def json_path_text(document: dict[str, Any], path: str) -> str | None:
     return scalar_text(value)
 
 
-def lead_attribute_sql(attribute: str) -> str:
+class ColumnNames(Protocol):
+    """The quoted column of each of a model's fields, by field name (``leadflow.db.SqlNames``)."""
+
+    def __getitem__(self, field: str) -> str: ...
+
+
+def lead_attribute_sql(attribute: str, lead: ColumnNames) -> str:
+    """``lead_attribute`` in SQL over the lead table ``l``, whose columns ``lead`` names."""
     if attribute.startswith(TRAIT_PREFIX):
-        return json_path_sql("l.traits", attribute[len(TRAIT_PREFIX) :])
-    return LEAD_ATTRIBUTES[attribute]
+        return json_path_sql(f"l.{lead['traits']}", attribute[len(TRAIT_PREFIX) :])
+    return LEAD_ATTRIBUTES[attribute].format_map(lead)
 
 
 def json_path_sql(column: str, path: str) -> str:
@@ -246,11 +255,11 @@ def decayed_term(points: Decimal, occurred_at: datetime, as_of: datetime, half_l
     return Decimal(f"{value:.15g}").quantize(TERM_QUANTUM, rounding=ROUND_HALF_UP)
 
 
-def decayed_term_sql(points_sql: str, half_life: Decimal | None) -> str:
+def decayed_term_sql(points_sql: str, occurred_at_sql: str, half_life: Decimal | None) -> str:
     """SQL of one event's decayed points; expects the parameter ``%(as_of)s``."""
     if half_life is None:
         return points_sql
-    micros = "(GREATEST(EXTRACT(EPOCH FROM (%(as_of)s - e.occurred_at)), 0) * 1000000)::float8"
+    micros = f"(GREATEST(EXTRACT(EPOCH FROM (%(as_of)s - {occurred_at_sql})), 0) * 1000000)::float8"
     exponent = f"{micros} / 86400000000.0::float8 / {float(half_life)!r}::float8"
     return f"ROUND(({points_sql}::float8 * power(0.5::float8, {exponent}))::numeric, 6)"
 
@@ -340,90 +349,3 @@ def score_lead(lead: dict[str, Any], events: Iterable[EventRow], ruleset: RuleSe
         behaviour += result.contribution
         results.append(result)
     return LeadScore(fit=fit, behaviour=behaviour, results=results, last_intent_at=last_intent_at)
-
-
-# --- The bulk engine's SQL ---------------------------------------------------------------
-def scores_sql(ruleset: RuleSetSpec) -> tuple[str, dict[str, Any]]:
-    """One set-based query giving, per lead: id, fit, behaviour and the last intent time.
-    Parameters are named; the caller supplies ``%(as_of)s``. Every identifier and
-    literal in the text is generated here; every value is a bound parameter."""
-    params: dict[str, Any] = {}
-    counter = iter(range(1_000_000))
-
-    def bind(values: Sequence[Any]) -> list[str]:
-        names = []
-        for value in values:
-            name = f"p{next(counter)}"
-            params[name] = value
-            names.append(f"%({name})s")
-        return names
-
-    def bound(sql: str, values: list[Any]) -> str:
-        placeholders = iter(bind(values))
-        return re.sub(r"%s", lambda _m: next(placeholders), sql)
-
-    fit_terms = []
-    for rule in ruleset.fit_rules:
-        condition, condition_params = condition_sql(lead_attribute_sql(rule.attribute), rule.operator, rule.value)
-        (points,) = bind([rule.points])
-        fit_terms.append(f"CASE WHEN {bound(condition, condition_params)} THEN {points} ELSE 0 END")
-    fit_sql = " + ".join(fit_terms) or "0"
-
-    rules = list(ruleset.behaviour_rules)
-    behaviour_sql, behaviour_join = "0.00", ""
-    if rules:
-        rows, conditions = [], []
-        for index, rule in enumerate(rules):
-            window = timedelta(days=rule.window_days) if rule.window_days is not None else None
-            event_type, points, window_length, max_points = bind(
-                [rule.event_type, rule.points, window, rule.max_points]
-            )
-            rows.append(
-                f"({index}, {event_type}::text, {points}::numeric, {window_length}::interval, {max_points}::numeric)"
-            )
-            if rule.has_condition:
-                expression = json_path_sql("e.properties", rule.attribute)
-                condition, condition_params = condition_sql(expression, rule.operator, rule.value)
-                conditions.append(f"WHEN {index} THEN {bound(condition, condition_params)}")
-        # Inline VALUES, not a CTE: the planner then aggregates the events in parallel workers.
-        rules_sql = f"(VALUES {', '.join(rows)}) AS r(idx, type, points, window_length, max_points)"
-        condition_test = f"AND CASE r.idx {' '.join(conditions)} ELSE true END" if conditions else ""
-        term = decayed_term_sql("r.points", ruleset.decay_half_life_days)
-        capped = (
-            "CASE WHEN r.max_points IS NULL THEN p.total WHEN r.max_points > 0 THEN LEAST(p.total, r.max_points)"
-            " ELSE GREATEST(p.total, r.max_points) END"
-        )
-        # Each event meets only the rules of its type: one decayed term per (event, rule),
-        # summed per (lead, rule), then capped and rounded per rule and added per lead.
-        behaviour_join = f"""
-        LEFT JOIN (
-            SELECT p.lead_id, SUM(ROUND({capped}, 2)) AS behaviour
-            FROM (
-                SELECT e.lead_id, r.idx, SUM({term}) AS total
-                FROM leads_event e
-                JOIN {rules_sql}
-                  ON r.type = e.type
-                 AND (r.window_length IS NULL OR e.occurred_at >= %(as_of)s - r.window_length)
-                 {condition_test}
-                GROUP BY e.lead_id, r.idx
-            ) p
-            JOIN {rules_sql} ON r.idx = p.idx
-            GROUP BY p.lead_id
-        ) b ON b.lead_id = l.id"""  # noqa: S608
-        behaviour_sql = "COALESCE(b.behaviour, 0.00)"
-
-    intent = bind([list(ruleset.intent_event_types)])[0]
-    sql = f"""
-        SELECT l.id,
-               ({fit_sql})::numeric AS fit,
-               ({behaviour_sql})::numeric AS behaviour,
-               i.last_intent_at
-        FROM leads_lead l{behaviour_join}
-        LEFT JOIN (
-            SELECT e.lead_id, MAX(e.occurred_at) AS last_intent_at
-            FROM leads_event e
-            WHERE e.type = ANY({intent})
-            GROUP BY e.lead_id
-        ) i ON i.lead_id = l.id
-    """  # noqa: S608
-    return sql, params

@@ -17,7 +17,7 @@ from django.utils import timezone
 from leadflow.db import update_from_values
 from leadflow.leads.lifecycle import Transition, transitions_apply
 from leadflow.leads.models import Event, Lead, Stage
-from scoring import engine, selectors
+from scoring import bulk, engine, selectors
 from scoring.engine import EventRow, LeadScore, RuleSetSpec
 from scoring.models import RescoreRun, RescoreState, Rule, RuleSet, RuleSetStatus
 
@@ -303,72 +303,27 @@ def _rescore_all_chunked(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, s
 
 
 def _rescore_all_sql(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, state: RunProgress) -> None:
-    """Compute every score in one pass over the events into a temporary table (again
-    on a resume: it is derived data), then, chunk by chunk in id order, write the
-    scores, apply the stage transitions of the leads that crossed a threshold and
-    record the progress, each chunk in one transaction."""
-    sql, params = engine.scores_sql(spec)
-    params.update(as_of=as_of, version=spec.version, snapshot=as_of)
-    lead_table = Lead._meta.db_table
-    chunk_size = settings.RESCORE_CHUNK_SIZE
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS rescore_scores")
-        cursor.execute("SET work_mem = '256MB'")
-        cursor.execute(f"CREATE TEMP TABLE rescore_scores AS {sql}", params)  # noqa: S608 -- generated, parameterised
-        cursor.execute("ALTER TABLE rescore_scores ADD PRIMARY KEY (id)")
+    """Compute every score in one pass over the events (``bulk.scores_table``), then,
+    chunk by chunk in id order, write the scores, apply the stage transitions of the
+    leads that crossed a threshold and record the progress, each chunk in one transaction."""
+    with bulk.scores_table(spec, as_of) as scores:
         after = state.last_lead_id
         while after < max_lead_id:
-            # Chunks of chunk_size existing leads: ids may be sparse or start high.
-            cursor.execute(
-                "SELECT id FROM rescore_scores WHERE id > %s AND id <= %s ORDER BY id OFFSET %s LIMIT 1",
-                [after, max_lead_id, chunk_size - 1],
-            )
-            row = cursor.fetchone()
-            upto = row[0] if row else max_lead_id
+            upto = scores.chunk_end(after=after, last=max_lead_id, size=settings.RESCORE_CHUNK_SIZE)
             with transaction.atomic():
                 state.check()
-                cursor.execute(
-                    f"""
-                    UPDATE {lead_table} l
-                    SET fit_score = s.fit, behaviour_score = s.behaviour, score = s.fit + s.behaviour,
-                        scored_at = %(as_of)s, ruleset_version = %(version)s,
-                        needs_rescore = (l.needs_rescore AND l.updated_at > %(snapshot)s)
-                    FROM rescore_scores s
-                    WHERE l.id = s.id AND s.id > %(after)s AND s.id <= %(upto)s
-                    """,  # noqa: S608 -- the table name comes from the model
-                    {**params, "after": after, "upto": upto},
-                )
-                scored = cursor.rowcount
-                changed = _apply_bulk_transitions(cursor, spec, as_of, after, upto)
+                scored = scores.write(after=after, upto=upto)
+                changed = _apply_bulk_transitions(scores.transition_candidates(after=after, upto=upto), spec, as_of)
                 state.commit(last_lead_id=upto, scored=scored, changed=changed)
             after = upto
-        cursor.execute("DROP TABLE IF EXISTS rescore_scores")
-        cursor.execute("RESET work_mem")
 
 
-def _apply_bulk_transitions(cursor: Any, spec: RuleSetSpec, as_of: datetime, after: int, upto: int) -> int:
-    """Transitions of the leads with ids in (after, upto] whose new score may move them, inside
-    the caller's transaction. The SQL only narrows the candidates; the rule that
-    decides is ``automatic_path``, as for one lead."""
-    cursor.execute(
-        f"""
-        SELECT s.id, s.last_intent_at FROM rescore_scores s JOIN {Lead._meta.db_table} l ON l.id = s.id
-        WHERE s.id > %(after)s AND s.id <= %(upto)s
-          AND ((l.stage IN (%(new)s, %(recycled)s) AND s.fit + s.behaviour >= %(mql)s)
-            OR (l.stage = %(at_mql)s AND s.fit + s.behaviour >= %(sql)s AND s.last_intent_at IS NOT NULL))
-        ORDER BY s.id
-        """,  # noqa: S608 -- the table name comes from the model
-        {
-            "after": after,
-            "upto": upto,
-            "new": Stage.NEW,
-            "recycled": Stage.RECYCLED,
-            "at_mql": Stage.MQL,
-            "mql": spec.mql_threshold,
-            "sql": spec.sql_threshold,
-        },
-    )
-    candidates = cursor.fetchall()
+def _apply_bulk_transitions(
+    candidates: Sequence[tuple[int, datetime | None]], spec: RuleSetSpec, as_of: datetime
+) -> int:
+    """Transitions of these candidates (lead id, last intent), whose new scores are
+    stored, inside the caller's transaction. The SQL only narrowed them down; the rule
+    that decides is ``automatic_path``, as for one lead."""
     changed = 0
     for offset in range(0, len(candidates), SCORE_CHUNK):
         chunk = dict(candidates[offset : offset + SCORE_CHUNK])
@@ -386,12 +341,7 @@ def _apply_bulk_transitions(cursor: Any, spec: RuleSetSpec, as_of: datetime, aft
 def iter_scores(spec: RuleSetSpec, as_of: datetime) -> Iterator[tuple[int, Decimal, Decimal, datetime | None]]:
     """(lead id, fit, behaviour, last intent) of every lead under ``spec``, streamed."""
     if _is_postgres():
-        sql, params = engine.scores_sql(spec)
-        params["as_of"] = as_of
-        with transaction.atomic(), connection.connection.cursor(name="iter_scores") as cursor:
-            cursor.itersize = 5000
-            cursor.execute(sql, params)
-            yield from cursor
+        yield from bulk.scores_stream(spec, as_of)
         return
     ids = list(Lead.objects.order_by("id").values_list("id", flat=True))
     for start in range(0, len(ids), SCORE_CHUNK):

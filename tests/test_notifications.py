@@ -3,6 +3,7 @@ import hmac
 import json
 import socket
 import threading
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ import pytest
 import time_machine
 from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models.functions import Now
 
 from handoff import notifications, services
 from handoff.models import Handoff, HandoffEvent, Notification, WebhookDelivery
@@ -31,14 +33,19 @@ def after_commit(django_capture_on_commit_callbacks):
 @pytest.fixture
 def webhook(settings):
     """A real HTTP receiver on the loopback interface, in a thread. It answers the
-    statuses queued in ``answers`` first, then 200."""
+    statuses queued in ``answers`` first, then 200. While ``gate`` is cleared it holds
+    every request it received (``arrived`` is set) until the test sets ``gate`` again."""
     received: list[SimpleNamespace] = []
     answers: list[int] = []
+    arrived, gate = threading.Event(), threading.Event()
+    gate.set()
 
     class Receiver(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append(SimpleNamespace(path=self.path, headers=self.headers, body=body))
+            arrived.set()
+            gate.wait(timeout=30)
             self.send_response(answers.pop(0) if answers else 200)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -52,8 +59,9 @@ def webhook(settings):
     settings.NOTIFY_WEBHOOK_URL = f"http://127.0.0.1:{server.server_port}/hooks/leadflow"
     settings.NOTIFY_WEBHOOK_SECRET = SECRET
     try:
-        yield SimpleNamespace(received=received, answers=answers)
+        yield SimpleNamespace(received=received, answers=answers, arrived=arrived, gate=gate)
     finally:
+        gate.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
@@ -304,6 +312,104 @@ def test_a_lost_webhook_task_is_sent_again_by_the_sweep(db, after_commit, webhoo
     stale.refresh_from_db()
     assert stale.delivered_at is not None
     assert [r.headers["X-LeadFlow-Delivery"] for r in webhook.received] == ["handoff:x:breach"]
+
+
+@contextmanager
+def held_at_the_receiver(webhook, key):
+    """A delivery sent in the background, by ``webhook_deliver`` in a thread of its own with
+    its own database connection (as a worker would), whose POST the receiver holds until
+    the block ends. Yields the delivery and the list that then holds what the sender
+    returned (or raised)."""
+    delivery = WebhookDelivery.objects.create(key=key, payload={"event": "sla_breach"})
+    outcome: list[object] = []
+
+    def send():
+        try:
+            outcome.append(notifications.webhook_deliver(delivery_id=delivery.pk, final_attempt=False))
+        except BaseException as error:  # reported by the test
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    webhook.gate.clear()
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    try:
+        assert webhook.arrived.wait(timeout=10), "the POST reached the receiver"
+        yield delivery, outcome
+    finally:
+        webhook.gate.set()
+        thread.join(timeout=30)
+
+
+def sessions_idle_in_transaction():
+    """Other connections to the test database that hold a transaction open doing nothing."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND state IN ('idle in transaction', 'idle in transaction (aborted)')"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_transaction_and_no_row_lock_is_held_while_the_receiver_answers(webhook):
+    with held_at_the_receiver(webhook, "handoff:slow:breach") as (delivery, outcome):
+        assert sessions_idle_in_transaction() == 0, "the sender holds no transaction open across the POST"
+        with transaction.atomic():
+            locked = WebhookDelivery.objects.select_for_update(nowait=True).get(pk=delivery.pk)
+        assert locked.sending_until is not None, "claimed, by a lease in the row, not by a lock on it"
+    assert outcome == ["delivered"]
+    delivery.refresh_from_db()
+    assert (delivery.attempts, delivery.last_status, delivery.sending_until) == (1, 200, None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_in_flight_is_skipped_by_a_second_sender_and_posted_once(webhook):
+    with held_at_the_receiver(webhook, "handoff:twice:breach") as (delivery, outcome):
+        assert notifications.webhook_deliver(delivery_id=delivery.pk, final_attempt=False) == "skipped"
+    assert outcome == ["delivered"]
+    assert len(webhook.received) == 1, "the receiver saw one POST"
+    assert notifications.webhook_deliver(delivery_id=delivery.pk, final_attempt=False) == "skipped"
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1 and delivery.delivered_at is not None
+
+
+def test_a_sender_that_lost_its_claim_does_not_record_its_result(db, webhook, monkeypatch):
+    """An attempt that outlived its lease (a frozen worker) was taken over: the attempt
+    that took it over records its result, the late one's is dropped."""
+    delivery = WebhookDelivery.objects.create(key="handoff:late:breach", payload={"event": "sla_breach"})
+    post = notifications._post
+    took_over: list[str] = []
+
+    def frozen_past_the_lease(sending):
+        if sending.attempts == 1:
+            WebhookDelivery.objects.filter(pk=sending.pk).update(sending_until=Now() - timedelta(seconds=1))
+            took_over.append(notifications.webhook_deliver(delivery_id=sending.pk, final_attempt=False))
+        return post(sending)
+
+    monkeypatch.setattr(notifications, "_post", frozen_past_the_lease)
+    assert notifications.webhook_deliver(delivery_id=delivery.pk, final_attempt=False) == "superseded"
+    assert took_over == ["delivered"]
+    delivery.refresh_from_db()
+    assert (delivery.attempts, delivery.last_status, delivery.sending_until) == (2, 200, None)
+    assert delivery.delivered_at is not None
+
+
+def test_a_claim_left_by_a_dead_sender_expires_and_the_sweep_sends_it(db, webhook, after_commit):
+    with time_machine.travel(NOW, tick=False) as clock:
+        delivery = WebhookDelivery.objects.create(
+            key="handoff:orphan:breach", payload={"event": "sla_breach"}, attempts=1, last_attempt_at=NOW
+        )
+        # The worker died mid-send: its claim stays in the row until the lease runs out.
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(sending_until=Now() - timedelta(seconds=1))
+        clock.shift(timedelta(minutes=45))
+        with after_commit():
+            assert notifications.webhooks_resend_stale() == 1
+    delivery.refresh_from_db()
+    assert (delivery.attempts, delivery.sending_until) == (2, None)
+    assert delivery.delivered_at is not None
+    assert [r.headers["X-LeadFlow-Delivery"] for r in webhook.received] == ["handoff:orphan:breach"]
 
 
 # --- In-app API -----------------------------------------------------------------------------------------

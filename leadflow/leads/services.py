@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from leadflow.db import atomic_with_retry, insert_ignore_conflicts_returning, pg_array, update_from_values
+from leadflow.db import SqlNames, atomic_with_retry, insert_ignore_conflicts_returning, pg_array, update_from_values
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, generate_key
 from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source
 from leadflow.leads.validation import Errors, LeadInput, lead_traits_error, traits_merge, validate_event
@@ -273,9 +273,11 @@ def _leads_by_identity(emails: list[str], externals: list[str]) -> list[tuple[in
             )
         )
     # Arrays rather than IN lists: ORM filters on a thousand values cost more to build than to run.
+    lead = SqlNames(Lead)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT id, email, external_id FROM leads_lead WHERE email = ANY(%s) OR external_id = ANY(%s)",
+            f"SELECT {lead.id}, {lead.email}, {lead.external_id} FROM {lead.table}"  # noqa: S608 -- names from the model
+            f" WHERE {lead.email} = ANY(%s) OR {lead.external_id} = ANY(%s)",
             [emails, externals],
         )
         return cursor.fetchall()
@@ -290,10 +292,11 @@ def _leads_lock(ids: list[int]) -> list[tuple[int, str | None, str | None, datet
             .order_by("id")
             .values_list("id", "email", "external_id", "last_activity_at")
         )
+    lead = SqlNames(Lead)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT id, email, external_id, last_activity_at FROM leads_lead WHERE id = ANY(%s::bigint[])"
-            " ORDER BY id FOR NO KEY UPDATE",
+            f"SELECT {lead.id}, {lead.email}, {lead.external_id}, {lead.last_activity_at} FROM {lead.table}"  # noqa: S608 -- names from the model
+            f" WHERE {lead.id} = ANY(%s::bigint[]) ORDER BY {lead.id} FOR NO KEY UPDATE",
             [pg_array(ids)],
         )
         return cursor.fetchall()
@@ -390,9 +393,12 @@ def event_fingerprints_sql(source: Source, event_ids: list[str]) -> tuple[str, l
     """PostgreSQL: one probe of the (source, event_id) index per id. Written as
     ``event_id IN (…)``, the planner, misled by statistics that lag behind a growing
     table, read every event of the source and filtered them (40 ms at 100k events)."""
-    table = connection.ops.quote_name(Event._meta.db_table)
-    # The table name comes from model metadata; the values are bound parameters.
-    probe = f"SELECT fingerprint FROM {table} WHERE source_id = %s AND event_id = k.event_id LIMIT 1"  # noqa: S608
+    event = SqlNames(Event)
+    # Names come from model metadata; the values are bound parameters.
+    probe = (
+        f"SELECT {event.fingerprint} AS fingerprint FROM {event.table}"  # noqa: S608
+        f" WHERE {event.source} = %s AND {event.event_id} = k.event_id LIMIT 1"
+    )
     sql = f"SELECT k.event_id, e.fingerprint FROM unnest(%s::text[]) AS k(event_id), LATERAL ({probe}) AS e"  # noqa: S608
     return sql, [event_ids, source.pk]
 
