@@ -6,7 +6,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from leadflow.leads.forms import DATE_INPUT, PlainForm, SourceChoiceField
+from leadflow.leads.forms import DATE_INPUT, DATES_REVERSED, PlainForm, SourceChoiceField
 from leadflow.leads.models import Source
 from leadflow.selectors import Period
 
@@ -37,7 +37,7 @@ class DashboardFilterForm(PlainForm):
             first = first or (last or today) - timedelta(days=DEFAULT_PERIOD - 1)
             last = last or today
             if first > last:
-                self.add_error("to", "The end date is before the start date: swap them.")
+                self.add_error("to", DATES_REVERSED)
             elif (last - first).days >= MAX_PERIOD_DAYS:
                 self.add_error("from", "Choose a period of at most two years.")
             else:

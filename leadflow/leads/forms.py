@@ -9,6 +9,8 @@ from leadflow.leads.models import Source, Stage
 from leadflow.leads.selectors import DEFAULT_LEAD_SORT, LEAD_SORTS, LeadFilters
 
 DATE_INPUT = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+# Every page form with a date range says the same thing when its ends are reversed.
+DATES_REVERSED = "The end date is before the start date: swap them."
 SORT_LABELS = {
     "-score": "Score, highest first",
     "score": "Score, lowest first",
@@ -59,7 +61,7 @@ class LeadFilterForm(PlainForm):
             self.add_error("score_max", "The upper score must not be below the lower one: swap them.")
         first, last = cleaned.get("active_from"), cleaned.get("active_to")
         if first and last and first > last:
-            self.add_error("active_to", "The end date is before the start date: swap them.")
+            self.add_error("active_to", DATES_REVERSED)
         return cleaned
 
     def filters(self) -> LeadFilters:
