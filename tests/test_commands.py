@@ -589,3 +589,26 @@ def test_manage_py_help_lists_each_project_command_once_from_its_own_app():
     assert providers["run_schedule"] == providers["seed_demo"] == ["leadflow"]
     assert providers["rescore"] == ["scoring"]
     assert {name: labels for name, labels in providers.items() if len(labels) > 1} == {}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_run_schedule_replaces_a_connection_the_database_dropped(publish_ruleset):
+    import psycopg2
+    from django.db import connection
+
+    publish_ruleset([behaviour("page_view", 5)])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    db = connection.settings_dict
+    other = psycopg2.connect(dbname=db["NAME"], user=db["USER"], host=db["HOST"] or "127.0.0.1", port=db["PORT"])
+    other.autocommit = True
+    other.cursor().execute("SELECT pg_terminate_backend(%s)", [pid])  # what a database restart does to it
+    other.close()
+
+    out, err = io.StringIO(), io.StringIO()
+    call_command("run_schedule", "--once", "--only", "sweep-dirty-leads", stdout=out, stderr=err)
+
+    assert err.getvalue() == ""
+    assert "sweep-dirty-leads: 0" in out.getvalue()

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import close_old_connections, connection
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -80,6 +81,10 @@ class Command(BaseCommand):
         return entries
 
     def _run(self, name: str, task: Any, *, always_report: bool) -> None:
+        # A long-lived process, like a worker between tasks: a connection the database
+        # dropped (a restart) or one past DB_CONN_MAX_AGE is replaced, not reused broken.
+        if not connection.in_atomic_block:
+            close_old_connections()
         began = time.perf_counter()
         result = task.apply()  # in this process, whatever the broker settings say
         elapsed = (time.perf_counter() - began) * 1000
