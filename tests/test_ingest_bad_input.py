@@ -388,7 +388,7 @@ def test_admin_refuses_traits_the_api_refuses(django_user_model, client):
 # --- CSV import ---------------------------------------------------------------------
 
 
-def test_csv_import_reports_bad_values_on_their_line_and_imports_the_rest(tmp_path):
+def test_csv_import_reports_bad_values_on_their_line_and_imports_the_rest(db, tmp_path):
     from django.core.management import call_command
 
     path = tmp_path / "leads.csv"
