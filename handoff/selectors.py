@@ -27,8 +27,7 @@ from leadflow.db import Median, database_has_median, median_in_python
 from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
 from scoring import engine
 from scoring.models import RuleSet
-from scoring.selectors import ruleset_spec
-from scoring.services import Explanation, lead_attributes
+from scoring.selectors import Explanation, lead_attributes, ruleset_spec
 
 
 def _with_relations(queryset: QuerySet[Handoff]) -> QuerySet[Handoff]:

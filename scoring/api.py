@@ -18,7 +18,7 @@ from leadflow.leads.lifecycle import StageChangeError, lead_stage_change
 from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.validation import EVENT_TYPE_RE
 from leadflow.pagination import PageNumberPagination
-from scoring import engine, selectors, services
+from scoring import engine, presenters, selectors, services
 from scoring.models import Operator, RescoreRun, Rule, RuleKind, RuleSet
 from scoring.permissions import CanChangeStage, CanEditRules
 
@@ -73,63 +73,13 @@ class ExplainSerializer(serializers.Serializer):
     rules = ExplainRuleSerializer(many=True)
 
 
-def describe_rule(rule: engine.RuleSpec) -> str:
-    condition = f"{rule.attribute} {rule.operator} {rule.value!r}" if rule.has_condition else ""
-    if rule.kind == RuleKind.FIT:
-        return condition
-    parts = [f"each {rule.event_type}"]
-    if condition:
-        parts.append(f"where {condition}")
-    if rule.window_days:
-        parts.append(f"in the last {rule.window_days} days")
-    return " ".join(parts)
-
-
-def explanation_data(explanation: services.Explanation) -> dict[str, Any]:
-    lead = explanation.lead
-    rules = []
-    if explanation.result:
-        for result in explanation.result.results:
-            events = [explanation.events[event_id] for event_id in reversed(result.event_ids[-20:])]
-            rules.append(
-                {
-                    "rule_id": result.rule.id,
-                    "name": result.rule.name,
-                    "kind": result.rule.kind,
-                    "points": result.rule.points,
-                    "condition": describe_rule(result.rule),
-                    "matched": result.matched,
-                    "first_at": result.first_at,
-                    "last_at": result.last_at,
-                    "raw_total": result.raw_total,
-                    "max_points": result.rule.max_points,
-                    "capped": result.capped,
-                    "decayed": result.decayed,
-                    "window_days": result.rule.window_days,
-                    "contribution": result.contribution,
-                    "events": [{"event_id": e.event_id, "type": e.type, "occurred_at": e.occurred_at} for e in events],
-                }
-            )
-    return {
-        "lead": lead.public_id,
-        "ruleset_version": explanation.ruleset.version if explanation.ruleset else None,
-        "as_of": explanation.as_of,
-        "score": lead.score,
-        "fit_score": lead.fit_score,
-        "behaviour_score": lead.behaviour_score,
-        "adds_up": explanation.adds_up,
-        "needs_rescore": lead.needs_rescore,
-        "rules": rules,
-    }
-
-
 class LeadScoreView(APIView):
     permission_classes = [CanChangeStage]
 
     @extend_schema(responses=ExplainSerializer, summary="Explain the lead's score rule by rule")
     def get(self, request: Request, lead_id: Any) -> Response:
-        explanation = services.lead_explain(lead=lead_or_404(lead_id))
-        return Response(ExplainSerializer(explanation_data(explanation)).data)
+        explanation = selectors.lead_explain(lead=lead_or_404(lead_id))
+        return Response(ExplainSerializer(presenters.explanation_data(explanation)).data)
 
 
 # --- Stages -------------------------------------------------------------------------------
@@ -448,46 +398,13 @@ class PreviewSerializer(serializers.Serializer):
     histogram_after = serializers.DictField(child=serializers.IntegerField())
 
 
-def preview_data(preview: services.Preview) -> dict[str, Any]:
-    listed = [*preview.enter_mql, *preview.enter_sql, *preview.leave_mql, *preview.leave_sql]
-    leads = {lead.pk: lead for lead in Lead.objects.filter(pk__in=[item.id for item in listed])}
-
-    def rows(items: list[services.PreviewLead]) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": leads[item.id].public_id,
-                "email": leads[item.id].email,
-                "name": leads[item.id].name,
-                "stage": item.stage,
-                "score_before": item.score_before,
-                "score_after": item.score_after,
-            }
-            for item in items
-            if item.id in leads
-        ]
-
-    return {
-        "ruleset_version": preview.ruleset_version,
-        "leads": preview.leads,
-        "stages_before": preview.stages_before,
-        "stages_after": preview.stages_after,
-        "counts": preview.counts,
-        "enter_mql": rows(preview.enter_mql),
-        "enter_sql": rows(preview.enter_sql),
-        "leave_mql": rows(preview.leave_mql),
-        "leave_sql": rows(preview.leave_sql),
-        "histogram_before": preview.histogram_before,
-        "histogram_after": preview.histogram_after,
-    }
-
-
 class RuleSetPreviewView(APIView):
     permission_classes = [CanEditRules]
 
     @extend_schema(request=None, responses=PreviewSerializer, summary="What-if over all current leads; writes nothing")
     def post(self, request: Request, version: int) -> Response:
-        preview = services.ruleset_preview(ruleset=ruleset_or_404(version))
-        return Response(PreviewSerializer(preview_data(preview)).data)
+        preview = selectors.ruleset_preview(ruleset=ruleset_or_404(version))
+        return Response(PreviewSerializer(presenters.preview_data(preview)).data)
 
 
 class RuleListView(APIView):

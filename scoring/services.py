@@ -2,9 +2,8 @@
 (``leadflow.leads.lifecycle`` applies them), rulesets and their lifecycle."""
 
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,15 +15,14 @@ from django.utils import timezone
 
 from leadflow.db import update_from_values
 from leadflow.leads.lifecycle import Transition, transitions_apply
-from leadflow.leads.models import Event, Lead, Stage
+from leadflow.leads.models import Lead, Stage
 from scoring import engine, selectors
-from scoring.engine import EventRow, LeadScore, RuleSetSpec
+from scoring.engine import LeadScore, RuleSetSpec
 from scoring.models import RescoreRun, RescoreState, Rule, RuleSet, RuleSetStatus
 
 logger = logging.getLogger(__name__)
 
-LEAD_ATTRIBUTE_FIELDS = ["email", *[name for name in engine.LEAD_ATTRIBUTES if name != "email_domain"], "traits"]
-SCORE_CHUNK = 1000
+SCORE_CHUNK = selectors.SCORE_CHUNK
 
 
 class ScoringError(Exception):
@@ -36,26 +34,6 @@ class RuleSetNotEditable(ScoringError):
 
 
 # --- Automatic stage transitions (applied by leadflow.leads.lifecycle) -------------------
-def automatic_path(
-    *, stage: str, score: Decimal, fit: Decimal, last_intent_at: datetime | None, lead: Lead, spec: RuleSetSpec
-) -> list[str]:
-    """Stages an automatic rescore moves the lead through, in order (forward only)."""
-    path: list[str] = []
-    current = stage
-    if current in (Stage.NEW, Stage.RECYCLED):
-        recycled_at = lead.recycled_at if current == Stage.RECYCLED else None
-        active = recycled_at is None or (lead.last_activity_at is not None and lead.last_activity_at > recycled_at)
-        if active and score >= spec.mql_threshold:
-            current = Stage.MQL
-            path.append(current)
-    if current == Stage.MQL:
-        intent = last_intent_at is not None and (lead.recycled_at is None or last_intent_at > lead.recycled_at)
-        fit_ok = spec.sql_min_fit is None or fit >= spec.sql_min_fit
-        if intent and fit_ok and score >= spec.sql_threshold:
-            path.append(Stage.SQL)
-    return path
-
-
 def _describe(to_stage: str, spec: RuleSetSpec, score: Decimal) -> str:
     if to_stage == Stage.MQL:
         return f"Score {score} reached the MQL threshold {spec.mql_threshold} (ruleset v{spec.version})."
@@ -65,27 +43,12 @@ def _describe(to_stage: str, spec: RuleSetSpec, score: Decimal) -> str:
 def _automatic_transitions(lead: Lead, result: LeadScore, spec: RuleSetSpec) -> list[Transition]:
     transitions = []
     current = lead.stage
-    for to_stage in automatic_path(
+    for to_stage in selectors.automatic_path(
         stage=lead.stage, score=result.total, fit=result.fit, last_intent_at=result.last_intent_at, lead=lead, spec=spec
     ):
         transitions.append(Transition(lead, current, to_stage, _describe(to_stage, spec, result.total)))
         current = to_stage
     return transitions
-
-
-# --- The single-lead engine, applied ----------------------------------------------------
-def lead_attributes(lead: Lead) -> dict[str, Any]:
-    return {name: getattr(lead, name) for name in LEAD_ATTRIBUTE_FIELDS}
-
-
-def events_by_lead(lead_ids: Sequence[int], spec: RuleSetSpec) -> dict[int, list[EventRow]]:
-    grouped: dict[int, list[EventRow]] = defaultdict(list)
-    rows = Event.objects.filter(lead_id__in=lead_ids, type__in=spec.event_types).values_list(
-        "lead_id", "id", "type", "properties", "occurred_at"
-    )
-    for lead_id, event_id, event_type, properties, occurred_at in rows.iterator(chunk_size=5000):
-        grouped[lead_id].append(EventRow(type=event_type, properties=properties, occurred_at=occurred_at, id=event_id))
-    return grouped
 
 
 @dataclass
@@ -120,10 +83,10 @@ def _score_chunk(ids: Sequence[int], spec: RuleSetSpec | None, at: datetime) -> 
     if spec is None:
         Lead.objects.filter(id__in=ids).update(needs_rescore=False)
         return ScoreSummary()
-    events = events_by_lead(ids, spec)
+    events = selectors.events_by_lead(ids, spec)
     transitions: list[Transition] = []
     for lead in leads:
-        result = engine.score_lead(lead_attributes(lead), events.get(lead.pk, []), spec, at)
+        result = engine.score_lead(selectors.lead_attributes(lead), events.get(lead.pk, []), spec, at)
         lead.fit_score, lead.behaviour_score, lead.score = result.fit, result.behaviour, result.total
         lead.scored_at, lead.ruleset_version, lead.needs_rescore = at, spec.version, False
         transitions += _automatic_transitions(lead, result, spec)
@@ -349,7 +312,7 @@ def _rescore_all_sql(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, state
 def _apply_bulk_transitions(cursor: Any, spec: RuleSetSpec, as_of: datetime, after: int, upto: int) -> int:
     """Transitions of the leads with ids in (after, upto] whose new score may move them, inside
     the caller's transaction. The SQL only narrows the candidates; the rule that
-    decides is ``automatic_path``, as for one lead."""
+    decides is ``selectors.automatic_path``, as for one lead."""
     cursor.execute(
         f"""
         SELECT s.id, s.last_intent_at FROM rescore_scores s JOIN {Lead._meta.db_table} l ON l.id = s.id
@@ -381,53 +344,6 @@ def _apply_bulk_transitions(cursor: Any, spec: RuleSetSpec, as_of: datetime, aft
         transitions_apply(transitions, at=as_of, ruleset_version=spec.version)
         changed += len(transitions)
     return changed
-
-
-def iter_scores(spec: RuleSetSpec, as_of: datetime) -> Iterator[tuple[int, Decimal, Decimal, datetime | None]]:
-    """(lead id, fit, behaviour, last intent) of every lead under ``spec``, streamed."""
-    if _is_postgres():
-        sql, params = engine.scores_sql(spec)
-        params["as_of"] = as_of
-        with transaction.atomic(), connection.connection.cursor(name="iter_scores") as cursor:
-            cursor.itersize = 5000
-            cursor.execute(sql, params)
-            yield from cursor
-        return
-    ids = list(Lead.objects.order_by("id").values_list("id", flat=True))
-    for start in range(0, len(ids), SCORE_CHUNK):
-        chunk = ids[start : start + SCORE_CHUNK]
-        events = events_by_lead(chunk, spec)
-        for lead in Lead.objects.filter(id__in=chunk).order_by("id"):
-            result = engine.score_lead(lead_attributes(lead), events.get(lead.pk, []), spec, as_of)
-            yield lead.pk, result.fit, result.behaviour, result.last_intent_at
-
-
-# --- Explain -------------------------------------------------------------------------------
-@dataclass
-class Explanation:
-    lead: Lead
-    ruleset: RuleSet | None
-    as_of: datetime | None
-    result: LeadScore | None
-    events: dict[int, Event] = field(default_factory=dict)
-
-    @property
-    def adds_up(self) -> bool:
-        return self.result is not None and self.result.total == self.lead.score
-
-
-def lead_explain(*, lead: Lead) -> Explanation:
-    """Recompute the lead's stored score rule by rule, with the ruleset version and the
-    moment it was scored, so that the contributions add up to the stored score."""
-    ruleset = selectors.ruleset_by_version(lead.ruleset_version) if lead.ruleset_version else None
-    if ruleset is None or lead.scored_at is None:
-        return Explanation(lead=lead, ruleset=ruleset, as_of=None, result=None)
-    spec = selectors.ruleset_spec(ruleset)
-    as_of = lead.scored_at
-    events = list(lead.events.filter(type__in=spec.event_types))
-    rows = [EventRow(type=e.type, properties=e.properties, occurred_at=e.occurred_at, id=e.pk) for e in events]
-    result = engine.score_lead(lead_attributes(lead), rows, spec, as_of)
-    return Explanation(lead=lead, ruleset=ruleset, as_of=as_of, result=result, events={e.pk: e for e in events})
 
 
 # --- Rulesets ------------------------------------------------------------------------------
@@ -551,93 +467,6 @@ def ruleset_publish(*, ruleset: RuleSet, user: Any) -> RescoreRun:
         ruleset.status, ruleset.published_at, ruleset.published_by = RuleSetStatus.PUBLISHED, now, user
         ruleset.save(update_fields=["status", "published_at", "published_by", "updated_at"])
         return rescore_run_create(ruleset=ruleset, reason="publish", user=user)
-
-
-# --- Preview -------------------------------------------------------------------------------
-PREVIEW_LIST_LIMIT = 50
-HISTOGRAM_WIDTH = Decimal("10")
-
-
-@dataclass
-class PreviewLead:
-    id: int
-    score_before: Decimal
-    score_after: Decimal
-    stage: str
-
-
-@dataclass
-class Preview:
-    ruleset_version: int
-    leads: int = 0
-    stages_before: dict[str, int] = field(default_factory=dict)
-    stages_after: dict[str, int] = field(default_factory=dict)
-    enter_mql: list[PreviewLead] = field(default_factory=list)
-    enter_sql: list[PreviewLead] = field(default_factory=list)
-    leave_mql: list[PreviewLead] = field(default_factory=list)
-    leave_sql: list[PreviewLead] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-    histogram_before: dict[str, int] = field(default_factory=dict)
-    histogram_after: dict[str, int] = field(default_factory=dict)
-
-
-def _bucket(score: Decimal) -> str:
-    low = (score // HISTOGRAM_WIDTH) * HISTOGRAM_WIDTH
-    return f"{int(low)}–{int(low + HISTOGRAM_WIDTH)}"
-
-
-def ruleset_preview(*, ruleset: RuleSet, as_of: datetime | None = None) -> Preview:
-    """What-if: evaluate ``ruleset`` over every current lead without writing anything.
-
-    *Enter* lists leads the ruleset would promote (forward transitions, as a publish
-    would apply them). *Leave* lists leads at MQL/SQL whose new score falls below the
-    new threshold: publishing never demotes them, but they no longer meet the
-    definition — worth a look before publishing."""
-    spec = selectors.ruleset_spec(ruleset)
-    as_of = as_of or timezone.now()
-    preview = Preview(ruleset_version=spec.version)
-    counts: dict[str, int] = defaultdict(int)
-    before: dict[str, int] = defaultdict(int)
-    after: dict[str, int] = defaultdict(int)
-    hist_before: dict[str, int] = defaultdict(int)
-    hist_after: dict[str, int] = defaultdict(int)
-    leads = {
-        row["id"]: row
-        for row in Lead.objects.values("id", "stage", "score", "recycled_at", "last_activity_at").iterator(5000)
-    }
-    for lead_id, fit, behaviour, last_intent_at in iter_scores(spec, as_of):
-        row = leads.get(lead_id)
-        if row is None:
-            continue
-        score = fit + behaviour
-        stand_in = Lead(stage=row["stage"], recycled_at=row["recycled_at"], last_activity_at=row["last_activity_at"])
-        path = automatic_path(
-            stage=row["stage"], score=score, fit=fit, last_intent_at=last_intent_at, lead=stand_in, spec=spec
-        )
-        new_stage = path[-1] if path else row["stage"]
-        preview.leads += 1
-        before[row["stage"]] += 1
-        after[new_stage] += 1
-        hist_before[_bucket(row["score"])] += 1
-        hist_after[_bucket(score)] += 1
-        item = PreviewLead(id=lead_id, score_before=row["score"], score_after=score, stage=row["stage"])
-        for stage, bucket in ((Stage.MQL, preview.enter_mql), (Stage.SQL, preview.enter_sql)):
-            if stage in path:
-                counts[f"enter_{stage}"] += 1
-                if len(bucket) < PREVIEW_LIST_LIMIT:
-                    bucket.append(item)
-        if row["stage"] == Stage.MQL and score < spec.mql_threshold:
-            counts["leave_mql"] += 1
-            if len(preview.leave_mql) < PREVIEW_LIST_LIMIT:
-                preview.leave_mql.append(item)
-        if row["stage"] == Stage.SQL and score < spec.sql_threshold:
-            counts["leave_sql"] += 1
-            if len(preview.leave_sql) < PREVIEW_LIST_LIMIT:
-                preview.leave_sql.append(item)
-    preview.stages_before, preview.stages_after = dict(before), dict(after)
-    preview.counts = {key: counts.get(key, 0) for key in ("enter_mql", "enter_sql", "leave_mql", "leave_sql")}
-    preview.histogram_before, preview.histogram_after = dict(hist_before), dict(hist_after)
-    return preview
 
 
 def leads_sweep_dirty(*, older_than_seconds: int | None = None, limit: int = 10_000) -> int:

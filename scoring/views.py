@@ -16,9 +16,9 @@ from leadflow.leads.decorators import role_required
 from leadflow.leads.models import Stage
 from leadflow.leads.roles import ALL_ROLES, SCORING_ADMIN, has_role
 from scoring import selectors, services
-from scoring.api import describe_rule, preview_data
 from scoring.forms import RuleForm, RuleSetForm
 from scoring.models import RescoreRun, Rule, RuleKind, RuleSet, RuleSetStatus
+from scoring.presenters import describe_rule, preview_data
 
 EDITOR_ONLY = "Only scoring admins may change rulesets; you can read them."
 
@@ -180,11 +180,11 @@ def _bucket_low(label: str) -> int:
     return int(label.split("–")[0])
 
 
-def _preview_histogram(preview: services.Preview) -> dict[str, Any]:
+def _preview_histogram(preview: selectors.Preview) -> dict[str, Any]:
     lows = sorted({_bucket_low(label) for label in [*preview.histogram_before, *preview.histogram_after]})
     if not lows:
         return {"lows": [], "before": [], "after": []}
-    width = int(services.HISTOGRAM_WIDTH)
+    width = int(selectors.HISTOGRAM_WIDTH)
     every = list(range(lows[0], lows[-1] + width, width))
     before = {_bucket_low(label): n for label, n in preview.histogram_before.items()}
     after = {_bucket_low(label): n for label, n in preview.histogram_after.items()}
@@ -194,7 +194,7 @@ def _preview_histogram(preview: services.Preview) -> dict[str, Any]:
 @role_required(SCORING_ADMIN, message="Only scoring admins may preview rulesets.")
 def ruleset_preview(request: HttpRequest, version: int) -> HttpResponse:
     ruleset = _ruleset_or_404(version)
-    preview = services.ruleset_preview(ruleset=ruleset)
+    preview = selectors.ruleset_preview(ruleset=ruleset)
     data = preview_data(preview)
     buckets = _preview_histogram(preview)
     stages = [
@@ -214,7 +214,7 @@ def ruleset_preview(request: HttpRequest, version: int) -> HttpResponse:
             chart_id="preview-scores",
             title=f"Score distribution now and with v{ruleset.version}",
             lows=buckets["lows"],
-            width=services.HISTOGRAM_WIDTH,
+            width=selectors.HISTOGRAM_WIDTH,
             series=[
                 charts.Series("Now", buckets["before"], "series-muted"),
                 charts.Series(f"With v{ruleset.version}", buckets["after"], "series-1"),
@@ -229,7 +229,7 @@ def ruleset_preview(request: HttpRequest, version: int) -> HttpResponse:
             ("leave_sql", "SQLs below the new SQL threshold", "Publishing never demotes them; worth a look."),
             ("leave_mql", "MQLs below the new MQL threshold", "Publishing never demotes them; worth a look."),
         ],
-        "limit": services.PREVIEW_LIST_LIMIT,
+        "limit": selectors.PREVIEW_LIST_LIMIT,
         "is_admin": True,
     }
     return render(request, "scoring/preview.html", context)
