@@ -3,24 +3,13 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus
+from scoring.models import RULE_FIELDS, RescoreRun, Rule, RuleSet, RuleSetStatus
 
 
 class RuleInline(admin.TabularInline):
     model = Rule
     extra = 0
-    fields = [
-        "position",
-        "kind",
-        "name",
-        "points",
-        "event_type",
-        "attribute",
-        "operator",
-        "value",
-        "max_points",
-        "window_days",
-    ]
+    fields = ["position", *(name for name in RULE_FIELDS if name != "position")]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None or obj.status == RuleSetStatus.DRAFT

@@ -19,7 +19,7 @@ from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.validation import EVENT_TYPE_RE
 from leadflow.pagination import PageNumberPagination
 from scoring import engine, presenters, selectors, services
-from scoring.models import Operator, RescoreRun, Rule, RuleKind, RuleSet
+from scoring.models import RULE_FIELDS, Operator, RescoreRun, Rule, RuleKind, RuleSet
 from scoring.permissions import CanChangeStage, CanEditRules
 
 SCALAR_TYPES = (str, int, float, bool)
@@ -133,19 +133,7 @@ class LeadStageView(APIView):
 class RuleSerializer(serializers.ModelSerializer):
     class Meta:
         model = Rule
-        fields = [
-            "id",
-            "kind",
-            "name",
-            "points",
-            "position",
-            "event_type",
-            "attribute",
-            "operator",
-            "value",
-            "max_points",
-            "window_days",
-        ]
+        fields = ["id", *RULE_FIELDS]
         read_only_fields = ["id"]
         extra_kwargs = {"position": {"required": False}, "value": {"required": False}}
 
@@ -198,7 +186,7 @@ class RuleSerializer(serializers.ModelSerializer):
     def _current(self) -> dict[str, Any]:
         if self.instance is None:
             return {}
-        return {name: getattr(self.instance, name) for name in self.Meta.fields if name != "id"}
+        return {name: getattr(self.instance, name) for name in RULE_FIELDS}
 
     @staticmethod
     def _valid_trait(attribute: str) -> bool:
@@ -291,7 +279,7 @@ class RuleSetListView(generics.ListCreateAPIView):
 
 
 def ruleset_or_404(version: int) -> RuleSet:
-    return get_object_or_404(RuleSet.objects.prefetch_related("rules"), version=version)
+    return get_object_or_404(selectors.ruleset_list(), version=version)
 
 
 class RuleSetDetailView(APIView):

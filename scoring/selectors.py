@@ -5,7 +5,7 @@ by rule, and a draft's what-if preview."""
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -53,16 +53,23 @@ def ruleset_spec(ruleset: RuleSet) -> RuleSetSpec:
     )
 
 
+def ruleset_list() -> QuerySet[RuleSet]:
+    """Rulesets with their rules and the people who created and published them: every
+    lookup of a ruleset below starts here."""
+    return RuleSet.objects.select_related("created_by", "published_by").prefetch_related("rules")
+
+
 def published_ruleset() -> RuleSet | None:
-    return RuleSet.objects.filter(status=RuleSetStatus.PUBLISHED).prefetch_related("rules").first()
+    return ruleset_list().filter(status=RuleSetStatus.PUBLISHED).first()
 
 
 def ruleset_by_version(version: int) -> RuleSet | None:
-    return RuleSet.objects.filter(version=version).prefetch_related("rules").first()
+    return ruleset_list().filter(version=version).first()
 
 
-def ruleset_list() -> QuerySet[RuleSet]:
-    return RuleSet.objects.select_related("created_by", "published_by").prefetch_related("rules")
+def ruleset_specs(*, versions: Iterable[int]) -> dict[int, RuleSetSpec]:
+    """The engine specs of these ruleset versions, by version (two queries however many)."""
+    return {ruleset.version: ruleset_spec(ruleset) for ruleset in ruleset_list().filter(version__in=versions)}
 
 
 def rescore_run_latest() -> RescoreRun | None:

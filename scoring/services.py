@@ -18,7 +18,7 @@ from leadflow.leads.lifecycle import Transition, transitions_apply
 from leadflow.leads.models import Lead, Stage
 from scoring import engine, selectors
 from scoring.engine import LeadScore, RuleSetSpec
-from scoring.models import RescoreRun, RescoreState, Rule, RuleSet, RuleSetStatus
+from scoring.models import RULE_FIELDS, RULESET_FIELDS, RescoreRun, RescoreState, Rule, RuleSet, RuleSetStatus
 
 logger = logging.getLogger(__name__)
 
@@ -364,7 +364,8 @@ def ruleset_create(*, user: Any, name: str, mql_threshold: Decimal, sql_threshol
         )
 
 
-def _require_draft(ruleset: RuleSet) -> None:
+def ruleset_require_draft(*, ruleset: RuleSet) -> None:
+    """Only drafts change: the refusal every surface shows (the API as a 409, the pages as a message)."""
     if ruleset.status != RuleSetStatus.DRAFT:
         raise RuleSetNotEditable(
             f"Ruleset v{ruleset.version} is {ruleset.status} and cannot change: clone it to a new draft."
@@ -374,7 +375,7 @@ def _require_draft(ruleset: RuleSet) -> None:
 def ruleset_update(*, ruleset: RuleSet, **fields: Any) -> RuleSet:
     with transaction.atomic():
         ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
-        _require_draft(ruleset)
+        ruleset_require_draft(ruleset=ruleset)
         for name, value in fields.items():
             setattr(ruleset, name, value)
         ruleset.save(update_fields=[*fields, "updated_at"])
@@ -384,7 +385,7 @@ def ruleset_update(*, ruleset: RuleSet, **fields: Any) -> RuleSet:
 def ruleset_delete(*, ruleset: RuleSet) -> None:
     with transaction.atomic():
         ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
-        _require_draft(ruleset)
+        ruleset_require_draft(ruleset=ruleset)
         ruleset.delete()
 
 
@@ -392,32 +393,11 @@ def ruleset_clone(*, ruleset: RuleSet, user: Any) -> RuleSet:
     with transaction.atomic():
         clone = RuleSet.objects.create(
             version=_next_version_locked(),
-            name=ruleset.name,
-            description=ruleset.description,
-            mql_threshold=ruleset.mql_threshold,
-            sql_threshold=ruleset.sql_threshold,
-            intent_event_types=list(ruleset.intent_event_types),
-            sql_min_fit=ruleset.sql_min_fit,
-            decay_half_life_days=ruleset.decay_half_life_days,
             created_by=user,
+            **{name: getattr(ruleset, name) for name in RULESET_FIELDS},
         )
         Rule.objects.bulk_create(
-            [
-                Rule(
-                    ruleset=clone,
-                    kind=rule.kind,
-                    name=rule.name,
-                    points=rule.points,
-                    position=rule.position,
-                    event_type=rule.event_type,
-                    attribute=rule.attribute,
-                    operator=rule.operator,
-                    value=rule.value,
-                    max_points=rule.max_points,
-                    window_days=rule.window_days,
-                )
-                for rule in ruleset.rules.all()
-            ]
+            [Rule(ruleset=clone, **{name: getattr(rule, name) for name in RULE_FIELDS}) for rule in ruleset.rules.all()]
         )
     return clone
 
@@ -431,7 +411,7 @@ def _next_version_locked() -> int:
 def rule_create(*, ruleset: RuleSet, **fields: Any) -> Rule:
     with transaction.atomic():
         ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
-        _require_draft(ruleset)
+        ruleset_require_draft(ruleset=ruleset)
         if "position" not in fields:
             fields["position"] = (ruleset.rules.aggregate(p=Max("position"))["p"] or 0) + 1
         return Rule.objects.create(ruleset=ruleset, **fields)
@@ -439,7 +419,7 @@ def rule_create(*, ruleset: RuleSet, **fields: Any) -> Rule:
 
 def rule_update(*, rule: Rule, **fields: Any) -> Rule:
     with transaction.atomic():
-        _require_draft(RuleSet.objects.select_for_update().get(pk=rule.ruleset_id))
+        ruleset_require_draft(ruleset=RuleSet.objects.select_for_update().get(pk=rule.ruleset_id))
         for name, value in fields.items():
             setattr(rule, name, value)
         rule.save(update_fields=list(fields))
@@ -448,7 +428,7 @@ def rule_update(*, rule: Rule, **fields: Any) -> Rule:
 
 def rule_delete(*, rule: Rule) -> None:
     with transaction.atomic():
-        _require_draft(RuleSet.objects.select_for_update().get(pk=rule.ruleset_id))
+        ruleset_require_draft(ruleset=RuleSet.objects.select_for_update().get(pk=rule.ruleset_id))
         rule.delete()
 
 
@@ -457,7 +437,7 @@ def ruleset_publish(*, ruleset: RuleSet, user: Any) -> RescoreRun:
     rescored in the background (a RescoreRun shows progress)."""
     with transaction.atomic():
         ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
-        _require_draft(ruleset)
+        ruleset_require_draft(ruleset=ruleset)
         if not ruleset.rules.exists():
             raise ScoringError("Add at least one rule before publishing.")
         now = timezone.now()

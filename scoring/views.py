@@ -24,15 +24,13 @@ EDITOR_ONLY = "Only scoring admins may change rulesets; you can read them."
 
 
 def _ruleset_or_404(version: int) -> RuleSet:
-    return get_object_or_404(
-        RuleSet.objects.select_related("created_by", "published_by").prefetch_related("rules"), version=version
-    )
+    return get_object_or_404(selectors.ruleset_list(), version=version)
 
 
 def _not_editable(request: HttpRequest, ruleset: RuleSet) -> HttpResponse:
     """Only drafts change: the page says so in the services' words, as the API does."""
     try:
-        services._require_draft(ruleset)
+        services.ruleset_require_draft(ruleset=ruleset)
     except services.RuleSetNotEditable as refusal:
         messages.error(request, str(refusal))
     return redirect("ruleset-detail", version=ruleset.version)
