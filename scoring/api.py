@@ -1,14 +1,12 @@
 """Scoring API: explain a score, change a stage by hand, rulesets and their rules,
 preview (what-if), publish, and rescore progress."""
 
-from decimal import Decimal
 from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,14 +14,10 @@ from rest_framework.views import APIView
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.lifecycle import StageChangeError, lead_stage_change
 from leadflow.leads.models import Lead, Stage, StageChange
-from leadflow.leads.validation import EVENT_TYPE_RE
 from leadflow.pagination import PageNumberPagination
-from scoring import engine, presenters, selectors, services
-from scoring.models import RULE_FIELDS, Operator, RescoreRun, Rule, RuleKind, RuleSet
+from scoring import presenters, selectors, services
+from scoring.models import RULE_FIELDS, RULESET_FIELDS, RescoreRun, Rule, RuleSet
 from scoring.permissions import CanChangeStage, CanEditRules
-
-SCALAR_TYPES = (str, int, float, bool)
-
 
 NOT_A_DRAFT = OpenApiResponse(description="Not a draft: only drafts change. Clone the ruleset into a new draft.")
 
@@ -130,6 +124,12 @@ class LeadStageView(APIView):
 
 
 # --- Rulesets and rules -------------------------------------------------------------------
+def current_values(instance: RuleSet | Rule | None, names: tuple[str, ...]) -> dict[str, Any]:
+    """What an edit starts from (nothing for a new one): the services validate a ruleset
+    or rule as it would be saved, the given fields over the current ones."""
+    return {} if instance is None else {name: getattr(instance, name) for name in names}
+
+
 class RuleSerializer(serializers.ModelSerializer):
     class Meta:
         model = Rule
@@ -138,79 +138,8 @@ class RuleSerializer(serializers.ModelSerializer):
         extra_kwargs = {"position": {"required": False}, "value": {"required": False}}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        data = {**self._current(), **attrs}
-        errors: dict[str, list[str]] = {}
-        kind, points = data.get("kind"), data.get("points")
-        attribute, operator, value = data.get("attribute") or "", data.get("operator") or "", data.get("value")
-        if points is not None and points == 0:
-            errors["points"] = ["Points must not be zero: delete the rule instead."]
-        if kind == RuleKind.FIT:
-            if data.get("event_type"):
-                errors["event_type"] = ["Fit rules test lead attributes; leave event_type empty."]
-            for name in ("max_points", "window_days"):
-                if data.get(name) is not None:
-                    errors[name] = ["Only behaviour rules have caps and windows."]
-            if not attribute:
-                errors["attribute"] = ["Name the lead attribute to test (e.g. industry, company_size, traits.plan)."]
-            elif attribute not in engine.LEAD_ATTRIBUTES and not self._valid_trait(attribute):
-                allowed = ", ".join(sorted(engine.LEAD_ATTRIBUTES))
-                errors["attribute"] = [f"Unknown lead attribute: use one of {allowed}, or traits.<key>."]
-            if not operator:
-                errors["operator"] = ["Choose an operator."]
-        elif kind == RuleKind.BEHAVIOUR:
-            event_type = data.get("event_type") or ""
-            if not EVENT_TYPE_RE.match(event_type):
-                errors["event_type"] = ["Give the event type this rule counts (a slug such as page_view)."]
-            if attribute and not all(engine.PATH_SEGMENT_RE.match(s) for s in attribute.split(".")):
-                errors["attribute"] = ["A property path is dot-separated keys of letters, digits, '_' or '-'."]
-            if attribute and not operator:
-                errors["operator"] = ["Choose an operator for the property condition."]
-            if operator and not attribute:
-                errors["attribute"] = ["Name the event property the condition tests (e.g. topic)."]
-            cap = data.get("max_points")
-            if cap is not None and points and (cap > 0) != (points > 0):
-                errors["max_points"] = [
-                    "The cap must have the same sign as the points (a negative rule has a negative floor)."
-                ]
-            window = data.get("window_days")
-            if window is not None and window < 1:
-                errors["window_days"] = ["At least 1 day, or empty for all time."]
-        if operator and "value" not in errors:
-            message = self._value_error(operator, value)
-            if message:
-                errors["value"] = [message]
-        if errors:
-            raise ValidationError(errors)
+        services.rule_validate(**{**current_values(self.instance, RULE_FIELDS), **attrs})
         return attrs
-
-    def _current(self) -> dict[str, Any]:
-        if self.instance is None:
-            return {}
-        return {name: getattr(self.instance, name) for name in RULE_FIELDS}
-
-    @staticmethod
-    def _valid_trait(attribute: str) -> bool:
-        if not attribute.startswith(engine.TRAIT_PREFIX):
-            return False
-        path = attribute[len(engine.TRAIT_PREFIX) :]
-        return bool(path) and all(engine.PATH_SEGMENT_RE.match(segment) for segment in path.split("."))
-
-    @staticmethod
-    def _value_error(operator: str, value: Any) -> str | None:
-        is_number = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
-        if operator == Operator.EXISTS:
-            return None if value is None else "'exists' takes no value: leave it empty."
-        if operator in (Operator.GTE, Operator.LTE):
-            return None if is_number else "Comparisons need a number."
-        if operator == Operator.IN:
-            if not isinstance(value, list) or not value or not all(isinstance(v, SCALAR_TYPES) for v in value):
-                return "'in' needs a non-empty list of texts or numbers."
-            return None
-        if operator in (Operator.EQ, Operator.NEQ, Operator.CONTAINS):
-            if not isinstance(value, SCALAR_TYPES) or value == "":
-                return "Give a text or number to compare with."
-            return None
-        return None
 
 
 class RuleSetSerializer(serializers.ModelSerializer):
@@ -243,26 +172,14 @@ class RuleSetSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["version", "status", "created_at", "published_at", "archived_at"]
 
-    def validate_mql_threshold(self, value: Decimal) -> Decimal:
-        if value <= 0:
-            raise ValidationError("The MQL threshold must be above zero.")
-        return value
-
-    def validate_decay_half_life_days(self, value: Decimal | None) -> Decimal | None:
-        if value is not None and value <= 0:
-            raise ValidationError("A half-life is a positive number of days; leave empty for no decay.")
-        return value
-
-    def validate_intent_event_types(self, value: Any) -> list[str]:
-        if not isinstance(value, list) or not all(isinstance(v, str) and EVENT_TYPE_RE.match(v) for v in value):
-            raise ValidationError('A list of event type slugs, e.g. ["demo_request", "contact_request"].')
-        return sorted(set(value))
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        mql = attrs.get("mql_threshold", getattr(self.instance, "mql_threshold", None))
-        sql = attrs.get("sql_threshold", getattr(self.instance, "sql_threshold", None))
-        if mql is not None and sql is not None and sql < mql:
-            raise ValidationError({"sql_threshold": ["The SQL threshold cannot be below the MQL threshold."]})
+        data = {**current_values(self.instance, RULESET_FIELDS), **attrs}
+        services.ruleset_validate(
+            mql_threshold=data["mql_threshold"],
+            sql_threshold=data["sql_threshold"],
+            intent_event_types=data.get("intent_event_types", []),
+            decay_half_life_days=data.get("decay_half_life_days"),
+        )
         return attrs
 
 
@@ -295,7 +212,9 @@ class RuleSetDetailView(APIView):
         serializer = RuleSetSerializer(ruleset, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         try:
-            ruleset = services.ruleset_update(ruleset=ruleset, **serializer.validated_data)
+            ruleset = services.ruleset_update(
+                ruleset=ruleset, changes=services.RuleSetChanges(**serializer.validated_data)
+            )
         except services.ScoringError as error:
             return conflict(error)
         return Response(RuleSetSerializer(ruleset_or_404(ruleset.version)).data)
@@ -430,7 +349,7 @@ class RuleDetailView(APIView):
         serializer = RuleSerializer(rule, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         try:
-            rule = services.rule_update(rule=rule, **serializer.validated_data)
+            rule = services.rule_update(rule=rule, changes=services.RuleChanges(**serializer.validated_data))
         except services.ScoringError as error:
             return conflict(error)
         return Response(RuleSerializer(rule).data)

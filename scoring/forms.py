@@ -1,6 +1,6 @@
-"""Forms of the scoring pages. They render the fields; validation is the API's
-serializers' (``scoring.api``), so a person gets the same messages in a page as
-in the API."""
+"""Forms of the scoring pages. They render the fields and read them with the API's
+serializers (``scoring.api``), whose validation is the services' (``rule_validate``,
+``ruleset_validate``), so a person gets the same messages in a page as in the API."""
 
 import re
 from decimal import Decimal

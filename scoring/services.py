@@ -3,12 +3,14 @@
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
@@ -16,9 +18,20 @@ from django.utils import timezone
 from leadflow.db import update_from_values
 from leadflow.leads.lifecycle import Transition, transitions_apply
 from leadflow.leads.models import Lead, Stage
+from leadflow.leads.validation import EVENT_TYPE_RE
 from scoring import engine, selectors
 from scoring.engine import LeadScore, RuleSetSpec
-from scoring.models import RULE_FIELDS, RULESET_FIELDS, RescoreRun, RescoreState, Rule, RuleSet, RuleSetStatus
+from scoring.models import (
+    RULE_FIELDS,
+    RULESET_FIELDS,
+    Operator,
+    RescoreRun,
+    RescoreState,
+    Rule,
+    RuleKind,
+    RuleSet,
+    RuleSetStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -346,22 +359,211 @@ def _apply_bulk_transitions(cursor: Any, spec: RuleSetSpec, as_of: datetime, aft
     return changed
 
 
+# --- What a valid ruleset and a valid rule are ----------------------------------------------
+SCALAR_TYPES = (str, int, float, bool)
+
+
+def ruleset_validate(
+    *,
+    mql_threshold: Decimal,
+    sql_threshold: Decimal,
+    intent_event_types: object,
+    decay_half_life_days: Decimal | None,
+) -> None:
+    """The rules of a ruleset's thresholds, defined once: ruleset_create and ruleset_update
+    enforce them, and the API, the pages and the admin check them first so that each
+    message shows on its field. Raises a ValidationError keyed by field (DRF and Django
+    forms both attach it to that field). The SQL threshold is compared with the MQL
+    threshold only once each is valid on its own."""
+    errors: dict[str, list[str]] = {}
+    if mql_threshold <= 0:
+        errors["mql_threshold"] = ["The MQL threshold must be above zero."]
+    if decay_half_life_days is not None and decay_half_life_days <= 0:
+        errors["decay_half_life_days"] = ["A half-life is a positive number of days; leave empty for no decay."]
+    if not isinstance(intent_event_types, list) or not all(
+        isinstance(v, str) and EVENT_TYPE_RE.match(v) for v in intent_event_types
+    ):
+        errors["intent_event_types"] = ['A list of event type slugs, e.g. ["demo_request", "contact_request"].']
+    if not errors and sql_threshold < mql_threshold:
+        errors["sql_threshold"] = ["The SQL threshold cannot be below the MQL threshold."]
+    if errors:
+        raise ValidationError(errors)
+
+
+def rule_validate(
+    *,
+    kind: str,
+    name: str,
+    points: Decimal,
+    position: int | None = None,
+    event_type: str = "",
+    attribute: str = "",
+    operator: str = "",
+    value: Any = None,
+    max_points: Decimal | None = None,
+    window_days: int | None = None,
+) -> None:
+    """The rules of a rule's shape, defined once: what a fit rule and a behaviour rule
+    test, with which operator and value, capped and windowed how. rule_create and
+    rule_update enforce them; the API, the pages and the admin check them first so that
+    each message shows on its field. Takes every field of ``RULE_FIELDS`` (for an edit:
+    the rule's values with the changes applied). Raises a ValidationError keyed by field."""
+    errors: dict[str, list[str]] = {}
+    if kind not in RuleKind.values:
+        errors["kind"] = [f"Choose the kind of rule: {' or '.join(RuleKind.values)}."]
+    if not name.strip():
+        errors["name"] = ["Name the rule: explanations show it by name."]
+    if points == 0:
+        errors["points"] = ["Points must not be zero: delete the rule instead."]
+    if position is not None and position < 0:
+        errors["position"] = ["A position is a whole number, 0 or more."]
+    if operator and operator not in Operator.values:
+        errors["operator"] = [f"Unknown operator {operator!r}: choose one of {', '.join(Operator.values)}."]
+    if kind == RuleKind.FIT:
+        if event_type:
+            errors["event_type"] = ["Fit rules test lead attributes; leave event_type empty."]
+        for field_name, limit in (("max_points", max_points), ("window_days", window_days)):
+            if limit is not None:
+                errors[field_name] = ["Only behaviour rules have caps and windows."]
+        if not attribute:
+            errors["attribute"] = ["Name the lead attribute to test (e.g. industry, company_size, traits.plan)."]
+        elif attribute not in engine.LEAD_ATTRIBUTES and not _valid_trait(attribute):
+            allowed = ", ".join(sorted(engine.LEAD_ATTRIBUTES))
+            errors["attribute"] = [f"Unknown lead attribute: use one of {allowed}, or traits.<key>."]
+        if not operator:
+            errors["operator"] = ["Choose an operator."]
+    elif kind == RuleKind.BEHAVIOUR:
+        if not EVENT_TYPE_RE.match(event_type):
+            errors["event_type"] = ["Give the event type this rule counts (a slug such as page_view)."]
+        if attribute and not all(engine.PATH_SEGMENT_RE.match(s) for s in attribute.split(".")):
+            errors["attribute"] = ["A property path is dot-separated keys of letters, digits, '_' or '-'."]
+        if attribute and not operator:
+            errors["operator"] = ["Choose an operator for the property condition."]
+        if operator and not attribute:
+            errors["attribute"] = ["Name the event property the condition tests (e.g. topic)."]
+        if max_points is not None and points and (max_points > 0) != (points > 0):
+            errors["max_points"] = [
+                "The cap must have the same sign as the points (a negative rule has a negative floor)."
+            ]
+        if window_days is not None and window_days < 1:
+            errors["window_days"] = ["At least 1 day, or empty for all time."]
+    if operator and "value" not in errors and (message := _value_error(operator, value)):
+        errors["value"] = [message]
+    if errors:
+        raise ValidationError(errors)
+
+
+def _valid_trait(attribute: str) -> bool:
+    if not attribute.startswith(engine.TRAIT_PREFIX):
+        return False
+    path = attribute[len(engine.TRAIT_PREFIX) :]
+    return bool(path) and all(engine.PATH_SEGMENT_RE.match(segment) for segment in path.split("."))
+
+
+def _value_error(operator: str, value: Any) -> str | None:
+    is_number = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+    if operator == Operator.EXISTS:
+        return None if value is None else "'exists' takes no value: leave it empty."
+    if operator in (Operator.GTE, Operator.LTE):
+        return None if is_number else "Comparisons need a number."
+    if operator == Operator.IN:
+        if not isinstance(value, list) or not value or not all(isinstance(v, SCALAR_TYPES) for v in value):
+            return "'in' needs a non-empty list of texts or numbers."
+        return None
+    if operator in (Operator.EQ, Operator.NEQ, Operator.CONTAINS):
+        if not isinstance(value, SCALAR_TYPES) or value == "":
+            return "Give a text or number to compare with."
+        return None
+    return None
+
+
 # --- Rulesets ------------------------------------------------------------------------------
+class NotGiven(Enum):
+    """The value of a field an update leaves as it is (None is a value: "no decay")."""
+
+    NOT_GIVEN = "not given"
+
+
+NOT_GIVEN = NotGiven.NOT_GIVEN
+
+
+@dataclass(frozen=True, kw_only=True)
+class Changes:
+    """The fields an update sets (PATCH semantics): the others stay as they are."""
+
+    def given(self) -> dict[str, Any]:
+        values = {field.name: getattr(self, field.name) for field in fields(self)}
+        return {name: value for name, value in values.items() if value is not NOT_GIVEN}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleSetChanges(Changes):
+    name: str | NotGiven = NOT_GIVEN
+    description: str | NotGiven = NOT_GIVEN
+    mql_threshold: Decimal | NotGiven = NOT_GIVEN
+    sql_threshold: Decimal | NotGiven = NOT_GIVEN
+    intent_event_types: list[str] | NotGiven = NOT_GIVEN
+    sql_min_fit: Decimal | None | NotGiven = NOT_GIVEN
+    decay_half_life_days: Decimal | None | NotGiven = NOT_GIVEN
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleChanges(Changes):
+    kind: str | NotGiven = NOT_GIVEN
+    name: str | NotGiven = NOT_GIVEN
+    points: Decimal | NotGiven = NOT_GIVEN
+    position: int | NotGiven = NOT_GIVEN
+    event_type: str | NotGiven = NOT_GIVEN
+    attribute: str | NotGiven = NOT_GIVEN
+    operator: str | NotGiven = NOT_GIVEN
+    value: Any = NOT_GIVEN
+    max_points: Decimal | None | NotGiven = NOT_GIVEN
+    window_days: int | None | NotGiven = NOT_GIVEN
+
+
+def _ruleset_checked(ruleset: RuleSet) -> None:
+    """ruleset_validate on the ruleset's values; its intent event types in one order, once each."""
+    ruleset_validate(
+        mql_threshold=ruleset.mql_threshold,
+        sql_threshold=ruleset.sql_threshold,
+        intent_event_types=ruleset.intent_event_types,
+        decay_half_life_days=ruleset.decay_half_life_days,
+    )
+    ruleset.intent_event_types = sorted(set(ruleset.intent_event_types))
+
+
 def _next_version() -> int:
     return (RuleSet.objects.aggregate(v=Max("version"))["v"] or 0) + 1
 
 
-def ruleset_create(*, user: Any, name: str, mql_threshold: Decimal, sql_threshold: Decimal, **fields: Any) -> RuleSet:
+def ruleset_create(
+    *,
+    user: Any,
+    name: str,
+    mql_threshold: Decimal,
+    sql_threshold: Decimal,
+    description: str = "",
+    intent_event_types: list[str] | None = None,
+    sql_min_fit: Decimal | None = None,
+    decay_half_life_days: Decimal | None = None,
+) -> RuleSet:
+    """A new draft. Raises a ValidationError keyed by field (``ruleset_validate``)."""
+    ruleset = RuleSet(
+        name=name,
+        description=description,
+        mql_threshold=mql_threshold,
+        sql_threshold=sql_threshold,
+        intent_event_types=[] if intent_event_types is None else intent_event_types,
+        sql_min_fit=sql_min_fit,
+        decay_half_life_days=decay_half_life_days,
+        created_by=user,
+    )
+    _ruleset_checked(ruleset)
     with transaction.atomic():
         RuleSet.objects.select_for_update().filter(status=RuleSetStatus.PUBLISHED).first()
-        return RuleSet.objects.create(
-            version=_next_version(),
-            name=name,
-            mql_threshold=mql_threshold,
-            sql_threshold=sql_threshold,
-            created_by=user,
-            **fields,
-        )
+        ruleset.version = _next_version()
+        ruleset.save(force_insert=True)
+    return ruleset
 
 
 def ruleset_require_draft(*, ruleset: RuleSet) -> None:
@@ -372,13 +574,17 @@ def ruleset_require_draft(*, ruleset: RuleSet) -> None:
         )
 
 
-def ruleset_update(*, ruleset: RuleSet, **fields: Any) -> RuleSet:
+def ruleset_update(*, ruleset: RuleSet, changes: RuleSetChanges) -> RuleSet:
+    """Change the given fields of a draft. Raises RuleSetNotEditable for another ruleset,
+    a ValidationError keyed by field (``ruleset_validate``) for invalid values."""
+    given = changes.given()
     with transaction.atomic():
         ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
         ruleset_require_draft(ruleset=ruleset)
-        for name, value in fields.items():
+        for name, value in given.items():
             setattr(ruleset, name, value)
-        ruleset.save(update_fields=[*fields, "updated_at"])
+        _ruleset_checked(ruleset)
+        ruleset.save(update_fields=[*given, "updated_at"])
     return ruleset
 
 
@@ -408,21 +614,57 @@ def _next_version_locked() -> int:
     return (newest.version if newest else 0) + 1
 
 
-def rule_create(*, ruleset: RuleSet, **fields: Any) -> Rule:
+def _rule_checked(rule: Rule) -> None:
+    rule_validate(**{name: getattr(rule, name) for name in RULE_FIELDS})
+
+
+def rule_create(
+    *,
+    ruleset: RuleSet,
+    kind: str,
+    name: str,
+    points: Decimal,
+    position: int | None = None,
+    event_type: str = "",
+    attribute: str = "",
+    operator: str = "",
+    value: Any = None,
+    max_points: Decimal | None = None,
+    window_days: int | None = None,
+) -> Rule:
+    """A new rule of a draft, last unless ``position`` is given. Raises RuleSetNotEditable
+    for another ruleset, a ValidationError keyed by field (``rule_validate``) for an invalid rule."""
     with transaction.atomic():
         ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
         ruleset_require_draft(ruleset=ruleset)
-        if "position" not in fields:
-            fields["position"] = (ruleset.rules.aggregate(p=Max("position"))["p"] or 0) + 1
-        return Rule.objects.create(ruleset=ruleset, **fields)
+        rule = Rule(
+            ruleset=ruleset,
+            kind=kind,
+            name=name,
+            points=points,
+            position=(ruleset.rules.aggregate(p=Max("position"))["p"] or 0) + 1 if position is None else position,
+            event_type=event_type,
+            attribute=attribute,
+            operator=operator,
+            value=value,
+            max_points=max_points,
+            window_days=window_days,
+        )
+        _rule_checked(rule)
+        rule.save(force_insert=True)
+    return rule
 
 
-def rule_update(*, rule: Rule, **fields: Any) -> Rule:
+def rule_update(*, rule: Rule, changes: RuleChanges) -> Rule:
+    """Change the given fields of a draft's rule. Raises RuleSetNotEditable for another
+    ruleset's rule, a ValidationError keyed by field (``rule_validate``) for an invalid result."""
+    given = changes.given()
     with transaction.atomic():
         ruleset_require_draft(ruleset=RuleSet.objects.select_for_update().get(pk=rule.ruleset_id))
-        for name, value in fields.items():
+        for name, value in given.items():
             setattr(rule, name, value)
-        rule.save(update_fields=list(fields))
+        _rule_checked(rule)
+        rule.save(update_fields=list(given))
     return rule
 
 

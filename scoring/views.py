@@ -81,7 +81,7 @@ def ruleset_edit(request: HttpRequest, version: int) -> HttpResponse:
         form = RuleSetForm(request.POST, instance=ruleset)
         if form.is_valid():
             try:
-                services.ruleset_update(ruleset=ruleset, **form.validated_data)
+                services.ruleset_update(ruleset=ruleset, changes=services.RuleSetChanges(**form.validated_data))
             except services.ScoringError as error:
                 form.add_error(None, str(error))
             else:
@@ -129,7 +129,7 @@ def rule_edit(request: HttpRequest, version: int, rule_id: int) -> HttpResponse:
     form = RuleForm(request.POST, instance=rule)
     if form.is_valid():
         try:
-            services.rule_update(rule=rule, **form.validated_data)
+            services.rule_update(rule=rule, changes=services.RuleChanges(**form.validated_data))
         except services.ScoringError as error:
             form.add_error(None, str(error))
         else:
