@@ -15,13 +15,14 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from leadflow.leads.models import Event, Lead, Stage
+from leadflow.leads.models import LEAD_PROFILE_FIELDS, LEAD_UTM_FIELDS, Event, Lead, Stage
 from scoring import engine
 from scoring.engine import EventRow, LeadScore, RuleSetSpec, RuleSpec
 from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus
 
-# The lead's fields the engine reads (``engine.LEAD_ATTRIBUTES`` are computed from them).
-LEAD_ATTRIBUTE_FIELDS = ["email", *[name for name in engine.LEAD_ATTRIBUTES if name != "email_domain"], "traits"]
+# The lead's fields the engine reads: ``engine.LEAD_ATTRIBUTES`` are these and the
+# e-mail's domain, and ``traits.<key>`` reads the traits.
+LEAD_ATTRIBUTE_FIELDS = ["email", *LEAD_PROFILE_FIELDS, *LEAD_UTM_FIELDS, "traits"]
 SCORE_CHUNK = 1000
 
 
