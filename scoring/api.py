@@ -173,13 +173,7 @@ class RuleSetSerializer(serializers.ModelSerializer):
         read_only_fields = ["version", "status", "created_at", "published_at", "archived_at"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        data = {**current_values(self.instance, RULESET_FIELDS), **attrs}
-        services.ruleset_validate(
-            mql_threshold=data["mql_threshold"],
-            sql_threshold=data["sql_threshold"],
-            intent_event_types=data.get("intent_event_types", []),
-            decay_half_life_days=data.get("decay_half_life_days"),
-        )
+        services.ruleset_validate(**{**current_values(self.instance, RULESET_FIELDS), **attrs})
         return attrs
 
 

@@ -1,5 +1,6 @@
 """Writes of scoring: rescoring leads and deciding their automatic stage transitions
-(``leadflow.leads.lifecycle`` applies them), rulesets and their lifecycle."""
+(``leadflow.leads.lifecycle`` applies them), rulesets and their lifecycle, and what a
+valid rule and ruleset are (``rule_validate``, ``ruleset_validate``)."""
 
 import logging
 from collections.abc import Callable, Sequence
@@ -365,22 +366,29 @@ SCALAR_TYPES = (str, int, float, bool)
 
 def ruleset_validate(
     *,
+    name: str,
     mql_threshold: Decimal,
     sql_threshold: Decimal,
-    intent_event_types: object,
-    decay_half_life_days: Decimal | None,
+    description: str = "",
+    intent_event_types: object = (),
+    sql_min_fit: Decimal | None = None,
+    decay_half_life_days: Decimal | None = None,
 ) -> None:
-    """The rules of a ruleset's thresholds, defined once: ruleset_create and ruleset_update
-    enforce them, and the API, the pages and the admin check them first so that each
-    message shows on its field. Raises a ValidationError keyed by field (DRF and Django
+    """The rules of a ruleset, defined once: ruleset_create and ruleset_update enforce
+    them, and the API, the pages and the admin check them first so that each message
+    shows on its field. Takes every field of ``RULESET_FIELDS`` (for an edit: the
+    ruleset's values with the changes applied); the description and the minimum fit may
+    be anything of their type. Raises a ValidationError keyed by field (DRF and Django
     forms both attach it to that field). The SQL threshold is compared with the MQL
-    threshold only once each is valid on its own."""
+    threshold only once everything else is valid."""
     errors: dict[str, list[str]] = {}
+    if not name.strip():
+        errors["name"] = ["Name the ruleset: the pages list rulesets by name."]
     if mql_threshold <= 0:
         errors["mql_threshold"] = ["The MQL threshold must be above zero."]
     if decay_half_life_days is not None and decay_half_life_days <= 0:
         errors["decay_half_life_days"] = ["A half-life is a positive number of days; leave empty for no decay."]
-    if not isinstance(intent_event_types, list) or not all(
+    if not isinstance(intent_event_types, list | tuple) or not all(
         isinstance(v, str) and EVENT_TYPE_RE.match(v) for v in intent_event_types
     ):
         errors["intent_event_types"] = ['A list of event type slugs, e.g. ["demo_request", "contact_request"].']
@@ -523,12 +531,7 @@ class RuleChanges(Changes):
 
 def _ruleset_checked(ruleset: RuleSet) -> None:
     """ruleset_validate on the ruleset's values; its intent event types in one order, once each."""
-    ruleset_validate(
-        mql_threshold=ruleset.mql_threshold,
-        sql_threshold=ruleset.sql_threshold,
-        intent_event_types=ruleset.intent_event_types,
-        decay_half_life_days=ruleset.decay_half_life_days,
-    )
+    ruleset_validate(**{name: getattr(ruleset, name) for name in RULESET_FIELDS})
     ruleset.intent_event_types = sorted(set(ruleset.intent_event_types))
 
 
