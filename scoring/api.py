@@ -124,10 +124,10 @@ class LeadStageView(APIView):
 
 
 # --- Rulesets and rules -------------------------------------------------------------------
-def current_values(instance: RuleSet | Rule | None, names: tuple[str, ...]) -> dict[str, Any]:
-    """What an edit starts from (nothing for a new one): the services validate a ruleset
-    or rule as it would be saved, the given fields over the current ones."""
-    return {} if instance is None else {name: getattr(instance, name) for name in names}
+def current_values(instance: RuleSet | Rule, names: tuple[str, ...]) -> dict[str, Any]:
+    """What an edit starts from (a new ruleset or rule: the model's defaults): the services
+    validate a ruleset or rule as it would be saved, the given fields over these."""
+    return {name: getattr(instance, name) for name in names}
 
 
 class RuleSerializer(serializers.ModelSerializer):
@@ -138,7 +138,7 @@ class RuleSerializer(serializers.ModelSerializer):
         extra_kwargs = {"position": {"required": False}, "value": {"required": False}}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        services.rule_validate(**{**current_values(self.instance, RULE_FIELDS), **attrs})
+        services.rule_validate(**{**current_values(self.instance or Rule(), RULE_FIELDS), **attrs})
         return attrs
 
 
@@ -173,7 +173,7 @@ class RuleSetSerializer(serializers.ModelSerializer):
         read_only_fields = ["version", "status", "created_at", "published_at", "archived_at"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        services.ruleset_validate(**{**current_values(self.instance, RULESET_FIELDS), **attrs})
+        services.ruleset_validate(**{**current_values(self.instance or RuleSet(), RULESET_FIELDS), **attrs})
         return attrs
 
 

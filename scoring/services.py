@@ -367,12 +367,12 @@ SCALAR_TYPES = (str, int, float, bool)
 def ruleset_validate(
     *,
     name: str,
+    description: str,
     mql_threshold: Decimal,
     sql_threshold: Decimal,
-    description: str = "",
-    intent_event_types: object = (),
-    sql_min_fit: Decimal | None = None,
-    decay_half_life_days: Decimal | None = None,
+    intent_event_types: object,
+    sql_min_fit: Decimal | None,
+    decay_half_life_days: Decimal | None,
 ) -> None:
     """The rules of a ruleset, defined once: ruleset_create and ruleset_update enforce
     them, and the API, the pages and the admin check them first so that each message
@@ -388,7 +388,7 @@ def ruleset_validate(
         errors["mql_threshold"] = ["The MQL threshold must be above zero."]
     if decay_half_life_days is not None and decay_half_life_days <= 0:
         errors["decay_half_life_days"] = ["A half-life is a positive number of days; leave empty for no decay."]
-    if not isinstance(intent_event_types, list | tuple) or not all(
+    if not isinstance(intent_event_types, list) or not all(
         isinstance(v, str) and EVENT_TYPE_RE.match(v) for v in intent_event_types
     ):
         errors["intent_event_types"] = ['A list of event type slugs, e.g. ["demo_request", "contact_request"].']
@@ -403,13 +403,13 @@ def rule_validate(
     kind: str,
     name: str,
     points: Decimal,
-    position: int | None = None,
-    event_type: str = "",
-    attribute: str = "",
-    operator: str = "",
-    value: Any = None,
-    max_points: Decimal | None = None,
-    window_days: int | None = None,
+    position: int | None,
+    event_type: str,
+    attribute: str,
+    operator: str,
+    value: Any,
+    max_points: Decimal | None,
+    window_days: int | None,
 ) -> None:
     """The rules of a rule's shape, defined once: what a fit rule and a behaviour rule
     test, with which operator and value, capped and windowed how. rule_create and
