@@ -891,7 +891,7 @@ def check_against_engine(spec: Any, lead_ids: Sequence[int], name: str) -> Check
     ``scored_at``: fit, behaviour and score must equal what the bulk engine stored."""
     from leadflow.leads.models import Event, Lead
     from scoring.engine import EventRow, score_lead
-    from scoring.services import lead_attributes
+    from scoring.selectors import lead_attributes
 
     events: dict[int, list[EventRow]] = defaultdict(list)
     rows = Event.objects.filter(lead_id__in=lead_ids, type__in=spec.event_types).values_list(
@@ -962,7 +962,7 @@ def time_naive(spec: Any, lead_ids: Sequence[int], total_leads: int) -> NaiveRes
 
     from leadflow.leads.models import Lead
     from scoring.engine import EventRow, score_lead
-    from scoring.services import lead_attributes
+    from scoring.selectors import lead_attributes
 
     events_seen = 0
     with stopwatch() as watch:

@@ -26,9 +26,7 @@ from handoff.roles import can_work_handoffs, is_sales_manager, sees_every_handof
 from leadflow.db import Median, database_has_median, median_in_python
 from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
 from scoring import engine
-from scoring.models import RuleSet
-from scoring.selectors import ruleset_spec
-from scoring.services import Explanation, lead_attributes
+from scoring.selectors import Explanation, lead_attributes, ruleset_specs
 
 
 def _with_relations(queryset: QuerySet[Handoff]) -> QuerySet[Handoff]:
@@ -227,10 +225,7 @@ def leads_qualification(*, leads: Iterable[Lead], top: int = TOP_RULES) -> dict[
     leads = list({lead.pk: lead for lead in leads}.values())
     scored = [lead for lead in leads if lead.scored_at is not None and lead.ruleset_version is not None]
     versions = {lead.ruleset_version for lead in scored if lead.ruleset_version is not None}
-    specs = {
-        ruleset.version: ruleset_spec(ruleset)
-        for ruleset in RuleSet.objects.filter(version__in=versions).prefetch_related("rules")
-    }
+    specs = ruleset_specs(versions=versions)
     event_types = set().union(*(spec.event_types for spec in specs.values()))
     events: dict[int, list[engine.EventRow]] = defaultdict(list)
     rows = Event.objects.filter(lead_id__in=[lead.pk for lead in scored], type__in=event_types).values_list(

@@ -24,8 +24,8 @@ from handoff.models import Handoff, HandoffStatus, RejectReason
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.decorators import role_required
 from leadflow.leads.roles import ALL_ROLES, SALES
-from scoring import services as scoring_services
-from scoring.api import explanation_data
+from scoring import selectors as scoring_selectors
+from scoring.presenters import explanation_data
 
 QUEUE_PER_PAGE = 25
 NOTIFICATIONS_PER_PAGE = 25
@@ -71,7 +71,7 @@ def _handoff_context(
     request: HttpRequest, handoff: Handoff, reject_form: HandoffRejectForm | None = None
 ) -> dict[str, Any]:
     lead = handoff.lead
-    explained = scoring_services.lead_explain(lead=lead)
+    explained = scoring_selectors.lead_explain(lead=lead)
     explanation = explanation_data(explained)
     actions = selectors.handoff_allowed_actions(handoff=handoff, user=request.user)
     return {

@@ -21,8 +21,7 @@ from leadflow.leads.models import Lead, Stage
 from leadflow.leads.roles import ALL_ROLES, MARKETING, SCORING_ADMIN, has_role
 from leadflow.leads.templatetags.leadflow_ui import percent
 from scoring import selectors as scoring_selectors
-from scoring import services as scoring_services
-from scoring.api import explanation_data
+from scoring.presenters import explanation_data
 
 EVENTS_PER_PAGE = 25
 STAGE_EDITORS = (MARKETING, SCORING_ADMIN)
@@ -101,7 +100,7 @@ def _lead_or_404(lead_id: Any) -> Lead:
 
 
 def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm | None = None) -> dict[str, Any]:
-    explanation = explanation_data(scoring_services.lead_explain(lead=lead))
+    explanation = explanation_data(scoring_selectors.lead_explain(lead=lead))
     rules = explanation["rules"]
     can_change_stage = has_role(request.user, *STAGE_EDITORS)
     return {

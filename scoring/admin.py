@@ -1,57 +1,116 @@
+"""The scoring admin writes through the services like the API and the pages: a ruleset
+and its rules are checked by ``ruleset_validate`` and ``rule_validate`` (each message on
+its field) and saved by ``ruleset_update`` and ``rule_create``/``rule_update``/
+``rule_delete``; only drafts change, published and archived rulesets are read-only."""
+
+from collections.abc import Callable
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus
+from leadflow.leads.admin import ReadOnlyAdminMixin
+from scoring import services
+from scoring.models import RULE_FIELDS, RULESET_FIELDS, RescoreRun, Rule, RuleSet, RuleSetStatus
+
+
+def _check(form: forms.ModelForm, validate: Callable[[], None]) -> None:
+    """Run a service's validation once the form's fields parse; its messages go on their fields."""
+    if form.errors:
+        return
+    try:
+        validate()
+    except ValidationError as error:
+        form.add_error(None, error)
+
+
+def _values(form: forms.ModelForm, cleaned: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The values as they would be saved: the form's over the current ones."""
+    return {name: cleaned[name] if name in cleaned else getattr(form.instance, name) for name in names}
+
+
+class RuleAdminForm(forms.ModelForm):
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        _check(self, lambda: services.rule_validate(**_values(self, cleaned, RULE_FIELDS)))
+        return cleaned
+
+
+class RuleSetAdminForm(forms.ModelForm):
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        _check(self, lambda: services.ruleset_validate(**_values(self, cleaned, RULESET_FIELDS)))
+        return cleaned
+
+
+def _is_draft(obj: Any) -> bool:
+    return obj is None or obj.status == RuleSetStatus.DRAFT
 
 
 class RuleInline(admin.TabularInline):
     model = Rule
+    form = RuleAdminForm
     extra = 0
-    fields = [
-        "position",
-        "kind",
-        "name",
-        "points",
-        "event_type",
-        "attribute",
-        "operator",
-        "value",
-        "max_points",
-        "window_days",
-    ]
+    fields = ["position", *(name for name in RULE_FIELDS if name != "position")]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return obj is None or obj.status == RuleSetStatus.DRAFT
+        return _is_draft(obj)
 
     has_add_permission = has_delete_permission = has_change_permission
 
 
 @admin.register(RuleSet)
 class RuleSetAdmin(admin.ModelAdmin):
-    """Read and tidy rulesets here; edit, preview and publish them in the Scoring rules pages,
-    which validate rules and rescore leads on publish."""
+    """Read rulesets and tidy drafts here; preview and publish them in the Scoring rules
+    pages, which rescore leads on publish. New rulesets come from the API, the pages or a
+    clone (the services number versions)."""
 
+    form = RuleSetAdminForm
     list_display = ["version", "name", "status", "mql_threshold", "sql_threshold", "published_at"]
     list_filter = ["status"]
     inlines = [RuleInline]
     readonly_fields = ["version", "status", "created_by", "created_at", "published_by", "published_at", "archived_at"]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_change_permission(request, obj) and (obj is None or obj.status == RuleSetStatus.DRAFT)
+        return super().has_change_permission(request, obj) and _is_draft(obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and _is_draft(obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # versions are numbered by the service: use the API or the pages
+        return False
+
+    def save_model(self, request: HttpRequest, obj: RuleSet, form: Any, change: bool) -> None:
+        given = {name: form.cleaned_data[name] for name in form.changed_data}
+        services.ruleset_update(ruleset=obj, changes=services.RuleSetChanges(**given))
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """The rules through the services: ``formset.save(commit=False)`` only sorts the
+        forms into new, changed and deleted rules (for the history message)."""
+        formset.save(commit=False)
+        for rule in formset.deleted_objects:
+            services.rule_delete(rule=rule)
+        for rule, changed in formset.changed_objects:
+            given = {name: getattr(rule, name) for name in changed}
+            services.rule_update(rule=rule, changes=services.RuleChanges(**given))
+        formset.new_objects = [
+            services.rule_create(ruleset=form.instance, **{name: getattr(rule, name) for name in RULE_FIELDS})
+            for rule in formset.new_objects
+        ]
+
+    def delete_model(self, request: HttpRequest, obj: RuleSet) -> None:
+        services.ruleset_delete(ruleset=obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Drafts are deleted one by one, through ruleset_delete: no bulk delete of any ruleset.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
 
 @admin.register(RescoreRun)
-class RescoreRunAdmin(admin.ModelAdmin):
+class RescoreRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "ruleset", "reason", "state", "done", "total", "changed_stages", "created_at", "finished_at"]
     list_filter = ["state", "reason"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -1,14 +1,12 @@
 """Scoring API: explain a score, change a stage by hand, rulesets and their rules,
 preview (what-if), publish, and rescore progress."""
 
-from decimal import Decimal
 from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,14 +14,10 @@ from rest_framework.views import APIView
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.lifecycle import StageChangeError, lead_stage_change
 from leadflow.leads.models import Lead, Stage, StageChange
-from leadflow.leads.validation import EVENT_TYPE_RE
 from leadflow.pagination import PageNumberPagination
-from scoring import engine, selectors, services
-from scoring.models import Operator, RescoreRun, Rule, RuleKind, RuleSet
+from scoring import presenters, selectors, services
+from scoring.models import RULE_FIELDS, RULESET_FIELDS, RescoreRun, Rule, RuleSet
 from scoring.permissions import CanChangeStage, CanEditRules
-
-SCALAR_TYPES = (str, int, float, bool)
-
 
 NOT_A_DRAFT = OpenApiResponse(description="Not a draft: only drafts change. Clone the ruleset into a new draft.")
 
@@ -73,63 +67,13 @@ class ExplainSerializer(serializers.Serializer):
     rules = ExplainRuleSerializer(many=True)
 
 
-def describe_rule(rule: engine.RuleSpec) -> str:
-    condition = f"{rule.attribute} {rule.operator} {rule.value!r}" if rule.has_condition else ""
-    if rule.kind == RuleKind.FIT:
-        return condition
-    parts = [f"each {rule.event_type}"]
-    if condition:
-        parts.append(f"where {condition}")
-    if rule.window_days:
-        parts.append(f"in the last {rule.window_days} days")
-    return " ".join(parts)
-
-
-def explanation_data(explanation: services.Explanation) -> dict[str, Any]:
-    lead = explanation.lead
-    rules = []
-    if explanation.result:
-        for result in explanation.result.results:
-            events = [explanation.events[event_id] for event_id in reversed(result.event_ids[-20:])]
-            rules.append(
-                {
-                    "rule_id": result.rule.id,
-                    "name": result.rule.name,
-                    "kind": result.rule.kind,
-                    "points": result.rule.points,
-                    "condition": describe_rule(result.rule),
-                    "matched": result.matched,
-                    "first_at": result.first_at,
-                    "last_at": result.last_at,
-                    "raw_total": result.raw_total,
-                    "max_points": result.rule.max_points,
-                    "capped": result.capped,
-                    "decayed": result.decayed,
-                    "window_days": result.rule.window_days,
-                    "contribution": result.contribution,
-                    "events": [{"event_id": e.event_id, "type": e.type, "occurred_at": e.occurred_at} for e in events],
-                }
-            )
-    return {
-        "lead": lead.public_id,
-        "ruleset_version": explanation.ruleset.version if explanation.ruleset else None,
-        "as_of": explanation.as_of,
-        "score": lead.score,
-        "fit_score": lead.fit_score,
-        "behaviour_score": lead.behaviour_score,
-        "adds_up": explanation.adds_up,
-        "needs_rescore": lead.needs_rescore,
-        "rules": rules,
-    }
-
-
 class LeadScoreView(APIView):
     permission_classes = [CanChangeStage]
 
     @extend_schema(responses=ExplainSerializer, summary="Explain the lead's score rule by rule")
     def get(self, request: Request, lead_id: Any) -> Response:
-        explanation = services.lead_explain(lead=lead_or_404(lead_id))
-        return Response(ExplainSerializer(explanation_data(explanation)).data)
+        explanation = selectors.lead_explain(lead=lead_or_404(lead_id))
+        return Response(ExplainSerializer(presenters.explanation_data(explanation)).data)
 
 
 # --- Stages -------------------------------------------------------------------------------
@@ -180,99 +124,22 @@ class LeadStageView(APIView):
 
 
 # --- Rulesets and rules -------------------------------------------------------------------
+def current_values(instance: RuleSet | Rule, names: tuple[str, ...]) -> dict[str, Any]:
+    """What an edit starts from (a new ruleset or rule: the model's defaults): the services
+    validate a ruleset or rule as it would be saved, the given fields over these."""
+    return {name: getattr(instance, name) for name in names}
+
+
 class RuleSerializer(serializers.ModelSerializer):
     class Meta:
         model = Rule
-        fields = [
-            "id",
-            "kind",
-            "name",
-            "points",
-            "position",
-            "event_type",
-            "attribute",
-            "operator",
-            "value",
-            "max_points",
-            "window_days",
-        ]
+        fields = ["id", *RULE_FIELDS]
         read_only_fields = ["id"]
         extra_kwargs = {"position": {"required": False}, "value": {"required": False}}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        data = {**self._current(), **attrs}
-        errors: dict[str, list[str]] = {}
-        kind, points = data.get("kind"), data.get("points")
-        attribute, operator, value = data.get("attribute") or "", data.get("operator") or "", data.get("value")
-        if points is not None and points == 0:
-            errors["points"] = ["Points must not be zero: delete the rule instead."]
-        if kind == RuleKind.FIT:
-            if data.get("event_type"):
-                errors["event_type"] = ["Fit rules test lead attributes; leave event_type empty."]
-            for name in ("max_points", "window_days"):
-                if data.get(name) is not None:
-                    errors[name] = ["Only behaviour rules have caps and windows."]
-            if not attribute:
-                errors["attribute"] = ["Name the lead attribute to test (e.g. industry, company_size, traits.plan)."]
-            elif attribute not in engine.LEAD_ATTRIBUTES and not self._valid_trait(attribute):
-                allowed = ", ".join(sorted(engine.LEAD_ATTRIBUTES))
-                errors["attribute"] = [f"Unknown lead attribute: use one of {allowed}, or traits.<key>."]
-            if not operator:
-                errors["operator"] = ["Choose an operator."]
-        elif kind == RuleKind.BEHAVIOUR:
-            event_type = data.get("event_type") or ""
-            if not EVENT_TYPE_RE.match(event_type):
-                errors["event_type"] = ["Give the event type this rule counts (a slug such as page_view)."]
-            if attribute and not all(engine.PATH_SEGMENT_RE.match(s) for s in attribute.split(".")):
-                errors["attribute"] = ["A property path is dot-separated keys of letters, digits, '_' or '-'."]
-            if attribute and not operator:
-                errors["operator"] = ["Choose an operator for the property condition."]
-            if operator and not attribute:
-                errors["attribute"] = ["Name the event property the condition tests (e.g. topic)."]
-            cap = data.get("max_points")
-            if cap is not None and points and (cap > 0) != (points > 0):
-                errors["max_points"] = [
-                    "The cap must have the same sign as the points (a negative rule has a negative floor)."
-                ]
-            window = data.get("window_days")
-            if window is not None and window < 1:
-                errors["window_days"] = ["At least 1 day, or empty for all time."]
-        if operator and "value" not in errors:
-            message = self._value_error(operator, value)
-            if message:
-                errors["value"] = [message]
-        if errors:
-            raise ValidationError(errors)
+        services.rule_validate(**{**current_values(self.instance or Rule(), RULE_FIELDS), **attrs})
         return attrs
-
-    def _current(self) -> dict[str, Any]:
-        if self.instance is None:
-            return {}
-        return {name: getattr(self.instance, name) for name in self.Meta.fields if name != "id"}
-
-    @staticmethod
-    def _valid_trait(attribute: str) -> bool:
-        if not attribute.startswith(engine.TRAIT_PREFIX):
-            return False
-        path = attribute[len(engine.TRAIT_PREFIX) :]
-        return bool(path) and all(engine.PATH_SEGMENT_RE.match(segment) for segment in path.split("."))
-
-    @staticmethod
-    def _value_error(operator: str, value: Any) -> str | None:
-        is_number = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
-        if operator == Operator.EXISTS:
-            return None if value is None else "'exists' takes no value: leave it empty."
-        if operator in (Operator.GTE, Operator.LTE):
-            return None if is_number else "Comparisons need a number."
-        if operator == Operator.IN:
-            if not isinstance(value, list) or not value or not all(isinstance(v, SCALAR_TYPES) for v in value):
-                return "'in' needs a non-empty list of texts or numbers."
-            return None
-        if operator in (Operator.EQ, Operator.NEQ, Operator.CONTAINS):
-            if not isinstance(value, SCALAR_TYPES) or value == "":
-                return "Give a text or number to compare with."
-            return None
-        return None
 
 
 class RuleSetSerializer(serializers.ModelSerializer):
@@ -305,26 +172,8 @@ class RuleSetSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["version", "status", "created_at", "published_at", "archived_at"]
 
-    def validate_mql_threshold(self, value: Decimal) -> Decimal:
-        if value <= 0:
-            raise ValidationError("The MQL threshold must be above zero.")
-        return value
-
-    def validate_decay_half_life_days(self, value: Decimal | None) -> Decimal | None:
-        if value is not None and value <= 0:
-            raise ValidationError("A half-life is a positive number of days; leave empty for no decay.")
-        return value
-
-    def validate_intent_event_types(self, value: Any) -> list[str]:
-        if not isinstance(value, list) or not all(isinstance(v, str) and EVENT_TYPE_RE.match(v) for v in value):
-            raise ValidationError('A list of event type slugs, e.g. ["demo_request", "contact_request"].')
-        return sorted(set(value))
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        mql = attrs.get("mql_threshold", getattr(self.instance, "mql_threshold", None))
-        sql = attrs.get("sql_threshold", getattr(self.instance, "sql_threshold", None))
-        if mql is not None and sql is not None and sql < mql:
-            raise ValidationError({"sql_threshold": ["The SQL threshold cannot be below the MQL threshold."]})
+        services.ruleset_validate(**{**current_values(self.instance or RuleSet(), RULESET_FIELDS), **attrs})
         return attrs
 
 
@@ -341,7 +190,7 @@ class RuleSetListView(generics.ListCreateAPIView):
 
 
 def ruleset_or_404(version: int) -> RuleSet:
-    return get_object_or_404(RuleSet.objects.prefetch_related("rules"), version=version)
+    return get_object_or_404(selectors.ruleset_list(), version=version)
 
 
 class RuleSetDetailView(APIView):
@@ -357,7 +206,9 @@ class RuleSetDetailView(APIView):
         serializer = RuleSetSerializer(ruleset, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         try:
-            ruleset = services.ruleset_update(ruleset=ruleset, **serializer.validated_data)
+            ruleset = services.ruleset_update(
+                ruleset=ruleset, changes=services.RuleSetChanges(**serializer.validated_data)
+            )
         except services.ScoringError as error:
             return conflict(error)
         return Response(RuleSetSerializer(ruleset_or_404(ruleset.version)).data)
@@ -448,46 +299,13 @@ class PreviewSerializer(serializers.Serializer):
     histogram_after = serializers.DictField(child=serializers.IntegerField())
 
 
-def preview_data(preview: services.Preview) -> dict[str, Any]:
-    listed = [*preview.enter_mql, *preview.enter_sql, *preview.leave_mql, *preview.leave_sql]
-    leads = {lead.pk: lead for lead in Lead.objects.filter(pk__in=[item.id for item in listed])}
-
-    def rows(items: list[services.PreviewLead]) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": leads[item.id].public_id,
-                "email": leads[item.id].email,
-                "name": leads[item.id].name,
-                "stage": item.stage,
-                "score_before": item.score_before,
-                "score_after": item.score_after,
-            }
-            for item in items
-            if item.id in leads
-        ]
-
-    return {
-        "ruleset_version": preview.ruleset_version,
-        "leads": preview.leads,
-        "stages_before": preview.stages_before,
-        "stages_after": preview.stages_after,
-        "counts": preview.counts,
-        "enter_mql": rows(preview.enter_mql),
-        "enter_sql": rows(preview.enter_sql),
-        "leave_mql": rows(preview.leave_mql),
-        "leave_sql": rows(preview.leave_sql),
-        "histogram_before": preview.histogram_before,
-        "histogram_after": preview.histogram_after,
-    }
-
-
 class RuleSetPreviewView(APIView):
     permission_classes = [CanEditRules]
 
     @extend_schema(request=None, responses=PreviewSerializer, summary="What-if over all current leads; writes nothing")
     def post(self, request: Request, version: int) -> Response:
-        preview = services.ruleset_preview(ruleset=ruleset_or_404(version))
-        return Response(PreviewSerializer(preview_data(preview)).data)
+        preview = selectors.ruleset_preview(ruleset=ruleset_or_404(version))
+        return Response(PreviewSerializer(presenters.preview_data(preview)).data)
 
 
 class RuleListView(APIView):
@@ -525,7 +343,7 @@ class RuleDetailView(APIView):
         serializer = RuleSerializer(rule, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         try:
-            rule = services.rule_update(rule=rule, **serializer.validated_data)
+            rule = services.rule_update(rule=rule, changes=services.RuleChanges(**serializer.validated_data))
         except services.ScoringError as error:
             return conflict(error)
         return Response(RuleSerializer(rule).data)

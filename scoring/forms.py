@@ -1,6 +1,6 @@
-"""Forms of the scoring pages. They render the fields; validation is the API's
-serializers' (``scoring.api``), so a person gets the same messages in a page as
-in the API."""
+"""Forms of the scoring pages. They render the fields and read them with the API's
+serializers (``scoring.api``), whose validation is the services' (``rule_validate``,
+``ruleset_validate``), so a person gets the same messages in a page as in the API."""
 
 import re
 from decimal import Decimal
@@ -145,17 +145,7 @@ class RuleForm(SerializerForm):
 
     def __init__(self, *args: Any, instance: Rule | None = None, **kwargs: Any):
         if instance is not None and not args and "initial" not in kwargs:
-            kwargs["initial"] = {
-                "kind": instance.kind,
-                "name": instance.name,
-                "points": rule_value_text(instance.points),
-                "attribute": instance.attribute,
-                "operator": instance.operator,
-                "value": rule_value_text(instance.value),
-                "event_type": instance.event_type,
-                "max_points": rule_value_text(instance.max_points),
-                "window_days": rule_value_text(instance.window_days),
-            }
+            kwargs["initial"] = {name: rule_value_text(getattr(instance, name)) for name in self.base_fields}
         super().__init__(*args, instance=instance, **kwargs)
 
     def serializer_data(self, cleaned: dict[str, Any]) -> dict[str, Any]:

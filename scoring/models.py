@@ -61,6 +61,18 @@ class RuleSet(models.Model):
         return self.status == RuleSetStatus.DRAFT
 
 
+# What a person sets on a ruleset (its version, status and history are the services').
+RULESET_FIELDS = (
+    "name",
+    "description",
+    "mql_threshold",
+    "sql_threshold",
+    "intent_event_types",
+    "sql_min_fit",
+    "decay_half_life_days",
+)
+
+
 class RuleKind(models.TextChoices):
     FIT = "fit", "Fit (lead attribute)"
     BEHAVIOUR = "behaviour", "Behaviour (events)"
@@ -116,6 +128,21 @@ class Rule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.points:+})"
+
+
+# What a person sets on a rule (all but its ruleset), in the order the API shows them.
+RULE_FIELDS = (
+    "kind",
+    "name",
+    "points",
+    "position",
+    "event_type",
+    "attribute",
+    "operator",
+    "value",
+    "max_points",
+    "window_days",
+)
 
 
 class RescoreState(models.TextChoices):

@@ -1,30 +1,42 @@
 """Writes of scoring: rescoring leads and deciding their automatic stage transitions
-(``leadflow.leads.lifecycle`` applies them), rulesets and their lifecycle."""
+(``leadflow.leads.lifecycle`` applies them), rulesets and their lifecycle, and what a
+valid rule and ruleset are (``rule_validate``, ``ruleset_validate``)."""
 
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from leadflow.db import update_from_values
 from leadflow.leads.lifecycle import Transition, transitions_apply
-from leadflow.leads.models import Event, Lead, Stage
+from leadflow.leads.models import Lead, Stage
+from leadflow.leads.validation import EVENT_TYPE_RE
 from scoring import bulk, engine, selectors
-from scoring.engine import EventRow, LeadScore, RuleSetSpec
-from scoring.models import RescoreRun, RescoreState, Rule, RuleSet, RuleSetStatus
+from scoring.engine import LeadScore, RuleSetSpec
+from scoring.models import (
+    RULE_FIELDS,
+    RULESET_FIELDS,
+    Operator,
+    RescoreRun,
+    RescoreState,
+    Rule,
+    RuleKind,
+    RuleSet,
+    RuleSetStatus,
+)
 
 logger = logging.getLogger(__name__)
 
-LEAD_ATTRIBUTE_FIELDS = ["email", *[name for name in engine.LEAD_ATTRIBUTES if name != "email_domain"], "traits"]
-SCORE_CHUNK = 1000
+SCORE_CHUNK = selectors.SCORE_CHUNK
 
 
 class ScoringError(Exception):
@@ -36,26 +48,6 @@ class RuleSetNotEditable(ScoringError):
 
 
 # --- Automatic stage transitions (applied by leadflow.leads.lifecycle) -------------------
-def automatic_path(
-    *, stage: str, score: Decimal, fit: Decimal, last_intent_at: datetime | None, lead: Lead, spec: RuleSetSpec
-) -> list[str]:
-    """Stages an automatic rescore moves the lead through, in order (forward only)."""
-    path: list[str] = []
-    current = stage
-    if current in (Stage.NEW, Stage.RECYCLED):
-        recycled_at = lead.recycled_at if current == Stage.RECYCLED else None
-        active = recycled_at is None or (lead.last_activity_at is not None and lead.last_activity_at > recycled_at)
-        if active and score >= spec.mql_threshold:
-            current = Stage.MQL
-            path.append(current)
-    if current == Stage.MQL:
-        intent = last_intent_at is not None and (lead.recycled_at is None or last_intent_at > lead.recycled_at)
-        fit_ok = spec.sql_min_fit is None or fit >= spec.sql_min_fit
-        if intent and fit_ok and score >= spec.sql_threshold:
-            path.append(Stage.SQL)
-    return path
-
-
 def _describe(to_stage: str, spec: RuleSetSpec, score: Decimal) -> str:
     if to_stage == Stage.MQL:
         return f"Score {score} reached the MQL threshold {spec.mql_threshold} (ruleset v{spec.version})."
@@ -65,27 +57,12 @@ def _describe(to_stage: str, spec: RuleSetSpec, score: Decimal) -> str:
 def _automatic_transitions(lead: Lead, result: LeadScore, spec: RuleSetSpec) -> list[Transition]:
     transitions = []
     current = lead.stage
-    for to_stage in automatic_path(
+    for to_stage in selectors.automatic_path(
         stage=lead.stage, score=result.total, fit=result.fit, last_intent_at=result.last_intent_at, lead=lead, spec=spec
     ):
         transitions.append(Transition(lead, current, to_stage, _describe(to_stage, spec, result.total)))
         current = to_stage
     return transitions
-
-
-# --- The single-lead engine, applied ----------------------------------------------------
-def lead_attributes(lead: Lead) -> dict[str, Any]:
-    return {name: getattr(lead, name) for name in LEAD_ATTRIBUTE_FIELDS}
-
-
-def events_by_lead(lead_ids: Sequence[int], spec: RuleSetSpec) -> dict[int, list[EventRow]]:
-    grouped: dict[int, list[EventRow]] = defaultdict(list)
-    rows = Event.objects.filter(lead_id__in=lead_ids, type__in=spec.event_types).values_list(
-        "lead_id", "id", "type", "properties", "occurred_at"
-    )
-    for lead_id, event_id, event_type, properties, occurred_at in rows.iterator(chunk_size=5000):
-        grouped[lead_id].append(EventRow(type=event_type, properties=properties, occurred_at=occurred_at, id=event_id))
-    return grouped
 
 
 @dataclass
@@ -120,10 +97,10 @@ def _score_chunk(ids: Sequence[int], spec: RuleSetSpec | None, at: datetime) -> 
     if spec is None:
         Lead.objects.filter(id__in=ids).update(needs_rescore=False)
         return ScoreSummary()
-    events = events_by_lead(ids, spec)
+    events = selectors.events_by_lead(ids, spec)
     transitions: list[Transition] = []
     for lead in leads:
-        result = engine.score_lead(lead_attributes(lead), events.get(lead.pk, []), spec, at)
+        result = engine.score_lead(selectors.lead_attributes(lead), events.get(lead.pk, []), spec, at)
         lead.fit_score, lead.behaviour_score, lead.score = result.fit, result.behaviour, result.total
         lead.scored_at, lead.ruleset_version, lead.needs_rescore = at, spec.version, False
         transitions += _automatic_transitions(lead, result, spec)
@@ -323,7 +300,7 @@ def _apply_bulk_transitions(
 ) -> int:
     """Transitions of these candidates (lead id, last intent), whose new scores are
     stored, inside the caller's transaction. The SQL only narrowed them down; the rule
-    that decides is ``automatic_path``, as for one lead."""
+    that decides is ``selectors.automatic_path``, as for one lead."""
     changed = 0
     for offset in range(0, len(candidates), SCORE_CHUNK):
         chunk = dict(candidates[offset : offset + SCORE_CHUNK])
@@ -338,87 +315,241 @@ def _apply_bulk_transitions(
     return changed
 
 
-def iter_scores(spec: RuleSetSpec, as_of: datetime) -> Iterator[tuple[int, Decimal, Decimal, datetime | None]]:
-    """(lead id, fit, behaviour, last intent) of every lead under ``spec``, streamed."""
-    if _is_postgres():
-        yield from bulk.scores_stream(spec, as_of)
-        return
-    ids = list(Lead.objects.order_by("id").values_list("id", flat=True))
-    for start in range(0, len(ids), SCORE_CHUNK):
-        chunk = ids[start : start + SCORE_CHUNK]
-        events = events_by_lead(chunk, spec)
-        for lead in Lead.objects.filter(id__in=chunk).order_by("id"):
-            result = engine.score_lead(lead_attributes(lead), events.get(lead.pk, []), spec, as_of)
-            yield lead.pk, result.fit, result.behaviour, result.last_intent_at
+# --- What a valid ruleset and a valid rule are ----------------------------------------------
+SCALAR_TYPES = (str, int, float, bool)
 
 
-# --- Explain -------------------------------------------------------------------------------
-@dataclass
-class Explanation:
-    lead: Lead
-    ruleset: RuleSet | None
-    as_of: datetime | None
-    result: LeadScore | None
-    events: dict[int, Event] = field(default_factory=dict)
+def ruleset_validate(
+    *,
+    name: str,
+    description: str,
+    mql_threshold: Decimal,
+    sql_threshold: Decimal,
+    intent_event_types: object,
+    sql_min_fit: Decimal | None,
+    decay_half_life_days: Decimal | None,
+) -> None:
+    """The rules of a ruleset, defined once: ruleset_create and ruleset_update enforce
+    them, and the API, the pages and the admin check them first so that each message
+    shows on its field. Takes every field of ``RULESET_FIELDS`` (for an edit: the
+    ruleset's values with the changes applied); the description and the minimum fit may
+    be anything of their type. Raises a ValidationError keyed by field (DRF and Django
+    forms both attach it to that field). The SQL threshold is compared with the MQL
+    threshold only once everything else is valid."""
+    errors: dict[str, list[str]] = {}
+    if not name.strip():
+        errors["name"] = ["Name the ruleset: the pages list rulesets by name."]
+    if mql_threshold <= 0:
+        errors["mql_threshold"] = ["The MQL threshold must be above zero."]
+    if decay_half_life_days is not None and decay_half_life_days <= 0:
+        errors["decay_half_life_days"] = ["A half-life is a positive number of days; leave empty for no decay."]
+    if not isinstance(intent_event_types, list) or not all(
+        isinstance(v, str) and EVENT_TYPE_RE.match(v) for v in intent_event_types
+    ):
+        errors["intent_event_types"] = ['A list of event type slugs, e.g. ["demo_request", "contact_request"].']
+    if not errors and sql_threshold < mql_threshold:
+        errors["sql_threshold"] = ["The SQL threshold cannot be below the MQL threshold."]
+    if errors:
+        raise ValidationError(errors)
 
-    @property
-    def adds_up(self) -> bool:
-        return self.result is not None and self.result.total == self.lead.score
+
+def rule_validate(
+    *,
+    kind: str,
+    name: str,
+    points: Decimal,
+    position: int | None,
+    event_type: str,
+    attribute: str,
+    operator: str,
+    value: Any,
+    max_points: Decimal | None,
+    window_days: int | None,
+) -> None:
+    """The rules of a rule's shape, defined once: what a fit rule and a behaviour rule
+    test, with which operator and value, capped and windowed how. rule_create and
+    rule_update enforce them; the API, the pages and the admin check them first so that
+    each message shows on its field. Takes every field of ``RULE_FIELDS`` (for an edit:
+    the rule's values with the changes applied). Raises a ValidationError keyed by field."""
+    errors: dict[str, list[str]] = {}
+    if kind not in RuleKind.values:
+        errors["kind"] = [f"Choose the kind of rule: {' or '.join(RuleKind.values)}."]
+    if not name.strip():
+        errors["name"] = ["Name the rule: explanations show it by name."]
+    if points == 0:
+        errors["points"] = ["Points must not be zero: delete the rule instead."]
+    if position is not None and position < 0:
+        errors["position"] = ["A position is a whole number, 0 or more."]
+    if operator and operator not in Operator.values:
+        errors["operator"] = [f"Unknown operator {operator!r}: choose one of {', '.join(Operator.values)}."]
+    if kind == RuleKind.FIT:
+        if event_type:
+            errors["event_type"] = ["Fit rules test lead attributes; leave event_type empty."]
+        for field_name, limit in (("max_points", max_points), ("window_days", window_days)):
+            if limit is not None:
+                errors[field_name] = ["Only behaviour rules have caps and windows."]
+        if not attribute:
+            errors["attribute"] = ["Name the lead attribute to test (e.g. industry, company_size, traits.plan)."]
+        elif attribute not in engine.LEAD_ATTRIBUTES and not _valid_trait(attribute):
+            allowed = ", ".join(sorted(engine.LEAD_ATTRIBUTES))
+            errors["attribute"] = [f"Unknown lead attribute: use one of {allowed}, or traits.<key>."]
+        if not operator:
+            errors["operator"] = ["Choose an operator."]
+    elif kind == RuleKind.BEHAVIOUR:
+        if not EVENT_TYPE_RE.match(event_type):
+            errors["event_type"] = ["Give the event type this rule counts (a slug such as page_view)."]
+        if attribute and not all(engine.PATH_SEGMENT_RE.match(s) for s in attribute.split(".")):
+            errors["attribute"] = ["A property path is dot-separated keys of letters, digits, '_' or '-'."]
+        if attribute and not operator:
+            errors["operator"] = ["Choose an operator for the property condition."]
+        if operator and not attribute:
+            errors["attribute"] = ["Name the event property the condition tests (e.g. topic)."]
+        if max_points is not None and points and (max_points > 0) != (points > 0):
+            errors["max_points"] = [
+                "The cap must have the same sign as the points (a negative rule has a negative floor)."
+            ]
+        if window_days is not None and window_days < 1:
+            errors["window_days"] = ["At least 1 day, or empty for all time."]
+    if operator and "value" not in errors and (message := _value_error(operator, value)):
+        errors["value"] = [message]
+    if errors:
+        raise ValidationError(errors)
 
 
-def lead_explain(*, lead: Lead) -> Explanation:
-    """Recompute the lead's stored score rule by rule, with the ruleset version and the
-    moment it was scored, so that the contributions add up to the stored score."""
-    ruleset = selectors.ruleset_by_version(lead.ruleset_version) if lead.ruleset_version else None
-    if ruleset is None or lead.scored_at is None:
-        return Explanation(lead=lead, ruleset=ruleset, as_of=None, result=None)
-    spec = selectors.ruleset_spec(ruleset)
-    as_of = lead.scored_at
-    events = list(lead.events.filter(type__in=spec.event_types))
-    rows = [EventRow(type=e.type, properties=e.properties, occurred_at=e.occurred_at, id=e.pk) for e in events]
-    result = engine.score_lead(lead_attributes(lead), rows, spec, as_of)
-    return Explanation(lead=lead, ruleset=ruleset, as_of=as_of, result=result, events={e.pk: e for e in events})
+def _valid_trait(attribute: str) -> bool:
+    if not attribute.startswith(engine.TRAIT_PREFIX):
+        return False
+    path = attribute[len(engine.TRAIT_PREFIX) :]
+    return bool(path) and all(engine.PATH_SEGMENT_RE.match(segment) for segment in path.split("."))
+
+
+def _value_error(operator: str, value: Any) -> str | None:
+    is_number = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+    if operator == Operator.EXISTS:
+        return None if value is None else "'exists' takes no value: leave it empty."
+    if operator in (Operator.GTE, Operator.LTE):
+        return None if is_number else "Comparisons need a number."
+    if operator == Operator.IN:
+        if not isinstance(value, list) or not value or not all(isinstance(v, SCALAR_TYPES) for v in value):
+            return "'in' needs a non-empty list of texts or numbers."
+        return None
+    if operator in (Operator.EQ, Operator.NEQ, Operator.CONTAINS):
+        if not isinstance(value, SCALAR_TYPES) or value == "":
+            return "Give a text or number to compare with."
+        return None
+    return None
 
 
 # --- Rulesets ------------------------------------------------------------------------------
+class NotGiven(Enum):
+    """The value of a field an update leaves as it is (None is a value: "no decay")."""
+
+    NOT_GIVEN = "not given"
+
+
+NOT_GIVEN = NotGiven.NOT_GIVEN
+
+
+@dataclass(frozen=True, kw_only=True)
+class Changes:
+    """The fields an update sets (PATCH semantics): the others stay as they are."""
+
+    def given(self) -> dict[str, Any]:
+        values = {field.name: getattr(self, field.name) for field in fields(self)}
+        return {name: value for name, value in values.items() if value is not NOT_GIVEN}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleSetChanges(Changes):
+    name: str | NotGiven = NOT_GIVEN
+    description: str | NotGiven = NOT_GIVEN
+    mql_threshold: Decimal | NotGiven = NOT_GIVEN
+    sql_threshold: Decimal | NotGiven = NOT_GIVEN
+    intent_event_types: list[str] | NotGiven = NOT_GIVEN
+    sql_min_fit: Decimal | None | NotGiven = NOT_GIVEN
+    decay_half_life_days: Decimal | None | NotGiven = NOT_GIVEN
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleChanges(Changes):
+    kind: str | NotGiven = NOT_GIVEN
+    name: str | NotGiven = NOT_GIVEN
+    points: Decimal | NotGiven = NOT_GIVEN
+    position: int | NotGiven = NOT_GIVEN
+    event_type: str | NotGiven = NOT_GIVEN
+    attribute: str | NotGiven = NOT_GIVEN
+    operator: str | NotGiven = NOT_GIVEN
+    value: Any = NOT_GIVEN
+    max_points: Decimal | None | NotGiven = NOT_GIVEN
+    window_days: int | None | NotGiven = NOT_GIVEN
+
+
+def _ruleset_checked(ruleset: RuleSet) -> None:
+    """ruleset_validate on the ruleset's values; its intent event types in one order, once each."""
+    ruleset_validate(**{name: getattr(ruleset, name) for name in RULESET_FIELDS})
+    ruleset.intent_event_types = sorted(set(ruleset.intent_event_types))
+
+
 def _next_version() -> int:
     return (RuleSet.objects.aggregate(v=Max("version"))["v"] or 0) + 1
 
 
-def ruleset_create(*, user: Any, name: str, mql_threshold: Decimal, sql_threshold: Decimal, **fields: Any) -> RuleSet:
+def ruleset_create(
+    *,
+    user: Any,
+    name: str,
+    mql_threshold: Decimal,
+    sql_threshold: Decimal,
+    description: str = "",
+    intent_event_types: list[str] | None = None,
+    sql_min_fit: Decimal | None = None,
+    decay_half_life_days: Decimal | None = None,
+) -> RuleSet:
+    """A new draft. Raises a ValidationError keyed by field (``ruleset_validate``)."""
+    ruleset = RuleSet(
+        name=name,
+        description=description,
+        mql_threshold=mql_threshold,
+        sql_threshold=sql_threshold,
+        intent_event_types=[] if intent_event_types is None else intent_event_types,
+        sql_min_fit=sql_min_fit,
+        decay_half_life_days=decay_half_life_days,
+        created_by=user,
+    )
+    _ruleset_checked(ruleset)
     with transaction.atomic():
         RuleSet.objects.select_for_update().filter(status=RuleSetStatus.PUBLISHED).first()
-        return RuleSet.objects.create(
-            version=_next_version(),
-            name=name,
-            mql_threshold=mql_threshold,
-            sql_threshold=sql_threshold,
-            created_by=user,
-            **fields,
-        )
+        ruleset.version = _next_version()
+        ruleset.save(force_insert=True)
+    return ruleset
 
 
-def _require_draft(ruleset: RuleSet) -> None:
+def ruleset_require_draft(*, ruleset: RuleSet) -> None:
+    """Only drafts change: the refusal every surface shows (the API as a 409, the pages as a message)."""
     if ruleset.status != RuleSetStatus.DRAFT:
         raise RuleSetNotEditable(
             f"Ruleset v{ruleset.version} is {ruleset.status} and cannot change: clone it to a new draft."
         )
 
 
-def ruleset_update(*, ruleset: RuleSet, **fields: Any) -> RuleSet:
+def ruleset_update(*, ruleset: RuleSet, changes: RuleSetChanges) -> RuleSet:
+    """Change the given fields of a draft. Raises RuleSetNotEditable for another ruleset,
+    a ValidationError keyed by field (``ruleset_validate``) for invalid values."""
+    given = changes.given()
     with transaction.atomic():
         ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
-        _require_draft(ruleset)
-        for name, value in fields.items():
+        ruleset_require_draft(ruleset=ruleset)
+        for name, value in given.items():
             setattr(ruleset, name, value)
-        ruleset.save(update_fields=[*fields, "updated_at"])
+        _ruleset_checked(ruleset)
+        ruleset.save(update_fields=[*given, "updated_at"])
     return ruleset
 
 
 def ruleset_delete(*, ruleset: RuleSet) -> None:
     with transaction.atomic():
         ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
-        _require_draft(ruleset)
+        ruleset_require_draft(ruleset=ruleset)
         ruleset.delete()
 
 
@@ -426,32 +557,11 @@ def ruleset_clone(*, ruleset: RuleSet, user: Any) -> RuleSet:
     with transaction.atomic():
         clone = RuleSet.objects.create(
             version=_next_version_locked(),
-            name=ruleset.name,
-            description=ruleset.description,
-            mql_threshold=ruleset.mql_threshold,
-            sql_threshold=ruleset.sql_threshold,
-            intent_event_types=list(ruleset.intent_event_types),
-            sql_min_fit=ruleset.sql_min_fit,
-            decay_half_life_days=ruleset.decay_half_life_days,
             created_by=user,
+            **{name: getattr(ruleset, name) for name in RULESET_FIELDS},
         )
         Rule.objects.bulk_create(
-            [
-                Rule(
-                    ruleset=clone,
-                    kind=rule.kind,
-                    name=rule.name,
-                    points=rule.points,
-                    position=rule.position,
-                    event_type=rule.event_type,
-                    attribute=rule.attribute,
-                    operator=rule.operator,
-                    value=rule.value,
-                    max_points=rule.max_points,
-                    window_days=rule.window_days,
-                )
-                for rule in ruleset.rules.all()
-            ]
+            [Rule(ruleset=clone, **{name: getattr(rule, name) for name in RULE_FIELDS}) for rule in ruleset.rules.all()]
         )
     return clone
 
@@ -462,27 +572,63 @@ def _next_version_locked() -> int:
     return (newest.version if newest else 0) + 1
 
 
-def rule_create(*, ruleset: RuleSet, **fields: Any) -> Rule:
+def _rule_checked(rule: Rule) -> None:
+    rule_validate(**{name: getattr(rule, name) for name in RULE_FIELDS})
+
+
+def rule_create(
+    *,
+    ruleset: RuleSet,
+    kind: str,
+    name: str,
+    points: Decimal,
+    position: int | None = None,
+    event_type: str = "",
+    attribute: str = "",
+    operator: str = "",
+    value: Any = None,
+    max_points: Decimal | None = None,
+    window_days: int | None = None,
+) -> Rule:
+    """A new rule of a draft, last unless ``position`` is given. Raises RuleSetNotEditable
+    for another ruleset, a ValidationError keyed by field (``rule_validate``) for an invalid rule."""
     with transaction.atomic():
         ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
-        _require_draft(ruleset)
-        if "position" not in fields:
-            fields["position"] = (ruleset.rules.aggregate(p=Max("position"))["p"] or 0) + 1
-        return Rule.objects.create(ruleset=ruleset, **fields)
+        ruleset_require_draft(ruleset=ruleset)
+        rule = Rule(
+            ruleset=ruleset,
+            kind=kind,
+            name=name,
+            points=points,
+            position=(ruleset.rules.aggregate(p=Max("position"))["p"] or 0) + 1 if position is None else position,
+            event_type=event_type,
+            attribute=attribute,
+            operator=operator,
+            value=value,
+            max_points=max_points,
+            window_days=window_days,
+        )
+        _rule_checked(rule)
+        rule.save(force_insert=True)
+    return rule
 
 
-def rule_update(*, rule: Rule, **fields: Any) -> Rule:
+def rule_update(*, rule: Rule, changes: RuleChanges) -> Rule:
+    """Change the given fields of a draft's rule. Raises RuleSetNotEditable for another
+    ruleset's rule, a ValidationError keyed by field (``rule_validate``) for an invalid result."""
+    given = changes.given()
     with transaction.atomic():
-        _require_draft(RuleSet.objects.select_for_update().get(pk=rule.ruleset_id))
-        for name, value in fields.items():
+        ruleset_require_draft(ruleset=RuleSet.objects.select_for_update().get(pk=rule.ruleset_id))
+        for name, value in given.items():
             setattr(rule, name, value)
-        rule.save(update_fields=list(fields))
+        _rule_checked(rule)
+        rule.save(update_fields=list(given))
     return rule
 
 
 def rule_delete(*, rule: Rule) -> None:
     with transaction.atomic():
-        _require_draft(RuleSet.objects.select_for_update().get(pk=rule.ruleset_id))
+        ruleset_require_draft(ruleset=RuleSet.objects.select_for_update().get(pk=rule.ruleset_id))
         rule.delete()
 
 
@@ -491,7 +637,7 @@ def ruleset_publish(*, ruleset: RuleSet, user: Any) -> RescoreRun:
     rescored in the background (a RescoreRun shows progress)."""
     with transaction.atomic():
         ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
-        _require_draft(ruleset)
+        ruleset_require_draft(ruleset=ruleset)
         if not ruleset.rules.exists():
             raise ScoringError("Add at least one rule before publishing.")
         now = timezone.now()
@@ -501,93 +647,6 @@ def ruleset_publish(*, ruleset: RuleSet, user: Any) -> RescoreRun:
         ruleset.status, ruleset.published_at, ruleset.published_by = RuleSetStatus.PUBLISHED, now, user
         ruleset.save(update_fields=["status", "published_at", "published_by", "updated_at"])
         return rescore_run_create(ruleset=ruleset, reason="publish", user=user)
-
-
-# --- Preview -------------------------------------------------------------------------------
-PREVIEW_LIST_LIMIT = 50
-HISTOGRAM_WIDTH = Decimal("10")
-
-
-@dataclass
-class PreviewLead:
-    id: int
-    score_before: Decimal
-    score_after: Decimal
-    stage: str
-
-
-@dataclass
-class Preview:
-    ruleset_version: int
-    leads: int = 0
-    stages_before: dict[str, int] = field(default_factory=dict)
-    stages_after: dict[str, int] = field(default_factory=dict)
-    enter_mql: list[PreviewLead] = field(default_factory=list)
-    enter_sql: list[PreviewLead] = field(default_factory=list)
-    leave_mql: list[PreviewLead] = field(default_factory=list)
-    leave_sql: list[PreviewLead] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-    histogram_before: dict[str, int] = field(default_factory=dict)
-    histogram_after: dict[str, int] = field(default_factory=dict)
-
-
-def _bucket(score: Decimal) -> str:
-    low = (score // HISTOGRAM_WIDTH) * HISTOGRAM_WIDTH
-    return f"{int(low)}–{int(low + HISTOGRAM_WIDTH)}"
-
-
-def ruleset_preview(*, ruleset: RuleSet, as_of: datetime | None = None) -> Preview:
-    """What-if: evaluate ``ruleset`` over every current lead without writing anything.
-
-    *Enter* lists leads the ruleset would promote (forward transitions, as a publish
-    would apply them). *Leave* lists leads at MQL/SQL whose new score falls below the
-    new threshold: publishing never demotes them, but they no longer meet the
-    definition — worth a look before publishing."""
-    spec = selectors.ruleset_spec(ruleset)
-    as_of = as_of or timezone.now()
-    preview = Preview(ruleset_version=spec.version)
-    counts: dict[str, int] = defaultdict(int)
-    before: dict[str, int] = defaultdict(int)
-    after: dict[str, int] = defaultdict(int)
-    hist_before: dict[str, int] = defaultdict(int)
-    hist_after: dict[str, int] = defaultdict(int)
-    leads = {
-        row["id"]: row
-        for row in Lead.objects.values("id", "stage", "score", "recycled_at", "last_activity_at").iterator(5000)
-    }
-    for lead_id, fit, behaviour, last_intent_at in iter_scores(spec, as_of):
-        row = leads.get(lead_id)
-        if row is None:
-            continue
-        score = fit + behaviour
-        stand_in = Lead(stage=row["stage"], recycled_at=row["recycled_at"], last_activity_at=row["last_activity_at"])
-        path = automatic_path(
-            stage=row["stage"], score=score, fit=fit, last_intent_at=last_intent_at, lead=stand_in, spec=spec
-        )
-        new_stage = path[-1] if path else row["stage"]
-        preview.leads += 1
-        before[row["stage"]] += 1
-        after[new_stage] += 1
-        hist_before[_bucket(row["score"])] += 1
-        hist_after[_bucket(score)] += 1
-        item = PreviewLead(id=lead_id, score_before=row["score"], score_after=score, stage=row["stage"])
-        for stage, bucket in ((Stage.MQL, preview.enter_mql), (Stage.SQL, preview.enter_sql)):
-            if stage in path:
-                counts[f"enter_{stage}"] += 1
-                if len(bucket) < PREVIEW_LIST_LIMIT:
-                    bucket.append(item)
-        if row["stage"] == Stage.MQL and score < spec.mql_threshold:
-            counts["leave_mql"] += 1
-            if len(preview.leave_mql) < PREVIEW_LIST_LIMIT:
-                preview.leave_mql.append(item)
-        if row["stage"] == Stage.SQL and score < spec.sql_threshold:
-            counts["leave_sql"] += 1
-            if len(preview.leave_sql) < PREVIEW_LIST_LIMIT:
-                preview.leave_sql.append(item)
-    preview.stages_before, preview.stages_after = dict(before), dict(after)
-    preview.counts = {key: counts.get(key, 0) for key in ("enter_mql", "enter_sql", "leave_mql", "leave_sql")}
-    preview.histogram_before, preview.histogram_after = dict(hist_before), dict(hist_after)
-    return preview
 
 
 def leads_sweep_dirty(*, older_than_seconds: int | None = None, limit: int = 10_000) -> int:

@@ -16,23 +16,21 @@ from leadflow.leads.decorators import role_required
 from leadflow.leads.models import Stage
 from leadflow.leads.roles import ALL_ROLES, SCORING_ADMIN, has_role
 from scoring import selectors, services
-from scoring.api import describe_rule, preview_data
 from scoring.forms import RuleForm, RuleSetForm
 from scoring.models import RescoreRun, Rule, RuleKind, RuleSet, RuleSetStatus
+from scoring.presenters import describe_rule, preview_data
 
 EDITOR_ONLY = "Only scoring admins may change rulesets; you can read them."
 
 
 def _ruleset_or_404(version: int) -> RuleSet:
-    return get_object_or_404(
-        RuleSet.objects.select_related("created_by", "published_by").prefetch_related("rules"), version=version
-    )
+    return get_object_or_404(selectors.ruleset_list(), version=version)
 
 
 def _not_editable(request: HttpRequest, ruleset: RuleSet) -> HttpResponse:
     """Only drafts change: the page says so in the services' words, as the API does."""
     try:
-        services._require_draft(ruleset)
+        services.ruleset_require_draft(ruleset=ruleset)
     except services.RuleSetNotEditable as refusal:
         messages.error(request, str(refusal))
     return redirect("ruleset-detail", version=ruleset.version)
@@ -83,7 +81,7 @@ def ruleset_edit(request: HttpRequest, version: int) -> HttpResponse:
         form = RuleSetForm(request.POST, instance=ruleset)
         if form.is_valid():
             try:
-                services.ruleset_update(ruleset=ruleset, **form.validated_data)
+                services.ruleset_update(ruleset=ruleset, changes=services.RuleSetChanges(**form.validated_data))
             except services.ScoringError as error:
                 form.add_error(None, str(error))
             else:
@@ -131,7 +129,7 @@ def rule_edit(request: HttpRequest, version: int, rule_id: int) -> HttpResponse:
     form = RuleForm(request.POST, instance=rule)
     if form.is_valid():
         try:
-            services.rule_update(rule=rule, **form.validated_data)
+            services.rule_update(rule=rule, changes=services.RuleChanges(**form.validated_data))
         except services.ScoringError as error:
             form.add_error(None, str(error))
         else:
@@ -180,11 +178,11 @@ def _bucket_low(label: str) -> int:
     return int(label.split("–")[0])
 
 
-def _preview_histogram(preview: services.Preview) -> dict[str, Any]:
+def _preview_histogram(preview: selectors.Preview) -> dict[str, Any]:
     lows = sorted({_bucket_low(label) for label in [*preview.histogram_before, *preview.histogram_after]})
     if not lows:
         return {"lows": [], "before": [], "after": []}
-    width = int(services.HISTOGRAM_WIDTH)
+    width = int(selectors.HISTOGRAM_WIDTH)
     every = list(range(lows[0], lows[-1] + width, width))
     before = {_bucket_low(label): n for label, n in preview.histogram_before.items()}
     after = {_bucket_low(label): n for label, n in preview.histogram_after.items()}
@@ -194,7 +192,7 @@ def _preview_histogram(preview: services.Preview) -> dict[str, Any]:
 @role_required(SCORING_ADMIN, message="Only scoring admins may preview rulesets.")
 def ruleset_preview(request: HttpRequest, version: int) -> HttpResponse:
     ruleset = _ruleset_or_404(version)
-    preview = services.ruleset_preview(ruleset=ruleset)
+    preview = selectors.ruleset_preview(ruleset=ruleset)
     data = preview_data(preview)
     buckets = _preview_histogram(preview)
     stages = [
@@ -214,7 +212,7 @@ def ruleset_preview(request: HttpRequest, version: int) -> HttpResponse:
             chart_id="preview-scores",
             title=f"Score distribution now and with v{ruleset.version}",
             lows=buckets["lows"],
-            width=services.HISTOGRAM_WIDTH,
+            width=selectors.HISTOGRAM_WIDTH,
             series=[
                 charts.Series("Now", buckets["before"], "series-muted"),
                 charts.Series(f"With v{ruleset.version}", buckets["after"], "series-1"),
@@ -229,7 +227,7 @@ def ruleset_preview(request: HttpRequest, version: int) -> HttpResponse:
             ("leave_sql", "SQLs below the new SQL threshold", "Publishing never demotes them; worth a look."),
             ("leave_mql", "MQLs below the new MQL threshold", "Publishing never demotes them; worth a look."),
         ],
-        "limit": services.PREVIEW_LIST_LIMIT,
+        "limit": selectors.PREVIEW_LIST_LIMIT,
         "is_admin": True,
     }
     return render(request, "scoring/preview.html", context)

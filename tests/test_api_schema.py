@@ -56,7 +56,7 @@ include-name = "GET /api/v1/stats/handoffs"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
 
 # What a valid rule or ruleset is depends on its kind, operator and thresholds together
-# (scoring.api.RuleSerializer.validate, RuleSetSerializer.validate), and a decimal may
+# (scoring.services.rule_validate, ruleset_validate), and a decimal may
 # have no more digits than its column: rules the schema cannot state.
 [[operations]]
 include-name = [

@@ -1,4 +1,5 @@
 import json
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -6,13 +7,14 @@ import pytest
 import redis
 import time_machine
 from django.conf import settings as django_settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from rest_framework.test import APIClient
 
 from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.services import events_ingest
 from scoring import services
-from scoring.models import RescoreRun, RuleSet
+from scoring.models import RULE_FIELDS, RULESET_FIELDS, RescoreRun, RuleSet
 from tests.factories import EventFactory, LeadFactory
 from tests.helpers import behaviour, client_for, fit, real_broker
 
@@ -308,6 +310,46 @@ def test_ruleset_threshold_validation(admin):
     )
     assert response.status_code == 400
     assert {"mql_threshold", "decay_half_life_days"} <= set(response.json())
+
+
+def test_the_services_refuse_an_invalid_rule_or_ruleset_whoever_calls_them(admin):
+    draft = services.ruleset_create(user=admin, name="D", mql_threshold=Decimal(10), sql_threshold=Decimal(20))
+    with pytest.raises(ValidationError) as refused:
+        services.rule_create(ruleset=draft, kind="fit", name="x", points=Decimal(0), attribute="salary", operator="eq")
+    assert set(refused.value.message_dict) == {"points", "attribute", "value"}
+    assert not draft.rules.exists()
+
+    rule = services.rule_create(ruleset=draft, kind="behaviour", name="View", points=Decimal(2), event_type="page_view")
+    with pytest.raises(ValidationError) as refused:
+        services.rule_update(rule=rule, changes=services.RuleChanges(max_points=Decimal(-4)))
+    assert refused.value.message_dict == {
+        "max_points": ["The cap must have the same sign as the points (a negative rule has a negative floor)."]
+    }
+    rule.refresh_from_db()
+    assert rule.max_points is None
+
+    with pytest.raises(ValidationError) as refused:
+        services.ruleset_update(ruleset=draft, changes=services.RuleSetChanges(sql_threshold=Decimal(5)))
+    assert refused.value.message_dict == {"sql_threshold": ["The SQL threshold cannot be below the MQL threshold."]}
+    with pytest.raises(ValidationError) as refused:
+        services.ruleset_create(user=admin, name="E", mql_threshold=Decimal(0), sql_threshold=Decimal(5))
+    assert set(refused.value.message_dict) == {"mql_threshold"}
+    draft.refresh_from_db()
+    assert draft.sql_threshold == 20
+
+
+def test_an_update_changes_only_the_fields_it_is_given(admin):
+    draft = services.ruleset_create(
+        user=admin, name="D", mql_threshold=Decimal(10), sql_threshold=Decimal(20), decay_half_life_days=Decimal(30)
+    )
+    services.ruleset_update(ruleset=draft, changes=services.RuleSetChanges(intent_event_types=["b_x", "a_x", "b_x"]))
+    draft.refresh_from_db()
+    assert (draft.intent_event_types, draft.decay_half_life_days) == (["a_x", "b_x"], Decimal(30))
+    services.ruleset_update(ruleset=draft, changes=services.RuleSetChanges(decay_half_life_days=None))
+    draft.refresh_from_db()
+    assert (draft.name, draft.decay_half_life_days) == ("D", None)
+    assert [field.name for field in dataclass_fields(services.RuleChanges)] == list(RULE_FIELDS)
+    assert [field.name for field in dataclass_fields(services.RuleSetChanges)] == list(RULESET_FIELDS)
 
 
 def test_marketer_reads_rulesets_but_cannot_edit(marketer):

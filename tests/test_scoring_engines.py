@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from leadflow.leads.models import Event, Lead
-from scoring import engine, services
+from leadflow.leads.models import LEAD_PROFILE_FIELDS, LEAD_UTM_FIELDS, Event, Lead
+from scoring import engine, selectors
 from scoring.engine import EventRow, RuleSetSpec, RuleSpec
 from tests.factories import SourceFactory
 
@@ -206,11 +206,16 @@ def test_single_lead_and_bulk_engines_give_identical_scores(db, spec, leads):
             )
         Event.objects.bulk_create(rows)
         single = engine.score_lead(
-            services.lead_attributes(lead),
+            selectors.lead_attributes(lead),
             [EventRow(type=e.type, properties=e.properties, occurred_at=e.occurred_at, id=e.pk) for e in rows],
             spec,
             AS_OF,
         )
         expected[lead.pk] = (single.fit, single.behaviour, single.last_intent_at)
-    bulk = {lead_id: (fit, behaviour, intent) for lead_id, fit, behaviour, intent in services.iter_scores(spec, AS_OF)}
+    bulk = {lead_id: (fit, behaviour, intent) for lead_id, fit, behaviour, intent in selectors.iter_scores(spec, AS_OF)}
     assert bulk == expected
+
+
+def test_scoring_loads_every_lead_field_the_engine_reads():
+    assert set(engine.LEAD_ATTRIBUTES) == {"email_domain", *LEAD_PROFILE_FIELDS, *LEAD_UTM_FIELDS}
+    assert set(selectors.LEAD_ATTRIBUTE_FIELDS) == {"email", *LEAD_PROFILE_FIELDS, *LEAD_UTM_FIELDS, "traits"}

@@ -7,18 +7,26 @@ from django.http import HttpRequest
 
 from leadflow.leads import services
 from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source, StageChange
-from leadflow.leads.validation import lead_traits_error
+from leadflow.leads.validation import EDITABLE_LEAD_FIELDS, lead_traits_error, traits_merge, validate_lead_changes
 
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
+class ReadOnlyAdminMixin:
+    """Shown, never added, changed or deleted in the admin: what the services write
+    (keeping stages, audit trails and notifications consistent) or nobody rewrites
+    (append-only logs). For a ModelAdmin or an inline."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
+    extra = 0
 
 
 class IngestKeyInline(ReadOnlyInline):
@@ -78,44 +86,67 @@ class EventInline(ReadOnlyInline):
 
 
 class LeadAdminForm(forms.ModelForm):
-    def clean_traits(self) -> Any:
-        # The JSON field reads NaN and Infinity, and lets NUL and lone surrogates
-        # through: the rules of the API keep them out of the database here too.
-        traits = self.cleaned_data.get("traits")
-        if problem := lead_traits_error(current=self.instance.traits or {}, new=traits):
-            raise forms.ValidationError(problem)
-        return traits
+    """The profile and traits a person may edit, by the rules of an edit through the API
+    (``validate_lead_changes``, ``lead_traits_error``), so that each message shows on its
+    field; ``LeadAdmin`` saves the changes with ``lead_update``."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        given = {name: cleaned[name] for name in self.changed_data if name in cleaned}
+        if "traits" in given:
+            given["traits"] = self._traits_change(given["traits"])
+        changes, errors = validate_lead_changes(given)
+        for name, problems in errors.items():
+            self.add_error(name if name in self.fields else None, problems)
+        if changes and "traits" in changes:
+            # The value typed is the whole of the traits: judge what the lead would hold.
+            current = self.instance.traits or {}
+            if problem := lead_traits_error(current=current, new=traits_merge(current, changes["traits"])):
+                self.add_error("traits", problem)
+        self.lead_changes = changes or {}
+        return cleaned
+
+    def _traits_change(self, typed: Any) -> Any:
+        """The whole traits typed, as the change an edit sends: the traits added or
+        changed, and null for those left out (removed)."""
+        if not isinstance(typed, dict):
+            return typed
+        current = self.instance.traits or {}
+        change = {key: None for key in current if key not in typed}
+        for key, value in typed.items():
+            if key not in current or type(current[key]) is not type(value) or current[key] != value:
+                change[key] = value
+        return change
+
+
+_LEAD_FIELDS = tuple(field.name for field in Lead._meta.fields if not field.primary_key)  # in the model's order
 
 
 @admin.register(Lead)
 class LeadAdmin(admin.ModelAdmin):
+    """Leads come from ingest, the API and CSV import; here a person edits a lead's
+    profile and traits, saved by ``lead_update`` (which flags the lead for rescoring).
+    Identity, source, stage, scores and owner change only through their services."""
+
     form = LeadAdminForm
     list_display = ["__str__", "name", "company", "stage", "score", "source", "last_activity_at", "created_at"]
     list_filter = ["stage", "source", "needs_rescore"]
     search_fields = ["email", "external_id", "name", "company"]
     list_select_related = ["source"]
     date_hierarchy = "created_at"
-    readonly_fields = [
-        "public_id",
-        "stage",
-        "fit_score",
-        "behaviour_score",
-        "score",
-        "scored_at",
-        "ruleset_version",
-        "mql_at",
-        "sql_at",
-        "recycled_at",
-        "last_activity_at",
-        "needs_rescore",
-        "created_at",
-        "updated_at",
-    ]
-    raw_id_fields = ["owner"]
+    fields = _LEAD_FIELDS
+    readonly_fields = [name for name in _LEAD_FIELDS if name not in EDITABLE_LEAD_FIELDS]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Lead, form: Any, change: bool) -> None:
+        if form.lead_changes:
+            services.lead_update(lead=obj, changes=form.lead_changes)
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Events are append-only: visible, never edited."""
 
     list_display = ["occurred_at", "type", "lead", "source", "event_id"]
@@ -125,18 +156,9 @@ class EventAdmin(admin.ModelAdmin):
     date_hierarchy = "occurred_at"
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(StageChange)
-class StageChangeAdmin(admin.ModelAdmin):
+class StageChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The audit log of qualification: append-only."""
 
     list_display = ["at", "lead", "from_stage", "to_stage", "actor", "ruleset_version", "score"]
@@ -144,12 +166,3 @@ class StageChangeAdmin(admin.ModelAdmin):
     search_fields = ["lead__email", "reason"]
     list_select_related = ["lead", "actor"]
     date_hierarchy = "at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

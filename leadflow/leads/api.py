@@ -18,10 +18,11 @@ from rest_framework.views import APIView
 
 from leadflow import query
 from leadflow.leads import selectors, services
-from leadflow.leads.models import Event, IngestKey, Lead, Stage
+from leadflow.leads.models import LEAD_PROFILE_FIELDS, LEAD_UTM_FIELDS, Event, IngestKey, Lead, Stage
 from leadflow.leads.permissions import CanEditLeads, HasIngestKey
 from leadflow.leads.validation import (
     COMPANY_SIZE_MAX,
+    COMPANY_SIZE_MIN,
     MAX_JSON_DEPTH,
     MAX_TRAITS_BYTES,
     PROFILE_TEXT_FIELDS,
@@ -97,11 +98,22 @@ def ingest_source(request: Request) -> Any:
 
 
 # --- Documentation-only shapes of the ingest payloads (validated in leads.validation).
-def _profile_text(name: str) -> serializers.CharField:
-    """A profile field as validate_lead reads it: text up to its length; empty or null clears it."""
-    return serializers.CharField(
-        required=False, allow_blank=True, allow_null=True, max_length=PROFILE_TEXT_FIELDS[name]
-    )
+def _with_profile(declared: dict[str, Any], *, nullable_text: bool) -> dict[str, Any]:
+    """The declared fields with the lead's profile before ``traits``, as validate_lead
+    reads it, in the model's order: text up to its column's length (empty clears it; with
+    ``nullable_text``, null too), the company size a whole number or null."""
+    profile: dict[str, serializers.Field] = {}
+    for name in (*LEAD_PROFILE_FIELDS, *LEAD_UTM_FIELDS):
+        if name == "company_size":
+            profile[name] = serializers.IntegerField(
+                required=False, min_value=COMPANY_SIZE_MIN, max_value=COMPANY_SIZE_MAX, allow_null=True
+            )
+        else:
+            profile[name] = serializers.CharField(
+                required=False, allow_blank=True, allow_null=nullable_text, max_length=PROFILE_TEXT_FIELDS[name]
+            )
+    traits = declared.pop("traits")
+    return {**declared, **profile, "traits": traits}
 
 
 @extend_schema_field(
@@ -120,18 +132,12 @@ class LeadIdentityDoc(serializers.Serializer):
         max_length=128,
         help_text="Identity in the sender's system.",
     )
-    name = _profile_text("name")
-    company = _profile_text("company")
-    job_title = _profile_text("job_title")
-    industry = _profile_text("industry")
-    country = _profile_text("country")
-    company_size = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1, allow_null=True)
-    utm_source = _profile_text("utm_source")
-    utm_medium = _profile_text("utm_medium")
-    utm_campaign = _profile_text("utm_campaign")
     traits = serializers.DictField(
         required=False, allow_null=True, help_text="Custom attributes, merged; null removes a trait."
     )
+
+    def get_fields(self) -> dict[str, Any]:
+        return _with_profile(super().get_fields(), nullable_text=True)
 
 
 class EventDoc(serializers.Serializer):
@@ -246,12 +252,7 @@ class LeadDetailSerializer(LeadListSerializer):
     class Meta(LeadListSerializer.Meta):
         fields = [
             *LeadListSerializer.Meta.fields,
-            "industry",
-            "country",
-            "company_size",
-            "utm_source",
-            "utm_medium",
-            "utm_campaign",
+            *(name for name in (*LEAD_PROFILE_FIELDS, *LEAD_UTM_FIELDS) if name not in LeadListSerializer.Meta.fields),
             "traits",
             "scored_at",
             "ruleset_version",
@@ -274,19 +275,13 @@ class LeadUpdateSerializer(serializers.Serializer):
     The fields document the shape; the rules are ingest's (``validate_lead_changes``), so
     a value an event may not carry may not be typed in either."""
 
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    company = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    job_title = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    industry = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    country = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    company_size = serializers.IntegerField(min_value=0, max_value=COMPANY_SIZE_MAX, required=False, allow_null=True)
-    utm_source = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    utm_medium = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    utm_campaign = serializers.CharField(max_length=200, required=False, allow_blank=True)
     traits = serializers.DictField(
         required=False,
         help_text=f"Merged into the lead's traits; null removes a trait. At most {MAX_TRAITS_BYTES} bytes of JSON.",
     )
+
+    def get_fields(self) -> dict[str, Any]:
+        return _with_profile(super().get_fields(), nullable_text=False)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         changes, errors = validate_lead_changes(data)

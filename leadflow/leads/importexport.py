@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from django.db import transaction
 from django.db.models import QuerySet
 
-from leadflow.leads.models import Lead, Source
+from leadflow.leads.models import LEAD_IDENTITY_FIELDS, LEAD_PROFILE_FIELDS, Lead, Source
 from leadflow.leads.services import leads_resolve, request_scoring_after_commit
 from leadflow.leads.validation import PROFILE_TEXT_FIELDS, Errors, LeadInput, validate_lead
 
@@ -25,18 +25,12 @@ EXPORT_CHUNK_SIZE = 2000
 TRAIT_PREFIX = "trait:"
 
 # Columns a CSV row may set on a lead; any other column is a trait.
-IMPORT_COLUMNS = ("email", "external_id", *PROFILE_TEXT_FIELDS, "company_size")
+IMPORT_COLUMNS = (*LEAD_IDENTITY_FIELDS, *PROFILE_TEXT_FIELDS, "company_size")
 
 EXPORT_COLUMNS = (
     "public_id",
-    "email",
-    "external_id",
-    "name",
-    "company",
-    "job_title",
-    "industry",
-    "country",
-    "company_size",
+    *LEAD_IDENTITY_FIELDS,
+    *LEAD_PROFILE_FIELDS,
     "source",
     "stage",
     "score",

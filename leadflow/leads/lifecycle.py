@@ -3,7 +3,7 @@ qualification (StageChange). Every stage change, automatic or manual, goes throu
 ``transitions_apply``.
 
 Who decides a transition is not this module's business: scoring computes the
-automatic ones (its thresholds, ``scoring.services.automatic_path``), the sales
+automatic ones (its thresholds, ``scoring.selectors.automatic_path``), the sales
 handoff applies a rep's decision, a person moves a lead by hand
 (``lead_stage_change``). Apps above the core learn of the changes through one
 signal, so that the core imports none of them.

@@ -151,6 +151,14 @@ class Lead(models.Model):
         return self.name or self.email or self.external_id or "(anonymous)"
 
 
+# The lead's fields by what they are, declared once and read by ingest's validation, the
+# lead API, CSV import and export, the admin and scoring: how a lead is identified; its
+# profile, which senders and people set; where it came from (with ``source``).
+LEAD_IDENTITY_FIELDS = ("email", "external_id")
+LEAD_PROFILE_FIELDS = ("name", "company", "job_title", "industry", "country", "company_size")
+LEAD_UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
+
+
 class Event(models.Model):
     """Something a lead did. Append-only: events are never edited."""
 

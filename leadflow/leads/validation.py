@@ -23,10 +23,11 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db.backends.base.operations import BaseDatabaseOperations
+from django.db.models import CharField
 from django.utils import timezone
 
 from leadflow.db import RawJson
-from leadflow.leads.models import Lead
+from leadflow.leads.models import LEAD_IDENTITY_FIELDS, LEAD_PROFILE_FIELDS, LEAD_UTM_FIELDS, Lead
 
 EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_PROPERTIES_BYTES = 16 * 1024
@@ -46,18 +47,15 @@ COMPANY_SIZE_MIN, COMPANY_SIZE_MAX = BaseDatabaseOperations.integer_field_ranges
     Lead._meta.get_field("company_size").get_internal_type()
 ]
 
-# Profile fields a sender may set, with their maximum length.
+# Profile fields a sender may set and people may edit (with traits), and the text ones
+# with their column's length.
+EDITABLE_LEAD_FIELDS = {*LEAD_PROFILE_FIELDS, *LEAD_UTM_FIELDS, "traits"}
 PROFILE_TEXT_FIELDS: dict[str, int] = {
-    "name": 200,
-    "company": 200,
-    "job_title": 200,
-    "industry": 100,
-    "country": 64,
-    "utm_source": 200,
-    "utm_medium": 200,
-    "utm_campaign": 200,
+    field.name: field.max_length
+    for field in (Lead._meta.get_field(name) for name in (*LEAD_PROFILE_FIELDS, *LEAD_UTM_FIELDS))
+    if isinstance(field, CharField) and field.max_length is not None
 }
-LEAD_FIELDS = {"email", "external_id", "company_size", "traits", *PROFILE_TEXT_FIELDS}
+LEAD_FIELDS = {*LEAD_IDENTITY_FIELDS, *EDITABLE_LEAD_FIELDS}
 EVENT_FIELDS = {"event_id", "type", "occurred_at", "lead", "properties"}
 
 Errors = dict[str, Any]
@@ -283,9 +281,6 @@ def validate_lead(data: Any) -> tuple[LeadInput | None, Errors]:
     if errors:
         return None, errors
     return LeadInput(email=email, external_id=external_id, profile=profile, traits=traits), {}
-
-
-EDITABLE_LEAD_FIELDS = {*PROFILE_TEXT_FIELDS, "company_size", "traits"}
 
 
 def validate_lead_changes(data: Any) -> tuple[dict[str, Any] | None, Errors]:
