@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from leadflow.leads import services
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
-from tests.factories import SourceFactory, UserFactory
+from tests.factories import SourceFactory, UserFactory, ruleset_through_services
 
 POSTGRESQL = "django.db.backends.postgresql"
 
@@ -75,32 +75,9 @@ def api_client(db):
 
 @pytest.fixture
 def publish_ruleset(db):
-    """Replace the published ruleset with one made of the given rules (no rescore)."""
-    from decimal import Decimal
-
-    from django.db.models import Max
-    from django.utils import timezone
-
-    from scoring.models import Rule, RuleSet, RuleSetStatus
-
-    def make(rules, *, mql=30, sql=60, intent=("demo_request", "contact_request"), half_life=None, min_fit=None):
-        RuleSet.objects.filter(status=RuleSetStatus.PUBLISHED).update(status=RuleSetStatus.ARCHIVED)
-        ruleset = RuleSet.objects.create(
-            version=(RuleSet.objects.aggregate(v=Max("version"))["v"] or 0) + 1,
-            name="Test rules",
-            status=RuleSetStatus.PUBLISHED,
-            published_at=timezone.now(),
-            mql_threshold=Decimal(mql),
-            sql_threshold=Decimal(sql),
-            intent_event_types=list(intent),
-            decay_half_life_days=None if half_life is None else Decimal(half_life),
-            sql_min_fit=None if min_fit is None else Decimal(min_fit),
-        )
-        for position, rule in enumerate(rules):
-            Rule.objects.create(ruleset=ruleset, position=position, **rule)
-        return ruleset
-
-    return make
+    """Publish a ruleset made of the given rules, through the services (see
+    ``tests.factories.ruleset_through_services``)."""
+    return ruleset_through_services
 
 
 @pytest.fixture

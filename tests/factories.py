@@ -8,6 +8,8 @@ from django.utils import timezone
 
 from handoff.models import Handoff
 from leadflow.leads.models import Event, Lead, Source, Stage
+from scoring import services as scoring_services
+from scoring.models import RuleSet
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -81,3 +83,36 @@ class HandoffFactory(factory.django.DjangoModelFactory):
     priority = factory.SelfAttribute("lead.score")
     created_at = factory.LazyFunction(timezone.now)
     due_at = factory.LazyAttribute(lambda h: h.created_at + timedelta(hours=24))
+
+
+def ruleset_through_services(
+    rules,
+    *,
+    mql=30,
+    sql=60,
+    intent=("demo_request", "contact_request"),
+    half_life=None,
+    min_fit=None,
+    publish=True,
+    user=None,
+) -> RuleSet:
+    """A ruleset made the way a scoring admin makes one: created, its rules added and
+    published through scoring's services, so a test cannot build a ruleset the product
+    would refuse. Publishing archives the previous one and enqueues the rescore of every
+    lead after commit, as it does in production."""
+    ruleset = scoring_services.ruleset_create(
+        user=user,
+        name="Test rules",
+        mql_threshold=Decimal(mql),
+        sql_threshold=Decimal(sql),
+        intent_event_types=list(intent),
+        decay_half_life_days=None if half_life is None else Decimal(half_life),
+        sql_min_fit=None if min_fit is None else Decimal(min_fit),
+    )
+    for rule in rules:
+        numbers = {name: Decimal(rule[name]) for name in ("points", "max_points") if rule.get(name) is not None}
+        scoring_services.rule_create(ruleset=ruleset, **{**rule, **numbers})
+    if publish:
+        scoring_services.ruleset_publish(ruleset=ruleset, user=user)
+    ruleset.refresh_from_db()
+    return ruleset
