@@ -28,6 +28,7 @@ $(VENV)/.runtime: requirements.txt | $(BIN)/python
 
 $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip check
 	touch $@ $(VENV)/.runtime
 
 $(RUNTIME_STAMP):
