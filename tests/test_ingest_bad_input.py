@@ -582,3 +582,15 @@ def test_services_refuse_bad_values_too(source):
     result = services.events_ingest(source=source, payloads=[{**good_event(1), "properties": {"v": float("nan")}}])
     assert result.accepted == 0
     assert "properties" in result.rejected[0]["errors"]
+
+
+def test_an_event_type_with_a_trailing_newline_is_refused(ingest_client):
+    events = [
+        {"event_id": "nl-1", "type": "page_view\n", "lead": {"email": "a@example.com"}},
+        {"event_id": "nl-2", "type": "page_view", "lead": {"email": "a@example.com"}},
+    ]
+    response = ingest_client.post("/api/v1/events", {"events": events}, format="json")
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 1
+    assert [item["index"] for item in response.json()["rejected"]] == [0]
+    assert list(response.json()["rejected"][0]["errors"]) == ["type"]

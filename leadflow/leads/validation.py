@@ -29,7 +29,8 @@ from django.utils import timezone
 from leadflow.db import RawJson
 from leadflow.leads.models import LEAD_IDENTITY_FIELDS, LEAD_PROFILE_FIELDS, LEAD_UTM_FIELDS, Lead
 
-EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# \Z, not $: "$" also matches before a trailing newline ("page_view\n").
+EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 MAX_PROPERTIES_BYTES = 16 * 1024
 MAX_TRAITS_BYTES = 16 * 1024
 # Properties and traits are flat records in practice (scoring reads paths a few levels
