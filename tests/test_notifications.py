@@ -352,6 +352,7 @@ def sessions_idle_in_transaction():
         return cursor.fetchone()[0]
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_no_transaction_and_no_row_lock_is_held_while_the_receiver_answers(webhook):
     with held_at_the_receiver(webhook, "handoff:slow:breach") as (delivery, outcome):
