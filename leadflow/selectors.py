@@ -28,14 +28,7 @@ from leadflow.db import Median, database_has_median, median_in_python
 from leadflow.leads.models import Lead, Source, Stage, StageChange
 from leadflow.leads.selectors import start_of_day
 
-# --- The lead page: its stage history and its handoffs ------------------------------------------------
-STAGE_HISTORY_LIMIT = 100
-
-
-def lead_stage_history(*, lead: Lead, limit: int = STAGE_HISTORY_LIMIT) -> list[StageChange]:
-    return list(StageChange.objects.filter(lead=lead).select_related("actor").order_by("-at", "-id")[:limit])
-
-
+# --- The lead page: its handoffs (its stage history: leadflow.leads.selectors) ------------------------
 LEAD_HANDOFFS_LIMIT = 10
 
 

@@ -108,7 +108,7 @@ def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm 
         "explanation": explanation,
         "matched_rules": [rule for rule in rules if rule["matched"]],
         "unmatched_rules": [rule for rule in rules if not rule["matched"]],
-        "history": selectors.lead_stage_history(lead=lead),
+        "history": lead_selectors.lead_stage_history(lead=lead),
         "events": Paginator(lead_selectors.lead_events(lead=lead), EVENTS_PER_PAGE).get_page(request.GET.get("events")),
         "topics": lead_selectors.lead_interests(lead=lead, key="topic"),
         "assets": lead_selectors.lead_interests(lead=lead, key="asset"),

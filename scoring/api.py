@@ -99,7 +99,7 @@ class LeadStageView(APIView):
     @extend_schema(responses=StageChangeSerializer(many=True), summary="The lead's stage history, newest first")
     def get(self, request: Request, lead_id: Any) -> Response:
         lead = lead_or_404(lead_id)
-        changes = StageChange.objects.filter(lead=lead).select_related("actor").order_by("-at", "-id")
+        changes = lead_selectors.lead_stage_history(lead=lead, limit=None)
         return Response(StageChangeSerializer(changes, many=True).data)
 
     @extend_schema(

@@ -11,7 +11,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from leadflow.leads.models import Event, Lead, Source
+from leadflow.leads.models import Event, Lead, Source, StageChange
 
 RECENT_EVENTS = 20
 
@@ -112,3 +112,13 @@ def lead_interests(*, lead: Lead, key: str, limit: int = INTEREST_LIMIT) -> list
 
 def lead_count() -> int:
     return Lead.objects.count()
+
+
+STAGE_HISTORY_LIMIT = 100
+
+
+def lead_stage_history(*, lead: Lead, limit: int | None = STAGE_HISTORY_LIMIT) -> list[StageChange]:
+    """The lead's stage changes, newest first (the page shows the latest ``limit``; the
+    API, ``limit=None``, all of them)."""
+    changes = StageChange.objects.filter(lead=lead).select_related("actor").order_by("-at", "-id")
+    return list(changes if limit is None else changes[:limit])
