@@ -53,7 +53,6 @@ class HandoffLeadSerializer(serializers.Serializer):
     company = serializers.CharField()
     job_title = serializers.CharField()
     stage = serializers.CharField()
-    score = serializers.DecimalField(max_digits=12, decimal_places=2)
 
 
 class HandoffSerializer(serializers.Serializer):
@@ -62,7 +61,15 @@ class HandoffSerializer(serializers.Serializer):
 
     id = serializers.UUIDField(source="public_id", read_only=True)
     status = serializers.ChoiceField(choices=HandoffStatus.choices, read_only=True)
-    priority = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True)
+    priority = serializers.DecimalField(
+        max_digits=12, decimal_places=2, read_only=True, help_text="The qualifying model's score at SQL."
+    )
+    model = serializers.CharField(
+        source="model.slug", read_only=True, allow_null=True, help_text="The scoring model that qualified the lead."
+    )
+    qualified_by = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text="Every model that qualified the lead at once."
+    )
     lead = HandoffLeadSerializer(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     due_at = serializers.DateTimeField(read_only=True, help_text="SLA: decide by then.")
@@ -103,6 +110,7 @@ class HandoffFilter(query.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=HandoffStatus.choices, help_text="Repeat for several.")
     mine = query.BooleanFilter(method="filter_mine", help_text="true: the handoffs I hold or held.")
     overdue = query.BooleanFilter(method="filter_overdue", help_text="true: open and past due.")
+    model = query.SlugFilter(field_name="model__slug", help_text="The scoring model (slug) that qualified the lead.")
 
     class Meta:
         model = Handoff

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from leadflow.leads.models import Lead
+from scoring.models import ScoringModel
 
 
 class HandoffStatus(models.TextChoices):
@@ -54,8 +55,17 @@ class Handoff(models.Model):
     lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="handoffs", db_index=False)
     status = models.CharField(max_length=16, choices=HandoffStatus.choices, default=HandoffStatus.QUEUED)
     priority = models.DecimalField(
-        max_digits=12, decimal_places=2, default=Decimal("0"), help_text="The lead's score when it became an SQL."
+        max_digits=12,
+        decimal_places=2,
+        default=Decimal("0"),
+        help_text="The qualifying model's score when the lead became an SQL.",
     )
+    # The scoring model that qualified the lead (the first, when several did at once:
+    # ``qualified_by`` lists them all); the queue filters by it and sorts by its score.
+    model = models.ForeignKey(
+        ScoringModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="handoffs", db_index=False
+    )
+    qualified_by = models.JSONField(default=list, blank=True, help_text="Slugs of the models that qualified the lead.")
     created_at = models.DateTimeField(default=timezone.now)
     due_at = models.DateTimeField(help_text="SLA: sales should decide by then.")
     claimed_by = models.ForeignKey(

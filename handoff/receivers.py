@@ -17,7 +17,7 @@ def handoffs_follow_stages(*, applied: TransitionsApplied, **kwargs: Any) -> Non
     handoff; a lead that left SQL with its handoff still open — moved by hand, since a
     rep's decision decides the handoff first — has it closed, with the change's reason."""
     if entered := applied.entered_sql:
-        services.handoffs_open_for_leads(leads=[change.lead for change in entered], at=applied.at)
+        services.handoffs_open_for_changes(changes=entered, at=applied.at)
     for change in applied.left_sql:
         services.handoff_close_for_lead(
             lead=change.lead, reason=f"Stage changed by hand to {change.to_stage}: {change.reason}", actor=change.actor

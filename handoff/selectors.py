@@ -26,11 +26,12 @@ from handoff.roles import can_work_handoffs, is_sales_manager, sees_every_handof
 from leadflow.db import Median, database_has_median, median_in_python
 from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
 from scoring import engine
-from scoring.selectors import Explanation, lead_attributes, ruleset_specs
+from scoring.models import Score
+from scoring.selectors import Explanation, lead_attributes, model_default, ruleset_specs
 
 
 def _with_relations(queryset: QuerySet[Handoff]) -> QuerySet[Handoff]:
-    return queryset.select_related("lead", "claimed_by")
+    return queryset.select_related("lead", "claimed_by", "model")
 
 
 def handoff_list(*, user: Any) -> QuerySet[Handoff]:
@@ -215,20 +216,34 @@ class Qualification:
     scored: bool
     top_rules: tuple[RuleContribution, ...] = ()
     intent: IntentEvent | None = None
+    grade: str = ""
+    score: Decimal | None = None
 
 
-def leads_qualification(*, leads: Iterable[Lead], top: int = TOP_RULES) -> dict[int, Qualification]:
-    """Why each lead is where it is, by lead id, in three queries however many leads:
-    their rulesets (and rules), then their events. The single-lead engine recomputes
-    each score as of ``scored_at`` with the ruleset that produced it, exactly as the
-    lead page's explanation does, so the points shown here add up the same way."""
+def leads_qualification(
+    *, leads: Iterable[Lead], models: dict[int, int | None] | None = None, top: int = TOP_RULES
+) -> dict[int, Qualification]:
+    """Why each lead is where it is, by lead id, in four queries however many leads:
+    their scores under the model that qualified them (``models``: lead id → model id;
+    the default model for a lead not in it), the rulesets (and rules) that computed
+    them, then their events. The single-lead engine recomputes each score as of its
+    ``computed_at`` with the ruleset that produced it, exactly as the lead page's
+    explanation does, so the points shown here add up the same way."""
     leads = list({lead.pk: lead for lead in leads}.values())
-    scored = [lead for lead in leads if lead.scored_at is not None and lead.ruleset_version is not None]
-    versions = {lead.ruleset_version for lead in scored if lead.ruleset_version is not None}
-    specs = ruleset_specs(versions=versions)
+    models = models or {}
+    default = model_default()
+    wanted = {lead.pk: models.get(lead.pk) or (default.pk if default else None) for lead in leads}
+    scores: dict[tuple[int, int | None], Score] = {
+        (score.lead_id, score.model_id): score
+        for score in Score.objects.filter(lead_id__in=list(wanted), model_id__in=set(wanted.values()) - {None})
+    }
+    scored = {
+        lead.pk: scores[(lead.pk, model_id)] for lead in leads if (lead.pk, model_id := wanted[lead.pk]) in scores
+    }
+    specs = ruleset_specs(versions={score.ruleset_version for score in scored.values()})
     event_types = set().union(*(spec.event_types for spec in specs.values()))
     events: dict[int, list[engine.EventRow]] = defaultdict(list)
-    rows = Event.objects.filter(lead_id__in=[lead.pk for lead in scored], type__in=event_types).values_list(
+    rows = Event.objects.filter(lead_id__in=list(scored), type__in=event_types).values_list(
         "lead_id", "id", "type", "properties", "occurred_at"
     )
     for lead_id, event_id, event_type, properties, occurred_at in rows:
@@ -236,12 +251,13 @@ def leads_qualification(*, leads: Iterable[Lead], top: int = TOP_RULES) -> dict[
         events[lead_id].append(row)
 
     qualifications = {lead.pk: Qualification(scored=False) for lead in leads}
-    for lead in scored:
-        spec = specs.get(lead.ruleset_version) if lead.ruleset_version is not None else None
-        if spec is None or lead.scored_at is None:
+    for lead in leads:
+        score = scored.get(lead.pk)
+        spec = specs.get(score.ruleset_version) if score else None
+        if score is None or spec is None:
             continue
         lead_events = events.get(lead.pk, [])
-        result = engine.score_lead(lead_attributes(lead), lead_events, spec, lead.scored_at)
+        result = engine.score_lead(lead_attributes(lead), lead_events, spec, score.computed_at, lead.recycled_at)
         # Largest first; ties keep the ruleset's order (fit rules, then behaviour, by position).
         contributions = sorted((r for r in result.results if r.contribution > 0), key=lambda r: -r.contribution)
         qualifications[lead.pk] = Qualification(
@@ -251,6 +267,8 @@ def leads_qualification(*, leads: Iterable[Lead], top: int = TOP_RULES) -> dict[
                 for r in contributions[:top]
             ),
             intent=_latest_intent(lead_events, spec.intent_event_types),
+            grade=score.grade,
+            score=score.score,
         )
     return qualifications
 
@@ -270,7 +288,9 @@ class QueueItem:
 
 def queue_items(handoffs: Sequence[Handoff]) -> list[QueueItem]:
     """Handoffs (with their leads loaded) and why each lead qualified."""
-    why = leads_qualification(leads=[handoff.lead for handoff in handoffs])
+    why = leads_qualification(
+        leads=[handoff.lead for handoff in handoffs], models={h.lead_id: h.model_id for h in handoffs}
+    )
     return [QueueItem(handoff=handoff, why=why[handoff.lead_id]) for handoff in handoffs]
 
 

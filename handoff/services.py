@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from typing import Any, TypeVar
 
@@ -40,8 +41,9 @@ from handoff.notifications import NotificationEvent, notification_mark_read_by_k
 from handoff.roles import can_reassign_handoffs, can_work_handoffs, is_sales_manager
 from leadflow.db import SqlNames, insert_ignore_conflicts_returning
 from leadflow.leads.lifecycle import Transition, transitions_apply
-from leadflow.leads.models import Lead, Stage
+from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.roles import MARKETING, SALES
+from scoring.models import ScoringModel
 
 logger = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=models.Model)
@@ -158,20 +160,50 @@ def _wrong_state(handoff: Handoff, wanted: str, user: Any = None) -> HandoffStat
 
 
 # --- Opening (handoff.receivers, in the transaction that moves leads into SQL) -----------------
-def handoffs_open_for_leads(*, leads: Sequence[Lead], at: datetime) -> list[int]:
-    """Open a queued handoff for each lead that entered SQL, due after the SLA, with
-    the lead's score as priority. A lead that already has an open handoff keeps it
-    (the partial unique index refuses a second one). Returns the new handoffs' ids."""
-    if not leads:
+def handoffs_open_for_changes(*, changes: Sequence[StageChange], at: datetime) -> list[int]:
+    """Open a queued handoff for each lead that entered SQL (``changes``, their leads
+    set), due after the SLA, recording the models that qualified it and sorting by the
+    first one's score (a change by hand has neither: priority 0). A lead that already
+    has an open handoff keeps it (the partial unique index refuses a second one).
+    Returns the new handoffs' ids."""
+    if not changes:
         return []
     due_at = at + timedelta(hours=settings.HANDOFF_SLA_HOURS)
-    rows = [(uuid.uuid4(), lead.pk, HandoffStatus.QUEUED, lead.score, at, due_at, "", "") for lead in leads]
+    models = dict(ScoringModel.objects.values_list("slug", "id"))
+    rows = [
+        (
+            uuid.uuid4(),
+            change.lead.pk,
+            HandoffStatus.QUEUED,
+            change.score or Decimal("0"),
+            models.get(change.qualified_by[0]) if change.qualified_by else None,
+            change.qualified_by,
+            at,
+            due_at,
+            "",
+            "",
+        )
+        for change in changes
+    ]
     inserted = insert_ignore_conflicts_returning(
         Handoff,
-        ["public_id", "lead", "status", "priority", "created_at", "due_at", "reject_reason", "note"],
+        [
+            "public_id",
+            "lead",
+            "status",
+            "priority",
+            "model",
+            "qualified_by",
+            "created_at",
+            "due_at",
+            "reject_reason",
+            "note",
+        ],
         rows,
         returning=["id", "public_id", "lead"],
     )
+    leads = [change.lead for change in changes]
+    scores = {change.lead.pk: change for change in changes}
     if len(inserted) < len(rows):
         logger.warning("%s leads entered SQL with a handoff already open", len(rows) - len(inserted))
     HandoffEvent.objects.bulk_create(
@@ -182,12 +214,12 @@ def handoffs_open_for_leads(*, leads: Sequence[Lead], at: datetime) -> list[int]
         batch_size=1000,
     )
     by_id = {lead.pk: lead for lead in leads}
-    opened = [(public_id, by_id[lead_id]) for _id, public_id, lead_id in inserted]
+    opened = [(public_id, by_id[lead_id], scores[lead_id]) for _id, public_id, lead_id in inserted]
     notify(_new_sql_notifications(opened, due_at))
     return [handoff_id for handoff_id, _public_id, _lead_id in inserted]
 
 
-def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> list[NotificationEvent]:
+def _new_sql_notifications(opened: list[tuple[Any, Lead, StageChange]], due_at: datetime) -> list[NotificationEvent]:
     if not opened:
         return []
     if len(opened) > NEW_SQL_DIGEST_THRESHOLD:
@@ -200,7 +232,7 @@ def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> 
                 link=reverse("sales-queue"),
                 api_link=reverse("api-handoffs"),
                 recipient_roles=(SALES,),
-                data={"handoffs": [str(public_id) for public_id, _lead in opened], "due_at": due_at},
+                data={"handoffs": [str(public_id) for public_id, _lead, _change in opened], "due_at": due_at},
             )
         ]
     return [
@@ -210,13 +242,21 @@ def _new_sql_notifications(opened: list[tuple[Any, Lead]], due_at: datetime) -> 
             lead=lead,
             occasion=_NEW_SQL,
             title=f"New SQL: {lead.display_name}" + (f" ({lead.company})" if lead.company else ""),
-            body=f"Score {lead.score}. Claim it before {due_at:%Y-%m-%d %H:%M} UTC (SLA).",
+            body=f"{_qualified(change)}Claim it before {due_at:%Y-%m-%d %H:%M} UTC (SLA).",
             recipient_roles=(SALES,),
-            score=lead.score,
+            score=change.score,
+            qualified_by=change.qualified_by,
             due_at=due_at,
         )
-        for public_id, lead in opened
+        for public_id, lead, change in opened
     ]
+
+
+def _qualified(change: StageChange) -> str:
+    if change.score is None:
+        return ""
+    models = ", ".join(change.qualified_by)
+    return f"Score {change.score}" + (f" ({models})" if models else "") + ". "
 
 
 # --- Claims -----------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def _handoff_context(
     request: HttpRequest, handoff: Handoff, reject_form: HandoffRejectForm | None = None
 ) -> dict[str, Any]:
     lead = handoff.lead
-    explained = scoring_selectors.lead_explain(lead=lead)
+    explained = scoring_selectors.lead_explain(lead=lead, model=handoff.model)
     explanation = explanation_data(explained)
     actions = selectors.handoff_allowed_actions(handoff=handoff, user=request.user)
     return {

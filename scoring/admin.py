@@ -13,7 +13,7 @@ from django.http import HttpRequest
 
 from leadflow.leads.admin import ReadOnlyAdminMixin
 from scoring import services
-from scoring.models import RULE_FIELDS, RULESET_FIELDS, RescoreRun, Rule, RuleSet, RuleSetStatus
+from scoring.models import RULE_FIELDS, RULESET_FIELDS, RescoreRun, Rule, RuleSet, RuleSetStatus, ScoringModel
 
 
 def _check(form: forms.ModelForm, validate: Callable[[], None]) -> None:
@@ -68,10 +68,20 @@ class RuleSetAdmin(admin.ModelAdmin):
     clone (the services number versions)."""
 
     form = RuleSetAdminForm
-    list_display = ["version", "name", "status", "mql_threshold", "sql_threshold", "published_at"]
-    list_filter = ["status"]
+    list_display = ["version", "model", "name", "status", "mql_threshold", "sql_threshold", "published_at"]
+    list_filter = ["model", "status"]
+    list_select_related = ["model"]
     inlines = [RuleInline]
-    readonly_fields = ["version", "status", "created_by", "created_at", "published_by", "published_at", "archived_at"]
+    readonly_fields = [
+        "model",
+        "version",
+        "status",
+        "created_by",
+        "created_at",
+        "published_by",
+        "published_at",
+        "archived_at",
+    ]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return super().has_change_permission(request, obj) and _is_draft(obj)
@@ -108,6 +118,15 @@ class RuleSetAdmin(admin.ModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
+
+
+@admin.register(ScoringModel)
+class ScoringModelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Models are created and edited in the Scoring rules pages and the API (the services
+    check slugs and refuse to delete a model that scored leads)."""
+
+    list_display = ["position", "name", "slug", "created_at"]
+    list_display_links = ["name"]
 
 
 @admin.register(RescoreRun)

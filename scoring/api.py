@@ -1,12 +1,12 @@
-"""Scoring API: explain a score, change a stage by hand, rulesets and their rules,
-preview (what-if), publish, and rescore progress."""
+"""Scoring API: scoring models, explain a score, change a stage by hand, rulesets and
+their rules, preview (what-if), publish, and rescore progress."""
 
 from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import generics, serializers, status
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,7 +16,16 @@ from leadflow.leads.lifecycle import StageChangeError, lead_stage_change
 from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.pagination import PageNumberPagination
 from scoring import presenters, selectors, services
-from scoring.models import RULE_FIELDS, RULESET_FIELDS, RescoreRun, Rule, RuleSet
+from scoring.models import (
+    RULE_FIELDS,
+    RULESET_FIELDS,
+    SCORING_MODEL_FIELDS,
+    RescoreRun,
+    Rule,
+    RuleSet,
+    RuleSetStatus,
+    ScoringModel,
+)
 from scoring.permissions import CanChangeStage, CanEditRules
 
 NOT_A_DRAFT = OpenApiResponse(description="Not a draft: only drafts change. Clone the ruleset into a new draft.")
@@ -50,18 +59,32 @@ class ExplainRuleSerializer(serializers.Serializer):
     max_points = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
     capped = serializers.BooleanField()
     decayed = serializers.BooleanField()
+    decays = serializers.BooleanField(help_text="False: the rule opted out of decay.")
     window_days = serializers.IntegerField(allow_null=True)
     contribution = serializers.DecimalField(max_digits=12, decimal_places=2)
     events = ExplainEventSerializer(many=True, help_text="Up to 20 most recent events behind the rule.")
 
 
+class SuppressedBySerializer(serializers.Serializer):
+    rule_id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
 class ExplainSerializer(serializers.Serializer):
     lead = serializers.UUIDField()
+    model = serializers.CharField(allow_null=True, help_text="The scoring model's slug.")
+    model_name = serializers.CharField(allow_null=True)
     ruleset_version = serializers.IntegerField(allow_null=True)
     as_of = serializers.DateTimeField(allow_null=True)
     score = serializers.DecimalField(max_digits=12, decimal_places=2)
     fit_score = serializers.DecimalField(max_digits=12, decimal_places=2)
     behaviour_score = serializers.DecimalField(max_digits=12, decimal_places=2)
+    grade = serializers.CharField(help_text="Fit grade A–F; empty when the model never scored the lead.")
+    last_intent_at = serializers.DateTimeField(allow_null=True, help_text="Latest hand-raise inside the intent window.")
+    behaviour_since_recycled = serializers.DecimalField(
+        max_digits=12, decimal_places=2, allow_null=True, help_text="For a recycled lead: behaviour since then."
+    )
+    suppressed_by = SuppressedBySerializer(allow_null=True, help_text="The suppression rule that matched, if any.")
     adds_up = serializers.BooleanField()
     needs_rescore = serializers.BooleanField()
     rules = ExplainRuleSerializer(many=True)
@@ -70,9 +93,22 @@ class ExplainSerializer(serializers.Serializer):
 class LeadScoreView(APIView):
     permission_classes = [CanChangeStage]
 
-    @extend_schema(responses=ExplainSerializer, summary="Explain the lead's score rule by rule")
+    @extend_schema(
+        responses=ExplainSerializer,
+        parameters=[
+            OpenApiParameter("model", str, description="The scoring model (slug); the default model otherwise.")
+        ],
+        summary="Explain the lead's score under a model, rule by rule",
+    )
     def get(self, request: Request, lead_id: Any) -> Response:
-        explanation = selectors.lead_explain(lead=lead_or_404(lead_id))
+        lead = lead_or_404(lead_id)
+        slug = request.query_params.get("model")
+        model = None
+        if slug:
+            model = selectors.model_get(slug=slug)
+            if model is None:
+                raise exceptions.ValidationError({"model": [f"No scoring model {slug!r}."]})
+        explanation = selectors.lead_explain(lead=lead, model=model)
         return Response(ExplainSerializer(presenters.explanation_data(explanation)).data)
 
 
@@ -89,7 +125,7 @@ class StageChangeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = StageChange
-        fields = ["from_stage", "to_stage", "at", "actor", "reason", "ruleset_version", "score"]
+        fields = ["from_stage", "to_stage", "at", "actor", "reason", "qualified_by", "ruleset_version", "score"]
         read_only_fields = fields
 
 
@@ -142,8 +178,87 @@ class RuleSerializer(serializers.ModelSerializer):
         return attrs
 
 
+class ScoringModelSerializer(serializers.ModelSerializer):
+    published_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ScoringModel
+        fields = ["id", *SCORING_MODEL_FIELDS, "published_version", "created_at"]
+        read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"position": {"required": False}, "slug": {"validators": []}, "name": {"validators": []}}
+
+    def get_published_version(self, model: ScoringModel) -> int | None:
+        published = [r.version for r in model.rulesets.all() if r.status == RuleSetStatus.PUBLISHED]
+        return published[0] if published else None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        instance = self.instance or ScoringModel()
+        candidate = ScoringModel(
+            pk=instance.pk, **{**{name: getattr(instance, name) for name in SCORING_MODEL_FIELDS}, **attrs}
+        )
+        if candidate.position is None:
+            candidate.position = 0
+        services.scoring_model_validate(model=candidate)
+        return attrs
+
+
+def scoring_models() -> QuerySet[ScoringModel]:
+    return selectors.model_list().prefetch_related("rulesets")
+
+
+class ScoringModelListView(generics.ListCreateAPIView):
+    """Scoring models (e.g. one per product line); scoring admins create them."""
+
+    permission_classes = [CanEditRules]
+    serializer_class = ScoringModelSerializer
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[ScoringModel]:
+        return scoring_models()
+
+    def perform_create(self, serializer: Any) -> None:
+        serializer.instance = services.scoring_model_create(**serializer.validated_data)
+
+
+class ScoringModelDetailView(APIView):
+    permission_classes = [CanEditRules]
+
+    def _model(self, slug: str) -> ScoringModel:
+        return get_object_or_404(scoring_models(), slug=slug)
+
+    @extend_schema(responses=ScoringModelSerializer)
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(ScoringModelSerializer(self._model(slug)).data)
+
+    @extend_schema(request=ScoringModelSerializer, responses=ScoringModelSerializer)
+    def patch(self, request: Request, slug: str) -> Response:
+        model = self._model(slug)
+        serializer = ScoringModelSerializer(model, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        model = services.scoring_model_update(
+            model=model, changes=services.ScoringModelChanges(**serializer.validated_data)
+        )
+        return Response(ScoringModelSerializer(self._model(model.slug)).data)
+
+    @extend_schema(
+        responses={204: None, 409: OpenApiResponse(description="The model has published rulesets: it is history.")}
+    )
+    def delete(self, request: Request, slug: str) -> Response:
+        try:
+            services.scoring_model_delete(model=self._model(slug))
+        except services.ScoringError as error:
+            return conflict(error)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class RuleSetSerializer(serializers.ModelSerializer):
     rules = RuleSerializer(many=True, read_only=True)
+    model: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=ScoringModel.objects.all(),
+        required=False,
+        help_text="The scoring model (slug) of the ruleset; the default model when left out. Fixed once created.",
+    )
     created_by: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
@@ -155,14 +270,9 @@ class RuleSetSerializer(serializers.ModelSerializer):
         model = RuleSet
         fields = [
             "version",
-            "name",
-            "description",
+            "model",
             "status",
-            "mql_threshold",
-            "sql_threshold",
-            "intent_event_types",
-            "sql_min_fit",
-            "decay_half_life_days",
+            *RULESET_FIELDS,
             "created_by",
             "created_at",
             "published_by",
@@ -173,20 +283,39 @@ class RuleSetSerializer(serializers.ModelSerializer):
         read_only_fields = ["version", "status", "created_at", "published_at", "archived_at"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        services.ruleset_validate(**{**current_values(self.instance or RuleSet(), RULESET_FIELDS), **attrs})
+        if self.instance is not None and "model" in attrs and attrs["model"] != self.instance.model:
+            raise serializers.ValidationError({"model": ["A ruleset stays with its model: clone it into the other."]})
+        given = {name: value for name, value in attrs.items() if name in RULESET_FIELDS}
+        services.ruleset_validate(**{**current_values(self.instance or RuleSet(), RULESET_FIELDS), **given})
         return attrs
 
 
 class RuleSetListView(generics.ListCreateAPIView):
+    """Rulesets of every model (``?model=<slug>`` for one model's), newest first."""
+
     permission_classes = [CanEditRules]
     serializer_class = RuleSetSerializer
     pagination_class = None
 
+    @extend_schema(parameters=[OpenApiParameter("model", str, description="Only this scoring model's rulesets.")])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
     def get_queryset(self) -> QuerySet[RuleSet]:
-        return selectors.ruleset_list()
+        rulesets = selectors.ruleset_list()
+        slug = self.request.query_params.get("model")
+        if self.request.method == "GET" and slug:
+            if selectors.model_get(slug=slug) is None:
+                raise exceptions.ValidationError({"model": [f"No scoring model {slug!r}."]})
+            rulesets = rulesets.filter(model__slug=slug)
+        return rulesets
 
     def perform_create(self, serializer: Any) -> None:
-        serializer.instance = services.ruleset_create(user=self.request.user, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        model = data.pop("model", None) or selectors.model_default()
+        if model is None:
+            raise exceptions.ValidationError({"model": ["Create a scoring model first."]})
+        serializer.instance = services.ruleset_create(user=self.request.user, model=model, **data)
 
 
 def ruleset_or_404(version: int) -> RuleSet:
@@ -205,10 +334,9 @@ class RuleSetDetailView(APIView):
         ruleset = ruleset_or_404(version)
         serializer = RuleSetSerializer(ruleset, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
+        changes = {name: value for name, value in serializer.validated_data.items() if name in RULESET_FIELDS}
         try:
-            ruleset = services.ruleset_update(
-                ruleset=ruleset, changes=services.RuleSetChanges(**serializer.validated_data)
-            )
+            ruleset = services.ruleset_update(ruleset=ruleset, changes=services.RuleSetChanges(**changes))
         except services.ScoringError as error:
             return conflict(error)
         return Response(RuleSetSerializer(ruleset_or_404(ruleset.version)).data)
@@ -233,12 +361,14 @@ class RuleSetCloneView(APIView):
 
 class RescoreRunSerializer(serializers.ModelSerializer):
     ruleset_version = serializers.IntegerField(source="ruleset.version", read_only=True)
+    model = serializers.CharField(source="ruleset.model.slug", read_only=True)
     percent = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = RescoreRun
         fields = [
             "id",
+            "model",
             "ruleset_version",
             "reason",
             "state",
@@ -361,11 +491,11 @@ class RescoreRunListView(generics.ListAPIView):
     permission_classes = [CanEditRules]
     serializer_class = RescoreRunSerializer
     pagination_class = PageNumberPagination
-    queryset = RescoreRun.objects.select_related("ruleset")
+    queryset = RescoreRun.objects.select_related("ruleset__model")
 
 
 class RescoreRunDetailView(generics.RetrieveAPIView):
     permission_classes = [CanEditRules]
     serializer_class = RescoreRunSerializer
-    queryset = RescoreRun.objects.select_related("ruleset")
+    queryset = RescoreRun.objects.select_related("ruleset__model")
     lookup_url_kwarg = "run_id"

@@ -10,4 +10,9 @@ class ScoringConfig(AppConfig):
         # enqueues score_leads by name (it may not import scoring), and Celery sends a
         # task it does not know to the broker even in eager mode. Imported here, when
         # the models are ready, because the tasks import scoring's services.
+        # The core's lead lists read the scores through this provider (it may not import scoring).
+        from leadflow.leads.scores import provider_register
         from scoring import tasks  # noqa: F401
+        from scoring.selectors import LeadScores
+
+        provider_register(LeadScores())

@@ -9,14 +9,16 @@ rule values, thresholds, stages — is a bound parameter.
 
 A full rescore (``scoring.services.rescore_run_execute``) computes the scores once into
 a temporary table (``scores_table``) and walks it in chunks of lead ids: per chunk,
-``ScoresTable.write`` stores the scores and ``ScoresTable.transition_candidates`` lists
-the leads whose new score may move their stage. The services hold the transactions,
-the run's lease and the stage transitions themselves.
+``ScoresTable.write`` upserts the scores into the narrow scores table (``Score``) and
+``ScoresTable.transitions`` moves the leads whose new score meets the model's criteria,
+set-based. The services hold the transactions, the run's lease and the signal.
 """
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,8 +26,18 @@ from typing import Any
 from django.db import connection, transaction
 
 from leadflow.db import SqlNames
-from leadflow.leads.models import Event, Lead, Stage
-from scoring.engine import RuleSetSpec, condition_sql, decayed_term_sql, json_path_sql, lead_attribute_sql
+from leadflow.leads.models import Event, Lead, Stage, StageChange
+from scoring.engine import (
+    LeadScore,
+    RuleSetSpec,
+    RuleSpec,
+    condition_sql,
+    decayed_term_sql,
+    grade_sql,
+    json_path_sql,
+    lead_attribute_sql,
+)
+from scoring.models import Score
 
 # The scores of a full rescore: a temporary table of the session, so of one run.
 SCORES_TABLE = "rescore_scores"
@@ -33,10 +45,42 @@ SCORES_TABLE = "rescore_scores"
 SCORES_WORK_MEM = "256MB"
 
 
+@dataclass(frozen=True)
+class ScoreRow:
+    """One lead's score under one model, as both engines give it and ``Score`` stores it."""
+
+    id: int
+    fit: Decimal
+    behaviour: Decimal
+    last_intent_at: datetime | None
+    grade: str
+    suppressed_by: int | None
+    behaviour_since: Decimal | None
+
+    @property
+    def score(self) -> Decimal:
+        return self.fit + self.behaviour
+
+    @classmethod
+    def of(cls, lead_id: int, result: LeadScore) -> "ScoreRow":
+        return cls(
+            lead_id,
+            result.fit,
+            result.behaviour,
+            result.last_intent_at,
+            result.grade,
+            result.suppressed_by,
+            result.behaviour_since,
+        )
+
+
+SCORE_COLUMNS = "id, fit, behaviour, last_intent_at, grade, suppressed_by, behaviour_since"
+
+
 def scores_sql(ruleset: RuleSetSpec) -> tuple[str, dict[str, Any]]:
-    """One set-based query giving, per lead: ``id``, ``fit``, ``behaviour`` and
-    ``last_intent_at``. Parameters are named; the caller supplies ``%(as_of)s``. Every
-    identifier and literal in the text is generated here; every value is a bound parameter."""
+    """One set-based query giving, per lead, ``SCORE_COLUMNS`` (``ScoreRow``'s fields).
+    Parameters are named; the caller supplies ``%(as_of)s``. Every identifier and
+    literal in the text is generated here; every value is a bound parameter."""
     lead, event = SqlNames(Lead), SqlNames(Event)
     params: dict[str, Any] = {}
     counter = iter(range(1_000_000))
@@ -53,15 +97,23 @@ def scores_sql(ruleset: RuleSetSpec) -> tuple[str, dict[str, Any]]:
         placeholders = iter(bind(values))
         return re.sub(r"%s", lambda _m: next(placeholders), sql)
 
+    def attribute_condition(rule: RuleSpec) -> str:
+        condition, condition_params = condition_sql(lead_attribute_sql(rule.attribute, lead), rule.operator, rule.value)
+        return bound(condition, condition_params)
+
+    def property_condition(rule: RuleSpec) -> str:
+        expression = json_path_sql(f"e.{event.properties}", rule.attribute)
+        condition, condition_params = condition_sql(expression, rule.operator, rule.value)
+        return bound(condition, condition_params)
+
     fit_terms = []
     for rule in ruleset.fit_rules:
-        condition, condition_params = condition_sql(lead_attribute_sql(rule.attribute, lead), rule.operator, rule.value)
         (points,) = bind([rule.points])
-        fit_terms.append(f"CASE WHEN {bound(condition, condition_params)} THEN {points} ELSE 0 END")
+        fit_terms.append(f"CASE WHEN {attribute_condition(rule)} THEN {points} ELSE 0 END")
     fit_sql = " + ".join(fit_terms) or "0"
 
     rules = list(ruleset.behaviour_rules)
-    behaviour_sql, behaviour_join = "0.00", ""
+    behaviour_sql, since_sql, behaviour_join = "0.00", "0.00", ""
     if rules:
         rows, conditions = [], []
         for index, rule in enumerate(rules):
@@ -69,65 +121,112 @@ def scores_sql(ruleset: RuleSetSpec) -> tuple[str, dict[str, Any]]:
             event_type, points, window_length, max_points = bind(
                 [rule.event_type, rule.points, window, rule.max_points]
             )
+            decays = "true" if rule.decays else "false"
             rows.append(
-                f"({index}, {event_type}::text, {points}::numeric, {window_length}::interval, {max_points}::numeric)"
+                f"({index}, {event_type}::text, {points}::numeric, {window_length}::interval,"
+                f" {max_points}::numeric, {decays})"
             )
             if rule.has_condition:
-                expression = json_path_sql(f"e.{event.properties}", rule.attribute)
-                condition, condition_params = condition_sql(expression, rule.operator, rule.value)
-                conditions.append(f"WHEN {index} THEN {bound(condition, condition_params)}")
+                conditions.append(f"WHEN {index} THEN {property_condition(rule)}")
         # Inline VALUES, not a CTE: the planner then aggregates the events in parallel workers.
-        rules_sql = f"(VALUES {', '.join(rows)}) AS r(idx, type, points, window_length, max_points)"
+        rules_sql = f"(VALUES {', '.join(rows)}) AS r(idx, type, points, window_length, max_points, decays)"
         condition_test = f"AND CASE r.idx {' '.join(conditions)} ELSE true END" if conditions else ""
-        term = decayed_term_sql("r.points", f"e.{event.occurred_at}", ruleset.decay_half_life_days)
-        capped = (
-            "CASE WHEN r.max_points IS NULL THEN p.total WHEN r.max_points > 0 THEN LEAST(p.total, r.max_points)"
-            " ELSE GREATEST(p.total, r.max_points) END"
-        )
+        decayed = decayed_term_sql("r.points", f"e.{event.occurred_at}", ruleset.decay_half_life_days)
+        term = decayed if decayed == "r.points" else f"(CASE WHEN r.decays THEN {decayed} ELSE r.points END)"
+
+        def capped(total: str) -> str:
+            return (
+                f"ROUND(CASE WHEN r.max_points IS NULL THEN {total} WHEN r.max_points > 0"
+                f" THEN LEAST({total}, r.max_points) ELSE GREATEST({total}, r.max_points) END, 2)"
+            )
+
         # Each event meets only the rules of its type: one decayed term per (event, rule),
         # summed per (lead, rule), then capped and rounded per rule and added per lead.
+        # The few recycled leads also sum the terms of their events after the recycling.
         behaviour_join = f"""
         LEFT JOIN (
-            SELECT p.lead_id, SUM(ROUND({capped}, 2)) AS behaviour
+            SELECT p.lead_id, SUM({capped("p.total")}) AS behaviour, SUM({capped("p.since")}) AS since
             FROM (
-                SELECT e.{event.lead} AS lead_id, r.idx, SUM({term}) AS total
+                SELECT e.{event.lead} AS lead_id, r.idx, SUM({term}) AS total,
+                       SUM({term}) FILTER (WHERE e.{event.occurred_at} > rc.recycled_at) AS since
                 FROM {event.table} e
                 JOIN {rules_sql}
                   ON r.type = e.{event.type}
                  AND (r.window_length IS NULL OR e.{event.occurred_at} >= %(as_of)s - r.window_length)
                  {condition_test}
+                LEFT JOIN (
+                    SELECT {lead.id} AS id, {lead.recycled_at} AS recycled_at FROM {lead.table}
+                    WHERE {lead.recycled_at} IS NOT NULL
+                ) rc ON rc.id = e.{event.lead}
                 GROUP BY e.{event.lead}, r.idx
             ) p
             JOIN {rules_sql} ON r.idx = p.idx
             GROUP BY p.lead_id
         ) b ON b.lead_id = l.{lead.id}"""  # noqa: S608
-        behaviour_sql = "COALESCE(b.behaviour, 0.00)"
+        behaviour_sql, since_sql = "COALESCE(b.behaviour, 0.00)", "COALESCE(b.since, 0.00)"
 
-    intent = bind([list(ruleset.intent_event_types)])[0]
+    # Suppression: the first rule (in rule order) that matches, by attribute or by event.
+    suppress = ruleset.suppress_rules
+    suppress_sql, suppress_join = "NULL::bigint", ""
+    if suppress:
+        (rule_ids,) = bind([[rule.id for rule in suppress]])
+        by_attribute = [
+            f"WHEN {attribute_condition(rule)} THEN {index}"
+            for index, rule in enumerate(suppress)
+            if not rule.event_type
+        ]
+        attribute_index = f"(CASE {' '.join(by_attribute)} END)" if by_attribute else "NULL::int"
+        by_event = [(index, rule) for index, rule in enumerate(suppress) if rule.event_type]
+        event_index = "NULL::int"
+        if by_event:
+            tests = []
+            for index, rule in by_event:
+                (event_type,) = bind([rule.event_type])
+                condition = f" AND {property_condition(rule)}" if rule.has_condition else ""
+                tests.append(f"WHEN e.{event.type} = {event_type}{condition} THEN {index}")
+            (types,) = bind([[rule.event_type for _index, rule in by_event]])
+            suppress_join = f"""
+        LEFT JOIN (
+            SELECT e.{event.lead} AS lead_id, MIN(CASE {" ".join(tests)} END) AS idx
+            FROM {event.table} e WHERE e.{event.type} = ANY({types})
+            GROUP BY e.{event.lead}
+        ) sup ON sup.lead_id = l.{lead.id}"""  # noqa: S608
+            event_index = "sup.idx"
+        suppress_sql = f"({rule_ids}::bigint[])[LEAST({attribute_index}, {event_index}) + 1]"
+
+    intent, intent_window = bind([list(ruleset.intent_event_types), timedelta(days=ruleset.intent_window_days)])
+    thresholds = bind(list(ruleset.grade_thresholds))
     sql = f"""
+        SELECT s.id, s.fit, s.behaviour, s.last_intent_at, {grade_sql("s.fit", thresholds)}::text AS grade,
+               s.suppressed_by, s.behaviour_since
+        FROM (
         SELECT l.{lead.id} AS id,
                ({fit_sql})::numeric AS fit,
                ({behaviour_sql})::numeric AS behaviour,
-               i.last_intent_at
-        FROM {lead.table} l{behaviour_join}
+               i.last_intent_at,
+               {suppress_sql} AS suppressed_by,
+               (CASE WHEN l.{lead.recycled_at} IS NULL THEN NULL ELSE {since_sql} END)::numeric AS behaviour_since
+        FROM {lead.table} l{behaviour_join}{suppress_join}
         LEFT JOIN (
             SELECT e.{event.lead} AS lead_id, MAX(e.{event.occurred_at}) AS last_intent_at
             FROM {event.table} e
-            WHERE e.{event.type} = ANY({intent})
+            WHERE e.{event.type} = ANY({intent}) AND e.{event.occurred_at} >= %(as_of)s - {intent_window}::interval
             GROUP BY e.{event.lead}
         ) i ON i.lead_id = l.{lead.id}
+        ) s
     """  # noqa: S608
     return sql, params
 
 
-def scores_stream(spec: RuleSetSpec, as_of: datetime) -> Iterator[tuple[int, Decimal, Decimal, datetime | None]]:
-    """``scores_sql``'s rows as of ``as_of``, streamed through a server-side cursor."""
+def scores_stream(spec: RuleSetSpec, as_of: datetime) -> Iterator[ScoreRow]:
+    """``scores_sql``'s rows as of ``as_of``, in id order, streamed through a server-side cursor."""
     sql, params = scores_sql(spec)
     params["as_of"] = as_of
     with transaction.atomic(), connection.connection.cursor(name="iter_scores") as cursor:
         cursor.itersize = 5000
-        cursor.execute(sql, params)
-        yield from cursor
+        cursor.execute(f"{sql} ORDER BY s.id", params)
+        for row in cursor:
+            yield ScoreRow(*row)
 
 
 class ScoresTable:
@@ -148,46 +247,122 @@ class ScoresTable:
         return int(row[0]) if row else last
 
     def write(self, *, after: int, upto: int) -> int:
-        """Store the scores of the leads with ids in (after, upto]; returns how many. A lead
-        changed after ``as_of`` keeps its ``needs_rescore`` flag: its own scoring follows."""
-        lead = SqlNames(Lead)
+        """Store the scores of the leads with ids in (after, upto] in the scores table;
+        returns how many. One upsert: a fresh row per lead the model never scored, else a
+        rewrite of the row in place (no index covers a column that changes, so it is a
+        HOT update). A score computed after ``as_of`` (the lead's own scoring, for an
+        event that came in meanwhile) is newer and stays."""
+        score, lead = SqlNames(Score), SqlNames(Lead)
+        changing = [score.score, score.fit, score.behaviour, score.grade, score.ruleset_version, score.computed_at]
+        changing += [score.last_intent_at, score.behaviour_since_recycled, score.suppressed_by]
         self.cursor.execute(
             f"""
-            UPDATE {lead.table} l
-            SET {lead.fit_score} = s.fit, {lead.behaviour_score} = s.behaviour, {lead.score} = s.fit + s.behaviour,
-                {lead.scored_at} = %(as_of)s, {lead.ruleset_version} = %(version)s,
-                {lead.needs_rescore} = (l.{lead.needs_rescore} AND l.{lead.updated_at} > %(as_of)s)
-            FROM {SCORES_TABLE} s
-            WHERE l.{lead.id} = s.id AND s.id > %(after)s AND s.id <= %(upto)s
-            """,  # noqa: S608 -- names from the model
-            {"as_of": self.as_of, "version": self.spec.version, "after": after, "upto": upto},
+            INSERT INTO {score.table} ({score.model}, {score.lead}, {", ".join(changing)})
+            SELECT %(model)s, s.id, s.fit + s.behaviour, s.fit, s.behaviour, s.grade, %(version)s, %(as_of)s,
+                   s.last_intent_at, s.behaviour_since, s.suppressed_by
+            FROM {SCORES_TABLE} s JOIN {lead.table} l ON l.{lead.id} = s.id
+            WHERE s.id > %(after)s AND s.id <= %(upto)s
+            ON CONFLICT ({score.lead}, {score.model}) DO UPDATE
+            SET {", ".join(f"{column} = EXCLUDED.{column}" for column in changing)}
+            WHERE {score.table}.{score.computed_at} <= EXCLUDED.{score.computed_at}
+            """,  # noqa: S608 -- names from the models
+            {
+                "model": self.spec.model_id,
+                "version": self.spec.version,
+                "as_of": self.as_of,
+                "after": after,
+                "upto": upto,
+            },
         )
         return int(self.cursor.rowcount)
 
-    def transition_candidates(self, *, after: int, upto: int) -> list[tuple[int, datetime | None]]:
-        """(lead id, last intent) of the leads with ids in (after, upto] whose stored stage
-        and new score may call for an automatic transition. Only a narrowing: the rule
-        that decides is ``scoring.services.automatic_path``."""
-        lead = SqlNames(Lead)
+    def transitions(self, *, after: int, upto: int) -> list[StageChange]:
+        """Apply the automatic transitions of the leads with ids in (after, upto] whose
+        new score (stored by ``write``) meets this model's criteria, set-based: one
+        statement locks and moves the leads and writes their StageChanges (two for a
+        lead that goes from new or recycled straight to SQL). Returns the StageChanges
+        (ids, stages, score; ``lead`` unset). The rule is ``engine.qualifies_mql`` and
+        ``qualifies_sql`` — this is their SQL twin, for one model (a lead that any other
+        model qualifies was promoted when that model scored it)."""
+        lead, score, change = SqlNames(Lead), SqlNames(Score), SqlNames(StageChange)
+        spec = self.spec
+        params = {
+            "after": after,
+            "upto": upto,
+            "model": spec.model_id,
+            "as_of": self.as_of,
+            "new": Stage.NEW,
+            "recycled": Stage.RECYCLED,
+            "mql": Stage.MQL,
+            "sql": Stage.SQL,
+            "mql_threshold": spec.mql_threshold,
+            "sql_threshold": spec.sql_threshold,
+            "requalify": spec.requalify_threshold,
+            "min_fit": spec.sql_min_fit,
+            "mql_min_grade": spec.mql_min_grade,
+            "sql_min_grade": spec.sql_min_grade,
+            "version": spec.version,
+            "qualified_by": json.dumps([spec.model_slug]),
+            "mql_reason": f"reached the MQL threshold {spec.mql_threshold} ({spec.model_slug} v{spec.version}).",
+            "sql_reason": f"reached the SQL threshold {spec.sql_threshold} ({spec.model_slug} v{spec.version}).",
+        }
+        grade_ok = "(%({minimum})s = '' OR s.{grade} COLLATE \"C\" <= %({minimum})s)"
+        mql_ok = f"""(s.{score.suppressed_by} IS NULL AND s.{score.score} >= %(mql_threshold)s
+            AND {grade_ok.format(minimum="mql_min_grade", grade=score.grade)}
+            AND (l.{lead.stage} <> %(recycled)s OR COALESCE(s.{score.behaviour_since_recycled} >= %(requalify)s, false)))"""
+        sql_ok = f"""(s.{score.suppressed_by} IS NULL AND s.{score.last_intent_at} IS NOT NULL
+            AND s.{score.score} >= %(sql_threshold)s
+            AND (l.{lead.recycled_at} IS NULL OR s.{score.last_intent_at} > l.{lead.recycled_at})
+            AND (%(min_fit)s::numeric IS NULL OR s.{score.fit} >= %(min_fit)s::numeric)
+            AND {grade_ok.format(minimum="sql_min_grade", grade=score.grade)})"""
         self.cursor.execute(
             f"""
-            SELECT s.id, s.last_intent_at FROM {SCORES_TABLE} s JOIN {lead.table} l ON l.{lead.id} = s.id
-            WHERE s.id > %(after)s AND s.id <= %(upto)s
-              AND ((l.{lead.stage} IN (%(new)s, %(recycled)s) AND s.fit + s.behaviour >= %(mql)s)
-                OR (l.{lead.stage} = %(at_mql)s AND s.fit + s.behaviour >= %(sql)s AND s.last_intent_at IS NOT NULL))
-            ORDER BY s.id
-            """,  # noqa: S608 -- names from the model
-            {
-                "after": after,
-                "upto": upto,
-                "new": Stage.NEW,
-                "recycled": Stage.RECYCLED,
-                "at_mql": Stage.MQL,
-                "mql": self.spec.mql_threshold,
-                "sql": self.spec.sql_threshold,
-            },
+            WITH scored AS (
+                SELECT l.{lead.id} AS id, l.{lead.stage} AS from_stage, s.{score.score} AS score,
+                       {mql_ok} AS mql_ok, {sql_ok} AS sql_ok
+                FROM {lead.table} l JOIN {score.table} s ON s.{score.lead} = l.{lead.id} AND s.{score.model} = %(model)s
+                WHERE l.{lead.id} > %(after)s AND l.{lead.id} <= %(upto)s
+                  AND l.{lead.stage} IN (%(new)s, %(recycled)s, %(mql)s)
+            ), target AS (
+                SELECT id, from_stage, score, ((from_stage = %(mql)s OR mql_ok) AND sql_ok) AS to_sql FROM scored
+                WHERE (from_stage <> %(mql)s AND mql_ok) OR (from_stage = %(mql)s AND sql_ok)
+            ), moved AS (
+                UPDATE {lead.table} l
+                SET {lead.stage} = CASE WHEN t.to_sql THEN %(sql)s ELSE %(mql)s END,
+                    {lead.mql_at} = COALESCE(l.{lead.mql_at}, %(as_of)s),
+                    {lead.sql_at} = CASE WHEN t.to_sql THEN %(as_of)s ELSE l.{lead.sql_at} END
+                FROM target t
+                WHERE l.{lead.id} = t.id AND l.{lead.stage} = t.from_stage
+                RETURNING l.{lead.id} AS id, t.from_stage, t.to_sql, t.score
+            ), steps AS (
+                SELECT id, 1 AS step, from_stage, %(mql)s AS to_stage, score, %(mql_reason)s AS reason
+                FROM moved WHERE from_stage <> %(mql)s
+                UNION ALL
+                SELECT id, 2, %(mql)s, %(sql)s, score, %(sql_reason)s FROM moved WHERE to_sql
+            )
+            INSERT INTO {change.table} ({change.lead}, {change.from_stage}, {change.to_stage}, {change.at},
+                {change.reason}, {change.qualified_by}, {change.ruleset_version}, {change.score})
+            SELECT id, from_stage, to_stage, %(as_of)s,
+                   CASE WHEN to_stage = %(sql)s THEN 'Intent shown and score ' ELSE 'Score ' END || score || ' ' || reason,
+                   %(qualified_by)s::jsonb, %(version)s, score
+            FROM steps ORDER BY id, step
+            RETURNING {change.id}, {change.lead}, {change.from_stage}, {change.to_stage}, {change.score}
+            """,  # noqa: S608 -- names from the models, values bound
+            params,
         )
-        return list(self.cursor.fetchall())
+        return [
+            StageChange(
+                id=change_id,
+                lead_id=lead_id,
+                from_stage=from_stage,
+                to_stage=to_stage,
+                at=self.as_of,
+                qualified_by=[spec.model_slug],
+                ruleset_version=spec.version,
+                score=value,
+            )
+            for change_id, lead_id, from_stage, to_stage, value in self.cursor.fetchall()
+        ]
 
 
 @contextmanager

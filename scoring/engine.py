@@ -16,11 +16,21 @@ give identical scores. The rules of the game:
   exact decimals in both engines.
 * A behaviour rule's total is capped (positive caps bound from above, negative
   from below), then rounded to 2 decimals: its *contribution*. The score is the
-  exact sum of contributions, so explanations always add up.
+  exact sum of contributions, so explanations always add up. A rule may opt out of
+  decay (``decays``): its events keep their full points.
+* The fit grade is the best letter whose threshold the fit reaches (A–D), else F.
+* A hand-raise counts only inside the model's intent window: ``last_intent_at`` is
+  the latest intent event at most ``intent_window_days`` before the moment scored.
+* A suppression rule (an attribute condition, or any event of a type, optionally
+  with a property condition) marks the lead suppressed; it has no points and never
+  decays. The first matching suppression rule (in rule order) is recorded.
+* For a recycled lead, ``behaviour_since`` is the behaviour score computed from its
+  events after ``recycled_at`` alone (each rule capped and rounded the same way):
+  what requalification as MQL asks for.
 """
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -217,10 +227,15 @@ class RuleSpec:
     value: Any = None
     max_points: Decimal | None = None
     window_days: int | None = None
+    decays: bool = True
 
     @property
     def has_condition(self) -> bool:
         return bool(self.attribute and self.operator)
+
+
+GRADE_LETTERS = ("A", "B", "C", "D")
+WORST_GRADE = "F"
 
 
 @dataclass(frozen=True)
@@ -232,6 +247,19 @@ class RuleSetSpec:
     sql_min_fit: Decimal | None
     decay_half_life_days: Decimal | None
     rules: tuple[RuleSpec, ...]
+    model_id: int = 0
+    model_slug: str = ""
+    # The lowest fit of grades A, B, C and D.
+    grade_thresholds: tuple[Decimal, Decimal, Decimal, Decimal] = (
+        Decimal("30"),
+        Decimal("20"),
+        Decimal("10"),
+        Decimal("0"),
+    )
+    mql_min_grade: str = ""
+    sql_min_grade: str = ""
+    intent_window_days: int = 90
+    requalify_threshold: Decimal = Decimal("15")
 
     @property
     def fit_rules(self) -> list[RuleSpec]:
@@ -242,8 +270,43 @@ class RuleSetSpec:
         return [rule for rule in self.rules if rule.kind == "behaviour"]
 
     @property
+    def suppress_rules(self) -> list[RuleSpec]:
+        return [rule for rule in self.rules if rule.kind == "suppress"]
+
+    @property
     def event_types(self) -> set[str]:
-        return {rule.event_type for rule in self.behaviour_rules} | set(self.intent_event_types)
+        counted = {rule.event_type for rule in self.behaviour_rules}
+        suppressing = {rule.event_type for rule in self.suppress_rules if rule.event_type}
+        return counted | suppressing | set(self.intent_event_types)
+
+    def rule(self, rule_id: int | None) -> RuleSpec | None:
+        return next((rule for rule in self.rules if rule.id == rule_id), None)
+
+
+def grade(fit: Decimal, spec: RuleSetSpec) -> str:
+    for letter, threshold in zip(GRADE_LETTERS, spec.grade_thresholds, strict=True):
+        if fit >= threshold:
+            return letter
+    return WORST_GRADE
+
+
+def grade_sql(fit_sql: str, thresholds: Sequence[str]) -> str:
+    """``grade`` in SQL; ``thresholds`` are the placeholders of the four thresholds."""
+    cases = " ".join(
+        f"WHEN {fit_sql} >= {threshold} THEN '{letter}'"
+        for letter, threshold in zip(GRADE_LETTERS, thresholds, strict=True)
+    )
+    return f"(CASE {cases} ELSE '{WORST_GRADE}' END)"
+
+
+def grade_reaches(grade: str, minimum: str) -> bool:
+    """A grade at least as good as ``minimum`` (empty: any grade). Letters sort best first."""
+    return not minimum or grade <= minimum
+
+
+def rule_half_life(rule: RuleSpec, half_life: Decimal | None) -> Decimal | None:
+    """The half-life a rule's events decay with: none for a rule that opted out."""
+    return half_life if rule.decays else None
 
 
 def decayed_term(points: Decimal, occurred_at: datetime, as_of: datetime, half_life: Decimal | None) -> Decimal:
@@ -306,6 +369,9 @@ class LeadScore:
     behaviour: Decimal
     results: list[RuleResult]
     last_intent_at: datetime | None
+    grade: str = WORST_GRADE
+    suppressed_by: int | None = None
+    behaviour_since: Decimal | None = None
 
     @property
     def total(self) -> Decimal:
@@ -320,8 +386,26 @@ def event_matches(rule: RuleSpec, event: EventRow) -> bool:
     return condition_matches(json_path_text(event.properties, rule.attribute), rule.operator, rule.value)
 
 
-def score_lead(lead: dict[str, Any], events: Iterable[EventRow], ruleset: RuleSetSpec, as_of: datetime) -> LeadScore:
-    """Score one lead from its attributes and events (all of them, any order)."""
+def suppressing_rule(lead: dict[str, Any], events: Sequence[EventRow], ruleset: RuleSetSpec) -> int | None:
+    """The id of the first suppression rule (in rule order) the lead matches, if any."""
+    for rule in ruleset.suppress_rules:
+        if rule.event_type:
+            if any(event_matches(rule, event) for event in events):
+                return rule.id
+        elif condition_matches(lead_attribute(lead, rule.attribute), rule.operator, rule.value):
+            return rule.id
+    return None
+
+
+def score_lead(
+    lead: dict[str, Any],
+    events: Iterable[EventRow],
+    ruleset: RuleSetSpec,
+    as_of: datetime,
+    recycled_at: datetime | None = None,
+) -> LeadScore:
+    """Score one lead from its attributes and events (all of them, any order). With
+    ``recycled_at`` (a recycled lead), also its behaviour since then."""
     results = []
     fit = ZERO
     for rule in ruleset.fit_rules:
@@ -332,20 +416,78 @@ def score_lead(lead: dict[str, Any], events: Iterable[EventRow], ruleset: RuleSe
 
     ordered = sorted(events, key=lambda event: (event.occurred_at, event.id))
     intent_types = set(ruleset.intent_event_types)
-    last_intent_at = max((e.occurred_at for e in ordered if e.type in intent_types), default=None)
-    half_life = ruleset.decay_half_life_days
+    window_start = as_of - timedelta(days=ruleset.intent_window_days)
+    last_intent_at = max(
+        (e.occurred_at for e in ordered if e.type in intent_types and e.occurred_at >= window_start), default=None
+    )
     behaviour = ZERO
+    since = None if recycled_at is None else ZERO
     for rule in ruleset.behaviour_rules:
+        half_life = rule_half_life(rule, ruleset.decay_half_life_days)
         result = RuleResult(rule=rule, decayed=half_life is not None)
+        since_total = ZERO
         for event in ordered:
             if event_matches(rule, event) and in_window(rule, event.occurred_at, as_of):
+                term = decayed_term(rule.points, event.occurred_at, as_of, half_life)
                 result.matched += 1
                 result.first_at = result.first_at or event.occurred_at
                 result.last_at = event.occurred_at
-                result.raw_total += decayed_term(rule.points, event.occurred_at, as_of, half_life)
+                result.raw_total += term
                 result.event_ids.append(event.id)
+                if recycled_at is not None and event.occurred_at > recycled_at:
+                    since_total += term
         result.contribution = contribution(result.raw_total, rule.max_points)
         result.capped = cap(result.raw_total, rule.max_points) != result.raw_total
         behaviour += result.contribution
+        if since is not None:
+            since += contribution(since_total, rule.max_points)
         results.append(result)
-    return LeadScore(fit=fit, behaviour=behaviour, results=results, last_intent_at=last_intent_at)
+    return LeadScore(
+        fit=fit,
+        behaviour=behaviour,
+        results=results,
+        last_intent_at=last_intent_at,
+        grade=grade(fit, ruleset),
+        suppressed_by=suppressing_rule(lead, ordered, ruleset),
+        behaviour_since=since,
+    )
+
+
+# --- Qualification (one model's criteria; ``mql_sql``/``sql_sql`` are the SQL twins) -----
+def qualifies_mql(
+    spec: RuleSetSpec,
+    *,
+    score: Decimal,
+    grade: str,
+    suppressed: bool,
+    recycled: bool,
+    behaviour_since: Decimal | None,
+) -> bool:
+    """The model's MQL criteria: not suppressed, the score and the grade reach the
+    model's minimums, and a recycled lead has earned the requalification threshold in
+    behaviour points since its recycling."""
+    if suppressed or score < spec.mql_threshold or not grade_reaches(grade, spec.mql_min_grade):
+        return False
+    return not recycled or (behaviour_since is not None and behaviour_since >= spec.requalify_threshold)
+
+
+def qualifies_sql(
+    spec: RuleSetSpec,
+    *,
+    score: Decimal,
+    fit: Decimal,
+    grade: str,
+    suppressed: bool,
+    last_intent_at: datetime | None,
+    recycled_at: datetime | None,
+) -> bool:
+    """The model's SQL criteria: not suppressed, a hand-raise inside the intent window
+    (after the recycling, for a recycled lead), the score, the fit and the grade reach
+    the model's minimums."""
+    if suppressed or last_intent_at is None or score < spec.sql_threshold:
+        return False
+    if recycled_at is not None and last_intent_at <= recycled_at:
+        return False
+    if spec.sql_min_fit is not None and fit < spec.sql_min_fit:
+        return False
+    return grade_reaches(grade, spec.sql_min_grade)

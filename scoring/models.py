@@ -1,9 +1,43 @@
-"""Versioned scoring rules and rescore runs."""
+"""Scoring models, their versioned rules, the scores they give leads, and rescore runs."""
+
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+
+from leadflow.leads.models import Lead
+
+
+class ScoringModel(models.Model):
+    """What a score measures (e.g. one per product line: "Platform", "Analytics add-on").
+    A model owns versioned rulesets, one published at a time, and each lead has one
+    score per model with a published ruleset. The first model (by ``position``) is the
+    default: lists sort by it unless asked for another."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=50, unique=True)
+    description = models.TextField(blank=True)
+    position = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# What a person sets on a model.
+SCORING_MODEL_FIELDS = ("name", "slug", "description", "position")
+
+# Fit grades, best first; a lead whose fit reaches none of the thresholds is an F.
+GRADES = ("A", "B", "C", "D", "F")
+GRADE_CHOICES = [(grade, grade) for grade in GRADES]
+DEFAULT_GRADE_THRESHOLDS = {"A": Decimal("30"), "B": Decimal("20"), "C": Decimal("10"), "D": Decimal("0")}
+DEFAULT_INTENT_WINDOW_DAYS = 90
+DEFAULT_REQUALIFY_THRESHOLD = Decimal("15")
 
 
 class RuleSetStatus(models.TextChoices):
@@ -13,8 +47,10 @@ class RuleSetStatus(models.TextChoices):
 
 
 class RuleSet(models.Model):
-    """A versioned set of rules and thresholds; exactly one is published at a time."""
+    """A versioned set of rules and thresholds of a model; at most one per model is
+    published at a time. Versions are numbered across models (v7 names one ruleset)."""
 
+    model = models.ForeignKey(ScoringModel, on_delete=models.PROTECT, related_name="rulesets")
     version = models.PositiveIntegerField(unique=True)
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
@@ -25,6 +61,29 @@ class RuleSet(models.Model):
     sql_min_fit = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     decay_half_life_days = models.DecimalField(
         max_digits=8, decimal_places=2, null=True, blank=True, help_text="Empty: behaviour points never decay."
+    )
+    # Fit grades: the lowest fit of each grade; below D's is an F.
+    grade_a_min = models.DecimalField(max_digits=10, decimal_places=2, default=DEFAULT_GRADE_THRESHOLDS["A"])
+    grade_b_min = models.DecimalField(max_digits=10, decimal_places=2, default=DEFAULT_GRADE_THRESHOLDS["B"])
+    grade_c_min = models.DecimalField(max_digits=10, decimal_places=2, default=DEFAULT_GRADE_THRESHOLDS["C"])
+    grade_d_min = models.DecimalField(max_digits=10, decimal_places=2, default=DEFAULT_GRADE_THRESHOLDS["D"])
+    mql_min_grade = models.CharField(max_length=1, choices=GRADE_CHOICES, blank=True, help_text="Empty: any grade.")
+    sql_min_grade = models.CharField(max_length=1, choices=GRADE_CHOICES, blank=True, help_text="Empty: any grade.")
+    intent_window_days = models.PositiveIntegerField(
+        default=DEFAULT_INTENT_WINDOW_DAYS, help_text="A hand-raise counts for SQL this many days."
+    )
+    requalify_threshold = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        default=DEFAULT_REQUALIFY_THRESHOLD,
+        help_text="Behaviour points a recycled lead must earn after its recycling to be an MQL again.",
+    )
+    mqa_threshold = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="An account whose roll-up score reaches this is marketing-qualified. Empty: no MQAs.",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -41,7 +100,7 @@ class RuleSet(models.Model):
         ordering = ["-version"]
         constraints = [
             models.UniqueConstraint(
-                fields=["status"], condition=Q(status=RuleSetStatus.PUBLISHED), name="ruleset_one_published"
+                fields=["model"], condition=Q(status=RuleSetStatus.PUBLISHED), name="ruleset_one_published_per_model"
             ),
             models.CheckConstraint(condition=Q(mql_threshold__gt=0), name="ruleset_mql_threshold_positive"),
             models.CheckConstraint(
@@ -51,6 +110,14 @@ class RuleSet(models.Model):
                 condition=Q(decay_half_life_days__isnull=True) | Q(decay_half_life_days__gt=0),
                 name="ruleset_half_life_positive",
             ),
+            models.CheckConstraint(
+                condition=Q(grade_a_min__gte=F("grade_b_min"))
+                & Q(grade_b_min__gte=F("grade_c_min"))
+                & Q(grade_c_min__gte=F("grade_d_min")),
+                name="ruleset_grades_descend",
+            ),
+            models.CheckConstraint(condition=Q(intent_window_days__gt=0), name="ruleset_intent_window_positive"),
+            models.CheckConstraint(condition=Q(requalify_threshold__gt=0), name="ruleset_requalify_positive"),
         ]
 
     def __str__(self) -> str:
@@ -70,12 +137,22 @@ RULESET_FIELDS = (
     "intent_event_types",
     "sql_min_fit",
     "decay_half_life_days",
+    "grade_a_min",
+    "grade_b_min",
+    "grade_c_min",
+    "grade_d_min",
+    "mql_min_grade",
+    "sql_min_grade",
+    "intent_window_days",
+    "requalify_threshold",
+    "mqa_threshold",
 )
 
 
 class RuleKind(models.TextChoices):
     FIT = "fit", "Fit (lead attribute)"
     BEHAVIOUR = "behaviour", "Behaviour (events)"
+    SUPPRESS = "suppress", "Suppression (never promote)"
 
 
 class Operator(models.TextChoices):
@@ -92,7 +169,10 @@ class Rule(models.Model):
     """Fit: ``attribute`` is a lead field (or ``traits.<key>``) compared with ``value``.
     Behaviour: every event of ``event_type`` (optionally whose ``properties`` at
     ``attribute`` satisfy the condition) within ``window_days`` earns ``points``,
-    decayed; the rule's total is capped at ``max_points``."""
+    decayed unless ``decays`` is off; the rule's total is capped at ``max_points``.
+    Suppression: a lead whose attribute matches (no ``event_type``), or that has any
+    event of ``event_type`` (optionally matching the property condition), is never
+    promoted; it has no points and never decays."""
 
     ruleset = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="rules")
     kind = models.CharField(max_length=16, choices=RuleKind.choices)
@@ -105,15 +185,20 @@ class Rule(models.Model):
     value = models.JSONField(null=True, blank=True)
     max_points = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     window_days = models.PositiveIntegerField(null=True, blank=True)
+    decays = models.BooleanField(default=True, help_text="Off: this rule's points keep their full value.")
 
     class Meta:
         ordering = ["position", "id"]
         constraints = [
-            models.CheckConstraint(condition=~Q(points=0), name="rule_points_nonzero"),
+            models.CheckConstraint(
+                condition=(Q(kind=RuleKind.SUPPRESS) & Q(points=0)) | (~Q(kind=RuleKind.SUPPRESS) & ~Q(points=0)),
+                name="rule_points_nonzero_unless_suppress",
+            ),
             models.CheckConstraint(
                 condition=(Q(kind=RuleKind.FIT) & Q(event_type="") & ~Q(attribute="") & ~Q(operator=""))
-                | (Q(kind=RuleKind.BEHAVIOUR) & ~Q(event_type="")),
-                name="rule_kind_shape",
+                | (Q(kind=RuleKind.BEHAVIOUR) & ~Q(event_type=""))
+                | (Q(kind=RuleKind.SUPPRESS) & (~Q(event_type="") | (~Q(attribute="") & ~Q(operator="")))),
+                name="rule_kind_shape_with_suppress",
             ),
             models.CheckConstraint(
                 condition=Q(max_points__isnull=True)
@@ -142,7 +227,45 @@ RULE_FIELDS = (
     "value",
     "max_points",
     "window_days",
+    "decays",
 )
+
+
+class Score(models.Model):
+    """A lead's score under one model: the narrow table every score lives in.
+
+    Built for the write path: a full rescore rewrites every row of a model, so the
+    only indexes are the key (lead, model) and the id, none on a column that changes,
+    and the table keeps free space in each page (fillfactor, PostgreSQL): the rewrite
+    is a HOT update that touches no index. ``computed_at`` and ``ruleset_version`` say
+    how to recompute the score exactly (the explanation); ``last_intent_at`` (the
+    latest hand-raise inside the model's intent window), ``behaviour_since_recycled``
+    (behaviour points from events after the lead's recycling, when it was recycled) and
+    ``suppressed_by`` (the id of the first suppression rule that matched) are what
+    qualification needs."""
+
+    model = models.ForeignKey(ScoringModel, on_delete=models.CASCADE, related_name="scores", db_index=False)
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="scores", db_index=False)
+    score = models.DecimalField(max_digits=12, decimal_places=2)
+    fit = models.DecimalField(max_digits=12, decimal_places=2)
+    behaviour = models.DecimalField(max_digits=12, decimal_places=2)
+    grade = models.CharField(max_length=1, choices=GRADE_CHOICES)
+    ruleset_version = models.PositiveIntegerField()
+    computed_at = models.DateTimeField()
+    last_intent_at = models.DateTimeField(null=True, blank=True)
+    behaviour_since_recycled = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    suppressed_by = models.BigIntegerField(null=True, blank=True, help_text="The suppression rule that matched.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["lead", "model"], name="score_lead_model")]
+
+    def __str__(self) -> str:
+        return f"{self.lead_id} under {self.model_id}: {self.grade} · {self.score}"
+
+    @property
+    def label(self) -> str:
+        """Grade and score together, as lists show them: ``B · 74.00``."""
+        return f"{self.grade} · {self.score}"
 
 
 class RescoreState(models.TextChoices):

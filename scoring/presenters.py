@@ -2,19 +2,23 @@
 to the dicts and strings the API serializes and the pages render, so that both say the
 same thing the same way."""
 
+from decimal import Decimal
 from typing import Any
 
 from scoring.engine import RuleSpec
 from scoring.models import RuleKind
 from scoring.selectors import Explanation, Preview, PreviewLead
 
+ZERO = Decimal("0.00")
 EXPLAINED_EVENTS = 20  # the most recent events shown behind each rule
 
 
 def describe_rule(rule: RuleSpec) -> str:
     condition = f"{rule.attribute} {rule.operator} {rule.value!r}" if rule.has_condition else ""
-    if rule.kind == RuleKind.FIT:
+    if rule.kind == RuleKind.FIT or (rule.kind == RuleKind.SUPPRESS and not rule.event_type):
         return condition
+    if rule.kind == RuleKind.SUPPRESS:
+        return f"any {rule.event_type}" + (f" where {condition}" if condition else "")
     parts = [f"each {rule.event_type}"]
     if condition:
         parts.append(f"where {condition}")
@@ -44,18 +48,27 @@ def explanation_data(explanation: Explanation) -> dict[str, Any]:
                     "max_points": result.rule.max_points,
                     "capped": result.capped,
                     "decayed": result.decayed,
+                    "decays": result.rule.decays,
                     "window_days": result.rule.window_days,
                     "contribution": result.contribution,
                     "events": [{"event_id": e.event_id, "type": e.type, "occurred_at": e.occurred_at} for e in events],
                 }
             )
+    score, scored = explanation.score, explanation.result
+    suppressed_by = explanation.suppressed_by
     return {
         "lead": lead.public_id,
+        "model": explanation.model.slug if explanation.model else None,
+        "model_name": explanation.model.name if explanation.model else None,
         "ruleset_version": explanation.ruleset.version if explanation.ruleset else None,
         "as_of": explanation.as_of,
-        "score": lead.score,
-        "fit_score": lead.fit_score,
-        "behaviour_score": lead.behaviour_score,
+        "score": score.score if score else ZERO,
+        "fit_score": score.fit if score else ZERO,
+        "behaviour_score": score.behaviour if score else ZERO,
+        "grade": score.grade if score else "",
+        "last_intent_at": scored.last_intent_at if scored else None,
+        "behaviour_since_recycled": scored.behaviour_since if scored else None,
+        "suppressed_by": {"rule_id": suppressed_by.id, "name": suppressed_by.name} if suppressed_by else None,
         "adds_up": explanation.adds_up,
         "needs_rescore": lead.needs_rescore,
         "rules": rules,

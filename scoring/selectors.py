@@ -12,13 +12,15 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import CharField, DecimalField, F, FilteredRelation, Q, QuerySet, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from leadflow.leads.models import LEAD_PROFILE_FIELDS, LEAD_UTM_FIELDS, Event, Lead, Stage
+from leadflow.leads.scores import ModelScore, UnknownModel
 from scoring import bulk, engine
 from scoring.engine import EventRow, LeadScore, RuleSetSpec, RuleSpec
-from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus
+from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus, Score, ScoringModel
 
 # The lead's fields the engine reads: ``engine.LEAD_ATTRIBUTES`` are these and the
 # e-mail's domain, and ``traits.<key>`` reads the traits.
@@ -39,6 +41,7 @@ def rule_spec(rule: Rule) -> RuleSpec:
         value=rule.value,
         max_points=rule.max_points,
         window_days=rule.window_days,
+        decays=rule.decays,
     )
 
 
@@ -51,17 +54,52 @@ def ruleset_spec(ruleset: RuleSet) -> RuleSetSpec:
         sql_min_fit=ruleset.sql_min_fit,
         decay_half_life_days=ruleset.decay_half_life_days,
         rules=tuple(rule_spec(rule) for rule in ruleset.rules.all()),
+        model_id=ruleset.model_id,
+        model_slug=ruleset.model.slug,
+        grade_thresholds=(ruleset.grade_a_min, ruleset.grade_b_min, ruleset.grade_c_min, ruleset.grade_d_min),
+        mql_min_grade=ruleset.mql_min_grade,
+        sql_min_grade=ruleset.sql_min_grade,
+        intent_window_days=ruleset.intent_window_days,
+        requalify_threshold=ruleset.requalify_threshold,
     )
 
 
 def ruleset_list() -> QuerySet[RuleSet]:
-    """Rulesets with their rules and the people who created and published them: every
-    lookup of a ruleset below starts here."""
-    return RuleSet.objects.select_related("created_by", "published_by").prefetch_related("rules")
+    """Rulesets with their model, rules and the people who created and published them:
+    every lookup of a ruleset below starts here."""
+    return RuleSet.objects.select_related("model", "created_by", "published_by").prefetch_related("rules")
 
 
-def published_ruleset() -> RuleSet | None:
-    return ruleset_list().filter(status=RuleSetStatus.PUBLISHED).first()
+# --- Models ----------------------------------------------------------------------------------
+def model_list() -> QuerySet[ScoringModel]:
+    """Every scoring model, the default (first) first."""
+    return ScoringModel.objects.order_by("position", "id")
+
+
+def model_get(*, slug: str) -> ScoringModel | None:
+    return model_list().filter(slug=slug).first()
+
+
+def model_default() -> ScoringModel | None:
+    """The model lists sort by unless asked for another: the first."""
+    return model_list().first()
+
+
+def published_rulesets() -> list[RuleSet]:
+    """The published ruleset of every model that has one, in the models' order."""
+    return list(ruleset_list().filter(status=RuleSetStatus.PUBLISHED).order_by("model__position", "model_id"))
+
+
+def published_specs() -> list[RuleSetSpec]:
+    return [ruleset_spec(ruleset) for ruleset in published_rulesets()]
+
+
+def published_ruleset(model: ScoringModel | None = None) -> RuleSet | None:
+    """The model's published ruleset (the default model's when none is given)."""
+    model = model or model_default()
+    if model is None:
+        return None
+    return ruleset_list().filter(status=RuleSetStatus.PUBLISHED, model=model).first()
 
 
 def ruleset_by_version(version: int) -> RuleSet | None:
@@ -82,9 +120,11 @@ def lead_attributes(lead: Lead) -> dict[str, Any]:
     return {name: getattr(lead, name) for name in LEAD_ATTRIBUTE_FIELDS}
 
 
-def events_by_lead(lead_ids: Sequence[int], spec: RuleSetSpec) -> dict[int, list[EventRow]]:
+def events_by_lead(lead_ids: Sequence[int], *specs: RuleSetSpec) -> dict[int, list[EventRow]]:
+    """The events of these leads that any of the specs reads, by lead."""
     grouped: dict[int, list[EventRow]] = defaultdict(list)
-    rows = Event.objects.filter(lead_id__in=lead_ids, type__in=spec.event_types).values_list(
+    types = set().union(*(spec.event_types for spec in specs))
+    rows = Event.objects.filter(lead_id__in=lead_ids, type__in=types).values_list(
         "lead_id", "id", "type", "properties", "occurred_at"
     )
     for lead_id, event_id, event_type, properties, occurred_at in rows.iterator(chunk_size=5000):
@@ -92,8 +132,8 @@ def events_by_lead(lead_ids: Sequence[int], spec: RuleSetSpec) -> dict[int, list
     return grouped
 
 
-def iter_scores(spec: RuleSetSpec, as_of: datetime) -> Iterator[tuple[int, Decimal, Decimal, datetime | None]]:
-    """(lead id, fit, behaviour, last intent) of every lead under ``spec``, streamed."""
+def iter_scores(spec: RuleSetSpec, as_of: datetime) -> Iterator[bulk.ScoreRow]:
+    """Every lead's score under ``spec`` as of ``as_of``, streamed, in id order."""
     if connection.vendor == "postgresql":
         yield from bulk.scores_stream(spec, as_of)
         return
@@ -102,28 +142,61 @@ def iter_scores(spec: RuleSetSpec, as_of: datetime) -> Iterator[tuple[int, Decim
         chunk = ids[start : start + SCORE_CHUNK]
         events = events_by_lead(chunk, spec)
         for lead in Lead.objects.filter(id__in=chunk).order_by("id"):
-            result = engine.score_lead(lead_attributes(lead), events.get(lead.pk, []), spec, as_of)
-            yield lead.pk, result.fit, result.behaviour, result.last_intent_at
+            result = engine.score_lead(lead_attributes(lead), events.get(lead.pk, []), spec, as_of, lead.recycled_at)
+            yield bulk.ScoreRow.of(lead.pk, result)
 
 
 # --- Where a score takes a lead --------------------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    """One automatic transition: the stage, and the models whose criteria it meets."""
+
+    to_stage: str
+    specs: tuple[RuleSetSpec, ...]
+
+
 def automatic_path(
-    *, stage: str, score: Decimal, fit: Decimal, last_intent_at: datetime | None, lead: Lead, spec: RuleSetSpec
-) -> list[str]:
-    """Stages an automatic rescore moves the lead through, in order (forward only)."""
-    path: list[str] = []
+    *, stage: str, recycled_at: datetime | None, scores: Sequence[tuple[RuleSetSpec, "bulk.ScoreRow"]]
+) -> list[Step]:
+    """Stages an automatic rescore moves the lead through, in order (forward only): MQL
+    when any model's MQL criteria hold, then SQL when any model's SQL criteria hold
+    (``engine.qualifies_mql``/``qualifies_sql``; ``scoring.bulk.transitions_sql`` is
+    the SQL twin, for one model)."""
+    path: list[Step] = []
     current = stage
     if current in (Stage.NEW, Stage.RECYCLED):
-        recycled_at = lead.recycled_at if current == Stage.RECYCLED else None
-        active = recycled_at is None or (lead.last_activity_at is not None and lead.last_activity_at > recycled_at)
-        if active and score >= spec.mql_threshold:
+        recycled = current == Stage.RECYCLED
+        mql = tuple(
+            spec
+            for spec, row in scores
+            if engine.qualifies_mql(
+                spec,
+                score=row.score,
+                grade=row.grade,
+                suppressed=row.suppressed_by is not None,
+                recycled=recycled,
+                behaviour_since=row.behaviour_since,
+            )
+        )
+        if mql:
             current = Stage.MQL
-            path.append(current)
+            path.append(Step(current, mql))
     if current == Stage.MQL:
-        intent = last_intent_at is not None and (lead.recycled_at is None or last_intent_at > lead.recycled_at)
-        fit_ok = spec.sql_min_fit is None or fit >= spec.sql_min_fit
-        if intent and fit_ok and score >= spec.sql_threshold:
-            path.append(Stage.SQL)
+        sql = tuple(
+            spec
+            for spec, row in scores
+            if engine.qualifies_sql(
+                spec,
+                score=row.score,
+                fit=row.fit,
+                grade=row.grade,
+                suppressed=row.suppressed_by is not None,
+                last_intent_at=row.last_intent_at,
+                recycled_at=recycled_at,
+            )
+        )
+        if sql:
+            path.append(Step(Stage.SQL, sql))
     return path
 
 
@@ -131,6 +204,8 @@ def automatic_path(
 @dataclass
 class Explanation:
     lead: Lead
+    model: ScoringModel | None
+    score: Score | None
     ruleset: RuleSet | None
     as_of: datetime | None
     result: LeadScore | None
@@ -138,21 +213,46 @@ class Explanation:
 
     @property
     def adds_up(self) -> bool:
-        return self.result is not None and self.result.total == self.lead.score
+        return self.result is not None and self.score is not None and self.result.total == self.score.score
+
+    @property
+    def suppressed_by(self) -> RuleSpec | None:
+        """The suppression rule that keeps the lead from being promoted, if any."""
+        if self.result is None or self.result.suppressed_by is None:
+            return None
+        return next((r.rule for r in self.result.results if r.rule.id == self.result.suppressed_by), None) or (
+            RuleSpec(id=self.result.suppressed_by, kind="suppress", name="(a suppression rule)", points=Decimal(0))
+        )
 
 
-def lead_explain(*, lead: Lead) -> Explanation:
-    """Recompute the lead's stored score rule by rule, with the ruleset version and the
-    moment it was scored, so that the contributions add up to the stored score."""
-    ruleset = ruleset_by_version(lead.ruleset_version) if lead.ruleset_version else None
-    if ruleset is None or lead.scored_at is None:
-        return Explanation(lead=lead, ruleset=ruleset, as_of=None, result=None)
+def lead_scores(*, lead: Lead) -> list[Score]:
+    """The lead's score under every model that scored it, in the models' order."""
+    return list(lead.scores.select_related("model").order_by("model__position", "model_id"))
+
+
+def lead_explain(*, lead: Lead, model: ScoringModel | None = None) -> Explanation:
+    """Recompute the lead's stored score under ``model`` (the default model when none is
+    given) rule by rule, with the ruleset version and the moment it was scored, so that
+    the contributions add up to the stored score."""
+    model = model or model_default()
+    score = Score.objects.filter(lead=lead, model=model).first() if model else None
+    ruleset = ruleset_by_version(score.ruleset_version) if score else None
+    if score is None or ruleset is None:
+        return Explanation(lead=lead, model=model, score=score, ruleset=ruleset, as_of=None, result=None)
     spec = ruleset_spec(ruleset)
-    as_of = lead.scored_at
+    as_of = score.computed_at
     events = list(lead.events.filter(type__in=spec.event_types))
     rows = [EventRow(type=e.type, properties=e.properties, occurred_at=e.occurred_at, id=e.pk) for e in events]
-    result = engine.score_lead(lead_attributes(lead), rows, spec, as_of)
-    return Explanation(lead=lead, ruleset=ruleset, as_of=as_of, result=result, events={e.pk: e for e in events})
+    result = engine.score_lead(lead_attributes(lead), rows, spec, as_of, lead.recycled_at)
+    return Explanation(
+        lead=lead,
+        model=model,
+        score=score,
+        ruleset=ruleset,
+        as_of=as_of,
+        result=result,
+        events={e.pk: e for e in events},
+    )
 
 
 # --- Preview -------------------------------------------------------------------------------
@@ -197,7 +297,8 @@ def _bucket(score: Decimal) -> str:
 
 
 def ruleset_preview(*, ruleset: RuleSet, as_of: datetime | None = None) -> Preview:
-    """What-if: evaluate ``ruleset`` over every current lead without writing anything.
+    """What-if: evaluate ``ruleset`` over every current lead without writing anything,
+    beside the scores its model gives them now (0 where it never scored them).
 
     *Enter* lists leads the ruleset would promote (forward transitions, as a publish
     would apply them). *Leave* lists leads at MQL/SQL whose new score falls below the
@@ -211,26 +312,22 @@ def ruleset_preview(*, ruleset: RuleSet, as_of: datetime | None = None) -> Previ
     after: dict[str, int] = defaultdict(int)
     hist_before: dict[str, int] = defaultdict(int)
     hist_after: dict[str, int] = defaultdict(int)
-    leads = {
-        row["id"]: row
-        for row in Lead.objects.values("id", "stage", "score", "recycled_at", "last_activity_at").iterator(5000)
-    }
-    for lead_id, fit, behaviour, last_intent_at in iter_scores(spec, as_of):
-        row = leads.get(lead_id)
+    leads = {row["id"]: row for row in Lead.objects.values("id", "stage", "recycled_at").iterator(5000)}
+    current = dict(Score.objects.filter(model_id=spec.model_id).values_list("lead_id", "score").iterator(5000))
+    for scored in iter_scores(spec, as_of):
+        row = leads.get(scored.id)
         if row is None:
             continue
-        score = fit + behaviour
-        stand_in = Lead(stage=row["stage"], recycled_at=row["recycled_at"], last_activity_at=row["last_activity_at"])
-        path = automatic_path(
-            stage=row["stage"], score=score, fit=fit, last_intent_at=last_intent_at, lead=stand_in, spec=spec
-        )
+        score, score_before = scored.score, current.get(scored.id, Decimal("0"))
+        steps = automatic_path(stage=row["stage"], recycled_at=row["recycled_at"], scores=[(spec, scored)])
+        path = [step.to_stage for step in steps]
         new_stage = path[-1] if path else row["stage"]
         preview.leads += 1
         before[row["stage"]] += 1
         after[new_stage] += 1
-        hist_before[_bucket(row["score"])] += 1
+        hist_before[_bucket(score_before)] += 1
         hist_after[_bucket(score)] += 1
-        item = PreviewLead(id=lead_id, score_before=row["score"], score_after=score, stage=row["stage"])
+        item = PreviewLead(id=scored.id, score_before=score_before, score_after=score, stage=row["stage"])
         for stage, bucket in ((Stage.MQL, preview.enter_mql), (Stage.SQL, preview.enter_sql)):
             if stage in path:
                 counts[f"enter_{stage}"] += 1
@@ -262,3 +359,52 @@ def _name_listed_leads(preview: Preview) -> None:
             for item in items
             if item.id in people
         ]
+
+
+# --- The scores of leads, for the core's lists (registered in ScoringConfig.ready) ----------
+class LeadScores:
+    """``leadflow.leads.scores.ScoresProvider``: scores from the scores table."""
+
+    def annotate(self, leads: QuerySet[Lead], *, model: str | None) -> QuerySet[Lead]:
+        chosen = model_get(slug=model) if model else model_default()
+        if model and chosen is None:
+            known = ", ".join(model_list().values_list("slug", flat=True)) or "none yet"
+            raise UnknownModel(f"No scoring model {model!r}: choose one of {known}.")
+        model_id = chosen.pk if chosen else 0
+        zero = Value(Decimal("0"))
+        return leads.annotate(
+            model_score=FilteredRelation("scores", condition=Q(scores__model_id=model_id)),
+            score=Coalesce(F("model_score__score"), zero, output_field=DecimalField(max_digits=12, decimal_places=2)),
+            fit_score=Coalesce(F("model_score__fit"), zero, output_field=DecimalField(max_digits=12, decimal_places=2)),
+            behaviour_score=Coalesce(
+                F("model_score__behaviour"), zero, output_field=DecimalField(max_digits=12, decimal_places=2)
+            ),
+            grade=Coalesce(F("model_score__grade"), Value(""), output_field=CharField()),
+        )
+
+    def models(self) -> list[tuple[str, str]]:
+        return list(model_list().values_list("slug", "name"))
+
+    def scores(self, leads: list[Lead]) -> dict[int, list[ModelScore]]:
+        found: dict[int, list[ModelScore]] = {lead.pk: [] for lead in leads}
+        rows = (
+            Score.objects.filter(lead_id__in=list(found))
+            .select_related("model")
+            .order_by("model__position", "model_id")
+        )
+        for row in rows:
+            found[row.lead_id].append(
+                ModelScore(
+                    model=row.model.slug,
+                    model_name=row.model.name,
+                    score=row.score,
+                    fit=row.fit,
+                    behaviour=row.behaviour,
+                    grade=row.grade,
+                    ruleset_version=row.ruleset_version,
+                    computed_at=row.computed_at,
+                    last_intent_at=row.last_intent_at,
+                    suppressed=row.suppressed_by is not None,
+                )
+            )
+        return found

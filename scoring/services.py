@@ -2,7 +2,9 @@
 (``leadflow.leads.lifecycle`` applies them), rulesets and their lifecycle, and what a
 valid rule and ruleset are (``rule_validate``, ``ruleset_validate``)."""
 
+import itertools
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -16,13 +18,13 @@ from django.db import connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from leadflow.db import update_from_values
-from leadflow.leads.lifecycle import Transition, transitions_apply
-from leadflow.leads.models import Lead, Stage
+from leadflow.leads.lifecycle import Transition, TransitionsApplied, stages_changed, transitions_apply
+from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.validation import EVENT_TYPE_RE
 from scoring import bulk, engine, selectors
-from scoring.engine import LeadScore, RuleSetSpec
+from scoring.engine import RuleSetSpec
 from scoring.models import (
+    GRADES,
     RULE_FIELDS,
     RULESET_FIELDS,
     Operator,
@@ -32,11 +34,14 @@ from scoring.models import (
     RuleKind,
     RuleSet,
     RuleSetStatus,
+    Score,
+    ScoringModel,
 )
 
 logger = logging.getLogger(__name__)
 
 SCORE_CHUNK = selectors.SCORE_CHUNK
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 
 
 class ScoringError(Exception):
@@ -49,19 +54,34 @@ class RuleSetNotEditable(ScoringError):
 
 # --- Automatic stage transitions (applied by leadflow.leads.lifecycle) -------------------
 def _describe(to_stage: str, spec: RuleSetSpec, score: Decimal) -> str:
+    """The reason of an automatic change; ``bulk.ScoresTable.transitions`` writes the same."""
+    where = f"({spec.model_slug} v{spec.version})."
     if to_stage == Stage.MQL:
-        return f"Score {score} reached the MQL threshold {spec.mql_threshold} (ruleset v{spec.version})."
-    return f"Intent shown and score {score} reached the SQL threshold {spec.sql_threshold} (ruleset v{spec.version})."
+        return f"Score {score} reached the MQL threshold {spec.mql_threshold} {where}"
+    return f"Intent shown and score {score} reached the SQL threshold {spec.sql_threshold} {where}"
 
 
-def _automatic_transitions(lead: Lead, result: LeadScore, spec: RuleSetSpec) -> list[Transition]:
+def _automatic_transitions(lead: Lead, scores: Sequence[tuple[RuleSetSpec, bulk.ScoreRow]]) -> list[Transition]:
+    """The lead's forward transitions under every model's scores; each records the models
+    that qualified it, and the first one's ruleset and score."""
     transitions = []
     current = lead.stage
-    for to_stage in selectors.automatic_path(
-        stage=lead.stage, score=result.total, fit=result.fit, last_intent_at=result.last_intent_at, lead=lead, spec=spec
-    ):
-        transitions.append(Transition(lead, current, to_stage, _describe(to_stage, spec, result.total)))
-        current = to_stage
+    by_model = {spec.model_id: row for spec, row in scores}
+    for step in selectors.automatic_path(stage=lead.stage, recycled_at=lead.recycled_at, scores=scores):
+        first = step.specs[0]
+        score = by_model[first.model_id].score
+        transitions.append(
+            Transition(
+                lead,
+                current,
+                step.to_stage,
+                _describe(step.to_stage, first, score),
+                qualified_by=[spec.model_slug for spec in step.specs],
+                ruleset_version=first.version,
+                score=score,
+            )
+        )
+        current = step.to_stage
     return transitions
 
 
@@ -72,42 +92,84 @@ class ScoreSummary:
 
 
 def leads_score(*, lead_ids: Sequence[int], as_of: datetime | None = None) -> ScoreSummary:
-    """Rescore these leads with the published ruleset (the incremental path), apply
+    """Rescore these leads under every published model (the incremental path), apply
     forward stage transitions and clear their ``needs_rescore`` flag.
 
     The leads are locked first, so an ingest touching one of them waits and flags it
     again after we commit: an event is never left unscored."""
     summary = ScoreSummary()
-    ruleset = selectors.published_ruleset()
-    spec = selectors.ruleset_spec(ruleset) if ruleset else None
+    specs = selectors.published_specs()
     ids = sorted(set(lead_ids))
     for start in range(0, len(ids), SCORE_CHUNK):
         chunk = ids[start : start + SCORE_CHUNK]
         with transaction.atomic():
-            chunk_summary = _score_chunk(chunk, spec, as_of or timezone.now())
+            chunk_summary = _score_chunk(chunk, specs, as_of or timezone.now())
         summary.scored += chunk_summary.scored
         summary.transitions += chunk_summary.transitions
     return summary
 
 
-def _score_chunk(ids: Sequence[int], spec: RuleSetSpec | None, at: datetime) -> ScoreSummary:
-    """Score these leads as of ``at`` inside the caller's transaction: lock, score,
-    write, apply transitions (the lifecycle's receivers open handoffs, in this transaction)."""
+SCORE_FIELDS = [
+    "score",
+    "fit",
+    "behaviour",
+    "grade",
+    "ruleset_version",
+    "computed_at",
+    "last_intent_at",
+    "behaviour_since_recycled",
+    "suppressed_by",
+]
+
+
+def _score_rows(spec: RuleSetSpec, rows: Sequence[bulk.ScoreRow], at: datetime) -> None:
+    """Store these scores of one model: one upsert (``bulk_create`` on the key)."""
+    Score.objects.bulk_create(
+        [
+            Score(
+                model_id=spec.model_id,
+                lead_id=row.id,
+                score=row.score,
+                fit=row.fit,
+                behaviour=row.behaviour,
+                grade=row.grade,
+                ruleset_version=spec.version,
+                computed_at=at,
+                last_intent_at=row.last_intent_at,
+                behaviour_since_recycled=row.behaviour_since,
+                suppressed_by=row.suppressed_by,
+            )
+            for row in rows
+        ],
+        batch_size=1000,
+        update_conflicts=True,
+        unique_fields=["lead", "model"],
+        update_fields=SCORE_FIELDS,
+    )
+
+
+def _score_chunk(ids: Sequence[int], specs: Sequence[RuleSetSpec], at: datetime) -> ScoreSummary:
+    """Score these leads under every model as of ``at`` inside the caller's transaction:
+    lock, score, write, apply transitions (the lifecycle's receivers open handoffs, in
+    this transaction)."""
     leads = list(Lead.objects.select_for_update().filter(id__in=ids).order_by("id"))
-    if spec is None:
-        Lead.objects.filter(id__in=ids).update(needs_rescore=False)
-        return ScoreSummary()
-    events = selectors.events_by_lead(ids, spec)
+    Lead.objects.filter(id__in=ids).update(needs_rescore=False)
+    if not specs:
+        return ScoreSummary(scored=len(leads))
+    events = selectors.events_by_lead(ids, *specs)
     transitions: list[Transition] = []
+    by_model: dict[int, list[bulk.ScoreRow]] = {spec.model_id: [] for spec in specs}
     for lead in leads:
-        result = engine.score_lead(selectors.lead_attributes(lead), events.get(lead.pk, []), spec, at)
-        lead.fit_score, lead.behaviour_score, lead.score = result.fit, result.behaviour, result.total
-        lead.scored_at, lead.ruleset_version, lead.needs_rescore = at, spec.version, False
-        transitions += _automatic_transitions(lead, result, spec)
-    # One UPDATE … FROM (VALUES …): bulk_update's CASE per row and field costs more than the SQL.
-    fields = ["fit_score", "behaviour_score", "score", "scored_at", "ruleset_version", "needs_rescore"]
-    update_from_values(Lead, fields, [[lead.pk, *(getattr(lead, f) for f in fields)] for lead in leads])
-    transitions_apply(transitions, at=at, ruleset_version=spec.version)
+        attributes, lead_events = selectors.lead_attributes(lead), events.get(lead.pk, [])
+        scores = []
+        for spec in specs:
+            row = bulk.ScoreRow.of(lead.pk, engine.score_lead(attributes, lead_events, spec, at, lead.recycled_at))
+            by_model[spec.model_id].append(row)
+            scores.append((spec, row))
+        transitions += _automatic_transitions(lead, scores)
+    for spec in specs:
+        _score_rows(spec, by_model[spec.model_id], at)
+    transitions_apply(transitions, at=at)
     return ScoreSummary(scored=len(leads), transitions=len(transitions))
 
 
@@ -268,6 +330,8 @@ def rescore_runs_resume() -> list[int]:
 
 
 def _rescore_all_chunked(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, state: RunProgress) -> None:
+    """The single-lead engine's twin of ``_rescore_all_sql`` (SQLite): this model's
+    scores only; a lead's transitions consider this model alone, as there."""
     ids = list(
         Lead.objects.filter(id__gt=state.last_lead_id, id__lte=max_lead_id).order_by("id").values_list("id", flat=True)
     )
@@ -275,8 +339,26 @@ def _rescore_all_chunked(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, s
         chunk = ids[start : start + SCORE_CHUNK]
         with transaction.atomic():
             state.check()
-            summary = _score_chunk(chunk, spec, as_of)
-            state.commit(last_lead_id=chunk[-1], scored=summary.scored, changed=summary.transitions)
+            leads = list(Lead.objects.select_for_update().filter(id__in=chunk).order_by("id"))
+            events = selectors.events_by_lead(chunk, spec)
+            newer = set(
+                Score.objects.filter(model_id=spec.model_id, lead_id__in=chunk, computed_at__gt=as_of).values_list(
+                    "lead_id", flat=True
+                )
+            )
+            rows, transitions = [], []
+            for lead in leads:
+                if lead.pk in newer:
+                    continue
+                result = engine.score_lead(
+                    selectors.lead_attributes(lead), events.get(lead.pk, []), spec, as_of, lead.recycled_at
+                )
+                row = bulk.ScoreRow.of(lead.pk, result)
+                rows.append(row)
+                transitions += _automatic_transitions(lead, [(spec, row)])
+            _score_rows(spec, rows, as_of)
+            transitions_apply(transitions, at=as_of)
+            state.commit(last_lead_id=chunk[-1], scored=len(rows), changed=len(transitions))
 
 
 def _rescore_all_sql(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, state: RunProgress) -> None:
@@ -290,29 +372,21 @@ def _rescore_all_sql(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, state
             with transaction.atomic():
                 state.check()
                 scored = scores.write(after=after, upto=upto)
-                changed = _apply_bulk_transitions(scores.transition_candidates(after=after, upto=upto), spec, as_of)
-                state.commit(last_lead_id=upto, scored=scored, changed=changed)
+                changes = scores.transitions(after=after, upto=upto)
+                _announce(changes, as_of)
+                state.commit(last_lead_id=upto, scored=scored, changed=len(changes))
             after = upto
 
 
-def _apply_bulk_transitions(
-    candidates: Sequence[tuple[int, datetime | None]], spec: RuleSetSpec, as_of: datetime
-) -> int:
-    """Transitions of these candidates (lead id, last intent), whose new scores are
-    stored, inside the caller's transaction. The SQL only narrowed them down; the rule
-    that decides is ``selectors.automatic_path``, as for one lead."""
-    changed = 0
-    for offset in range(0, len(candidates), SCORE_CHUNK):
-        chunk = dict(candidates[offset : offset + SCORE_CHUNK])
-        transitions: list[Transition] = []
-        for lead in Lead.objects.select_for_update().filter(id__in=list(chunk)).order_by("id"):
-            result = LeadScore(
-                fit=lead.fit_score, behaviour=lead.behaviour_score, results=[], last_intent_at=chunk[lead.pk]
-            )
-            transitions += _automatic_transitions(lead, result, spec)
-        transitions_apply(transitions, at=as_of, ruleset_version=spec.version)
-        changed += len(transitions)
-    return changed
+def _announce(changes: list[StageChange], at: datetime) -> None:
+    """Send ``stages_changed`` for StageChanges written set-based, as ``transitions_apply``
+    does (the handoff opens handoffs and notifies, in bulk): with their leads, in one query."""
+    if not changes:
+        return
+    leads = Lead.objects.in_bulk({change.lead_id for change in changes})
+    for change in changes:
+        change.lead = leads[change.lead_id]
+    stages_changed.send(sender=StageChange, applied=TransitionsApplied(at=at, changes=changes))
 
 
 # --- What a valid ruleset and a valid rule are ----------------------------------------------
@@ -328,6 +402,15 @@ def ruleset_validate(
     intent_event_types: object,
     sql_min_fit: Decimal | None,
     decay_half_life_days: Decimal | None,
+    grade_a_min: Decimal,
+    grade_b_min: Decimal,
+    grade_c_min: Decimal,
+    grade_d_min: Decimal,
+    mql_min_grade: str,
+    sql_min_grade: str,
+    intent_window_days: int,
+    requalify_threshold: Decimal,
+    mqa_threshold: Decimal | None,
 ) -> None:
     """The rules of a ruleset, defined once: ruleset_create and ruleset_update enforce
     them, and the API, the pages and the admin check them first so that each message
@@ -347,6 +430,21 @@ def ruleset_validate(
         isinstance(v, str) and EVENT_TYPE_RE.match(v) for v in intent_event_types
     ):
         errors["intent_event_types"] = ['A list of event type slugs, e.g. ["demo_request", "contact_request"].']
+    for field_name, minimum in (("mql_min_grade", mql_min_grade), ("sql_min_grade", sql_min_grade)):
+        if minimum and minimum not in GRADES:
+            errors[field_name] = [f"A grade is one of {', '.join(GRADES)}, or empty for any grade."]
+    if intent_window_days is None or intent_window_days < 1:
+        errors["intent_window_days"] = ["A hand-raise must count at least 1 day (90 is usual)."]
+    if requalify_threshold is None or requalify_threshold <= 0:
+        errors["requalify_threshold"] = ["A recycled lead must earn some points again: give a number above zero."]
+    if mqa_threshold is not None and mqa_threshold <= 0:
+        errors["mqa_threshold"] = ["The MQA threshold must be above zero, or empty for no MQAs."]
+    grades = [("A", grade_a_min), ("B", grade_b_min), ("C", grade_c_min), ("D", grade_d_min)]
+    for (letter, threshold), (lower_letter, lower) in itertools.pairwise(grades):
+        if threshold is not None and lower is not None and threshold < lower:
+            errors[f"grade_{letter.lower()}_min"] = [
+                f"Grade {letter} needs at least the fit of grade {lower_letter} ({lower})."
+            ]
     if not errors and sql_threshold < mql_threshold:
         errors["sql_threshold"] = ["The SQL threshold cannot be below the MQL threshold."]
     if errors:
@@ -365,9 +463,10 @@ def rule_validate(
     value: Any,
     max_points: Decimal | None,
     window_days: int | None,
+    decays: bool = True,
 ) -> None:
-    """The rules of a rule's shape, defined once: what a fit rule and a behaviour rule
-    test, with which operator and value, capped and windowed how. rule_create and
+    """The rules of a rule's shape, defined once: what a fit, a behaviour and a
+    suppression rule test, with which operator and value, capped and windowed how. rule_create and
     rule_update enforce them; the API, the pages and the admin check them first so that
     each message shows on its field. Takes every field of ``RULE_FIELDS`` (for an edit:
     the rule's values with the changes applied). Raises a ValidationError keyed by field."""
@@ -376,18 +475,28 @@ def rule_validate(
         errors["kind"] = [f"Choose the kind of rule: {' or '.join(RuleKind.values)}."]
     if not name.strip():
         errors["name"] = ["Name the rule: explanations show it by name."]
-    if points == 0:
+    if kind == RuleKind.SUPPRESS:
+        if points != 0:
+            errors["points"] = ["A suppression rule has no points (0): it blocks promotion outright."]
+    elif points == 0:
         errors["points"] = ["Points must not be zero: delete the rule instead."]
     if position is not None and position < 0:
         errors["position"] = ["A position is a whole number, 0 or more."]
     if operator and operator not in Operator.values:
         errors["operator"] = [f"Unknown operator {operator!r}: choose one of {', '.join(Operator.values)}."]
-    if kind == RuleKind.FIT:
-        if event_type:
-            errors["event_type"] = ["Fit rules test lead attributes; leave event_type empty."]
+    if kind in (RuleKind.FIT, RuleKind.SUPPRESS):
         for field_name, limit in (("max_points", max_points), ("window_days", window_days)):
             if limit is not None:
                 errors[field_name] = ["Only behaviour rules have caps and windows."]
+        if not decays:
+            errors["decays"] = ["Only behaviour rules decay: leave this on."]
+    if kind == RuleKind.SUPPRESS and event_type:
+        if not EVENT_TYPE_RE.match(event_type):
+            errors["event_type"] = ["Give the event type that suppresses (a slug such as unsubscribe)."]
+        _property_condition_errors(attribute, operator, errors)
+    elif kind in (RuleKind.FIT, RuleKind.SUPPRESS):
+        if event_type:
+            errors["event_type"] = ["Fit rules test lead attributes; leave event_type empty."]
         if not attribute:
             errors["attribute"] = ["Name the lead attribute to test (e.g. industry, company_size, traits.plan)."]
         elif attribute not in engine.LEAD_ATTRIBUTES and not _valid_trait(attribute):
@@ -398,12 +507,7 @@ def rule_validate(
     elif kind == RuleKind.BEHAVIOUR:
         if not EVENT_TYPE_RE.match(event_type):
             errors["event_type"] = ["Give the event type this rule counts (a slug such as page_view)."]
-        if attribute and not all(engine.PATH_SEGMENT_RE.match(s) for s in attribute.split(".")):
-            errors["attribute"] = ["A property path is dot-separated keys of letters, digits, '_' or '-'."]
-        if attribute and not operator:
-            errors["operator"] = ["Choose an operator for the property condition."]
-        if operator and not attribute:
-            errors["attribute"] = ["Name the event property the condition tests (e.g. topic)."]
+        _property_condition_errors(attribute, operator, errors)
         if max_points is not None and points and (max_points > 0) != (points > 0):
             errors["max_points"] = [
                 "The cap must have the same sign as the points (a negative rule has a negative floor)."
@@ -414,6 +518,15 @@ def rule_validate(
         errors["value"] = [message]
     if errors:
         raise ValidationError(errors)
+
+
+def _property_condition_errors(attribute: str, operator: str, errors: dict[str, list[str]]) -> None:
+    if attribute and not all(engine.PATH_SEGMENT_RE.match(s) for s in attribute.split(".")):
+        errors["attribute"] = ["A property path is dot-separated keys of letters, digits, '_' or '-'."]
+    if attribute and not operator:
+        errors["operator"] = ["Choose an operator for the property condition."]
+    if operator and not attribute:
+        errors["attribute"] = ["Name the event property the condition tests (e.g. topic)."]
 
 
 def _valid_trait(attribute: str) -> bool:
@@ -468,6 +581,15 @@ class RuleSetChanges(Changes):
     intent_event_types: list[str] | NotGiven = NOT_GIVEN
     sql_min_fit: Decimal | None | NotGiven = NOT_GIVEN
     decay_half_life_days: Decimal | None | NotGiven = NOT_GIVEN
+    grade_a_min: Decimal | NotGiven = NOT_GIVEN
+    grade_b_min: Decimal | NotGiven = NOT_GIVEN
+    grade_c_min: Decimal | NotGiven = NOT_GIVEN
+    grade_d_min: Decimal | NotGiven = NOT_GIVEN
+    mql_min_grade: str | NotGiven = NOT_GIVEN
+    sql_min_grade: str | NotGiven = NOT_GIVEN
+    intent_window_days: int | NotGiven = NOT_GIVEN
+    requalify_threshold: Decimal | NotGiven = NOT_GIVEN
+    mqa_threshold: Decimal | None | NotGiven = NOT_GIVEN
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -482,6 +604,7 @@ class RuleChanges(Changes):
     value: Any = NOT_GIVEN
     max_points: Decimal | None | NotGiven = NOT_GIVEN
     window_days: int | None | NotGiven = NOT_GIVEN
+    decays: bool | NotGiven = NOT_GIVEN
 
 
 def _ruleset_checked(ruleset: RuleSet) -> None:
@@ -490,36 +613,34 @@ def _ruleset_checked(ruleset: RuleSet) -> None:
     ruleset.intent_event_types = sorted(set(ruleset.intent_event_types))
 
 
-def _next_version() -> int:
-    return (RuleSet.objects.aggregate(v=Max("version"))["v"] or 0) + 1
-
-
 def ruleset_create(
     *,
     user: Any,
+    model: ScoringModel,
     name: str,
     mql_threshold: Decimal,
     sql_threshold: Decimal,
-    description: str = "",
     intent_event_types: list[str] | None = None,
-    sql_min_fit: Decimal | None = None,
-    decay_half_life_days: Decimal | None = None,
+    **optional: Any,
 ) -> RuleSet:
-    """A new draft. Raises a ValidationError keyed by field (``ruleset_validate``)."""
+    """A new draft of ``model``; ``optional`` are other fields of ``RULESET_FIELDS``
+    (the model's defaults otherwise). Raises a ValidationError keyed by field
+    (``ruleset_validate``)."""
+    unknown = set(optional) - set(RULESET_FIELDS)
+    if unknown:
+        raise TypeError(f"Unknown ruleset fields: {', '.join(sorted(unknown))}")
     ruleset = RuleSet(
+        model=model,
         name=name,
-        description=description,
         mql_threshold=mql_threshold,
         sql_threshold=sql_threshold,
         intent_event_types=[] if intent_event_types is None else intent_event_types,
-        sql_min_fit=sql_min_fit,
-        decay_half_life_days=decay_half_life_days,
         created_by=user,
+        **optional,
     )
     _ruleset_checked(ruleset)
     with transaction.atomic():
-        RuleSet.objects.select_for_update().filter(status=RuleSetStatus.PUBLISHED).first()
-        ruleset.version = _next_version()
+        ruleset.version = _next_version_locked()
         ruleset.save(force_insert=True)
     return ruleset
 
@@ -556,6 +677,7 @@ def ruleset_delete(*, ruleset: RuleSet) -> None:
 def ruleset_clone(*, ruleset: RuleSet, user: Any) -> RuleSet:
     with transaction.atomic():
         clone = RuleSet.objects.create(
+            model_id=ruleset.model_id,
             version=_next_version_locked(),
             created_by=user,
             **{name: getattr(ruleset, name) for name in RULESET_FIELDS},
@@ -589,6 +711,7 @@ def rule_create(
     value: Any = None,
     max_points: Decimal | None = None,
     window_days: int | None = None,
+    decays: bool = True,
 ) -> Rule:
     """A new rule of a draft, last unless ``position`` is given. Raises RuleSetNotEditable
     for another ruleset, a ValidationError keyed by field (``rule_validate``) for an invalid rule."""
@@ -607,6 +730,7 @@ def rule_create(
             value=value,
             max_points=max_points,
             window_days=window_days,
+            decays=decays,
         )
         _rule_checked(rule)
         rule.save(force_insert=True)
@@ -633,15 +757,15 @@ def rule_delete(*, rule: Rule) -> None:
 
 
 def ruleset_publish(*, ruleset: RuleSet, user: Any) -> RescoreRun:
-    """Publish a draft: the previous published ruleset is archived and every lead is
-    rescored in the background (a RescoreRun shows progress)."""
+    """Publish a draft: the model's previous published ruleset is archived and every
+    lead is rescored under the model in the background (a RescoreRun shows progress)."""
     with transaction.atomic():
         ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
         ruleset_require_draft(ruleset=ruleset)
         if not ruleset.rules.exists():
             raise ScoringError("Add at least one rule before publishing.")
         now = timezone.now()
-        RuleSet.objects.filter(status=RuleSetStatus.PUBLISHED).update(
+        RuleSet.objects.filter(status=RuleSetStatus.PUBLISHED, model_id=ruleset.model_id).update(
             status=RuleSetStatus.ARCHIVED, archived_at=now, updated_at=now
         )
         ruleset.status, ruleset.published_at, ruleset.published_by = RuleSetStatus.PUBLISHED, now, user
@@ -664,13 +788,87 @@ def leads_sweep_dirty(*, older_than_seconds: int | None = None, limit: int = 10_
     return len(ids)
 
 
-def decay_refresh(*, user: Any = None) -> RescoreRun | None:
-    """Scores move with time when events decay or leave a window: rescore daily."""
-    ruleset = selectors.published_ruleset()
-    if ruleset is None:
-        return None
-    spec = selectors.ruleset_spec(ruleset)
-    if spec.decay_half_life_days is None and not any(r.window_days for r in spec.behaviour_rules):
-        return None
+def decay_refresh(*, user: Any = None) -> list[RescoreRun]:
+    """Scores move with time — events decay or leave a rule's window, hand-raises leave
+    the intent window — so every published model is rescored daily."""
     with transaction.atomic():
-        return rescore_run_create(ruleset=ruleset, reason="decay", user=user)
+        return [
+            rescore_run_create(ruleset=ruleset, reason="decay", user=user) for ruleset in selectors.published_rulesets()
+        ]
+
+
+# --- Scoring models ---------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class ScoringModelChanges(Changes):
+    name: str | NotGiven = NOT_GIVEN
+    slug: str | NotGiven = NOT_GIVEN
+    description: str | NotGiven = NOT_GIVEN
+    position: int | NotGiven = NOT_GIVEN
+
+
+def scoring_model_validate(*, model: ScoringModel) -> None:
+    """A model's name and slug, unique; raises a ValidationError keyed by field."""
+    errors: dict[str, list[str]] = {}
+    if not model.name.strip():
+        errors["name"] = ["Name the model (e.g. the product line it scores interest in)."]
+    elif ScoringModel.objects.exclude(pk=model.pk).filter(name__iexact=model.name.strip()).exists():
+        errors["name"] = ["Another model has this name."]
+    if not SLUG_RE.match(model.slug):
+        errors["slug"] = ["A slug is lower-case letters, digits, '-' and '_' (at most 50), e.g. analytics-addon."]
+    elif ScoringModel.objects.exclude(pk=model.pk).filter(slug=model.slug).exists():
+        errors["slug"] = ["Another model has this slug."]
+    if model.position < 0:
+        errors["position"] = ["A position is a whole number, 0 or more."]
+    if errors:
+        raise ValidationError(errors)
+
+
+def scoring_model_create(*, name: str, slug: str, description: str = "", position: int | None = None) -> ScoringModel:
+    """A new model, last unless ``position`` is given; it scores nothing until one of its
+    rulesets is published."""
+    with transaction.atomic():
+        if position is None:
+            position = (ScoringModel.objects.aggregate(p=Max("position"))["p"] or 0) + 1
+        model = ScoringModel(name=name.strip(), slug=slug, description=description, position=position)
+        scoring_model_validate(model=model)
+        model.save(force_insert=True)
+    return model
+
+
+def scoring_model_update(*, model: ScoringModel, changes: ScoringModelChanges) -> ScoringModel:
+    given = changes.given()
+    with transaction.atomic():
+        model = ScoringModel.objects.select_for_update().get(pk=model.pk)
+        for name, value in given.items():
+            setattr(model, name, value.strip() if name == "name" else value)
+        scoring_model_validate(model=model)
+        model.save(update_fields=list(given))
+    return model
+
+
+def scoring_model_delete(*, model: ScoringModel) -> None:
+    """Delete a model that was never published (drafts go with it); a model that scored
+    leads is history (stage changes and handoffs name it): archive its ruleset instead."""
+    with transaction.atomic():
+        model = ScoringModel.objects.select_for_update().get(pk=model.pk)
+        if model.rulesets.exclude(status=RuleSetStatus.DRAFT).exists():
+            raise ScoringError(
+                f"The model {model.name} has published rulesets: its scores and history stay. "
+                "Archive it by publishing nothing new, or keep it."
+            )
+        model.rulesets.all().delete()
+        model.delete()
+
+
+def ruleset_archive(*, ruleset: RuleSet) -> RuleSet:
+    """Unpublish a model's ruleset: the model stops scoring (its scores are removed), so
+    it no longer qualifies anyone. Leads keep their stages."""
+    with transaction.atomic():
+        ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
+        if ruleset.status != RuleSetStatus.PUBLISHED:
+            raise ScoringError(f"Ruleset v{ruleset.version} is {ruleset.status}: only a published one is archived.")
+        now = timezone.now()
+        ruleset.status, ruleset.archived_at = RuleSetStatus.ARCHIVED, now
+        ruleset.save(update_fields=["status", "archived_at", "updated_at"])
+        Score.objects.filter(model_id=ruleset.model_id).delete()
+    return ruleset

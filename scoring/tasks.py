@@ -27,6 +27,5 @@ def sweep_dirty() -> int:
 
 
 @shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
-def refresh_decay() -> int | None:
-    run = services.decay_refresh()
-    return run.pk if run else None
+def refresh_decay() -> list[int]:
+    return [run.pk for run in services.decay_refresh()]

@@ -5,6 +5,8 @@ from scoring import api
 urlpatterns = [
     path("leads/<uuid:lead_id>/score", api.LeadScoreView.as_view(), name="api-lead-score"),
     path("leads/<uuid:lead_id>/stage", api.LeadStageView.as_view(), name="api-lead-stage"),
+    path("models", api.ScoringModelListView.as_view(), name="api-scoring-models"),
+    path("models/<slug:slug>", api.ScoringModelDetailView.as_view(), name="api-scoring-model"),
     path("rulesets", api.RuleSetListView.as_view(), name="api-rulesets"),
     path("rulesets/<int:version>", api.RuleSetDetailView.as_view(), name="api-ruleset"),
     path("rulesets/<int:version>/clone", api.RuleSetCloneView.as_view(), name="api-ruleset-clone"),

@@ -9,7 +9,7 @@ from django.utils import timezone
 from handoff.models import Handoff
 from leadflow.leads.models import Event, Lead, Source, Stage
 from scoring import services as scoring_services
-from scoring.models import RuleSet
+from scoring.models import RuleSet, Score, ScoringModel
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -62,15 +62,44 @@ class EventFactory(factory.django.DjangoModelFactory):
     fingerprint = factory.Sequence(lambda n: f"{n:064x}")
 
 
+def default_model() -> ScoringModel:
+    """The default scoring model the migrations install."""
+    return ScoringModel.objects.order_by("position", "id").first() or ScoringModel.objects.create(
+        name="Default", slug="default"
+    )
+
+
+def score_of(lead, *, score="70", fit="20", model=None, version=1, grade="B", last_intent_at=None) -> Score:
+    """Store a score of ``lead`` under ``model`` (the default), as a rescore would."""
+    score, fit = Decimal(score), Decimal(fit)
+    row, _created = Score.objects.update_or_create(
+        lead=lead,
+        model=model or default_model(),
+        defaults={
+            "score": score,
+            "fit": fit,
+            "behaviour": score - fit,
+            "grade": grade,
+            "ruleset_version": version,
+            "computed_at": timezone.now(),
+            "last_intent_at": last_intent_at,
+        },
+    )
+    return row
+
+
 class SqlLeadFactory(LeadFactory):
-    """A lead that became an SQL (the scoring engine would have opened its handoff)."""
+    """A lead that became an SQL with a score of 70 (fit 20) under the default model
+    (the scoring engine would have opened its handoff)."""
 
     stage = Stage.SQL
-    score = Decimal("70")
-    fit_score = Decimal("20")
-    behaviour_score = Decimal("50")
     mql_at = factory.LazyFunction(timezone.now)
     sql_at = factory.LazyFunction(timezone.now)
+
+    @factory.post_generation
+    def score(self, create, extracted, **kwargs):
+        if create:
+            score_of(self, score=extracted or "70")
 
 
 class HandoffFactory(factory.django.DjangoModelFactory):
@@ -80,7 +109,9 @@ class HandoffFactory(factory.django.DjangoModelFactory):
         model = Handoff
 
     lead = factory.SubFactory(SqlLeadFactory)
-    priority = factory.SelfAttribute("lead.score")
+    priority = Decimal("70")
+    model = factory.LazyFunction(default_model)
+    qualified_by = factory.LazyAttribute(lambda h: [h.model.slug] if h.model else [])
     created_at = factory.LazyFunction(timezone.now)
     due_at = factory.LazyAttribute(lambda h: h.created_at + timedelta(hours=24))
 
@@ -95,6 +126,8 @@ def ruleset_through_services(
     min_fit=None,
     publish=True,
     user=None,
+    model=None,
+    **fields,
 ) -> RuleSet:
     """A ruleset made the way a scoring admin makes one: created, its rules added and
     published through scoring's services, so a test cannot build a ruleset the product
@@ -102,12 +135,14 @@ def ruleset_through_services(
     lead after commit, as it does in production."""
     ruleset = scoring_services.ruleset_create(
         user=user,
+        model=model or default_model(),
         name="Test rules",
         mql_threshold=Decimal(mql),
         sql_threshold=Decimal(sql),
         intent_event_types=list(intent),
         decay_half_life_days=None if half_life is None else Decimal(half_life),
         sql_min_fit=None if min_fit is None else Decimal(min_fit),
+        **fields,
     )
     for rule in rules:
         numbers = {name: Decimal(rule[name]) for name in ("points", "max_points") if rule.get(name) is not None}

@@ -129,7 +129,7 @@ class LeadAdmin(admin.ModelAdmin):
     Identity, source, stage, scores and owner change only through their services."""
 
     form = LeadAdminForm
-    list_display = ["__str__", "name", "company", "stage", "score", "source", "last_activity_at", "created_at"]
+    list_display = ["__str__", "name", "company", "stage", "source", "last_activity_at", "created_at"]
     list_filter = ["stage", "source", "needs_rescore"]
     search_fields = ["email", "external_id", "name", "company"]
     list_select_related = ["source"]
@@ -161,7 +161,7 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class StageChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The audit log of qualification: append-only."""
 
-    list_display = ["at", "lead", "from_stage", "to_stage", "actor", "ruleset_version", "score"]
+    list_display = ["at", "lead", "from_stage", "to_stage", "actor", "qualified_by", "ruleset_version", "score"]
     list_filter = ["to_stage", "from_stage"]
     search_fields = ["lead__email", "reason"]
     list_select_related = ["lead", "actor"]

@@ -20,6 +20,7 @@ from leadflow import query
 from leadflow.leads import selectors, services
 from leadflow.leads.models import LEAD_PROFILE_FIELDS, LEAD_UTM_FIELDS, Event, IngestKey, Lead, Stage
 from leadflow.leads.permissions import CanEditLeads, HasIngestKey
+from leadflow.leads.scores import UnknownModel, leads_annotate_scores, leads_scores
 from leadflow.leads.validation import (
     COMPANY_SIZE_MAX,
     COMPANY_SIZE_MIN,
@@ -222,6 +223,13 @@ class LeadListSerializer(serializers.ModelSerializer):
     owner: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
+    # The scores of the chosen scoring model (``model=``; the default model otherwise).
+    score = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True)
+    fit_score = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True)
+    behaviour_score = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True)
+    grade = serializers.CharField(
+        read_only=True, help_text="Fit grade A–F; empty when the model never scored the lead."
+    )
 
     class Meta:
         model = Lead
@@ -236,6 +244,7 @@ class LeadListSerializer(serializers.ModelSerializer):
             "score",
             "fit_score",
             "behaviour_score",
+            "grade",
             "source",
             "owner",
             "last_activity_at",
@@ -246,22 +255,41 @@ class LeadListSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ModelScoreSerializer(serializers.Serializer):
+    """A lead's score under one scoring model."""
+
+    model = serializers.CharField(help_text="The scoring model's slug.")
+    model_name = serializers.CharField()
+    score = serializers.DecimalField(max_digits=12, decimal_places=2)
+    fit = serializers.DecimalField(max_digits=12, decimal_places=2)
+    behaviour = serializers.DecimalField(max_digits=12, decimal_places=2)
+    grade = serializers.CharField(help_text="Fit grade, A (best) to F.")
+    ruleset_version = serializers.IntegerField()
+    computed_at = serializers.DateTimeField()
+    last_intent_at = serializers.DateTimeField(allow_null=True, help_text="Latest hand-raise inside the intent window.")
+    suppressed = serializers.BooleanField(help_text="A suppression rule keeps the lead from being promoted.")
+
+
 class LeadDetailSerializer(LeadListSerializer):
     recent_events = serializers.SerializerMethodField()
+    scores = serializers.SerializerMethodField(help_text="The lead's score under every scoring model that scored it.")
 
     class Meta(LeadListSerializer.Meta):
         fields = [
             *LeadListSerializer.Meta.fields,
             *(name for name in (*LEAD_PROFILE_FIELDS, *LEAD_UTM_FIELDS) if name not in LeadListSerializer.Meta.fields),
             "traits",
-            "scored_at",
-            "ruleset_version",
+            "scores",
             "recycled_at",
             "needs_rescore",
             "updated_at",
             "recent_events",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(ModelScoreSerializer(many=True))
+    def get_scores(self, lead: Lead) -> list[dict[str, Any]]:
+        return ModelScoreSerializer(leads_scores([lead])[lead.pk], many=True).data  # type: ignore[return-value]
 
     @extend_schema_field(RecentEventSerializer(many=True))
     def get_recent_events(self, lead: Lead) -> list[dict[str, Any]]:
@@ -300,6 +328,11 @@ class LeadFilter(query.FilterSet):
     active_after = query.DateTimeFilter(field_name="last_activity_at", lookup_expr="gte")
     active_before = query.DateTimeFilter(field_name="last_activity_at", lookup_expr="lt")
     q = query.TextFilter(method="search", help_text="Search email, name and company.")
+    model = query.SlugFilter(
+        method="scored_by",
+        help_text="The scoring model (slug) whose score the list shows, filters (score_min/max) and sorts by; "
+        "the default model otherwise.",
+    )
 
     class Meta:
         model = Lead
@@ -307,6 +340,16 @@ class LeadFilter(query.FilterSet):
 
     def search(self, queryset: QuerySet[Lead], name: str, value: str) -> QuerySet[Lead]:
         return selectors.leads_matching(queryset, text=value)
+
+    def scored_by(self, queryset: QuerySet[Lead], name: str, value: str) -> QuerySet[Lead]:
+        return queryset  # the view annotates the model's scores (filters must see them first)
+
+
+def _with_scores(leads: QuerySet[Lead], model: str | None) -> QuerySet[Lead]:
+    try:
+        return leads_annotate_scores(leads, model=model)
+    except UnknownModel as error:
+        raise exceptions.ValidationError({"model": [str(error)]}) from None
 
 
 class LeadCursorPagination(CursorPagination):
@@ -335,7 +378,7 @@ class LeadCollectionView(generics.ListAPIView):
         return [CanEditLeads()]
 
     def get_queryset(self) -> QuerySet[Lead]:
-        return selectors.lead_list()
+        return _with_scores(selectors.lead_list(), self.request.query_params.get("model") or None)
 
     @extend_schema(
         operation_id="leads_upsert",
@@ -355,7 +398,7 @@ class LeadCollectionView(generics.ListAPIView):
             lead, created = services.lead_upsert(source=ingest_source(request), data=data)
         except services.IdentityConflict as conflict:
             return Response(conflict.errors, status=status.HTTP_409_CONFLICT)
-        lead = selectors.lead_list().get(pk=lead.pk)
+        lead = _with_scores(selectors.lead_list(), None).get(pk=lead.pk)
         return Response(
             LeadDetailSerializer(lead).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -370,7 +413,7 @@ class LeadDetailView(generics.RetrieveUpdateAPIView):
     parser_classes = [JsonBodyParser]
 
     def get_queryset(self) -> QuerySet[Lead]:
-        return selectors.lead_list()
+        return _with_scores(selectors.lead_list(), None)
 
     @extend_schema(request=LeadUpdateSerializer, responses=LeadDetailSerializer)
     def patch(self, request: Request, *args: Any, **kwargs: Any) -> Response:

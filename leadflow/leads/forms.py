@@ -6,6 +6,7 @@ from typing import Any, cast
 from django import forms
 
 from leadflow.leads.models import Source, Stage
+from leadflow.leads.scores import scoring_models
 from leadflow.leads.selectors import DEFAULT_LEAD_SORT, LEAD_SORTS, LeadFilters
 
 DATE_INPUT = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
@@ -53,6 +54,15 @@ class LeadFilterForm(PlainForm):
     active_from = forms.DateField(label="Active from", required=False, widget=DATE_INPUT)
     active_to = forms.DateField(label="Active until", required=False, widget=DATE_INPUT)
     sort = forms.ChoiceField(label="Sort by", choices=[(key, SORT_LABELS[key]) for key in LEAD_SORTS], required=False)
+    model = forms.ChoiceField(label="Score of model", required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        models = scoring_models()
+        field = cast(forms.ChoiceField, self.fields["model"])
+        field.choices = [("", models[0][1] if models else "Default model"), *models[1:]]
+        if len(models) < 2:  # nothing to choose between
+            field.widget = forms.HiddenInput()
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -77,6 +87,7 @@ class LeadFilterForm(PlainForm):
             active_from=data.get("active_from"),
             active_to=data.get("active_to"),
             sort=data.get("sort") or DEFAULT_LEAD_SORT,
+            model=data.get("model") or None,
         )
 
 

@@ -36,6 +36,7 @@ EXPORT_COLUMNS = (
     "score",
     "fit_score",
     "behaviour_score",
+    "grade",
     "last_activity_at",
     "created_at",
     "mql_at",
@@ -297,7 +298,8 @@ def lead_export_queryset(*, stages: Sequence[str] | None = None, source: Source 
 
 
 def lead_export_rows(leads: QuerySet[Lead]) -> Iterator[list[str]]:
-    """The rows of ``EXPORT_COLUMNS`` for ``leads``, streamed from the database in chunks."""
+    """The rows of ``EXPORT_COLUMNS`` for ``leads`` (annotated with a model's scores,
+    ``leadflow.leads.scores``), streamed from the database in chunks."""
     values = [name if name != "source" else "source__slug" for name in EXPORT_COLUMNS]
     for row in leads.values_list(*values).iterator(chunk_size=EXPORT_CHUNK_SIZE):
         yield [csv_cell(value) for value in row]

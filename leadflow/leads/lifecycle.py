@@ -9,7 +9,8 @@ handoff applies a rep's decision, a person moves a lead by hand
 signal, so that the core imports none of them.
 
 ``stages_changed`` — the contract
-    Sent by ``transitions_apply`` once per call that moved at least one lead, inside
+    Sent by ``transitions_apply`` (and by scoring's set-based transitions after a full
+    rescore, ``scoring.bulk``) once per call that moved at least one lead, inside
     the caller's transaction, after the leads' new stages and their StageChanges are
     written. ``sender`` is the StageChange model; ``applied`` is a
     ``TransitionsApplied``: the moment, the StageChanges written, and which of them
@@ -33,8 +34,9 @@ signal, so that the core imports none of them.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -58,6 +60,11 @@ class Transition:
     to_stage: str
     reason: str
     actor: Any = None
+    # An automatic transition: the scoring models that qualified the lead (slugs), and
+    # the ruleset version and score of the first of them.
+    qualified_by: list[str] = field(default_factory=list)
+    ruleset_version: int | None = None
+    score: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -78,9 +85,7 @@ class TransitionsApplied:
         return [change for change in self.changes if change.from_stage == Stage.SQL and change.to_stage != Stage.SQL]
 
 
-def transitions_apply(
-    transitions: Sequence[Transition], *, at: datetime, ruleset_version: int | None = None
-) -> TransitionsApplied:
+def transitions_apply(transitions: Sequence[Transition], *, at: datetime) -> TransitionsApplied:
     """Move leads (locked by the caller, inside its transaction) and write one
     StageChange per step, then send ``stages_changed`` in the same transaction (entering
     SQL opens the sales handoff)."""
@@ -106,8 +111,9 @@ def transitions_apply(
                 at=at,
                 actor=transition.actor,
                 reason=transition.reason,
-                ruleset_version=ruleset_version if ruleset_version is not None else lead.ruleset_version,
-                score=lead.score,
+                qualified_by=transition.qualified_by,
+                ruleset_version=transition.ruleset_version,
+                score=transition.score,
             )
         )
     applied = TransitionsApplied(at=at, changes=changes)

@@ -100,12 +100,9 @@ class Lead(models.Model):
     utm_campaign = models.CharField(max_length=200, blank=True)
     traits = models.JSONField(default=dict, blank=True)
 
+    # The lifecycle is one per lead; the scores (one per scoring model) are scoring's,
+    # in their own narrow table (``scoring.Score``, the reverse relation ``scores``).
     stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.NEW)
-    fit_score = models.DecimalField(max_digits=12, decimal_places=2, default=ZERO)
-    behaviour_score = models.DecimalField(max_digits=12, decimal_places=2, default=ZERO)
-    score = models.DecimalField(max_digits=12, decimal_places=2, default=ZERO)
-    scored_at = models.DateTimeField(null=True, blank=True)
-    ruleset_version = models.PositiveIntegerField(null=True, blank=True)
     mql_at = models.DateTimeField(null=True, blank=True)
     sql_at = models.DateTimeField(null=True, blank=True)
     recycled_at = models.DateTimeField(null=True, blank=True)
@@ -133,8 +130,7 @@ class Lead(models.Model):
             models.CheckConstraint(condition=Q(stage__in=Stage.values), name="lead_stage_valid"),
         ]
         indexes = [
-            models.Index(fields=["stage", "-score"], name="lead_stage_score"),
-            models.Index(fields=["-score"], name="lead_score"),
+            models.Index(fields=["stage", "id"], name="lead_stage"),
             models.Index(Coalesce("last_activity_at", "created_at").desc(), name="lead_activity"),
             models.Index(fields=["created_at"], name="lead_created"),
             models.Index(fields=["source", "created_at"], name="lead_source_created"),
@@ -204,8 +200,11 @@ class StageChange(models.Model):
         help_text="Empty: the scoring system.",
     )
     reason = models.TextField(blank=True)
+    # An automatic change: the scoring models that qualified the lead (slugs), the
+    # ruleset version and the score of the first of them. Empty for a change by hand.
+    qualified_by = models.JSONField(default=list, blank=True)
     ruleset_version = models.PositiveIntegerField(null=True, blank=True)
-    score = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))
+    score = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
 
     class Meta:
         # Created by scoring, whose it was: the table and its indexes keep their names.

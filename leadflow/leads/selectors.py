@@ -12,6 +12,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from leadflow.leads.models import Event, Lead, Source, StageChange
+from leadflow.leads.scores import leads_annotate_scores
 
 RECENT_EVENTS = 20
 
@@ -53,6 +54,7 @@ class LeadFilters:
     active_from: date | None = None
     active_to: date | None = None  # inclusive
     sort: str = DEFAULT_LEAD_SORT
+    model: str | None = None  # the scoring model (slug) whose score filters and sorts; None: the default
 
 
 def start_of_day(day: date) -> datetime:
@@ -70,14 +72,16 @@ def leads_matching(leads: QuerySet[Lead], *, text: str) -> QuerySet[Lead]:
 
 
 def lead_search(*, filters: LeadFilters) -> QuerySet[Lead]:
-    """The leads page and its CSV export: filters, search and a stable order (ties by id)."""
-    leads = leads_matching(lead_list(), text=filters.q)
+    """The leads page and its CSV export: filters, search and a stable order (ties by id),
+    with the scores of ``filters.model`` (``leadflow.leads.scores``; raises UnknownModel)."""
+    leads = leads_matching(leads_annotate_scores(lead_list(), model=filters.model), text=filters.q)
     if filters.stages:
         leads = leads.filter(stage__in=filters.stages)
+    # ``score`` is the annotation of ``leads_annotate_scores``.
     if filters.score_min is not None:
-        leads = leads.filter(score__gte=filters.score_min)
+        leads = leads.filter(score__gte=filters.score_min)  # type: ignore[misc]
     if filters.score_max is not None:
-        leads = leads.filter(score__lte=filters.score_max)
+        leads = leads.filter(score__lte=filters.score_max)  # type: ignore[misc]
     if filters.source is not None:
         leads = leads.filter(source=filters.source)
     if filters.active_from is not None:

@@ -1,0 +1,85 @@
+"""The lead's scores, as the core's lists and lead API read them.
+
+The scores are scoring's (one per lead and scoring model, in its narrow table), and
+the core may not import scoring: scoring registers a ``ScoresProvider`` when its app
+is ready (``scoring.apps.ScoringConfig.ready``), the way the core learns of the layers
+above it through signals and task names. Without one (the core alone), every lead
+reads as unscored.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from django.db.models import DecimalField, QuerySet, Value
+from django.db.models.fields import CharField
+
+from leadflow.leads.models import Lead
+
+# The annotations ``annotate`` adds to each lead.
+SCORE_ANNOTATIONS = ("score", "fit_score", "behaviour_score", "grade")
+
+
+class UnknownModel(ValueError):
+    """A scoring model slug that names no model; the message lists the known ones."""
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """A lead's score under one model, for the lead API and pages."""
+
+    model: str  # slug
+    model_name: str
+    score: Decimal
+    fit: Decimal
+    behaviour: Decimal
+    grade: str
+    ruleset_version: int
+    computed_at: datetime
+    last_intent_at: datetime | None
+    suppressed: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.grade} · {self.score}"
+
+
+class ScoresProvider(Protocol):
+    def annotate(self, leads: QuerySet[Lead], *, model: str | None) -> QuerySet[Lead]:
+        """``leads`` with ``SCORE_ANNOTATIONS`` of the model (a slug; the default model
+        when None): 0 and "" for a lead the model never scored. Raises UnknownModel."""
+        ...
+
+    def scores(self, leads: list[Lead]) -> dict[int, list[ModelScore]]:
+        """Every model's score of each lead, by lead id, in the models' order."""
+        ...
+
+    def models(self) -> list[tuple[str, str]]:
+        """(slug, name) of every scoring model, the default first."""
+        ...
+
+
+_provider: ScoresProvider | None = None
+
+
+def provider_register(provider: ScoresProvider) -> None:
+    global _provider  # noqa: PLW0603 -- one provider per process, set once when apps are ready
+    _provider = provider
+
+
+def leads_annotate_scores(leads: QuerySet[Lead], *, model: str | None = None) -> QuerySet[Lead]:
+    if _provider is None:
+        zero = Value(Decimal("0"), output_field=DecimalField(max_digits=12, decimal_places=2))
+        return leads.annotate(score=zero, fit_score=zero, behaviour_score=zero, grade=Value("", CharField()))
+    return _provider.annotate(leads, model=model)
+
+
+def leads_scores(leads: list[Lead]) -> dict[int, list[ModelScore]]:
+    if _provider is None:
+        return {lead.pk: [] for lead in leads}
+    return _provider.scores(leads)
+
+
+def scoring_models() -> list[tuple[str, str]]:
+    return [] if _provider is None else _provider.models()
