@@ -256,6 +256,7 @@ SPECTACULAR_SETTINGS = {
         "StageEnum": "leadflow.leads.models.Stage",
         "HandoffStatusEnum": "handoff.models.HandoffStatus",
         "RejectReasonEnum": "handoff.models.RejectReason",
+        "GradeEnum": "scoring.models.GRADE_CHOICES",
     },
 }
 

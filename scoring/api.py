@@ -281,6 +281,8 @@ class RuleSetSerializer(serializers.ModelSerializer):
             "rules",
         ]
         read_only_fields = ["version", "status", "created_at", "published_at", "archived_at"]
+        # One published ruleset per model is the services' rule (publish archives the previous one).
+        validators: list[Any] = []
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if self.instance is not None and "model" in attrs and attrs["model"] != self.instance.model:

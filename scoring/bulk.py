@@ -145,7 +145,7 @@ def scores_sql(ruleset: RuleSetSpec) -> tuple[str, dict[str, Any]]:
         # The few recycled leads also sum the terms of their events after the recycling.
         behaviour_join = f"""
         LEFT JOIN (
-            SELECT p.lead_id, SUM({capped("p.total")}) AS behaviour, SUM({capped("p.since")}) AS since
+            SELECT p.lead_id, SUM({capped("p.total")}) AS behaviour, SUM({capped("COALESCE(p.since, 0)")}) AS since
             FROM (
                 SELECT e.{event.lead} AS lead_id, r.idx, SUM({term}) AS total,
                        SUM({term}) FILTER (WHERE e.{event.occurred_at} > rc.recycled_at) AS since

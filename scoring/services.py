@@ -488,8 +488,6 @@ def rule_validate(
         for field_name, limit in (("max_points", max_points), ("window_days", window_days)):
             if limit is not None:
                 errors[field_name] = ["Only behaviour rules have caps and windows."]
-        if not decays:
-            errors["decays"] = ["Only behaviour rules decay: leave this on."]
     if kind == RuleKind.SUPPRESS and event_type:
         if not EVENT_TYPE_RE.match(event_type):
             errors["event_type"] = ["Give the event type that suppresses (a slug such as unsubscribe)."]

@@ -48,6 +48,12 @@ class LeadFactory(factory.django.DjangoModelFactory):
     job_title = factory.Faker("job")
     source = factory.SubFactory(SourceFactory)
 
+    @factory.post_generation
+    def score(self, create, extracted, **kwargs):
+        """``score=60``: a stored score under the default model (as a rescore would write)."""
+        if create and extracted is not None:
+            score_of(self, score=str(extracted), fit=str(min(Decimal(extracted), Decimal(20))))
+
 
 class EventFactory(factory.django.DjangoModelFactory):
     class Meta:
@@ -88,6 +94,11 @@ def score_of(lead, *, score="70", fit="20", model=None, version=1, grade="B", la
     return row
 
 
+def lead_score_of(lead) -> Decimal:
+    row = Score.objects.filter(lead=lead, model=default_model()).first()
+    return row.score if row else Decimal("0")
+
+
 class SqlLeadFactory(LeadFactory):
     """A lead that became an SQL with a score of 70 (fit 20) under the default model
     (the scoring engine would have opened its handoff)."""
@@ -99,7 +110,7 @@ class SqlLeadFactory(LeadFactory):
     @factory.post_generation
     def score(self, create, extracted, **kwargs):
         if create:
-            score_of(self, score=extracted or "70")
+            score_of(self, score=str(extracted or "70"))
 
 
 class HandoffFactory(factory.django.DjangoModelFactory):
@@ -109,7 +120,7 @@ class HandoffFactory(factory.django.DjangoModelFactory):
         model = Handoff
 
     lead = factory.SubFactory(SqlLeadFactory)
-    priority = Decimal("70")
+    priority = factory.LazyAttribute(lambda h: lead_score_of(h.lead))
     model = factory.LazyFunction(default_model)
     qualified_by = factory.LazyAttribute(lambda h: [h.model.slug] if h.model else [])
     created_at = factory.LazyFunction(timezone.now)

@@ -5,6 +5,8 @@ Fixtures live in conftest.py; everything else a test imports comes from here."""
 import os
 import re
 from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
 
 import psycopg2
 from django.db import connection
@@ -156,3 +158,36 @@ def hold_row_lock(lead_id: int):
     )
     other.cursor().execute("SELECT 1 FROM leads_lead WHERE id = %s FOR UPDATE", [lead_id])
     return other
+
+
+def score_row(lead: Any, model: Any = None) -> Any:
+    """The lead's stored Score under ``model`` (the default model), read afresh."""
+    from scoring.models import Score
+    from tests.factories import default_model
+
+    return Score.objects.get(lead_id=lead.pk, model=model or default_model())
+
+
+def lead_score(lead: Any, model: Any = None) -> Decimal:
+    """The lead's stored score under ``model`` (the default model); 0 when it was never scored."""
+    from scoring.models import Score
+    from tests.factories import default_model
+
+    row = Score.objects.filter(lead_id=lead.pk, model=model or default_model()).first()
+    return row.score if row else Decimal("0")
+
+
+def entered_sql(leads: Any, *, score: str = "70", models: tuple[str, ...] = ("default",)) -> list[StageChange]:
+    """The StageChanges of ``leads`` entering SQL qualified by ``models`` with ``score``,
+    as the lifecycle hands them to the handoff's receiver."""
+    return [
+        StageChange(
+            lead=lead,
+            from_stage="mql",
+            to_stage="sql",
+            qualified_by=list(models),
+            ruleset_version=1,
+            score=Decimal(score),
+        )
+        for lead in leads
+    ]

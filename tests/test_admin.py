@@ -11,7 +11,7 @@ from django.test import Client
 
 from leadflow.leads.models import Lead
 from scoring.models import Rule, RuleSet, RuleSetStatus
-from tests.factories import EventFactory, HandoffFactory, LeadFactory
+from tests.factories import EventFactory, HandoffFactory, LeadFactory, default_model
 from tests.helpers import behaviour, fit
 
 
@@ -25,6 +25,7 @@ def superuser(django_user_model):
 
 def make_ruleset(*rules, **fields):
     ruleset = RuleSet.objects.create(
+        model=default_model(),
         version=(RuleSet.objects.aggregate(v=Max("version"))["v"] or 0) + 1,
         name="Spring",
         status=RuleSetStatus.DRAFT,

@@ -22,8 +22,9 @@ from leadflow.leads.keys import hash_key
 from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source, Stage
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from leadflow.management.commands.seed_demo import DEMO_USERS, PERSONAL_DOMAINS
+from scoring.models import Score
 from tests.factories import LeadFactory, SourceFactory
-from tests.helpers import behaviour
+from tests.helpers import behaviour, lead_score, score_row
 
 pytestmark = pytest.mark.django_db
 
@@ -207,7 +208,8 @@ def test_seed_demo_leads_have_b2b_profiles_and_varied_recent_journeys():
     assert types & {"demo_request", "contact_request"}
     hand_raisers = Lead.objects.filter(events__type__in=["demo_request", "contact_request"]).distinct().count()
     assert 0 < hand_raisers < len(leads) / 4
-    assert all(lead.last_activity_at is not None and not lead.needs_rescore and lead.scored_at for lead in leads)
+    assert all(lead.last_activity_at is not None and not lead.needs_rescore for lead in leads)
+    assert Score.objects.filter(lead__in=leads).count() == len(leads), "every lead scored under the default model"
     # History is replayed: leads were "created" at their first event, not when the seed ran.
     assert all(lead.last_activity_at is not None and lead.created_at <= lead.last_activity_at for lead in leads)
     assert Lead.objects.filter(created_at__lt=now - timedelta(days=7)).exists()
@@ -409,7 +411,7 @@ def test_import_of_an_export_does_not_turn_computed_columns_into_traits(tmp_path
     assert "0 created, 1 updated, 0 rejected" in stdout
     assert "Ignoring columns LeadFlow computes itself: public_id, source, stage, score" in stdout
     lead = Lead.objects.get()
-    assert (lead.name, lead.traits, lead.score) == ("Ada", {}, Decimal("42"))
+    assert (lead.name, lead.traits, lead_score(lead)) == ("Ada", {}, Decimal("42"))
 
 
 # --- export_leads ------------------------------------------------------------------
@@ -556,7 +558,7 @@ def test_run_schedule_once_runs_every_periodic_task_in_process(publish_ruleset, 
     call_command("run_schedule", "--once", stdout=out)
     flagged.refresh_from_db()
     handoff.refresh_from_db()
-    assert (flagged.needs_rescore, flagged.behaviour_score) == (False, Decimal("5.00"))
+    assert (flagged.needs_rescore, score_row(flagged).behaviour) == (False, Decimal("5.00"))
     assert (handoff.status, handoff.claimed_by) == (HandoffStatus.QUEUED, None)
     lines = out.getvalue().splitlines()
     assert [line.split()[1].rstrip(":") for line in lines] == list(settings.CELERY_BEAT_SCHEDULE)

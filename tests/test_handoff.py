@@ -17,7 +17,7 @@ from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.roles import SALES
 from scoring.services import leads_score
 from tests.factories import EventFactory, HandoffFactory, LeadFactory, SourceFactory, SqlLeadFactory, UserFactory
-from tests.helpers import behaviour, client_for
+from tests.helpers import behaviour, client_for, entered_sql, lead_score
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 RULES = [behaviour("page_view", 10, max_points=30), behaviour("demo_request", 50)]
@@ -130,7 +130,11 @@ def test_rejected_lead_is_recycled_and_requalifies_only_on_new_activity_with_a_n
 
         clock.shift(timedelta(days=3))
         lead = post_events("page_view")
-        assert lead.stage == Stage.MQL, "new activity re-qualifies as MQL; the old demo request is not new intent"
+        assert lead.stage == Stage.RECYCLED, "one page view (10 points) is below the requalification threshold (15)"
+        lead = post_events("page_view")
+        assert lead.stage == Stage.MQL, (
+            "enough new engagement re-qualifies as MQL; the old demo request is not new intent"
+        )
         assert Handoff.objects.filter(lead=lead).count() == 1
 
         lead = post_events("demo_request")
@@ -138,6 +142,7 @@ def test_rejected_lead_is_recycled_and_requalifies_only_on_new_activity_with_a_n
     handoffs = list(Handoff.objects.filter(lead=lead).order_by("created_at"))
     assert [h.status for h in handoffs] == [HandoffStatus.REJECTED, HandoffStatus.QUEUED]
     assert handoffs[1].created_at == NOW + timedelta(days=3, hours=1)
+    assert (handoffs[1].model.slug, handoffs[1].qualified_by) == ("default", ["default"])
 
     history = client_for(marketer).get(f"/api/v1/leads/{lead.public_id}/handoffs")
     assert history.status_code == 200
@@ -398,11 +403,11 @@ def test_a_promotion_whose_handoff_cannot_open_does_not_happen(publish_ruleset, 
     def refuse(**kwargs):
         raise IntegrityError("no handoff today")
 
-    monkeypatch.setattr(services, "handoffs_open_for_leads", refuse)
+    monkeypatch.setattr(services, "handoffs_open_for_changes", refuse)
     with pytest.raises(IntegrityError, match="no handoff today"):
         leads_score(lead_ids=[lead.pk])
     lead.refresh_from_db()
-    assert (lead.stage, lead.score, lead.sql_at) == (Stage.NEW, 0, None)
+    assert (lead.stage, lead_score(lead), lead.sql_at) == (Stage.NEW, 0, None)
     assert not StageChange.objects.exists()
 
 
@@ -527,8 +532,8 @@ def test_the_database_refuses_a_claim_without_a_claimer_or_a_rejection_without_a
 
 def test_entering_sql_twice_in_one_batch_keeps_one_open_handoff(db):
     lead = SqlLeadFactory.create()
-    opened = services.handoffs_open_for_leads(leads=[lead], at=NOW)
-    assert services.handoffs_open_for_leads(leads=[lead], at=NOW) == []
+    opened = services.handoffs_open_for_changes(changes=entered_sql([lead]), at=NOW)
+    assert services.handoffs_open_for_changes(changes=entered_sql([lead]), at=NOW) == []
     assert Handoff.objects.filter(lead=lead).count() == len(opened) == 1
 
 
@@ -559,11 +564,13 @@ def _claim_story(claim, rep, other_rep, tag):
                 getattr(fresh.lead, f.attname) for f in Lead._meta.concrete_fields
             ]
             assert handoff.claimed_by == user
-            outcomes.append((open_claims, handoff.lead.score, handoff.status, handoff.claim_expires_at, user.username))
+            outcomes.append(
+                (open_claims, lead_score(handoff.lead), handoff.status, handoff.claim_expires_at, user.username)
+            )
         events = list(
             HandoffEvent.objects.filter(handoff__in=handoffs)
             .order_by("id")
-            .values_list("handoff__lead__score", "action", "actor__username", "at", "details")
+            .values_list("handoff__priority", "action", "actor__username", "at", "details")
         )
         Handoff.objects.filter(pk__in=[h.pk for h in handoffs]).update(status=HandoffStatus.CLOSED, decided_at=NOW)
     return outcomes, events

@@ -2,6 +2,7 @@
 transitions_apply, which tells the apps above the core through stages_changed."""
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
@@ -50,12 +51,27 @@ def test_transitions_apply_tells_receivers_what_it_wrote_inside_the_transaction(
         leads = {lead.pk: lead for lead in Lead.objects.select_for_update().filter(pk__in=[fresh.pk, sql.pk, mql.pk])}
         applied = transitions_apply(
             [
-                Transition(leads[fresh.pk], Stage.NEW, Stage.MQL, "Score reached the MQL threshold."),
+                Transition(
+                    leads[fresh.pk],
+                    Stage.NEW,
+                    Stage.MQL,
+                    "Score reached the MQL threshold.",
+                    qualified_by=["default"],
+                    ruleset_version=7,
+                    score=Decimal("40"),
+                ),
                 Transition(leads[sql.pk], Stage.SQL, Stage.RECYCLED, "Asked us to wait", marketer),
-                Transition(leads[mql.pk], Stage.MQL, Stage.SQL, "Intent shown."),
+                Transition(
+                    leads[mql.pk],
+                    Stage.MQL,
+                    Stage.SQL,
+                    "Intent shown.",
+                    qualified_by=["default", "addon"],
+                    ruleset_version=7,
+                    score=Decimal("70"),
+                ),
             ],
             at=NOW,
-            ruleset_version=7,
         )
 
     assert isinstance(applied, TransitionsApplied) and applied.at == NOW
@@ -70,7 +86,12 @@ def test_transitions_apply_tells_receivers_what_it_wrote_inside_the_transaction(
     assert call["sender"] is StageChange and call["applied"] is applied
     assert call["in_transaction"] and call["written"], "sent inside the transaction, after the StageChanges"
     assert call["stages"] == {fresh.pk: Stage.MQL, sql.pk: Stage.RECYCLED, mql.pk: Stage.SQL}
-    assert {c.ruleset_version for c in StageChange.objects.all()} == {7}
+    recorded = {(c.lead_id, c.ruleset_version, c.score, tuple(c.qualified_by)) for c in StageChange.objects.all()}
+    assert recorded == {
+        (fresh.pk, 7, Decimal("40"), ("default",)),
+        (sql.pk, None, None, ()),  # by hand: no model qualified it
+        (mql.pk, 7, Decimal("70"), ("default", "addon")),
+    }
 
 
 def test_nothing_moved_sends_nothing(db, received):

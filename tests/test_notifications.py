@@ -18,7 +18,7 @@ from handoff import notifications, services
 from handoff.models import Handoff, HandoffEvent, Notification, WebhookDelivery
 from handoff.tasks import deliver_webhook, flag_overdue
 from tests.factories import HandoffFactory, SqlLeadFactory, UserFactory
-from tests.helpers import browser, client_for
+from tests.helpers import browser, client_for, entered_sql
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 SECRET = "whsec-test-0123456789abcdef"
@@ -100,7 +100,7 @@ def claimed_handoff(user, **extra):
 def test_a_new_sql_notifies_the_sales_group_in_app_and_by_email(rep, other_rep, marketer, mailoutbox, after_commit):
     lead = SqlLeadFactory.create(name="Grace Hopper", company="Navy")
     with after_commit():
-        services.handoffs_open_for_leads(leads=[lead], at=NOW)
+        services.handoffs_open_for_changes(changes=entered_sql([lead]), at=NOW)
     assert kinds(rep) == kinds(other_rep) == ["handoff_new"]
     assert kinds(marketer) == []
     notification = rep.notifications.get()
@@ -113,7 +113,7 @@ def test_a_new_sql_notifies_the_sales_group_in_app_and_by_email(rep, other_rep, 
 def test_many_new_sqls_at_once_make_one_digest_per_rep(rep, mailoutbox, after_commit):
     leads = SqlLeadFactory.create_batch(12)
     with after_commit():
-        services.handoffs_open_for_leads(leads=leads, at=NOW)
+        services.handoffs_open_for_changes(changes=entered_sql(leads), at=NOW)
     assert rep.notifications.get().title == "12 new SQLs are waiting in the queue"
     assert len(mailoutbox) == 1
 
@@ -125,7 +125,7 @@ def test_nothing_is_sent_for_a_rolled_back_promotion(rep, mailoutbox, django_cap
         pytest.raises(RuntimeError),
         transaction.atomic(),
     ):
-        services.handoffs_open_for_leads(leads=[lead], at=NOW)
+        services.handoffs_open_for_changes(changes=entered_sql([lead]), at=NOW)
         raise RuntimeError("the scoring transaction failed")
     assert callbacks == []
     assert not Notification.objects.exists() and mailoutbox == []
@@ -204,7 +204,7 @@ def test_notifications_link_to_the_handoffs_page_absolute_in_email_and_webhook_w
     settings.NOTIFY_BASE_URL = "https://leadflow.example.com/"
     lead = SqlLeadFactory.create()
     with after_commit():
-        services.handoffs_open_for_leads(leads=[lead], at=NOW)
+        services.handoffs_open_for_changes(changes=entered_sql([lead]), at=NOW)
     handoff = Handoff.objects.get(lead=lead)
     page = f"/queue/{handoff.public_id}/"
     assert rep.notifications.get().link == page
@@ -217,7 +217,7 @@ def test_notifications_link_to_the_handoffs_page_absolute_in_email_and_webhook_w
 
 def test_a_digest_of_new_sqls_links_to_the_queue_page(rep, after_commit, webhook):
     with after_commit():
-        services.handoffs_open_for_leads(leads=SqlLeadFactory.create_batch(12), at=NOW)
+        services.handoffs_open_for_changes(changes=entered_sql(SqlLeadFactory.create_batch(12)), at=NOW)
     assert rep.notifications.get().link == "/queue/"
     payload = json.loads(webhook.received[0].body)
     assert (payload["link"], payload["api_link"]) == ("/queue/", "/api/v1/handoffs")
@@ -297,7 +297,7 @@ def test_a_failing_mail_server_never_blocks_the_handoff(rep, marketer, after_com
         response = client_for(rep).post(f"/api/v1/handoffs/{handoff.public_id}/accept")
     assert response.status_code == 200
     with after_commit():
-        services.handoffs_open_for_leads(leads=[SqlLeadFactory.create()], at=NOW)
+        services.handoffs_open_for_changes(changes=entered_sql([SqlLeadFactory.create()]), at=NOW)
     assert kinds(rep) == ["handoff_new"], "the in-app notification is there even though the email failed"
     assert "Email notification" in caplog.text
 
@@ -416,7 +416,7 @@ def test_a_claim_left_by_a_dead_sender_expires_and_the_sweep_sends_it(db, webhoo
 # --- In-app API -----------------------------------------------------------------------------------------
 def test_my_notifications_can_be_listed_counted_and_marked_read(rep, other_rep, after_commit, api_client):
     with after_commit():
-        services.handoffs_open_for_leads(leads=SqlLeadFactory.create_batch(3), at=NOW)
+        services.handoffs_open_for_changes(changes=entered_sql(SqlLeadFactory.create_batch(3)), at=NOW)
     client = client_for(rep)
     listing = client.get("/api/v1/notifications?page_size=2").json()
     assert listing["count"] == 3 and len(listing["results"]) == 2 and listing["next"]
@@ -441,7 +441,7 @@ def test_the_notification_list_answers_in_a_constant_number_of_queries(
     rep, after_commit, django_assert_max_num_queries
 ):
     with after_commit():
-        services.handoffs_open_for_leads(leads=SqlLeadFactory.create_batch(8), at=NOW)
+        services.handoffs_open_for_changes(changes=entered_sql(SqlLeadFactory.create_batch(8)), at=NOW)
     with django_assert_max_num_queries(2):
         assert client_for(rep).get("/api/v1/notifications").json()["count"] == 8
 
@@ -484,7 +484,7 @@ def unread_new_sqls(user):
 
 def open_handoffs(count, after_commit):
     with after_commit():
-        services.handoffs_open_for_leads(leads=SqlLeadFactory.create_batch(count), at=NOW)
+        services.handoffs_open_for_changes(changes=entered_sql(SqlLeadFactory.create_batch(count)), at=NOW)
     return [str(public_id) for public_id in Handoff.objects.order_by("id").values_list("public_id", flat=True)]
 
 
@@ -530,7 +530,7 @@ def test_deciding_or_releasing_a_handoff_marks_my_new_sql_notification_of_it_rea
 def test_notifications_commit_with_the_change_and_mail_waits_for_the_commit(db, rep, webhook, mailoutbox):
     lead = SqlLeadFactory.create()
     with pytest.raises(RuntimeError), transaction.atomic():
-        services.handoffs_open_for_leads(leads=[lead], at=NOW)
+        services.handoffs_open_for_changes(changes=entered_sql([lead]), at=NOW)
         # Written with the handoff, in its transaction: a crash after the commit loses none.
         assert Notification.objects.filter(recipient=rep).count() == 1
         assert WebhookDelivery.objects.count() == 1

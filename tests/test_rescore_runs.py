@@ -13,13 +13,14 @@ from django.utils import timezone
 
 from leadflow.leads.models import Lead, Stage
 from scoring import services, tasks
-from scoring.models import RescoreRun, RescoreState
+from scoring.models import RescoreRun, RescoreState, Score
 from tests.helpers import (
     CHUNK,
     assert_qualified_exactly_once,
     behaviour,
     client_for,
     hold_row_lock,
+    lead_score,
     make_leads,
     real_broker,
 )
@@ -58,15 +59,15 @@ def test_a_failed_rescore_run_resumes_after_its_last_committed_chunk(rules, smal
     assert "lock" in run.error
     assert Lead.objects.filter(stage=Stage.NEW).count() == 2 * CHUNK, "the third chunk rolled back whole"
     # Leave a mark on a committed lead: a resume that started over would overwrite it.
-    Lead.objects.filter(pk=leads[0].pk).update(score=Decimal("999"))
+    Score.objects.filter(lead_id=leads[0].pk).update(score=Decimal("999"))
 
     assert tasks.sweep_dirty() == 0  # the sweep resumes the run (its task runs eagerly here)
 
     run.refresh_from_db()
     assert (run.state, run.attempts, run.done, run.total) == (RescoreState.DONE, 2, 4 * CHUNK, 4 * CHUNK)
     assert run.changed_stages == 4 * CHUNK + 2 * CHUNK
-    assert Lead.objects.get(pk=leads[0].pk).score == Decimal("999"), "committed chunks are not redone"
-    Lead.objects.filter(pk=leads[0].pk).update(score=Decimal("70"))
+    assert lead_score(Lead.objects.get(pk=leads[0].pk)) == Decimal("999"), "committed chunks are not redone"
+    Score.objects.filter(lead_id=leads[0].pk).update(score=Decimal("70"))
     assert_qualified_exactly_once(leads)
 
 
@@ -92,10 +93,8 @@ def test_a_running_run_whose_heartbeat_stopped_is_resumed_by_the_sweep_from_its_
     run.refresh_from_db()
     assert (run.state, run.attempts, run.done) == (RescoreState.DONE, 2, 3 * CHUNK)
     assert run.as_of == started, "a resumed run scores as of the moment it first started"
-    assert not Lead.objects.filter(pk__in=[lead.pk for lead in leads[:CHUNK]], scored_at__isnull=False).exists()
-    assert list(Lead.objects.filter(scored_at__isnull=False).values_list("scored_at", flat=True).distinct()) == [
-        started
-    ]
+    assert not Score.objects.filter(lead_id__in=[lead.pk for lead in leads[:CHUNK]]).exists()
+    assert list(Score.objects.values_list("computed_at", flat=True).distinct()) == [started]
     assert_qualified_exactly_once(leads, skip=CHUNK)
 
 
@@ -112,7 +111,7 @@ def test_a_redelivered_rescore_task_leaves_a_run_with_a_live_worker_alone(rules)
 
     run.refresh_from_db()
     assert (run.attempts, run.last_lead_id) == (1, 0)
-    assert not Lead.objects.filter(scored_at__isnull=False).exists()
+    assert not Score.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -164,7 +163,7 @@ def test_a_publish_while_the_broker_is_down_is_rescored_by_the_sweep(rules, admi
     assert response.status_code == 202
     run = RescoreRun.objects.get(pk=response.json()["id"])
     assert run.state == RescoreState.QUEUED
-    assert not Lead.objects.filter(scored_at__isnull=False).exists()
+    assert not Score.objects.exists()
 
     tasks.sweep_dirty.delay()
 

@@ -15,8 +15,8 @@ from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.services import events_ingest
 from scoring import services
 from scoring.models import RULE_FIELDS, RULESET_FIELDS, RescoreRun, RuleSet
-from tests.factories import EventFactory, LeadFactory
-from tests.helpers import behaviour, client_for, fit, real_broker
+from tests.factories import EventFactory, LeadFactory, default_model
+from tests.helpers import behaviour, client_for, fit, lead_score, real_broker, score_row
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 JOURNEY_RULES = [
@@ -61,14 +61,14 @@ def test_seed_journey_promotes_to_mql_then_sql_with_a_stage_trail(publish_rulese
     publish_ruleset(JOURNEY_RULES, mql=30, sql=60)
     scored("page_view", "page_view", "page_view", "content_download", "webinar_attended")
     lead = Lead.objects.get()
-    assert (lead.fit_score, lead.behaviour_score, lead.score) == (Decimal(5), Decimal(29), Decimal(34))
+    assert (score_row(lead).fit, score_row(lead).behaviour, lead_score(lead)) == (Decimal(5), Decimal(29), Decimal(34))
     assert lead.stage == Stage.MQL
     assert lead.needs_rescore is False
 
     scored("demo_request", email="ada@example.com")
     lead.refresh_from_db()
     assert lead.stage == Stage.SQL
-    assert lead.score == Decimal(64)
+    assert lead_score(lead) == Decimal(64)
     trail = list(lead.stage_changes.order_by("at", "id").values_list("from_stage", "to_stage", "actor"))
     assert trail == [("new", "mql", None), ("mql", "sql", None)]
     assert lead.stage_changes.last().score == Decimal(34)
@@ -99,7 +99,7 @@ def test_sql_min_fit_blocks_poor_fit(publish_ruleset, scored):
 def test_cap_bounds_a_rules_total(publish_ruleset, scored):
     publish_ruleset([behaviour("page_view", 3, max_points=10)], mql=100, sql=200)
     scored(*["page_view"] * 8)
-    assert Lead.objects.get().score == Decimal(10)
+    assert lead_score(Lead.objects.get()) == Decimal(10)
 
 
 @time_machine.travel(NOW, tick=False)
@@ -115,7 +115,7 @@ def test_negative_rules_and_negative_caps_lower_the_score(publish_ruleset, score
     )
     scored("page_view", "unsubscribe", "unsubscribe", email="joe@GMAIL.com")
     lead = Lead.objects.get()
-    assert (lead.fit_score, lead.behaviour_score) == (Decimal(-20), Decimal(-10))
+    assert (score_row(lead).fit, score_row(lead).behaviour) == (Decimal(-20), Decimal(-10))
 
 
 def test_window_counts_only_recent_events(publish_ruleset):
@@ -125,7 +125,7 @@ def test_window_counts_only_recent_events(publish_ruleset):
     EventFactory.create(lead=lead, occurred_at=NOW - timedelta(days=8))
     services.leads_score(lead_ids=[lead.pk], as_of=NOW)
     lead.refresh_from_db()
-    assert lead.score == Decimal(5)
+    assert lead_score(lead) == Decimal(5)
 
 
 def test_decay_halves_points_every_half_life_with_a_frozen_clock(publish_ruleset):
@@ -136,11 +136,11 @@ def test_decay_halves_points_every_half_life_with_a_frozen_clock(publish_ruleset
     with time_machine.travel(NOW, tick=False):
         services.leads_score(lead_ids=[lead.pk])
     lead.refresh_from_db()
-    assert lead.score == Decimal("7.50")
+    assert lead_score(lead) == Decimal("7.50")
     with time_machine.travel(NOW + timedelta(days=30), tick=False):
         services.leads_score(lead_ids=[lead.pk])
     lead.refresh_from_db()
-    assert lead.score == Decimal("3.75")
+    assert lead_score(lead) == Decimal("3.75")
 
 
 def test_decay_lowers_the_score_but_never_demotes(publish_ruleset):
@@ -152,7 +152,7 @@ def test_decay_lowers_the_score_but_never_demotes(publish_ruleset):
     assert lead.stage == Stage.MQL
     services.leads_score(lead_ids=[lead.pk], as_of=NOW + timedelta(days=60))
     lead.refresh_from_db()
-    assert lead.score < 30
+    assert lead_score(lead) < 30
     assert lead.stage == Stage.MQL
 
 
@@ -174,7 +174,7 @@ def test_recycled_lead_requalifies_only_on_activity_after_recycling(publish_rule
     EventFactory.create(lead=lead, type="demo_request", occurred_at=NOW - timedelta(days=3))
     services.leads_score(lead_ids=[lead.pk], as_of=NOW)
     lead.refresh_from_db()
-    assert (lead.stage, lead.score) == (Stage.RECYCLED, Decimal(90))
+    assert (lead.stage, lead_score(lead)) == (Stage.RECYCLED, Decimal(90))
 
     EventFactory.create(lead=lead, type="page_view", occurred_at=NOW - timedelta(days=1))
     lead.last_activity_at = NOW - timedelta(days=1)
@@ -211,7 +211,7 @@ def test_explain_contributions_add_up_to_the_stored_score(publish_ruleset, marke
     body = response.json()
     assert body["adds_up"] is True
     total = sum(Decimal(rule["contribution"]) for rule in body["rules"])
-    assert total == Decimal(body["score"]) == Lead.objects.get().score
+    assert total == Decimal(body["score"]) == lead_score(Lead.objects.get())
     page_views = next(rule for rule in body["rules"] if rule["name"] == "page_view rule")
     assert page_views["capped"] is True and page_views["matched"] == 7 and page_views["decayed"] is True
     downloads = next(rule for rule in body["rules"] if rule["name"] == "content_download rule")
@@ -262,7 +262,9 @@ def test_publish_rescores_every_lead_retroactively_and_archives_the_old_ruleset(
     assert response.status_code == 202
     run = RescoreRun.objects.get(pk=response.json()["id"])
     assert (run.state, run.done, run.total) == ("done", 5, 5)
-    assert set(Lead.objects.values_list("score", "stage", "ruleset_version")) == {(Decimal(12), "mql", version)}
+    assert set(Lead.objects.values_list("scores__score", "stage", "scores__ruleset_version")) == {
+        (Decimal(12), "mql", version)
+    }
     old.refresh_from_db()
     assert old.status == "archived"
     assert client.get(f"/api/v1/rescore-runs/{run.pk}").json()["percent"] == 100
@@ -313,7 +315,9 @@ def test_ruleset_threshold_validation(admin):
 
 
 def test_the_services_refuse_an_invalid_rule_or_ruleset_whoever_calls_them(admin):
-    draft = services.ruleset_create(user=admin, name="D", mql_threshold=Decimal(10), sql_threshold=Decimal(20))
+    draft = services.ruleset_create(
+        user=admin, model=default_model(), name="D", mql_threshold=Decimal(10), sql_threshold=Decimal(20)
+    )
     with pytest.raises(ValidationError) as refused:
         services.rule_create(ruleset=draft, kind="fit", name="x", points=Decimal(0), attribute="salary", operator="eq")
     assert set(refused.value.message_dict) == {"points", "attribute", "value"}
@@ -332,7 +336,9 @@ def test_the_services_refuse_an_invalid_rule_or_ruleset_whoever_calls_them(admin
         services.ruleset_update(ruleset=draft, changes=services.RuleSetChanges(sql_threshold=Decimal(5)))
     assert refused.value.message_dict == {"sql_threshold": ["The SQL threshold cannot be below the MQL threshold."]}
     with pytest.raises(ValidationError) as refused:
-        services.ruleset_create(user=admin, name="E", mql_threshold=Decimal(0), sql_threshold=Decimal(5))
+        services.ruleset_create(
+            user=admin, model=default_model(), name="E", mql_threshold=Decimal(0), sql_threshold=Decimal(5)
+        )
     assert set(refused.value.message_dict) == {"mql_threshold"}
     draft.refresh_from_db()
     assert draft.sql_threshold == 20
@@ -340,7 +346,12 @@ def test_the_services_refuse_an_invalid_rule_or_ruleset_whoever_calls_them(admin
 
 def test_an_update_changes_only_the_fields_it_is_given(admin):
     draft = services.ruleset_create(
-        user=admin, name="D", mql_threshold=Decimal(10), sql_threshold=Decimal(20), decay_half_life_days=Decimal(30)
+        user=admin,
+        model=default_model(),
+        name="D",
+        mql_threshold=Decimal(10),
+        sql_threshold=Decimal(20),
+        decay_half_life_days=Decimal(30),
     )
     services.ruleset_update(ruleset=draft, changes=services.RuleSetChanges(intent_event_types=["b_x", "a_x", "b_x"]))
     draft.refresh_from_db()
@@ -372,7 +383,7 @@ def test_preview_reports_who_enters_and_writes_nothing(publish_ruleset, admin):
         {"kind": "behaviour", "name": "W", "event_type": "webinar_attended", "points": 5},
         format="json",
     )
-    before = list(Lead.objects.order_by("id").values_list("score", "stage", "ruleset_version"))
+    before = list(Lead.objects.order_by("id").values_list("scores__score", "stage", "scores__ruleset_version"))
     changes = StageChange.objects.count()
     response = client.post(f"/api/v1/rulesets/{draft['version']}/preview")
     assert response.status_code == 200
@@ -381,7 +392,7 @@ def test_preview_reports_who_enters_and_writes_nothing(publish_ruleset, admin):
     assert [lead["email"] for lead in body["enter_mql"]] == ["hot@x.io"]
     assert body["stages_before"] == {"new": 2}
     assert body["stages_after"] == {"new": 1, "mql": 1}
-    assert list(Lead.objects.order_by("id").values_list("score", "stage", "ruleset_version")) == before
+    assert list(Lead.objects.order_by("id").values_list("scores__score", "stage", "scores__ruleset_version")) == before
     assert StageChange.objects.count() == changes
 
 
@@ -427,7 +438,7 @@ def test_rescore_command_rescores_every_lead_and_reports(publish_ruleset):
     out = StringIO()
     call_command("rescore", stdout=out, stderr=StringIO())
     assert "Rescored 3 leads" in out.getvalue()
-    assert set(Lead.objects.values_list("score", flat=True)) == {Decimal(7)}
+    assert set(Lead.objects.values_list("scores__score", flat=True)) == {Decimal(7)}
     assert RescoreRun.objects.get(reason="command").state == "done"  # (publishing queued a run of its own)
 
 
@@ -441,5 +452,5 @@ def test_rescore_dirty_scores_only_flagged_leads(publish_ruleset):
     EventFactory.create(lead=flagged)
     EventFactory.create(lead=clean)
     call_command("rescore", "--dirty", stdout=StringIO())
-    assert Lead.objects.get(pk=flagged.pk).score == 7
-    assert Lead.objects.get(pk=clean.pk).score == 0
+    assert lead_score(Lead.objects.get(pk=flagged.pk)) == 7
+    assert lead_score(Lead.objects.get(pk=clean.pk)) == 0

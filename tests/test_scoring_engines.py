@@ -1,4 +1,6 @@
-"""The single-lead engine (Python) and the bulk engine (SQL) agree exactly."""
+"""The single-lead engine (Python) and the bulk engine (SQL) agree exactly: on every
+field of a score — fit, behaviour, grade, the hand-raise inside the intent window,
+suppression, behaviour since a recycling — whatever the rules (decaying or not)."""
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -8,6 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from leadflow.leads.models import LEAD_PROFILE_FIELDS, LEAD_UTM_FIELDS, Event, Lead
+from scoring import bulk as bulk_engine
 from scoring import engine, selectors
 from scoring.engine import EventRow, RuleSetSpec, RuleSpec
 from tests.factories import SourceFactory
@@ -81,9 +84,36 @@ def rulesets(draw):
                 value=value,
                 max_points=cap,
                 window_days=draw(st.one_of(st.none(), st.integers(1, 60))),
+                decays=draw(st.booleans()),
             )
         )
-    return spec_of(*rules, half_life=draw(st.sampled_from([None, Decimal("0.5"), Decimal("7"), Decimal("30")])))
+    for index in range(20, 20 + draw(st.integers(0, 2))):
+        event_type, attribute, operator, value = "", "", "", None
+        if draw(st.booleans()):
+            event_type = draw(st.sampled_from(EVENT_TYPES))
+            if draw(st.booleans()):
+                attribute, operator, value = draw(conditions(["topic", "n"]))
+        else:
+            attribute, operator, value = draw(conditions(["industry", "email_domain", "traits.plan"]))
+        rules.append(
+            RuleSpec(
+                id=index,
+                kind="suppress",
+                name=f"s{index}",
+                points=Decimal(0),
+                event_type=event_type,
+                attribute=attribute,
+                operator=operator,
+                value=value,
+            )
+        )
+    grades = sorted(draw(st.lists(st.integers(-10, 40), min_size=4, max_size=4)), reverse=True)
+    return spec_of(
+        *rules,
+        half_life=draw(st.sampled_from([None, Decimal("0.5"), Decimal("7"), Decimal("30")])),
+        intent_window_days=draw(st.sampled_from([1, 7, 30, 90])),
+        grade_thresholds=tuple(Decimal(grade) for grade in grades),
+    )
 
 
 lead_profiles = st.fixed_dictionaries(
@@ -133,7 +163,7 @@ def properties(topic: str) -> dict[str, Any]:
     return {"topic": topic, "n": None, "meta": {"depth": 1}}
 
 
-def spec_of(*rules: RuleSpec, half_life: Decimal | None = None) -> RuleSetSpec:
+def spec_of(*rules: RuleSpec, half_life: Decimal | None = None, **fields: Any) -> RuleSetSpec:
     return RuleSetSpec(
         version=1,
         mql_threshold=Decimal(30),
@@ -142,6 +172,7 @@ def spec_of(*rules: RuleSpec, half_life: Decimal | None = None) -> RuleSetSpec:
         sql_min_fit=None,
         decay_half_life_days=half_life,
         rules=rules,
+        **fields,
     )
 
 
@@ -161,9 +192,19 @@ ASCII_ONLY_FOLD = spec_of(
         value=["été", "ai"],
     ),
 )
+recycled_ages = st.one_of(st.none(), st.integers(0, 60 * 86_400_000_000))
 # A window includes its first instant and nothing before it.
 WINDOW_EDGE = spec_of(
     RuleSpec(id=1, kind="behaviour", name="b1", points=Decimal(1), event_type="page_view", window_days=7)
+)
+
+
+# The intent window likewise: a hand-raise exactly 7 days old counts, a microsecond older does not.
+INTENT_WINDOW_EDGE = spec_of(
+    RuleSpec(id=1, kind="behaviour", name="b1", points=Decimal(1), event_type="demo_request", decays=False),
+    RuleSpec(id=2, kind="suppress", name="s2", points=Decimal(0), event_type="page_view"),
+    half_life=Decimal(7),
+    intent_window_days=7,
 )
 
 
@@ -171,14 +212,20 @@ WINDOW_EDGE = spec_of(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 @given(
-    spec=rulesets(), leads=st.lists(st.tuples(lead_profiles, st.lists(event_rows, max_size=12)), min_size=1, max_size=4)
+    spec=rulesets(),
+    leads=st.lists(st.tuples(lead_profiles, st.lists(event_rows, max_size=12), recycled_ages), min_size=1, max_size=4),
 )
 @example(
-    spec=ASCII_ONLY_FOLD, leads=[(PROFILE, [("page_view", properties("Été"), 0), ("page_view", properties("AI"), 0)])]
+    spec=ASCII_ONLY_FOLD,
+    leads=[(PROFILE, [("page_view", properties("Été"), 0), ("page_view", properties("AI"), 0)], None)],
 )
 @example(
     spec=WINDOW_EDGE,
-    leads=[(PROFILE, [("page_view", properties(""), age) for age in (-1, 7 * DAY, 7 * DAY + 1, 8 * DAY - 1)])],
+    leads=[(PROFILE, [("page_view", properties(""), age) for age in (-1, 7 * DAY, 7 * DAY + 1, 8 * DAY - 1)], None)],
+)
+@example(
+    spec=INTENT_WINDOW_EDGE,
+    leads=[(PROFILE, [("demo_request", properties(""), age)], 2 * DAY) for age in (7 * DAY, 7 * DAY + 1)],
 )
 def test_single_lead_and_bulk_engines_give_identical_scores(db, spec, leads):
     Event.objects.all().delete()
@@ -186,9 +233,10 @@ def test_single_lead_and_bulk_engines_give_identical_scores(db, spec, leads):
     source = SourceFactory.create(slug="prop", name="Prop")
     expected = {}
     counter = 0
-    for n, (profile, events) in enumerate(leads):
+    for n, (profile, events, recycled_age) in enumerate(leads):
         email = f"{n}{profile['email']}".lower()
-        lead = Lead.objects.create(source=source, **{**profile, "email": email})
+        recycled_at = None if recycled_age is None else AS_OF - timedelta(microseconds=recycled_age)
+        lead = Lead.objects.create(source=source, recycled_at=recycled_at, **{**profile, "email": email})
         rows = []
         for event_type, properties, age_micros in events:
             counter += 1
@@ -210,10 +258,10 @@ def test_single_lead_and_bulk_engines_give_identical_scores(db, spec, leads):
             [EventRow(type=e.type, properties=e.properties, occurred_at=e.occurred_at, id=e.pk) for e in rows],
             spec,
             AS_OF,
+            recycled_at,
         )
-        expected[lead.pk] = (single.fit, single.behaviour, single.last_intent_at)
-    bulk = {lead_id: (fit, behaviour, intent) for lead_id, fit, behaviour, intent in selectors.iter_scores(spec, AS_OF)}
-    assert bulk == expected
+        expected[lead.pk] = bulk_engine.ScoreRow.of(lead.pk, single)
+    assert {row.id: row for row in selectors.iter_scores(spec, AS_OF)} == expected
 
 
 def test_scoring_loads_every_lead_field_the_engine_reads():

@@ -100,8 +100,8 @@ def test_embedded_default_boots_on_sqlite_and_scores_an_event_in_process(tmp_pat
     check = manage(
         "shell",
         "-c",
-        "from leadflow.leads.models import Lead; lead = Lead.objects.get(); "
-        "print(lead.needs_rescore, lead.score, lead.ruleset_version)",
+        "from leadflow.leads.models import Lead; lead = Lead.objects.get(); score = lead.scores.get(); "
+        "print(lead.needs_rescore, score.score, score.ruleset_version)",
         env=env,
     )
     assert check.stdout.split()[-3:] == ["False", "30.00", "1"], check.stdout + check.stderr

@@ -8,7 +8,7 @@ import requests
 from django.conf import settings
 
 from leadflow.leads.models import Lead, Stage, StageChange
-from tests.helpers import behaviour, real_broker
+from tests.helpers import behaviour, lead_score, real_broker
 from tests.processes import celery_env, celery_worker, started, wait_for
 
 pytestmark = pytest.mark.postgres
@@ -53,7 +53,7 @@ def test_events_posted_over_http_promote_a_lead_to_sql_through_a_real_worker(
         what="the worker to score the lead",
     )
     lead = Lead.objects.get()
-    assert lead.score == 70
+    assert lead_score(lead) == 70
     trail = list(StageChange.objects.filter(lead=lead).order_by("at", "id").values_list("from_stage", "to_stage"))
     assert trail == [("new", "mql"), ("mql", "sql")]
     celery_worker_process.assert_running()

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from leadflow.leads.models import LEAD_IDENTITY_FIELDS, LEAD_PROFILE_FIELDS, Lead, Source
+from leadflow.leads.scores import leads_annotate_scores
 from leadflow.leads.services import leads_resolve, request_scoring_after_commit
 from leadflow.leads.validation import PROFILE_TEXT_FIELDS, Errors, LeadInput, validate_lead
 
@@ -288,8 +289,12 @@ def _import_chunk(*, source: Source, chunk: list[tuple[int, LeadInput]], counted
 # --- Export ------------------------------------------------------------------------
 
 
-def lead_export_queryset(*, stages: Sequence[str] | None = None, source: Source | None = None) -> QuerySet[Lead]:
-    leads = Lead.objects.all()
+def lead_export_queryset(
+    *, stages: Sequence[str] | None = None, source: Source | None = None, model: str | None = None
+) -> QuerySet[Lead]:
+    """Leads to export with the scores of ``model`` (a slug; the default model when None;
+    raises UnknownModel)."""
+    leads = leads_annotate_scores(Lead.objects.all(), model=model)
     if stages:
         leads = leads.filter(stage__in=stages)
     if source is not None:

@@ -57,7 +57,6 @@ class Command(BaseCommand):
         seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else 0
         self.stdout.write(
             self.style.SUCCESS(
-                f"Rescored {run.total} leads with {label} in {seconds:.1f} s; "
-                f"{run.changed_stages} stage changes."
+                f"Rescored {run.total} leads with {label} in {seconds:.1f} s; {run.changed_stages} stage changes."
             )
         )

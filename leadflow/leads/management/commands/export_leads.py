@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from leadflow.leads.importexport import EXPORT_COLUMNS, lead_export_queryset, lead_export_rows
 from leadflow.leads.models import Source, Stage
+from leadflow.leads.scores import UnknownModel
 from leadflow.progress import progress_bar
 
 
@@ -27,6 +28,11 @@ class Command(BaseCommand):
             help=f"Only leads in this stage; repeat for several: --stage mql --stage sql ({', '.join(Stage.values)}).",
         )
         parser.add_argument("--source", metavar="SLUG", help="Only leads of the source with this slug, e.g. website.")
+        parser.add_argument(
+            "--model",
+            metavar="SLUG",
+            help="The scoring model whose score, fit, behaviour and grade are exported (default: the first model).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         stages: list[str] | None = options["stage"]
@@ -40,7 +46,10 @@ class Command(BaseCommand):
                 known = ", ".join(Source.objects.values_list("slug", flat=True)) or "none yet"
                 raise CommandError(f"There is no source with slug {options['source']!r}. Known slugs: {known}.")
 
-        leads = lead_export_queryset(stages=stages, source=source)
+        try:
+            leads = lead_export_queryset(stages=stages, source=source, model=options["model"])
+        except UnknownModel as error:
+            raise CommandError(str(error)) from None
         path = options["csv"]
         if path == "-":
             out = cast(TextIO, self.stdout._out)
