@@ -68,7 +68,7 @@ def explanation_data(explanation: Explanation) -> dict[str, Any]:
         "grade": score.grade if score else "",
         "last_intent_at": scored.last_intent_at if scored else None,
         "behaviour_since_recycled": scored.behaviour_since if scored else None,
-        "suppressed_by": {"rule_id": suppressed_by.id, "name": suppressed_by.name} if suppressed_by else None,
+        "suppressed_by": {"rule_id": suppressed_by.pk, "name": suppressed_by.name} if suppressed_by else None,
         "adds_up": explanation.adds_up,
         "needs_rescore": lead.needs_rescore,
         "rules": rules,

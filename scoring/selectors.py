@@ -216,13 +216,11 @@ class Explanation:
         return self.result is not None and self.score is not None and self.result.total == self.score.score
 
     @property
-    def suppressed_by(self) -> RuleSpec | None:
+    def suppressed_by(self) -> Rule | None:
         """The suppression rule that keeps the lead from being promoted, if any."""
-        if self.result is None or self.result.suppressed_by is None:
+        if self.result is None or self.result.suppressed_by is None or self.ruleset is None:
             return None
-        return next((r.rule for r in self.result.results if r.rule.id == self.result.suppressed_by), None) or (
-            RuleSpec(id=self.result.suppressed_by, kind="suppress", name="(a suppression rule)", points=Decimal(0))
-        )
+        return next((rule for rule in self.ruleset.rules.all() if rule.pk == self.result.suppressed_by), None)
 
 
 def lead_scores(*, lead: Lead) -> list[Score]:

@@ -157,7 +157,7 @@ def ruleset_through_services(
     )
     for rule in rules:
         numbers = {name: Decimal(rule[name]) for name in ("points", "max_points") if rule.get(name) is not None}
-        scoring_services.rule_create(ruleset=ruleset, **{**rule, **numbers})
+        scoring_services.rule_create(ruleset=ruleset, **{"points": Decimal(0), **rule, **numbers})
     if publish:
         scoring_services.ruleset_publish(ruleset=ruleset, user=user)
     ruleset.refresh_from_db()
