@@ -309,7 +309,8 @@ class ScoresTable:
         grade_ok = "(%({minimum})s = '' OR s.{grade} COLLATE \"C\" <= %({minimum})s)"
         mql_ok = f"""(s.{score.suppressed_by} IS NULL AND s.{score.score} >= %(mql_threshold)s
             AND {grade_ok.format(minimum="mql_min_grade", grade=score.grade)}
-            AND (l.{lead.stage} <> %(recycled)s OR COALESCE(s.{score.behaviour_since_recycled} >= %(requalify)s, false)))"""
+            AND (l.{lead.stage} <> %(recycled)s
+                 OR COALESCE(s.{score.behaviour_since_recycled} >= %(requalify)s, false)))"""
         sql_ok = f"""(s.{score.suppressed_by} IS NULL AND s.{score.last_intent_at} IS NOT NULL
             AND s.{score.score} >= %(sql_threshold)s
             AND (l.{lead.recycled_at} IS NULL OR s.{score.last_intent_at} > l.{lead.recycled_at})
@@ -343,7 +344,8 @@ class ScoresTable:
             INSERT INTO {change.table} ({change.lead}, {change.from_stage}, {change.to_stage}, {change.at},
                 {change.reason}, {change.qualified_by}, {change.ruleset_version}, {change.score})
             SELECT id, from_stage, to_stage, %(as_of)s,
-                   CASE WHEN to_stage = %(sql)s THEN 'Intent shown and score ' ELSE 'Score ' END || score || ' ' || reason,
+                   CASE WHEN to_stage = %(sql)s THEN 'Intent shown and score ' ELSE 'Score ' END
+                     || score || ' ' || reason,
                    %(qualified_by)s::jsonb, %(version)s, score
             FROM steps ORDER BY id, step
             RETURNING {change.id}, {change.lead}, {change.from_stage}, {change.to_stage}, {change.score}

@@ -102,7 +102,7 @@ def wait_for(condition, *, processes=(), timeout=60.0, what="the condition"):
 def answers(url):
     try:
         return requests.get(url, timeout=2).status_code == 200
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still booting
         return False
 
 
