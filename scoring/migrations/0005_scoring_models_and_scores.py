@@ -34,13 +34,11 @@ def scores_move(apps, schema_editor):
     model = scoring_model.objects.get(slug=DEFAULT_MODEL["slug"])
     grade = "CASE WHEN fit_score >= 30 THEN 'A' WHEN fit_score >= 20 THEN 'B' WHEN fit_score >= 10 THEN 'C' "
     grade += "WHEN fit_score >= 0 THEN 'D' ELSE 'F' END"
+    columns = "model_id, lead_id, score, fit, behaviour, grade, ruleset_version, computed_at"
+    copy = f"INSERT INTO scoring_score ({columns}) SELECT %s, id, score, fit_score, behaviour_score, {grade}, "
+    copy += "ruleset_version, scored_at FROM leads_lead WHERE scored_at IS NOT NULL AND ruleset_version IS NOT NULL"
     with schema_editor.connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO scoring_score (model_id, lead_id, score, fit, behaviour, grade, ruleset_version, computed_at) "
-            f"SELECT %s, id, score, fit_score, behaviour_score, {grade}, ruleset_version, scored_at FROM leads_lead "
-            "WHERE scored_at IS NOT NULL AND ruleset_version IS NOT NULL",
-            [model.pk],
-        )
+        cursor.execute(copy, [model.pk])
     published = ruleset_model.objects.filter(model=model, status="published").first()
     if published is not None and lead_model.objects.exists():
         run_model.objects.create(ruleset=published, reason="models", total=lead_model.objects.count())
