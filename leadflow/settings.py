@@ -216,6 +216,9 @@ SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 30, minimum=0)
 RESCORE_CHUNK_SIZE = env_int("RESCORE_CHUNK_SIZE", 20_000, minimum=1)
 RESCORE_STALE_AFTER_SECONDS = env_int("RESCORE_STALE_AFTER_SECONDS", 600, minimum=1)
 RESCORE_MAX_ATTEMPTS = env_int("RESCORE_MAX_ATTEMPTS", 5, minimum=1)
+# With a broker (not in-process tasks), a full rescore on PostgreSQL is split into chunks
+# of RESCORE_CHUNK_SIZE lead ids that the workers score side by side (a Celery group).
+RESCORE_PARALLEL = env_bool("RESCORE_PARALLEL", not CELERY_TASK_ALWAYS_EAGER)
 CELERY_BEAT_SCHEDULE = {
     "sweep-dirty-leads": {"task": "scoring.tasks.sweep_dirty", "schedule": timedelta(seconds=SWEEP_INTERVAL_SECONDS)},
     "refresh-decay": {"task": "scoring.tasks.refresh_decay", "schedule": timedelta(days=1)},

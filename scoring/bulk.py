@@ -77,11 +77,17 @@ class ScoreRow:
 SCORE_COLUMNS = "id, fit, behaviour, last_intent_at, grade, suppressed_by, behaviour_since"
 
 
-def scores_sql(ruleset: RuleSetSpec) -> tuple[str, dict[str, Any]]:
+def scores_sql(ruleset: RuleSetSpec, *, lead_range: bool = False) -> tuple[str, dict[str, Any]]:
     """One set-based query giving, per lead, ``SCORE_COLUMNS`` (``ScoreRow``'s fields).
-    Parameters are named; the caller supplies ``%(as_of)s``. Every identifier and
-    literal in the text is generated here; every value is a bound parameter."""
+    Parameters are named; the caller supplies ``%(as_of)s`` (and, with ``lead_range``,
+    ``%(after)s`` and ``%(upto)s``: only the leads with ids in (after, upto], whose
+    events the index on (lead, occurred_at) finds). Every identifier and literal in
+    the text is generated here; every value is a bound parameter."""
     lead, event = SqlNames(Lead), SqlNames(Event)
+    # The leads' range, on every scan of the events and of the leads.
+    events_in = f"e.{event.lead} > %(after)s AND e.{event.lead} <= %(upto)s" if lead_range else "true"
+    leads_in = f"l.{lead.id} > %(after)s AND l.{lead.id} <= %(upto)s" if lead_range else "true"
+    recycled_in = f"{lead.id} > %(after)s AND {lead.id} <= %(upto)s" if lead_range else "true"
     params: dict[str, Any] = {}
     counter = iter(range(1_000_000))
 
@@ -154,9 +160,10 @@ def scores_sql(ruleset: RuleSetSpec) -> tuple[str, dict[str, Any]]:
                   ON r.type = e.{event.type}
                  AND (r.window_length IS NULL OR e.{event.occurred_at} >= %(as_of)s - r.window_length)
                  {condition_test}
+                 AND {events_in}
                 LEFT JOIN (
                     SELECT {lead.id} AS id, {lead.recycled_at} AS recycled_at FROM {lead.table}
-                    WHERE {lead.recycled_at} IS NOT NULL
+                    WHERE {lead.recycled_at} IS NOT NULL AND {recycled_in}
                 ) rc ON rc.id = e.{event.lead}
                 GROUP BY e.{event.lead}, r.idx
             ) p
@@ -188,7 +195,7 @@ def scores_sql(ruleset: RuleSetSpec) -> tuple[str, dict[str, Any]]:
             suppress_join = f"""
         LEFT JOIN (
             SELECT e.{event.lead} AS lead_id, MIN(CASE {" ".join(tests)} END) AS idx
-            FROM {event.table} e WHERE e.{event.type} = ANY({types})
+            FROM {event.table} e WHERE e.{event.type} = ANY({types}) AND {events_in}
             GROUP BY e.{event.lead}
         ) sup ON sup.lead_id = l.{lead.id}"""  # noqa: S608
             event_index = "sup.idx"
@@ -211,8 +218,10 @@ def scores_sql(ruleset: RuleSetSpec) -> tuple[str, dict[str, Any]]:
             SELECT e.{event.lead} AS lead_id, MAX(e.{event.occurred_at}) AS last_intent_at
             FROM {event.table} e
             WHERE e.{event.type} = ANY({intent}) AND e.{event.occurred_at} >= %(as_of)s - {intent_window}::interval
+              AND {events_in}
             GROUP BY e.{event.lead}
         ) i ON i.lead_id = l.{lead.id}
+        WHERE {leads_in}
         ) s
     """  # noqa: S608
     return sql, params
@@ -368,12 +377,16 @@ class ScoresTable:
 
 
 @contextmanager
-def scores_table(spec: RuleSetSpec, as_of: datetime) -> Iterator[ScoresTable]:
-    """Compute every lead's scores in one pass over the events into ``SCORES_TABLE``
-    (again on a resume: it is derived data), for the block to walk; dropped after it.
-    After an error the table is left to the session (the next run drops it first)."""
-    sql, params = scores_sql(spec)
-    params["as_of"] = as_of
+def scores_table(
+    spec: RuleSetSpec, as_of: datetime, *, after: int | None = None, upto: int = 0
+) -> Iterator[ScoresTable]:
+    """Compute every lead's scores (or, with ``after``, those of the leads with ids in
+    (after, upto]: one chunk of a rescore split across workers) in one pass over the
+    events into ``SCORES_TABLE`` (again on a resume: it is derived data), for the block
+    to walk; dropped after it. After an error the table is left to the session (the
+    next run drops it first)."""
+    sql, params = scores_sql(spec, lead_range=after is not None)
+    params.update(as_of=as_of, after=after, upto=upto)
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {SCORES_TABLE}")
         cursor.execute(f"SET work_mem = '{SCORES_WORK_MEM}'")

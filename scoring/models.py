@@ -304,6 +304,9 @@ class RescoreRun(models.Model):
     last_lead_id = models.BigIntegerField(default=0, help_text="Leads up to this id are committed.")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    parallel = models.BooleanField(
+        default=False, help_text="Split into chunks of lead ids that workers score side by side (RescoreChunk)."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -319,3 +322,28 @@ class RescoreRun(models.Model):
     @property
     def percent(self) -> int:
         return 100 if self.total == 0 and self.state == RescoreState.DONE else int(100 * self.done / max(self.total, 1))
+
+
+class RescoreChunk(models.Model):
+    """One range of lead ids, (after_lead_id, last_lead_id], of a run split across
+    workers: a task scores it, writes the scores, applies the transitions and records
+    its progress in one transaction. It has its own lease (``attempts``), so a chunk
+    whose worker died is retried alone, by the broker's redelivery (acks_late) or by
+    the sweep once its heartbeat stopped."""
+
+    run = models.ForeignKey(RescoreRun, on_delete=models.CASCADE, related_name="chunks")
+    after_lead_id = models.BigIntegerField()
+    last_lead_id = models.BigIntegerField()
+    state = models.CharField(max_length=16, choices=RescoreState.choices, default=RescoreState.QUEUED)
+    scored = models.PositiveIntegerField(default=0)
+    changed_stages = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run", "after_lead_id"]
+        constraints = [models.UniqueConstraint(fields=["run", "after_lead_id"], name="rescorechunk_run_range")]
+
+    def __str__(self) -> str:
+        return f"Rescore {self.run_id} leads ({self.after_lead_id}, {self.last_lead_id}] {self.state}"

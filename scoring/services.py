@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
+from leadflow.db import SqlNames
 from leadflow.leads.lifecycle import Transition, TransitionsApplied, stages_changed, transitions_apply
 from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.validation import EVENT_TYPE_RE
@@ -28,6 +29,7 @@ from scoring.models import (
     RULE_FIELDS,
     RULESET_FIELDS,
     Operator,
+    RescoreChunk,
     RescoreRun,
     RescoreState,
     Rule,
@@ -179,7 +181,12 @@ def _is_postgres() -> bool:
 
 
 def rescore_run_create(*, ruleset: RuleSet, reason: str, user: Any = None) -> RescoreRun:
-    run = RescoreRun.objects.create(ruleset=ruleset, reason=reason, created_by=user, total=Lead.objects.count())
+    """A full rescore under ``ruleset``, enqueued after the commit: split across the
+    workers (``RESCORE_PARALLEL``, PostgreSQL) or in one task."""
+    parallel = settings.RESCORE_PARALLEL and _is_postgres()
+    run = RescoreRun.objects.create(
+        ruleset=ruleset, reason=reason, created_by=user, total=Lead.objects.count(), parallel=parallel
+    )
     run_id = run.pk
     transaction.on_commit(lambda: _enqueue_rescore(run_id), robust=True)
     return run
@@ -284,6 +291,10 @@ def rescore_run_execute(*, run: RescoreRun, progress: Callable[[int, int], None]
         if progress:
             progress(done, run.total)
 
+    if run.parallel:
+        _rescore_split(run)
+        run.refresh_from_db()
+        return run
     state = RunProgress(run.pk, lease, run.last_lead_id, run.done, run.changed_stages, report)
     try:
         rescore = _rescore_all_sql if _is_postgres() else _rescore_all_chunked
@@ -303,6 +314,130 @@ def rescore_run_execute(*, run: RescoreRun, progress: Callable[[int, int], None]
     )
     run.refresh_from_db()
     return run
+
+
+# --- A rescore split across workers -------------------------------------------------------------
+def _rescore_split(run: RescoreRun) -> None:
+    """Cut the run into chunks of ``RESCORE_CHUNK_SIZE`` lead ids (once) and enqueue, as
+    one Celery group, every chunk not done yet; the workers share them, and the last
+    chunk to finish finishes the run (``rescore_chunk_execute``)."""
+    assert run.max_lead_id is not None  # set by the claim  # noqa: S101
+    with transaction.atomic():
+        if not run.chunks.exists():
+            bounds = _chunk_bounds(run.max_lead_id, settings.RESCORE_CHUNK_SIZE)
+            RescoreChunk.objects.bulk_create(
+                [
+                    RescoreChunk(run=run, after_lead_id=after, last_lead_id=last)
+                    for after, last in itertools.pairwise([0, *bounds])
+                ]
+            )
+        RescoreRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
+        pending = list(_chunks_to_run(run).values_list("id", flat=True))
+        transaction.on_commit(lambda: _enqueue_chunks(pending), robust=True)
+    if not pending:
+        _rescore_finish(run.pk)
+
+
+def _chunk_bounds(max_lead_id: int, size: int) -> list[int]:
+    """The last lead id of each chunk of ``size`` leads up to ``max_lead_id`` (one pass over the id index)."""
+    lead = SqlNames(Lead)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT id FROM (
+                SELECT {lead.id} AS id, row_number() OVER (ORDER BY {lead.id}) AS n
+                FROM {lead.table} WHERE {lead.id} <= %s
+            ) numbered WHERE n %% %s = 0 ORDER BY id
+            """,  # noqa: S608 -- names from the model
+            [max_lead_id, size],
+        )
+        bounds = [int(row[0]) for row in cursor.fetchall()]
+    if not bounds or bounds[-1] < max_lead_id:
+        bounds.append(max_lead_id)
+    return bounds
+
+
+def _chunks_to_run(run: RescoreRun) -> Any:
+    """Chunks left: queued, failed with starts left, or running with a stopped heartbeat."""
+    return run.chunks.filter(
+        Q(state=RescoreState.QUEUED)
+        | Q(state=RescoreState.FAILED, attempts__lt=settings.RESCORE_MAX_ATTEMPTS)
+        | (Q(state=RescoreState.RUNNING) & (Q(heartbeat_at__lt=_stale_before()) | Q(heartbeat_at__isnull=True)))
+    ).order_by("after_lead_id")
+
+
+def _enqueue_chunks(chunk_ids: list[int]) -> None:
+    from celery import group
+
+    from scoring.tasks import rescore_chunk
+
+    if chunk_ids:
+        group(rescore_chunk.s(chunk_id) for chunk_id in chunk_ids).apply_async()
+
+
+def _rescore_chunk_claim(chunk: RescoreChunk) -> int | None:
+    with transaction.atomic():
+        locked = _chunks_to_run(chunk.run).select_for_update().filter(pk=chunk.pk).first()
+        if locked is None:
+            return None
+        locked.attempts += 1
+        locked.state, locked.heartbeat_at, locked.error = RescoreState.RUNNING, timezone.now(), ""
+        locked.save(update_fields=["attempts", "state", "heartbeat_at", "error"])
+        return locked.attempts
+
+
+def rescore_chunk_execute(*, chunk: RescoreChunk) -> str:
+    """Score one chunk of a split run in one transaction: the scores of its leads
+    (``bulk.scores_table`` over its range), their transitions, the signal, its state
+    and the run's progress. Safe to run twice: a chunk done, or held by a live worker,
+    is left alone; the last chunk to finish finishes the run."""
+    run = chunk.run
+    if run.state != RescoreState.RUNNING or run.ruleset.status != RuleSetStatus.PUBLISHED:
+        return "skipped"
+    lease = _rescore_chunk_claim(chunk)
+    if lease is None:
+        return "skipped"
+    ruleset = selectors.ruleset_by_version(run.ruleset.version)
+    assert ruleset is not None and run.as_of is not None  # noqa: S101 -- checked above, set by the claim
+    spec = selectors.ruleset_spec(ruleset)
+    try:
+        with (
+            transaction.atomic(),
+            bulk.scores_table(spec, run.as_of, after=chunk.after_lead_id, upto=chunk.last_lead_id) as scores,
+        ):
+            scored = scores.write(after=chunk.after_lead_id, upto=chunk.last_lead_id)
+            changes = scores.transitions(after=chunk.after_lead_id, upto=chunk.last_lead_id)
+            _announce(changes, run.as_of)
+            now = timezone.now()
+            held = RescoreChunk.objects.filter(pk=chunk.pk, attempts=lease, state=RescoreState.RUNNING).update(
+                state=RescoreState.DONE, scored=scored, changed_stages=len(changes), heartbeat_at=now
+            )
+            if not held:
+                raise RescoreRunSuperseded(f"Rescore chunk {chunk.pk}: lease {lease} was taken over.")
+            RescoreRun.objects.filter(pk=run.pk).update(
+                done=F("done") + scored, changed_stages=F("changed_stages") + len(changes), heartbeat_at=now
+            )
+    except RescoreRunSuperseded:
+        logger.warning("Rescore chunk %s: lease %s was taken over by another worker", chunk.pk, lease)
+        return "superseded"
+    except Exception as error:
+        logger.exception("Rescore chunk %s failed", chunk.pk)
+        RescoreChunk.objects.filter(pk=chunk.pk, attempts=lease).update(
+            state=RescoreState.FAILED, error=str(error)[:2000]
+        )
+        raise
+    _rescore_finish(run.pk)
+    return RescoreState.DONE
+
+
+def _rescore_finish(run_id: int) -> None:
+    """Finish a split run once none of its chunks is left to do (whoever gets here first)."""
+    if RescoreChunk.objects.filter(run_id=run_id).exclude(state=RescoreState.DONE).exists():
+        return
+    now = timezone.now()
+    RescoreRun.objects.filter(pk=run_id, state=RescoreState.RUNNING).update(
+        state=RescoreState.DONE, done=F("total"), heartbeat_at=now, finished_at=now
+    )
 
 
 def rescore_runs_resume() -> list[int]:

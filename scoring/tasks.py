@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from scoring import services
-from scoring.models import RescoreRun
+from scoring.models import RescoreChunk, RescoreRun
 
 
 @shared_task(acks_late=True, soft_time_limit=120, time_limit=150)
@@ -17,6 +17,15 @@ def rescore_all(run_id: int) -> str:
     if run is None:
         return "missing"
     return services.rescore_run_execute(run=run).state
+
+
+@shared_task(acks_late=True, soft_time_limit=1200, time_limit=1260)
+def rescore_chunk(chunk_id: int) -> str:
+    """One chunk of a rescore split across workers; safe to run twice (its own lease)."""
+    chunk = RescoreChunk.objects.filter(pk=chunk_id).select_related("run__ruleset").first()
+    if chunk is None:
+        return "missing"
+    return services.rescore_chunk_execute(chunk=chunk)
 
 
 @shared_task(acks_late=True, soft_time_limit=240, time_limit=290)

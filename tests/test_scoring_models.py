@@ -109,6 +109,11 @@ def test_the_migration_moves_each_leads_score_into_the_default_model(transaction
     executor.migrate(before)
     old = executor.loader.project_state(before).apps
     lead_model = old.get_model("leads", "Lead")
+    ruleset_model = old.get_model("scoring", "RuleSet")
+    if not ruleset_model.objects.filter(status="published").exists():  # a transactional test may start empty
+        ruleset_model.objects.create(
+            version=1, name="Old", status="published", mql_threshold=Decimal(30), sql_threshold=Decimal(60)
+        )
     scored = lead_model.objects.create(
         email="old@x.io",
         stage="mql",
