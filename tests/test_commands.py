@@ -209,7 +209,8 @@ def test_seed_demo_leads_have_b2b_profiles_and_varied_recent_journeys():
     hand_raisers = Lead.objects.filter(events__type__in=["demo_request", "contact_request"]).distinct().count()
     assert 0 < hand_raisers < len(leads) / 4
     assert all(lead.last_activity_at is not None and not lead.needs_rescore for lead in leads)
-    assert Score.objects.filter(lead__in=leads).count() == len(leads), "every lead scored under the default model"
+    assert Score.objects.filter(lead__in=leads).count() == 2 * len(leads), "every lead scored under both demo models"
+    assert set(Score.objects.values_list("model__slug", flat=True)) == {"default", "abm-addon"}
     # History is replayed: leads were "created" at their first event, not when the seed ran.
     assert all(lead.last_activity_at is not None and lead.created_at <= lead.last_activity_at for lead in leads)
     assert Lead.objects.filter(created_at__lt=now - timedelta(days=7)).exists()

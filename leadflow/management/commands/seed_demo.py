@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -33,6 +34,8 @@ from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from leadflow.leads.services import events_ingest, source_get_or_create
 from leadflow.progress import progress_bar
+from scoring import selectors as scoring_selectors
+from scoring import services as scoring_services
 from scoring.services import leads_score
 
 BATCH_SIZE = 1000  # the ingest API's maximum batch
@@ -58,6 +61,67 @@ DEMO_USERS = (
 )
 
 PERSONAL_DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "icloud.com")
+
+# The demo's second scoring model: a product line of its own.
+ADDON = {
+    "name": "ABM add-on",
+    "slug": "abm-addon",
+    "description": "Interest in the account-based marketing and attribution add-on.",
+}
+ADDON_RULES: tuple[dict[str, Any], ...] = (
+    {
+        "kind": "fit",
+        "name": "Company of 200+ employees",
+        "attribute": "company_size",
+        "operator": "gte",
+        "value": 200,
+        "points": Decimal(15),
+    },
+    {
+        "kind": "fit",
+        "name": "Marketing title",
+        "attribute": "job_title",
+        "operator": "contains",
+        "value": "marketing",
+        "points": Decimal(10),
+    },
+    {
+        "kind": "behaviour",
+        "name": "ABM and attribution pages",
+        "event_type": "page_view",
+        "attribute": "topic",
+        "operator": "in",
+        "value": ["ABM", "attribution"],
+        "points": Decimal(4),
+        "max_points": Decimal(20),
+    },
+    {
+        "kind": "behaviour",
+        "name": "ABM and attribution content",
+        "event_type": "content_download",
+        "attribute": "topic",
+        "operator": "in",
+        "value": ["ABM", "attribution"],
+        "points": Decimal(10),
+        "max_points": Decimal(20),
+    },
+    {
+        "kind": "behaviour",
+        "name": "Pricing page views",
+        "event_type": "pricing_view",
+        "points": Decimal(5),
+        "max_points": Decimal(10),
+    },
+    {"kind": "behaviour", "name": "Demo request", "event_type": "demo_request", "points": Decimal(25), "decays": False},
+    {
+        "kind": "suppress",
+        "name": "Student address",
+        "attribute": "email_domain",
+        "operator": "contains",
+        "value": ".edu",
+        "points": Decimal(0),
+    },
+)
 COUNTRIES = {
     "United States": 30,
     "United Kingdom": 12,
@@ -448,6 +512,7 @@ class Command(BaseCommand):
             )
 
         users = self._ensure_users()
+        self._ensure_second_model()
         source, _created = source_get_or_create(name="Website")
         leads_before = Lead.objects.count()
 
@@ -491,6 +556,33 @@ class Command(BaseCommand):
         work = self._work_the_queue(source, seed)
 
         self._report(users, count, Lead.objects.count() - leads_before, accepted, duplicates, rejected, work)
+
+    def _ensure_second_model(self) -> None:
+        """A second product line, "ABM add-on", scored side by side with the default model:
+        interest in account-based marketing and attribution, a fit of larger companies,
+        students suppressed. Created (and published) once."""
+        if scoring_selectors.model_get(slug=ADDON["slug"]) is not None:
+            return
+        with transaction.atomic():
+            model = scoring_services.scoring_model_create(
+                name=ADDON["name"], slug=ADDON["slug"], description=ADDON["description"]
+            )
+            ruleset = scoring_services.ruleset_create(
+                user=None,
+                model=model,
+                name="ABM add-on v1",
+                mql_threshold=Decimal(25),
+                sql_threshold=Decimal(45),
+                intent_event_types=["demo_request", "contact_request"],
+                decay_half_life_days=Decimal(30),
+                grade_a_min=Decimal(25),
+                grade_b_min=Decimal(15),
+                grade_c_min=Decimal(5),
+                grade_d_min=Decimal(0),
+            )
+            for rule in ADDON_RULES:
+                scoring_services.rule_create(ruleset=ruleset, **rule)
+            scoring_services.ruleset_publish(ruleset=ruleset, user=None)
 
     def _ensure_users(self) -> list[tuple[DemoUser, bool]]:
         """Create the demo users that do not exist; existing users are left untouched."""
