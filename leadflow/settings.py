@@ -219,6 +219,16 @@ RESCORE_MAX_ATTEMPTS = env_int("RESCORE_MAX_ATTEMPTS", 5, minimum=1)
 # With a broker (not in-process tasks), a full rescore on PostgreSQL is split into chunks
 # of RESCORE_CHUNK_SIZE lead ids that the workers score side by side (a Celery group).
 RESCORE_PARALLEL = env_bool("RESCORE_PARALLEL", not CELERY_TASK_ALWAYS_EAGER)
+# One queue ("celery") by default. A deployment that scales routes scoring and full
+# rescores to queues of their own and runs workers for each (`celery worker -Q scoring`):
+# a hand-raise is then never scored behind a rescore's chunks.
+SCORING_QUEUE = env_str("SCORING_QUEUE") or "celery"
+RESCORE_QUEUE = env_str("RESCORE_QUEUE") or "celery"
+CELERY_TASK_ROUTES = {
+    "scoring.tasks.score_leads": {"queue": SCORING_QUEUE},
+    "scoring.tasks.rescore_all": {"queue": RESCORE_QUEUE},
+    "scoring.tasks.rescore_chunk": {"queue": RESCORE_QUEUE},
+}
 CELERY_BEAT_SCHEDULE = {
     "sweep-dirty-leads": {"task": "scoring.tasks.sweep_dirty", "schedule": timedelta(seconds=SWEEP_INTERVAL_SECONDS)},
     "refresh-decay": {"task": "scoring.tasks.refresh_decay", "schedule": timedelta(days=1)},
