@@ -160,7 +160,7 @@ def automatic_path(
 ) -> list[Step]:
     """Stages an automatic rescore moves the lead through, in order (forward only): MQL
     when any model's MQL criteria hold, then SQL when any model's SQL criteria hold
-    (``engine.qualifies_mql``/``qualifies_sql``; ``scoring.bulk.transitions_sql`` is
+    (``engine.qualifies_mql``/``qualifies_sql``; ``scoring.bulk.ScoresTable.transitions`` is
     the SQL twin, for one model)."""
     path: list[Step] = []
     current = stage
