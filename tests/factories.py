@@ -48,6 +48,13 @@ class LeadFactory(factory.django.DjangoModelFactory):
     job_title = factory.Faker("job")
     source = factory.SubFactory(SourceFactory)
 
+    @factory.post_generation
+    def score(self, create, extracted, **kwargs):
+        """``LeadFactory(score=45)``: the lead scored 45 under the default model (``score_of``;
+        ``score__fit``, ``score__grade`` and ``score__model`` set the rest)."""
+        if create and extracted is not None:
+            score_of(self, score=str(extracted), **kwargs)
+
 
 class EventFactory(factory.django.DjangoModelFactory):
     class Meta:

@@ -60,7 +60,8 @@ class LeadFilterForm(PlainForm):
         super().__init__(*args, **kwargs)
         models = scoring_models()
         field = cast(forms.ChoiceField, self.fields["model"])
-        field.choices = [("", models[0][1] if models else "Default model"), *models[1:]]
+        # Every model by its slug (the first is the default, also when none is chosen).
+        field.choices = models or [("", "Default model")]
         if len(models) < 2:  # nothing to choose between
             field.widget = forms.HiddenInput()
 
