@@ -10,9 +10,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from rest_framework import serializers
 
-from scoring import engine
+from scoring import engine, services
 from scoring.api import RuleSerializer, RuleSetSerializer
-from scoring.models import GRADE_CHOICES, RULESET_FIELDS, Operator, Rule, RuleKind, RuleSet
+from scoring.models import GRADE_CHOICES, RULESET_FIELDS, Operator, Rule, RuleKind, RuleSet, ScoringModel
 
 LIST_SEPARATOR = re.compile(r"[,\n]")
 COMMON_EVENT_TYPES = (
@@ -349,11 +349,19 @@ class ScoringModelForm(forms.Form):
         super().__init__(*args, **kwargs)
 
     def clean(self) -> dict[str, Any]:
+        """Every message at once: the services' rules (``scoring_model_validate``) on the
+        fields that are not already refused."""
         cleaned = super().clean() or {}
-        if "slug" in cleaned:
-            cleaned["slug"] = cleaned["slug"].strip()
-        if "description" in cleaned:
-            cleaned["description"] = cleaned["description"].strip()
+        cleaned["slug"] = (cleaned.get("slug") or self.data.get("slug") or "").strip()
+        cleaned["description"] = (cleaned.get("description") or "").strip()
+        candidate = ScoringModel(name=cleaned.get("name") or "", slug=cleaned["slug"], position=0)
+        try:
+            services.scoring_model_validate(model=candidate)
+        except ValidationError as error:
+            for name, texts in error.message_dict.items():
+                if name in self.fields and name not in self.errors:
+                    for text in texts:
+                        self.add_error(name, text)
         return cleaned
 
     def add_service_errors(self, error: ValidationError) -> None:

@@ -115,7 +115,9 @@ def ruleset_create(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method != "POST":
         context["form"] = RuleSetForm(initial=ruleset_defaults())
         return render(request, "scoring/ruleset_form.html", context)
-    form = RuleSetForm(request.POST)
+    # Validated against an unsaved ruleset of the model: its defaults under the posted values
+    # (the serializer's unique-per-model check needs the model and the status).
+    form = RuleSetForm(request.POST, instance=RuleSet(model=model))
     context["form"] = form
     if form.is_valid():
         try:
