@@ -225,7 +225,10 @@ def test_admin_creates_a_model_with_field_errors(admin, analytics):
     }
     taken = client.post(url, {"name": "analytics ADD-ON", "slug": "analytics"})
     assert taken.status_code == 400
-    assert taken.context["form"].errors == {"name": ["Another model has this name."], "slug": ["Another model has this slug."]}
+    assert taken.context["form"].errors == {
+        "name": ["Another model has this name."],
+        "slug": ["Another model has this slug."],
+    }
     assert "Another model has this slug." in taken.content.decode()
 
     created = client.post(url, {"name": "Security", "slug": "security", "description": "The security suite"})
