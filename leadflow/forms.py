@@ -23,7 +23,11 @@ class DashboardFilterForm(PlainForm):
         choices=[(n, f"{n} days") for n in PERIOD_PRESETS], coerce=int, required=False, empty_value=None
     )
     source = SourceChoiceField(label="Source")
-    model = forms.ChoiceField(label="Scoring model", required=False)
+    model = forms.ChoiceField(
+        label="Scoring model",
+        required=False,
+        error_messages={"invalid_choice": "No scoring model “%(value)s”: showing the default model."},
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

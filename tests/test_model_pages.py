@@ -416,3 +416,15 @@ def test_dashboard_funnel_per_model_counts_the_leads_each_model_qualified(market
     assert (funnel.created, funnel.mql, funnel.sql, funnel.accepted) == (4, 2, 1, 1)
     page = addon.content.decode()
     assert "Qualified by Analytics add-on" in page and '<option value="analytics" selected>' in page
+
+
+def test_an_unknown_model_on_the_list_and_the_dashboard_is_explained_and_the_default_shown(marketer, analytics):
+    LeadFactory.create(name="Ada", score="40")
+    client = browser(marketer)
+    listing = client.get(reverse("lead-list"), {"model": "nope"})
+    assert [lead.name for lead in listing.context["page"].object_list] == ["Ada"]
+    assert "No scoring model “nope”: showing the default model&#x27;s scores." in listing.content.decode()
+    dashboard = client.get(reverse("dashboard"), {"model": "nope"})
+    page = dashboard.content.decode()
+    assert dashboard.context["model"] == default_model()
+    assert "No scoring model “nope”: showing the default model." in page and "last 30 days instead" not in page

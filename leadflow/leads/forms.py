@@ -54,7 +54,11 @@ class LeadFilterForm(PlainForm):
     active_from = forms.DateField(label="Active from", required=False, widget=DATE_INPUT)
     active_to = forms.DateField(label="Active until", required=False, widget=DATE_INPUT)
     sort = forms.ChoiceField(label="Sort by", choices=[(key, SORT_LABELS[key]) for key in LEAD_SORTS], required=False)
-    model = forms.ChoiceField(label="Score of model", required=False)
+    model = forms.ChoiceField(
+        label="Score of model",
+        required=False,
+        error_messages={"invalid_choice": "No scoring model “%(value)s”: showing the default model's scores."},
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
