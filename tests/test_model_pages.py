@@ -166,16 +166,17 @@ def test_queue_filters_by_qualifying_model(rep, analytics):
     assert platform.lead.name not in only_addon.content.decode()
 
     overdue_addon = client.get(reverse("sales-queue"), {"model": "analytics", "show": "overdue"})
-    assert "No SQL" not in overdue_addon.content.decode() or overdue_addon.context["queue"] == []
+    assert overdue_addon.context["queue"] == [] and overdue_addon.context["overdue_count"] == 0
 
 
 def test_queue_shows_the_qualifying_model_and_grade_with_the_score(rep, analytics):
     lead = SqlLeadFactory.create(name="Add-on SQL")
     score_of(lead, score="64", fit="30", grade="A", model=analytics)
     HandoffFactory.create(lead=lead, model=analytics, priority=Decimal("64"))
-    ruleset_through_services([], model=analytics, publish=False)  # version numbers exist either way
-    page = browser(rep).get(reverse("sales-queue")).content.decode()
-    assert "Analytics add-on" in page and "64" in page
+    response = browser(rep).get(reverse("sales-queue"))
+    assert response.context["queue"][0].why.grade == "A"  # the qualifying model's grade, not the default's B
+    row = response.content.decode().split('<table class="queue">')[1]
+    assert "A · 64" in row and "Analytics add-on" in row
 
 
 def test_queue_without_a_second_model_shows_no_model_choice(rep):
@@ -428,3 +429,12 @@ def test_an_unknown_model_on_the_list_and_the_dashboard_is_explained_and_the_def
     page = dashboard.content.decode()
     assert dashboard.context["model"] == default_model()
     assert "No scoring model “nope”: showing the default model." in page and "last 30 days instead" not in page
+
+
+def test_lead_page_stage_history_names_the_models_that_qualified_it(marketer, analytics):
+    lead = LeadFactory.create(stage=Stage.MQL, score="50")
+    StageChange.objects.create(
+        lead=lead, from_stage=Stage.NEW, to_stage=Stage.MQL, qualified_by=["default", "analytics"], reason="Score 50"
+    )
+    page = browser(marketer).get(reverse("lead-detail", args=[lead.public_id])).content.decode()
+    assert "scoring · default, analytics" in page
