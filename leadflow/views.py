@@ -131,7 +131,6 @@ def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm 
         "model": model,
         "model_error": model_error,
         "score_cards": cards,
-        "selected_card": next((card for card in cards if model and card.model.pk == model.pk), None),
         "explanation": explanation,
         "intent_window_days": explained.ruleset.intent_window_days if explained.ruleset else None,
         "matched_rules": [rule for rule in rules if rule["matched"]],
