@@ -26,7 +26,7 @@ from handoff.roles import can_work_handoffs, is_sales_manager, sees_every_handof
 from leadflow.db import Median, database_has_median, median_in_python
 from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
 from scoring import engine
-from scoring.models import Score
+from scoring.models import Score, ScoringModel
 from scoring.selectors import Explanation, lead_attributes, model_default, ruleset_specs
 
 
@@ -295,16 +295,21 @@ def queue_items(handoffs: Sequence[Handoff]) -> list[QueueItem]:
 
 
 # --- The sales queue page -------------------------------------------------------------------------
-def sales_queue(*, user: Any, overdue_only: bool = False) -> QuerySet[Handoff]:
-    """Queued handoffs in claim order: highest priority (the score at SQL), then oldest."""
+def sales_queue(*, user: Any, overdue_only: bool = False, model: ScoringModel | None = None) -> QuerySet[Handoff]:
+    """Queued handoffs in claim order: highest priority (the qualifying model's score at
+    SQL), then oldest; only those ``model`` qualified when given."""
     queued = handoff_list(user=user).filter(status=HandoffStatus.QUEUED)
+    if model is not None:
+        queued = queued.filter(model=model)
     if overdue_only:
         queued = handoffs_overdue(queued, overdue=True)
     return queued.order_by("-priority", "created_at", "id")
 
 
-def sales_queue_overdue_count(*, user: Any) -> int:
+def sales_queue_overdue_count(*, user: Any, model: ScoringModel | None = None) -> int:
     queued = handoff_list(user=user).filter(status=HandoffStatus.QUEUED)
+    if model is not None:
+        queued = queued.filter(model=model)
     return handoffs_overdue(queued, overdue=True).count()
 
 

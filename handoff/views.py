@@ -47,9 +47,13 @@ def _safe_next(request: HttpRequest, default: str) -> str:
 @role_required(SALES, message=SALES_ONLY)
 def sales_queue(request: HttpRequest) -> HttpResponse:
     overdue_only = request.GET.get("show") == "overdue"
-    page = Paginator(selectors.sales_queue(user=request.user, overdue_only=overdue_only), QUEUE_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
+    models = list(scoring_selectors.model_list())
+    slug = request.GET.get("model") or ""
+    model = next((m for m in models if m.slug == slug), None)
+    if slug and model is None:
+        messages.error(request, f"No scoring model “{slug}”: showing SQLs of every model.")
+    queued = selectors.sales_queue(user=request.user, overdue_only=overdue_only, model=model)
+    page = Paginator(queued, QUEUE_PER_PAGE).get_page(request.GET.get("page"))
     claims = selectors.sales_claims(user=request.user)
     items = selectors.queue_items([*page.object_list, *claims])
     context = {
@@ -57,7 +61,9 @@ def sales_queue(request: HttpRequest) -> HttpResponse:
         "queue": items[: len(page.object_list)],
         "claims": items[len(page.object_list) :],
         "overdue_only": overdue_only,
-        "overdue_count": selectors.sales_queue_overdue_count(user=request.user),
+        "overdue_count": selectors.sales_queue_overdue_count(user=request.user, model=model),
+        "models": models if len(models) > 1 else [],
+        "model": model,
         "claim_limit": settings.HANDOFF_MAX_OPEN_CLAIMS,
         "claim_hours": settings.HANDOFF_CLAIM_TTL_HOURS,
         "at_claim_limit": len(claims) >= settings.HANDOFF_MAX_OPEN_CLAIMS,
@@ -74,8 +80,10 @@ def _handoff_context(
     explained = scoring_selectors.lead_explain(lead=lead, model=handoff.model)
     explanation = explanation_data(explained)
     actions = selectors.handoff_allowed_actions(handoff=handoff, user=request.user)
+    names = dict(scoring_selectors.model_list().values_list("slug", "name")) if len(handoff.qualified_by) > 1 else {}
     return {
         "handoff": handoff,
+        "qualified_by_names": [names.get(slug, slug) for slug in handoff.qualified_by],
         "lead": lead,
         "trail": list(handoff.events.all()),
         "explanation": explanation,

@@ -26,7 +26,9 @@ from handoff.models import Handoff, RejectReason
 from handoff.selectors import HandoffStats
 from leadflow.db import Median, database_has_median, median_in_python
 from leadflow.leads.models import Lead, Source, Stage, StageChange
+from leadflow.leads.scores import leads_annotate_scores
 from leadflow.leads.selectors import start_of_day
+from scoring.models import GRADES, Score, ScoringModel
 
 # --- The lead page: its handoffs (its stage history: leadflow.leads.selectors) ------------------------
 LEAD_HANDOFFS_LIMIT = 10
@@ -148,10 +150,13 @@ class Histogram:
     width: int = SCORE_BUCKET
 
 
-def dashboard_score_histogram(*, source: Source | None = None, width: int = SCORE_BUCKET) -> Histogram:
-    """Current scores of all leads in buckets of ``width`` points, gaps filled with zeros."""
+def dashboard_score_histogram(
+    *, source: Source | None = None, model: ScoringModel | None = None, width: int = SCORE_BUCKET
+) -> Histogram:
+    """Current scores of all leads under ``model`` (the default model when None; 0 for a
+    lead it never scored) in buckets of ``width`` points, gaps filled with zeros."""
     rows = (
-        _leads_of(source)
+        leads_annotate_scores(_leads_of(source), model=model.slug if model else None)
         .annotate(bucket=Floor(F("score") / Value(Decimal(width))))
         .values("bucket")
         .annotate(n=Count("id"))
@@ -291,7 +296,103 @@ def dashboard_overdue_handoffs(*, source: Source | None = None, limit: int = 5) 
     return OverdueHandoffs(count=handoffs.count(), oldest=list(handoffs.order_by("due_at", "id")[:limit]))
 
 
-def dashboard_recent_sqls(*, source: Source | None = None, limit: int = 8) -> list[Lead]:
-    return list(
-        _leads_of(source).filter(sql_at__isnull=False).select_related("source").order_by("-sql_at", "-id")[:limit]
+def dashboard_recent_sqls(
+    *, source: Source | None = None, model: ScoringModel | None = None, limit: int = 8
+) -> list[Lead]:
+    """The latest SQLs, with the scores of ``model`` (``leads_annotate_scores``)."""
+    leads = leads_annotate_scores(_leads_of(source), model=model.slug if model else None)
+    return list(leads.filter(sql_at__isnull=False).select_related("source").order_by("-sql_at", "-id")[:limit])
+
+
+# --- The dashboard, per scoring model --------------------------------------------------
+@dataclass(frozen=True)
+class ModelFunnel:
+    """Of the leads created in the period, how many ``model`` qualified: the stage log's
+    automatic changes record the models that qualified each lead (``qualified_by``)."""
+
+    model: ScoringModel
+    created: int
+    mql: int
+    sql: int
+    accepted: int
+
+    @property
+    def mql_rate(self) -> float | None:
+        return _rate(self.mql, self.created)
+
+    @property
+    def sql_rate(self) -> float | None:
+        return _rate(self.sql, self.mql)
+
+    @property
+    def accepted_rate(self) -> float | None:
+        return _rate(self.accepted, self.sql)
+
+
+def _qualified_by(model: ScoringModel, stage: str) -> Exists:
+    """The lead entered ``stage`` automatically with ``model`` among the models that
+    qualified it. (``qualified_by`` holds slugs, and a slug is [a-z0-9_-]: its quoted
+    text matches one element exactly, on every database.)"""
+    return Exists(
+        StageChange.objects.filter(lead=OuterRef("pk"), to_stage=stage, qualified_by__icontains=f'"{model.slug}"')
+    )
+
+
+def dashboard_model_funnel(*, period: Period, model: ScoringModel, source: Source | None = None) -> ModelFunnel:
+    counts = _created_in(period, source).aggregate(
+        created=Count("id"),
+        mql=Count("id", filter=Q(_qualified_by(model, Stage.MQL))),
+        sql=Count("id", filter=Q(_qualified_by(model, Stage.SQL))),
+        accepted=Count(
+            "id", filter=Q(_qualified_by(model, Stage.SQL)) & (Q(stage=Stage.ACCEPTED) | Q(_ever_accepted()))
+        ),
+    )
+    return ModelFunnel(model=model, **counts)
+
+
+# Behaviour bands of the grade matrix: (label, low inclusive or None, high exclusive or None).
+BEHAVIOUR_BANDS: tuple[tuple[str, Decimal | None, Decimal | None], ...] = (
+    ("under 10", None, Decimal("10")),
+    ("10–25", Decimal("10"), Decimal("25")),
+    ("25–50", Decimal("25"), Decimal("50")),
+    ("50+", Decimal("50"), None),
+)
+
+
+@dataclass(frozen=True)
+class GradeMatrix:
+    """Current MQLs by ``model``'s fit grade (rows A–F) and behaviour band (columns)."""
+
+    bands: list[str]
+    rows: list[tuple[str, list[int], int]]  # (grade, count per band, row total)
+    total: int
+
+
+def _band(low: Decimal | None, high: Decimal | None) -> Q:
+    condition = Q()
+    if low is not None:
+        condition &= Q(behaviour__gte=low)
+    if high is not None:
+        condition &= Q(behaviour__lt=high)
+    return condition
+
+
+def dashboard_grade_matrix(*, model: ScoringModel, source: Source | None = None) -> GradeMatrix:
+    """One aggregate query over the scores table: the current MQLs ``model`` scored, by
+    grade and behaviour band (an MQL the model never scored is in no cell)."""
+    scores = Score.objects.filter(model=model, lead__stage=Stage.MQL)
+    if source is not None:
+        scores = scores.filter(lead__source=source)
+    counts = {
+        f"{grade}_{index}": Count("id", filter=Q(grade=grade) & _band(low, high))
+        for grade in GRADES
+        for index, (_label, low, high) in enumerate(BEHAVIOUR_BANDS)
+    }
+    row = scores.aggregate(**counts)
+    rows = []
+    for grade in GRADES:
+        cells = [row[f"{grade}_{index}"] for index in range(len(BEHAVIOUR_BANDS))]
+        rows.append((grade, cells, sum(cells)))
+    return GradeMatrix(
+        bands=[label for label, _low, _high in BEHAVIOUR_BANDS], rows=rows, total=sum(total for *_, total in rows)
     )

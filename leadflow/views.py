@@ -21,6 +21,7 @@ from leadflow.leads.models import Lead, Stage
 from leadflow.leads.roles import ALL_ROLES, MARKETING, SCORING_ADMIN, has_role
 from leadflow.leads.templatetags.leadflow_ui import percent
 from scoring import selectors as scoring_selectors
+from scoring.models import ScoringModel
 from scoring.presenters import explanation_data
 
 EVENTS_PER_PAGE = 25
@@ -34,10 +35,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         return render(request, "leads/empty.html", {"events_url": request.build_absolute_uri(reverse("api-events"))})
     form = DashboardFilterForm(request.GET)
     period, preset, source = form.selected()
+    slug = form.selected_model()
+    model = (scoring_selectors.model_get(slug=slug) if slug else None) or scoring_selectors.model_default()
     funnel = selectors.dashboard_funnel(period=period, source=source)
     per_day = selectors.dashboard_stage_entries_per_day(period=period, source=source)
-    histogram = selectors.dashboard_score_histogram(source=source)
-    ruleset = scoring_selectors.published_ruleset()
+    histogram = selectors.dashboard_score_histogram(source=source, model=model)
+    ruleset = scoring_selectors.published_ruleset(model) if model else None
+    model_funnel = selectors.dashboard_model_funnel(period=period, model=model, source=source) if model else None
     markers = [("MQL", ruleset.mql_threshold), ("SQL", ruleset.sql_threshold)] if ruleset else []
     context = {
         "form": form,
@@ -71,7 +75,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "histogram": histogram,
         "histogram_chart": charts.histogram(
             chart_id="scores",
-            title="Current scores of all leads",
+            title=f"Current {model.name} scores of all leads" if model else "Current scores of all leads",
             lows=histogram.lows,
             width=histogram.width,
             series=[charts.Series("Leads", histogram.counts, "series-1")],
@@ -80,12 +84,16 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         if histogram.lows
         else None,
         "ruleset": ruleset,
+        "model": model,
+        "several_models": len(form.fields["model"].choices) > 1,  # type: ignore[attr-defined]
+        "model_funnel": model_funnel,
+        "grade_matrix": selectors.dashboard_grade_matrix(model=model, source=source) if model else None,
         "by_source": selectors.dashboard_breakdown(period=period, by="source", source=source),
         "by_campaign": selectors.dashboard_breakdown(period=period, by="utm_campaign", source=source),
         "medians": selectors.dashboard_median_times(period=period, source=source),
         "outcomes": selectors.dashboard_sales_outcomes(period=period, source=source),
         "overdue": selectors.dashboard_overdue_handoffs(source=source),
-        "recent_sqls": selectors.dashboard_recent_sqls(source=source),
+        "recent_sqls": selectors.dashboard_recent_sqls(source=source, model=model),
     }
     return render(request, "leads/dashboard.html", context)
 
@@ -99,13 +107,32 @@ def _lead_or_404(lead_id: Any) -> Lead:
     return get_object_or_404(lead_selectors.lead_list(), public_id=lead_id)
 
 
+def _chosen_model(request: HttpRequest) -> tuple[ScoringModel | None, str]:
+    """The scoring model of ``?model=<slug>`` (the default one without it) and, for a slug
+    that names no model, what the page says about it."""
+    slug = request.GET.get("model") or ""
+    if slug:
+        model = scoring_selectors.model_get(slug=slug)
+        if model is not None:
+            return model, ""
+        return scoring_selectors.model_default(), f"No scoring model “{slug}”: showing the default model."
+    return scoring_selectors.model_default(), ""
+
+
 def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm | None = None) -> dict[str, Any]:
-    explanation = explanation_data(scoring_selectors.lead_explain(lead=lead))
+    model, model_error = _chosen_model(request)
+    explained = scoring_selectors.lead_explain(lead=lead, model=model)
+    explanation = explanation_data(explained)
     rules = explanation["rules"]
     can_change_stage = has_role(request.user, *STAGE_EDITORS)
+    cards = scoring_selectors.lead_score_cards(lead=lead)
     return {
         "lead": lead,
+        "model": model,
+        "model_error": model_error,
+        "score_cards": cards,
         "explanation": explanation,
+        "intent_window_days": explained.ruleset.intent_window_days if explained.ruleset else None,
         "matched_rules": [rule for rule in rules if rule["matched"]],
         "unmatched_rules": [rule for rule in rules if not rule["matched"]],
         "history": lead_selectors.lead_stage_history(lead=lead),

@@ -7,11 +7,12 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 from rest_framework import serializers
 
-from scoring import engine
+from scoring import engine, services
 from scoring.api import RuleSerializer, RuleSetSerializer
-from scoring.models import Operator, Rule, RuleKind, RuleSet
+from scoring.models import GRADE_CHOICES, RULESET_FIELDS, Operator, Rule, RuleKind, RuleSet, ScoringModel
 
 LIST_SEPARATOR = re.compile(r"[,\n]")
 COMMON_EVENT_TYPES = (
@@ -101,6 +102,17 @@ class SerializerForm(forms.Form):
                     self.add_error(target, str(error))
         return cleaned
 
+    def add_service_errors(self, error: ValidationError) -> None:
+        """A service's ValidationError, each message on its field (or on the form)."""
+        add_service_errors(self, error)
+
+
+def add_service_errors(form: forms.Form, error: ValidationError) -> None:
+    messages = error.message_dict if hasattr(error, "error_dict") else {None: error.messages}
+    for name, texts in messages.items():
+        for text in texts:
+            form.add_error(name if name in form.fields else None, text)
+
 
 class RuleForm(SerializerForm):
     serializer_class = RuleSerializer
@@ -108,13 +120,19 @@ class RuleForm(SerializerForm):
     kind = forms.CharField(label="Kind", required=False, widget=forms.Select(choices=RuleKind.choices))
     name = forms.CharField(label="Name", required=False, widget=_text(maxlength=120))
     points = forms.CharField(
-        label="Points", required=False, widget=_decimal_input(), help_text="Negative points lower the score."
+        label="Points",
+        required=False,
+        widget=_decimal_input(),
+        help_text="Negative points lower the score. A suppression rule has none (0).",
     )
     attribute = forms.CharField(
         label="Attribute",
         required=False,
         widget=_text(list="rule-attributes"),
-        help_text="Fit: a lead attribute or traits.<key>. Behaviour (optional): an event property such as topic.",
+        help_text=(
+            "Fit, suppression without an event type: a lead attribute or traits.<key>. "
+            "Behaviour, suppression by event (optional): an event property such as topic."
+        ),
     )
     operator = forms.CharField(
         label="Operator", required=False, widget=forms.Select(choices=[("", "—"), *Operator.choices])
@@ -126,7 +144,10 @@ class RuleForm(SerializerForm):
         help_text="For “is one of”, separate values with commas. Numbers compare as numbers.",
     )
     event_type = forms.CharField(
-        label="Event type", required=False, widget=_text(list="rule-event-types"), help_text="e.g. page_view."
+        label="Event type",
+        required=False,
+        widget=_text(list="rule-event-types"),
+        help_text="e.g. page_view. Suppression: any such event (e.g. unsubscribe) blocks promotion.",
     )
     max_points = forms.CharField(
         label="Cap",
@@ -140,12 +161,19 @@ class RuleForm(SerializerForm):
         widget=_text(inputmode="numeric"),
         help_text="Only events of the last N days count; empty: all time.",
     )
+    decays = forms.BooleanField(
+        label="Decays",
+        required=False,
+        initial=True,
+        help_text="Behaviour: older events count for less (the ruleset's half-life). Off: full value forever.",
+    )
 
-    BEHAVIOUR_ONLY = ("event_type", "max_points", "window_days")
+    BEHAVIOUR_ONLY = ("event_type", "max_points", "window_days", "decays")
 
     def __init__(self, *args: Any, instance: Rule | None = None, **kwargs: Any):
         if instance is not None and not args and "initial" not in kwargs:
             kwargs["initial"] = {name: rule_value_text(getattr(instance, name)) for name in self.base_fields}
+            kwargs["initial"]["decays"] = instance.decays  # a checkbox takes a bool, not its text
         super().__init__(*args, instance=instance, **kwargs)
 
     def serializer_data(self, cleaned: dict[str, Any]) -> dict[str, Any]:
@@ -154,16 +182,22 @@ class RuleForm(SerializerForm):
         value = parse_rule_value(value_text, operator)
         if operator == Operator.EXISTS and value_text.strip():
             value = value_text.strip()  # let the serializer say that 'exists' takes no value
+        kind = (cleaned.get("kind") or "").strip()
+        points = (cleaned.get("points") or "").strip()
+        if kind == RuleKind.SUPPRESS and not points:
+            points = "0"  # a suppression rule has no points
         return {
-            "kind": (cleaned.get("kind") or "").strip(),
+            "kind": kind,
             "name": (cleaned.get("name") or "").strip(),
-            "points": (cleaned.get("points") or "").strip(),
+            "points": points,
             "attribute": (cleaned.get("attribute") or "").strip(),
             "operator": operator,
             "value": value,
             "event_type": (cleaned.get("event_type") or "").strip(),
             "max_points": _blank_to_none(cleaned.get("max_points") or ""),
             "window_days": _blank_to_none(cleaned.get("window_days") or ""),
+            # Only behaviour rules decay; the box is not shown for the others.
+            "decays": bool(cleaned.get("decays")) if kind == RuleKind.BEHAVIOUR else True,
         }
 
     @property
@@ -197,19 +231,67 @@ class RuleSetForm(SerializerForm):
         widget=_decimal_input(),
         help_text="Behaviour points halve every N days. Empty: no decay.",
     )
+    grade_a_min = forms.CharField(label="Grade A from fit", required=False, widget=_decimal_input())
+    grade_b_min = forms.CharField(label="Grade B from fit", required=False, widget=_decimal_input())
+    grade_c_min = forms.CharField(label="Grade C from fit", required=False, widget=_decimal_input())
+    grade_d_min = forms.CharField(
+        label="Grade D from fit", required=False, widget=_decimal_input(), help_text="Below this fit: F."
+    )
+    mql_min_grade = forms.CharField(
+        label="Minimum grade for MQL",
+        required=False,
+        widget=forms.Select(choices=[("", "Any grade"), *GRADE_CHOICES]),
+    )
+    sql_min_grade = forms.CharField(
+        label="Minimum grade for SQL",
+        required=False,
+        widget=forms.Select(choices=[("", "Any grade"), *GRADE_CHOICES]),
+    )
+    intent_window_days = forms.CharField(
+        label="Intent window (days)",
+        required=False,
+        widget=_text(inputmode="numeric"),
+        help_text="A hand-raise counts for SQL this many days (90 is usual).",
+    )
+    requalify_threshold = forms.CharField(
+        label="Requalification threshold",
+        required=False,
+        widget=_decimal_input(),
+        help_text="Behaviour points a recycled lead must earn after its recycling to be an MQL again.",
+    )
+    mqa_threshold = forms.CharField(
+        label="MQA threshold",
+        required=False,
+        widget=_decimal_input(),
+        help_text="An account whose roll-up score reaches this is marketing-qualified. Empty: no MQAs.",
+    )
+
+    REQUIRED_NUMBERS = (
+        "grade_a_min",
+        "grade_b_min",
+        "grade_c_min",
+        "grade_d_min",
+        "intent_window_days",
+        "requalify_threshold",
+    )
+
+    # Shown in groups on the page: (legend, field names).
+    SECTIONS = (
+        ("Ruleset", ("name", "description")),
+        ("Thresholds", ("mql_threshold", "sql_threshold", "sql_min_fit", "intent_event_types", "intent_window_days")),
+        ("Fit grades", ("grade_a_min", "grade_b_min", "grade_c_min", "grade_d_min", "mql_min_grade", "sql_min_grade")),
+        ("Decay, recycling and accounts", ("decay_half_life_days", "requalify_threshold", "mqa_threshold")),
+    )
 
     def __init__(self, *args: Any, instance: RuleSet | None = None, **kwargs: Any):
         if instance is not None and not args and "initial" not in kwargs:
-            kwargs["initial"] = {
-                "name": instance.name,
-                "description": instance.description,
-                "mql_threshold": rule_value_text(instance.mql_threshold),
-                "sql_threshold": rule_value_text(instance.sql_threshold),
-                "intent_event_types": ", ".join(instance.intent_event_types),
-                "sql_min_fit": rule_value_text(instance.sql_min_fit),
-                "decay_half_life_days": rule_value_text(instance.decay_half_life_days),
-            }
+            kwargs["initial"] = {name: rule_value_text(getattr(instance, name)) for name in RULESET_FIELDS}
+            kwargs["initial"]["intent_event_types"] = ", ".join(instance.intent_event_types)
         super().__init__(*args, instance=instance, **kwargs)
+
+    @property
+    def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
+        return [(legend, [self[name] for name in names]) for legend, names in self.SECTIONS]
 
     def serializer_data(self, cleaned: dict[str, Any]) -> dict[str, Any]:
         intents = [part.strip() for part in LIST_SEPARATOR.split(cleaned.get("intent_event_types") or "")]
@@ -221,4 +303,66 @@ class RuleSetForm(SerializerForm):
             "intent_event_types": [part for part in intents if part],
             "sql_min_fit": _blank_to_none(cleaned.get("sql_min_fit") or ""),
             "decay_half_life_days": _blank_to_none(cleaned.get("decay_half_life_days") or ""),
+            **self._posted_settings(cleaned),
         }
+
+    def _posted_settings(self, cleaned: dict[str, Any]) -> dict[str, Any]:
+        """The grade, window, requalification and MQA settings the request carries: one
+        left out stays as it is (an older form, a script posting a few fields)."""
+        values = {name: (cleaned.get(name) or "").strip() for name in self.REQUIRED_NUMBERS}
+        values["mql_min_grade"] = (cleaned.get("mql_min_grade") or "").strip()
+        values["sql_min_grade"] = (cleaned.get("sql_min_grade") or "").strip()
+        values["mqa_threshold"] = _blank_to_none(cleaned.get("mqa_threshold") or "")
+        return {name: value for name, value in values.items() if name in self.data}
+
+
+def ruleset_defaults() -> dict[str, str]:
+    """What a new draft's settings start from: the model's defaults, as the form shows them."""
+    blank = RuleSet()
+    return {name: rule_value_text(getattr(blank, name)) for name in RULESET_FIELDS if name != "intent_event_types"} | {
+        "intent_event_types": "demo_request, contact_request"
+    }
+
+
+class ScoringModelForm(forms.Form):
+    """A new scoring model; the services validate it (``scoring_model_validate``) and
+    their messages land on the fields."""
+
+    name = forms.CharField(
+        label="Name",
+        max_length=100,
+        widget=_text(maxlength=100),
+        help_text="What it scores interest in, e.g. a product line: Analytics add-on.",
+        error_messages={"required": "Name the model (e.g. the product line it scores interest in)."},
+    )
+    slug = forms.CharField(
+        label="Slug",
+        max_length=50,
+        widget=_text(maxlength=50),
+        help_text="Lower-case letters, digits, '-' and '_': the API and links name the model by it.",
+        error_messages={"required": "Give the model a slug, e.g. analytics-addon."},
+    )
+    description = forms.CharField(label="Description", required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+    def clean(self) -> dict[str, Any]:
+        """Every message at once: the services' rules (``scoring_model_validate``) on the
+        fields that are not already refused."""
+        cleaned = super().clean() or {}
+        cleaned["slug"] = (cleaned.get("slug") or self.data.get("slug") or "").strip()
+        cleaned["description"] = (cleaned.get("description") or "").strip()
+        candidate = ScoringModel(name=cleaned.get("name") or "", slug=cleaned["slug"], position=0)
+        try:
+            services.scoring_model_validate(model=candidate)
+        except ValidationError as error:
+            for name, texts in error.message_dict.items():
+                if name in self.fields and name not in self.errors:
+                    for text in texts:
+                        self.add_error(name, text)
+        return cleaned
+
+    def add_service_errors(self, error: ValidationError) -> None:
+        add_service_errors(self, error)

@@ -406,3 +406,34 @@ class LeadScores:
                 )
             )
         return found
+
+
+# --- The lead page: every model's score side by side ------------------------------------------
+@dataclass(frozen=True)
+class ModelScoreCard:
+    """One model's score of a lead, for the lead page's switcher (``score`` None: the
+    model has not scored the lead, e.g. nothing of it is published yet)."""
+
+    model: ScoringModel
+    score: Score | None
+    suppressed_by: str  # the name of the suppression rule that matched, "" when none
+
+    @property
+    def suppressed(self) -> bool:
+        return bool(self.score and self.score.suppressed_by is not None)
+
+
+def lead_score_cards(*, lead: Lead) -> list[ModelScoreCard]:
+    """Every scoring model with its score of the lead, in the models' order: three
+    queries (models, scores, the names of the suppression rules that matched)."""
+    scores = {score.model_id: score for score in lead.scores.all()}
+    rule_ids = {score.suppressed_by for score in scores.values() if score.suppressed_by is not None}
+    names = dict(Rule.objects.filter(pk__in=rule_ids).values_list("id", "name")) if rule_ids else {}
+    cards = []
+    for model in model_list():
+        score = scores.get(model.pk)
+        suppressed = ""
+        if score is not None and score.suppressed_by is not None:
+            suppressed = names.get(score.suppressed_by, "a suppression rule")
+        cards.append(ModelScoreCard(model=model, score=score, suppressed_by=suppressed))
+    return cards

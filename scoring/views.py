@@ -6,8 +6,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from leadflow import charts
@@ -16,7 +18,7 @@ from leadflow.leads.decorators import role_required
 from leadflow.leads.models import Stage
 from leadflow.leads.roles import ALL_ROLES, SCORING_ADMIN, has_role
 from scoring import selectors, services
-from scoring.forms import RuleForm, RuleSetForm
+from scoring.forms import RuleForm, RuleSetForm, ScoringModelForm, ruleset_defaults
 from scoring.models import RescoreRun, Rule, RuleKind, RuleSet, RuleSetStatus
 from scoring.presenters import describe_rule, preview_data
 
@@ -39,11 +41,23 @@ def _not_editable(request: HttpRequest, ruleset: RuleSet) -> HttpResponse:
 # --- Reading ---------------------------------------------------------------------------------
 @role_required(*ALL_ROLES)
 def ruleset_list(request: HttpRequest) -> HttpResponse:
+    """Every scoring model with its published ruleset, drafts and archived ones (three
+    queries however many models and rulesets)."""
     rulesets = list(selectors.ruleset_list())
+    models = []
+    for model in selectors.model_list():
+        own = [r for r in rulesets if r.model_id == model.pk]
+        models.append(
+            {
+                "model": model,
+                "published": [r for r in own if r.status == RuleSetStatus.PUBLISHED],
+                "drafts": [r for r in own if r.status == RuleSetStatus.DRAFT],
+                "archived": [r for r in own if r.status == RuleSetStatus.ARCHIVED],
+            }
+        )
     context = {
-        "published": [r for r in rulesets if r.status == RuleSetStatus.PUBLISHED],
-        "drafts": [r for r in rulesets if r.status == RuleSetStatus.DRAFT],
-        "archived": [r for r in rulesets if r.status == RuleSetStatus.ARCHIVED],
+        "models": models,
+        "several_models": len(models) > 1,
         "latest_run": selectors.rescore_run_latest(),
         "can_edit": has_role(request.user, SCORING_ADMIN),
     }
@@ -65,10 +79,55 @@ def ruleset_detail(request: HttpRequest, version: int) -> HttpResponse:
         "ruleset": ruleset,
         "fit_rows": rows(RuleKind.FIT),
         "behaviour_rows": rows(RuleKind.BEHAVIOUR),
+        "suppress_rows": rows(RuleKind.SUPPRESS),
         "is_admin": is_admin,
         "can_edit": is_admin and ruleset.is_editable,
     }
     return render(request, "scoring/ruleset_detail.html", context)
+
+
+# --- Models and new drafts ---------------------------------------------------------------------
+MODELS_ONLY = "Only scoring admins may create scoring models and rulesets; you can read them."
+
+
+@role_required(SCORING_ADMIN, message=MODELS_ONLY)
+def scoring_model_create(request: HttpRequest) -> HttpResponse:
+    """A new scoring model (e.g. a product line); it scores nothing until a draft of it is published."""
+    form = ScoringModelForm(request.POST) if request.method == "POST" else ScoringModelForm()
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                model = services.scoring_model_create(**form.cleaned_data)
+            except ValidationError as error:
+                form.add_service_errors(error)
+            else:
+                messages.success(request, f"Created the model {model.name}: add a draft ruleset, then publish it.")
+                return redirect(f"{reverse('ruleset-list')}#model-{model.slug}")
+        return render(request, "scoring/model_form.html", {"form": form}, status=400)
+    return render(request, "scoring/model_form.html", {"form": form})
+
+
+@role_required(SCORING_ADMIN, message=MODELS_ONLY)
+def ruleset_create(request: HttpRequest, slug: str) -> HttpResponse:
+    """A new, empty draft of a model, with its settings (thresholds, grades, windows)."""
+    model = get_object_or_404(selectors.model_list(), slug=slug)
+    context: dict[str, Any] = {"model": model, "ruleset": None}
+    if request.method != "POST":
+        context["form"] = RuleSetForm(initial=ruleset_defaults())
+        return render(request, "scoring/ruleset_form.html", context)
+    # Validated against an unsaved ruleset of the model: its defaults under the posted values
+    # (the serializer's unique-per-model check needs the model and the status).
+    form = RuleSetForm(request.POST, instance=RuleSet(model=model))
+    context["form"] = form
+    if form.is_valid():
+        try:
+            ruleset = services.ruleset_create(user=request.user, model=model, **form.validated_data)
+        except ValidationError as error:
+            form.add_service_errors(error)
+        else:
+            messages.success(request, f"Draft v{ruleset.version} of {model.name} created: add its rules, then publish.")
+            return redirect("ruleset-detail", version=ruleset.version)
+    return render(request, "scoring/ruleset_form.html", context, status=400)
 
 
 # --- Changing a draft -------------------------------------------------------------------------
@@ -87,9 +146,11 @@ def ruleset_edit(request: HttpRequest, version: int) -> HttpResponse:
             else:
                 messages.success(request, f"Saved the settings of draft v{ruleset.version}.")
                 return redirect("ruleset-detail", version=ruleset.version)
-        return render(request, "scoring/ruleset_form.html", {"ruleset": ruleset, "form": form}, status=400)
+        return render(
+            request, "scoring/ruleset_form.html", {"ruleset": ruleset, "model": ruleset.model, "form": form}, status=400
+        )
     form = RuleSetForm(instance=ruleset)
-    return render(request, "scoring/ruleset_form.html", {"ruleset": ruleset, "form": form})
+    return render(request, "scoring/ruleset_form.html", {"ruleset": ruleset, "model": ruleset.model, "form": form})
 
 
 def _rule_page(
@@ -249,7 +310,7 @@ def ruleset_publish(request: HttpRequest, version: int) -> HttpResponse:
         return redirect("rescore-run", run_id=run.pk)
     context = {
         "ruleset": ruleset,
-        "current": selectors.published_ruleset(),
+        "current": selectors.published_ruleset(ruleset.model),
         "lead_count": lead_selectors.lead_count(),
     }
     return render(request, "scoring/publish_confirm.html", context)

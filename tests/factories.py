@@ -50,9 +50,11 @@ class LeadFactory(factory.django.DjangoModelFactory):
 
     @factory.post_generation
     def score(self, create, extracted, **kwargs):
-        """``score=60``: a stored score under the default model (as a rescore would write)."""
+        """``LeadFactory(score=45)``: the lead scored 45 under the default model (``score_of``;
+        ``score__fit`` — at most 20 by default —, ``score__grade`` and ``score__model`` set the rest)."""
         if create and extracted is not None:
-            score_of(self, score=str(extracted), fit=str(min(Decimal(extracted), Decimal(20))))
+            kwargs.setdefault("fit", str(min(Decimal(extracted), Decimal(20))))
+            score_of(self, score=str(extracted), **kwargs)
 
 
 class EventFactory(factory.django.DjangoModelFactory):

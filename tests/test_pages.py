@@ -18,7 +18,7 @@ from handoff.models import Handoff
 from leadflow import selectors
 from leadflow.db import median_in_python
 from leadflow.leads.models import Lead, Stage, StageChange
-from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus
+from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus, Score
 from tests.factories import EventFactory, LeadFactory, SourceFactory
 from tests.helpers import (
     ESCAPED_SCRIPT,
@@ -594,7 +594,8 @@ def test_the_lead_page_explains_the_score_rule_by_rule(marketer, publish_ruleset
     with django_capture_on_commit_callbacks(execute=True):
         services.leads_score(lead_ids=[lead.pk])
     lead.refresh_from_db()
-    assert lead.score == Decimal("33") and lead.stage == Stage.SQL
+    stored = Score.objects.get(lead=lead)
+    assert stored.score == Decimal("33") and lead.stage == Stage.SQL
 
     response = browser(marketer).get(reverse("lead-detail", args=[lead.public_id]))
     page = response.content.decode()
@@ -603,7 +604,7 @@ def test_the_lead_page_explains_the_score_rule_by_rule(marketer, publish_ruleset
         ("page_view rule", 3, True, Decimal("3.00")),
         ("demo_request rule", 1, False, Decimal("30.00")),
     ]
-    assert sum(rule["contribution"] for rule in matched) == lead.score
+    assert sum(rule["contribution"] for rule in matched) == stored.score
     assert "capped at 3" in page and "each page_view" in page and "+30" in page
     assert response.context["topics"] == [("pricing", 2), ("abm", 1)]
     assert response.context["assets"] == [("demo-form", 1)]
@@ -785,7 +786,7 @@ def test_the_settings_form_shows_the_apis_messages_and_saves(admin):
 
 # --- Clone, preview, publish through the pages --------------------------------------------------
 def test_an_admin_clones_previews_and_publishes_a_draft(admin, django_capture_on_commit_callbacks):
-    close = LeadFactory.create(name="Almost MQL", job_title="Engineer", score=Decimal("35"), scored_at=timezone.now())
+    close = LeadFactory.create(name="Almost MQL", job_title="Engineer", score=Decimal("35"))
     EventFactory.create(lead=close, type="demo_request", occurred_at=timezone.now() - timedelta(days=1))
     current = published()
     client = browser(admin)

@@ -15,6 +15,7 @@ from handoff import services
 from handoff.models import Handoff, HandoffEvent, HandoffStatus, Notification, NotificationKind
 from leadflow.leads.models import Lead, Stage
 from leadflow.leads.templatetags.leadflow_ui import countdown
+from scoring.models import Score
 from scoring.services import leads_score
 from tests.factories import EventFactory, HandoffFactory, LeadFactory, SqlLeadFactory
 from tests.helpers import (
@@ -189,9 +190,11 @@ def test_every_form_of_the_sales_pages_carries_a_csrf_token(rep):
 # --- The queue --------------------------------------------------------------------------------------
 def test_the_queue_lists_sqls_by_score_then_age_with_why_they_qualified(rep, sql_leads):
     first, second = sql_leads(2)
-    Lead.objects.filter(pk=second.pk).update(score=first.score + 5)
-    Handoff.objects.filter(lead=second).update(priority=first.score + 5)
-    HandoffFactory.create(lead=SqlLeadFactory.create(name="Older tie"), priority=first.score, created_at=timezone.now())
+    first_score = Score.objects.get(lead=first).score
+    Score.objects.filter(lead=second).update(score=first_score + 5)
+    Handoff.objects.filter(lead=second).update(priority=first_score + 5)
+    never_scored = LeadFactory.create(name="Older tie", stage=Stage.SQL)
+    HandoffFactory.create(lead=never_scored, priority=first_score, created_at=timezone.now())
     Handoff.objects.filter(lead=first).update(created_at=timezone.now() + timedelta(minutes=1))
     response = browser(rep).get(QUEUE)
     names = [item.handoff.lead.display_name for item in response.context["queue"]]
@@ -206,7 +209,7 @@ def test_the_queue_lists_sqls_by_score_then_age_with_why_they_qualified(rep, sql
     assert why.intent.type == "demo_request" and why.intent.properties == {"intent": "book a demo"}
     content = response.content.decode()
     assert "+30</b> demo_request rule" in content and "Hand raised" in content and "book a demo" in content
-    assert response.context["queue"][1].why.scored is False  # the factory's lead was never scored
+    assert response.context["queue"][1].why.scored is False  # this lead has no score
     assert "Not scored yet." in content
 
 

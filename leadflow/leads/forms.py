@@ -54,13 +54,18 @@ class LeadFilterForm(PlainForm):
     active_from = forms.DateField(label="Active from", required=False, widget=DATE_INPUT)
     active_to = forms.DateField(label="Active until", required=False, widget=DATE_INPUT)
     sort = forms.ChoiceField(label="Sort by", choices=[(key, SORT_LABELS[key]) for key in LEAD_SORTS], required=False)
-    model = forms.ChoiceField(label="Score of model", required=False)
+    model = forms.ChoiceField(
+        label="Score of model",
+        required=False,
+        error_messages={"invalid_choice": "No scoring model “%(value)s”: showing the default model's scores."},
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         models = scoring_models()
         field = cast(forms.ChoiceField, self.fields["model"])
-        field.choices = [("", models[0][1] if models else "Default model"), *models[1:]]
+        # Every model by its slug (the first is the default, also when none is chosen).
+        field.choices = models or [("", "Default model")]
         if len(models) < 2:  # nothing to choose between
             field.widget = forms.HiddenInput()
 

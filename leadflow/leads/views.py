@@ -15,6 +15,7 @@ from leadflow.leads.decorators import role_required
 from leadflow.leads.forms import LeadFilterForm
 from leadflow.leads.importexport import EXPORT_COLUMNS, csv_cell, lead_export_rows
 from leadflow.leads.roles import ALL_ROLES
+from leadflow.leads.scores import scoring_models
 
 LEADS_PER_PAGE = 50
 
@@ -25,12 +26,22 @@ def lead_list(request: HttpRequest) -> HttpResponse:
     form = LeadFilterForm(request.GET)
     filters = form.filters()
     page = Paginator(selectors.lead_search(filters=filters), LEADS_PER_PAGE).get_page(request.GET.get("page"))
-    context = {"form": form, "filters": filters, "page": page, "filtered": _is_filtered(form)}
+    models = scoring_models()
+    names = dict(models)
+    model_name = names.get(filters.model or "", models[0][1] if models else "") if len(models) > 1 else ""
+    context = {
+        "form": form,
+        "filters": filters,
+        "page": page,
+        "filtered": _is_filtered(form),
+        "model_name": model_name,
+    }
     return render(request, "leads/list.html", context)
 
 
 def _is_filtered(form: LeadFilterForm) -> bool:
-    return any(form.data.get(name) for name in form.fields if name != "sort")
+    """Whether the list is narrowed: the sort and the model whose scores it shows are not filters."""
+    return any(form.data.get(name) for name in form.fields if name not in ("sort", "model"))
 
 
 class _Echo:

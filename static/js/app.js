@@ -10,20 +10,22 @@
     }
   });
 
-  // Rule form: show the fields of the chosen kind only. Disabled fieldsets are not submitted.
+  // Rule form: show the fields of the chosen kind only (data-kinds lists the kinds a
+  // fieldset belongs to). Disabled fieldsets are not submitted.
   function setupRuleForm(form) {
     var kind = form.querySelector("select[name=kind]");
     if (!kind) return;
-    var behaviourOnly = form.querySelectorAll("[data-kind=behaviour]");
+    var sections = form.querySelectorAll("[data-kinds]");
     var labels = form.querySelectorAll("[data-label-fit]");
     function apply() {
-      var isFit = kind.value === "fit";
-      behaviourOnly.forEach(function (element) {
-        element.hidden = isFit;
-        element.disabled = isFit;
+      sections.forEach(function (element) {
+        var off = element.dataset.kinds.split(" ").indexOf(kind.value) === -1;
+        element.hidden = off;
+        element.disabled = off;
       });
       labels.forEach(function (element) {
-        element.textContent = isFit ? element.dataset.labelFit : element.dataset.labelBehaviour;
+        var key = "label" + kind.value.charAt(0).toUpperCase() + kind.value.slice(1);
+        element.textContent = element.dataset[key] || element.dataset.labelFit;
       });
     }
     kind.addEventListener("change", apply);

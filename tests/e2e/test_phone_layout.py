@@ -7,6 +7,7 @@ from playwright.sync_api import Page, expect
 
 from handoff.models import Handoff, HandoffStatus
 from leadflow.leads.models import Lead, Stage
+from leadflow.leads.scores import leads_annotate_scores
 from scoring.models import RuleSet, RuleSetStatus
 from tests.e2e.conftest import assert_no_console_errors, log_in, shoot
 
@@ -16,7 +17,8 @@ DEMO_PASSWORDS = {"marketer": "leadflow-marketer", "rep": "leadflow-rep"}  # see
 
 
 def main_pages(role: str) -> dict[str, str]:
-    lead = Lead.objects.filter(stage=Stage.SQL).order_by("-score").first()
+    # ``score`` is the annotation of ``leads_annotate_scores`` (the default model).
+    lead = leads_annotate_scores(Lead.objects.filter(stage=Stage.SQL)).order_by("-score").first()  # type: ignore[misc]
     handoff = Handoff.objects.filter(status=HandoffStatus.QUEUED).order_by("-priority").first()
     ruleset = RuleSet.objects.get(status=RuleSetStatus.PUBLISHED)
     assert lead and handoff, "the demo has SQLs and queued handoffs"

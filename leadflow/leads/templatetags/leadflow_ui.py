@@ -52,11 +52,20 @@ def percent(value: float | None) -> str:
 @register.filter
 def score(value: Decimal | float | None) -> str:
     """A score as people read it: at most one decimal."""
-    if value is None:
+    if value is None or value == "":
         return "—"
     number = Decimal(value).quantize(Decimal("0.1"))
     text = format(number, "f")
     return text[:-2] if text.endswith(".0") else text
+
+
+@register.filter
+def graded(value: Decimal | float | None, grade: str | None) -> str:
+    """A score with its fit grade, as lists show them: ``{{ lead.score|graded:lead.grade }}``
+    reads ``B · 74``; a lead the model never scored reads ``—``."""
+    if not grade:
+        return "—"
+    return f"{grade} · {score(value)}"
 
 
 @register.filter
