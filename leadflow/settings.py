@@ -216,6 +216,10 @@ SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 30, minimum=0)
 RESCORE_CHUNK_SIZE = env_int("RESCORE_CHUNK_SIZE", 20_000, minimum=1)
 RESCORE_STALE_AFTER_SECONDS = env_int("RESCORE_STALE_AFTER_SECONDS", 600, minimum=1)
 RESCORE_MAX_ATTEMPTS = env_int("RESCORE_MAX_ATTEMPTS", 5, minimum=1)
+
+# An account's roll-up score is the behaviour of its top ACCOUNT_TOP_CONTACTS contacts
+# (by behaviour) plus its best fit (scoring/accounts.py).
+ACCOUNT_TOP_CONTACTS = env_int("ACCOUNT_TOP_CONTACTS", 3, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-dirty-leads": {"task": "scoring.tasks.sweep_dirty", "schedule": timedelta(seconds=SWEEP_INTERVAL_SECONDS)},
     "refresh-decay": {"task": "scoring.tasks.refresh_decay", "schedule": timedelta(days=1)},
