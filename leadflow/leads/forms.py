@@ -55,6 +55,7 @@ class LeadFilterForm(PlainForm):
     active_to = forms.DateField(label="Active until", required=False, widget=DATE_INPUT)
     sort = forms.ChoiceField(label="Sort by", choices=[(key, SORT_LABELS[key]) for key in LEAD_SORTS], required=False)
     model = forms.ChoiceField(label="Score of model", required=False)
+    account = forms.IntegerField(label="Account", required=False, min_value=1, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -88,6 +89,7 @@ class LeadFilterForm(PlainForm):
             active_to=data.get("active_to"),
             sort=data.get("sort") or DEFAULT_LEAD_SORT,
             model=data.get("model") or None,
+            account=data.get("account"),
         )
 
 
