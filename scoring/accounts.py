@@ -79,8 +79,15 @@ def accounts_rollup(*, model_ids: Sequence[int], lead_ids: Sequence[int] | None,
         return
     account_ids: list[int] | None = None
     if lead_ids is not None:
-        account_ids = sorted(
-            set(Lead.objects.filter(id__in=list(lead_ids), account__isnull=False).values_list("account_id", flat=True))
+        # Locked in id order (FOR NO KEY UPDATE: ingest's key-share locks on accounts pass)
+        # so that two chunks rolling up one account take turns, and the second, whose
+        # statement starts after the first commits, sees the first's scores.
+        owned = Lead.objects.filter(id__in=list(lead_ids), account__isnull=False).values("account_id")
+        account_ids = list(
+            Account.objects.filter(id__in=owned)
+            .order_by("id")
+            .select_for_update(no_key=True)
+            .values_list("id", flat=True)
         )
         if not account_ids:
             return
