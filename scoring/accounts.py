@@ -20,8 +20,9 @@ the stored score exactly.
 **When.** ``accounts_rollup`` runs at the end of each incremental scoring chunk (the
 accounts of the chunk's leads) and after a full rescore (every account of the model;
 roll-ups of accounts left without scored contacts are removed), in the caller's
-transaction. ``accounts_rollup_all`` (a task, after accounts are re-derived) rolls up
-every account under every published model.
+transaction. The core enqueues, by task name, ``accounts_rollup_left`` for the accounts
+a lead left (its e-mail or account trait changed) and ``accounts_rollup_all`` after
+accounts are re-derived.
 
 **MQA.** When an account's roll-up under a model first reaches that model's published
 ruleset's ``mqa_threshold`` (not null), ``mqa_at`` is set (once: a lower roll-up later
@@ -71,31 +72,45 @@ def top_contacts() -> int:
 
 
 # --- The roll-up, written -------------------------------------------------------------------
+def _locked(accounts: QuerySet[Account]) -> list[int]:
+    """The ids of these accounts, locked in id order (FOR NO KEY UPDATE: ingest's key-share
+    locks on accounts pass), so that two roll-ups of one account take turns and the
+    second, whose statement starts after the first commits, sees the first's scores."""
+    return list(accounts.order_by("id").select_for_update(no_key=True).values_list("id", flat=True))
+
+
 def accounts_rollup(*, model_ids: Sequence[int], lead_ids: Sequence[int] | None, at: datetime) -> None:
     """Roll up, under each of these models, the accounts of these leads (``None``: every
     account, removing the roll-ups of accounts without scored contacts), then mark and
     announce the accounts that became MQAs. One statement per model for the roll-up."""
     if not model_ids:
         return
-    account_ids: list[int] | None = None
-    if lead_ids is not None:
-        # Locked in id order (FOR NO KEY UPDATE: ingest's key-share locks on accounts pass)
-        # so that two chunks rolling up one account take turns, and the second, whose
-        # statement starts after the first commits, sees the first's scores.
-        owned = Lead.objects.filter(id__in=list(lead_ids), account__isnull=False).values("account_id")
-        account_ids = list(
-            Account.objects.filter(id__in=owned)
-            .order_by("id")
-            .select_for_update(no_key=True)
-            .values_list("id", flat=True)
-        )
-        if not account_ids:
-            return
+    if lead_ids is None:
+        _rollup(model_ids, None, at, prune=True)
+        return
+    owned = Lead.objects.filter(id__in=list(lead_ids), account__isnull=False).values("account_id")
+    if account_ids := _locked(Account.objects.filter(id__in=owned)):
+        _rollup(model_ids, account_ids, at, prune=False)
+
+
+def accounts_rollup_left(*, account_ids: Sequence[int], at: datetime) -> None:
+    """Accounts a contact left (its e-mail or account trait changed), under every model
+    with a published ruleset: rolled up again, their roll-up removed where no scored
+    contact is left. (The contact's new account follows its own scoring.)"""
+    model_ids = _published_model_ids()
+    if model_ids and (locked := _locked(Account.objects.filter(id__in=list(account_ids)))):
+        _rollup(model_ids, locked, at, prune=True)
+
+
+def _rollup(model_ids: Sequence[int], account_ids: list[int] | None, at: datetime, *, prune: bool) -> None:
     rollup = _rollup_sql if connection.vendor == "postgresql" else _rollup_python
     for model_id in model_ids:
         rollup(model_id, account_ids, at)
-        if account_ids is None:
-            AccountScore.objects.filter(model_id=model_id, computed_at__lt=at).delete()
+        if prune:  # what this roll-up did not write has no scored contact left
+            stale = AccountScore.objects.filter(model_id=model_id, computed_at__lt=at)
+            if account_ids is not None:
+                stale = stale.filter(account_id__in=account_ids)
+            stale.delete()
     _qualify(model_ids, account_ids, at)
 
 
@@ -215,11 +230,15 @@ def accounts_rollup_after_rescore(*, model_id: int) -> None:
         accounts_rollup(model_ids=[model_id], lead_ids=None, at=timezone.now())
 
 
-def accounts_rollup_all(*, at: datetime) -> None:
-    """Every account under every model with a published ruleset (after accounts were re-derived)."""
-    model_ids = list(
+def _published_model_ids() -> list[int]:
+    return list(
         RuleSet.objects.filter(status=RuleSetStatus.PUBLISHED).order_by("model_id").values_list("model_id", flat=True)
     )
+
+
+def accounts_rollup_all(*, at: datetime) -> None:
+    """Every account under every model with a published ruleset (after accounts were re-derived)."""
+    model_ids = _published_model_ids()
     with transaction.atomic():
         accounts_rollup(model_ids=model_ids, lead_ids=None, at=at)
 

@@ -2,6 +2,7 @@
 score of each account per scoring model, its explanation, marketing-qualified accounts,
 and the pages and API that show them."""
 
+import itertools
 import json
 from datetime import timedelta
 from decimal import Decimal
@@ -21,16 +22,12 @@ from tests.factories import EventFactory, LeadFactory, default_model, score_of
 from tests.helpers import behaviour, client_for, fit
 
 NOW = timezone.now()
+EVENT_IDS = itertools.count()
 
 
 def ingest(client, *leads):
     """Post one page view per lead ({email, traits…}) through the events API."""
-    body = {
-        "events": [
-            {"event_id": f"evt-{n}-{lead.get('email') or lead.get('external_id')}", "type": "page_view", "lead": lead}
-            for n, lead in enumerate(leads)
-        ]
-    }
+    body = {"events": [{"event_id": f"evt-{next(EVENT_IDS)}", "type": "page_view", "lead": lead} for lead in leads]}
     response = client.post("/api/v1/events", json.dumps(body), content_type="application/json")
     assert response.status_code == 202, response.content
     assert not response.json()["rejected"]
@@ -245,6 +242,31 @@ def test_scoring_a_lead_rolls_up_its_account_and_a_full_rescore_every_account(
         publish_ruleset([behaviour("page_view", 1)], mql=100, sql=200)
     assert AccountScore.objects.get(account=globex).score == Decimal("1.00")
     assert AccountScore.objects.get(account=acme).score == Decimal("3.00")
+
+
+def test_an_account_a_contact_leaves_is_rolled_up_again(
+    ingest_client, publish_ruleset, django_capture_on_commit_callbacks
+):
+    publish_ruleset([behaviour("page_view", 10)], mql=100, sql=200)
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(
+            ingest_client,
+            {"email": "ada@a.io", "traits": {"account": "Acme"}},
+            {"email": "grace@g.io", "traits": {"account": "Acme"}},
+        )
+    acme = Account.objects.get(key="acme")
+    assert AccountScore.objects.get(account=acme).score == Decimal("20.00")
+
+    grace = Lead.objects.get(email="grace@g.io")
+    with django_capture_on_commit_callbacks(execute=True):
+        lead_services.lead_update(lead=grace, changes={"traits": {"account": "Globex"}})
+    assert AccountScore.objects.get(account=acme).score == Decimal("10.00")
+    assert AccountScore.objects.get(account__key="globex").score == Decimal("10.00")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(ingest_client, {"email": "ada@a.io", "traits": {"account": None}})
+    assert not AccountScore.objects.filter(account=acme).exists()
+    assert AccountScore.objects.get(account__key="a.io").contacts == 1
 
 
 # --- MQA ----------------------------------------------------------------------------------------------

@@ -42,8 +42,10 @@ logger = logging.getLogger(__name__)
 
 ACCOUNT_TRAIT = "account"
 KEY_MAX = 200
-# Scoring's full roll-up of every account, by name (the core may not import scoring).
+# Scoring's roll-ups, by name (the core may not import scoring): of every account, and of
+# the accounts leads left.
 ROLLUP_ALL_TASK = "scoring.tasks.accounts_rollup_all"
+ROLLUP_LEFT_TASK = "scoring.tasks.accounts_rollup_left"
 REDERIVE_CHUNK = 50_000
 
 _BLANKS = re.compile(r"[ \t\n\r\f\v]+")
@@ -207,6 +209,24 @@ def accounts_rederive(*, chunk: int = REDERIVE_CHUNK) -> RederiveResult:
         result.accounts_removed = removed.get(Account._meta.label, 0)
         transaction.on_commit(_request_rollup_all, robust=True)
     return result
+
+
+def accounts_left_after_commit(account_ids: Iterable[int | None]) -> None:
+    """Once the current transaction commits, ask scoring to roll up again the accounts
+    leads left (their e-mail or account trait changed); their new accounts follow the
+    leads' own scoring. Failing to enqueue is logged: the nightly full rescore rolls
+    every account up anyway."""
+    ids = sorted({pk for pk in account_ids if pk is not None})
+    if not ids:
+        return
+
+    def request() -> None:
+        try:
+            current_app.signature(ROLLUP_LEFT_TASK, args=(ids,)).apply_async()
+        except Exception:
+            logger.warning("Could not enqueue the roll-up of %d accounts leads left.", len(ids), exc_info=True)
+
+    transaction.on_commit(request, robust=True)
 
 
 def _request_rollup_all() -> None:

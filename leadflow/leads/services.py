@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from leadflow.db import SqlNames, atomic_with_retry, insert_ignore_conflicts_returning, pg_array, update_from_values
-from leadflow.leads.accounts import ACCOUNT_TRAIT, account_ids
+from leadflow.leads.accounts import ACCOUNT_TRAIT, account_ids, accounts_left_after_commit
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, generate_key
 from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source
 from leadflow.leads.validation import Errors, LeadInput, lead_traits_error, traits_merge, validate_event
@@ -186,7 +186,13 @@ def leads_apply(*, identification: Identification) -> None:
             or (identification.inputs[index].email and identification.inputs[index].email != current[pk]["email"])
         )
     }
-    traits = dict(Lead.objects.filter(id__in=sorted(with_traits)).values_list("id", "traits")) if with_traits else {}
+    traits: dict[int, Any] = {}
+    previous_account: dict[int, int | None] = {}
+    if with_traits:
+        for lead_id, lead_traits, previous in Lead.objects.filter(id__in=sorted(with_traits)).values_list(
+            "id", "traits", "account_id"
+        ):
+            traits[lead_id], previous_account[lead_id] = lead_traits, previous
 
     changes: dict[int, dict[str, Any]] = {}
     renamed: set[int] = set()  # leads whose e-mail or account trait changes: their account is derived again
@@ -222,6 +228,9 @@ def leads_apply(*, identification: Identification) -> None:
             ordered, account_ids([(current[pk]["email"], traits[pk]) for pk in ordered]), strict=True
         ):
             changes[pk]["account"] = account_id
+        accounts_left_after_commit(
+            previous_account[pk] for pk in ordered if previous_account[pk] != changes[pk]["account"]
+        )
 
     now = timezone.now()  # the sweeper reads updated_at
     activity_only = sorted(pk for pk, change in changes.items() if change.keys() <= set(_ACTIVITY_FIELDS))
@@ -352,7 +361,9 @@ def lead_update(*, lead: Lead, changes: dict[str, Any]) -> Lead:
                 value = traits_merge(lead.traits, value)
                 if problem := lead_traits_error(current=lead.traits, new=value):
                     raise ValidationError({"traits": [problem]})
-                lead.account_id = account_ids([(lead.email, value)])[0]
+                previous, lead.account_id = lead.account_id, account_ids([(lead.email, value)])[0]
+                if previous != lead.account_id:
+                    accounts_left_after_commit([previous])
                 fields.add("account")
             setattr(lead, name, value)
             fields.add(name)
