@@ -183,6 +183,7 @@ class NotificationKind(models.TextChoices):
     CLAIM_EXPIRED = "claim_expired", "Claim expired"
     SLA_BREACH = "sla_breach", "SLA breached"
     HANDOFF_REJECTED = "handoff_rejected", "Sales rejected a lead"
+    ACCOUNT_QUALIFIED = "account_qualified", "An account became marketing-qualified"
 
 
 class Notification(models.Model):

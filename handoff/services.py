@@ -41,8 +41,9 @@ from handoff.notifications import NotificationEvent, notification_mark_read_by_k
 from handoff.roles import can_reassign_handoffs, can_work_handoffs, is_sales_manager
 from leadflow.db import SqlNames, insert_ignore_conflicts_returning
 from leadflow.leads.lifecycle import Transition, transitions_apply
-from leadflow.leads.models import Lead, Stage, StageChange
+from leadflow.leads.models import Account, Lead, Stage, StageChange
 from leadflow.leads.roles import MARKETING, SALES
+from scoring.accounts import QualifiedAccount
 from scoring.models import ScoringModel
 
 logger = logging.getLogger(__name__)
@@ -702,3 +703,51 @@ def handoffs_flag_overdue(*, limit: int = SWEEP_LIMIT) -> int:
             ]
         )
     return len(overdue)
+
+
+# --- Marketing-qualified accounts ---------------------------------------------------------------
+# Above this many accounts qualifying at once (a full rescore), marketing gets one digest.
+MQA_DIGEST_THRESHOLD = NEW_SQL_DIGEST_THRESHOLD
+
+
+def accounts_qualified_notify(*, qualified: Sequence[QualifiedAccount]) -> None:
+    """Tell marketing which accounts became marketing-qualified (scoring's
+    ``accounts_qualified``): one notification per account and model, keyed by both so
+    a repeated roll-up never notifies twice, or one digest above ``MQA_DIGEST_THRESHOLD``."""
+    if not qualified:
+        return
+    accounts = Account.objects.in_bulk({item.account_id for item in qualified})
+    models_by_id = ScoringModel.objects.in_bulk({item.model_id for item in qualified})
+    if len(qualified) > MQA_DIGEST_THRESHOLD:
+        first = qualified[0]
+        notify(
+            [
+                NotificationEvent(
+                    kind=NotificationKind.ACCOUNT_QUALIFIED,
+                    key=f"accounts:{first.model_id}:{first.account_id}:qualified:{len(qualified)}",
+                    title=f"{len(qualified)} accounts became marketing-qualified",
+                    body="Their roll-up scores reached the MQA threshold: see the accounts, highest first.",
+                    link=reverse("account-list"),
+                    api_link=reverse("api-accounts"),
+                    recipient_roles=(MARKETING,),
+                    data={"accounts": [item.account_id for item in qualified]},
+                )
+            ]
+        )
+        return
+    events = []
+    for item in qualified:
+        account, model = accounts[item.account_id], models_by_id[item.model_id]
+        events.append(
+            NotificationEvent(
+                kind=NotificationKind.ACCOUNT_QUALIFIED,
+                key=f"account:{item.account_id}:mqa:{model.slug}",
+                title=f"Account qualified: {account.name}",
+                body=f"Its roll-up score {item.score} under {model.name} reached the MQA threshold {item.threshold}.",
+                link=reverse("account-detail", args=[item.account_id]),
+                api_link=reverse("api-account", args=[item.account_id]),
+                recipient_roles=(MARKETING,),
+                data={"account": item.account_id, "model": model.slug, "score": item.score},
+            )
+        )
+    notify(events)

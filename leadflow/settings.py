@@ -229,6 +229,10 @@ CELERY_TASK_ROUTES = {
     "scoring.tasks.rescore_all": {"queue": RESCORE_QUEUE},
     "scoring.tasks.rescore_chunk": {"queue": RESCORE_QUEUE},
 }
+
+# An account's roll-up score is the behaviour of its top ACCOUNT_TOP_CONTACTS contacts
+# (by behaviour) plus its best fit (scoring/accounts.py).
+ACCOUNT_TOP_CONTACTS = env_int("ACCOUNT_TOP_CONTACTS", 3, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-dirty-leads": {"task": "scoring.tasks.sweep_dirty", "schedule": timedelta(seconds=SWEEP_INTERVAL_SECONDS)},
     "refresh-decay": {"task": "scoring.tasks.refresh_decay", "schedule": timedelta(days=1)},

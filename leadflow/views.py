@@ -1,6 +1,7 @@
 """Pages that compose several apps: the marketing dashboard (leads, their stage log and
-the sales outcomes) and the lead page (the score explained by scoring, the handoffs and
-the rep's feedback). Views read through selectors and write through services."""
+the sales outcomes), the lead page (the score explained by scoring, the handoffs and
+the rep's feedback) and the accounts pages (the core's accounts and contacts with
+scoring's roll-ups). Views read through selectors and write through services."""
 
 from typing import Any
 
@@ -17,9 +18,11 @@ from leadflow.leads import lifecycle
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.decorators import role_required
 from leadflow.leads.forms import StageChangeForm
-from leadflow.leads.models import Lead, Stage
+from leadflow.leads.models import Account, Lead, Stage
 from leadflow.leads.roles import ALL_ROLES, MARKETING, SCORING_ADMIN, has_role
+from leadflow.leads.scores import leads_annotate_scores
 from leadflow.leads.templatetags.leadflow_ui import percent
+from scoring import accounts as scoring_accounts
 from scoring import selectors as scoring_selectors
 from scoring.models import ScoringModel
 from scoring.presenters import explanation_data
@@ -167,3 +170,52 @@ def lead_stage_change(request: HttpRequest, lead_id: Any) -> HttpResponse:
             messages.success(request, f"Moved to {Stage(change.to_stage).label}. The change is in the stage history.")
             return redirect("lead-detail", lead_id=lead.public_id)
     return render(request, "leads/detail.html", _lead_context(request, lead, stage_form=form), status=400)
+
+
+# --- Accounts -------------------------------------------------------------------------------------
+ACCOUNTS_PER_PAGE = 50
+CONTACTS_PER_PAGE = 25
+ACCOUNT_SORTS: dict[str, tuple[str, ...]] = {
+    "-score": ("-score", "-id"),
+    "score": ("score", "id"),
+    "name": ("name", "id"),
+    "-contacts": ("-scored_contacts", "-id"),
+}
+DEFAULT_ACCOUNT_SORT = "-score"
+
+
+@role_required(*ALL_ROLES)
+def account_list(request: HttpRequest) -> HttpResponse:
+    """Accounts with one model's roll-up (the default model unless ``model=<slug>``),
+    sortable by it, searchable, paginated."""
+    models = list(scoring_selectors.model_list())
+    model = next((m for m in models if m.slug == request.GET.get("model")), models[0] if models else None)
+    sort = request.GET.get("sort", DEFAULT_ACCOUNT_SORT)
+    sort = sort if sort in ACCOUNT_SORTS else DEFAULT_ACCOUNT_SORT
+    text = request.GET.get("q", "")
+    accounts = scoring_accounts.accounts_annotate_rollup(
+        lead_selectors.account_search(lead_selectors.account_list(), text=text), model=model
+    ).order_by(*ACCOUNT_SORTS[sort])
+    page = Paginator(accounts, ACCOUNTS_PER_PAGE).get_page(request.GET.get("page"))
+    context = {"page": page, "models": models, "model": model, "sort": sort, "q": text, "filtered": bool(text.strip())}
+    return render(request, "accounts/list.html", context)
+
+
+@role_required(*ALL_ROLES)
+def account_detail(request: HttpRequest, account_id: int) -> HttpResponse:
+    """The account: its roll-up under each model with the contacts behind it, its
+    contacts with their stages and scores, and its latest activity."""
+    account = get_object_or_404(Account, pk=account_id)
+    rollups = scoring_accounts.account_rollups(account=account)
+    explained = [(rollup, scoring_accounts.account_explain(account=account, model=rollup.model)) for rollup in rollups]
+    contacts = leads_annotate_scores(lead_selectors.account_contacts(account=account))
+    context = {
+        "account": account,
+        "explained": explained,
+        "top": scoring_accounts.top_contacts(),
+        "contacts": Paginator(contacts, CONTACTS_PER_PAGE).get_page(request.GET.get("contacts")),
+        "events": Paginator(lead_selectors.account_events(account=account), EVENTS_PER_PAGE).get_page(
+            request.GET.get("events")
+        ),
+    }
+    return render(request, "accounts/detail.html", context)

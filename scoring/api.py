@@ -1,21 +1,26 @@
 """Scoring API: scoring models, explain a score, change a stage by hand, rulesets and
-their rules, preview (what-if), publish, and rescore progress."""
+their rules, preview (what-if), publish, rescore progress, and accounts with their
+roll-up scores."""
 
 from typing import Any
 
+import django_filters
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from leadflow import query
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.lifecycle import StageChangeError, lead_stage_change
-from leadflow.leads.models import Lead, Stage, StageChange
+from leadflow.leads.models import Account, Lead, Stage, StageChange
+from leadflow.leads.permissions import CanReadLeads
+from leadflow.leads.scores import leads_annotate_scores
 from leadflow.pagination import PageNumberPagination
-from scoring import presenters, selectors, services
+from scoring import accounts, presenters, selectors, services
 from scoring.models import (
     RULE_FIELDS,
     RULESET_FIELDS,
@@ -501,3 +506,142 @@ class RescoreRunDetailView(generics.RetrieveAPIView):
     serializer_class = RescoreRunSerializer
     queryset = RescoreRun.objects.select_related("ruleset__model")
     lookup_url_kwarg = "run_id"
+
+
+# --- Accounts ------------------------------------------------------------------------------------
+ACCOUNT_CONTACTS_SHOWN = 100
+
+
+class AccountFilter(query.FilterSet):
+    q = query.TextFilter(method="search", help_text="Search the account's name, key and domain.")
+    model = query.SlugFilter(
+        method="rolled_up_by",
+        help_text="The scoring model (slug) whose roll-up the list shows, filters and sorts by; the default otherwise.",
+    )
+    score_min = query.NumberFilter(field_name="score", lookup_expr="gte", help_text="Roll-up score at least this.")
+    mqa = query.BooleanFilter(
+        method="qualified", help_text="true: marketing-qualified accounts only; false: the others."
+    )
+
+    class Meta:
+        model = Account
+        fields: list[str] = []
+
+    def search(self, queryset: QuerySet[Account], name: str, value: str) -> QuerySet[Account]:
+        return lead_selectors.account_search(queryset, text=value)
+
+    def rolled_up_by(self, queryset: QuerySet[Account], name: str, value: str) -> QuerySet[Account]:
+        return queryset  # the view annotates the model's roll-up (filters must see it first)
+
+    def qualified(self, queryset: QuerySet[Account], name: str, value: bool) -> QuerySet[Account]:
+        return queryset.filter(mqa_at__isnull=not value)  # type: ignore[misc]
+
+
+class AccountListSerializer(serializers.ModelSerializer):
+    score = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True, help_text="Roll-up score.")
+    fit = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True, help_text="Best fit of a contact.")
+    behaviour = serializers.DecimalField(
+        max_digits=12, decimal_places=2, read_only=True, help_text="Behaviour of the top contacts, summed."
+    )
+    contacts = serializers.IntegerField(source="scored_contacts", read_only=True, help_text="Contacts scored.")
+    mqa_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="When it became an MQA.")
+
+    class Meta:
+        model = Account
+        fields = ["id", "key", "name", "domain", "created_at", "score", "fit", "behaviour", "contacts", "mqa_at"]
+        read_only_fields = fields
+
+
+class AccountContributionSerializer(serializers.Serializer):
+    lead = serializers.UUIDField(source="lead.public_id")
+    name = serializers.CharField(source="lead.display_name")
+    behaviour = serializers.DecimalField(max_digits=12, decimal_places=2)
+    fit = serializers.DecimalField(max_digits=12, decimal_places=2)
+    behaviour_counted = serializers.BooleanField(help_text="One of the top contacts by behaviour.")
+    fit_counted = serializers.BooleanField(help_text="The best fit of the account.")
+
+
+class AccountRollupSerializer(serializers.Serializer):
+    model = serializers.CharField(source="rollup.model.slug")
+    model_name = serializers.CharField(source="rollup.model.name")
+    score = serializers.DecimalField(source="rollup.score", max_digits=12, decimal_places=2)
+    fit = serializers.DecimalField(source="rollup.fit", max_digits=12, decimal_places=2)
+    behaviour = serializers.DecimalField(source="rollup.behaviour", max_digits=12, decimal_places=2)
+    contacts = serializers.IntegerField(source="rollup.contacts")
+    computed_at = serializers.DateTimeField(source="rollup.computed_at")
+    mqa_at = serializers.DateTimeField(source="rollup.mqa_at", allow_null=True)
+    top = serializers.IntegerField(source="explanation.top", help_text="How many top contacts' behaviour counts.")
+    contributions = AccountContributionSerializer(source="explanation.contributions", many=True)
+
+
+class AccountContactSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    score = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True, help_text="Default model.")
+
+    class Meta:
+        model = Lead
+        fields = ["id", "email", "name", "job_title", "stage", "score", "last_activity_at"]
+        read_only_fields = fields
+
+
+class AccountDetailSerializer(serializers.ModelSerializer):
+    rollups = serializers.SerializerMethodField(help_text="The roll-up under every model, with its contributors.")
+    contacts = serializers.SerializerMethodField(
+        help_text=f"The {ACCOUNT_CONTACTS_SHOWN} most recently active contacts; "
+        "all of them: /api/v1/leads?account=<id>."
+    )
+    contacts_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Account
+        fields = ["id", "key", "name", "domain", "created_at", "contacts_count", "rollups", "contacts"]
+        read_only_fields = fields
+
+    @extend_schema_field(AccountRollupSerializer(many=True))
+    def get_rollups(self, account: Account) -> list[dict[str, Any]]:
+        rows = [
+            {"rollup": rollup, "explanation": accounts.account_explain(account=account, model=rollup.model)}
+            for rollup in accounts.account_rollups(account=account)
+        ]
+        return AccountRollupSerializer(rows, many=True).data  # type: ignore[return-value]
+
+    @extend_schema_field(AccountContactSerializer(many=True))
+    def get_contacts(self, account: Account) -> list[dict[str, Any]]:
+        contacts = leads_annotate_scores(lead_selectors.account_contacts(account=account))[:ACCOUNT_CONTACTS_SHOWN]
+        return AccountContactSerializer(contacts, many=True).data  # type: ignore[return-value]
+
+    def get_contacts_count(self, account: Account) -> int:
+        return account.contacts.count()
+
+
+class AccountListView(generics.ListAPIView):
+    """Accounts with a model's roll-up (any role with lead access), highest first."""
+
+    permission_classes = [CanReadLeads]
+    serializer_class = AccountListSerializer
+    pagination_class = PageNumberPagination
+    filterset_class = AccountFilter
+    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, query.OrderingFilter]
+    ordering_fields = ["score", "name", "created_at"]
+    ordering = ["-score", "-id"]
+
+    def get_queryset(self) -> QuerySet[Account]:
+        if getattr(self, "swagger_fake_view", False):  # the schema: no model to look up
+            return Account.objects.none()
+        slug = self.request.query_params.get("model") or None
+        model = selectors.model_get(slug=slug) if slug else selectors.model_default()
+        if slug and model is None:
+            known = ", ".join(selectors.model_list().values_list("slug", flat=True)) or "none yet"
+            raise exceptions.ValidationError({"model": [f"No scoring model {slug!r}: choose one of {known}."]})
+        return accounts.accounts_annotate_rollup(lead_selectors.account_list(), model=model).order_by("-score", "-id")  # type: ignore[misc]
+
+
+class AccountDetailView(generics.RetrieveAPIView):
+    """An account with its roll-ups (and the contacts behind them) and its contacts."""
+
+    permission_classes = [CanReadLeads]
+    serializer_class = AccountDetailSerializer
+    lookup_url_kwarg = "account_id"
+
+    def get_queryset(self) -> QuerySet[Account]:
+        return lead_selectors.account_list()

@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from leadflow.leads.models import Lead
+from leadflow.leads.models import Account, Lead
 
 
 class ScoringModel(models.Model):
@@ -266,6 +266,31 @@ class Score(models.Model):
     def label(self) -> str:
         """Grade and score together, as lists show them: ``B · 74.00``."""
         return f"{self.grade} · {self.score}"
+
+
+class AccountScore(models.Model):
+    """An account's roll-up score under one model (``scoring.accounts``): the sum of the
+    behaviour scores of its top ``ACCOUNT_TOP_CONTACTS`` contacts by behaviour, plus the
+    best fit among its contacts. ``contacts``: how many of its leads the model scored.
+    ``mqa_at``: when the roll-up first reached the model's MQA threshold (the account
+    became marketing-qualified); set once, never cleared by a lower roll-up."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="scores", db_index=False)
+    model = models.ForeignKey(ScoringModel, on_delete=models.CASCADE, related_name="account_scores", db_index=False)
+    score = models.DecimalField(max_digits=12, decimal_places=2)
+    fit = models.DecimalField(max_digits=12, decimal_places=2)
+    behaviour = models.DecimalField(max_digits=12, decimal_places=2)
+    contacts = models.PositiveIntegerField()
+    computed_at = models.DateTimeField()
+    mqa_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "model"], name="accountscore_account_model")]
+        # The accounts list: one model's roll-ups, highest first.
+        indexes = [models.Index(fields=["model", "-score", "account"], name="accountscore_model_score")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} under {self.model_id}: {self.score}"
 
 
 class RescoreState(models.TextChoices):

@@ -22,7 +22,7 @@ from leadflow.db import SqlNames
 from leadflow.leads.lifecycle import Transition, TransitionsApplied, stages_changed, transitions_apply
 from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.validation import EVENT_TYPE_RE
-from scoring import bulk, engine, selectors
+from scoring import accounts, bulk, engine, selectors
 from scoring.engine import RuleSetSpec
 from scoring.models import (
     GRADES,
@@ -172,6 +172,7 @@ def _score_chunk(ids: Sequence[int], specs: Sequence[RuleSetSpec], at: datetime)
     for spec in specs:
         _score_rows(spec, by_model[spec.model_id], at)
     transitions_apply(transitions, at=at)
+    accounts.accounts_rollup(model_ids=[spec.model_id for spec in specs], lead_ids=ids, at=at)
     return ScoreSummary(scored=len(leads), transitions=len(transitions))
 
 
@@ -434,6 +435,10 @@ def _rescore_finish(run_id: int) -> None:
     """Finish a split run once none of its chunks is left to do (whoever gets here first)."""
     if RescoreChunk.objects.filter(run_id=run_id).exclude(state=RescoreState.DONE).exists():
         return
+    run = RescoreRun.objects.select_related("ruleset").filter(pk=run_id, state=RescoreState.RUNNING).first()
+    if run is None:
+        return
+    accounts.accounts_rollup_after_rescore(model_id=run.ruleset.model_id)
     now = timezone.now()
     RescoreRun.objects.filter(pk=run_id, state=RescoreState.RUNNING).update(
         state=RescoreState.DONE, done=F("total"), heartbeat_at=now, finished_at=now
@@ -494,6 +499,7 @@ def _rescore_all_chunked(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, s
             _score_rows(spec, rows, as_of)
             transitions_apply(transitions, at=as_of)
             state.commit(last_lead_id=chunk[-1], scored=len(rows), changed=len(transitions))
+    accounts.accounts_rollup_after_rescore(model_id=spec.model_id)
 
 
 def _rescore_all_sql(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, state: RunProgress) -> None:
@@ -511,6 +517,7 @@ def _rescore_all_sql(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, state
                 _announce(changes, as_of)
                 state.commit(last_lead_id=upto, scored=scored, changed=len(changes))
             after = upto
+    accounts.accounts_rollup_after_rescore(model_id=spec.model_id)
 
 
 def _announce(changes: list[StageChange], at: datetime) -> None:

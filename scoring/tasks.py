@@ -1,8 +1,10 @@
 """Celery tasks of scoring: thin, take ids, safe to run twice."""
 
 from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
 
-from scoring import services
+from scoring import accounts, services
 from scoring.models import RescoreChunk, RescoreRun
 
 
@@ -38,3 +40,16 @@ def sweep_dirty() -> int:
 @shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
 def refresh_decay() -> list[int]:
     return [run.pk for run in services.decay_refresh()]
+
+
+@shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
+def accounts_rollup_all() -> None:
+    """Every account's roll-up again (the core enqueues it by name after re-deriving accounts)."""
+    accounts.accounts_rollup_all(at=timezone.now())
+
+
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
+def accounts_rollup_left(account_ids: list[int]) -> None:
+    """The accounts leads left (the core enqueues it by name): rolled up again."""
+    with transaction.atomic():
+        accounts.accounts_rollup_left(account_ids=account_ids, at=timezone.now())

@@ -14,6 +14,8 @@ urlpatterns = [
     path("rulesets/<int:version>/publish", api.RuleSetPublishView.as_view(), name="api-ruleset-publish"),
     path("rulesets/<int:version>/rules", api.RuleListView.as_view(), name="api-rules"),
     path("rulesets/<int:version>/rules/<int:rule_id>", api.RuleDetailView.as_view(), name="api-rule"),
+    path("accounts", api.AccountListView.as_view(), name="api-accounts"),
+    path("accounts/<int:account_id>", api.AccountDetailView.as_view(), name="api-account"),
     path("rescore-runs", api.RescoreRunListView.as_view(), name="api-rescore-runs"),
     path("rescore-runs/<int:run_id>", api.RescoreRunDetailView.as_view(), name="api-rescore-run"),
 ]

@@ -1,12 +1,12 @@
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from leadflow.leads import services
-from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source, StageChange
+from leadflow.leads import accounts, services
+from leadflow.leads.models import Account, ApiToken, Event, FreeMailDomain, IngestKey, Lead, Source, StageChange
 from leadflow.leads.validation import EDITABLE_LEAD_FIELDS, lead_traits_error, traits_merge, validate_lead_changes
 
 
@@ -166,3 +166,48 @@ class StageChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["lead__email", "reason"]
     list_select_related = ["lead", "actor"]
     date_hierarchy = "at"
+
+
+# --- Accounts --------------------------------------------------------------------------------
+class RederiveAccountsMixin:
+    @admin.action(description="Re-derive every lead's account (after editing the free-mail domains)")
+    def rederive_accounts(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        result = accounts.accounts_rederive()
+        cast(admin.ModelAdmin, self).message_user(
+            request,
+            f"Accounts re-derived for every lead: {result.leads_changed} lead(s) changed account, "
+            f"{result.accounts_removed} account(s) left without contacts were removed. Roll-ups follow shortly.",
+            messages.SUCCESS,
+        )
+
+
+class FreeMailDomainForm(forms.ModelForm):
+    class Meta:
+        model = FreeMailDomain
+        fields = ["domain"]
+
+    def clean_domain(self) -> str:
+        domain = self.cleaned_data["domain"].strip().lower().removeprefix("@")
+        if not domain or "@" in domain or " " in domain:
+            raise forms.ValidationError("Type the domain alone, e.g. gmail.com.")
+        return domain
+
+
+@admin.register(FreeMailDomain)
+class FreeMailDomainAdmin(RederiveAccountsMixin, admin.ModelAdmin):
+    """Leads at these domains form no account by domain. After adding or removing one,
+    run the action "Re-derive every lead's account" (or ``manage.py rederive_accounts``)."""
+
+    form = FreeMailDomainForm
+    actions = ["rederive_accounts"]
+    list_display = ["domain", "created_at"]
+    search_fields = ["domain"]
+
+
+@admin.register(Account)
+class AccountAdmin(RederiveAccountsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Accounts are derived from the leads (their account trait or e-mail domain): shown, not edited."""
+
+    list_display = ["name", "key", "domain", "created_at"]
+    search_fields = ["name", "key", "domain"]
+    actions = ["rederive_accounts"]

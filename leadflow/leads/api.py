@@ -328,6 +328,7 @@ class LeadFilter(query.FilterSet):
     active_after = query.DateTimeFilter(field_name="last_activity_at", lookup_expr="gte")
     active_before = query.DateTimeFilter(field_name="last_activity_at", lookup_expr="lt")
     q = query.TextFilter(method="search", help_text="Search email, name and company.")
+    account = query.NumberFilter(field_name="account_id", help_text="An account's id: its contacts only.")
     model = query.SlugFilter(
         method="scored_by",
         help_text="The scoring model (slug) whose score the list shows, filters (score_min/max) and sorts by; "

@@ -59,6 +59,7 @@ class LeadFilterForm(PlainForm):
         required=False,
         error_messages={"invalid_choice": "No scoring model “%(value)s”: showing the default model's scores."},
     )
+    account = forms.IntegerField(label="Account", required=False, min_value=1, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -93,6 +94,7 @@ class LeadFilterForm(PlainForm):
             active_to=data.get("active_to"),
             sort=data.get("sort") or DEFAULT_LEAD_SORT,
             model=data.get("model") or None,
+            account=data.get("account"),
         )
 
 

@@ -78,6 +78,40 @@ class ApiToken(models.Model):
 ZERO = Decimal("0")
 
 
+class FreeMailDomain(models.Model):
+    """An e-mail domain anyone can sign up at (gmail.com…): its leads never form an
+    account by domain. Data, editable in the admin; re-derive the accounts after an edit
+    (``manage.py rederive_accounts`` or the admin action)."""
+
+    domain = models.CharField(max_length=253, unique=True, help_text="Lower-case, e.g. gmail.com.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["domain"]
+        constraints = [models.CheckConstraint(condition=Q(domain=Lower("domain")), name="freemail_domain_lowercase")]
+
+    def __str__(self) -> str:
+        return self.domain
+
+
+class Account(models.Model):
+    """The company a lead belongs to: the lead's ``account`` trait (a string) or, failing
+    that, its e-mail domain unless that is a free-mail one (``leadflow.leads.accounts``).
+    ``key`` is what identifies it: the trait's text, blanks collapsed and ASCII letters
+    lower-cased, or the domain."""
+
+    key = models.CharField(max_length=255, unique=True)
+    name = models.CharField(max_length=255)
+    domain = models.CharField(max_length=253, blank=True, help_text="The e-mail domain of its contacts, if known.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Lead(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # Identity: at least one of the two; email is stored lower-cased.
@@ -114,6 +148,11 @@ class Lead(models.Model):
         related_name="owned_leads",
         db_index=False,
     )
+    # Derived from the account trait or the e-mail domain by every write of either
+    # (``leadflow.leads.accounts``); indexed by lead_account, where set.
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="contacts", db_index=False
+    )
     last_activity_at = models.DateTimeField(null=True, blank=True)
     needs_rescore = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
@@ -137,6 +176,8 @@ class Lead(models.Model):
             models.Index(fields=["id"], condition=Q(needs_rescore=True), name="lead_needs_rescore"),
             # Most leads have no owner; leaving them out of the index spares every ingest write.
             models.Index(fields=["owner"], condition=Q(owner__isnull=False), name="lead_owner"),
+            # Leads without an account (free-mail, no e-mail) stay out of the index, likewise.
+            models.Index(fields=["account"], condition=Q(account__isnull=False), name="lead_account"),
         ]
 
     def __str__(self) -> str:

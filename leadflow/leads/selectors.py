@@ -11,7 +11,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from leadflow.leads.models import Event, Lead, Source, StageChange
+from leadflow.leads.models import Account, Event, Lead, Source, StageChange
 from leadflow.leads.scores import leads_annotate_scores
 
 RECENT_EVENTS = 20
@@ -19,7 +19,7 @@ RECENT_EVENTS = 20
 
 def lead_list() -> QuerySet[Lead]:
     """Leads with what list views show; ``activity_at`` orders leads that never acted by creation."""
-    return Lead.objects.select_related("source", "owner").annotate(
+    return Lead.objects.select_related("source", "owner", "account").annotate(
         activity_at=Coalesce("last_activity_at", "created_at")
     )
 
@@ -55,6 +55,7 @@ class LeadFilters:
     active_to: date | None = None  # inclusive
     sort: str = DEFAULT_LEAD_SORT
     model: str | None = None  # the scoring model (slug) whose score filters and sorts; None: the default
+    account: int | None = None  # the account's id: its contacts only
 
 
 def start_of_day(day: date) -> datetime:
@@ -84,6 +85,8 @@ def lead_search(*, filters: LeadFilters) -> QuerySet[Lead]:
         leads = leads.filter(score__lte=filters.score_max)  # type: ignore[misc]
     if filters.source is not None:
         leads = leads.filter(source=filters.source)
+    if filters.account is not None:
+        leads = leads.filter(account_id=filters.account)
     if filters.active_from is not None:
         leads = leads.filter(last_activity_at__gte=start_of_day(filters.active_from))
     if filters.active_to is not None:
@@ -126,3 +129,26 @@ def lead_stage_history(*, lead: Lead, limit: int | None = STAGE_HISTORY_LIMIT) -
     API, ``limit=None``, all of them)."""
     changes = StageChange.objects.filter(lead=lead).select_related("actor").order_by("-at", "-id")
     return list(changes if limit is None else changes[:limit])
+
+
+# --- Accounts ------------------------------------------------------------------------------------------
+def account_list() -> QuerySet[Account]:
+    return Account.objects.all()
+
+
+def account_search(accounts: QuerySet[Account], *, text: str) -> QuerySet[Account]:
+    """Accounts whose name, key or domain contains ``text``, in any case (blank: all)."""
+    text = text.strip()
+    if not text:
+        return accounts
+    return accounts.filter(Q(name__icontains=text) | Q(key__icontains=text) | Q(domain__icontains=text))
+
+
+def account_contacts(*, account: Account) -> QuerySet[Lead]:
+    """The account's leads, most recently active first."""
+    return lead_list().filter(account=account).order_by("-activity_at", "-id")  # type: ignore[misc]
+
+
+def account_events(*, account: Account) -> QuerySet[Event]:
+    """The latest events of the account's contacts, newest first (paginate it)."""
+    return Event.objects.filter(lead__account=account).select_related("source", "lead").order_by("-occurred_at", "-id")

@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from leadflow.db import SqlNames, atomic_with_retry, insert_ignore_conflicts_returning, pg_array, update_from_values
+from leadflow.leads.accounts import ACCOUNT_TRAIT, account_ids, accounts_left_after_commit
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, generate_key
 from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source
 from leadflow.leads.validation import Errors, LeadInput, lead_traits_error, traits_merge, validate_event
@@ -143,6 +144,10 @@ def leads_identify(
             {id(lead): lead for lead in assigned.values() if isinstance(lead, _New)}.values(),
             key=lambda lead: (lead.email or "", lead.external_id or ""),
         )
+        if new_leads:  # the accounts of the batch's new leads, set-based, before their insert
+            named = account_ids([(lead.email, lead.values.get("traits")) for lead in new_leads])
+            for lead, account_id in zip(new_leads, named, strict=True):
+                lead.values["account_id"] = account_id
         found.created.update(_insert_new_leads(source, new_leads))
         pending = [index for index, lead in assigned.items() if lead.pk is None]
         for index, lead in assigned.items():
@@ -171,12 +176,26 @@ def leads_apply(*, identification: Identification) -> None:
         pk: {"email": email, "external_id": external_id, "last_activity_at": last_activity_at}
         for pk, email, external_id, last_activity_at in _leads_lock(existing_ids)
     }
+    # Traits are read for a merge, and for a new e-mail: the account trait outranks the domain.
     with_traits = {
-        pk for index, pk in enumerate(identification.lead_ids) if pk in current and identification.inputs[index].traits
+        pk
+        for index, pk in enumerate(identification.lead_ids)
+        if pk in current
+        and (
+            identification.inputs[index].traits
+            or (identification.inputs[index].email and identification.inputs[index].email != current[pk]["email"])
+        )
     }
-    traits = dict(Lead.objects.filter(id__in=sorted(with_traits)).values_list("id", "traits")) if with_traits else {}
+    traits: dict[int, Any] = {}
+    previous_account: dict[int, int | None] = {}
+    if with_traits:
+        for lead_id, lead_traits, previous in Lead.objects.filter(id__in=sorted(with_traits)).values_list(
+            "id", "traits", "account_id"
+        ):
+            traits[lead_id], previous_account[lead_id] = lead_traits, previous
 
     changes: dict[int, dict[str, Any]] = {}
+    renamed: set[int] = set()  # leads whose e-mail or account trait changes: their account is derived again
     for index, pk in enumerate(identification.lead_ids):
         row = current.get(pk) if pk is not None else None
         if row is None or pk is None:
@@ -190,16 +209,28 @@ def leads_apply(*, identification: Identification) -> None:
         change = changes.setdefault(pk, {"needs_rescore": True})
         if data.email and row["email"] != data.email:
             row["email"] = change["email"] = data.email
+            renamed.add(pk)
         if data.external_id and not row["external_id"]:
             row["external_id"] = change["external_id"] = data.external_id
         change.update(data.profile)
         if data.traits:
             traits[pk] = change["traits"] = traits_merge(traits[pk], data.traits)
+            if ACCOUNT_TRAIT in data.traits:
+                renamed.add(pk)
         activity_at = identification.activity[index] if identification.activity else None
         if activity_at is not None and (row["last_activity_at"] is None or activity_at > row["last_activity_at"]):
             row["last_activity_at"] = change["last_activity_at"] = activity_at
     if not changes:
         return
+    if renamed:
+        ordered = sorted(renamed)
+        for pk, account_id in zip(
+            ordered, account_ids([(current[pk]["email"], traits[pk]) for pk in ordered]), strict=True
+        ):
+            changes[pk]["account"] = account_id
+        accounts_left_after_commit(
+            previous_account[pk] for pk in ordered if previous_account[pk] != changes[pk]["account"]
+        )
 
     now = timezone.now()  # the sweeper reads updated_at
     activity_only = sorted(pk for pk, change in changes.items() if change.keys() <= set(_ACTIVITY_FIELDS))
@@ -330,6 +361,10 @@ def lead_update(*, lead: Lead, changes: dict[str, Any]) -> Lead:
                 value = traits_merge(lead.traits, value)
                 if problem := lead_traits_error(current=lead.traits, new=value):
                     raise ValidationError({"traits": [problem]})
+                previous, lead.account_id = lead.account_id, account_ids([(lead.email, value)])[0]
+                if previous != lead.account_id:
+                    accounts_left_after_commit([previous])
+                fields.add("account")
             setattr(lead, name, value)
             fields.add(name)
         lead.needs_rescore = True
