@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("scoring", "0005_scoring_models_and_scores"),
+        ("scoring", "0006_account_scores"),
     ]
 
     operations = [
