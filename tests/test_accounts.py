@@ -355,7 +355,6 @@ def test_the_accounts_list_has_an_empty_state(client, marketer):
     assert "No accounts yet" in client.get("/accounts/").content.decode()
 
 
-@pytest.mark.xfail(reason="The lead page awaits the scores refactor (scores no longer on the lead).", strict=False)
 def test_the_lead_page_links_its_account(client, marketer, acme_with_contacts):
     lead = acme_with_contacts.contacts.first()
     client.force_login(marketer)

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def test_the_browsable_api_renders_under_the_strict_policy_without_console_errors(page: Page, admin):
     install_default_ruleset()
     lead = LeadFactory.create(name="Ada Lovelace")
-    version = RuleSet.objects.get(status=RuleSetStatus.PUBLISHED).version
+    version = RuleSet.objects.get(status=RuleSetStatus.PUBLISHED, model__slug="default").version
     log_in(page, "scoring_admin")
     pages = [
         "/api/v1/leads",

@@ -20,7 +20,7 @@ def main_pages(role: str) -> dict[str, str]:
     # ``score`` is the annotation of ``leads_annotate_scores`` (the default model).
     lead = leads_annotate_scores(Lead.objects.filter(stage=Stage.SQL)).order_by("-score").first()  # type: ignore[misc]
     handoff = Handoff.objects.filter(status=HandoffStatus.QUEUED).order_by("-priority").first()
-    ruleset = RuleSet.objects.get(status=RuleSetStatus.PUBLISHED)
+    ruleset = RuleSet.objects.get(status=RuleSetStatus.PUBLISHED, model__slug="default")
     assert lead and handoff, "the demo has SQLs and queued handoffs"
     pages = {
         "dashboard": "/",
