@@ -185,3 +185,22 @@ def test_each_ingest_key_has_a_quota(settings, ingest_secret):
 def test_default_quota_is_far_above_a_full_speed_ingest(settings):
     # bench/ingest.py posts batches of 1000 events: about 20 requests a second at 19k events/s.
     assert settings.INGEST_RATE_LIMIT / settings.INGEST_RATE_WINDOW_SECONDS >= 500
+
+
+def test_throttles_let_requests_through_when_the_cache_is_down(settings, ingest_secret, caplog):
+    # Nothing listens on port 1: every cache call fails at once, as with Redis down.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    settings.INGEST_RATE_LIMIT = 1
+    settings.API_AUTH_FAILURE_LIMIT = 1
+    # Ingest goes on, as it does when the broker is down.
+    assert ingest(ingest_secret, 1).status_code == 202
+    assert ingest(ingest_secret, 2).status_code == 202
+    assert bearer("lfi_notakey").post("/api/v1/events", {}, format="json").status_code == 401
+    assert bearer("lfi_notakey").post("/api/v1/events", {}, format="json").status_code == 401
+    assert "the cache is unavailable" in caplog.text
