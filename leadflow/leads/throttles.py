@@ -37,12 +37,12 @@ def auth_failures_check(request: Any) -> None:
         return
     failures, wait = window_count(_failures_key(request), settings.API_AUTH_FAILURE_WINDOW_SECONDS, add=False)
     if failures >= limit:
-        seconds = retry_after(wait)
+        # DRF adds "Expected available in N seconds." to the detail, and sets Retry-After.
         raise exceptions.Throttled(
-            wait=seconds,
+            wait=retry_after(wait),
             detail=(
-                f"Too many failed authentications from your address: wait {seconds} seconds, "
-                "then retry with a valid key or token (check it is not revoked or expired)."
+                "Too many failed authentications from your address: wait, then retry with a valid key or token "
+                "(check it is not revoked or expired)."
             ),
         )
 
