@@ -314,7 +314,7 @@ class LeadHandoffsView(APIView):
     )
     def get(self, request: Request, lead_id: Any) -> Response:
         lead = get_object_or_404(lead_selectors.lead_list(), public_id=lead_id)
-        return Response(HandoffDetailSerializer(selectors.lead_handoffs(lead=lead), many=True).data)
+        return Response(HandoffDetailSerializer(selectors.lead_handoffs(lead=lead, user=request.user), many=True).data)
 
 
 class HandoffStatsSerializer(serializers.Serializer):

@@ -34,13 +34,30 @@ def _with_relations(queryset: QuerySet[Handoff]) -> QuerySet[Handoff]:
     return queryset.select_related("lead", "claimed_by", "model")
 
 
-def handoff_list(*, user: Any) -> QuerySet[Handoff]:
-    """Handoffs ``user`` may see: everything for marketing, scoring admins and sales
-    managers; queued handoffs and the rep's own claims (and their history) for a rep."""
-    queryset = _with_relations(Handoff.objects.all())
+def _queued_or_held_by(user: Any) -> Q:
+    """Queued handoffs (every rep may claim them) and those ``user`` holds or held."""
+    return Q(status=HandoffStatus.QUEUED) | Q(claimed_by_id=user.pk)
+
+
+def handoffs_visible(queryset: QuerySet[Handoff], *, user: Any) -> QuerySet[Handoff]:
+    """The handoffs of ``queryset`` that ``user`` may see: **the one rule**, used by every
+    read of handoffs a person makes (the queue, a handoff, a lead's handoff history in the
+    API and on the lead page, the dashboard's overdue list).
+
+    Marketing, scoring admins and sales managers see every handoff. A rep sees queued
+    handoffs and those they hold or held; another rep's claim, open or decided, is not
+    there at all (who holds it, its notes, its audit trail), and asking for it by id
+    answers 404, as for one that does not exist. Anybody else sees none."""
     if sees_every_handoff(user):
         return queryset
-    return queryset.filter(Q(status=HandoffStatus.QUEUED) | Q(claimed_by=user))
+    if not getattr(user, "is_authenticated", False) or not can_work_handoffs(user):
+        return queryset.none()
+    return queryset.filter(_queued_or_held_by(user))
+
+
+def handoff_list(*, user: Any) -> QuerySet[Handoff]:
+    """Handoffs ``user`` may see (``handoffs_visible``), with their lead and rep."""
+    return handoffs_visible(_with_relations(Handoff.objects.all()), user=user)
 
 
 def handoff_actionable(*, user: Any) -> QuerySet[Handoff]:
@@ -50,7 +67,9 @@ def handoff_actionable(*, user: Any) -> QuerySet[Handoff]:
     queryset = Handoff.objects.all()
     if is_sales_manager(user):
         return queryset
-    return queryset.filter(Q(status=HandoffStatus.QUEUED) | Q(claimed_by=user))
+    if not getattr(user, "is_authenticated", False):
+        return queryset.none()
+    return queryset.filter(_queued_or_held_by(user))
 
 
 def handoff_with_events(queryset: QuerySet[Handoff]) -> QuerySet[Handoff]:
@@ -65,9 +84,11 @@ def handoffs_overdue(queryset: QuerySet[Handoff], *, overdue: bool) -> QuerySet[
     return queryset.filter(condition) if overdue else queryset.exclude(condition)
 
 
-def lead_handoffs(*, lead: Lead) -> QuerySet[Handoff]:
-    """The lead's handoffs, newest first, with their audit trail."""
-    return handoff_with_events(_with_relations(Handoff.objects.filter(lead=lead))).order_by("-created_at", "-id")
+def lead_handoffs(*, lead: Lead, user: Any) -> QuerySet[Handoff]:
+    """The lead's handoffs ``user`` may see (``handoffs_visible``), newest first, with
+    their audit trail."""
+    handoffs = handoffs_visible(_with_relations(Handoff.objects.filter(lead=lead)), user=user)
+    return handoff_with_events(handoffs).order_by("-created_at", "-id")
 
 
 # --- Notifications --------------------------------------------------------------------------------

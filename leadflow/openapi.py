@@ -46,6 +46,14 @@ FORBIDDEN = _response("Your role may not do this, or the wrong kind of key: see 
 NOT_FOUND = _response("No such object, or not one you may see; or a page past the last.", "Error")
 TOO_LARGE = _response("The body is over the size limit, which `detail` states: send a smaller one.", "Error")
 UNSUPPORTED_MEDIA_TYPE = _response("A body that is not `application/json`.", "Error")
+TOO_MANY_REQUESTS = {
+    **_response(
+        "Rate limited: the ingest key's quota, or too many failed authentications from your address. "
+        "Wait the seconds `Retry-After` gives, then retry.",
+        "Error",
+    ),
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+}
 
 
 def _common_responses(path: str, operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -58,6 +66,7 @@ def _common_responses(path: str, operation: dict[str, Any]) -> dict[str, dict[st
     if operation.get("security"):
         responses["401"] = UNAUTHENTICATED
         responses["403"] = FORBIDDEN
+        responses["429"] = TOO_MANY_REQUESTS  # leadflow.leads.throttles: a Bearer key may be refused
     if "{" in path or query & {"page", "cursor"}:
         responses["404"] = NOT_FOUND
     responses["413"] = TOO_LARGE  # leadflow.middleware.ApiBodyLimitMiddleware, on every /api/ request

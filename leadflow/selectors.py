@@ -6,6 +6,7 @@ that app's ``selectors``."""
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import (
     Count,
@@ -34,9 +35,10 @@ from scoring.models import GRADES, Score, ScoringModel
 LEAD_HANDOFFS_LIMIT = 10
 
 
-def lead_handoffs(*, lead: Lead, limit: int = LEAD_HANDOFFS_LIMIT) -> list[Handoff]:
-    """The lead's handoffs to sales, newest first, with the reps who worked them."""
-    return list(handoff_selectors.lead_handoffs(lead=lead)[:limit])
+def lead_handoffs(*, lead: Lead, user: Any, limit: int = LEAD_HANDOFFS_LIMIT) -> list[Handoff]:
+    """The lead's handoffs to sales that ``user`` may see, newest first, with the reps who
+    worked them (``handoff.selectors.handoffs_visible``: a rep never sees another's claim)."""
+    return list(handoff_selectors.lead_handoffs(lead=lead, user=user)[:limit])
 
 
 # --- The dashboard --------------------------------------------------------------------
@@ -288,9 +290,10 @@ class OverdueHandoffs:
     oldest: list[Handoff]
 
 
-def dashboard_overdue_handoffs(*, source: Source | None = None, limit: int = 5) -> OverdueHandoffs:
-    """Open handoffs past their SLA, whenever they were created: how many, and the oldest."""
-    handoffs = handoff_selectors.handoffs_overdue(Handoff.objects.select_related("lead", "claimed_by"), overdue=True)
+def dashboard_overdue_handoffs(*, user: Any, source: Source | None = None, limit: int = 5) -> OverdueHandoffs:
+    """Open handoffs past their SLA that ``user`` may see (a rep: queued ones and their
+    own claims), whenever they were created: how many, and the oldest."""
+    handoffs = handoff_selectors.handoffs_overdue(handoff_selectors.handoff_list(user=user), overdue=True)
     if source is not None:
         handoffs = handoffs.filter(lead__source=source)
     return OverdueHandoffs(count=handoffs.count(), oldest=list(handoffs.order_by("due_at", "id")[:limit]))

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "leadflow.leads",
     "scoring",
     "handoff",
@@ -62,6 +63,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "leadflow.middleware.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes requires: it turns a lockout into our 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "leadflow.urls"
@@ -135,6 +138,15 @@ STORAGES = {
     },
 }
 
+# The admin's address: somewhere other than the well-known /admin/ keeps it out of
+# drive-by scans (it has the same lockout as /login/ either way). A path, with its slash.
+ADMIN_PATH = env_str("ADMIN_PATH", "admin/").strip().lstrip("/")
+if not ADMIN_PATH.endswith("/") or ADMIN_PATH.startswith(("api/", "login/", "static/")):
+    raise ImproperlyConfigured(
+        f"ADMIN_PATH={ADMIN_PATH!r} must be a path ending with a slash, such as 'admin/' or 'backoffice-7f3a/', "
+        "and must not be under api/, login/ or static/."
+    )
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -155,6 +167,40 @@ SESSION_COOKIE_HTTPONLY = True
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1024)
 INGEST_MAX_BATCH = 1000
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
+
+# --- Lockout and rate limits ------------------------------------------------------
+# Behind a reverse proxy, how many proxies append to X-Forwarded-For: the client's address
+# is then that many entries from the right. 0 (the default): REMOTE_ADDR, and the header is
+# ignored, since a client can write anything in it. Used by the lockout and the throttles.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+# Login lockout (django-axes, on /login/ and the admin's login): after LOGIN_FAILURE_LIMIT
+# failed attempts for one username, or from one address, further attempts are refused (429)
+# until LOGIN_COOLOFF_MINUTES have passed since the last of them. Attempts are records in the
+# database, so every process shares them; `manage.py axes_reset` lifts every lockout.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT_ENABLED", True)
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+# Each is its own count: one account from anywhere, and one address whatever the account.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "leadflow.throttling.client_address"
+AXES_LOCKOUT_CALLABLE = "leadflow.accounts.lockout_response"
+# A row per successful login is personal data we have no use for.
+AXES_DISABLE_ACCESS_LOG = True
+# The API (DRF throttles, counted in the cache below; 0 switches one off):
+# - each ingest key may send INGEST_RATE_LIMIT requests per INGEST_RATE_WINDOW_SECONDS.
+#   The default, 1000 requests a second, is far above bench/ingest.py at full speed
+#   (batches of 1000 events: about 20 requests a second on the development machine);
+# - an address whose keys or tokens fail API_AUTH_FAILURE_LIMIT times in a window of
+#   API_AUTH_FAILURE_WINDOW_SECONDS is refused until the window ends.
+INGEST_RATE_LIMIT = env_int("INGEST_RATE_LIMIT", 60_000, minimum=0)
+INGEST_RATE_WINDOW_SECONDS = env_int("INGEST_RATE_WINDOW_SECONDS", 60, minimum=1)
+API_AUTH_FAILURE_LIMIT = env_int("API_AUTH_FAILURE_LIMIT", 30, minimum=0)
+API_AUTH_FAILURE_WINDOW_SECONDS = env_int("API_AUTH_FAILURE_WINDOW_SECONDS", 300, minimum=1)
 
 # --- Email and notifications ---------------------------------------------------
 EMAIL_BACKEND = env_str(
@@ -241,6 +287,29 @@ CELERY_BEAT_SCHEDULE = {
     "resend-stale-webhooks": {"task": "handoff.tasks.resend_stale_webhooks", "schedule": timedelta(minutes=10)},
 }
 
+# --- Cache -----------------------------------------------------------------------
+# The throttles' counters. Every web process must see the same counts, so production uses
+# Redis: CACHE_URL (redis://host:6379/1), or else the broker's Redis when CELERY_BROKER_URL is
+# a redis:// URL (its keys are prefixed, apart from Celery's). Without either (the embedded
+# default: one process, tasks in-process) a per-process memory cache; with several gunicorn
+# workers each would then count on its own, multiplying every limit. CACHE_URL=locmem://
+# forces the memory cache.
+_cache_url = env_str("CACHE_URL") or (_broker_url if _broker_url.startswith(("redis://", "rediss://")) else "")
+if _cache_url.startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            "KEY_PREFIX": "leadflow",
+            # A Redis outage must not hang requests: the throttles then let them through.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+elif _cache_url in ("", "locmem://"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "leadflow"}}
+else:
+    raise ImproperlyConfigured(f"CACHE_URL={_cache_url!r} must be a redis:// or rediss:// URL, or locmem://.")
+
 # --- API -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -257,6 +326,9 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # The per-ingest-key quota; failed authentications are limited in leadflow.leads.auth.
+    "DEFAULT_THROTTLE_CLASSES": ["leadflow.leads.throttles.IngestKeyThrottle"],
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "LeadFlow API",

@@ -95,7 +95,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "by_campaign": selectors.dashboard_breakdown(period=period, by="utm_campaign", source=source),
         "medians": selectors.dashboard_median_times(period=period, source=source),
         "outcomes": selectors.dashboard_sales_outcomes(period=period, source=source),
-        "overdue": selectors.dashboard_overdue_handoffs(source=source),
+        "overdue": selectors.dashboard_overdue_handoffs(user=request.user, source=source),
         "recent_sqls": selectors.dashboard_recent_sqls(source=source, model=model),
     }
     return render(request, "leads/dashboard.html", context)
@@ -142,7 +142,7 @@ def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm 
         "events": Paginator(lead_selectors.lead_events(lead=lead), EVENTS_PER_PAGE).get_page(request.GET.get("events")),
         "topics": lead_selectors.lead_interests(lead=lead, key="topic"),
         "assets": lead_selectors.lead_interests(lead=lead, key="asset"),
-        "handoffs": selectors.lead_handoffs(lead=lead),
+        "handoffs": selectors.lead_handoffs(lead=lead, user=request.user),
         "can_change_stage": can_change_stage,
         "stage_form": stage_form or (StageChangeForm(current_stage=lead.stage) if can_change_stage else None),
     }

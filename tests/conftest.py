@@ -1,7 +1,9 @@
 import os
 
 import pytest
+import redis
 from django.conf import settings
+from django.core.cache import cache
 from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
@@ -23,6 +25,23 @@ def pytest_runtest_setup(item):
     the raw SQL): tests of PostgreSQL itself skip there."""
     if item.get_closest_marker("postgres") and settings.DATABASES["default"]["ENGINE"] != POSTGRESQL:
         pytest.skip("needs PostgreSQL (DATABASE_URL)")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Each test starts with no request counted against a rate limit. The cache is Redis
+    when the tests have a broker (the counters of every process must meet there) and may
+    be the broker's database: only our prefixed keys go, never the broker's."""
+    config = settings.CACHES["default"]
+    if str(config["BACKEND"]).endswith("RedisCache"):
+        client = redis.Redis.from_url(str(config["LOCATION"]))
+        prefix = config["KEY_PREFIX"]
+        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    else:
+        cache.clear()
 
 
 @pytest.fixture

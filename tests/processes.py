@@ -102,7 +102,9 @@ def wait_for(condition, *, processes=(), timeout=60.0, what="the condition"):
 def answers(url):
     try:
         return requests.get(url, timeout=2).status_code == 200
-    except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still booting
+    except (requests.ConnectionError, requests.Timeout):
+        # Not yet: a worker still loading the app on a busy machine keeps the first request
+        # waiting past the timeout; the caller's wait_for asks again.
         return False
 
 

@@ -90,8 +90,12 @@ def wsgi_requests_share_the_test_transaction(db):
 
 
 @pytest.fixture
-def credentials(wsgi_requests_share_the_test_transaction):
+def credentials(wsgi_requests_share_the_test_transaction, settings):
     """Authorization headers, and data with the empty relations answers must show as null."""
+    # Schemathesis sends missing and wrong keys on purpose (its authentication checks), many
+    # per operation: the limit on failed authentications from one address would answer the
+    # rest 429. That limit has its own tests (tests/test_rate_limits.py).
+    settings.API_AUTH_FAILURE_LIMIT = 0
     admin = UserFactory.create(username="schema_admin", roles=[SCORING_ADMIN], is_staff=True)
     _token, person = services.api_token_create(user=admin)
     _key, ingest = services.ingest_key_create(source=SourceFactory.create(slug="schema", name="Schema"))

@@ -13,6 +13,7 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.core.management import CommandError, ManagementUtility, call_command, find_commands
+from django.test import RequestFactory
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -163,7 +164,8 @@ def test_seed_demo_creates_the_documented_users_with_their_roles_and_passwords()
 
     roles = {}
     for spec in DEMO_USERS:
-        user = authenticate(username=spec.username, password=spec.password)
+        # As the login page does: the lockout's backend (django-axes) needs the request.
+        user = authenticate(RequestFactory().post("/login/"), username=spec.username, password=spec.password)
         assert user is not None, spec.username
         validate_password(spec.password, user)
         roles[spec.username] = (set(user.groups.values_list("name", flat=True)), user.is_superuser, user.is_staff)

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, key_matches, split_key
 from leadflow.leads.models import ApiToken, IngestKey
+from leadflow.leads.throttles import auth_failure_record, auth_failures_check
 
 # Recording every use would turn each ingest request into a write on the key row.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -23,7 +24,8 @@ def _touch(model: type[IngestKey] | type[ApiToken], pk: int) -> None:
 
 class BearerAuthentication(authentication.BaseAuthentication):
     """Ingest keys authenticate a source (``request.auth`` is the IngestKey, no user);
-    personal tokens authenticate a person."""
+    personal tokens authenticate a person. An address that fails too often is refused
+    for a while (``leadflow.leads.throttles``)."""
 
     keyword = "Bearer"
 
@@ -34,7 +36,14 @@ class BearerAuthentication(authentication.BaseAuthentication):
         scheme, _, key = header.partition(" ")
         if scheme.lower() != self.keyword.lower():
             return None
-        key = key.strip()
+        auth_failures_check(request)
+        try:
+            return self._authenticate_key(key.strip())
+        except exceptions.AuthenticationFailed:
+            auth_failure_record(request)
+            raise
+
+    def _authenticate_key(self, key: str) -> tuple[Any, Any]:
         parsed = split_key(key)
         if parsed is None:
             raise exceptions.AuthenticationFailed("Malformed key: expected 'Bearer lfi_…' or 'Bearer lfp_…'.")

@@ -14,6 +14,7 @@ that breaks one of these is that field's error, never a failed batch.
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import MAXYEAR, UTC, datetime, timedelta
@@ -225,8 +226,45 @@ def _text(value: Any, name: str, max_length: int, errors: Errors, *, required: b
     return value
 
 
+# Characters that print as nothing (or as a blank) but make a different address:
+# control (Cc), format (Cf: zero-width space and joiners, bidi marks, the BOM),
+# surrogates, private-use and unassigned code points, and every separator but the
+# ASCII space (which the e-mail check refuses anyway). "user@exa\u200bmple.com"
+# looks like "user@example.com" and must not become a second lead.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
+
+
+def email_invisible_error(value: str) -> str | None:
+    """Why ``value`` cannot be an e-mail address we store, or None: it holds an
+    invisible or control character, named with its position so the sender can find it."""
+    for position, char in enumerate(value, start=1):
+        if unicodedata.category(char) in INVISIBLE_CATEGORIES and char != " ":
+            name = unicodedata.name(char, "unnamed character")
+            return (
+                f"Contains an invisible or control character (U+{ord(char):04X} {name}, character {position}): "
+                "remove it and send the address again."
+            )
+    return None
+
+
 def normalise_email(value: str) -> str:
-    return value.strip().lower()
+    """The one form of an address we store and look up: NFC, lower-cased, and the
+    domain in its ASCII (IDNA) form, so "Zoë@Bücher.de" and "zoë@xn--bcher-kva.de"
+    are one lead. A domain IDNA cannot encode is left as it is, for the e-mail check
+    to refuse. Check ``email_invisible_error`` first: IDNA maps some invisible
+    characters (U+200B) to nothing, which would merge a spoofed address silently."""
+    email = value.strip().lower()
+    if email.isascii():
+        return email
+    email = unicodedata.normalize("NFC", email)
+    local, at, domain = email.rpartition("@")
+    if at and domain and not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            return email
+        email = f"{local}@{domain}"
+    return email
 
 
 def _lead_profile(data: dict[str, Any], errors: Errors) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -270,7 +308,11 @@ def validate_lead(data: Any) -> tuple[LeadInput | None, Errors]:
             errors[_field_name(key)] = ["Unknown field: put custom attributes in 'traits'."]
 
     email = _text(data.get("email"), "email", 254, errors)
-    if email:
+    # isprintable() is False exactly for the INVISIBLE_CATEGORIES (but the ASCII space): one C call.
+    if email and not email.isprintable() and (problem := email_invisible_error(email)):
+        errors["email"] = [problem]
+        email = None
+    elif email:
         email = normalise_email(email)
         if not _email_valid(email):
             errors["email"] = ["Enter a valid email address."]

@@ -1,0 +1,100 @@
+"""Rate limits kept in the cache, in fixed windows, and the client's address they key on.
+
+DRF's own ``SimpleRateThrottle`` stores the time of every request of the window in one
+cache value and rewrites it on each request: at an ingest quota of thousands of requests
+a minute that is a list of thousands of floats pickled to Redis and back per request. A
+fixed window is one atomic ``INCR`` on a key named after the window; its price is that a
+client may send up to twice the limit across a window's boundary, which a quota meant
+to stop runaway clients can afford.
+
+The counters live in Django's ``default`` cache, so every web process must share it:
+Redis in production (``CACHE_URL``, or the broker's Redis; see settings). A per-process
+cache (locmem) multiplies each limit by the number of processes.
+
+If the cache is down the limits fail open (with a warning in the log): a Redis outage
+must not stop ingestion, as a broker outage does not (README, "When things fail").
+Login lockout does not depend on the cache (django-axes keeps its records in the
+database).
+"""
+
+import logging
+import math
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest
+from rest_framework.throttling import BaseThrottle
+
+logger = logging.getLogger(__name__)
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's IP address: ``REMOTE_ADDR``, or with ``TRUSTED_PROXY_COUNT`` proxies in
+    front of the app, the address the outermost trusted proxy saw (that many entries from
+    the right of ``X-Forwarded-For``). Entries further left are written by the client and
+    prove nothing: trusting them would let a client pick a fresh address per request."""
+    remote = request.META.get("REMOTE_ADDR", "") or ""
+    proxies = settings.TRUSTED_PROXY_COUNT
+    if not proxies:
+        return remote
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if len(forwarded) >= proxies:
+        return forwarded[-proxies]
+    return forwarded[0] if forwarded else remote
+
+
+def window_count(key: str, seconds: int, *, add: bool) -> tuple[int, float]:
+    """The number of hits on ``key`` in the current window of ``seconds`` (after counting
+    this one if ``add``), and the seconds until the window ends. 0 if the cache is down."""
+    now = time.time()
+    start = int(now // seconds) * seconds
+    wait = start + seconds - now
+    cache_key = f"rate:{key}:{start}"
+    try:
+        if not add:
+            return int(cache.get(cache_key, 0)), wait
+        if cache.add(cache_key, 1, timeout=seconds + 1):
+            return 1, wait
+        try:
+            return int(cache.incr(cache_key)), wait
+        except ValueError:  # expired between add() and incr()
+            cache.set(cache_key, 1, timeout=seconds + 1)
+            return 1, wait
+    except Exception:  # any cache backend's connection error: fail open, see the module's docstring
+        logger.warning("Rate limit %s not checked: the cache is unavailable", key.split(":")[0], exc_info=True)
+        return 0, wait
+
+
+def retry_after(wait: float) -> int:
+    """Whole seconds for a Retry-After header: never 0, which would invite an immediate retry."""
+    return max(1, math.ceil(wait))
+
+
+class FixedWindowThrottle(BaseThrottle):
+    """A DRF throttle: at most ``rate()[0]`` requests per ``rate()[1]`` seconds for each
+    ``key()``; a request without a key, or a limit of 0, is not counted. DRF answers the
+    refused request with 429 and ``Retry-After`` (the seconds until the window ends)."""
+
+    _wait: float | None = None
+
+    def rate(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def key(self, request: Any, view: Any) -> str | None:
+        raise NotImplementedError
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        limit, seconds = self.rate()
+        key = self.key(request, view)
+        if not limit or key is None:
+            return True
+        count, wait = window_count(key, seconds, add=True)
+        if count <= limit:
+            return True
+        self._wait = wait
+        return False
+
+    def wait(self) -> float | None:
+        return None if self._wait is None else retry_after(self._wait)

@@ -1,0 +1,406 @@
+"""The access matrix: every route of the URL configuration × every role × the viewer's
+own object and another's, with the answer each must get, and the database unchanged
+after every refused write.
+
+The routes come from the URL configuration itself: a route added without a line in
+``POLICY`` fails ``test_every_route_has_a_policy``, so nobody can add a page or an
+endpoint without deciding who may use it. Each case runs in a savepoint rolled back
+afterwards, so an allowed write (a claim, a publish) does not change the next case.
+
+Two reps, anna and bruno, each hold a claim. A rep's own object is the handoff they
+hold (its lead, a notification of theirs); another's object is the other rep's. The
+other roles see both kinds the same way. On every answer a rep gets, the other rep's
+name must not appear: a claim leaks through a name as much as through a status.
+"""
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection, transaction
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from handoff import services as handoff_services
+from handoff.models import Notification, NotificationKind
+from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
+from scoring.models import RescoreRun, Rule
+from tests.factories import HandoffFactory, UserFactory, ruleset_through_services
+from tests.helpers import behaviour
+
+pytestmark = pytest.mark.postgres  # the database's fingerprint is PostgreSQL SQL
+
+# --- Roles ----------------------------------------------------------------------------------------
+ANONYMOUS, NO_ROLE, MARKETER, REP, OTHER_REP, SCORING_ADMIN_ROLE, STAFF = (
+    "anonymous",
+    "no role",
+    "marketer",
+    "rep",
+    "other rep",
+    "scoring admin",
+    "staff",
+)
+ROLES = (ANONYMOUS, NO_ROLE, MARKETER, REP, OTHER_REP, SCORING_ADMIN_ROLE, STAFF)
+REPS = {REP, OTHER_REP}
+ANY_ROLE = frozenset({MARKETER, REP, OTHER_REP, SCORING_ADMIN_ROLE, STAFF})
+SIGNED_IN = ANY_ROLE | {NO_ROLE}
+EVERYONE = SIGNED_IN | {ANONYMOUS}
+SALES_ROLES = frozenset({REP, OTHER_REP, STAFF})
+STAGE_EDITORS = frozenset({MARKETER, SCORING_ADMIN_ROLE, STAFF})
+RULE_EDITORS = frozenset({SCORING_ADMIN_ROLE, STAFF})
+NOBODY: frozenset[str] = frozenset()  # no person: an ingest key only
+
+# --- What an object rule makes of the viewer's own object and another's --------------------------
+ANY = "any"  # no object, or one every allowed role sees (a lead, a ruleset)
+HANDOFF_VISIBLE = "handoff visible"  # handoff.selectors.handoffs_visible: reps see their own only
+HANDOFF_ACTIONABLE = "handoff actionable"  # reps act on their own only; staff on any
+HANDOFF_CLAIMABLE = "handoff claimable"  # any handoff may be asked for; another's claim is a conflict
+OWN_ONLY = "own only"  # notifications: the recipient's
+
+LOGIN_PAGE = "/login/"
+# Answers
+LOGIN, FORBIDDEN, HIDDEN, REFUSED, OK = "login", "forbidden", "hidden", "refused", "ok"
+
+
+@dataclass(frozen=True)
+class Policy:
+    roles: frozenset[str]
+    objects: str = ANY
+    body: dict[str, Any] = field(default_factory=dict)
+    success: str = "ok"  # the answer an allowed request gets: logging out sends to the login page
+
+
+def api(roles, objects=ANY, **body):
+    return Policy(frozenset(roles), objects, body)
+
+
+page = api
+
+# (URL name, method): who may. Pages and the API alike; "staff" may do everything a role may.
+POLICY: dict[tuple[str, str], Policy] = {
+    # Pages of the project and the core
+    ("dashboard", "GET"): page(ANY_ROLE),
+    ("lead-list", "GET"): page(ANY_ROLE),
+    ("lead-export", "GET"): page(ANY_ROLE),
+    ("lead-detail", "GET"): page(ANY_ROLE),
+    ("lead-stage-change", "POST"): page(STAGE_EDITORS, stage="mql", reason="Matrix"),
+    # Sales pages
+    ("sales-queue", "GET"): page(SALES_ROLES),
+    ("handoff-claim-next", "POST"): page(SALES_ROLES),
+    ("handoff-detail", "GET"): page(ANY_ROLE, HANDOFF_VISIBLE),
+    ("handoff-claim", "POST"): page(SALES_ROLES, HANDOFF_CLAIMABLE),
+    ("handoff-release", "POST"): page(SALES_ROLES, HANDOFF_ACTIONABLE),
+    ("handoff-accept", "POST"): page(SALES_ROLES, HANDOFF_ACTIONABLE),
+    ("handoff-reject", "POST"): page(SALES_ROLES, HANDOFF_ACTIONABLE, reason="other", note="Matrix"),
+    ("notification-list", "GET"): page(ANY_ROLE),
+    ("notification-read-all", "POST"): page(ANY_ROLE),
+    ("notification-read", "POST"): page(ANY_ROLE, OWN_ONLY),
+    # Scoring pages
+    ("ruleset-list", "GET"): page(ANY_ROLE),
+    ("rescore-run", "GET"): page(ANY_ROLE),
+    ("ruleset-detail", "GET"): page(ANY_ROLE),
+    ("ruleset-edit", "GET"): page(RULE_EDITORS),
+    ("ruleset-edit", "POST"): page(RULE_EDITORS, name="Matrix"),
+    ("ruleset-clone", "POST"): page(RULE_EDITORS),
+    ("ruleset-delete", "POST"): page(RULE_EDITORS),
+    ("ruleset-preview", "GET"): page(RULE_EDITORS),
+    ("ruleset-publish", "GET"): page(RULE_EDITORS),
+    ("ruleset-publish", "POST"): page(RULE_EDITORS),
+    ("rule-create", "GET"): page(RULE_EDITORS),
+    ("rule-create", "POST"): page(RULE_EDITORS, kind="behaviour", name="Matrix", event_type="x", points="1"),
+    ("rule-edit", "GET"): page(RULE_EDITORS),
+    ("rule-edit", "POST"): page(RULE_EDITORS, kind="behaviour", name="Matrix", event_type="x", points="1"),
+    ("rule-delete", "POST"): page(RULE_EDITORS),
+    # Accounts
+    ("login", "GET"): page(EVERYONE),
+    ("logout", "POST"): Policy(EVERYONE, success="login"),
+    ("password_change", "GET"): page(SIGNED_IN),
+    ("password_change", "POST"): page(SIGNED_IN, old_password="wrong"),
+    ("password_change_done", "GET"): page(SIGNED_IN),
+    ("password_reset", "GET"): page(EVERYONE),
+    ("password_reset_done", "GET"): page(EVERYONE),
+    ("password_reset_confirm", "GET"): page(EVERYONE),
+    ("password_reset_complete", "GET"): page(EVERYONE),
+    # API: the core
+    ("api-events", "POST"): api(NOBODY, event_id="m1", type="page_view", lead={"email": "m@example.com"}),
+    ("api-leads", "GET"): api(ANY_ROLE),
+    ("api-leads", "POST"): api(NOBODY, email="m@example.com"),
+    ("api-lead-detail", "GET"): api(ANY_ROLE),
+    ("api-lead-detail", "PATCH"): api(STAGE_EDITORS, company="Matrix"),
+    ("api-lead-score", "GET"): api(ANY_ROLE),
+    ("api-lead-stage", "GET"): api(ANY_ROLE),
+    ("api-lead-stage", "POST"): api(STAGE_EDITORS, stage="mql", reason="Matrix"),
+    # API: scoring
+    ("api-rulesets", "GET"): api(ANY_ROLE),
+    ("api-rulesets", "POST"): api(RULE_EDITORS, name="Matrix", mql_threshold="10", sql_threshold="20"),
+    ("api-ruleset", "GET"): api(ANY_ROLE),
+    ("api-ruleset", "PATCH"): api(RULE_EDITORS, name="Matrix"),
+    ("api-ruleset", "DELETE"): api(RULE_EDITORS),
+    ("api-ruleset-clone", "POST"): api(RULE_EDITORS),
+    ("api-ruleset-preview", "POST"): api(RULE_EDITORS),
+    ("api-ruleset-publish", "POST"): api(RULE_EDITORS),
+    ("api-rules", "GET"): api(ANY_ROLE),
+    ("api-rules", "POST"): api(RULE_EDITORS, kind="behaviour", name="Matrix", event_type="x", points="1"),
+    ("api-rule", "GET"): api(ANY_ROLE),
+    ("api-rule", "PATCH"): api(RULE_EDITORS, points="2"),
+    ("api-rule", "DELETE"): api(RULE_EDITORS),
+    ("api-rescore-runs", "GET"): api(ANY_ROLE),
+    ("api-rescore-run", "GET"): api(ANY_ROLE),
+    # API: handoff
+    ("api-handoffs", "GET"): api(ANY_ROLE),
+    ("api-handoff-claim-next", "POST"): api(SALES_ROLES),
+    ("api-handoff-detail", "GET"): api(ANY_ROLE, HANDOFF_VISIBLE),
+    ("api-handoff-claim", "POST"): api(SALES_ROLES, HANDOFF_CLAIMABLE),
+    ("api-handoff-release", "POST"): api(SALES_ROLES, HANDOFF_ACTIONABLE),
+    ("api-handoff-accept", "POST"): api(SALES_ROLES, HANDOFF_ACTIONABLE),
+    ("api-handoff-reject", "POST"): api(SALES_ROLES, HANDOFF_ACTIONABLE, reason="other", note="Matrix"),
+    ("api-handoff-reassign", "POST"): api(RULE_EDITORS, username="anna"),
+    ("api-lead-handoffs", "GET"): api(ANY_ROLE),
+    ("api-handoff-stats", "GET"): api(ANY_ROLE),
+    ("api-notifications", "GET"): api(SIGNED_IN),
+    ("api-notifications-unread", "GET"): api(SIGNED_IN),
+    ("api-notifications-read-all", "POST"): api(SIGNED_IN),
+    ("api-notification-read", "POST"): api(SIGNED_IN, OWN_ONLY),
+    ("api-schema", "GET"): api(EVERYONE),
+    ("api-docs", "GET"): api(EVERYONE),
+}
+# Not people's routes: the admin (Django's own permissions, and the lockout's tests) and the
+# JSON 404 for any other address under /api/.
+UNCLASSIFIED_PREFIXES = (settings.ADMIN_PATH,)
+CATCH_ALL = "^api/"
+
+
+def routes() -> Iterator[tuple[str, str | None]]:
+    """(route, name) of every URL pattern, the admin's apart."""
+
+    def walk(patterns: list[Any], prefix: str) -> Iterator[tuple[str, str | None]]:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                if not route.startswith(UNCLASSIFIED_PREFIXES):
+                    yield from walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern) and route != CATCH_ALL:
+                yield route, pattern.name
+
+    return walk(get_resolver().url_patterns, "")
+
+
+def test_every_route_has_a_policy():
+    names = {name for _route, name in routes()}
+    assert None not in names, "every route needs a name to be in the matrix"
+    assert names == {name for name, _method in POLICY}
+
+
+# --- The world: two reps with a claim each, the other roles, rules, notifications ---------------
+@dataclass
+class World:
+    users: dict[str, Any]
+    handoffs: dict[str, Any]  # by the rep holding it
+    notifications: dict[str, Any]  # by recipient role
+    draft_version: int
+    rule_id: int
+    run_id: int
+
+
+@pytest.fixture
+def world(db, settings) -> World:
+    # The password change's POST checks the old password: with the default hasher that is
+    # a deliberate fraction of a second per role, with MD5 nothing (test users only).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    users = {
+        NO_ROLE: UserFactory.create(username="nobody"),
+        MARKETER: UserFactory.create(username="mia", roles=[MARKETING]),
+        REP: UserFactory.create(username="anna", roles=[SALES]),
+        OTHER_REP: UserFactory.create(username="bruno", roles=[SALES]),
+        SCORING_ADMIN_ROLE: UserFactory.create(username="sam", roles=[SCORING_ADMIN]),
+        STAFF: UserFactory.create(username="stella", is_staff=True),
+    }
+    published = ruleset_through_services([behaviour("page_view", 5)])
+    draft = ruleset_through_services([behaviour("demo_request", 30)], publish=False)
+    handoffs = {}
+    for role in (REP, OTHER_REP):
+        handoff = HandoffFactory.create()
+        handoffs[role] = handoff_services.handoff_claim(handoff=handoff, user=users[role])
+    HandoffFactory.create()  # one in the queue, for claim-next
+    notifications = {
+        role: Notification.objects.create(
+            recipient=user, kind=NotificationKind.HANDOFF_NEW, event_key=f"matrix:{role}", title="Matrix"
+        )
+        for role, user in users.items()
+    }
+    run = RescoreRun.objects.filter(ruleset=published).first() or RescoreRun.objects.create(ruleset=published)
+    return World(
+        users=users,
+        handoffs=handoffs,
+        notifications=notifications,
+        draft_version=draft.version,
+        rule_id=Rule.objects.filter(ruleset=draft).values_list("pk", flat=True).get(),
+        run_id=run.pk,
+    )
+
+
+OTHER_OF = {REP: OTHER_REP, OTHER_REP: REP}
+
+
+def object_owner(viewer: str, own: bool) -> str:
+    """Whose handoff the case uses: a rep's own or the other rep's; for other viewers anna's
+    stands for "own" and bruno's for "other" (they see both alike)."""
+    if viewer in REPS:
+        return viewer if own else OTHER_OF[viewer]
+    return REP if own else OTHER_REP
+
+
+def url_kwargs(route: str, world: World, viewer: str, own: bool) -> dict[str, Any]:
+    handoff = world.handoffs[object_owner(viewer, own)]
+    recipient = viewer if viewer in world.notifications and own else (OTHER_REP if viewer != OTHER_REP else REP)
+    values = {
+        "lead_id": handoff.lead.public_id,
+        "handoff_id": handoff.public_id,
+        "notification_id": world.notifications[recipient].public_id,
+        "version": world.draft_version,
+        "rule_id": world.rule_id,
+        "run_id": world.run_id,
+        "uidb64": "MQ",
+        "token": "set-password",
+    }
+    return {name: values[name] for name in values if f"<{name}>" in route or f":{name}>" in route}
+
+
+def expected(policy: Policy, viewer: str, own: bool) -> str:
+    if viewer not in policy.roles:
+        return LOGIN if viewer == ANONYMOUS else FORBIDDEN
+    if viewer in REPS and not own:
+        if policy.objects in (HANDOFF_VISIBLE, HANDOFF_ACTIONABLE):
+            return HIDDEN
+        if policy.objects == HANDOFF_CLAIMABLE:
+            return REFUSED
+    if policy.objects == OWN_ONLY and not own:
+        return HIDDEN
+    return policy.success
+
+
+def answer(response: Any, *, is_api: bool) -> str:
+    status = response.status_code
+    location = response.get("Location", "")
+    if status == 401 or (status == 302 and location.startswith(LOGIN_PAGE)):
+        return LOGIN
+    if status == 403:
+        return FORBIDDEN
+    if status == 404:
+        return HIDDEN
+    if (is_api and status == 409) or (not is_api and status == 302 and response.wsgi_request.method == "POST"):
+        # A refused claim: a conflict in the API, a message and a redirect on a page. A page's
+        # successful POST redirects too: what tells them apart is the database, checked below.
+        return REFUSED
+    assert status < 500 and status != 405, f"{status} {response.content[:300]!r}"
+    return OK
+
+
+def rows_written() -> int:
+    """Rows inserted, updated or deleted so far in this transaction, in every table but the
+    sessions (logging a client in writes one): PostgreSQL counts them per transaction, with
+    those of savepoints since rolled back, so an attempted write shows even when undone. A
+    hash of every table's rows (what "unchanged" means) would say the same, slower."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_user_tables "
+            "WHERE relname <> %s",
+            ["django_session"],
+        )
+        return int(cursor.fetchone()[0])
+
+
+class Rollback(Exception):
+    pass
+
+
+def signed_in(made: dict[tuple[str, bool], Any], world: World, viewer: str, is_api: bool, *, fresh: bool) -> Any:
+    """A client signed in as ``viewer``, made once per test: logging in writes a session
+    and the last login, which every case would otherwise pay for. Logging out ends the
+    session (its deletion is rolled back, the client's cookie is not): a fresh client."""
+    key = (viewer, is_api)
+    if fresh or key not in made:
+        client: Any = APIClient() if is_api else Client()
+        user = world.users.get(viewer)
+        if user is not None:
+            if is_api:
+                client.force_authenticate(user)
+            else:
+                client.force_login(user)
+        if fresh:
+            return client
+        made[key] = client
+    return made[key]
+
+
+def test_access_matrix(world):
+    made: dict[tuple[str, bool], Any] = {}
+    route_by_name = {name: route for route, name in routes()}
+    failures = []
+    cases = 0
+    for (name, method), policy in POLICY.items():
+        route = route_by_name[name]
+        is_api = route.startswith("api/")
+        has_object = "<" in route
+        for viewer in ROLES:
+            for own in (True, False) if has_object else (True,):
+                cases += 1
+                path = reverse(name, kwargs=url_kwargs(route, world, viewer, own))
+                client = signed_in(made, world, viewer, is_api, fresh=name == "logout")
+                want = expected(policy, viewer, own)
+                # Refused writes must leave the database as it was.
+                check_writes = method not in ("GET", "HEAD", "OPTIONS") and want not in (OK, policy.success)
+                try:
+                    with transaction.atomic():
+                        before = rows_written() if check_writes else 0
+                        send = getattr(client, method.lower())
+                        if is_api:
+                            response = send(path, policy.body, format="json") if method != "GET" else send(path)
+                        else:
+                            response = send(path, policy.body) if method != "GET" else send(path)
+                        got = answer(response, is_api=is_api)
+                        changed = check_writes and rows_written() != before
+                        raise Rollback
+                except Rollback:
+                    pass
+                case = f"{method} {path} as {viewer} ({'own' if own else 'other'})"
+                # A conflict (409), or a page's POST answered with a message and a redirect, is
+                # a refusal by the domain, not by access: fine where access is granted.
+                if got == REFUSED and want == OK:
+                    got = OK
+                if got != want:
+                    failures.append(f"{case}: expected {want}, got {got} ({response.status_code})")
+                elif want != OK and changed:
+                    failures.append(f"{case}: refused ({response.status_code}) but the database changed")
+                if viewer in REPS and response.status_code == 200:
+                    other_name = world.users[OTHER_OF[viewer]].username
+                    body = b"".join(response.streaming_content) if response.streaming else response.content
+                    if other_name.encode() in body:
+                        failures.append(f"{case}: the answer names the other rep ({other_name})")
+    assert cases > 500
+    if failures and os.environ.get("ACCESS_MATRIX_REPORT"):
+        Path(os.environ["ACCESS_MATRIX_REPORT"]).write_text("\n".join(failures))
+    assert not failures, "\n".join(failures)
+
+
+def test_the_world_has_what_the_matrix_needs(world):
+    assert world.handoffs[REP].claimed_by == world.users[REP]
+    assert world.handoffs[OTHER_REP].claimed_by == world.users[OTHER_REP]
+    assert world.handoffs[REP].claim_expires_at > timezone.now()
+
+
+def test_rows_written_sees_an_allowed_write_and_a_refused_one_writes_nothing(world):
+    lead = world.handoffs[REP].lead
+    refused = signed_in({}, world, REP, True, fresh=True)
+    before = rows_written()
+    assert refused.patch(f"/api/v1/leads/{lead.public_id}", {"company": "X"}, format="json").status_code == 403
+    assert rows_written() == before
+    allowed = signed_in({}, world, MARKETER, True, fresh=True)
+    assert allowed.patch(f"/api/v1/leads/{lead.public_id}", {"company": "X"}, format="json").status_code == 200
+    assert rows_written() > before
