@@ -29,7 +29,9 @@ from rest_framework.test import APIClient
 
 from handoff import services as handoff_services
 from handoff.models import Notification, NotificationKind
+from leadflow.leads.models import Account
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
+from scoring import services as scoring_services
 from scoring.models import RescoreRun, Rule
 from tests.factories import HandoffFactory, UserFactory, ruleset_through_services
 from tests.helpers import behaviour
@@ -90,6 +92,8 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("lead-export", "GET"): page(ANY_ROLE),
     ("lead-detail", "GET"): page(ANY_ROLE),
     ("lead-stage-change", "POST"): page(STAGE_EDITORS, stage="mql", reason="Matrix"),
+    ("account-list", "GET"): page(ANY_ROLE),
+    ("account-detail", "GET"): page(ANY_ROLE),
     # Sales pages
     ("sales-queue", "GET"): page(SALES_ROLES),
     ("handoff-claim-next", "POST"): page(SALES_ROLES),
@@ -103,6 +107,10 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("notification-read", "POST"): page(ANY_ROLE, OWN_ONLY),
     # Scoring pages
     ("ruleset-list", "GET"): page(ANY_ROLE),
+    ("scoring-model-create", "GET"): page(RULE_EDITORS),
+    ("scoring-model-create", "POST"): page(RULE_EDITORS, name="Matrix", slug="matrix"),
+    ("ruleset-create", "GET"): page(RULE_EDITORS),
+    ("ruleset-create", "POST"): page(RULE_EDITORS, name="Matrix", mql_threshold="10", sql_threshold="20"),
     ("rescore-run", "GET"): page(ANY_ROLE),
     ("ruleset-detail", "GET"): page(ANY_ROLE),
     ("ruleset-edit", "GET"): page(RULE_EDITORS),
@@ -137,6 +145,13 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("api-lead-stage", "GET"): api(ANY_ROLE),
     ("api-lead-stage", "POST"): api(STAGE_EDITORS, stage="mql", reason="Matrix"),
     # API: scoring
+    ("api-scoring-models", "GET"): api(ANY_ROLE),
+    ("api-scoring-models", "POST"): api(RULE_EDITORS, name="Matrix", slug="matrix"),
+    ("api-scoring-model", "GET"): api(ANY_ROLE),
+    ("api-scoring-model", "PATCH"): api(RULE_EDITORS, name="Matrix again"),
+    ("api-scoring-model", "DELETE"): api(RULE_EDITORS),
+    ("api-accounts", "GET"): api(ANY_ROLE),
+    ("api-account", "GET"): api(ANY_ROLE),
     ("api-rulesets", "GET"): api(ANY_ROLE),
     ("api-rulesets", "POST"): api(RULE_EDITORS, name="Matrix", mql_threshold="10", sql_threshold="20"),
     ("api-ruleset", "GET"): api(ANY_ROLE),
@@ -206,6 +221,8 @@ class World:
     draft_version: int
     rule_id: int
     run_id: int
+    model_slug: str
+    account_id: int
 
 
 @pytest.fixture
@@ -235,7 +252,11 @@ def world(db, settings) -> World:
         for role, user in users.items()
     }
     run = RescoreRun.objects.filter(ruleset=published).first() or RescoreRun.objects.create(ruleset=published)
+    unpublished = scoring_services.scoring_model_create(name="Never published", slug="never-published")
+    account = Account.objects.create(key="matrix.example", name="Matrix", domain="matrix.example")
     return World(
+        model_slug=unpublished.slug,
+        account_id=account.pk,
         users=users,
         handoffs=handoffs,
         notifications=notifications,
@@ -266,6 +287,8 @@ def url_kwargs(route: str, world: World, viewer: str, own: bool) -> dict[str, An
         "version": world.draft_version,
         "rule_id": world.rule_id,
         "run_id": world.run_id,
+        "slug": world.model_slug,
+        "account_id": world.account_id,
         "uidb64": "MQ",
         "token": "set-password",
     }
