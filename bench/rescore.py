@@ -56,6 +56,7 @@ import math
 import os
 import queue
 import random
+import re
 import sys
 import threading
 import time
@@ -1228,7 +1229,7 @@ def bench_models_publish(default: Any) -> list[int]:
 # --- EXPERIMENTS: alternatives measured here, not the product's code ----------------------------
 # Each runs in a transaction that is rolled back: the benchmark data stays as it was.
 Row = tuple[str, str]
-EXPERIMENT_GROUPS = ("compute", "write")
+EXPERIMENT_GROUPS = ("compute", "write", "incremental")
 
 
 def _timed(cursor: Any, statement: str, params: Any = None) -> float:
@@ -1297,32 +1298,93 @@ def product_statement(spec: Any, as_of: datetime, method: str, after: int, upto:
     return recorder.statements[-1]
 
 
+RECYCLED_JOIN = re.compile(
+    r'LEFT JOIN \(\s*SELECT "id" AS id, "recycled_at" AS recycled_at FROM "leads_lead"\s*'
+    r'WHERE "recycled_at" IS NOT NULL\s*\) rc ON rc\.id = e\."lead_id"'
+)
+
+
+def scores_sql_since_apart(spec: Any) -> tuple[str, dict[str, Any]]:
+    """EXPERIMENT: ``scores_sql`` with the behaviour earned since recycling aggregated
+    apart, over the events of recycled leads only. The product sums every event's
+    decayed term twice (``SUM(term)`` and ``SUM(term) FILTER (WHERE occurred_at >
+    rc.recycled_at)``) after a LEFT JOIN of every event to the recycled leads; here the
+    per-(lead, rule) aggregate of all leads has neither, and a second, small aggregate
+    joins only the recycled leads' later events. Same arithmetic: the result must be
+    identical (checked). Built by rewriting the product's SQL text."""
+    from scoring import bulk
+
+    sql, params = bulk.scores_sql(spec)
+    start = sql.index('SELECT e."lead_id" AS lead_id, r.idx, SUM(')
+    group_by = 'GROUP BY e."lead_id", r.idx'
+    end = sql.index(group_by) + len(group_by)
+    inner = sql[start:end]
+    term = inner[inner.index("r.idx, SUM(") + len("r.idx, SUM(") : inner.index(") AS total,")]
+    since_filter = re.compile(
+        r",\s*SUM\(" + re.escape(term) + r'\) FILTER \(WHERE e\."occurred_at" > rc\.recycled_at\) AS since'
+    )
+    if not since_filter.search(inner) or not RECYCLED_JOIN.search(inner):
+        raise BenchError("scores_sql changed: the since-apart EXPERIMENT cannot rewrite it")
+    plain = since_filter.sub("", inner)
+    every = RECYCLED_JOIN.sub("", plain)
+    recycled = RECYCLED_JOIN.sub(
+        'JOIN (SELECT "id" AS id, "recycled_at" AS recycled_at FROM "leads_lead" WHERE "recycled_at" IS NOT NULL)'
+        ' rc ON rc.id = e."lead_id" AND e."occurred_at" > rc.recycled_at',
+        plain,
+    ).replace(f"SUM({term}) AS total", f"SUM({term}) AS since")
+    rewritten = (
+        f"SELECT a.lead_id, a.idx, a.total, c.since FROM ({every}) a "
+        f"LEFT JOIN ({recycled}) c ON c.lead_id = a.lead_id AND c.idx = a.idx"
+    )
+    return sql[:start] + rewritten + sql[end:], params
+
+
+def _differences(cursor: Any, table: str, reference: str) -> int:
+    """Leads whose scores differ between two tables of ``scores_sql``'s columns."""
+    from scoring.bulk import SCORE_COLUMNS
+
+    columns = [name.strip() for name in SCORE_COLUMNS.split(",") if name.strip() != "id"]
+    differ = " OR ".join(f"a.{name} IS DISTINCT FROM b.{name}" for name in columns)
+    cursor.execute(
+        f"SELECT count(*) FROM {reference} a FULL JOIN {table} b ON a.id = b.id "  # noqa: S608
+        f"WHERE a.id IS NULL OR b.id IS NULL OR {differ}"
+    )
+    return int(cursor.fetchone()[0])
+
+
 def experiment_compute(spec: Any, as_of: datetime, explain: list[str]) -> list[Row]:
-    """The temp-table query under other settings, and its plan."""
+    """The temp-table query under other settings, an alternative giving the same scores
+    (compared with the product's lead by lead, every column), and their plans."""
     from django.db import connection, transaction
 
     from scoring import bulk
 
-    scores, params = bulk.scores_sql(spec)
-    variants: list[tuple[str, dict[str, str]]] = [
-        ("scores_sql as the product runs it (work_mem 256MB, jit on)", {}),
-        ("scores_sql, jit off", {"jit": "off"}),
-        ("scores_sql, no parallel workers", {"max_parallel_workers_per_gather": "0"}),
-        ("scores_sql as the product runs it, again (noise)", {}),
+    product = bulk.scores_sql(spec)
+    apart = scores_sql_since_apart(spec)
+    free = {"parallel_setup_cost": "0", "parallel_tuple_cost": "0"}
+    variants: list[tuple[str, tuple[str, dict[str, Any]], dict[str, str]]] = [
+        ("scores_sql as the product runs it (work_mem 256MB, jit on)", product, {}),
+        ("EXPERIMENT behaviour since recycling aggregated apart", apart, {}),
+        ("scores_sql, parallel plans costed free (parallel_setup_cost = parallel_tuple_cost = 0)", product, free),
+        ("EXPERIMENT since apart, parallel plans costed free", apart, free),
+        ("scores_sql as the product runs it, again (noise)", product, {}),
     ]
     rows: list[Row] = []
     with transaction.atomic(), connection.cursor() as cursor:
-        for number, (name, settings) in enumerate(variants):
+        for number, (name, (query, params), settings) in enumerate(variants):
             print(f"  compute: {name}", flush=True)
             _settings(cursor, work_mem=BULK_WORK_MEM, **settings)
-            seconds = _timed(cursor, f"CREATE TEMP TABLE x_variant_{number} AS {scores}", {**params, "as_of": as_of})
-            rows.append((f"compute: {name}", f"{seconds:8.2f} s"))
+            table = f"x_variant_{number}"
+            seconds = _timed(cursor, f"CREATE TEMP TABLE {table} AS {query}", {**params, "as_of": as_of})
+            differ = "" if number == 0 else f", {_differences(cursor, table, 'x_variant_0')} leads differ"
+            rows.append((f"compute: {name}", f"{seconds:8.2f} s{differ}"))
         _settings(cursor, work_mem=BULK_WORK_MEM)
+        query, params = product
         _plan(
             cursor,
             explain,
             "compute: scores_sql (as the product)",
-            f"CREATE TEMP TABLE p1 AS {scores}",
+            f"CREATE TEMP TABLE p1 AS {query}",
             {**params, "as_of": as_of},
         )
         transaction.set_rollback(True)
@@ -1415,13 +1477,44 @@ def experiment_write(spec: Any, as_of: datetime, explain: list[str]) -> list[Row
     _vacuum(table)
     with transaction.atomic(), connection.cursor() as cursor:
         chunks = prepare(cursor)
-        upsert(cursor, f"product: upsert into {table} (fillfactor 50, as left by the runs)", table, chunks[1:])
+        upsert(cursor, f"product: upsert into {table} (fillfactor 50, as left by the runs)", table, chunks)
         transaction.set_rollback(True)
     for fillfactor in (50, 100):
         with transaction.atomic(), connection.cursor() as cursor:
             chunks = prepare(cursor)
             copy(cursor, "x_scores_copy", fillfactor)
-            upsert(cursor, f"same upsert into a fresh copy at fillfactor {fillfactor}", "x_scores_copy", chunks[1:])
+            upsert(cursor, f"same upsert into a fresh copy at fillfactor {fillfactor}", "x_scores_copy", chunks)
+            transaction.set_rollback(True)
+    # A first publish inserts a row per lead, and each insert queues the checks of the
+    # table's two foreign keys (Django makes them DEFERRABLE INITIALLY DEFERRED: they run
+    # at COMMIT, outside any statement's time). What do they cost, and what would one
+    # validation of each key after the load cost instead?
+    lead_fk = "FOREIGN KEY (lead_id) REFERENCES leads_lead (id)"
+    model_fk = "FOREIGN KEY (model_id) REFERENCES scoring_scoringmodel (id)"
+    for with_keys in (True, False):
+        with transaction.atomic(), connection.cursor() as cursor:
+            chunks = prepare(cursor)
+            cursor.execute(f"CREATE TABLE x_first (LIKE {table} INCLUDING ALL) WITH (fillfactor = 50)")
+            if with_keys:
+                for key in (lead_fk, model_fk):
+                    cursor.execute(f"ALTER TABLE x_first ADD {key} DEFERRABLE INITIALLY DEFERRED")
+            label = "first publish: upsert into an empty copy " + (
+                "with the 2 deferred foreign keys (as the product)" if with_keys else "without foreign keys"
+            )
+            upsert(cursor, label, "x_first", chunks)
+            with stopwatch() as watch:
+                if with_keys:
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the checks COMMIT would run
+                else:
+                    for key in (lead_fk, model_fk):
+                        cursor.execute(f"ALTER TABLE x_first ADD {key}")
+            rows.append(
+                (
+                    "  then " + ("the deferred key checks (what COMMIT runs)" if with_keys else "ADD FOREIGN KEY x2"),
+                    f"{watch.seconds:8.2f} s",
+                )
+            )
+            print(f"  write: {rows[-1][0].strip()}: {watch.seconds:.2f} s", flush=True)
             transaction.set_rollback(True)
     with transaction.atomic(), connection.cursor() as cursor:
         chunks = prepare(cursor)
@@ -1468,7 +1561,97 @@ def experiment_write(spec: Any, as_of: datetime, explain: list[str]) -> list[Row
     return rows
 
 
-def run_experiments(spec: Any, out_path: Path, groups: Sequence[str] = EXPERIMENT_GROUPS) -> list[Row]:
+def scores_sql_for_leads(spec: Any) -> tuple[str, dict[str, Any]]:
+    """EXPERIMENT: ``scores_sql`` restricted to the leads in ``%(ids)s`` (events and leads
+    read through ``= ANY``), by rewriting the product's SQL text: the bulk engine used for
+    a chunk of the incremental path's backlog."""
+    from scoring import bulk
+
+    sql, params = bulk.scores_sql(spec)
+    events = 'FROM "leads_event" e'
+    leads = 'FROM "leads_lead" l'
+    if events not in sql or leads not in sql:
+        raise BenchError("scores_sql changed: the incremental EXPERIMENT cannot rewrite it")
+    sql = sql.replace(events, 'FROM (SELECT * FROM "leads_event" WHERE "lead_id" = ANY(%(ids)s)) e')
+    sql = sql.replace(leads, 'FROM (SELECT * FROM "leads_lead" WHERE "id" = ANY(%(ids)s)) l')
+    return sql, params
+
+
+def _scores_digest(cursor: Any, ids: Sequence[int]) -> str:
+    """md5 of every Score row of these leads (every model) and of their stages."""
+    cursor.execute(
+        f"""SELECT md5(string_agg(concat_ws('|', s.model_id, s.lead_id, s.score, s.fit, s.behaviour, s.grade,
+                   s.ruleset_version, s.computed_at, s.last_intent_at, s.behaviour_since_recycled, s.suppressed_by,
+                   l.stage), ',' ORDER BY s.lead_id, s.model_id))
+            FROM {_score_table()} s JOIN leads_lead l ON l.id = s.lead_id WHERE s.lead_id = ANY(%s)""",  # noqa: S608
+        [list(ids)],
+    )
+    return str(cursor.fetchone()[0])[:12]
+
+
+def experiment_incremental(lead_ids: Sequence[int], chunk: int) -> list[Row]:
+    """The incremental path on a backlog, as the product runs it (``leads_score``: the
+    Python engine per lead and model), then with the bulk engine per chunk: per model,
+    ``scores_sql_for_leads`` into the rescore's temp table, ``ScoresTable.write`` and
+    ``ScoresTable.transitions``, then the bulk path's announcement (handoffs, notifications).
+    Same instant; the Score rows written are compared (md5). Both rolled back."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from scoring import bulk, selectors, services
+    from scoring.services import leads_score
+
+    ids = sorted(lead_ids)
+    as_of = timezone.now()
+    specs = selectors.published_specs()
+    rows: list[Row] = []
+    digests = []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM leads_event WHERE lead_id = ANY(%s)", [ids])
+        (events,) = cursor.fetchone()
+    for label in ("product: leads_score (Python engine per lead and model)", "EXPERIMENT bulk engine per chunk"):
+        print(f"  incremental: {label}", flush=True)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE leads_lead SET needs_rescore = true WHERE id = ANY(%s)", [ids])
+            transitions = 0
+            with stopwatch() as watch:
+                for start in range(0, len(ids), chunk):
+                    part = ids[start : start + chunk]
+                    if label.startswith("product"):
+                        transitions += leads_score(lead_ids=part, as_of=as_of).transitions
+                        continue
+                    cursor.execute("SELECT id FROM leads_lead WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [part])
+                    cursor.execute("UPDATE leads_lead SET needs_rescore = false WHERE id = ANY(%s)", [part])
+                    for spec in specs:
+                        query, params = scores_sql_for_leads(spec)
+                        cursor.execute(f"DROP TABLE IF EXISTS {bulk.SCORES_TABLE}")
+                        cursor.execute(
+                            f"CREATE TEMP TABLE {bulk.SCORES_TABLE} AS {query}", {**params, "as_of": as_of, "ids": part}
+                        )
+                        cursor.execute(f"ALTER TABLE {bulk.SCORES_TABLE} ADD PRIMARY KEY (id)")
+                        table = bulk.ScoresTable(cursor, spec, as_of)
+                        table.write(after=0, upto=2**62)
+                        changes = table.transitions(after=0, upto=2**62)
+                        services._announce(changes, as_of)  # handoffs and notifications, as the bulk path
+                        transitions += len(changes)
+            digests.append(_scores_digest(cursor, ids))
+            transaction.set_rollback(True)
+        rows.append(
+            (
+                f"incremental: {label}",
+                f"{watch.seconds:8.2f} s for {len(ids):,} leads, {events:,} events, {len(specs)} models: "
+                f"{rate(events, watch.seconds):,.0f} events/s, {transitions:,} transitions",
+            )
+        )
+    rows.append(
+        ("incremental: same Score rows and stages (md5)", "yes" if digests[0] == digests[1] else f"NO {digests}")
+    )
+    return rows
+
+
+def run_experiments(
+    spec: Any, out_path: Path, backlog: Sequence[int], chunk: int, groups: Sequence[str] = EXPERIMENT_GROUPS
+) -> list[Row]:
     """EXPERIMENTS: EXPLAIN ANALYZE of the bulk statements and alternatives timed side by side."""
     from django.utils import timezone
 
@@ -1483,6 +1666,9 @@ def run_experiments(spec: Any, out_path: Path, groups: Sequence[str] = EXPERIMEN
             with scores_snapshot(spec, as_of):
                 print("EXPERIMENT write…", flush=True)
                 rows += experiment_write(spec, as_of, explain)
+        if backlog and "incremental" in groups:
+            print("EXPERIMENT incremental…", flush=True)
+            rows += experiment_incremental(backlog, chunk)
     finally:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text("\n".join(explain))
@@ -1671,7 +1857,8 @@ def run(args: argparse.Namespace) -> int:
     if args.experiments:
         print("\nEXPERIMENTS (alternatives measured in rolled-back transactions; not the product's code)", flush=True)
         out = OUT_DIR / f"rescore-explain-{args.leads}-{args.events}.txt"
-        report("EXPERIMENTS", run_experiments(spec, out, args.experiments))
+        backlog = rng.sample(range(1, args.leads + 1), min(args.backlog, 5000))
+        report("EXPERIMENTS", run_experiments(spec, out, backlog, args.incremental_chunk, args.experiments))
         report("After the experiments", [("speed probe", f"{speed_probe():.0f} ms"), ("machine load", load_now())])
 
     for check in failures:
