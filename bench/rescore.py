@@ -786,7 +786,7 @@ def runs_captured() -> Iterator[list[int]]:
 
 def time_bulk(run: Any, label: str) -> BulkResult:
     """``rescore_run_execute`` as the Celery task runs it, with its statements timed."""
-    from django.db import connection
+    from django.db import DEFAULT_DB_ALIAS, connection, connections
 
     from leadflow.leads.models import Lead
     from scoring.models import RescoreState
@@ -803,7 +803,21 @@ def time_bulk(run: Any, label: str) -> BulkResult:
 
     table = _score_table()
     before, leads_before = _server_counters(table), _server_counters(Lead._meta.db_table)
-    with connection.execute_wrapper(log), stopwatch() as watch:
+    backend = type(connections[DEFAULT_DB_ALIAS])
+    commit = backend._commit  # type: ignore[attr-defined]  # Django private API, for timing only
+
+    def timed_commit(wrapper: Any) -> None:  # the deferred foreign-key checks run in COMMIT
+        started = time.perf_counter()
+        try:
+            commit(wrapper)
+        finally:
+            log.statements.append(Statement(started, time.perf_counter(), "COMMIT"))
+
+    with (
+        mock.patch.object(backend, "_commit", timed_commit),
+        connection.execute_wrapper(log),
+        stopwatch() as watch,
+    ):
         run = rescore_run_execute(run=run, progress=progress)
     after = _wait_for_stats(table, before, run.total)
     leads_after = _server_counters(Lead._meta.db_table)
@@ -841,7 +855,8 @@ def bulk_phases(log: StatementLog, started: float, finished: float) -> list[tupl
     writes, write_seconds = log.total(write, since=chunks_from, until=chunks_to)
     moves, move_seconds = log.total(transitions, since=chunks_from, until=chunks_to)
     ends, end_seconds = log.total(chunk_end, since=chunks_from, until=chunks_to)
-    chunk_queries = [s for s in log.statements if chunks_from <= s.started < chunks_to]
+    commits, commit_seconds = log.total("COMMIT", since=chunks_from, until=chunks_to)
+    chunk_queries = [s for s in log.statements if chunks_from <= s.started < chunks_to and s.sql != "COMMIT"]
     in_sql = sum(s.finished - s.started for s in chunk_queries)
     rows = [
         ("claim, ruleset, count", compute.started - started),
@@ -855,7 +870,8 @@ def bulk_phases(log: StatementLog, started: float, finished: float) -> list[tupl
             f"  of which the other {len(chunk_queries) - writes - moves - ends} statements",
             in_sql - write_seconds - move_seconds - end_seconds,
         ),
-        ("  of which Python between statements", chunks_to - chunks_from - in_sql),
+        (f"  of which {commits} COMMITs (the deferred foreign-key checks run there)", commit_seconds),
+        ("  of which Python between statements", chunks_to - chunks_from - in_sql - commit_seconds),
         ("drop temp table, finish run", finished - cleanup.started),
     ]
     return [(name, f"{seconds:8.2f} s") for name, seconds in rows]
@@ -1472,7 +1488,20 @@ def experiment_write(spec: Any, as_of: datetime, explain: list[str]) -> list[Row
         statement, params = product_statement(spec, as_of, "write", *chunks[0])
         _plan(cursor, explain, "write: first chunk's upsert (refresh)", statement, params)
         statement, params = product_statement(spec, as_of, "transitions", *chunks[0])
-        _plan(cursor, explain, "transitions: first chunk (after the upsert)", statement, params)
+        _plan(cursor, explain, "transitions: first chunk (refresh: the leads as the runs left them)", statement, params)
+        after, upto = chunks[min(1, len(chunks) - 1)]
+        cursor.execute(  # the second chunk's leads back at their generated stages, as on a first publish
+            LEAD_STATE_RESET_SQL.replace("%", "%%") + " WHERE l.id > %(after)s AND l.id <= %(upto)s",
+            {"after": after, "upto": upto},
+        )
+        statement, params = product_statement(spec, as_of, "transitions", after, upto)
+        _plan(
+            cursor,
+            explain,
+            "transitions: second chunk (or the only one), its leads at their generated stages",
+            statement,
+            params,
+        )
         transaction.set_rollback(True)
     _vacuum(table)
     with transaction.atomic(), connection.cursor() as cursor:
