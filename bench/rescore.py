@@ -1245,7 +1245,7 @@ def bench_models_publish(default: Any) -> list[int]:
 # --- EXPERIMENTS: alternatives measured here, not the product's code ----------------------------
 # Each runs in a transaction that is rolled back: the benchmark data stays as it was.
 Row = tuple[str, str]
-EXPERIMENT_GROUPS = ("compute", "write", "incremental")
+EXPERIMENT_GROUPS = ("compute", "write", "transitions", "incremental")
 
 
 def _timed(cursor: Any, statement: str, params: Any = None) -> float:
@@ -1590,6 +1590,69 @@ def experiment_write(spec: Any, as_of: datetime, explain: list[str]) -> list[Row
     return rows
 
 
+SCORE_JOIN = 's."lead_id" = l."id" AND s."model_id" = %(model)s'
+
+
+def experiment_transitions(spec: Any, as_of: datetime, explain: list[str], chunks_measured: int = 5) -> list[Row]:
+    """``ScoresTable.transitions`` on first-publish stages (the leads of the first
+    ``chunks_measured`` chunks put back at their generated stages), as the product runs
+    it, then with the chunk's lead-id range also on the scores table's side of the join
+    (``s.lead_id > after AND s.lead_id <= upto``): the product's join gives the index on
+    (lead_id, model_id) only ``model_id``, so each chunk reads every score of the model.
+    The same leads must move (md5 of their stages and of the StageChanges returned)."""
+    from django.conf import settings
+    from django.db import connection, transaction
+
+    rows: list[Row] = []
+    digests = []
+    size = settings.RESCORE_CHUNK_SIZE
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {_score_table()}")  # as a VACUUM ANALYZE after the load would leave it
+        cursor.execute(f"SELECT min(lead_id) - 1 FROM {_score_table()} WHERE model_id = %s", [spec.model_id])
+        (first,) = cursor.fetchone()
+    bounds = [(first + index * size, first + (index + 1) * size) for index in range(chunks_measured)]
+    for label, fixed in (("product", False), ("EXPERIMENT lead-id range on the scores' side too", True)):
+        print(f"  transitions: {label}", flush=True)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                LEAD_STATE_RESET_SQL.replace("%", "%%") + " WHERE l.id > %(after)s AND l.id <= %(upto)s",
+                {"after": bounds[0][0], "upto": bounds[-1][1]},
+            )
+            moved: list[str] = []
+            with stopwatch() as watch:
+                for after, upto in bounds:
+                    statement, params = product_statement(spec, as_of, "transitions", after, upto)
+                    if SCORE_JOIN not in statement:
+                        raise BenchError("ScoresTable.transitions changed: the EXPERIMENT cannot rewrite it")
+                    if fixed:
+                        statement = statement.replace(
+                            SCORE_JOIN, SCORE_JOIN + ' AND s."lead_id" > %(after)s AND s."lead_id" <= %(upto)s'
+                        )
+                    cursor.execute(statement, params)
+                    moved += [f"{lead}|{to_stage}" for _id, lead, _from, to_stage, _score in cursor.fetchall()]
+            if not fixed:
+                after, upto = bounds[0]
+                cursor.execute(  # undo the first chunk's moves, to show its plan again
+                    LEAD_STATE_RESET_SQL.replace("%", "%%") + " WHERE l.id > %(after)s AND l.id <= %(upto)s",
+                    {"after": after, "upto": upto},
+                )
+                statement, params = product_statement(spec, as_of, "transitions", after, upto)
+                statement = statement.replace(
+                    SCORE_JOIN, SCORE_JOIN + ' AND s."lead_id" > %(after)s AND s."lead_id" <= %(upto)s'
+                )
+                _plan(cursor, explain, "transitions: EXPERIMENT with the range on the scores' side", statement, params)
+            digests.append(str(hash(tuple(sorted(moved)))))
+            transaction.set_rollback(True)
+        rows.append(
+            (
+                f"transitions, first publish, {chunks_measured} chunks of {size:,}: {label}",
+                f"{watch.seconds:8.2f} s, {len(moved):,} stage changes",
+            )
+        )
+    rows.append(("transitions: the same stage changes", "yes" if digests[0] == digests[1] else "NO"))
+    return rows
+
+
 def scores_sql_for_leads(spec: Any) -> tuple[str, dict[str, Any]]:
     """EXPERIMENT: ``scores_sql`` restricted to the leads in ``%(ids)s`` (events and leads
     read through ``= ANY``), by rewriting the product's SQL text: the bulk engine used for
@@ -1695,6 +1758,9 @@ def run_experiments(
             with scores_snapshot(spec, as_of):
                 print("EXPERIMENT write…", flush=True)
                 rows += experiment_write(spec, as_of, explain)
+        if "transitions" in groups:
+            print("EXPERIMENT transitions…", flush=True)
+            rows += experiment_transitions(spec, timezone.now(), explain)
         if backlog and "incremental" in groups:
             print("EXPERIMENT incremental…", flush=True)
             rows += experiment_incremental(backlog, chunk)
