@@ -36,8 +36,12 @@ server runs without autovacuum). Every lead starts without a score, most of them
    flagged leads;
 7. with ``--experiments``: EXPLAIN ANALYZE of the bulk statements and measured
    alternatives (labelled EXPERIMENT: none of them is the product's code) in
-   rolled-back transactions: the compute under other settings, and the write design
-   (the product's HOT upsert, the same on copies at fillfactor 50 and 100, build and swap).
+   rolled-back transactions: the compute under other settings and one rewrite, the
+   write design (the product's HOT upsert, the same on copies at fillfactor 50 and 100,
+   build and swap, a first publish with and without foreign keys), the transitions
+   statement with the chunk's range on the scores' side, the bulk engine per chunk of
+   the incremental backlog; and ``fixes``, two real refreshes of the default model,
+   as the product and with two proposed changes patched in (``proposed_fixes``).
 
 The speed probe (a fixed pure-Python loop) and the load average are printed at the
 start and the end: the machine is shared, so a wall time needs them beside it.
@@ -1245,7 +1249,7 @@ def bench_models_publish(default: Any) -> list[int]:
 # --- EXPERIMENTS: alternatives measured here, not the product's code ----------------------------
 # Each runs in a transaction that is rolled back: the benchmark data stays as it was.
 Row = tuple[str, str]
-EXPERIMENT_GROUPS = ("compute", "write", "transitions", "incremental")
+EXPERIMENT_GROUPS = ("compute", "write", "transitions", "incremental", "fixes")
 
 
 def _timed(cursor: Any, statement: str, params: Any = None) -> float:
@@ -1653,6 +1657,90 @@ def experiment_transitions(spec: Any, as_of: datetime, explain: list[str], chunk
     return rows
 
 
+UPDATE_BACK = 'WHERE l."id" = t.id AND l."stage" = t.from_stage'
+CHUNK_RANGE_SCORES = ' AND s."lead_id" > %(after)s AND s."lead_id" <= %(upto)s'
+CHUNK_RANGE_LEADS = ' AND l."id" > %(after)s AND l."id" <= %(upto)s'
+
+
+class _RangedCursor:
+    """A cursor that gives ``ScoresTable.transitions``'s statement the chunk's lead-id
+    range on the scores' side of the join and on the UPDATE's target (EXPERIMENT)."""
+
+    def __init__(self, cursor: Any):
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        if SCORE_JOIN not in sql or UPDATE_BACK not in sql:
+            raise BenchError("ScoresTable.transitions changed: the EXPERIMENT cannot rewrite it")
+        sql = sql.replace(SCORE_JOIN, SCORE_JOIN + CHUNK_RANGE_SCORES).replace(
+            UPDATE_BACK, UPDATE_BACK + CHUNK_RANGE_LEADS
+        )
+        return self._cursor.execute(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+@contextlib.contextmanager
+def proposed_fixes() -> Iterator[None]:
+    """EXPERIMENT: proposals 1 and 2 of RESULTS patched into ``scoring.bulk`` for one run:
+    the transitions statement with the chunk's range on every side, and the temp table
+    ANALYZEd before the first ``chunk_end``."""
+    from scoring import bulk
+
+    transitions, chunk_end = bulk.ScoresTable.transitions, bulk.ScoresTable.chunk_end
+    analyzed: set[int] = set()
+
+    def ranged_transitions(self: Any, *, after: int, upto: int) -> Any:
+        cursor, self.cursor = self.cursor, _RangedCursor(self.cursor)
+        try:
+            return transitions(self, after=after, upto=upto)
+        finally:
+            self.cursor = cursor
+
+    def analyzed_chunk_end(self: Any, *, after: int, last: int, size: int) -> int:
+        if id(self) not in analyzed:
+            analyzed.add(id(self))
+            self.cursor.execute(f"ANALYZE {bulk.SCORES_TABLE}")
+        return chunk_end(self, after=after, last=last, size=size)
+
+    with (
+        mock.patch.object(bulk.ScoresTable, "transitions", ranged_transitions),
+        mock.patch.object(bulk.ScoresTable, "chunk_end", analyzed_chunk_end),
+    ):
+        yield
+
+
+def experiment_fixes(spec: Any, leads: int, events: int, check_sample: int, rng: random.Random) -> list[Row]:
+    """A refresh of the default model as the product runs it, then with ``proposed_fixes``
+    (both are real runs: the scores are rewritten at a later instant), each checked
+    against ``score_lead`` on a sample."""
+    from scoring import selectors
+
+    ruleset = selectors.published_ruleset()
+    rows: list[Row] = []
+    for label, patch in (("product", contextlib.nullcontext()), ("EXPERIMENT proposals 1 and 2", proposed_fixes())):
+        print(f"  refresh: {label}", flush=True)
+        with patch:
+            bulk = time_bulk(run_create(ruleset), f"refresh, {label}")
+        sample = rng.sample(range(1, leads + 1), check_sample)
+        check = check_against_engine(spec, sample, "sample")
+        phases = {name.strip(): value.strip() for name, value in bulk.phases}
+        detail = ", ".join(
+            f"{name.split(' (')[0].replace('of which ', '')} {value}"
+            for name, value in phases.items()
+            if "upserts" in name or "transition statements" in name or "chunk_end" in name or "compute" in name
+        )
+        rows.append(
+            (
+                f"refresh: {label}",
+                f"{bulk.seconds:8.2f} s ({detail}); {bulk.hot_share}; "
+                f"{len(check.mismatches)} of {check.checked} vs score_lead differ",
+            )
+        )
+    return rows
+
+
 def scores_sql_for_leads(spec: Any) -> tuple[str, dict[str, Any]]:
     """EXPERIMENT: ``scores_sql`` restricted to the leads in ``%(ids)s`` (events and leads
     read through ``= ANY``), by rewriting the product's SQL text: the bulk engine used for
@@ -1742,7 +1830,13 @@ def experiment_incremental(lead_ids: Sequence[int], chunk: int) -> list[Row]:
 
 
 def run_experiments(
-    spec: Any, out_path: Path, backlog: Sequence[int], chunk: int, groups: Sequence[str] = EXPERIMENT_GROUPS
+    spec: Any,
+    out_path: Path,
+    backlog: Sequence[int],
+    chunk: int,
+    groups: Sequence[str] = EXPERIMENT_GROUPS,
+    sizes: tuple[int, int, int] = (0, 0, 0),
+    rng: random.Random | None = None,
 ) -> list[Row]:
     """EXPERIMENTS: EXPLAIN ANALYZE of the bulk statements and alternatives timed side by side."""
     from django.utils import timezone
@@ -1764,6 +1858,10 @@ def run_experiments(
         if backlog and "incremental" in groups:
             print("EXPERIMENT incremental…", flush=True)
             rows += experiment_incremental(backlog, chunk)
+        if "fixes" in groups:
+            print("EXPERIMENT fixes (two real refreshes of the default model)…", flush=True)
+            leads, events, check_sample = sizes
+            rows += experiment_fixes(spec, leads, events, check_sample, rng or random.Random(0))
     finally:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text("\n".join(explain))
@@ -1953,7 +2051,18 @@ def run(args: argparse.Namespace) -> int:
         print("\nEXPERIMENTS (alternatives measured in rolled-back transactions; not the product's code)", flush=True)
         out = OUT_DIR / f"rescore-explain-{args.leads}-{args.events}.txt"
         backlog = rng.sample(range(1, args.leads + 1), min(args.backlog, 5000))
-        report("EXPERIMENTS", run_experiments(spec, out, backlog, args.incremental_chunk, args.experiments))
+        report(
+            "EXPERIMENTS",
+            run_experiments(
+                spec,
+                out,
+                backlog,
+                args.incremental_chunk,
+                args.experiments,
+                (args.leads, args.events, args.check_sample),
+                rng,
+            ),
+        )
         report("After the experiments", [("speed probe", f"{speed_probe():.0f} ms"), ("machine load", load_now())])
 
     for check in failures:
