@@ -1717,8 +1717,13 @@ def experiment_fixes(spec: Any, leads: int, events: int, check_sample: int, rng:
     against ``score_lead`` on a sample."""
     from scoring import selectors
 
+    from django.utils import timezone
+
     ruleset = selectors.published_ruleset()
     rows: list[Row] = []
+    print("  the SQL floor…", flush=True)
+    name, seconds, result = time_floor(spec, timezone.now())[-1]
+    rows.append((f"refresh: same-run {name}", f"{seconds:8.2f} s [{result}]"))
     for label, patch in (("product", contextlib.nullcontext()), ("EXPERIMENT proposals 1 and 2", proposed_fixes())):
         print(f"  refresh: {label}", flush=True)
         with patch:
@@ -1734,7 +1739,7 @@ def experiment_fixes(spec: Any, leads: int, events: int, check_sample: int, rng:
         rows.append(
             (
                 f"refresh: {label}",
-                f"{bulk.seconds:8.2f} s ({detail}); {bulk.hot_share}; "
+                f"{bulk.seconds:8.2f} s = {bulk.seconds / seconds:.2f}x the floor ({detail}); {bulk.hot_share}; "
                 f"{len(check.mismatches)} of {check.checked} vs score_lead differ",
             )
         )
