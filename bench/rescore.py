@@ -1715,9 +1715,9 @@ def experiment_fixes(spec: Any, leads: int, events: int, check_sample: int, rng:
     """A refresh of the default model as the product runs it, then with ``proposed_fixes``
     (both are real runs: the scores are rewritten at a later instant), each checked
     against ``score_lead`` on a sample."""
-    from scoring import selectors
-
     from django.utils import timezone
+
+    from scoring import selectors
 
     ruleset = selectors.published_ruleset()
     rows: list[Row] = []
