@@ -1922,6 +1922,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         f"{','.join(EXPERIMENT_GROUPS)} (comma-separated)",
     )
     parser.add_argument(
+        "--proposed-fixes",
+        action="store_true",
+        help="EXPERIMENT: run the measurements with proposals 1 and 2 of RESULTS patched into scoring.bulk "
+        "(see proposed_fixes); the checks are unchanged",
+    )
+    parser.add_argument(
         "--only-experiments",
         action="store_true",
         help="with --reuse: run only the EXPERIMENTS, on the data as the last run left it (scored)",
@@ -2037,6 +2043,7 @@ def run(args: argparse.Namespace) -> int:
             *machine_summary(),
             ("speed probe", f"{speed_probe():.0f} ms (pure-Python loop, best of 3; lower is faster)"),
             ("machine load", load_now()),
+            ("scoring.bulk", "EXPERIMENT: proposals 1 and 2 patched in" if args.proposed_fixes else "the product's"),
             (
                 "ruleset",
                 f"{spec.model_slug} v{spec.version} {ruleset.name}: "
@@ -2050,7 +2057,8 @@ def run(args: argparse.Namespace) -> int:
         ],
     )
 
-    failures = [] if args.only_experiments else measure(args, ruleset, spec, rng)
+    with proposed_fixes() if args.proposed_fixes else contextlib.nullcontext():
+        failures = [] if args.only_experiments else measure(args, ruleset, spec, rng)
 
     if args.experiments:
         print("\nEXPERIMENTS (alternatives measured in rolled-back transactions; not the product's code)", flush=True)
