@@ -525,10 +525,17 @@ def _announce(changes: list[StageChange], at: datetime) -> None:
     does (the handoff opens handoffs and notifies, in bulk): with their leads, in one query."""
     if not changes:
         return
-    leads = Lead.objects.in_bulk({change.lead_id for change in changes})
-    for change in changes:
+    # The receivers read the leads that entered SQL (handoffs and their notifications): load
+    # those, with the fields they show; an automatic change never takes a lead out of SQL.
+    entered = [change for change in changes if change.to_stage == Stage.SQL]
+    leads = Lead.objects.only(*HANDOFF_LEAD_FIELDS).in_bulk({change.lead_id for change in entered})
+    for change in entered:
         change.lead = leads[change.lead_id]
     stages_changed.send(sender=StageChange, applied=TransitionsApplied(at=at, changes=changes))
+
+
+# What the handoff's receiver reads of a lead that entered SQL (its handoff, its notification).
+HANDOFF_LEAD_FIELDS = ("id", "public_id", "email", "external_id", "name", "company", "stage")
 
 
 # --- What a valid ruleset and a valid rule are ----------------------------------------------
