@@ -128,9 +128,9 @@ def seed(*, accounts: int, queue: int, rng: random.Random) -> tuple[list[int], d
     from django.utils import timezone
 
     from handoff.models import Handoff
-    from handoff.services import handoffs_open_for_leads
+    from handoff.services import handoffs_open_for_changes
     from leadflow.leads.keys import PERSONAL_KIND, generate_key
-    from leadflow.leads.models import ApiToken, Lead, Stage
+    from leadflow.leads.models import ApiToken, Lead, Stage, StageChange
 
     now = timezone.now()
     for start in range(0, queue, 5000):
@@ -140,14 +140,24 @@ def seed(*, accounts: int, queue: int, rng: random.Random) -> tuple[list[int], d
                     email=f"sql{n}@bench.example",
                     name=f"Lead {n}",
                     stage=Stage.SQL,
-                    score=Decimal(rng.randint(60, 160)),
                     mql_at=now,
                     sql_at=now,
                 )
                 for n in range(start, min(queue, start + 5000))
             ]
         )
-        handoffs_open_for_leads(leads=leads, at=now)  # before the reps exist: no notifications
+        # Entering SQL as the default model qualified them, before the reps exist: no notifications.
+        changes = [
+            StageChange(
+                lead=lead,
+                from_stage=Stage.MQL,
+                to_stage=Stage.SQL,
+                qualified_by=["default"],
+                score=Decimal(rng.randint(60, 160)),
+            )
+            for lead in leads
+        ]
+        handoffs_open_for_changes(changes=changes, at=now)
     users = User.objects.bulk_create([User(username=f"rep{n:05d}", email="") for n in range(accounts)], batch_size=5000)
     sales = Group.objects.get(name="sales")
     User.groups.through.objects.bulk_create(
