@@ -190,7 +190,11 @@ class ScoringModelSerializer(serializers.ModelSerializer):
         model = ScoringModel
         fields = ["id", *SCORING_MODEL_FIELDS, "published_version", "created_at"]
         read_only_fields = ["id", "created_at"]
-        extra_kwargs = {"position": {"required": False}, "slug": {"validators": []}, "name": {"validators": []}}
+        extra_kwargs = {
+            "position": {"required": False, "max_value": services.MODEL_POSITION_MAX},
+            "slug": {"validators": []},
+            "name": {"validators": []},
+        }
 
     def get_published_version(self, model: ScoringModel) -> int | None:
         published = [r.version for r in model.rulesets.all() if r.status == RuleSetStatus.PUBLISHED]

@@ -43,6 +43,7 @@ from scoring.models import (
 logger = logging.getLogger(__name__)
 
 SCORE_CHUNK = selectors.SCORE_CHUNK
+MODEL_POSITION_MAX = 10_000  # models are listed by position; far more than anyone orders by hand
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 
 
@@ -964,8 +965,8 @@ def scoring_model_validate(*, model: ScoringModel) -> None:
         errors["slug"] = ["A slug is lower-case letters, digits, '-' and '_' (at most 50), e.g. analytics-addon."]
     elif ScoringModel.objects.exclude(pk=model.pk).filter(slug=model.slug).exists():
         errors["slug"] = ["Another model has this slug."]
-    if model.position < 0:
-        errors["position"] = ["A position is a whole number, 0 or more."]
+    if not 0 <= model.position <= MODEL_POSITION_MAX:
+        errors["position"] = [f"A position is a whole number from 0 to {MODEL_POSITION_MAX:,}."]
     if errors:
         raise ValidationError(errors)
 
@@ -975,7 +976,7 @@ def scoring_model_create(*, name: str, slug: str, description: str = "", positio
     rulesets is published."""
     with transaction.atomic():
         if position is None:
-            position = (ScoringModel.objects.aggregate(p=Max("position"))["p"] or 0) + 1
+            position = min((ScoringModel.objects.aggregate(p=Max("position"))["p"] or 0) + 1, MODEL_POSITION_MAX)
         model = ScoringModel(name=name.strip(), slug=slug, description=description, position=position)
         scoring_model_validate(model=model)
         model.save(force_insert=True)

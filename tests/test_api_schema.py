@@ -67,6 +67,16 @@ include-name = [
 ]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 
+# `model` must name an existing scoring model: a rule against the data.
+[[operations]]
+include-name = ["GET /api/v1/leads", "GET /api/v1/accounts", "GET /api/v1/rulesets"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
+
+# A model's name and slug must be unique: a rule against the data.
+[[operations]]
+include-name = ["POST /api/v1/models", "PATCH /api/v1/models/{slug}"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
+
 # A note is required with the reason `other`, and a handoff goes only to an existing rep.
 [[operations]]
 include-name = ["POST /api/v1/handoffs/{handoff_id}/reject", "POST /api/v1/handoffs/{handoff_id}/reassign"]

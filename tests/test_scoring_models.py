@@ -361,8 +361,8 @@ def test_scoring_admins_create_models_with_field_level_errors(admin, marketer, r
     assert client_for(rep).get(url).status_code == 200, "every role reads the models (the queue names them)"
     assert ScoringModel.objects.get().name == "Default"
     client = client_for(admin)
-    bad = client.post(url, {"name": " ", "slug": "Not A Slug"}, format="json")
-    assert (bad.status_code, set(bad.json())) == (400, {"name", "slug"})
+    bad = client.post(url, {"name": " ", "slug": "Not A Slug", "position": 2147483647}, format="json")
+    assert (bad.status_code, set(bad.json())) == (400, {"name", "slug", "position"})
     taken = client.post(url, {"name": "Default", "slug": "default"}, format="json")
     assert (taken.status_code, set(taken.json())) == (400, {"name", "slug"})
     created = client.post(url, {"name": "Platform", "slug": "platform", "description": "Core"}, format="json")
