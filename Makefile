@@ -88,7 +88,9 @@ pytest-sqlite: dev-venv services  ## The ORM twins of the raw SQL: a subset of t
 	DATABASE_URL= CELERY_BROKER_URL=$(TEST_BROKER_URL) SQLITE_PATH=$${TMPDIR:-/tmp}/leadflow-test-sqlite.sqlite3 \
 	  $(BIN)/python -m pytest -q -m "not postgres and not worker" $(SQLITE_TESTS)
 
-test: lint typecheck e2e-deps pytest pytest-sqlite schemathesis  ## Everything CI runs
+test: lint typecheck e2e-deps pytest  ## Everything CI runs
+	@# Side by side: SQLite and the API schema share nothing (a file, a PostgreSQL test database).
+	@$(MAKE) --no-print-directory -j2 --output-sync=target pytest-sqlite schemathesis
 
 e2e-deps:  ## Headless Chromium for the browser tests (Debian package)
 	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null

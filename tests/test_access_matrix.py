@@ -57,6 +57,9 @@ SALES_ROLES = frozenset({REP, OTHER_REP, STAFF})
 STAGE_EDITORS = frozenset({MARKETER, SCORING_ADMIN_ROLE, STAFF})
 RULE_EDITORS = frozenset({SCORING_ADMIN_ROLE, STAFF})
 NOBODY: frozenset[str] = frozenset()  # no person: an ingest key only
+# Names no generated lead or company could contain (Faker's "Joanna" contains "anna"):
+# an answer naming the other rep must be a leak, never a coincidence.
+REP_NAMES = {REP: "rep-anna-7q", OTHER_REP: "rep-bruno-7q"}
 
 # --- What an object rule makes of the viewer's own object and another's --------------------------
 ANY = "any"  # no object, or one every allowed role sees (a lead, a ruleset)
@@ -175,7 +178,7 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("api-handoff-release", "POST"): api(SALES_ROLES, HANDOFF_ACTIONABLE),
     ("api-handoff-accept", "POST"): api(SALES_ROLES, HANDOFF_ACTIONABLE),
     ("api-handoff-reject", "POST"): api(SALES_ROLES, HANDOFF_ACTIONABLE, reason="other", note="Matrix"),
-    ("api-handoff-reassign", "POST"): api(RULE_EDITORS, username="anna"),
+    ("api-handoff-reassign", "POST"): api(RULE_EDITORS, username=REP_NAMES[REP]),
     ("api-lead-handoffs", "GET"): api(ANY_ROLE),
     ("api-handoff-stats", "GET"): api(ANY_ROLE),
     ("api-notifications", "GET"): api(SIGNED_IN),
@@ -233,8 +236,8 @@ def world(db, settings) -> World:
     users = {
         NO_ROLE: UserFactory.create(username="nobody"),
         MARKETER: UserFactory.create(username="mia", roles=[MARKETING]),
-        REP: UserFactory.create(username="anna", roles=[SALES]),
-        OTHER_REP: UserFactory.create(username="bruno", roles=[SALES]),
+        REP: UserFactory.create(username=REP_NAMES[REP], roles=[SALES]),
+        OTHER_REP: UserFactory.create(username=REP_NAMES[OTHER_REP], roles=[SALES]),
         SCORING_ADMIN_ROLE: UserFactory.create(username="sam", roles=[SCORING_ADMIN]),
         STAFF: UserFactory.create(username="stella", is_staff=True),
     }
