@@ -7,13 +7,18 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/leadflow
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+# `make test` runs two streams side by side (two cores): the bulk of the suite on the
+# database and Redis above, and the browser tests, the real-worker tests, the SQLite
+# subset and the schema run on these.
+SIDE_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/leadflow_side
+SIDE_BROKER_URL ?= redis://127.0.0.1:6379/14
 # requirements.txt alone, as the Docker image installs it: tests/test_runtime.py runs the web
 # server, the worker and beat from it. Rebuilt only when requirements.txt changes (the stamp
 # is named after its hash).
 RUNTIME_VENV := .venv-runtime
 RUNTIME_STAMP := $(RUNTIME_VENV)/requirements-$(firstword $(shell sha256sum requirements.txt)).stamp
 
-.PHONY: help run test lint typecheck pytest pytest-sqlite schemathesis services venv dev-venv runtime-venv e2e-deps screenshots bench clean
+.PHONY: help run test test-main test-side lint typecheck pytest pytest-sqlite schemathesis services venv dev-venv runtime-venv e2e-deps screenshots bench clean
 
 help:  ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -88,9 +93,19 @@ pytest-sqlite: dev-venv services  ## The ORM twins of the raw SQL: a subset of t
 	DATABASE_URL= CELERY_BROKER_URL=$(TEST_BROKER_URL) SQLITE_PATH=$${TMPDIR:-/tmp}/leadflow-test-sqlite.sqlite3 \
 	  $(BIN)/python -m pytest -q -m "not postgres and not worker" $(SQLITE_TESTS)
 
-test: lint typecheck e2e-deps pytest  ## Everything CI runs
-	@# Side by side: SQLite and the API schema share nothing (a file, a PostgreSQL test database).
-	@$(MAKE) --no-print-directory -j2 --output-sync=target pytest-sqlite schemathesis
+test: lint typecheck e2e-deps dev-venv runtime-venv services  ## Everything CI runs
+	@# Two streams side by side, each on its own test database and Redis database.
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-main test-side
+
+test-main: dev-venv runtime-venv services  ## The suite but browsers, real workers, SQLite and the schema run
+	RUNTIME_PYTHON=$(CURDIR)/$(RUNTIME_VENV)/bin/python DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	  $(BIN)/python -m pytest -m "not schemathesis and not e2e and not worker" $(PYTEST_ARGS)
+
+test-side: dev-venv runtime-venv services e2e-deps  ## Browsers, real workers, then the SQLite subset and the schema run
+	RUNTIME_PYTHON=$(CURDIR)/$(RUNTIME_VENV)/bin/python DATABASE_URL=$(SIDE_DATABASE_URL) CELERY_BROKER_URL=$(SIDE_BROKER_URL) \
+	  $(BIN)/python -m pytest -q -m "(e2e or worker) and not schemathesis" $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory pytest-sqlite TEST_BROKER_URL=$(SIDE_BROKER_URL)
+	$(MAKE) --no-print-directory schemathesis TEST_DATABASE_URL=$(SIDE_DATABASE_URL) TEST_BROKER_URL=$(SIDE_BROKER_URL)
 
 e2e-deps:  ## Headless Chromium for the browser tests (Debian package)
 	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null
