@@ -81,16 +81,13 @@ def _rate(part: int, whole: int) -> float | None:
     return None if not whole else 100 * part / whole
 
 
-@dataclass(frozen=True)
-class Funnel:
-    """How far the leads created in the period got (current stage for recycled and disqualified)."""
+class FunnelRates:
+    """The step rates of a funnel of ``created`` → ``mql`` → ``sql`` → ``accepted`` leads."""
 
     created: int
     mql: int
     sql: int
     accepted: int
-    recycled: int
-    disqualified: int
 
     @property
     def mql_rate(self) -> float | None:
@@ -103,6 +100,18 @@ class Funnel:
     @property
     def accepted_rate(self) -> float | None:
         return _rate(self.accepted, self.sql)
+
+
+@dataclass(frozen=True)
+class Funnel(FunnelRates):
+    """How far the leads created in the period got (current stage for recycled and disqualified)."""
+
+    created: int
+    mql: int
+    sql: int
+    accepted: int
+    recycled: int
+    disqualified: int
 
 
 def _ever_accepted() -> Exists:
@@ -309,7 +318,7 @@ def dashboard_recent_sqls(
 
 # --- The dashboard, per scoring model --------------------------------------------------
 @dataclass(frozen=True)
-class ModelFunnel:
+class ModelFunnel(FunnelRates):
     """Of the leads created in the period, how many ``model`` qualified: the stage log's
     automatic changes record the models that qualified each lead (``qualified_by``)."""
 
@@ -318,18 +327,6 @@ class ModelFunnel:
     mql: int
     sql: int
     accepted: int
-
-    @property
-    def mql_rate(self) -> float | None:
-        return _rate(self.mql, self.created)
-
-    @property
-    def sql_rate(self) -> float | None:
-        return _rate(self.sql, self.mql)
-
-    @property
-    def accepted_rate(self) -> float | None:
-        return _rate(self.accepted, self.sql)
 
 
 def _qualified_by(model: ScoringModel, stage: str) -> Exists:
