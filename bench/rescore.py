@@ -648,6 +648,8 @@ def prepare_state(database_url: str, clean: bool) -> float:
                     "AND confrelid = 'leads_lead'::regclass AND conrelid <> 'leads_event'::regclass"
                 )
                 dependents = [name for (name,) in cursor.fetchall()]
+                # The scores tables refer to leads without a constraint (scoring.models.Score).
+                dependents += [name for name in ("scoring_score", "scoring_accountscore") if name not in dependents]
                 cursor.execute("BEGIN")
                 cursor.execute(
                     pgsql.SQL("TRUNCATE {} CASCADE").format(

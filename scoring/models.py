@@ -244,8 +244,17 @@ class Score(models.Model):
     ``suppressed_by`` (the id of the first suppression rule that matched) are what
     qualification needs."""
 
-    model = models.ForeignKey(ScoringModel, on_delete=models.CASCADE, related_name="scores", db_index=False)
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="scores", db_index=False)
+    # No foreign-key constraints in the database (``db_constraint=False``): a first publish
+    # inserts a row per lead, and PostgreSQL checks a key row by row (a deferred trigger
+    # per row and key, at COMMIT): ~19 s of a 1M-lead first publish, measured (bench/RESULTS.md,
+    # "Rescore"). Scores are derived data, written only from leads that exist (the bulk
+    # upsert joins ``leads_lead``, the single-lead engine locks the lead); Django still
+    # cascades a lead's or a model's deletion to its scores, and every full rescore of a
+    # model deletes the scores of leads deleted meanwhile (``scores_orphaned_delete``).
+    model = models.ForeignKey(
+        ScoringModel, on_delete=models.CASCADE, related_name="scores", db_index=False, db_constraint=False
+    )
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="scores", db_index=False, db_constraint=False)
     score = models.DecimalField(max_digits=12, decimal_places=2)
     fit = models.DecimalField(max_digits=12, decimal_places=2)
     behaviour = models.DecimalField(max_digits=12, decimal_places=2)

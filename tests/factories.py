@@ -41,6 +41,7 @@ class SourceFactory(factory.django.DjangoModelFactory):
 class LeadFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Lead
+        skip_postgeneration_save = True  # the score hook writes a Score, not the lead
 
     email = factory.Sequence(lambda n: f"lead{n}@acme.test")
     name = factory.Faker("name")

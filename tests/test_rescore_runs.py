@@ -14,6 +14,7 @@ from django.utils import timezone
 from leadflow.leads.models import Lead, Stage
 from scoring import services, tasks
 from scoring.models import RescoreRun, RescoreState, Score
+from tests.factories import LeadFactory
 from tests.helpers import (
     CHUNK,
     assert_qualified_exactly_once,
@@ -189,3 +190,47 @@ def test_the_rescore_page_says_a_failed_run_resumes_by_itself_until_its_starts_r
     page = client.get(f"/rules/runs/{run.pk}/").content.decode()
     assert "It was started 3 times" in page
     assert "python manage.py rescore" in page
+
+
+def _orphan_a_score() -> int:
+    """A lead with a score deleted behind Django's back (as a rescore racing the lead's
+    deletion can leave it): the scores table has no foreign-key constraint to stop it."""
+    lead = LeadFactory.create()  # no events: nothing else refers to it
+    services.leads_score(lead_ids=[lead.pk])
+    assert Score.objects.filter(lead_id=lead.pk).exists()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM leads_lead WHERE id = %s", [lead.pk])
+    return lead.pk
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_scores_table_has_no_foreign_key_constraints(rules):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid = %s::regclass",
+            [Score._meta.db_table],
+        )
+        assert cursor.fetchone()[0] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_rescore_deletes_the_scores_of_deleted_leads(rules, small_chunks):
+    kept = make_leads(CHUNK + 1)
+    orphan = _orphan_a_score()
+    run = RescoreRun.objects.create(ruleset=rules, reason="publish")
+
+    services.rescore_run_execute(run=run)
+
+    assert not Score.objects.filter(lead_id=orphan).exists()
+    assert Score.objects.filter(lead__in=kept).count() == len(kept)
+
+
+@pytest.mark.django_db
+def test_deleting_a_lead_deletes_its_scores(rules):
+    lead = make_leads(1)[0]
+    services.leads_score(lead_ids=[lead.pk])
+
+    Lead.objects.filter(pk=lead.pk).delete()
+
+    assert not Score.objects.filter(lead_id=lead.pk).exists()
