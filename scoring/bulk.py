@@ -84,8 +84,12 @@ def scores_sql(ruleset: RuleSetSpec, *, lead_range: bool = False) -> tuple[str, 
     events the index on (lead, occurred_at) finds). Every identifier and literal in
     the text is generated here; every value is a bound parameter."""
     lead, event = SqlNames(Lead), SqlNames(Event)
-    # The leads' range, on every scan of the events and of the leads.
-    events_in = f"e.{event.lead} > %(after)s AND e.{event.lead} <= %(upto)s" if lead_range else "true"
+    # A chunk (``lead_range``) reads its leads' events from the heap once, into ``chunk_events``,
+    # for every part of the query: the index on (lead, occurred_at) finds them, but a chunk's
+    # events lie all over a table that grew in time order, so each pass over them visits half
+    # its pages (three passes per chunk, bench/RESULTS.md "1 worker and 2 workers"). The whole
+    # table's compute reads it with (parallel) sequential scans instead, one per part.
+    events_from = "chunk_events" if lead_range else event.table
     leads_in = f"l.{lead.id} > %(after)s AND l.{lead.id} <= %(upto)s" if lead_range else "true"
     recycled_in = f"{lead.id} > %(after)s AND {lead.id} <= %(upto)s" if lead_range else "true"
     params: dict[str, Any] = {}
@@ -155,12 +159,11 @@ def scores_sql(ruleset: RuleSetSpec, *, lead_range: bool = False) -> tuple[str, 
             FROM (
                 SELECT e.{event.lead} AS lead_id, r.idx, SUM({term}) AS total,
                        SUM({term}) FILTER (WHERE e.{event.occurred_at} > rc.recycled_at) AS since
-                FROM {event.table} e
+                FROM {events_from} e
                 JOIN {rules_sql}
                   ON r.type = e.{event.type}
                  AND (r.window_length IS NULL OR e.{event.occurred_at} >= %(as_of)s - r.window_length)
                  {condition_test}
-                 AND {events_in}
                 LEFT JOIN (
                     SELECT {lead.id} AS id, {lead.recycled_at} AS recycled_at FROM {lead.table}
                     WHERE {lead.recycled_at} IS NOT NULL AND {recycled_in}
@@ -195,7 +198,7 @@ def scores_sql(ruleset: RuleSetSpec, *, lead_range: bool = False) -> tuple[str, 
             suppress_join = f"""
         LEFT JOIN (
             SELECT e.{event.lead} AS lead_id, MIN(CASE {" ".join(tests)} END) AS idx
-            FROM {event.table} e WHERE e.{event.type} = ANY({types}) AND {events_in}
+            FROM {events_from} e WHERE e.{event.type} = ANY({types})
             GROUP BY e.{event.lead}
         ) sup ON sup.lead_id = l.{lead.id}"""  # noqa: S608
             event_index = "sup.idx"
@@ -203,7 +206,17 @@ def scores_sql(ruleset: RuleSetSpec, *, lead_range: bool = False) -> tuple[str, 
 
     intent, intent_window = bind([list(ruleset.intent_event_types), timedelta(days=ruleset.intent_window_days)])
     thresholds = bind(list(ruleset.grade_thresholds))
-    sql = f"""
+    chunk_events = ""
+    if lead_range:
+        read = {rule.event_type for rule in rules} | {rule.event_type for rule in suppress if rule.event_type}
+        (types_read,) = bind([sorted(read | set(ruleset.intent_event_types))])
+        columns = ", ".join(f"e.{name}" for name in (event.lead, event.type, event.occurred_at, event.properties))
+        chunk_events = f"""
+        WITH chunk_events AS MATERIALIZED (
+            SELECT {columns} FROM {event.table} e
+            WHERE e.{event.lead} > %(after)s AND e.{event.lead} <= %(upto)s AND e.{event.type} = ANY({types_read})
+        )"""  # noqa: S608
+    sql = f"""{chunk_events}
         SELECT s.id, s.fit, s.behaviour, s.last_intent_at, {grade_sql("s.fit", thresholds)}::text AS grade,
                s.suppressed_by, s.behaviour_since
         FROM (
@@ -216,9 +229,8 @@ def scores_sql(ruleset: RuleSetSpec, *, lead_range: bool = False) -> tuple[str, 
         FROM {lead.table} l{behaviour_join}{suppress_join}
         LEFT JOIN (
             SELECT e.{event.lead} AS lead_id, MAX(e.{event.occurred_at}) AS last_intent_at
-            FROM {event.table} e
+            FROM {events_from} e
             WHERE e.{event.type} = ANY({intent}) AND e.{event.occurred_at} >= %(as_of)s - {intent_window}::interval
-              AND {events_in}
             GROUP BY e.{event.lead}
         ) i ON i.lead_id = l.{lead.id}
         WHERE {leads_in}
@@ -392,6 +404,10 @@ def scores_table(
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {SCORES_TABLE}")
         cursor.execute(f"SET work_mem = '{SCORES_WORK_MEM}'")
+        if after is not None:
+            # A chunk's plan is costed like a big query, so PostgreSQL compiles it (JIT): 2.1 s
+            # of a 4.6 s chunk at 1M leads, measured, for a query that runs once.
+            cursor.execute("SET jit = off")
         cursor.execute(f"CREATE TEMP TABLE {SCORES_TABLE} AS {sql}", params)  # noqa: S608 -- generated, parameterised
         cursor.execute(f"ALTER TABLE {SCORES_TABLE} ADD PRIMARY KEY (id)")
         # Without statistics each chunk_end plans a range scan and a sort (175 ms at 1M
@@ -400,3 +416,4 @@ def scores_table(
         yield ScoresTable(cursor, spec, as_of)
         cursor.execute(f"DROP TABLE IF EXISTS {SCORES_TABLE}")
         cursor.execute("RESET work_mem")
+        cursor.execute("RESET jit")
