@@ -270,8 +270,19 @@ RESCORE_PARALLEL = env_bool("RESCORE_PARALLEL", not CELERY_TASK_ALWAYS_EAGER)
 # a hand-raise is then never scored behind a rescore's chunks.
 SCORING_QUEUE = env_str("SCORING_QUEUE") or "celery"
 RESCORE_QUEUE = env_str("RESCORE_QUEUE") or "celery"
+# Hand-raises take a fast lane (leadflow/leads/scoring_requests.py): their own task, on
+# SCORING_INTENT_QUEUE (a worker of its own scores them at once), and every running pass
+# takes them between two chunks. The rest of the scoring is coalesced into passes over the
+# flagged leads, SCORING_PASS_CHUNK leads at a time, each pass at most SCORING_PASS_SECONDS
+# (then it enqueues the next); a pending pass is remembered for SCORING_PASS_PENDING_SECONDS.
+SCORING_INTENT_QUEUE = env_str("SCORING_INTENT_QUEUE") or SCORING_QUEUE
+SCORING_PASS_CHUNK = env_int("SCORING_PASS_CHUNK", 1000, minimum=1)
+SCORING_PASS_SECONDS = env_int("SCORING_PASS_SECONDS", 60, minimum=1)
+SCORING_PASS_PENDING_SECONDS = env_int("SCORING_PASS_PENDING_SECONDS", 120, minimum=1)
 CELERY_TASK_ROUTES = {
     "scoring.tasks.score_leads": {"queue": SCORING_QUEUE},
+    "scoring.tasks.score_flagged": {"queue": SCORING_QUEUE},
+    "scoring.tasks.score_intent": {"queue": SCORING_INTENT_QUEUE},
     "scoring.tasks.rescore_all": {"queue": RESCORE_QUEUE},
     "scoring.tasks.rescore_chunk": {"queue": RESCORE_QUEUE},
 }

@@ -11,8 +11,9 @@ class ScoringConfig(AppConfig):
         # task it does not know to the broker even in eager mode. Imported here, when
         # the models are ready, because the tasks import scoring's services.
         # The core's lead lists read the scores through this provider (it may not import scoring).
-        from leadflow.leads.scores import provider_register
+        from leadflow.leads.scores import intent_types_register, provider_register
         from scoring import tasks  # noqa: F401
-        from scoring.selectors import LeadScores
+        from scoring.selectors import LeadScores, intent_event_types_cached
 
         provider_register(LeadScores())
+        intent_types_register(intent_event_types_cached)

@@ -3,6 +3,7 @@ says of leads without writing anything: the lead as the engine reads it, every l
 score streamed, the stages a score moves a lead through, a lead's score explained rule
 by rule, and a draft's what-if preview."""
 
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -92,6 +93,34 @@ def published_rulesets() -> list[RuleSet]:
 
 def published_specs() -> list[RuleSetSpec]:
     return [ruleset_spec(ruleset) for ruleset in published_rulesets()]
+
+
+def intent_event_types() -> frozenset[str]:
+    """Every event type that is a hand-raise under some published model."""
+    lists = RuleSet.objects.filter(status=RuleSetStatus.PUBLISHED).values_list("intent_event_types", flat=True)
+    return frozenset(event_type for types in lists for event_type in types or ())
+
+
+INTENT_TYPES_TTL_SECONDS = 5.0
+_intent_types_read: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
+
+
+def intent_event_types_cached() -> frozenset[str]:
+    """``intent_event_types``, read again after ``INTENT_TYPES_TTL_SECONDS``: the ingest asks on
+    every batch, and a publish reaches the fast lane a few seconds later (an intent event
+    meanwhile is scored by the ordinary pass: only its lane differs)."""
+    global _intent_types_read  # noqa: PLW0603 -- a per-process cache of one small value
+    read_at, types = _intent_types_read
+    now = time.monotonic()
+    if now - read_at > INTENT_TYPES_TTL_SECONDS:
+        types = intent_event_types()
+        _intent_types_read = (now, types)
+    return types
+
+
+def intent_event_types_forget() -> None:
+    global _intent_types_read  # noqa: PLW0603
+    _intent_types_read = (float("-inf"), frozenset())
 
 
 def published_ruleset(model: ScoringModel | None = None) -> RuleSet | None:

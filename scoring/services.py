@@ -5,6 +5,7 @@ valid rule and ruleset are (``rule_validate``, ``ruleset_validate``)."""
 import itertools
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
 from leadflow.db import SqlNames
+from leadflow.leads import scoring_requests
 from leadflow.leads.lifecycle import Transition, TransitionsApplied, stages_changed, transitions_apply
 from leadflow.leads.models import Lead, Stage, StageChange
 from leadflow.leads.validation import EVENT_TYPE_RE
@@ -936,7 +938,46 @@ def ruleset_publish(*, ruleset: RuleSet, user: Any) -> RescoreRun:
         )
         ruleset.status, ruleset.published_at, ruleset.published_by = RuleSetStatus.PUBLISHED, now, user
         ruleset.save(update_fields=["status", "published_at", "published_by", "updated_at"])
+        transaction.on_commit(selectors.intent_event_types_forget)  # this process's fast lane at once
         return rescore_run_create(ruleset=ruleset, reason="publish", user=user)
+
+
+def leads_score_intent(*, lead_ids: Sequence[int]) -> int:
+    """Score leads that raised a hand now (the fast lane); a pass that took them first
+    already cleared their flag, and scoring them again changes nothing."""
+    scored = leads_score(lead_ids=lead_ids).scored
+    redis = scoring_requests.hints()
+    if redis is not None:
+        scoring_requests.intent_done(redis, lead_ids)
+    return scored
+
+
+def leads_score_flagged(*, budget_seconds: float | None = None) -> int:
+    """One pass over the flagged leads, in chunks of ``SCORING_PASS_CHUNK`` by id, taking
+    waiting hand-raises first before every chunk. After ``SCORING_PASS_SECONDS`` it stops
+    and enqueues the next pass (a task stays short; the queue stays fair). Returns how
+    many leads it scored."""
+    redis = scoring_requests.hints()
+    if redis is not None:
+        scoring_requests.pass_started(redis)
+    budget = settings.SCORING_PASS_SECONDS if budget_seconds is None else budget_seconds
+    deadline = time.monotonic() + budget
+    chunk = settings.SCORING_PASS_CHUNK
+    scored, after = 0, 0
+    while True:
+        if redis is not None and (urgent := scoring_requests.intent_take(redis, chunk)):
+            scored += leads_score(lead_ids=urgent).scored
+        ids = list(
+            Lead.objects.filter(needs_rescore=True, id__gt=after).order_by("id").values_list("id", flat=True)[:chunk]
+        )
+        if not ids:
+            return scored
+        scored += leads_score(lead_ids=ids).scored
+        after = ids[-1]
+        if time.monotonic() > deadline:
+            if redis is not None:
+                scoring_requests.pass_request(redis)
+            return scored
 
 
 def leads_sweep_dirty(*, older_than_seconds: int | None = None, limit: int = 10_000) -> int:

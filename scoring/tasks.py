@@ -13,6 +13,18 @@ def score_leads(lead_ids: list[int]) -> int:
     return services.leads_score(lead_ids=lead_ids).scored
 
 
+@shared_task(acks_late=True, soft_time_limit=120, time_limit=150)
+def score_intent(lead_ids: list[int]) -> int:
+    """The fast lane: leads that just raised a hand (``SCORING_INTENT_QUEUE``)."""
+    return services.leads_score_intent(lead_ids=lead_ids)
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=290)
+def score_flagged() -> int:
+    """One coalesced pass over every flagged lead (``SCORING_QUEUE``)."""
+    return services.leads_score_flagged()
+
+
 @shared_task(acks_late=True, soft_time_limit=3300, time_limit=3600)
 def rescore_all(run_id: int) -> str:
     run = RescoreRun.objects.filter(pk=run_id).select_related("ruleset").first()

@@ -44,6 +44,15 @@ def _fresh_rate_limits():
         cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_intent_types():
+    """The ingest's per-process cache of the hand-raise event types starts empty (another
+    test's database had other rulesets)."""
+    from scoring.selectors import intent_event_types_forget
+
+    intent_event_types_forget()
+
+
 @pytest.fixture
 def marketer(db):
     return UserFactory.create(username="marketer", roles=[MARKETING])

@@ -205,10 +205,10 @@ import django
 django.setup()
 from unittest import mock
 from celery import current_app
-from leadflow.leads import services
-assert services.SCORE_LEADS_TASK in current_app.tasks, "scoring's AppConfig registers its tasks"
+from leadflow.leads import scoring_requests
+assert scoring_requests.SCORE_LEADS_TASK in current_app.tasks, "scoring's AppConfig registers its tasks"
 with mock.patch("scoring.services.leads_score") as leads_score:
-    services.request_scoring([3, 1, 2])
+    scoring_requests.request_scoring([3, 1, 2])
 leads_score.assert_called_once_with(lead_ids=[3, 1, 2])
 """
     env = {**_fresh_env(), "CELERY_TASK_ALWAYS_EAGER": "1"}

@@ -7,6 +7,7 @@ above it through signals and task names. Without one (the core alone), every lea
 reads as unscored.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -83,3 +84,18 @@ def leads_scores(leads: list[Lead]) -> dict[int, list[ModelScore]]:
 
 def scoring_models() -> list[tuple[str, str]]:
     return [] if _provider is None else _provider.models()
+
+
+# --- Which event types raise a hand ------------------------------------------------------------
+# The intent types of every published model (scoring registers the reader): the ingest sends
+# the leads of such events down the fast lane (``leadflow.leads.scoring_requests``).
+_intent_types: Callable[[], frozenset[str]] | None = None
+
+
+def intent_types_register(reader: Callable[[], frozenset[str]]) -> None:
+    global _intent_types  # noqa: PLW0603 -- one reader per process, set once when apps are ready
+    _intent_types = reader
+
+
+def intent_event_types() -> frozenset[str]:
+    return frozenset() if _intent_types is None else _intent_types()

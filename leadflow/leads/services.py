@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from celery import current_app
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
@@ -16,12 +15,12 @@ from leadflow.db import SqlNames, atomic_with_retry, insert_ignore_conflicts_ret
 from leadflow.leads.accounts import ACCOUNT_TRAIT, account_ids, accounts_left_after_commit
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, generate_key
 from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source
+from leadflow.leads.scores import intent_event_types
+from leadflow.leads.scoring_requests import request_scoring
 from leadflow.leads.validation import Errors, LeadInput, lead_traits_error, traits_merge, validate_event
 
 logger = logging.getLogger(__name__)
 
-# Scoring's task, by name: the core enqueues it without importing scoring (a layer above).
-SCORE_LEADS_TASK = "scoring.tasks.score_leads"
 _RESOLVE_ATTEMPTS = 3
 
 
@@ -373,30 +372,16 @@ def lead_update(*, lead: Lead, changes: dict[str, Any]) -> Lead:
     return lead
 
 
-def request_scoring_after_commit(lead_ids: Sequence[int]) -> None:
+def request_scoring_after_commit(lead_ids: Sequence[int], *, intent_ids: Sequence[int] = ()) -> None:
     """Score these flagged leads once the current transaction commits (nothing if it
-    rolls back): every write that flags leads for rescoring calls this. ``robust``:
-    the request that flagged them never fails because scoring could not be enqueued."""
+    rolls back): every write that flags leads for rescoring calls this; ``intent_ids``,
+    the leads among them that just raised a hand, take the fast lane
+    (``leadflow.leads.scoring_requests``). ``robust``: the request that flagged them never
+    fails because scoring could not be enqueued."""
     if not lead_ids:
         return
-    ids = list(lead_ids)
-    transaction.on_commit(lambda: request_scoring(ids), robust=True)
-
-
-def request_scoring(lead_ids: list[int]) -> None:
-    """Enqueue scoring for flagged leads. Called after commit; if the broker is
-    down the leads stay flagged and the sweeper scores them later.
-
-    A signature, not ``send_task``: it calls the registered task's ``apply_async``, which
-    honours eager mode (``send_task`` ignores it). scoring's AppConfig registers the
-    task in every process."""
-    try:
-        # A short argsrepr: Celery would otherwise build the repr of every id for its logs.
-        current_app.signature(SCORE_LEADS_TASK, args=(lead_ids,)).apply_async(argsrepr=f"({len(lead_ids)} lead ids)")
-    except Exception:  # the sweeper is the safety net for any broker failure
-        logger.warning(
-            "Could not enqueue scoring for %d leads; the sweeper will pick them up.", len(lead_ids), exc_info=True
-        )
+    ids, intent = list(lead_ids), list(intent_ids)
+    transaction.on_commit(lambda: request_scoring(ids, intent), robust=True)
 
 
 @dataclass
@@ -498,6 +483,7 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
         # Lock order, the same in every batch: events (sorted by event_id), then existing leads (by id).
         stored = IngestResult(duplicates=result.duplicates, rejected=list(result.rejected))
         to_insert = {}
+        lead_of: dict[str, int] = {}
         rows = []
         for position, (index, event) in sorted(enumerate(fresh), key=lambda item: item[1][1].event_id):
             lead_id = identification.lead_ids[position]
@@ -505,6 +491,7 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
                 stored.rejected.append({"index": index, "errors": {"lead": identification.errors[position]}})
                 continue
             to_insert[event.event_id] = (index, event)
+            lead_of[event.event_id] = lead_id
             rows.append(
                 [
                     lead_id,
@@ -541,7 +528,9 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
         leads_apply(identification=identification)
         stored.lead_ids = sorted({pk for pk in identification.lead_ids if pk is not None})
         if schedule_scoring:
-            request_scoring_after_commit(stored.lead_ids)
+            intent = intent_event_types()
+            raised = {lead_of[event_id] for event_id in inserted if to_insert[event_id][1].type in intent}
+            request_scoring_after_commit(stored.lead_ids, intent_ids=sorted(raised))
         return stored
 
     result = atomic_with_retry(store)
