@@ -77,7 +77,7 @@ class ScoreRow:
 SCORE_COLUMNS = "id, fit, behaviour, last_intent_at, grade, suppressed_by, behaviour_since"
 
 
-def scores_sql(ruleset: RuleSetSpec, *, lead_range: bool = False) -> tuple[str, dict[str, Any]]:
+def scores_sql(ruleset: RuleSetSpec, *, lead_range: bool = False, lead_ids: bool = False) -> tuple[str, dict[str, Any]]:
     """One set-based query giving, per lead, ``SCORE_COLUMNS`` (``ScoreRow``'s fields).
     Parameters are named; the caller supplies ``%(as_of)s`` (and, with ``lead_range``,
     ``%(after)s`` and ``%(upto)s``: only the leads with ids in (after, upto], whose
@@ -89,9 +89,17 @@ def scores_sql(ruleset: RuleSetSpec, *, lead_range: bool = False) -> tuple[str, 
     # events lie all over a table that grew in time order, so each pass over them visits half
     # its pages (three passes per chunk, bench/RESULTS.md "1 worker and 2 workers"). The whole
     # table's compute reads it with (parallel) sequential scans instead, one per part.
-    events_from = "chunk_events" if lead_range else event.table
-    leads_in = f"l.{lead.id} > %(after)s AND l.{lead.id} <= %(upto)s" if lead_range else "true"
-    recycled_in = f"{lead.id} > %(after)s AND {lead.id} <= %(upto)s" if lead_range else "true"
+    # With ``lead_ids`` (the incremental path: a chunk of flagged leads), ``%(ids)s`` lists them.
+    if lead_ids:
+        chosen = "{column} = ANY(%(ids)s)"
+    elif lead_range:
+        chosen = "{column} > %(after)s AND {column} <= %(upto)s"
+    else:
+        chosen = "true"
+    some = lead_range or lead_ids
+    events_from = "chunk_events" if some else event.table
+    leads_in = chosen.format(column=f"l.{lead.id}")
+    recycled_in = chosen.format(column=lead.id)
     params: dict[str, Any] = {}
     counter = iter(range(1_000_000))
 
@@ -207,14 +215,14 @@ def scores_sql(ruleset: RuleSetSpec, *, lead_range: bool = False) -> tuple[str, 
     intent, intent_window = bind([list(ruleset.intent_event_types), timedelta(days=ruleset.intent_window_days)])
     thresholds = bind(list(ruleset.grade_thresholds))
     chunk_events = ""
-    if lead_range:
+    if some:
         read = {rule.event_type for rule in rules} | {rule.event_type for rule in suppress if rule.event_type}
         (types_read,) = bind([sorted(read | set(ruleset.intent_event_types))])
         columns = ", ".join(f"e.{name}" for name in (event.lead, event.type, event.occurred_at, event.properties))
         chunk_events = f"""
         WITH chunk_events AS MATERIALIZED (
             SELECT {columns} FROM {event.table} e
-            WHERE e.{event.lead} > %(after)s AND e.{event.lead} <= %(upto)s AND e.{event.type} = ANY({types_read})
+            WHERE {chosen.format(column=f"e.{event.lead}")} AND e.{event.type} = ANY({types_read})
         )"""  # noqa: S608
     sql = f"""{chunk_events}
         SELECT s.id, s.fit, s.behaviour, s.last_intent_at, {grade_sql("s.fit", thresholds)}::text AS grade,
@@ -237,6 +245,35 @@ def scores_sql(ruleset: RuleSetSpec, *, lead_range: bool = False) -> tuple[str, 
         ) s
     """  # noqa: S608
     return sql, params
+
+
+def scores_upsert(spec: RuleSetSpec, lead_ids: Sequence[int], as_of: datetime) -> list[ScoreRow]:
+    """The incremental path on PostgreSQL: compute the scores of these (locked) leads under
+    the model and store them, in one statement; returns them. The events of a chunk are
+    read once, by the index on (lead, occurred_at); no row of Python per event."""
+    score = SqlNames(Score)
+    sql, params = scores_sql(spec, lead_ids=True)
+    params.update(as_of=as_of, ids=list(lead_ids), model=spec.model_id, version=spec.version)
+    changing = [score.score, score.fit, score.behaviour, score.grade, score.ruleset_version, score.computed_at]
+    changing += [score.last_intent_at, score.behaviour_since_recycled, score.suppressed_by]
+    returned = [score.lead, score.fit, score.behaviour, score.last_intent_at, score.grade, score.suppressed_by]
+    returned.append(score.behaviour_since_recycled)  # in ScoreRow's order
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")  # a short query costed like a long one (scores_table)
+        cursor.execute(
+            f"""
+            WITH s AS ({sql})
+            INSERT INTO {score.table} ({score.model}, {score.lead}, {", ".join(changing)})
+            SELECT %(model)s, s.id, s.fit + s.behaviour, s.fit, s.behaviour, s.grade, %(version)s, %(as_of)s,
+                   s.last_intent_at, s.behaviour_since, s.suppressed_by
+            FROM s
+            ON CONFLICT ({score.lead}, {score.model}) DO UPDATE
+            SET {", ".join(f"{column} = EXCLUDED.{column}" for column in changing)}
+            RETURNING {", ".join(returned)}
+            """,  # noqa: S608 -- names from the models
+            params,
+        )
+        return [ScoreRow(*row) for row in cursor.fetchall()]
 
 
 def scores_stream(spec: RuleSetSpec, as_of: datetime) -> Iterator[ScoreRow]:

@@ -161,19 +161,25 @@ def _score_chunk(ids: Sequence[int], specs: Sequence[RuleSetSpec], at: datetime)
     Lead.objects.filter(id__in=ids).update(needs_rescore=False)
     if not specs:
         return ScoreSummary(scored=len(leads))
-    events = selectors.events_by_lead(ids, *specs)
     transitions: list[Transition] = []
-    by_model: dict[int, list[bulk.ScoreRow]] = {spec.model_id: [] for spec in specs}
-    for lead in leads:
-        attributes, lead_events = selectors.lead_attributes(lead), events.get(lead.pk, [])
-        scores = []
+    if _is_postgres():
+        # Set-based, each model in one statement (bulk.scores_upsert); the engines agree.
+        stored = {spec.model_id: {row.id: row for row in bulk.scores_upsert(spec, ids, at)} for spec in specs}
+        for lead in leads:
+            transitions += _automatic_transitions(lead, [(spec, stored[spec.model_id][lead.pk]) for spec in specs])
+    else:
+        events = selectors.events_by_lead(ids, *specs)
+        by_model: dict[int, list[bulk.ScoreRow]] = {spec.model_id: [] for spec in specs}
+        for lead in leads:
+            attributes, lead_events = selectors.lead_attributes(lead), events.get(lead.pk, [])
+            scores = []
+            for spec in specs:
+                row = bulk.ScoreRow.of(lead.pk, engine.score_lead(attributes, lead_events, spec, at, lead.recycled_at))
+                by_model[spec.model_id].append(row)
+                scores.append((spec, row))
+            transitions += _automatic_transitions(lead, scores)
         for spec in specs:
-            row = bulk.ScoreRow.of(lead.pk, engine.score_lead(attributes, lead_events, spec, at, lead.recycled_at))
-            by_model[spec.model_id].append(row)
-            scores.append((spec, row))
-        transitions += _automatic_transitions(lead, scores)
-    for spec in specs:
-        _score_rows(spec, by_model[spec.model_id], at)
+            _score_rows(spec, by_model[spec.model_id], at)
     transitions_apply(transitions, at=at)
     accounts.accounts_rollup(model_ids=[spec.model_id for spec in specs], lead_ids=ids, at=at)
     return ScoreSummary(scored=len(leads), transitions=len(transitions))
