@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from leadflow import charts, selectors
 from leadflow.forms import PERIOD_PRESETS, DashboardFilterForm
-from leadflow.leads import lifecycle
+from leadflow.leads import lifecycle, privacy
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.decorators import role_required
 from leadflow.leads.forms import StageChangeForm

@@ -16,3 +16,8 @@ class ScoringConfig(AppConfig):
         from scoring.selectors import LeadScores
 
         provider_register(LeadScores())
+        # The core's privacy operations (export, erase) reach the scores through this holder.
+        from leadflow.leads.privacy import holder_register
+        from scoring.privacy import ScoringData
+
+        holder_register(ScoringData())
