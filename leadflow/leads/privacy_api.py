@@ -138,8 +138,11 @@ class PersonEraseView(APIView):
 
 
 class SuppressionSerializer(serializers.Serializer):
-    suppressed = serializers.BooleanField(help_text="Ingest refuses the address.")
-    since = serializers.DateTimeField(allow_null=True)
+    suppressed = serializers.BooleanField(help_text="Always true: ingest refuses the address.")
+    since = serializers.DateTimeField(help_text="When the person was erased.")
+
+
+NOT_SUPPRESSED = OpenApiResponse(description="This address is not on the suppression list: ingest accepts it.")
 
 
 class SuppressionView(APIView):
@@ -152,19 +155,21 @@ class SuppressionView(APIView):
         operation_id="privacy_suppression_get",
         summary="Is this e-mail address on the suppression list?",
         parameters=[EMAIL_PARAMETER],
-        responses={200: SuppressionSerializer},
+        responses={200: SuppressionSerializer, 404: NOT_SUPPRESSED},
     )
     def get(self, request: Request) -> Response:
         entry = privacy.suppression_get(email=_email(request.query_params))
-        return Response({"suppressed": entry is not None, "since": entry.created_at if entry else None})
+        if entry is None:
+            raise exceptions.NotFound(NOT_SUPPRESSED.description)
+        return Response({"suppressed": True, "since": entry.created_at})
 
     @extend_schema(
         operation_id="privacy_suppression_lift",
         summary="Lift the suppression of an e-mail address: ingest accepts it again",
         parameters=[EMAIL_PARAMETER],
-        responses={204: None, 404: OpenApiResponse(description="The address is not on the suppression list.")},
+        responses={204: None, 404: NOT_SUPPRESSED},
     )
     def delete(self, request: Request) -> Response:
         if not privacy.suppression_lift(email=_email(request.query_params)):
-            raise exceptions.NotFound("This address is not on the suppression list: nothing to lift.")
+            raise exceptions.NotFound(NOT_SUPPRESSED.description)
         return Response(status=status.HTTP_204_NO_CONTENT)
