@@ -10,3 +10,8 @@ class HandoffConfig(AppConfig):
         # handoff, leaving it by hand closes the open one). Imported here, once the
         # models are ready, because the receivers use them.
         from handoff import receivers  # noqa: F401
+        from handoff.privacy import HandoffData
+        from leadflow.leads.privacy import holder_register
+
+        # The core's privacy operations reach handoff's records through this holder.
+        holder_register(HandoffData())

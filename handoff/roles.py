@@ -9,7 +9,7 @@ Marketers read everything, including reject reasons, but do not act.
 
 from typing import Any
 
-from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN, has_role
+from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN, has_role, sees_every_decision
 
 
 def is_sales_manager(user: Any) -> bool:
@@ -32,4 +32,4 @@ def can_reassign_handoffs(user: Any) -> bool:
 def sees_every_handoff(user: Any) -> bool:
     """Marketers, scoring admins and sales managers see the whole queue; a rep sees
     queued handoffs and their own claims."""
-    return is_sales_manager(user) or has_role(user, MARKETING, SCORING_ADMIN)
+    return is_sales_manager(user) or sees_every_decision(user)

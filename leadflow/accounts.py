@@ -2,6 +2,7 @@
 ``lockout_response``), and the password pages, which are Django's views with our
 templates (``templates/registration/``)."""
 
+import hashlib
 from typing import Any
 
 from axes.utils import reset as axes_reset
@@ -11,7 +12,7 @@ from django.contrib.auth.forms import SetPasswordForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from leadflow.throttling import retry_after
+from leadflow.throttling import client_address, retry_after, window_count
 
 
 def lockout_response(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:
@@ -32,3 +33,33 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         response = super().form_valid(form)
         axes_reset(username=form.user.get_username())
         return response
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's view, rate limited: at most ``PASSWORD_RESET_LIMIT`` requests per
+    ``PASSWORD_RESET_WINDOW_SECONDS`` from one client address, and as many for one e-mail
+    address (whoever asks), so that the form can neither flood an inbox nor be used to
+    probe addresses at speed. Counted in the cache in fixed windows, like the API's
+    throttles; the address is counted under a hash, never stored. Past either limit the
+    answer is 429 with Retry-After and a page that says what to do."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        limit, seconds = settings.PASSWORD_RESET_LIMIT, settings.PASSWORD_RESET_WINDOW_SECONDS
+        if limit:
+            email = str(request.POST.get("email", "")).strip().lower()
+            keys = [f"password-reset-address:{client_address(request)}"]
+            if email:
+                keys.append(f"password-reset-email:{hashlib.sha256(email.encode()).hexdigest()}")
+            counts = [window_count(key, seconds, add=True) for key in keys]
+            over = [wait for count, wait in counts if count > limit]
+            if over:
+                wait = retry_after(max(over))
+                context = {
+                    "limit": limit,
+                    "window_minutes": max(1, round(seconds / 60)),
+                    "minutes": max(1, round(wait / 60)),
+                }
+                response = render(request, "registration/password_reset_throttled.html", context, status=429)
+                response["Retry-After"] = str(wait)
+                return response
+        return super().post(request, *args, **kwargs)

@@ -201,12 +201,32 @@ INGEST_RATE_LIMIT = env_int("INGEST_RATE_LIMIT", 60_000, minimum=0)
 INGEST_RATE_WINDOW_SECONDS = env_int("INGEST_RATE_WINDOW_SECONDS", 60, minimum=1)
 API_AUTH_FAILURE_LIMIT = env_int("API_AUTH_FAILURE_LIMIT", 30, minimum=0)
 API_AUTH_FAILURE_WINDOW_SECONDS = env_int("API_AUTH_FAILURE_WINDOW_SECONDS", 300, minimum=1)
+# The password-reset form: at most PASSWORD_RESET_LIMIT requests per PASSWORD_RESET_WINDOW_SECONDS
+# from one address, and as many for one e-mail address (429 past either; 0 switches it off).
+PASSWORD_RESET_LIMIT = env_int("PASSWORD_RESET_LIMIT", 5, minimum=0)
+PASSWORD_RESET_WINDOW_SECONDS = env_int("PASSWORD_RESET_WINDOW_SECONDS", 3600, minimum=1)
+
+# --- Privacy -------------------------------------------------------------------------
+# The key of the hashes the suppression list and the erasure log keep instead of e-mail
+# addresses (HMAC-SHA256). Empty: the SECRET_KEY. Set one of its own before rotating the
+# SECRET_KEY: a new key lifts every suppression.
+PRIVACY_HASH_KEY = env_str("PRIVACY_HASH_KEY")
+# Retention (manage.py apply_retention, and the beat task daily): events that occurred more
+# than RETENTION_EVENTS_MONTHS months ago are deleted and their leads rescored; leads without
+# an e-mail or a name, never qualified, with no activity for RETENTION_ANONYMOUS_DAYS days
+# (anonymous visitors) are deleted. 0 (the default) keeps them for ever.
+RETENTION_EVENTS_MONTHS = env_int("RETENTION_EVENTS_MONTHS", 0, minimum=0)
+RETENTION_ANONYMOUS_DAYS = env_int("RETENTION_ANONYMOUS_DAYS", 0, minimum=0)
 
 # --- Email and notifications ---------------------------------------------------
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
 )
+# Production never writes e-mails (addresses, lead names, notes) into the logs: Django's
+# console backend, which prints each message whole, gives way to one that logs a count.
+if not DEBUG and EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend":
+    EMAIL_BACKEND = "leadflow.logredact.SummaryConsoleEmailBackend"
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
@@ -296,6 +316,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-claims": {"task": "handoff.tasks.expire_claims", "schedule": timedelta(minutes=1)},
     "flag-overdue-handoffs": {"task": "handoff.tasks.flag_overdue", "schedule": timedelta(minutes=1)},
     "resend-stale-webhooks": {"task": "handoff.tasks.resend_stale_webhooks", "schedule": timedelta(minutes=10)},
+    "apply-retention": {"task": "leadflow.leads.tasks.apply_retention", "schedule": timedelta(days=1)},
 }
 
 # --- Cache -----------------------------------------------------------------------
@@ -363,7 +384,13 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # Production: no e-mail address in any log line (leadflow.logredact).
+    "formatters": {
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            **({} if DEBUG else {"()": "leadflow.logredact.RedactingFormatter"}),
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from leadflow import charts, selectors
 from leadflow.forms import PERIOD_PRESETS, DashboardFilterForm
-from leadflow.leads import lifecycle
+from leadflow.leads import lifecycle, privacy
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.decorators import role_required
 from leadflow.leads.forms import StageChangeForm
@@ -138,12 +138,13 @@ def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm 
         "intent_window_days": explained.ruleset.intent_window_days if explained.ruleset else None,
         "matched_rules": [rule for rule in rules if rule["matched"]],
         "unmatched_rules": [rule for rule in rules if not rule["matched"]],
-        "history": lead_selectors.lead_stage_history(lead=lead),
+        "history": lead_selectors.lead_stage_history(lead=lead, viewer=request.user),
         "events": Paginator(lead_selectors.lead_events(lead=lead), EVENTS_PER_PAGE).get_page(request.GET.get("events")),
         "topics": lead_selectors.lead_interests(lead=lead, key="topic"),
         "assets": lead_selectors.lead_interests(lead=lead, key="asset"),
         "handoffs": selectors.lead_handoffs(lead=lead, user=request.user),
         "can_change_stage": can_change_stage,
+        "can_manage_privacy": privacy.can_manage_privacy(request.user),
         "stage_form": stage_form or (StageChangeForm(current_stage=lead.stage) if can_change_stage else None),
     }
 

@@ -125,13 +125,32 @@ class StageChangeInputSerializer(serializers.Serializer):
 
 class StageChangeSerializer(serializers.ModelSerializer):
     actor: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(
-        slug_field="username", read_only=True, allow_null=True, help_text="Null for an automatic change."
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Null for an automatic change, or when withheld (actor_hidden).",
+    )
+    actor_hidden = serializers.SerializerMethodField(
+        help_text="Another rep decided this handoff: who, and their reason, are not yours to see."
     )
 
     class Meta:
         model = StageChange
-        fields = ["from_stage", "to_stage", "at", "actor", "reason", "qualified_by", "ruleset_version", "score"]
+        fields = [
+            "from_stage",
+            "to_stage",
+            "at",
+            "actor",
+            "actor_hidden",
+            "reason",
+            "qualified_by",
+            "ruleset_version",
+            "score",
+        ]
         read_only_fields = fields
+
+    def get_actor_hidden(self, change: StageChange) -> bool:
+        return bool(getattr(change, "actor_hidden", False))
 
 
 class LeadStageView(APIView):
@@ -140,7 +159,7 @@ class LeadStageView(APIView):
     @extend_schema(responses=StageChangeSerializer(many=True), summary="The lead's stage history, newest first")
     def get(self, request: Request, lead_id: Any) -> Response:
         lead = lead_or_404(lead_id)
-        changes = lead_selectors.lead_stage_history(lead=lead, limit=None)
+        changes = lead_selectors.lead_stage_history(lead=lead, viewer=request.user, limit=None)
         return Response(StageChangeSerializer(changes, many=True).data)
 
     @extend_schema(

@@ -17,3 +17,8 @@ class ScoringConfig(AppConfig):
 
         provider_register(LeadScores())
         intent_types_register(intent_event_types_cached)
+        # The core's privacy operations (export, erase) reach the scores through this holder.
+        from leadflow.leads.privacy import holder_register
+        from scoring.privacy import ScoringData
+
+        holder_register(ScoringData())

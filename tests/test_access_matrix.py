@@ -56,6 +56,7 @@ EVERYONE = SIGNED_IN | {ANONYMOUS}
 SALES_ROLES = frozenset({REP, OTHER_REP, STAFF})
 STAGE_EDITORS = frozenset({MARKETER, SCORING_ADMIN_ROLE, STAFF})
 RULE_EDITORS = frozenset({SCORING_ADMIN_ROLE, STAFF})
+PRIVACY_OFFICERS = RULE_EDITORS  # export, erase, the suppression list (leadflow.leads.privacy)
 NOBODY: frozenset[str] = frozenset()  # no person: an ingest key only
 # Names no generated lead or company could contain (Faker's "Joanna" contains "anna"):
 # an answer naming the other rep must be a leak, never a coincidence.
@@ -95,6 +96,9 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("lead-export", "GET"): page(ANY_ROLE),
     ("lead-detail", "GET"): page(ANY_ROLE),
     ("lead-stage-change", "POST"): page(STAGE_EDITORS, stage="mql", reason="Matrix"),
+    ("lead-privacy-export", "GET"): page(PRIVACY_OFFICERS),
+    ("lead-erase", "GET"): page(PRIVACY_OFFICERS),
+    ("lead-erase", "POST"): page(PRIVACY_OFFICERS),
     ("account-list", "GET"): page(ANY_ROLE),
     ("account-detail", "GET"): page(ANY_ROLE),
     # Sales pages
@@ -147,6 +151,13 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("api-lead-score", "GET"): api(ANY_ROLE),
     ("api-lead-stage", "GET"): api(ANY_ROLE),
     ("api-lead-stage", "POST"): api(STAGE_EDITORS, stage="mql", reason="Matrix"),
+    # API: privacy (an unknown or missing address answers 400/404 to those allowed: not a refusal)
+    ("api-lead-export", "GET"): api(PRIVACY_OFFICERS),
+    ("api-lead-erase", "POST"): api(PRIVACY_OFFICERS),
+    ("api-privacy-export", "GET"): api(PRIVACY_OFFICERS),
+    ("api-privacy-erase", "POST"): api(PRIVACY_OFFICERS),
+    ("api-privacy-suppression", "GET"): api(PRIVACY_OFFICERS),
+    ("api-privacy-suppression", "DELETE"): api(PRIVACY_OFFICERS),
     # API: scoring
     ("api-scoring-models", "GET"): api(ANY_ROLE),
     ("api-scoring-models", "POST"): api(RULE_EDITORS, name="Matrix", slug="matrix"),

@@ -67,6 +67,17 @@ include-name = [
 ]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 
+# A person's e-mail must pass Django's e-mail validator and name an existing person (or
+# suppressed address): rules the schema cannot state.
+[[operations]]
+include-name = [
+    "GET /api/v1/privacy/export",
+    "POST /api/v1/privacy/erase",
+    "GET /api/v1/privacy/suppressions",
+    "DELETE /api/v1/privacy/suppressions",
+]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
+
 # `model` must name an existing scoring model: a rule against the data.
 [[operations]]
 include-name = ["GET /api/v1/leads", "GET /api/v1/accounts", "GET /api/v1/rulesets"]

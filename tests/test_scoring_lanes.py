@@ -162,5 +162,7 @@ def test_a_hand_raise_is_scored_ahead_of_a_backlog_on_one_worker(rules, source, 
 
     entered_sql = StageChange.objects.get(lead=hand, to_stage=Stage.SQL).at
     backlog_scored = Score.objects.exclude(lead=hand).order_by("computed_at").values_list("computed_at", flat=True)
-    assert entered_sql < backlog_scored.first(), "the hand-raise was scored before any lead of the backlog"
+    first_of_backlog = backlog_scored.first()
+    assert first_of_backlog is not None
+    assert entered_sql < first_of_backlog, "the hand-raise was scored before any lead of the backlog"
     assert Score.objects.exclude(lead=hand).count() == backlog

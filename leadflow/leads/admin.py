@@ -5,8 +5,19 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from leadflow.leads import accounts, services
-from leadflow.leads.models import Account, ApiToken, Event, FreeMailDomain, IngestKey, Lead, Source, StageChange
+from leadflow.leads import accounts, privacy, services
+from leadflow.leads.models import (
+    Account,
+    ApiToken,
+    Erasure,
+    Event,
+    FreeMailDomain,
+    IngestKey,
+    Lead,
+    Source,
+    StageChange,
+    SuppressedEmail,
+)
 from leadflow.leads.validation import EDITABLE_LEAD_FIELDS, lead_traits_error, traits_merge, validate_lead_changes
 
 
@@ -211,3 +222,32 @@ class AccountAdmin(RederiveAccountsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["name", "key", "domain", "created_at"]
     search_fields = ["name", "key", "domain"]
     actions = ["rederive_accounts"]
+
+
+@admin.register(SuppressedEmail)
+class SuppressedEmailAdmin(admin.ModelAdmin):
+    """The suppression list: hashes only. Deleting an entry lifts it (ingest accepts the
+    address again); the API's DELETE /api/v1/privacy/suppressions?email= does it by address."""
+
+    list_display = ("email_hash", "created_at")
+    search_fields = ("email_hash",)
+    readonly_fields = ("email_hash", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def delete_model(self, request: HttpRequest, obj: SuppressedEmail) -> None:
+        privacy.suppressions_lift_hashes(hashes=[obj.email_hash])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SuppressedEmail]) -> None:
+        privacy.suppressions_lift_hashes(hashes=queryset.values_list("email_hash", flat=True))
+
+
+@admin.register(Erasure)
+class ErasureAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("at", "actor_username", "email_hash")
+    search_fields = ("email_hash", "actor_username")
+    fields = readonly_fields = ("at", "actor", "actor_username", "email_hash", "counts")

@@ -294,7 +294,7 @@ def lead_export_queryset(
 ) -> QuerySet[Lead]:
     """Leads to export with the scores of ``model`` (a slug; the default model when None;
     raises UnknownModel)."""
-    leads = leads_annotate_scores(Lead.objects.all(), model=model)
+    leads = leads_annotate_scores(Lead.objects.filter(erased_at__isnull=True), model=model)
     if stages:
         leads = leads.filter(stage__in=stages)
     if source is not None:

@@ -157,13 +157,18 @@ class Lead(models.Model):
     needs_rescore = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set when the person was erased (``leadflow.leads.privacy``): the row stays as an
+    # anonymous tombstone, without identity, profile or events, so that the dashboard's
+    # counts (funnel, handoff outcomes) keep it; lists and pages no longer show it.
+    erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["email"], name="lead_email_unique"),
             models.UniqueConstraint(fields=["external_id"], name="lead_external_id_unique"),
             models.CheckConstraint(
-                condition=Q(email__isnull=False) | Q(external_id__isnull=False), name="lead_has_identity"
+                condition=Q(email__isnull=False) | Q(external_id__isnull=False) | Q(erased_at__isnull=False),
+                name="lead_has_identity_unless_erased",
             ),
             models.CheckConstraint(condition=Q(email=Lower("email")), name="lead_email_lowercase"),
             models.CheckConstraint(condition=Q(stage__in=Stage.values), name="lead_stage_valid"),
@@ -258,3 +263,42 @@ class StageChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.lead}: {self.from_stage} → {self.to_stage}"
+
+
+class SuppressedEmail(models.Model):
+    """An e-mail address that may not be stored again: the person was erased. Only a
+    keyed hash of the normalised address is kept (``leadflow.leads.privacy.email_hash``);
+    ingest refuses an address whose hash is here. An admin may lift it (delete the row,
+    through ``suppression_lift``)."""
+
+    email_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "suppressed e-mail"
+
+    def __str__(self) -> str:
+        return f"{self.email_hash[:12]}…"
+
+
+class Erasure(models.Model):
+    """The log of an erasure: who, when, the keyed hash of the address (to answer "was
+    this person erased?" without keeping it) and how many records of each kind were
+    removed or scrubbed. No personal data of the erased person."""
+
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The actor's username when they erased: the log outlives a deleted account.
+    actor_username = models.CharField(max_length=150, blank=True)
+    email_hash = models.CharField(max_length=64, blank=True, help_text="Empty: the person had no e-mail.")
+    counts = models.JSONField(default=dict, blank=True, help_text="Records removed or scrubbed, by kind.")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["email_hash"], name="erasure_email_hash")]
+
+    def __str__(self) -> str:
+        return f"Erasure {self.pk} at {self.at:%Y-%m-%d %H:%M}"

@@ -25,3 +25,10 @@ def has_role(user: Any, *roles: str) -> bool:
     if user.is_superuser or user.is_staff:
         return True
     return bool(role_names(user) & set(roles))
+
+
+def sees_every_decision(user: Any) -> bool:
+    """Marketing, scoring admins and staff see the work of every rep: every handoff
+    (``handoff.roles.sees_every_handoff``) and who decided each one in a lead's stage
+    history. A rep sees only their own (``leadflow.leads.selectors.lead_stage_history``)."""
+    return has_role(user, MARKETING, SCORING_ADMIN)

@@ -5,22 +5,27 @@ through ``leadflow.selectors``."""
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from leadflow.leads.models import Account, Event, Lead, Source, StageChange
+from leadflow.leads.models import Account, Event, Lead, Source, Stage, StageChange
+from leadflow.leads.roles import sees_every_decision
 from leadflow.leads.scores import leads_annotate_scores
 
 RECENT_EVENTS = 20
 
 
 def lead_list() -> QuerySet[Lead]:
-    """Leads with what list views show; ``activity_at`` orders leads that never acted by creation."""
-    return Lead.objects.select_related("source", "owner", "account").annotate(
-        activity_at=Coalesce("last_activity_at", "created_at")
+    """Leads with what list views show; ``activity_at`` orders leads that never acted by creation.
+    Erased persons' tombstones are not leads to anyone (``leadflow.leads.privacy``)."""
+    return (
+        Lead.objects.filter(erased_at__isnull=True)
+        .select_related("source", "owner", "account")
+        .annotate(activity_at=Coalesce("last_activity_at", "created_at"))
     )
 
 
@@ -124,11 +129,32 @@ def lead_count() -> int:
 STAGE_HISTORY_LIMIT = 100
 
 
-def lead_stage_history(*, lead: Lead, limit: int | None = STAGE_HISTORY_LIMIT) -> list[StageChange]:
+# A rep's decision on a handoff moves its lead out of SQL: these are the changes it writes.
+SALES_DECISIONS = {(Stage.SQL, Stage.ACCEPTED), (Stage.SQL, Stage.RECYCLED), (Stage.SQL, Stage.DISQUALIFIED)}
+
+
+def lead_stage_history(*, lead: Lead, viewer: Any, limit: int | None = STAGE_HISTORY_LIMIT) -> list[StageChange]:
     """The lead's stage changes, newest first (the page shows the latest ``limit``; the
-    API, ``limit=None``, all of them)."""
-    changes = StageChange.objects.filter(lead=lead).select_related("actor").order_by("-at", "-id")
-    return list(changes if limit is None else changes[:limit])
+    API, ``limit=None``, all of them), as ``viewer`` may see them.
+
+    Scoped like handoffs (``handoff.selectors.handoffs_visible``): a viewer who does not
+    see every rep's work (a rep, ``sees_every_decision``) does not learn who decided
+    another rep's handoff. On a change out of SQL made by someone else, the actor and the
+    reason (which names the rep and holds their note) are withheld: ``actor_hidden`` is
+    set and the page says "sales"."""
+    ordered = StageChange.objects.filter(lead=lead).select_related("actor").order_by("-at", "-id")
+    changes = list(ordered if limit is None else ordered[:limit])
+    everyone = sees_every_decision(viewer)
+    for change in changes:
+        change.actor_hidden = (  # type: ignore[attr-defined]
+            not everyone
+            and change.actor_id is not None
+            and change.actor_id != getattr(viewer, "pk", None)
+            and (change.from_stage, change.to_stage) in SALES_DECISIONS
+        )
+        if change.actor_hidden:  # type: ignore[attr-defined]
+            change.actor, change.reason = None, ""
+    return changes
 
 
 # --- Accounts ------------------------------------------------------------------------------------------

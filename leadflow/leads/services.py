@@ -15,6 +15,7 @@ from leadflow.db import SqlNames, atomic_with_retry, insert_ignore_conflicts_ret
 from leadflow.leads.accounts import ACCOUNT_TRAIT, account_ids, accounts_left_after_commit
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, generate_key
 from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source
+from leadflow.leads.privacy import SUPPRESSED_MESSAGE, emails_suppressed
 from leadflow.leads.scores import intent_event_types
 from leadflow.leads.scoring_requests import request_scoring
 from leadflow.leads.validation import Errors, LeadInput, lead_traits_error, traits_merge, validate_event
@@ -104,9 +105,17 @@ def leads_identify(
 ) -> Identification:
     """Match each input to a lead by email or external_id, without locking anyone:
     identities are checked here, new leads are inserted (sorted, ON CONFLICT DO
-    NOTHING) and an identity a concurrent request created first is matched again."""
+    NOTHING) and an identity a concurrent request created first is matched again.
+    An address on the suppression list (an erased person's) is refused on its field."""
     found = Identification(inputs=inputs, activity=activity, lead_ids=[None] * len(inputs))
     pending = list(range(len(inputs)))
+    # An erased person's address is refused before anything is written for it.
+    suppressed = emails_suppressed({email for data in inputs if (email := data.email)})
+    if suppressed:
+        for index in pending:
+            if inputs[index].email in suppressed:
+                found.errors[index] = {"email": [SUPPRESSED_MESSAGE]}
+        pending = [index for index in pending if index not in found.errors]
     for _attempt in range(_RESOLVE_ATTEMPTS):
         if not pending:
             break

@@ -4,13 +4,16 @@ scoring and handoff: they are the project's, in ``leadflow.views``.)"""
 
 import csv
 from collections.abc import Iterator
+from typing import Any
 
+from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.http import require_http_methods
 
-from leadflow.leads import selectors
+from leadflow.leads import privacy, selectors
 from leadflow.leads.decorators import role_required
 from leadflow.leads.forms import LeadFilterForm
 from leadflow.leads.importexport import EXPORT_COLUMNS, csv_cell, lead_export_rows
@@ -66,3 +69,31 @@ def lead_export(request: HttpRequest) -> StreamingHttpResponse:
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="leads-{timezone.localdate().isoformat()}.csv"'
     return response
+
+
+# --- Privacy: export and erase one person -----------------------------------------------------------
+_PRIVACY_ONLY = "Exporting and erasing people is for scoring admins and staff."
+
+
+@role_required(*privacy.PRIVACY_ROLES, message=_PRIVACY_ONLY)
+def lead_privacy_export(request: HttpRequest, lead_id: Any) -> HttpResponse:
+    """Everything held about the lead's person, as a JSON file to hand to them."""
+    lead = get_object_or_404(selectors.lead_list(), public_id=lead_id)
+    response = JsonResponse(privacy.person_export(lead=lead), json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="person-{lead.public_id}.json"'
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(*privacy.PRIVACY_ROLES, message=_PRIVACY_ONLY)
+def lead_erase(request: HttpRequest, lead_id: Any) -> HttpResponse:
+    """GET: what erasing the person does, and a button; POST: erase them."""
+    lead = get_object_or_404(selectors.lead_list(), public_id=lead_id)
+    if request.method == "POST":
+        try:
+            privacy.person_erase(lead=lead, actor=request.user)
+        except privacy.AlreadyErased:
+            raise Http404("This person was erased already.") from None
+        messages.success(request, "The person was erased: their e-mail address is on the suppression list.")
+        return redirect("lead-list")
+    return render(request, "leads/erase_confirm.html", {"lead": lead})
