@@ -241,7 +241,7 @@ def scores_sql(ruleset: RuleSetSpec, *, lead_range: bool = False, lead_ids: bool
             WHERE e.{event.type} = ANY({intent}) AND e.{event.occurred_at} >= %(as_of)s - {intent_window}::interval
             GROUP BY e.{event.lead}
         ) i ON i.lead_id = l.{lead.id}
-        WHERE {leads_in}
+        WHERE {leads_in} AND l.{lead.erased_at} IS NULL
         ) s
     """  # noqa: S608
     return sql, params

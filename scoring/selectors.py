@@ -166,7 +166,7 @@ def iter_scores(spec: RuleSetSpec, as_of: datetime) -> Iterator[bulk.ScoreRow]:
     if connection.vendor == "postgresql":
         yield from bulk.scores_stream(spec, as_of)
         return
-    ids = list(Lead.objects.order_by("id").values_list("id", flat=True))
+    ids = list(Lead.objects.filter(erased_at__isnull=True).order_by("id").values_list("id", flat=True))
     for start in range(0, len(ids), SCORE_CHUNK):
         chunk = ids[start : start + SCORE_CHUNK]
         events = events_by_lead(chunk, spec)

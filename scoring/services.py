@@ -157,8 +157,9 @@ def _score_chunk(ids: Sequence[int], specs: Sequence[RuleSetSpec], at: datetime)
     """Score these leads under every model as of ``at`` inside the caller's transaction:
     lock, score, write, apply transitions (the lifecycle's receivers open handoffs, in
     this transaction)."""
-    leads = list(Lead.objects.select_for_update().filter(id__in=ids).order_by("id"))
+    locked = list(Lead.objects.select_for_update().filter(id__in=ids).order_by("id"))
     Lead.objects.filter(id__in=ids).update(needs_rescore=False)
+    leads = [lead for lead in locked if lead.erased_at is None]  # an erased person is never scored again
     if not specs:
         return ScoreSummary(scored=len(leads))
     transitions: list[Transition] = []
@@ -482,7 +483,9 @@ def _rescore_all_chunked(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, s
     """The single-lead engine's twin of ``_rescore_all_sql`` (SQLite): this model's
     scores only; a lead's transitions consider this model alone, as there."""
     ids = list(
-        Lead.objects.filter(id__gt=state.last_lead_id, id__lte=max_lead_id).order_by("id").values_list("id", flat=True)
+        Lead.objects.filter(id__gt=state.last_lead_id, id__lte=max_lead_id, erased_at__isnull=True)
+        .order_by("id")
+        .values_list("id", flat=True)
     )
     for start in range(0, len(ids), SCORE_CHUNK):
         chunk = ids[start : start + SCORE_CHUNK]

@@ -26,7 +26,7 @@ from leadflow.logredact import RedactingFormatter, SummaryConsoleEmailBackend
 from scoring import services as scoring_services
 from scoring.models import Score
 from tests.factories import EventFactory, HandoffFactory, LeadFactory, UserFactory
-from tests.helpers import behaviour, browser, client_for
+from tests.helpers import behaviour, browser, client_for, fit
 
 pytestmark = pytest.mark.django_db
 
@@ -204,6 +204,22 @@ def test_erasing_a_lead_with_an_open_handoff_closes_it(admin):
     assert handoff.status == "closed"
     assert erasure.counts["handoffs_closed"] == 1
     assert not handoff_selectors.handoff_list(user=admin).filter(status__in=["queued", "claimed"]).exists()
+
+
+def test_an_erased_person_is_never_scored_again(publish_ruleset, admin):
+    """A tombstone keeps its place in the funnel but has no profile: a rule that matches an
+    empty value must not score it, by a full rescore or by the incremental path."""
+    ruleset = publish_ruleset([fit("industry", "neq", "retail", 40)])
+    erased, kept = LeadFactory.create(industry="software"), LeadFactory.create(industry="software")
+    privacy.person_erase(lead=erased, actor=admin)
+
+    run = scoring_services.rescore_run_create(ruleset=ruleset, reason="publish")
+    scoring_services.rescore_run_execute(run=run)
+    scoring_services.leads_score(lead_ids=[erased.pk, kept.pk])
+
+    assert list(Score.objects.values_list("lead_id", flat=True)) == [kept.pk]
+    erased.refresh_from_db()
+    assert (erased.stage, erased.needs_rescore) == (Stage.NEW, False)
 
 
 # --- The suppression list -----
