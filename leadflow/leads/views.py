@@ -5,7 +5,6 @@ scoring and handoff: they are the project's, in ``leadflow.views``.)"""
 import csv
 from collections.abc import Iterator
 
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -25,7 +24,10 @@ LEADS_PER_PAGE = 50
 def lead_list(request: HttpRequest) -> HttpResponse:
     form = LeadFilterForm(request.GET)
     filters = form.filters()
-    page = Paginator(selectors.lead_search(filters=filters), LEADS_PER_PAGE).get_page(request.GET.get("page"))
+    paginator = selectors.HeadFirstPaginator(
+        selectors.lead_search(filters=filters), LEADS_PER_PAGE, head=selectors.lead_search_head(filters=filters)
+    )
+    page = paginator.get_page(request.GET.get("page"))
     models = scoring_models()
     names = dict(models)
     model_name = names.get(filters.model or "", models[0][1] if models else "") if len(models) > 1 else ""
