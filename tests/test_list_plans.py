@@ -172,3 +172,10 @@ def test_a_lead_api_page_runs_the_same_few_queries_for_5_leads_as_for_200(
         with django_assert_max_num_queries(3):
             response = client.get(f"{URL}?ordering={ordering}&page_size={size}&stage=mql&stage=sql&stage=new")
         assert len(response.json()["results"]) == size
+
+
+@pytest.mark.parametrize("ordering", ["-score", "score", "-activity_at"])
+def test_an_unknown_model_is_a_400_on_the_model_field_in_every_order(marketer, ordering):
+    response = client_for(marketer).get(f"{URL}?model=nope&ordering={ordering}")
+    assert response.status_code == 400
+    assert "No scoring model 'nope'" in response.json()["model"][0]

@@ -414,6 +414,7 @@ class LeadCursorPagination(CursorPagination):
             rows: list[Any] | None = super().paginate_queryset(head, request, view)
             if self._inside_head():
                 return rows
+            queryset = view.whole_list()
         return super().paginate_queryset(queryset, request, view)
 
     def _inside_head(self) -> bool:
@@ -445,6 +446,7 @@ class LeadCollectionView(generics.ListAPIView):
         return [CanEditLeads()]
 
     head: QuerySet[Lead] | None = None  # the start of the list an index serves (lead_search_head)
+    filters: selectors.LeadFilters
 
     def get_queryset(self) -> QuerySet[Lead]:
         if getattr(self, "swagger_fake_view", False):  # the schema generator: no database
@@ -454,19 +456,24 @@ class LeadCollectionView(generics.ListAPIView):
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         """The leads page's list, ``selectors.lead_search``, with the parameters read and
         refused (400) as the schema states them (``LeadFilter``, ``query.OrderingFilter``),
-        in the order the pagination applies."""
+        in the order the pagination applies. When an index serves the start of that list
+        (``lead_search_head``), the start: the pagination reads the whole list
+        (``whole_list``) only for a page past it."""
         filterset = LeadFilter(self.request.query_params, queryset=queryset, request=self.request)
         if not filterset.is_valid():
             raise translate_validation(filterset.errors)
         ordering = query.OrderingFilter().get_ordering(self.request, queryset, self)
         sort = _PAGE_SORTS.get(",".join(ordering or [LeadCursorPagination.ordering]), "")
-        filters = filterset.lead_filters(sort=sort)
+        self.filters = filterset.lead_filters(sort=sort)
+        # An unknown model scored nobody: its head is empty, and the whole list refuses it.
+        self.head = selectors.lead_search_head(filters=self.filters)
+        return self.head if self.head is not None else self.whole_list()
+
+    def whole_list(self) -> QuerySet[Lead]:
         try:
-            leads = selectors.lead_search(filters=filters)
-            self.head = selectors.lead_search_head(filters=filters)
+            return selectors.lead_search(filters=self.filters)
         except UnknownModel as error:
             raise exceptions.ValidationError({"model": [str(error)]}) from None
-        return leads
 
     @extend_schema(
         operation_id="leads_upsert",
