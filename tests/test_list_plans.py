@@ -179,3 +179,13 @@ def test_an_unknown_model_is_a_400_on_the_model_field_in_every_order(marketer, o
     response = client_for(marketer).get(f"{URL}?model=nope&ordering={ordering}")
     assert response.status_code == 400
     assert "No scoring model 'nope'" in response.json()["model"][0]
+
+
+def test_the_queue_filtered_by_status_is_read_without_distinct(rep, django_assert_max_num_queries):
+    from tests.factories import HandoffFactory
+
+    HandoffFactory.create_batch(3)
+    with CaptureQueriesContext(connection) as queries:
+        response = client_for(rep).get("/api/v1/handoffs?status=queued&status=claimed")
+    assert response.status_code == 200 and response.json()["count"] == 3
+    assert not any("DISTINCT" in query["sql"] for query in queries)
