@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=40, help="timed requests per case, default 40")
     parser.add_argument("--baseline-reps", type=int, default=5, help="timed runs of each baseline query, default 5")
     parser.add_argument("--no-vacuum", action="store_true", help="skip VACUUM ANALYZE (already done)")
+    parser.add_argument(
+        "--write-experiment",
+        action="store_true",
+        help="EXPERIMENT (rolled back): a day of decay written to every score, with and without the\n"
+        "index score_model_rank: seconds, WAL and HOT share; then only that",
+    )
     return parser.parse_args(argv)
 
 
@@ -115,14 +122,19 @@ def summary(seconds: list[float]) -> str:
 def request_case(client: Any, url: str, reps: int) -> tuple[list[float], int, int]:
     """Timings of ``url``; the statements one request runs and the rows it shows."""
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
-    with CaptureQueriesContext(connection) as queries:
+    statements = []
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
         response = client.get(url)
     if response.status_code != 200:
         raise BenchError(f"GET {url}: {response.status_code} {response.content[:300]!r}")
     shown = len(response.json()["results"]) if response["Content-Type"].startswith("application/json") else -1
-    return timed(lambda: client.get(url), reps), len(queries), shown
+    return timed(lambda: client.get(url), reps), len(statements), shown
 
 
 def baseline_queries() -> list[tuple[str, Callable[[], Any]]]:
@@ -153,7 +165,9 @@ def jit_cases() -> list[tuple[str, Callable[[], Any]]]:
     whole = lead_search(filters=LeadFilters(stages=("mql",), sort="-score"))
     head = lead_search_head(filters=LeadFilters(stages=("mql",), sort="-score"))
     assert head is not None
+    before = baseline_queries()[0]
     return [
+        (f"before: {before[0]} (DISTINCT)", before[1]),
         ("MQLs by score, whole list (no index prefix)", lambda: list(whole[:51])),
         ("MQLs by score, index prefix (as served)", lambda: list(head[:51])),
     ]
@@ -164,6 +178,52 @@ def set_jit(on: bool) -> None:
 
     with connection.cursor() as cursor:
         cursor.execute(f"SET jit = {'on' if on else 'off'}")
+
+
+# A day of decay on every score with behaviour points, as the nightly refresh writes it
+# (half-life 30 days: x 0.977); the columns the product's upsert sets, in one statement.
+DECAY_UPDATE = """
+UPDATE scoring_score SET behaviour = round(behaviour * 0.977, 2),
+    score = fit + round(behaviour * 0.977, 2), computed_at = computed_at + interval '1 day'
+WHERE model_id = (SELECT id FROM scoring_scoringmodel ORDER BY position, id LIMIT 1)
+"""
+
+
+def write_experiment(database_url: str) -> None:
+    """EXPERIMENT: what the lists' index costs the refresh's write of the scores, in a
+    transaction rolled back each time (the table VACUUMed after each)."""
+    import psycopg2
+
+    connection = psycopg2.connect(database_url)
+    rows: list[tuple[str, object]] = []
+    try:
+        for variant in ("with score_model_rank", "without it (DROP INDEX, rolled back)"):
+            with connection.cursor() as cursor:
+                if variant.startswith("without"):
+                    cursor.execute("DROP INDEX score_model_rank")
+                cursor.execute(
+                    "SELECT pg_current_wal_insert_lsn(), pg_stat_get_xact_tuples_hot_updated('scoring_score'::regclass)"
+                )
+                lsn, hot_before = cursor.fetchone()
+                with stopwatch() as watch:
+                    cursor.execute(DECAY_UPDATE)
+                updated = cursor.rowcount
+                cursor.execute(
+                    "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s), "
+                    "pg_stat_get_xact_tuples_hot_updated('scoring_score'::regclass)",
+                    [lsn],
+                )
+                wal, hot = cursor.fetchone()
+                hot -= hot_before
+            connection.rollback()
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("VACUUM scoring_score")
+            connection.autocommit = False
+            rows.append((variant, f"{watch.seconds:6.2f} s, WAL {wal / 2**20:,.0f} MiB, HOT {hot:,} of {updated:,}"))
+    finally:
+        connection.close()
+    report("EXPERIMENT: a day of decay written to every score (one UPDATE, rolled back)", rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("VACUUM ANALYZE", f"{vacuum_seconds:.1f} s"),
         ],
     )
+    if args.write_experiment:
+        write_experiment(args.database_url)
+        return 0
     cast = people()
     clients = {}
     for name, (_user, secret) in cast.items():
@@ -235,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     browser.force_login(cast["marketer"][0])
     rows = []
     for name, url in PAGE_CASES:
-        seconds = timed(lambda url=url: browser.get(url), max(args.reps // 4, 5))
+        seconds = timed(partial(browser.get, url), max(args.reps // 4, 5))
         rows.append((name, summary(seconds)))
     report("Leads page (HTML, Django's paginator: its count included)", rows)
 
@@ -253,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append((f"before: {name}", summary(seconds)))
     for name, url in API_CASES:
         if name in baselines:
-            after = percentile(timed(lambda url=url: clients["marketer"].get(url), args.reps), 0.5) * 1000
+            after = percentile(timed(partial(clients["marketer"].get, url), args.reps), 0.5) * 1000
             rows.append(
                 (f"  now (whole request): {name}", f"p50 {after:.1f} ms: {baselines[name] / after:.1f}x faster")
             )
@@ -263,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, run in jit_cases():
         for on in (True, False):
             set_jit(on)
-            seconds = timed(run, args.baseline_reps if "whole" in name else args.reps, warmup=1)
+            seconds = timed(run, args.reps if "index prefix" in name else args.baseline_reps, warmup=1)
             rows.append((f"{name}, jit {'on' if on else 'off'}", summary(seconds)))
     set_jit(jit == "on")
     report("JIT (the page's query alone)", rows)

@@ -94,10 +94,6 @@ TEMPLATES = [
 # Processes that serve on a fixed set of threads opt in: gunicorn (gunicorn.conf.py) and the
 # Celery worker (docker-compose.yml). A kept connection is checked before its first use in a
 # request or task, so one that a database restart broke is replaced instead of failing it.
-# DB_JIT (PostgreSQL): off by default. The lists' pages read a few rows through an index
-# and never reach JIT's cost threshold; a page past an index's reach (the whole list sorted)
-# does, and compiling cost it more than it saved, while the bulk rescore ran within noise of
-# JIT on (bench/RESULTS.md, "Lists" and "Rescore").
 _database_url = env_str("DATABASE_URL")
 if _database_url:
     DATABASES = {
@@ -105,8 +101,6 @@ if _database_url:
             _database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0), conn_health_checks=True
         )
     }
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not env_bool("DB_JIT", False):
-        DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
 else:
     DATABASES = {
         "default": {

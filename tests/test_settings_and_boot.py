@@ -138,17 +138,3 @@ def test_web_worker_boots_with_views_loaded_and_its_boot_objects_out_of_the_coll
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["50000", "True", "True"]
-
-
-@pytest.mark.postgres
-def test_postgresql_sessions_run_without_jit_unless_db_jit_is_set(db):
-    # JIT compiled the whole-list sorts for longer than it saved (bench/RESULTS.md, "Lists").
-    from django.db import connection
-
-    script = "from django.db import connection; c = connection.cursor(); c.execute('SHOW jit'); print(c.fetchone()[0])"
-    config = connection.settings_dict  # the test database: it exists while the tests run
-    url = f"postgres://{config['USER']}@{config['HOST']}:{config['PORT']}/{config['NAME']}"
-    env = clean_env(DEBUG="1", DATABASE_URL=url)
-    env.pop("DB_JIT", None)
-    assert manage("shell", "-c", script, env=env).stdout.split()[-1] == "off"
-    assert manage("shell", "-c", script, env={**env, "DB_JIT": "1"}).stdout.split()[-1] == "on"
