@@ -4,7 +4,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
@@ -12,7 +11,6 @@ from rest_framework.request import Request
 
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, key_matches, split_key
 from leadflow.leads.models import ApiToken, IngestKey
-from leadflow.leads.roles import roles_annotate, roles_remember
 from leadflow.leads.throttles import auth_failure_record, auth_failures_check
 
 # Recording every use would turn each request into a write on the key row.
@@ -22,18 +20,12 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 def _touch(key: IngestKey | ApiToken) -> None:
     """Record the key's use at most once per ``LAST_USED_RESOLUTION``. The key row was
     just read, so a recent ``last_used_at`` is seen here and costs no statement (it was
-    an UPDATE per request, measured at about a quarter of a claim's fixed cost); the
-    UPDATE keeps its condition for two requests that both saw an old value."""
+    an UPDATE per request: bench/RESULTS.md, "Claims"); the UPDATE keeps its condition
+    for two requests that both saw an old value."""
     now = timezone.now()
     if key.last_used_at is not None and key.last_used_at > now - LAST_USED_RESOLUTION:
         return
     type(key).objects.filter(pk=key.pk).exclude(last_used_at__gt=now - LAST_USED_RESOLUTION).update(last_used_at=now)
-
-
-def _tokens_with_roles() -> "QuerySet[ApiToken]":
-    """Tokens with their person and the person's roles, in one query: the role query every
-    permission check would run next (``has_role``) rides on the token's."""
-    return roles_annotate(ApiToken.objects.select_related("user"), user_path="user")
 
 
 class BearerAuthentication(authentication.BaseAuthentication):
@@ -69,7 +61,7 @@ class BearerAuthentication(authentication.BaseAuthentication):
             _touch(ingest_key)
             return AnonymousUser(), ingest_key
         if kind == PERSONAL_KIND:
-            token = _tokens_with_roles().filter(prefix=prefix).first()
+            token = ApiToken.objects.select_related("user").filter(prefix=prefix).first()
             if (
                 token is None
                 or token.revoked_at
@@ -79,7 +71,6 @@ class BearerAuthentication(authentication.BaseAuthentication):
             ):
                 raise exceptions.AuthenticationFailed("Invalid, expired or revoked API token.")
             _touch(token)
-            roles_remember(token.user, token)
             return token.user, token
         raise exceptions.AuthenticationFailed("Unknown key type: expected 'lfi_…' or 'lfp_…'.")
 
