@@ -59,7 +59,9 @@ from bench.common import (  # noqa: E402
     postgres_version,
     rate,
     report,
+    speed_probe,
 )
+from bench.rescore import load_now  # noqa: E402
 
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadflow_bench_claims"
 BROKER_URL = "redis://127.0.0.1:6379/14"  # nothing is enqueued; a database of its own all the same
@@ -107,6 +109,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-service", action="store_true", help="only the HTTP phase")
     parser.add_argument("--skip-http", action="store_true", help="only the service phase")
     parser.add_argument("--database-url", default=DATABASE_URL, help="dropped and recreated; must contain 'bench'")
+    parser.add_argument("--broker-url", default=BROKER_URL, help="Redis database of its own (nothing is enqueued)")
+    parser.add_argument(
+        "--floor-attempts",
+        type=int,
+        default=10_000,
+        help="same-run baseline: requests of the floor phases (a SELECT 1 per attempt through the\n"
+        "service's connections; GET /api/v1/notifications/unread-count over HTTP), 0 skips",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args(argv)
@@ -295,6 +305,47 @@ def service_client(
     return tally
 
 
+def service_floor_client(attempts: int, seed: int, start: Any) -> Tally:
+    """The same-run floor of the service phase: one round trip (SELECT 1) per attempt."""
+    from django.db import connection
+
+    tally = Tally()
+    start.wait()
+    tally.started = time.time()
+    with connection.cursor() as cursor:
+        for _ in range(attempts):
+            began = time.perf_counter()
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            tally.latencies.append(time.perf_counter() - began)
+            tally.attempts += 1
+    tally.finished = time.time()
+    return tally
+
+
+def http_floor_client(base_url: str, token: str, attempts: int, seed: int, start: Any) -> Tally:
+    """The same-run floor of the HTTP phase: the cheapest request a rep's token makes
+    (the unread count: authentication, one small query, a tiny JSON answer)."""
+    tally = Tally()
+    client = Client(base_url)
+    start.wait()
+    tally.started = time.time()
+    try:
+        for _ in range(attempts):
+            began = time.perf_counter()
+            status, body = client.request("GET", "/api/v1/notifications/unread-count", token)
+            tally.latencies.append(time.perf_counter() - began)
+            tally.attempts += 1
+            if status != 200:
+                tally.errors.append(f"unread-count {status}: {body[:200]!r}")
+                break
+    except Exception as error:
+        tally.errors.append(f"{type(error).__name__}: {error}")
+    finally:
+        tally.finished = time.time()
+    return tally
+
+
 class Client:
     """A keep-alive HTTP connection (reopened when a sync worker closes it)."""
 
@@ -303,10 +354,13 @@ class Client:
         self.connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=30)
 
     def post(self, path: str, token: str) -> tuple[int, bytes]:
+        return self.request("POST", path, token)
+
+    def request(self, method: str, path: str, token: str) -> tuple[int, bytes]:
         headers = {"Authorization": f"Bearer {token}", "Content-Length": "0", "Accept": "application/json"}
         for attempt in (1, 2):
             try:
-                self.connection.request("POST", path, headers=headers)
+                self.connection.request(method, path, headers=headers)
                 response = self.connection.getresponse()
                 body = response.read()
                 if response.will_close:
@@ -377,7 +431,13 @@ def _process(kind: str, jobs: list[tuple[Any, ...]], start: Any, results: Any, d
 
     from django.db import connection
 
-    target: Callable[..., Tally] = service_client if kind == "service" else http_client
+    targets: dict[str, Callable[..., Tally]] = {
+        "service": service_client,
+        "http": http_client,
+        "service-floor": service_floor_client,
+        "http-floor": http_floor_client,
+    }
+    target = targets[kind]
 
     def run(job: tuple[Any, ...]) -> None:
         results.put(target(*job, start))
@@ -465,6 +525,19 @@ def phase_rows(name: str, tally: Tally, checks: dict[str, int], target: float) -
     ]
 
 
+def floor_rows(tally: Tally, floor: Tally, what: str) -> list[tuple[str, object]]:
+    """The same-run baseline: the floor's rate and the claims' as a share of it."""
+    claims = rate(tally.attempts, tally.finished - tally.started)
+    floor_rate = rate(floor.attempts, floor.finished - floor.started)
+    latencies = floor.latencies or [0.0]
+    return [
+        ("same-run floor", what),
+        ("  floor requests/s", f"{floor_rate:,.0f} ({len(floor.errors)} errors)"),
+        ("  floor latency p50 / p95", " / ".join(f"{percentile(latencies, q) * 1000:.1f} ms" for q in (0.5, 0.95))),
+        ("  claims/s ÷ floor/s", f"{claims / floor_rate:.2f}" if floor_rate else "?"),
+    ]
+
+
 def limit_of() -> int:
     from django.conf import settings
 
@@ -494,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     env = bench_env(
         args.database_url,
-        BROKER_URL,
+        args.broker_url,
         EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend",
         NOTIFY_WEBHOOK_URL="",
         DB_CONN_MAX_AGE="3600",  # every connection lives through a phase, so its CPU can be counted
@@ -526,6 +599,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("queue", f"{args.queue:,} SQL handoffs; {len(hot)} hot ids get {args.hot_share:.0%} of the attempts"),
             ("claim limit per rep", limit),
             ("command", " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])),
+            ("speed probe", f"{speed_probe():.0f} ms (pure-Python loop, best of 3; lower is faster)"),
+            ("machine load", load_now()),
         ],
     )
     problems: list[str] = []
@@ -544,6 +619,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = phase_rows("service", tally, checks, SERVICE_TARGET)
             rows += cpu_rows(usage, tally, ["django (in the clients)", "postgresql"])
             rows += [(f"connections: {label}", f"{share:.0%}") for label, share in activity[:5]]
+            if args.floor_attempts:
+                floor_jobs: list[tuple[Any, ...]] = [
+                    (share, args.seed + n) for n, share in enumerate(plan(args.floor_attempts, args.reps))
+                ]
+                service_floor, _, _ = run_phase("service-floor", floor_jobs, args.processes, {}, args.database_url)
+                rows += floor_rows(tally, service_floor, "a SELECT 1 round trip per attempt, same clients")
             report("Service: handoff_claim_next / handoff_claim", rows)
             problems += [f"service: {p}" for p in check(tally, checks, before)]
             reset_queue()
@@ -560,12 +641,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "postgresql": lambda: postgres_backend_pids(args.database_url),
                 }
                 tally, usage, activity = run_phase("http", jobs, args.processes, groups, args.database_url)
+                floor: Tally | None = None
+                if args.floor_attempts:
+                    floor_jobs = [
+                        (server.url, tokens[pool[0]], share, args.seed + n)
+                        for n, (pool, share) in enumerate(zip(pools, plan(args.floor_attempts, args.reps), strict=True))
+                    ]
+                    floor, _, _ = run_phase("http-floor", floor_jobs, args.processes, {}, args.database_url)
             finally:
                 server.stop()
             checks = verify()
             rows = phase_rows("HTTP", tally, checks, HTTP_TARGET)
             rows += cpu_rows(usage, tally, ["gunicorn", "postgresql"])
             rows += [(f"connections: {label}", f"{share:.0%}") for label, share in activity[:5]]
+            if floor is not None:
+                rows += floor_rows(tally, floor, "GET /api/v1/notifications/unread-count, same clients and tokens")
             rows.insert(0, ("gunicorn", f"{args.workers} × {args.worker_class}, {args.threads} thread(s)"))
             report("HTTP: POST /api/v1/handoffs/claim-next and /{id}/claim via gunicorn", rows)
             problems += [f"http: {p}" for p in check(tally, checks, before)]

@@ -107,7 +107,10 @@ class HandoffDetailSerializer(HandoffSerializer):
 
 # --- The queue ------------------------------------------------------------------------------------
 class HandoffFilter(query.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=HandoffStatus.choices, help_text="Repeat for several.")
+    # No DISTINCT (django-filter's default for a multiple choice): one row per handoff anyway.
+    status = django_filters.MultipleChoiceFilter(
+        choices=HandoffStatus.choices, distinct=False, help_text="Repeat for several."
+    )
     mine = query.BooleanFilter(method="filter_mine", help_text="true: the handoffs I hold or held.")
     overdue = query.BooleanFilter(method="filter_overdue", help_text="true: open and past due.")
     model = query.SlugFilter(field_name="model__slug", help_text="The scoring model (slug) that qualified the lead.")

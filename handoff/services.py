@@ -305,6 +305,7 @@ WITH open_claims AS (
 )
 SELECT open_claims.n, {columns_out}
 FROM open_claims LEFT JOIN claimed h ON TRUE LEFT JOIN {lead.table} l ON l.{lead.id} = h.{handoff.lead}
+    LEFT JOIN {model.table} m ON m.{model.id} = h.{handoff.model}
 """
 # The advisory lock key is (CLAIM_LOCK_SPACE, user id); no other code takes advisory locks.
 CLAIM_LOCK_SPACE = 0x48414E44  # "HAND"
@@ -322,19 +323,21 @@ def _columns(model: type[models.Model], alias: str) -> list[str]:
 
 @cache
 def _claim_statement(*, next_in_queue: bool) -> str:
-    # The claimed row and its lead come back whole, in field order, to build the instances.
+    # The claimed row, its lead and its scoring model (the answer shows the model's slug)
+    # come back whole, in field order, to build the instances.
     names = {
         "handoff": SqlNames(Handoff),
         "event": SqlNames(HandoffEvent),
         "notification": SqlNames(Notification),
         "lead": SqlNames(Lead),
+        "model": SqlNames(ScoringModel),
     }
     target = (_CLAIM_NEXT_TARGET if next_in_queue else _CLAIM_ONE_TARGET).format(**names)
     return _CLAIM_SQL.format(
         **names,
         target=target,
         columns=", ".join(_columns(Handoff, "h")),
-        columns_out=", ".join([*_columns(Handoff, "h"), *_columns(Lead, "l")]),
+        columns_out=", ".join([*_columns(Handoff, "h"), *_columns(Lead, "l"), *_columns(ScoringModel, "m")]),
     )
 
 
@@ -367,9 +370,10 @@ def _claim_sql(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int
         open_claims, *row = cursor.fetchone()
     if row[0] is None:
         return open_claims, None
-    width = len(Handoff._meta.concrete_fields)
+    width, lead_width = len(Handoff._meta.concrete_fields), len(Lead._meta.concrete_fields)
     handoff = _instance(Handoff, row[:width])
-    handoff.lead = _instance(Lead, row[width:])
+    handoff.lead = _instance(Lead, row[width : width + lead_width])
+    handoff.model = _instance(ScoringModel, row[width + lead_width :]) if handoff.model_id else None
     handoff.claimed_by = user
     return open_claims, handoff
 
@@ -424,7 +428,7 @@ def _claim(*, user: Any, handoff_id: int | None) -> Handoff | None:
 
 
 def _fresh(handoff_id: int) -> Handoff:
-    return Handoff.objects.select_related("lead", "claimed_by").get(pk=handoff_id)
+    return Handoff.objects.select_related("lead", "claimed_by", "model").get(pk=handoff_id)
 
 
 def handoff_claim(*, handoff: Handoff, user: Any) -> Handoff:

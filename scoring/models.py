@@ -235,9 +235,10 @@ class Score(models.Model):
     """A lead's score under one model: the narrow table every score lives in.
 
     Built for the write path: a full rescore rewrites every row of a model, so the
-    only indexes are the key (lead, model) and the id, none on a column that changes,
-    and the table keeps free space in each page (fillfactor, PostgreSQL): the rewrite
-    is a HOT update that touches no index. ``computed_at`` and ``ruleset_version`` say
+    indexes are the key (lead, model), the id and, for the lists by score, one on
+    (model, score, lead); the table keeps free space in each page (fillfactor,
+    PostgreSQL), so rewriting a row whose score did not change is a HOT update that
+    touches no index (one whose score changed updates the three). ``computed_at`` and ``ruleset_version`` say
     how to recompute the score exactly (the explanation); ``last_intent_at`` (the
     latest hand-raise inside the model's intent window), ``behaviour_since_recycled``
     (behaviour points from events after the lead's recycling, when it was recycled) and
@@ -267,6 +268,11 @@ class Score(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["lead", "model"], name="score_lead_model")]
+        # The lists by score (``leadflow.leads.selectors.lead_search_head``): one model's
+        # leads, highest or lowest first, a page read from the index's end. The one index
+        # on a changing column: a rescore that changes a score updates this index (no HOT
+        # update for that row), measured at 1M leads in bench/RESULTS.md ("Lists").
+        indexes = [models.Index(fields=["model", "score", "lead"], name="score_model_rank")]
 
     def __str__(self) -> str:
         return f"{self.lead_id} under {self.model_id}: {self.grade} · {self.score}"

@@ -13,7 +13,18 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import CharField, DecimalField, F, FilteredRelation, Q, QuerySet, Value
+from django.db.models import (
+    BooleanField,
+    CharField,
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    FilteredRelation,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -393,21 +404,44 @@ class LeadScores:
     """``leadflow.leads.scores.ScoresProvider``: scores from the scores table."""
 
     def annotate(self, leads: QuerySet[Lead], *, model: str | None) -> QuerySet[Lead]:
-        chosen = model_get(slug=model) if model else model_default()
-        if model and chosen is None:
+        if model and not ScoringModel.objects.filter(slug=model).exists():
             known = ", ".join(model_list().values_list("slug", flat=True)) or "none yet"
             raise UnknownModel(f"No scoring model {model!r}: choose one of {known}.")
-        model_id = chosen.pk if chosen else 0
-        zero = Value(Decimal("0"))
-        return leads.annotate(
-            model_score=FilteredRelation("scores", condition=Q(scores__model_id=model_id)),
+        # 0.00, as stored: a cursor's position is the score's text, and "0" is not "0.00"
+        # (a page that ended among zeros skipped the zeros the model never scored).
+        zero = Value(Decimal("0.00"))
+        return self._joined(leads, model).annotate(
             score=Coalesce(F("model_score__score"), zero, output_field=DecimalField(max_digits=12, decimal_places=2)),
             fit_score=Coalesce(F("model_score__fit"), zero, output_field=DecimalField(max_digits=12, decimal_places=2)),
             behaviour_score=Coalesce(
                 F("model_score__behaviour"), zero, output_field=DecimalField(max_digits=12, decimal_places=2)
             ),
             grade=Coalesce(F("model_score__grade"), Value(""), output_field=CharField()),
+            scored=ExpressionWrapper(Q(model_score__isnull=False), output_field=BooleanField()),
         )
+
+    def annotate_scored(self, leads: QuerySet[Lead], *, model: str | None) -> QuerySet[Lead]:
+        # An inner join on the model's rows, the columns as stored: ``score`` then the lead
+        # id is the order of the index ``score_model_rank`` (model, score, lead). An unknown
+        # slug scored nobody (``annotate`` refuses it).
+        return (
+            self._joined(leads, model)
+            .filter(model_score__isnull=False)  # type: ignore[misc]
+            .annotate(
+                score=F("model_score__score"),
+                fit_score=F("model_score__fit"),
+                behaviour_score=F("model_score__behaviour"),
+                grade=F("model_score__grade"),
+                scored=Value(True),
+            )
+        )
+
+    def _joined(self, leads: QuerySet[Lead], model: str | None) -> QuerySet[Lead]:
+        # The model's id as a subquery (PostgreSQL runs it once, as an InitPlan): the
+        # lists ask for no model of their own, and the default model costs no query.
+        models = model_list().filter(slug=model) if model else model_list()
+        model_id = Subquery(models.values("id")[:1])
+        return leads.annotate(model_score=FilteredRelation("scores", condition=Q(scores__model_id=model_id)))
 
     def models(self) -> list[tuple[str, str]]:
         return list(model_list().values_list("slug", "name"))

@@ -2,12 +2,14 @@
 list/detail for people (personal tokens or session)."""
 
 import json
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import django_filters
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
+from django_filters.utils import translate_validation
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.parsers import JSONParser
@@ -319,7 +321,15 @@ class LeadUpdateSerializer(serializers.Serializer):
 
 
 class LeadFilter(query.FilterSet):
-    stage = django_filters.MultipleChoiceFilter(choices=Stage.choices, help_text="Repeat for several stages.")
+    """The lead API's query parameters, read into the ``LeadFilters`` the leads page uses:
+    both lists are ``selectors.lead_search`` (the filter methods below only document and
+    validate; ``filter_queryset`` does the filtering)."""
+
+    # No DISTINCT: django-filter's default for a multiple choice adds one over every
+    # column, and 106k MQLs at 1M leads were sorted (spilling to disk) before the LIMIT.
+    stage = django_filters.MultipleChoiceFilter(
+        choices=Stage.choices, distinct=False, help_text="Repeat for several stages."
+    )
     source = query.SlugFilter(field_name="source__slug", help_text="Source slug.")
     score_min = query.NumberFilter(field_name="score", lookup_expr="gte")
     score_max = query.NumberFilter(field_name="score", lookup_expr="lte")
@@ -343,7 +353,37 @@ class LeadFilter(query.FilterSet):
         return selectors.leads_matching(queryset, text=value)
 
     def scored_by(self, queryset: QuerySet[Lead], name: str, value: str) -> QuerySet[Lead]:
-        return queryset  # the view annotates the model's scores (filters must see them first)
+        return queryset  # lead_search annotates the model's scores
+
+    def lead_filters(self, *, sort: str) -> selectors.LeadFilters:
+        """The valid parameters as the ``LeadFilters`` of ``selectors.lead_search``."""
+        data = self.form.cleaned_data
+        account = data.get("account")
+        return selectors.LeadFilters(
+            q=data.get("q") or "",
+            stages=tuple(data.get("stage") or ()),
+            score_min=data.get("score_min"),
+            score_max=data.get("score_max"),
+            source_slug=data.get("source") or "",
+            created_after=data.get("created_after"),
+            created_before=data.get("created_before"),
+            active_after=data.get("active_after"),
+            active_before=data.get("active_before"),
+            sort=sort,
+            model=data.get("model") or None,
+            account=int(account) if account is not None else None,
+        )
+
+
+# The API's orderings that are one of the page's sorts (``selectors.LEAD_SORTS``).
+_PAGE_SORTS = {
+    "-score": "-score",
+    "score": "score",
+    "-activity_at": "-activity",
+    "activity_at": "activity",
+    "-created_at": "-created",
+    "created_at": "created",
+}
 
 
 def _with_scores(leads: QuerySet[Lead], model: str | None) -> QuerySet[Lead]:
@@ -359,8 +399,35 @@ class LeadCursorPagination(CursorPagination):
     def get_ordering(self, request: Request, queryset: QuerySet[Any], view: Any) -> tuple[str, ...]:
         # Ties (many leads share a score) need a stable order, or pages skip and repeat rows.
         ordering = tuple(super().get_ordering(request, queryset, view))
+        if ordering in (("-score",), ("score",)):  # the page's sorts by score, with their ties
+            return selectors.LEAD_SORTS[ordering[0]]
         tie_breaker = "-id" if ordering[0].startswith("-") else "id"
         return (*ordering, tie_breaker)
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
+        """A page from the start of the list an index serves (``lead_search_head``: by
+        score, the leads scored above zero) when the page lies inside it, else from the
+        whole list. The head is a prefix of the list in the same order, so such a page
+        and the cursors around it are the list's own."""
+        head = getattr(view, "head", None)
+        if head is not None:
+            rows: list[Any] | None = super().paginate_queryset(head, request, view)
+            if self._inside_head():
+                return rows
+            queryset = view.whole_list()
+        return super().paginate_queryset(queryset, request, view)
+
+    def _inside_head(self) -> bool:
+        if self.cursor is None or not self.cursor.reverse:
+            return bool(self.has_next)  # the head held the page and the row after it
+        # Backwards from a score on the head's side of 0: every row before it is in the head.
+        try:
+            position = Decimal(self.cursor.position) if self.cursor.position is not None else None
+        except InvalidOperation:
+            return False
+        if position is None:
+            return False
+        return position >= 0 if self.ordering[0] == "-score" else position <= 0
 
 
 class LeadCollectionView(generics.ListAPIView):
@@ -378,10 +445,35 @@ class LeadCollectionView(generics.ListAPIView):
             return [HasIngestKey()]
         return [CanEditLeads()]
 
+    head: QuerySet[Lead] | None = None  # the start of the list an index serves (lead_search_head)
+    filters: selectors.LeadFilters
+
     def get_queryset(self) -> QuerySet[Lead]:
         if getattr(self, "swagger_fake_view", False):  # the schema generator: no database
             return Lead.objects.none()
-        return _with_scores(selectors.lead_list(), self.request.query_params.get("model") or None)
+        return selectors.lead_list()
+
+    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """The leads page's list, ``selectors.lead_search``, with the parameters read and
+        refused (400) as the schema states them (``LeadFilter``, ``query.OrderingFilter``),
+        in the order the pagination applies. When an index serves the start of that list
+        (``lead_search_head``), the start: the pagination reads the whole list
+        (``whole_list``) only for a page past it."""
+        filterset = LeadFilter(self.request.query_params, queryset=queryset, request=self.request)
+        if not filterset.is_valid():
+            raise translate_validation(filterset.errors)
+        ordering = query.OrderingFilter().get_ordering(self.request, queryset, self)
+        sort = _PAGE_SORTS.get(",".join(ordering or [LeadCursorPagination.ordering]), "")
+        self.filters = filterset.lead_filters(sort=sort)
+        # An unknown model scored nobody: its head is empty, and the whole list refuses it.
+        self.head = selectors.lead_search_head(filters=self.filters)
+        return self.head if self.head is not None else self.whole_list()
+
+    def whole_list(self) -> QuerySet[Lead]:
+        try:
+            return selectors.lead_search(filters=self.filters)
+        except UnknownModel as error:
+            raise exceptions.ValidationError({"model": [str(error)]}) from None
 
     @extend_schema(
         operation_id="leads_upsert",

@@ -13,13 +13,19 @@ from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, key_matches, split_k
 from leadflow.leads.models import ApiToken, IngestKey
 from leadflow.leads.throttles import auth_failure_record, auth_failures_check
 
-# Recording every use would turn each ingest request into a write on the key row.
+# Recording every use would turn each request into a write on the key row.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def _touch(model: type[IngestKey] | type[ApiToken], pk: int) -> None:
+def _touch(key: IngestKey | ApiToken) -> None:
+    """Record the key's use at most once per ``LAST_USED_RESOLUTION``. The key row was
+    just read, so a recent ``last_used_at`` is seen here and costs no statement (it was
+    an UPDATE per request: bench/RESULTS.md, "Claims"); the UPDATE keeps its condition
+    for two requests that both saw an old value."""
     now = timezone.now()
-    model.objects.filter(pk=pk).exclude(last_used_at__gt=now - LAST_USED_RESOLUTION).update(last_used_at=now)
+    if key.last_used_at is not None and key.last_used_at > now - LAST_USED_RESOLUTION:
+        return
+    type(key).objects.filter(pk=key.pk).exclude(last_used_at__gt=now - LAST_USED_RESOLUTION).update(last_used_at=now)
 
 
 class BearerAuthentication(authentication.BaseAuthentication):
@@ -52,7 +58,7 @@ class BearerAuthentication(authentication.BaseAuthentication):
             ingest_key = IngestKey.objects.select_related("source").filter(prefix=prefix).first()
             if ingest_key is None or ingest_key.revoked_at or not key_matches(key, ingest_key.key_hash):
                 raise exceptions.AuthenticationFailed("Invalid or revoked ingest key.")
-            _touch(IngestKey, ingest_key.pk)
+            _touch(ingest_key)
             return AnonymousUser(), ingest_key
         if kind == PERSONAL_KIND:
             token = ApiToken.objects.select_related("user").filter(prefix=prefix).first()
@@ -64,7 +70,7 @@ class BearerAuthentication(authentication.BaseAuthentication):
                 or not token.user.is_active
             ):
                 raise exceptions.AuthenticationFailed("Invalid, expired or revoked API token.")
-            _touch(ApiToken, token.pk)
+            _touch(token)
             return token.user, token
         raise exceptions.AuthenticationFailed("Unknown key type: expected 'lfi_…' or 'lfp_…'.")
 

@@ -7,7 +7,7 @@ from django import forms
 
 from leadflow.leads.models import Source, Stage
 from leadflow.leads.scores import scoring_models
-from leadflow.leads.selectors import DEFAULT_LEAD_SORT, LEAD_SORTS, LeadFilters
+from leadflow.leads.selectors import DEFAULT_LEAD_SORT, LEAD_SORTS, LeadFilters, end_of_day, start_of_day
 
 DATE_INPUT = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 # Every page form with a date range says the same thing when its ends are reversed.
@@ -84,14 +84,15 @@ class LeadFilterForm(PlainForm):
         """The valid filters; an invalid field is ignored (and shown with its error)."""
         self.is_valid()
         data = getattr(self, "cleaned_data", {})
+        first, last = data.get("active_from"), data.get("active_to")
         return LeadFilters(
             q=data.get("q") or "",
             stages=tuple(data.get("stage") or ()),
             score_min=data.get("score_min"),
             score_max=data.get("score_max"),
             source=data.get("source"),
-            active_from=data.get("active_from"),
-            active_to=data.get("active_to"),
+            active_after=start_of_day(first) if first else None,
+            active_before=end_of_day(last) if last else None,
             sort=data.get("sort") or DEFAULT_LEAD_SORT,
             model=data.get("model") or None,
             account=data.get("account"),

@@ -18,8 +18,8 @@ from django.db.models.fields import CharField
 
 from leadflow.leads.models import Lead
 
-# The annotations ``annotate`` adds to each lead.
-SCORE_ANNOTATIONS = ("score", "fit_score", "behaviour_score", "grade")
+# The annotations ``annotate`` adds to each lead (``scored``: whether the model scored it).
+SCORE_ANNOTATIONS = ("score", "fit_score", "behaviour_score", "grade", "scored")
 
 
 class UnknownModel(ValueError):
@@ -52,6 +52,11 @@ class ScoresProvider(Protocol):
         when None): 0 and "" for a lead the model never scored. Raises UnknownModel."""
         ...
 
+    def annotate_scored(self, leads: QuerySet[Lead], *, model: str | None) -> QuerySet[Lead]:
+        """The ``leads`` the model scored, with ``SCORE_ANNOTATIONS`` as stored: an order
+        by ``score`` (then lead id) that an index serves. Raises UnknownModel."""
+        ...
+
     def scores(self, leads: list[Lead]) -> dict[int, list[ModelScore]]:
         """Every model's score of each lead, by lead id, in the models' order."""
         ...
@@ -71,9 +76,17 @@ def provider_register(provider: ScoresProvider) -> None:
 
 def leads_annotate_scores(leads: QuerySet[Lead], *, model: str | None = None) -> QuerySet[Lead]:
     if _provider is None:
-        zero = Value(Decimal("0"), output_field=DecimalField(max_digits=12, decimal_places=2))
-        return leads.annotate(score=zero, fit_score=zero, behaviour_score=zero, grade=Value("", CharField()))
+        zero = Value(Decimal("0.00"), output_field=DecimalField(max_digits=12, decimal_places=2))
+        return leads.annotate(
+            score=zero, fit_score=zero, behaviour_score=zero, grade=Value("", CharField()), scored=Value(False)
+        )
     return _provider.annotate(leads, model=model)
+
+
+def leads_annotate_scored(leads: QuerySet[Lead], *, model: str | None = None) -> QuerySet[Lead] | None:
+    """The ``leads`` the model scored, ordered by score through an index
+    (``ScoresProvider.annotate_scored``); None without a provider (nothing is scored)."""
+    return None if _provider is None else _provider.annotate_scored(leads, model=model)
 
 
 def leads_scores(leads: list[Lead]) -> dict[int, list[ModelScore]]:

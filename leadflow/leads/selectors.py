@@ -7,6 +7,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.core.paginator import Page, Paginator
 from django.db.models import Count, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from leadflow.leads.models import Account, Event, Lead, Source, Stage, StageChange
 from leadflow.leads.roles import sees_every_decision
-from leadflow.leads.scores import leads_annotate_scores
+from leadflow.leads.scores import leads_annotate_scored, leads_annotate_scores
 
 RECENT_EVENTS = 20
 
@@ -38,9 +39,13 @@ def source_get(*, slug: str) -> Source | None:
 
 
 # --- The leads page -----------------------------------------------------------------
+# By score, a lead the model has not scored yet (it reads as 0) comes after the zeros it
+# scored (before them, highest first): ``scored`` (leads_annotate_scores) breaks the tie,
+# so the scored zeros and negatives lowest first, like the positives highest first,
+# are a prefix an index serves (``lead_search_head``).
 LEAD_SORTS: dict[str, tuple[str, ...]] = {
-    "-score": ("-score", "-id"),
-    "score": ("score", "id"),
+    "-score": ("-score", "scored", "-id"),
+    "score": ("score", "-scored", "id"),
     "-activity": ("-activity_at", "-id"),
     "activity": ("activity_at", "id"),
     "-created": ("-created_at", "-id"),
@@ -51,13 +56,19 @@ DEFAULT_LEAD_SORT = "-score"
 
 @dataclass(frozen=True)
 class LeadFilters:
+    """What narrows a list of leads: the leads page (``LeadFilterForm``), its export and
+    the lead API (``LeadFilter``) all read leads through ``lead_search`` with these."""
+
     q: str = ""
     stages: tuple[str, ...] = ()
     score_min: Decimal | None = None
     score_max: Decimal | None = None
     source: Source | None = None
-    active_from: date | None = None
-    active_to: date | None = None  # inclusive
+    source_slug: str = ""
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    active_after: datetime | None = None
+    active_before: datetime | None = None
     sort: str = DEFAULT_LEAD_SORT
     model: str | None = None  # the scoring model (slug) whose score filters and sorts; None: the default
     account: int | None = None  # the account's id: its contacts only
@@ -66,6 +77,11 @@ class LeadFilters:
 def start_of_day(day: date) -> datetime:
     """The first moment of ``day`` in the current time zone (how pages read a date)."""
     return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def end_of_day(day: date) -> datetime:
+    """The first moment after ``day`` (an inclusive end date as pages read it)."""
+    return start_of_day(day + timedelta(days=1))
 
 
 def leads_matching(leads: QuerySet[Lead], *, text: str) -> QuerySet[Lead]:
@@ -77,10 +93,9 @@ def leads_matching(leads: QuerySet[Lead], *, text: str) -> QuerySet[Lead]:
     return leads.filter(Q(email__icontains=text) | Q(name__icontains=text) | Q(company__icontains=text))
 
 
-def lead_search(*, filters: LeadFilters) -> QuerySet[Lead]:
-    """The leads page and its CSV export: filters, search and a stable order (ties by id),
-    with the scores of ``filters.model`` (``leadflow.leads.scores``; raises UnknownModel)."""
-    leads = leads_matching(leads_annotate_scores(lead_list(), model=filters.model), text=filters.q)
+def _narrowed(leads: QuerySet[Lead], filters: LeadFilters) -> QuerySet[Lead]:
+    leads = leads_matching(leads, text=filters.q)
+    # ``stage__in``, never a DISTINCT: every filter here keeps one row per lead.
     if filters.stages:
         leads = leads.filter(stage__in=filters.stages)
     # ``score`` is the annotation of ``leads_annotate_scores``.
@@ -90,13 +105,71 @@ def lead_search(*, filters: LeadFilters) -> QuerySet[Lead]:
         leads = leads.filter(score__lte=filters.score_max)  # type: ignore[misc]
     if filters.source is not None:
         leads = leads.filter(source=filters.source)
+    if filters.source_slug:
+        leads = leads.filter(source__slug=filters.source_slug)
     if filters.account is not None:
         leads = leads.filter(account_id=filters.account)
-    if filters.active_from is not None:
-        leads = leads.filter(last_activity_at__gte=start_of_day(filters.active_from))
-    if filters.active_to is not None:
-        leads = leads.filter(last_activity_at__lt=start_of_day(filters.active_to + timedelta(days=1)))
+    if filters.created_after is not None:
+        leads = leads.filter(created_at__gte=filters.created_after)
+    if filters.created_before is not None:
+        leads = leads.filter(created_at__lt=filters.created_before)
+    if filters.active_after is not None:
+        leads = leads.filter(last_activity_at__gte=filters.active_after)
+    if filters.active_before is not None:
+        leads = leads.filter(last_activity_at__lt=filters.active_before)
+    return leads
+
+
+def lead_search(*, filters: LeadFilters) -> QuerySet[Lead]:
+    """The leads page, its CSV export and the lead API: filters, search and a stable order
+    (ties by id), with the scores of ``filters.model`` (``leadflow.leads.scores``; raises
+    UnknownModel). Every order the page offers has an index that serves its first page
+    (``lead_activity``, ``lead_created``; by score, ``lead_search_head``)."""
+    leads = _narrowed(leads_annotate_scores(lead_list(), model=filters.model), filters)
     return leads.order_by(*LEAD_SORTS.get(filters.sort, LEAD_SORTS[DEFAULT_LEAD_SORT]))
+
+
+# Where the leads the model scored end, in each order by score: past this side of 0
+# (past 0 itself, lowest first) every lead is one it scored (HEAD_ENDS[sort](score, 0)).
+HEAD_ENDS = {"-score": "gt", "score": "lte"}
+
+
+def lead_search_head(*, filters: LeadFilters) -> QuerySet[Lead] | None:
+    """The start of ``lead_search`` in its own order, for the sorts by score, which no
+    index serves directly: a lead the model never scored reads as 0, and the score is on
+    the nullable side of an outer join.
+
+    The leads the model scored above zero (highest first), or at or below zero (lowest
+    first), come before every other lead (``LEAD_SORTS``): read from the scores' index
+    (model, score, lead) in the same order, they are a prefix of ``lead_search``. A page
+    inside the prefix is the list's page; any other is read from ``lead_search``
+    (``HeadFirstPaginator``, ``api.LeadCursorPagination``). None for the other sorts."""
+    end = HEAD_ENDS.get(filters.sort)
+    scored = leads_annotate_scored(lead_list(), model=filters.model) if end else None
+    if scored is None:
+        return None
+    leads = _narrowed(scored.filter(**{f"score__{end}": 0}), filters)
+    return leads.order_by(*LEAD_SORTS[filters.sort])
+
+
+class HeadFirstPaginator(Paginator):
+    """Django's paginator over ``lead_search`` that reads a page from ``head`` (a prefix
+    of the same order, served by an index: ``lead_search_head``) when the prefix fills
+    it, and from the whole list otherwise. The count is the whole list's."""
+
+    def __init__(self, object_list: QuerySet[Lead], per_page: int, *, head: QuerySet[Lead] | None) -> None:
+        super().__init__(object_list, per_page)
+        self.head = head
+
+    def page(self, number: Any) -> Page:
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        top = bottom + self.per_page
+        if self.head is not None:
+            rows = list(self.head[bottom:top])
+            if len(rows) == self.per_page:
+                return Page(rows, number, self)
+        return super().page(number)
 
 
 # --- The lead's records (the lead page) --------------------------------------------------------------------

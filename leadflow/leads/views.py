@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -28,7 +27,10 @@ LEADS_PER_PAGE = 50
 def lead_list(request: HttpRequest) -> HttpResponse:
     form = LeadFilterForm(request.GET)
     filters = form.filters()
-    page = Paginator(selectors.lead_search(filters=filters), LEADS_PER_PAGE).get_page(request.GET.get("page"))
+    paginator = selectors.HeadFirstPaginator(
+        selectors.lead_search(filters=filters), LEADS_PER_PAGE, head=selectors.lead_search_head(filters=filters)
+    )
+    page = paginator.get_page(request.GET.get("page"))
     models = scoring_models()
     names = dict(models)
     model_name = names.get(filters.model or "", models[0][1] if models else "") if len(models) > 1 else ""

@@ -1,0 +1,191 @@
+"""The lists are built for a million leads: the first page of every order the leads page
+and the lead API offer is read from an index (no sort of every matching lead, no
+DISTINCT), and a page costs the same few queries whatever its size.
+
+The plans are PostgreSQL's, on a seeded table, with sorts and sequential scans priced
+out (``enable_sort``/``enable_seqscan`` off): a plan that still sorts has no index that
+serves its order. bench/reads.py measures the same lists at 1M leads."""
+
+import random
+import re
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from leadflow.leads import selectors
+from leadflow.leads.models import Lead, Stage
+from scoring.models import Score
+from tests.factories import default_model
+from tests.helpers import client_for
+
+pytestmark = pytest.mark.postgres
+
+URL = "/api/v1/leads"
+SEEDED = 600
+
+
+@pytest.fixture
+def seeded_leads(db):
+    """Leads in every stage, most scored by the default model (some above 0, some at or
+    below it), some never scored."""
+    rng = random.Random(7)
+    model = default_model()
+    now = timezone.now()
+    leads = Lead.objects.bulk_create(
+        [
+            Lead(
+                email=f"lead{n}@plans.example",
+                name=f"Lead {n}",
+                stage=rng.choice(Stage.values),
+                last_activity_at=now - timedelta(minutes=rng.randint(0, 10_000)) if n % 5 else None,
+                created_at=now - timedelta(minutes=rng.randint(0, 20_000)),
+            )
+            for n in range(SEEDED)
+        ]
+    )
+    Score.objects.bulk_create(
+        [
+            Score(
+                model=model,
+                lead=lead,
+                score=Decimal(rng.randint(-20, 150)),
+                fit=Decimal(0),
+                behaviour=Decimal(0),
+                grade="C",
+                ruleset_version=1,
+                computed_at=now,
+            )
+            for lead in leads
+            if lead.pk % 7
+        ]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE leads_lead; ANALYZE scoring_score")
+    return leads
+
+
+def list_queries(client, url):
+    """The statements reading leads that the request ran (the page's, and its count)."""
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200, response.content[:300]
+    return response, [q["sql"] for q in queries if q["sql"].startswith('SELECT "leads_lead"')]
+
+
+def plan_of(sql):
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
+        cursor.execute("EXPLAIN " + sql)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def full_sorts(plan):
+    """The plan's sort nodes over leads (not an Incremental Sort of an index's order; the
+    scoring models, a handful of rows, may be sorted)."""
+    lines = plan.splitlines()
+    sorts = [n for n, line in enumerate(lines) if re.match(r"^\s*(->\s+)?Sort\s+\(", line)]
+    return [lines[n] for n in sorts if "scoring_scoringmodel" not in lines[n + 2]]
+
+
+@pytest.mark.parametrize(
+    ("ordering", "index"),
+    [
+        ("-score", "score_model_rank"),
+        ("score", "score_model_rank"),
+        ("-activity_at", "lead_activity"),
+        ("activity_at", "lead_activity"),
+        ("-created_at", "lead_created"),
+        ("created_at", "lead_created"),
+    ],
+)
+@pytest.mark.parametrize("stage", ["", "&stage=mql", "&stage=mql&stage=sql"])
+def test_the_first_page_of_every_lead_api_order_is_read_from_an_index(seeded_leads, marketer, ordering, index, stage):
+    response, queries = list_queries(client_for(marketer), f"{URL}?ordering={ordering}&page_size=20{stage}")
+    assert response.json()["results"]
+    first_page = queries[0]
+    assert "DISTINCT" not in first_page
+    plan = plan_of(first_page)
+    assert index in plan, plan
+    assert not full_sorts(plan), plan
+
+
+@pytest.mark.parametrize(
+    ("sort", "index"),
+    [
+        ("-score", "score_model_rank"),
+        ("score", "score_model_rank"),
+        ("-activity", "lead_activity"),
+        ("activity", "lead_activity"),
+        ("-created", "lead_created"),
+        ("created", "lead_created"),
+    ],
+)
+def test_the_first_page_of_every_sort_of_the_leads_page_is_read_from_an_index(
+    seeded_leads, marketer, client, sort, index
+):
+    client.force_login(marketer)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"/leads/?sort={sort}&stage=mql")
+    assert response.status_code == 200
+    pages = [q["sql"] for q in queries if q["sql"].startswith('SELECT "leads_lead"')]
+    plan = plan_of(pages[0])
+    assert index in plan, plan
+    assert not full_sorts(plan), plan
+
+
+@pytest.mark.parametrize("ordering", ["-score", "score"])
+def test_a_walk_by_score_sees_every_lead_once_and_each_page_is_the_whole_lists_page(
+    seeded_leads, marketer, ordering, monkeypatch
+):
+    # Pages inside the index's prefix (scored above 0, highest first; at or below 0, lowest
+    # first) and past it (the never scored read as 0) join up: every lead once, in order.
+    client = client_for(marketer)
+    seen, links, url = [], [], f"{URL}?ordering={ordering}&page_size=37"
+    while url:
+        page = client.get(url).json()
+        seen += [(Decimal(row["score"]), row["grade"] != "", row["id"]) for row in page["results"]]
+        links += [link for link in (page["previous"], page["next"]) if link]
+        url = page["next"]
+    assert len(seen) == SEEDED == len({lead_id for *_, lead_id in seen})
+    ids = {str(lead.public_id): lead.pk for lead in seeded_leads}
+    key = [(score, scored, ids[lead_id]) for score, scored, lead_id in seen]
+    if ordering == "-score":  # highest first; among equal scores the unscored, then by id, newest first
+        assert key == sorted(key, key=lambda k: (-k[0], k[1], -k[2]))
+    else:  # lowest first; among equal scores the scored, then by id
+        assert key == sorted(key, key=lambda k: (k[0], not k[1], k[2]))
+    # Every page, forwards and backwards, is the page the whole list gives without the prefix.
+    pages = [client.get(link).json() for link in links]
+    monkeypatch.setattr(selectors, "lead_search_head", lambda **_: None)
+    assert pages == [client.get(link).json() for link in links]
+
+
+@pytest.mark.parametrize("ordering", ["-score", "-activity_at", "created_at"])
+def test_a_lead_api_page_runs_the_same_few_queries_for_5_leads_as_for_200(
+    seeded_leads, marketer, django_assert_max_num_queries, ordering
+):
+    client = client_for(marketer)
+    for size in (5, 200):
+        with django_assert_max_num_queries(3):
+            response = client.get(f"{URL}?ordering={ordering}&page_size={size}&stage=mql&stage=sql&stage=new")
+        assert len(response.json()["results"]) == size
+
+
+@pytest.mark.parametrize("ordering", ["-score", "score", "-activity_at"])
+def test_an_unknown_model_is_a_400_on_the_model_field_in_every_order(marketer, ordering):
+    response = client_for(marketer).get(f"{URL}?model=nope&ordering={ordering}")
+    assert response.status_code == 400
+    assert "No scoring model 'nope'" in response.json()["model"][0]
+
+
+def test_the_queue_filtered_by_status_is_read_without_distinct(rep, django_assert_max_num_queries):
+    from tests.factories import HandoffFactory
+
+    HandoffFactory.create_batch(3)
+    with CaptureQueriesContext(connection) as queries:
+        response = client_for(rep).get("/api/v1/handoffs?status=queued&status=claimed")
+    assert response.status_code == 200 and response.json()["count"] == 3
+    assert not any("DISTINCT" in query["sql"] for query in queries)
