@@ -27,6 +27,7 @@ from django.db import connection, transaction
 
 from leadflow.db import SqlNames
 from leadflow.leads.models import Event, Lead, Stage, StageChange
+from leadflow.leads.rollups import COUNTED_STAGES, Entry, LeadFacts, LeadMove, rollups_record
 from scoring.engine import (
     LeadScore,
     RuleSetSpec,
@@ -289,7 +290,9 @@ class ScoresTable:
         """Apply the automatic transitions of the leads with ids in (after, upto] whose
         new score (stored by ``write``) meets this model's criteria, set-based: one
         statement locks and moves the leads and writes their StageChanges (two for a
-        lead that goes from new or recycled straight to SQL). Returns the StageChanges
+        lead that goes from new or recycled straight to SQL) and returns, with each moved
+        lead, what the dashboard's rollups counted of it before; one insert per rollup
+        table records the chunk's differences (``rollups_record``). Returns the StageChanges
         (ids, stages, score; ``lead`` unset). The rule is ``engine.qualifies_mql`` and
         ``qualifies_sql`` — this is their SQL twin, for one model (a lead that any other
         model qualifies was promoted when that model scored it)."""
@@ -337,6 +340,21 @@ class ScoresTable:
             ), target AS (
                 SELECT id, from_stage, score, ((from_stage = %(mql)s OR mql_ok) AND sql_ok) AS to_sql FROM scored
                 WHERE (from_stage <> %(mql)s AND mql_ok) OR (from_stage = %(mql)s AND sql_ok)
+            ), before AS (
+                -- What the dashboard's rollups count of each lead before it moves (``rollups``):
+                -- its facts and its entries so far, read in this statement's snapshot.
+                SELECT t.id, l.{lead.created_at} AS created_at, l.{lead.source} AS source_id,
+                       l.{lead.utm_campaign} AS campaign, l.{lead.mql_at} AS mql_at, l.{lead.sql_at} AS sql_at,
+                       ARRAY(SELECT c.{change.to_stage} FROM {change.table} c
+                             WHERE c.{change.lead} = t.id AND c.{change.to_stage} = ANY(%(counted)s)
+                             ORDER BY c.{change.at}, c.{change.id}) AS entry_stages,
+                       ARRAY(SELECT c.{change.at} FROM {change.table} c
+                             WHERE c.{change.lead} = t.id AND c.{change.to_stage} = ANY(%(counted)s)
+                             ORDER BY c.{change.at}, c.{change.id}) AS entry_ats,
+                       ARRAY(SELECT c.{change.qualified_by}::text FROM {change.table} c
+                             WHERE c.{change.lead} = t.id AND c.{change.to_stage} = ANY(%(counted)s)
+                             ORDER BY c.{change.at}, c.{change.id}) AS entry_models
+                FROM target t JOIN {lead.table} l ON l.{lead.id} = t.id
             ), moved AS (
                 UPDATE {lead.table} l
                 SET {lead.stage} = CASE WHEN t.to_sql THEN %(sql)s ELSE %(mql)s END,
@@ -351,31 +369,73 @@ class ScoresTable:
                 FROM moved WHERE from_stage <> %(mql)s
                 UNION ALL
                 SELECT id, 2, %(mql)s, %(sql)s, score, %(sql_reason)s FROM moved WHERE to_sql
+            ), inserted AS (
+                INSERT INTO {change.table} ({change.lead}, {change.from_stage}, {change.to_stage}, {change.at},
+                    {change.reason}, {change.qualified_by}, {change.ruleset_version}, {change.score})
+                SELECT id, from_stage, to_stage, %(as_of)s,
+                       CASE WHEN to_stage = %(sql)s THEN 'Intent shown and score ' ELSE 'Score ' END
+                         || score || ' ' || reason,
+                       %(qualified_by)s::jsonb, %(version)s, score
+                FROM steps ORDER BY id, step
+                RETURNING {change.id}, {change.lead}, {change.from_stage}, {change.to_stage}, {change.score}
             )
-            INSERT INTO {change.table} ({change.lead}, {change.from_stage}, {change.to_stage}, {change.at},
-                {change.reason}, {change.qualified_by}, {change.ruleset_version}, {change.score})
-            SELECT id, from_stage, to_stage, %(as_of)s,
-                   CASE WHEN to_stage = %(sql)s THEN 'Intent shown and score ' ELSE 'Score ' END
-                     || score || ' ' || reason,
-                   %(qualified_by)s::jsonb, %(version)s, score
-            FROM steps ORDER BY id, step
-            RETURNING {change.id}, {change.lead}, {change.from_stage}, {change.to_stage}, {change.score}
+            SELECT i.*, m.from_stage, m.to_sql, b.created_at, b.source_id, b.campaign, b.mql_at, b.sql_at,
+                   b.entry_stages, b.entry_ats, b.entry_models
+            FROM inserted i JOIN moved m ON m.id = i.{change.lead} JOIN before b ON b.id = i.{change.lead}
+            ORDER BY i.{change.id}
             """,  # noqa: S608 -- names from the models, values bound
-            params,
+            {**params, "counted": list(COUNTED_STAGES)},
         )
-        return [
-            StageChange(
-                id=change_id,
-                lead_id=lead_id,
-                from_stage=from_stage,
-                to_stage=to_stage,
-                at=self.as_of,
-                qualified_by=[spec.model_slug],
-                ruleset_version=spec.version,
-                score=value,
+        changes: list[StageChange] = []
+        moves: dict[int, LeadMove] = {}
+        added: dict[int, list[Entry]] = {}
+        for (
+            change_id,
+            lead_id,
+            from_stage,
+            to_stage,
+            value,
+            lead_from_stage,
+            to_sql,
+            created_at,
+            source_id,
+            campaign,
+            mql_at,
+            sql_at,
+            entry_stages,
+            entry_ats,
+            entry_models,
+        ) in self.cursor.fetchall():
+            changes.append(
+                StageChange(
+                    id=change_id,
+                    lead_id=lead_id,
+                    from_stage=from_stage,
+                    to_stage=to_stage,
+                    at=self.as_of,
+                    qualified_by=[spec.model_slug],
+                    ruleset_version=spec.version,
+                    score=value,
+                )
             )
-            for change_id, lead_id, from_stage, to_stage, value in self.cursor.fetchall()
-        ]
+            if lead_id not in moves:
+                before = LeadFacts(created_at, source_id, campaign, lead_from_stage, mql_at, sql_at)
+                history = [
+                    Entry(stage, at, tuple(json.loads(models)))
+                    for stage, at, models in zip(entry_stages, entry_ats, entry_models, strict=True)
+                ]
+                moved_to = LeadFacts(
+                    created_at,
+                    source_id,
+                    campaign,
+                    Stage.SQL if to_sql else Stage.MQL,
+                    mql_at or self.as_of,
+                    self.as_of if to_sql else sql_at,
+                )
+                moves[lead_id] = LeadMove(before, moved_to, history, added.setdefault(lead_id, []))
+            added[lead_id].append(Entry.of(changes[-1]))
+        rollups_record(moves.values())  # one insert per rollup table, of the chunk's differences
+        return changes
 
 
 @contextmanager
