@@ -54,7 +54,7 @@ from leadflow.leads.scores import leads_annotate_scores, scoring_models
 # Buckets per doubling of a duration: a bucket spans a factor 2 ** (1/8); read back as its
 # geometric middle, a duration is off by at most 2 ** (1/16) - 1.
 DURATION_STEPS = 8
-DURATION_PRECISION = 2 ** (1 / (2 * DURATION_STEPS)) - 1  # 0.0443
+DURATION_PRECISION = 0.0443  # 2 ** (1 / (2 * DURATION_STEPS)) - 1 = 0.04427, and microseconds of rounding
 
 # The StageChanges a lead's counts depend on.
 COUNTED_STAGES = (Stage.MQL, Stage.SQL, Stage.ACCEPTED)
