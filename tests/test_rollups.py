@@ -17,16 +17,14 @@ from leadflow import selectors
 from leadflow.leads import rollups
 from leadflow.leads.lifecycle import lead_stage_change
 from leadflow.leads.models import Event, FunnelRollup, Lead, Source, Stage, StageChange
-from leadflow.leads.rollups import rollups_compact, rollups_current, rollups_rebuild, rollups_recount
 from leadflow.leads.roles import MARKETING, SALES
+from leadflow.leads.rollups import rollups_compact, rollups_current, rollups_rebuild, rollups_recount
 from leadflow.leads.services import events_ingest, lead_update
 from scoring import services as scoring_services
 from scoring.models import RuleSet, RuleSetStatus, ScoringModel
 from scoring.services import leads_score
 from tests.factories import UserFactory, default_model, ruleset_through_services
 from tests.helpers import behaviour
-
-pytestmark = pytest.mark.postgres  # scoring's set-based transitions are PostgreSQL's
 
 LEADS = 6
 CAMPAIGNS = ("", "spring", "fall")
