@@ -18,7 +18,9 @@ Measured, in this process (Django set up against that database, DEBUG off):
    base tables (the baseline, ``--baseline-repeats`` requests) and the ratio;
 2. each part of the page on its own (p50);
 3. the page's queries with JIT on and off (``SET jit``), p50 each;
-4. the maintenance: ``score_histograms_refresh`` (one scan per model) and the
+4. EXPERIMENT: what an exact score histogram kept on every score write would add (the
+   old scores' buckets read per chunk of a full rescore and per incremental batch);
+5. the maintenance: ``score_histograms_refresh`` (one scan per model) and the
    compaction of the rollups' delta rows.
 
 The speed probe (a fixed pure-Python loop) and the load average are printed at the start
@@ -156,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     recount = mock.patch.object(selectors, "dashboard_numbers", lambda **kwargs: from_rollups(**kwargs, recount=True))
 
     model = scoring_selectors.model_default()
+    if model is None:
+        raise BenchError("No scoring model: the benchmark needs scored data.")
     results: list[tuple[str, object]] = []
     failures = 0
     for label, query in (("all sources", None), (f"source {source.name}", {"source": source.slug})):
@@ -224,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
         cursor.execute("RESET jit")
     report("Dashboard reads: the page's queries, JIT on and off", jit_rows)
 
+    report("Dashboard reads: EXPERIMENT, a score histogram kept per write instead", histogram_alternatives(connection))
+
     started = time.perf_counter()
     models = rollups.score_histograms_refresh()
     refresh = time.perf_counter() - started
@@ -240,6 +246,50 @@ def run(args: argparse.Namespace) -> int:
         ],
     )
     return 1 if failures else 0
+
+
+def histogram_alternatives(connection: Any) -> list[tuple[str, object]]:
+    """EXPERIMENT (not the product's code): what keeping the score histogram exact on
+    every score write would add — the old scores' bucket counts read before each write
+    (the new ones come from the rows being written): per chunk of a full rescore (20,000
+    leads, by id range) and per batch of the incremental path (1,000 leads, by ids)."""
+    from leadflow.db import SqlNames
+    from scoring.models import Score
+
+    score = SqlNames(Score)
+    rows: list[tuple[str, object]] = []
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT min({score.lead}), max({score.lead}), count(*) FROM {score.table}")  # noqa: S608
+        low, high, count = cursor.fetchone()
+        if not count:
+            return [("skipped", "no scores")]
+        chunk_times = []
+        for start in range(low, high, max((high - low) // 6, 1))[1:6]:
+            began = time.perf_counter()
+            cursor.execute(
+                f"SELECT floor({score.score} / 10), count(*) FROM {score.table} "  # noqa: S608 -- names from the model
+                f"WHERE {score.lead} > %s AND {score.lead} <= %s GROUP BY 1",
+                [start, start + 20_000],
+            )
+            cursor.fetchall()
+            chunk_times.append((time.perf_counter() - began) * 1000)
+        chunks = count / 20_000
+        p50 = percentile(chunk_times, 0.5)
+        rows.append(
+            ("old buckets of a 20k chunk", f"p50 {p50:.1f} ms; x {chunks:.0f} chunks = {p50 * chunks / 1000:.2f} s")
+        )
+        batch_times = []
+        for start in range(low, high, max((high - low) // 6, 1))[1:6]:
+            began = time.perf_counter()
+            cursor.execute(
+                f"SELECT floor({score.score} / 10), count(*) FROM {score.table} "  # noqa: S608 -- names from the model
+                f"WHERE {score.lead} = ANY(%s) GROUP BY 1",
+                [list(range(start, start + 1000))],
+            )
+            cursor.fetchall()
+            batch_times.append((time.perf_counter() - began) * 1000)
+        rows.append(("old buckets of a 1k incremental batch", f"p50 {percentile(batch_times, 0.5):.1f} ms per batch"))
+    return rows
 
 
 def _compare(rolled: Any, counted: Any, precision: float, label: str) -> int:

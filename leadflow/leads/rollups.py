@@ -18,7 +18,7 @@ the difference; ``rollups_rebuild`` recounts every lead with the same function.
   ``score_histograms_refresh`` (the periodic task, and after a full rescore).
 
 Who records: lead creation (``services._insert_new_leads``), a campaign change (ingest's
-profile upsert, ``lead_update``), ``lifecycle.transitions_apply`` (every stage change by
+profile upsert, ``lead_update``), a deletion (the admin's), ``lifecycle.transitions_apply`` (every stage change by
 hand, by a rep's decision, by incremental scoring) and scoring's set-based transitions
 (one insert per chunk). Days are dates in ``TIME_ZONE``: after changing it, rebuild.
 
@@ -112,11 +112,11 @@ class Entry:
 
 @dataclass
 class LeadMove:
-    """One lead's change: ``before`` None for a new lead. ``history`` is its entries
-    before the change, ``added`` those the change wrote."""
+    """One lead's change: ``before`` None for a new lead, ``after`` None for a deleted
+    one. ``history`` is its entries before the change, ``added`` those the change wrote."""
 
     before: LeadFacts | None
-    after: LeadFacts
+    after: LeadFacts | None
     history: Sequence[Entry] = ()
     added: Sequence[Entry] = field(default_factory=list)
 
@@ -167,7 +167,8 @@ def moves_counts(moves: Iterable[LeadMove]) -> Counter[Key]:
     delta: Counter[Key] = Counter()
     for move in moves:
         history = list(move.history)
-        delta.update(lead_counts(move.after, [*history, *move.added]))
+        if move.after is not None:
+            delta.update(lead_counts(move.after, [*history, *move.added]))
         if move.before is not None:
             delta.subtract(lead_counts(move.before, history))
     return delta
@@ -249,6 +250,14 @@ def leads_campaign_changed_record(changes: dict[int, tuple[LeadFacts, str]]) -> 
         )
         for pk, (facts, campaign) in moved.items()
     )
+
+
+def leads_deleted_record(lead_ids: Iterable[int]) -> None:
+    """Leads about to be deleted (call it before, in the deleting transaction): their
+    counts go."""
+    facts = leads_facts(lead_ids)
+    history = lead_entries(facts)
+    rollups_record(LeadMove(before=facts[pk], after=None, history=history.get(pk, [])) for pk in facts)
 
 
 def leads_facts(lead_ids: Iterable[int]) -> dict[int, LeadFacts]:

@@ -385,6 +385,16 @@ def lead_update(*, lead: Lead, changes: dict[str, Any]) -> Lead:
     return lead
 
 
+def leads_delete(*, lead_ids: Sequence[int]) -> int:
+    """Delete leads with what refers to them (events, stage log, handoffs: CASCADE), and
+    take them out of the dashboard's rollups in the same transaction. Returns how many."""
+    with transaction.atomic():
+        ids = list(Lead.objects.select_for_update().filter(id__in=lead_ids).values_list("id", flat=True))
+        rollups.leads_deleted_record(ids)
+        Lead.objects.filter(id__in=ids).delete()
+    return len(ids)
+
+
 def request_scoring_after_commit(lead_ids: Sequence[int]) -> None:
     """Score these flagged leads once the current transaction commits (nothing if it
     rolls back): every write that flags leads for rescoring calls this. ``robust``:
