@@ -332,29 +332,29 @@ class ScoresTable:
             f"""
             WITH scored AS (
                 SELECT l.{lead.id} AS id, l.{lead.stage} AS from_stage, s.{score.score} AS score,
-                       {mql_ok} AS mql_ok, {sql_ok} AS sql_ok
+                       {mql_ok} AS mql_ok, {sql_ok} AS sql_ok,
+                       l.{lead.created_at} AS created_at, l.{lead.source} AS source_id,
+                       l.{lead.utm_campaign} AS campaign, l.{lead.mql_at} AS mql_at, l.{lead.sql_at} AS sql_at
                 FROM {lead.table} l JOIN {score.table} s ON s.{score.lead} = l.{lead.id} AND s.{score.model} = %(model)s
                 WHERE l.{lead.id} > %(after)s AND l.{lead.id} <= %(upto)s
                   AND s.{score.lead} > %(after)s AND s.{score.lead} <= %(upto)s
                   AND l.{lead.stage} IN (%(new)s, %(recycled)s, %(mql)s)
-            ), target AS (
-                SELECT id, from_stage, score, ((from_stage = %(mql)s OR mql_ok) AND sql_ok) AS to_sql FROM scored
-                WHERE (from_stage <> %(mql)s AND mql_ok) OR (from_stage = %(mql)s AND sql_ok)
-            ), before AS (
-                -- What the dashboard's rollups count of each lead before it moves (``rollups``):
-                -- its facts and its entries so far, read in this statement's snapshot.
-                SELECT t.id, l.{lead.created_at} AS created_at, l.{lead.source} AS source_id,
-                       l.{lead.utm_campaign} AS campaign, l.{lead.mql_at} AS mql_at, l.{lead.sql_at} AS sql_at,
+            ), target AS MATERIALIZED (
+                -- With what the dashboard's rollups count of each lead before it moves
+                -- (``rollups``): its facts, and its entries so far (evaluated for the movers only).
+                SELECT id, from_stage, score, ((from_stage = %(mql)s OR mql_ok) AND sql_ok) AS to_sql,
+                       created_at, source_id, campaign, mql_at, sql_at,
                        ARRAY(SELECT c.{change.to_stage} FROM {change.table} c
-                             WHERE c.{change.lead} = t.id AND c.{change.to_stage} = ANY(%(counted)s)
+                             WHERE c.{change.lead} = scored.id AND c.{change.to_stage} = ANY(%(counted)s)
                              ORDER BY c.{change.at}, c.{change.id}) AS entry_stages,
                        ARRAY(SELECT c.{change.at} FROM {change.table} c
-                             WHERE c.{change.lead} = t.id AND c.{change.to_stage} = ANY(%(counted)s)
+                             WHERE c.{change.lead} = scored.id AND c.{change.to_stage} = ANY(%(counted)s)
                              ORDER BY c.{change.at}, c.{change.id}) AS entry_ats,
                        ARRAY(SELECT c.{change.qualified_by}::text FROM {change.table} c
-                             WHERE c.{change.lead} = t.id AND c.{change.to_stage} = ANY(%(counted)s)
+                             WHERE c.{change.lead} = scored.id AND c.{change.to_stage} = ANY(%(counted)s)
                              ORDER BY c.{change.at}, c.{change.id}) AS entry_models
-                FROM target t JOIN {lead.table} l ON l.{lead.id} = t.id
+                FROM scored
+                WHERE (from_stage <> %(mql)s AND mql_ok) OR (from_stage = %(mql)s AND sql_ok)
             ), moved AS (
                 UPDATE {lead.table} l
                 SET {lead.stage} = CASE WHEN t.to_sql THEN %(sql)s ELSE %(mql)s END,
@@ -363,7 +363,8 @@ class ScoresTable:
                 FROM target t
                 WHERE l.{lead.id} = t.id AND l.{lead.stage} = t.from_stage
                   AND l.{lead.id} > %(after)s AND l.{lead.id} <= %(upto)s
-                RETURNING l.{lead.id} AS id, t.from_stage, t.to_sql, t.score
+                RETURNING l.{lead.id} AS id, t.from_stage, t.to_sql, t.score, t.created_at, t.source_id, t.campaign,
+                          t.mql_at, t.sql_at, t.entry_stages, t.entry_ats, t.entry_models
             ), steps AS (
                 SELECT id, 1 AS step, from_stage, %(mql)s AS to_stage, score, %(mql_reason)s AS reason
                 FROM moved WHERE from_stage <> %(mql)s
@@ -379,9 +380,9 @@ class ScoresTable:
                 FROM steps ORDER BY id, step
                 RETURNING {change.id}, {change.lead}, {change.from_stage}, {change.to_stage}, {change.score}
             )
-            SELECT i.*, m.from_stage, m.to_sql, b.created_at, b.source_id, b.campaign, b.mql_at, b.sql_at,
-                   b.entry_stages, b.entry_ats, b.entry_models
-            FROM inserted i JOIN moved m ON m.id = i.{change.lead} JOIN before b ON b.id = i.{change.lead}
+            SELECT i.*, m.from_stage, m.to_sql, m.created_at, m.source_id, m.campaign, m.mql_at, m.sql_at,
+                   m.entry_stages, m.entry_ats, m.entry_models
+            FROM inserted i JOIN moved m ON m.id = i.{change.lead}
             ORDER BY i.{change.id}
             """,  # noqa: S608 -- names from the models, values bound
             {**params, "counted": list(COUNTED_STAGES)},
