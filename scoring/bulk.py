@@ -344,16 +344,15 @@ class ScoresTable:
                 -- (``rollups``): its facts, and its entries so far (evaluated for the movers only).
                 SELECT id, from_stage, score, ((from_stage = %(mql)s OR mql_ok) AND sql_ok) AS to_sql,
                        created_at, source_id, campaign, mql_at, sql_at,
-                       ARRAY(SELECT c.{change.to_stage} FROM {change.table} c
-                             WHERE c.{change.lead} = scored.id AND c.{change.to_stage} = ANY(%(counted)s)
-                             ORDER BY c.{change.at}, c.{change.id}) AS entry_stages,
-                       ARRAY(SELECT c.{change.at} FROM {change.table} c
-                             WHERE c.{change.lead} = scored.id AND c.{change.to_stage} = ANY(%(counted)s)
-                             ORDER BY c.{change.at}, c.{change.id}) AS entry_ats,
-                       ARRAY(SELECT c.{change.qualified_by}::text FROM {change.table} c
-                             WHERE c.{change.lead} = scored.id AND c.{change.to_stage} = ANY(%(counted)s)
-                             ORDER BY c.{change.at}, c.{change.id}) AS entry_models
-                FROM scored
+                       COALESCE(h.stages, '{{}}') AS entry_stages, COALESCE(h.ats, '{{}}') AS entry_ats,
+                       COALESCE(h.models, '{{}}') AS entry_models
+                FROM scored LEFT JOIN LATERAL (
+                    SELECT array_agg(c.{change.to_stage} ORDER BY c.{change.at}, c.{change.id}) AS stages,
+                           array_agg(c.{change.at} ORDER BY c.{change.at}, c.{change.id}) AS ats,
+                           array_agg(c.{change.qualified_by}::text ORDER BY c.{change.at}, c.{change.id}) AS models
+                    FROM {change.table} c
+                    WHERE c.{change.lead} = scored.id AND c.{change.to_stage} = ANY(%(counted)s)
+                ) h ON true
                 WHERE (from_stage <> %(mql)s AND mql_ok) OR (from_stage = %(mql)s AND sql_ok)
             ), moved AS (
                 UPDATE {lead.table} l

@@ -76,7 +76,8 @@ def bucket_duration(bucket: int) -> timedelta:
 
 
 def local_day(moment: datetime) -> date:
-    return timezone.localtime(moment, timezone.get_default_timezone()).date()
+    """The date of ``moment`` in TIME_ZONE (how the dashboard's periods read days)."""
+    return moment.astimezone(timezone.get_default_timezone()).date()
 
 
 @dataclass(frozen=True)

@@ -5,21 +5,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('leads', '0007_free_mail_domains_and_existing_accounts'),
-        ('scoring', '0007_rescore_split_across_workers'),
+        ("leads", "0007_free_mail_domains_and_existing_accounts"),
+        ("scoring", "0007_rescore_split_across_workers"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='score',
-            name='lead',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='scores', to='leads.lead'),
+            model_name="score",
+            name="lead",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="scores",
+                to="leads.lead",
+            ),
         ),
         migrations.AlterField(
-            model_name='score',
-            name='model',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='scores', to='scoring.scoringmodel'),
+            model_name="score",
+            name="model",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="scores",
+                to="scoring.scoringmodel",
+            ),
         ),
     ]
