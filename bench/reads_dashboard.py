@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         "by source": lambda: selectors.dashboard_breakdown(period=period, by="source"),
         "by campaign": lambda: selectors.dashboard_breakdown(period=period, by="utm_campaign"),
         "medians": lambda: selectors.dashboard_median_times(period=period),
-        "grade matrix (live)": lambda: selectors.dashboard_grade_matrix(model=model),
+        "grade matrix (snapshot)": lambda: selectors.dashboard_grade_matrix(model=model),
         "sales outcomes (live)": lambda: selectors.dashboard_sales_outcomes(period=period),
         "overdue handoffs (live)": lambda: selectors.dashboard_overdue_handoffs(user=user),
         "recent SQLs (live, index)": lambda: selectors.dashboard_recent_sqls(model=model),
@@ -205,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         "by source": lambda: selectors.dashboard_breakdown_recount(period=period, by="source"),
         "by campaign": lambda: selectors.dashboard_breakdown_recount(period=period, by="utm_campaign"),
         "medians": lambda: selectors.dashboard_median_times_recount(period=period),
+        "grade matrix (snapshot)": lambda: selectors.dashboard_grade_matrix_recount(model=model),
     }
     part_rows = []
     for name, function in parts.items():

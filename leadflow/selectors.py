@@ -32,6 +32,7 @@ from leadflow.leads.models import (
     DurationKind,
     DurationRollup,
     FunnelRollup,
+    GradeMatrixSnapshot,
     Lead,
     ScoreHistogram,
     Source,
@@ -39,7 +40,7 @@ from leadflow.leads.models import (
     StageChange,
     StageEntryRollup,
 )
-from leadflow.leads.rollups import FUNNEL_FIELDS, bucket_duration
+from leadflow.leads.rollups import BEHAVIOUR_BANDS, FUNNEL_FIELDS, band_condition, bucket_duration
 from leadflow.leads.scores import leads_annotate_scores
 from leadflow.leads.selectors import start_of_day
 from scoring.models import GRADES, Score, ScoringModel
@@ -372,15 +373,6 @@ def dashboard_model_funnel_recount(*, period: Period, model: ScoringModel, sourc
     return ModelFunnel(model=model, **counts)
 
 
-# Behaviour bands of the grade matrix: (label, low inclusive or None, high exclusive or None).
-BEHAVIOUR_BANDS: tuple[tuple[str, Decimal | None, Decimal | None], ...] = (
-    ("under 10", None, Decimal("10")),
-    ("10–25", Decimal("10"), Decimal("25")),
-    ("25–50", Decimal("25"), Decimal("50")),
-    ("50+", Decimal("50"), None),
-)
-
-
 @dataclass(frozen=True)
 class GradeMatrix:
     """Current MQLs by ``model``'s fit grade (rows A–F) and behaviour band (columns)."""
@@ -391,15 +383,10 @@ class GradeMatrix:
 
 
 def _band(low: Decimal | None, high: Decimal | None) -> Q:
-    condition = Q()
-    if low is not None:
-        condition &= Q(behaviour__gte=low)
-    if high is not None:
-        condition &= Q(behaviour__lt=high)
-    return condition
+    return band_condition(low, high, field="behaviour")
 
 
-def dashboard_grade_matrix(*, model: ScoringModel, source: Source | None = None) -> GradeMatrix:
+def dashboard_grade_matrix_recount(*, model: ScoringModel, source: Source | None = None) -> GradeMatrix:
     """One aggregate query over the scores table: the current MQLs ``model`` scored, by
     grade and behaviour band (an MQL the model never scored is in no cell)."""
     scores = Score.objects.filter(model=model, lead__stage=Stage.MQL)
@@ -415,9 +402,31 @@ def dashboard_grade_matrix(*, model: ScoringModel, source: Source | None = None)
     for grade in GRADES:
         cells = [row[f"{grade}_{index}"] for index in range(len(BEHAVIOUR_BANDS))]
         rows.append((grade, cells, sum(cells)))
+    return _grade_matrix(rows)
+
+
+def _grade_matrix(rows: list[tuple[str, list[int], int]]) -> GradeMatrix:
     return GradeMatrix(
         bands=[label for label, _low, _high in BEHAVIOUR_BANDS], rows=rows, total=sum(total for *_, total in rows)
     )
+
+
+def dashboard_grade_matrix(*, model: ScoringModel, source: Source | None = None) -> GradeMatrix:
+    """The latest snapshot (taken with the score histogram, ``rollups.score_histograms_refresh``);
+    counted now when the model has none yet."""
+    if not ScoreHistogram.objects.filter(model=model.slug).exists():
+        return dashboard_grade_matrix_recount(model=model, source=source)
+    snapshot = GradeMatrixSnapshot.objects.filter(model=model.slug)
+    if source is not None:
+        snapshot = snapshot.filter(source_id=source.pk)
+    counts = {
+        (grade, band): n for grade, band, n in snapshot.values_list("grade", "band").annotate(n=Sum("leads")).order_by()
+    }
+    rows = []
+    for grade in GRADES:
+        cells = [counts.get((grade, index), 0) for index in range(len(BEHAVIOUR_BANDS))]
+        rows.append((grade, cells, sum(cells)))
+    return _grade_matrix(rows)
 
 
 # --- The dashboard from its rollups (``leadflow.leads.rollups``) ---------------------------

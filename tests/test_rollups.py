@@ -202,6 +202,10 @@ def test_the_dashboard_reads_the_same_numbers_from_the_rollups_as_from_the_base_
                 assert rolled.model_funnel == counted.model_funnel
                 assert rolled.by_source == counted.by_source
                 assert rolled.by_campaign == counted.by_campaign
+                if model is not None:
+                    assert selectors.dashboard_grade_matrix(
+                        model=model, source=source
+                    ) == selectors.dashboard_grade_matrix_recount(model=model, source=source)
                 assert (rolled.histogram.lows, rolled.histogram.counts) == (
                     counted.histogram.lows,
                     counted.histogram.counts,

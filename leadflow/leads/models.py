@@ -347,3 +347,21 @@ class ScoreHistogram(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model or 'no model'} source {self.source_id} from {self.bucket * self.width}: {self.leads}"
+
+
+class GradeMatrixSnapshot(models.Model):
+    """A snapshot, taken with the score histograms: the current MQLs ``model`` scored,
+    by source, fit grade and behaviour band (``rollups.BEHAVIOUR_BANDS``, by index)."""
+
+    model = models.CharField(max_length=100)
+    source_id = models.IntegerField(default=0)
+    grade = models.CharField(max_length=1)
+    band = models.PositiveSmallIntegerField()
+    leads = models.IntegerField()
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["model", "source_id"], name="gradematrixsnapshot_model")]
+
+    def __str__(self) -> str:
+        return f"{self.model} source {self.source_id} {self.grade}/{self.band}: {self.leads}"

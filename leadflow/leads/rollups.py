@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, models, transaction
-from django.db.models import Count, F, Value
+from django.db.models import Case, Count, F, IntegerField, Q, Value, When
 from django.db.models.functions import Floor
 from django.utils import timezone
 
@@ -43,6 +43,7 @@ from leadflow.leads.models import (
     DurationKind,
     DurationRollup,
     FunnelRollup,
+    GradeMatrixSnapshot,
     Lead,
     ScoreHistogram,
     Stage,
@@ -429,8 +430,53 @@ def score_histograms_refresh(*, model: str | None = None, width: int = SCORE_BUC
             )
             for row in rows
         ]
+        grades = _grade_matrix_snapshot(slug, now) if slug else []
         with transaction.atomic():
             ScoreHistogram.objects.filter(model=slug).delete()
             ScoreHistogram.objects.bulk_create(snapshot, batch_size=2000)
+            GradeMatrixSnapshot.objects.filter(model=slug).delete()
+            GradeMatrixSnapshot.objects.bulk_create(grades, batch_size=2000)
     ScoreHistogram.objects.exclude(model__in=known).delete()
+    GradeMatrixSnapshot.objects.exclude(model__in=known).delete()
     return len(slugs)
+
+
+# Behaviour bands of the grade matrix: (label, low inclusive or None, high exclusive or None).
+BEHAVIOUR_BANDS: tuple[tuple[str, Decimal | None, Decimal | None], ...] = (
+    ("under 10", None, Decimal("10")),
+    ("10–25", Decimal("10"), Decimal("25")),
+    ("25–50", Decimal("25"), Decimal("50")),
+    ("50+", Decimal("50"), None),
+)
+
+
+def band_condition(low: Decimal | None, high: Decimal | None, *, field: str) -> Q:
+    condition = Q()
+    if low is not None:
+        condition &= Q(**{f"{field}__gte": low})
+    if high is not None:
+        condition &= Q(**{f"{field}__lt": high})
+    return condition
+
+
+def _grade_matrix_snapshot(slug: str, now: datetime) -> list[GradeMatrixSnapshot]:
+    """The current MQLs the model scored (a grade), by source, grade and band: one aggregate."""
+    bands = Case(
+        *(
+            When(band_condition(low, high, field="behaviour_score"), then=Value(index))
+            for index, (_label, low, high) in enumerate(BEHAVIOUR_BANDS)
+        ),
+        output_field=IntegerField(),
+    )
+    rows = (
+        leads_annotate_scores(Lead.objects.filter(stage=Stage.MQL), model=slug)
+        .exclude(grade="")  # type: ignore[misc]  # the provider annotates it
+        .annotate(band=bands)
+        .values_list("source_id", "grade", "band")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return [
+        GradeMatrixSnapshot(model=slug, source_id=source or 0, grade=grade, band=band, leads=n, refreshed_at=now)
+        for source, grade, band, n in rows
+    ]
