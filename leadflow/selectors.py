@@ -14,19 +14,33 @@ from django.db.models import (
     Exists,
     ExpressionWrapper,
     F,
+    Min,
     OuterRef,
     Q,
     QuerySet,
+    Sum,
     Value,
 )
-from django.db.models.functions import Floor, TruncDate
+from django.db.models.functions import Coalesce, Floor, TruncDate
 from django.utils import timezone
 
 from handoff import selectors as handoff_selectors
 from handoff.models import Handoff, RejectReason
 from handoff.selectors import HandoffStats
 from leadflow.db import Median, database_has_median, median_in_python
-from leadflow.leads.models import Lead, Source, Stage, StageChange
+from leadflow.leads.models import (
+    DurationKind,
+    DurationRollup,
+    FunnelRollup,
+    GradeMatrixSnapshot,
+    Lead,
+    ScoreHistogram,
+    Source,
+    Stage,
+    StageChange,
+    StageEntryRollup,
+)
+from leadflow.leads.rollups import BEHAVIOUR_BANDS, FUNNEL_FIELDS, band_condition, bucket_duration
 from leadflow.leads.scores import leads_annotate_scores
 from leadflow.leads.selectors import start_of_day
 from scoring.models import GRADES, Score, ScoringModel
@@ -130,7 +144,7 @@ def dashboard_has_leads() -> bool:
     return Lead.objects.exists()
 
 
-def dashboard_funnel(*, period: Period, source: Source | None = None) -> Funnel:
+def dashboard_funnel_recount(*, period: Period, source: Source | None = None) -> Funnel:
     counts = _created_in(period, source).aggregate(
         created=Count("id"),
         **_stage_counts(),
@@ -140,7 +154,7 @@ def dashboard_funnel(*, period: Period, source: Source | None = None) -> Funnel:
     return Funnel(**counts)
 
 
-def dashboard_stage_entries_per_day(*, period: Period, source: Source | None = None) -> dict[str, list[int]]:
+def dashboard_stage_entries_per_day_recount(*, period: Period, source: Source | None = None) -> dict[str, list[int]]:
     """Leads entering MQL and SQL on each day of the period (from the stage log)."""
     changes = StageChange.objects.filter(to_stage__in=[Stage.MQL, Stage.SQL], at__gte=period.start, at__lt=period.end)
     if source is not None:
@@ -159,9 +173,10 @@ class Histogram:
     lows: list[int]
     counts: list[int]
     width: int = SCORE_BUCKET
+    refreshed_at: datetime | None = None  # a snapshot's time (``ScoreHistogram``); None: counted now
 
 
-def dashboard_score_histogram(
+def dashboard_score_histogram_recount(
     *, source: Source | None = None, model: ScoringModel | None = None, width: int = SCORE_BUCKET
 ) -> Histogram:
     """Current scores of all leads under ``model`` (the default model when None; 0 for a
@@ -173,9 +188,12 @@ def dashboard_score_histogram(
         .annotate(n=Count("id"))
         .order_by("bucket")
     )
-    counts = {int(row["bucket"]): row["n"] for row in rows}
+    return _histogram({int(row["bucket"]): row["n"] for row in rows}, width)
+
+
+def _histogram(counts: dict[int, int], width: int, refreshed_at: datetime | None = None) -> Histogram:
     if not counts:
-        return Histogram(lows=[], counts=[], width=width)
+        return Histogram(lows=[], counts=[], width=width, refreshed_at=refreshed_at)
     low, high = min(counts), max(counts)
     if high - low >= MAX_BUCKETS:  # a few extreme scores: clamp them into the edge buckets
         low = max(low, high - MAX_BUCKETS + 1)
@@ -184,7 +202,12 @@ def dashboard_score_histogram(
             clamped[max(bucket, low)] = clamped.get(max(bucket, low), 0) + n
         counts = clamped
     buckets = range(low, high + 1)
-    return Histogram(lows=[b * width for b in buckets], counts=[counts.get(b, 0) for b in buckets], width=width)
+    return Histogram(
+        lows=[b * width for b in buckets],
+        counts=[counts.get(b, 0) for b in buckets],
+        width=width,
+        refreshed_at=refreshed_at,
+    )
 
 
 @dataclass(frozen=True)
@@ -207,7 +230,7 @@ class BreakdownRow:
 BREAKDOWN_LIMIT = 15
 
 
-def dashboard_breakdown(
+def dashboard_breakdown_recount(
     *, period: Period, by: str, source: Source | None = None, limit: int = BREAKDOWN_LIMIT
 ) -> list[BreakdownRow]:
     """Leads created in the period and how many of them converted, by ``source`` or ``utm_campaign``."""
@@ -232,7 +255,7 @@ class MedianTimes:
     mql_to_sql: timedelta | None  # MQL → SQL, of the leads that became SQL in the period
 
 
-def dashboard_median_times(*, period: Period, source: Source | None = None) -> MedianTimes:
+def dashboard_median_times_recount(*, period: Period, source: Source | None = None) -> MedianTimes:
     leads = _leads_of(source)
     became_mql = leads.filter(mql_at__gte=period.start, mql_at__lt=period.end)
     became_sql = leads.filter(sql_at__gte=period.start, sql_at__lt=period.end, mql_at__isnull=False)
@@ -338,7 +361,7 @@ def _qualified_by(model: ScoringModel, stage: str) -> Exists:
     )
 
 
-def dashboard_model_funnel(*, period: Period, model: ScoringModel, source: Source | None = None) -> ModelFunnel:
+def dashboard_model_funnel_recount(*, period: Period, model: ScoringModel, source: Source | None = None) -> ModelFunnel:
     counts = _created_in(period, source).aggregate(
         created=Count("id"),
         mql=Count("id", filter=Q(_qualified_by(model, Stage.MQL))),
@@ -348,15 +371,6 @@ def dashboard_model_funnel(*, period: Period, model: ScoringModel, source: Sourc
         ),
     )
     return ModelFunnel(model=model, **counts)
-
-
-# Behaviour bands of the grade matrix: (label, low inclusive or None, high exclusive or None).
-BEHAVIOUR_BANDS: tuple[tuple[str, Decimal | None, Decimal | None], ...] = (
-    ("under 10", None, Decimal("10")),
-    ("10–25", Decimal("10"), Decimal("25")),
-    ("25–50", Decimal("25"), Decimal("50")),
-    ("50+", Decimal("50"), None),
-)
 
 
 @dataclass(frozen=True)
@@ -369,15 +383,10 @@ class GradeMatrix:
 
 
 def _band(low: Decimal | None, high: Decimal | None) -> Q:
-    condition = Q()
-    if low is not None:
-        condition &= Q(behaviour__gte=low)
-    if high is not None:
-        condition &= Q(behaviour__lt=high)
-    return condition
+    return band_condition(low, high, field="behaviour")
 
 
-def dashboard_grade_matrix(*, model: ScoringModel, source: Source | None = None) -> GradeMatrix:
+def dashboard_grade_matrix_recount(*, model: ScoringModel, source: Source | None = None) -> GradeMatrix:
     """One aggregate query over the scores table: the current MQLs ``model`` scored, by
     grade and behaviour band (an MQL the model never scored is in no cell)."""
     scores = Score.objects.filter(model=model, lead__stage=Stage.MQL)
@@ -393,6 +402,188 @@ def dashboard_grade_matrix(*, model: ScoringModel, source: Source | None = None)
     for grade in GRADES:
         cells = [row[f"{grade}_{index}"] for index in range(len(BEHAVIOUR_BANDS))]
         rows.append((grade, cells, sum(cells)))
+    return _grade_matrix(rows)
+
+
+def _grade_matrix(rows: list[tuple[str, list[int], int]]) -> GradeMatrix:
     return GradeMatrix(
         bands=[label for label, _low, _high in BEHAVIOUR_BANDS], rows=rows, total=sum(total for *_, total in rows)
+    )
+
+
+def dashboard_grade_matrix(*, model: ScoringModel, source: Source | None = None) -> GradeMatrix:
+    """The latest snapshot (taken with the score histogram, ``rollups.score_histograms_refresh``);
+    counted now when the model has none yet."""
+    if not ScoreHistogram.objects.filter(model=model.slug).exists():
+        return dashboard_grade_matrix_recount(model=model, source=source)
+    snapshot = GradeMatrixSnapshot.objects.filter(model=model.slug)
+    if source is not None:
+        snapshot = snapshot.filter(source_id=source.pk)
+    counts = {
+        (grade, band): n for grade, band, n in snapshot.values_list("grade", "band").annotate(n=Sum("leads")).order_by()
+    }
+    rows = []
+    for grade in GRADES:
+        cells = [counts.get((grade, index), 0) for index in range(len(BEHAVIOUR_BANDS))]
+        rows.append((grade, cells, sum(cells)))
+    return _grade_matrix(rows)
+
+
+# --- The dashboard from its rollups (``leadflow.leads.rollups``) ---------------------------
+# The ``…_recount`` readers above count the same from the base tables: the rollups' oracle
+# in the tests and the baseline of bench/reads_dashboard.py.
+def _in_period(rows: QuerySet[Any], period: Period, source: Source | None) -> QuerySet[Any]:
+    rows = rows.filter(day__gte=period.first, day__lte=period.last)
+    return rows if source is None else rows.filter(source_id=source.pk)
+
+
+def _sums(*names: str) -> dict[str, Coalesce]:
+    return {name: Coalesce(Sum(name), 0) for name in names}
+
+
+def dashboard_funnel(*, period: Period, source: Source | None = None) -> Funnel:
+    counts = _in_period(FunnelRollup.objects.filter(model=""), period, source).aggregate(**_sums(*FUNNEL_FIELDS))
+    return Funnel(**counts)
+
+
+def dashboard_stage_entries_per_day(*, period: Period, source: Source | None = None) -> dict[str, list[int]]:
+    """Leads entering MQL and SQL on each day of the period."""
+    rows = (
+        _in_period(StageEntryRollup.objects.all(), period, source)
+        .values_list("day", "stage")
+        .annotate(n=Sum("leads"))
+        .order_by()
+    )
+    by_day = {(day, stage): n for day, stage, n in rows}
+    return {stage: [by_day.get((day, stage), 0) for day in period.days] for stage in (Stage.MQL, Stage.SQL)}
+
+
+def dashboard_model_funnel(*, period: Period, model: ScoringModel, source: Source | None = None) -> ModelFunnel:
+    rows = (
+        _in_period(FunnelRollup.objects.filter(model__in=["", model.slug]), period, source)
+        .values("model")
+        .annotate(**_sums("created", "mql", "sql", "accepted"))
+        .order_by()
+    )
+    by_model = {row["model"]: row for row in rows}
+    everyone, qualified = by_model.get("", {}), by_model.get(model.slug, {})
+    return ModelFunnel(
+        model=model,
+        created=everyone.get("created", 0),
+        mql=qualified.get("mql", 0),
+        sql=qualified.get("sql", 0),
+        accepted=qualified.get("accepted", 0),
+    )
+
+
+def dashboard_breakdown(
+    *, period: Period, by: str, source: Source | None = None, limit: int = BREAKDOWN_LIMIT
+) -> list[BreakdownRow]:
+    """Leads created in the period and how many of them converted, by ``source`` or ``utm_campaign``."""
+    column = {"source": "source_id", "utm_campaign": "campaign"}[by]
+    rows = (
+        _in_period(FunnelRollup.objects.filter(model=""), period, source)
+        .values(column)
+        .annotate(leads=Sum("created"), mql=Sum("mql"), sql=Sum("sql"), accepted=Sum("accepted"))
+        .filter(leads__gt=0)
+    )
+    if by == "source":
+        names = dict(Source.objects.values_list("id", "name"))
+        keyed = [(names.get(row[column]), row) for row in rows]
+        # As the database orders names: a lead without a source (no name) last among equals.
+        keyed.sort(key=lambda item: (-item[1]["leads"], item[0] is None, item[0] or ""))
+        keyed = keyed[:limit]
+    else:
+        keyed = [(row[column], row) for row in rows.order_by("-leads", column)[:limit]]
+    return [
+        BreakdownRow(key=key or "", leads=row["leads"], mql=row["mql"], sql=row["sql"], accepted=row["accepted"])
+        for key, row in keyed
+    ]
+
+
+def _median_of_buckets(counts: dict[int, int]) -> timedelta | None:
+    """The median of a histogram of duration buckets, as ``PERCENTILE_CONT(0.5)`` takes
+    it (the mean of the two middle values for an even count), each value read as its
+    bucket's middle: within ``rollups.DURATION_PRECISION`` of the exact median."""
+    total = sum(counts.values())
+    if total <= 0:
+        return None
+    middle = {(total - 1) // 2, total // 2}
+    values: list[timedelta] = []
+    seen = 0
+    for bucket in sorted(counts):
+        n = counts[bucket]
+        values.extend(bucket_duration(bucket) for rank in sorted(middle) if seen <= rank < seen + n)
+        seen += n
+    return sum(values, timedelta(0)) / len(values)
+
+
+def dashboard_median_times(*, period: Period, source: Source | None = None) -> MedianTimes:
+    rows = (
+        _in_period(DurationRollup.objects.all(), period, source)
+        .values_list("kind", "bucket")
+        .annotate(n=Sum("leads"))
+        .order_by()
+    )
+    buckets: dict[str, dict[int, int]] = {kind: {} for kind in DurationKind.values}
+    for kind, bucket, n in rows:
+        buckets[kind][bucket] = n
+    return MedianTimes(
+        to_mql=_median_of_buckets(buckets[DurationKind.TO_MQL]),
+        mql_to_sql=_median_of_buckets(buckets[DurationKind.MQL_TO_SQL]),
+    )
+
+
+def dashboard_score_histogram(
+    *, source: Source | None = None, model: ScoringModel | None = None, width: int = SCORE_BUCKET
+) -> Histogram:
+    """The latest snapshot of the current scores of all leads under ``model``
+    (``rollups.score_histograms_refresh``, with its time); counted now when the model has
+    no snapshot yet (a model created since the last refresh) or another ``width`` is asked."""
+    rows = ScoreHistogram.objects.filter(model=model.slug if model else "", width=width)
+    if source is not None:
+        rows = rows.filter(source_id=source.pk)
+    counts = list(rows.values_list("bucket").annotate(n=Sum("leads"), at=Min("refreshed_at")).order_by())
+    if not counts and not ScoreHistogram.objects.filter(model=model.slug if model else "", width=width).exists():
+        return dashboard_score_histogram_recount(source=source, model=model, width=width)
+    refreshed_at = min((at for _bucket, _n, at in counts), default=None)
+    return _histogram({bucket: n for bucket, n, _at in counts}, width, refreshed_at)
+
+
+@dataclass(frozen=True)
+class DashboardNumbers:
+    """What the dashboard shows of the period's leads, one way or the other."""
+
+    funnel: Funnel
+    per_day: dict[str, list[int]]
+    histogram: Histogram
+    model_funnel: ModelFunnel | None
+    by_source: list[BreakdownRow]
+    by_campaign: list[BreakdownRow]
+    medians: MedianTimes
+
+
+def dashboard_numbers(
+    *, period: Period, source: Source | None, model: ScoringModel | None, recount: bool = False
+) -> DashboardNumbers:
+    """From the rollups; with ``recount``, from the base tables (the same numbers, the
+    medians within ``rollups.DURATION_PRECISION``, the histogram as of its snapshot)."""
+    if recount:
+        return DashboardNumbers(
+            funnel=dashboard_funnel_recount(period=period, source=source),
+            per_day=dashboard_stage_entries_per_day_recount(period=period, source=source),
+            histogram=dashboard_score_histogram_recount(source=source, model=model),
+            model_funnel=dashboard_model_funnel_recount(period=period, model=model, source=source) if model else None,
+            by_source=dashboard_breakdown_recount(period=period, by="source", source=source),
+            by_campaign=dashboard_breakdown_recount(period=period, by="utm_campaign", source=source),
+            medians=dashboard_median_times_recount(period=period, source=source),
+        )
+    return DashboardNumbers(
+        funnel=dashboard_funnel(period=period, source=source),
+        per_day=dashboard_stage_entries_per_day(period=period, source=source),
+        histogram=dashboard_score_histogram(source=source, model=model),
+        model_funnel=dashboard_model_funnel(period=period, model=model, source=source) if model else None,
+        by_source=dashboard_breakdown(period=period, by="source", source=source),
+        by_campaign=dashboard_breakdown(period=period, by="utm_campaign", source=source),
+        medians=dashboard_median_times(period=period, source=source),
     )

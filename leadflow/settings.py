@@ -310,6 +310,7 @@ CELERY_TASK_ROUTES = {
 # An account's roll-up score is the behaviour of its top ACCOUNT_TOP_CONTACTS contacts
 # (by behaviour) plus its best fit (scoring/accounts.py).
 ACCOUNT_TOP_CONTACTS = env_int("ACCOUNT_TOP_CONTACTS", 3, minimum=1)
+SCORE_HISTOGRAM_MINUTES = env_int("SCORE_HISTOGRAM_MINUTES", 10, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-dirty-leads": {"task": "scoring.tasks.sweep_dirty", "schedule": timedelta(seconds=SWEEP_INTERVAL_SECONDS)},
     "refresh-decay": {"task": "scoring.tasks.refresh_decay", "schedule": timedelta(days=1)},
@@ -317,6 +318,13 @@ CELERY_BEAT_SCHEDULE = {
     "flag-overdue-handoffs": {"task": "handoff.tasks.flag_overdue", "schedule": timedelta(minutes=1)},
     "resend-stale-webhooks": {"task": "handoff.tasks.resend_stale_webhooks", "schedule": timedelta(minutes=10)},
     "apply-retention": {"task": "leadflow.leads.tasks.apply_retention", "schedule": timedelta(days=1)},
+    # The dashboard: its score distribution is a snapshot (one scan per scoring model, about
+    # 1 s at 1M leads); the rollups' delta rows fold into one per key.
+    "refresh-score-histograms": {
+        "task": "leadflow.leads.tasks.refresh_score_histograms",
+        "schedule": timedelta(minutes=SCORE_HISTOGRAM_MINUTES),
+    },
+    "compact-rollups": {"task": "leadflow.leads.tasks.compact_rollups", "schedule": timedelta(minutes=5)},
 }
 
 # --- Cache -----------------------------------------------------------------------

@@ -40,11 +40,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     period, preset, source = form.selected()
     slug = form.selected_model()
     model = (scoring_selectors.model_get(slug=slug) if slug else None) or scoring_selectors.model_default()
-    funnel = selectors.dashboard_funnel(period=period, source=source)
-    per_day = selectors.dashboard_stage_entries_per_day(period=period, source=source)
-    histogram = selectors.dashboard_score_histogram(source=source, model=model)
+    numbers = selectors.dashboard_numbers(period=period, source=source, model=model)
+    funnel, per_day, histogram = numbers.funnel, numbers.per_day, numbers.histogram
     ruleset = scoring_selectors.published_ruleset(model) if model else None
-    model_funnel = selectors.dashboard_model_funnel(period=period, model=model, source=source) if model else None
     markers = [("MQL", ruleset.mql_threshold), ("SQL", ruleset.sql_threshold)] if ruleset else []
     context = {
         "form": form,
@@ -89,11 +87,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "ruleset": ruleset,
         "model": model,
         "several_models": len(form.fields["model"].choices) > 1,  # type: ignore[attr-defined]
-        "model_funnel": model_funnel,
+        "model_funnel": numbers.model_funnel,
         "grade_matrix": selectors.dashboard_grade_matrix(model=model, source=source) if model else None,
-        "by_source": selectors.dashboard_breakdown(period=period, by="source", source=source),
-        "by_campaign": selectors.dashboard_breakdown(period=period, by="utm_campaign", source=source),
-        "medians": selectors.dashboard_median_times(period=period, source=source),
+        "by_source": numbers.by_source,
+        "by_campaign": numbers.by_campaign,
+        "medians": numbers.medians,
         "outcomes": selectors.dashboard_sales_outcomes(period=period, source=source),
         "overdue": selectors.dashboard_overdue_handoffs(user=request.user, source=source),
         "recent_sqls": selectors.dashboard_recent_sqls(source=source, model=model),

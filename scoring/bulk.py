@@ -27,6 +27,7 @@ from django.db import connection, transaction
 
 from leadflow.db import SqlNames
 from leadflow.leads.models import Event, Lead, Stage, StageChange
+from leadflow.leads.rollups import COUNTED_STAGES, Entry, LeadFacts, LeadMove, rollups_record
 from scoring.engine import (
     LeadScore,
     RuleSetSpec,
@@ -338,7 +339,9 @@ class ScoresTable:
         """Apply the automatic transitions of the leads with ids in (after, upto] whose
         new score (stored by ``write``) meets this model's criteria, set-based: one
         statement locks and moves the leads and writes their StageChanges (two for a
-        lead that goes from new or recycled straight to SQL). Returns the StageChanges
+        lead that goes from new or recycled straight to SQL) and returns, with each moved
+        lead, what the dashboard's rollups counted of it before; one insert per rollup
+        table records the chunk's differences (``rollups_record``). Returns the StageChanges
         (ids, stages, score; ``lead`` unset). The rule is ``engine.qualifies_mql`` and
         ``qualifies_sql`` — this is their SQL twin, for one model (a lead that any other
         model qualifies was promoted when that model scored it)."""
@@ -378,13 +381,27 @@ class ScoresTable:
             f"""
             WITH scored AS (
                 SELECT l.{lead.id} AS id, l.{lead.stage} AS from_stage, s.{score.score} AS score,
-                       {mql_ok} AS mql_ok, {sql_ok} AS sql_ok
+                       {mql_ok} AS mql_ok, {sql_ok} AS sql_ok,
+                       l.{lead.created_at} AS created_at, l.{lead.source} AS source_id,
+                       l.{lead.utm_campaign} AS campaign, l.{lead.mql_at} AS mql_at, l.{lead.sql_at} AS sql_at
                 FROM {lead.table} l JOIN {score.table} s ON s.{score.lead} = l.{lead.id} AND s.{score.model} = %(model)s
                 WHERE l.{lead.id} > %(after)s AND l.{lead.id} <= %(upto)s
                   AND s.{score.lead} > %(after)s AND s.{score.lead} <= %(upto)s
                   AND l.{lead.stage} IN (%(new)s, %(recycled)s, %(mql)s)
-            ), target AS (
-                SELECT id, from_stage, score, ((from_stage = %(mql)s OR mql_ok) AND sql_ok) AS to_sql FROM scored
+            ), target AS MATERIALIZED (
+                -- With what the dashboard's rollups count of each lead before it moves
+                -- (``rollups``): its facts, and its entries so far (evaluated for the movers only).
+                SELECT id, from_stage, score, ((from_stage = %(mql)s OR mql_ok) AND sql_ok) AS to_sql,
+                       created_at, source_id, campaign, mql_at, sql_at,
+                       COALESCE(h.stages, '{{}}') AS entry_stages, COALESCE(h.ats, '{{}}') AS entry_ats,
+                       COALESCE(h.models, '{{}}') AS entry_models
+                FROM scored LEFT JOIN LATERAL (
+                    SELECT array_agg(c.{change.to_stage} ORDER BY c.{change.at}, c.{change.id}) AS stages,
+                           array_agg(c.{change.at} ORDER BY c.{change.at}, c.{change.id}) AS ats,
+                           array_agg(c.{change.qualified_by}::text ORDER BY c.{change.at}, c.{change.id}) AS models
+                    FROM {change.table} c
+                    WHERE c.{change.lead} = scored.id AND c.{change.to_stage} = ANY(%(counted)s)
+                ) h ON true
                 WHERE (from_stage <> %(mql)s AND mql_ok) OR (from_stage = %(mql)s AND sql_ok)
             ), moved AS (
                 UPDATE {lead.table} l
@@ -394,37 +411,80 @@ class ScoresTable:
                 FROM target t
                 WHERE l.{lead.id} = t.id AND l.{lead.stage} = t.from_stage
                   AND l.{lead.id} > %(after)s AND l.{lead.id} <= %(upto)s
-                RETURNING l.{lead.id} AS id, t.from_stage, t.to_sql, t.score
+                RETURNING l.{lead.id} AS id, t.from_stage, t.to_sql, t.score, t.created_at, t.source_id, t.campaign,
+                          t.mql_at, t.sql_at, t.entry_stages, t.entry_ats, t.entry_models
             ), steps AS (
                 SELECT id, 1 AS step, from_stage, %(mql)s AS to_stage, score, %(mql_reason)s AS reason
                 FROM moved WHERE from_stage <> %(mql)s
                 UNION ALL
                 SELECT id, 2, %(mql)s, %(sql)s, score, %(sql_reason)s FROM moved WHERE to_sql
+            ), inserted AS (
+                INSERT INTO {change.table} ({change.lead}, {change.from_stage}, {change.to_stage}, {change.at},
+                    {change.reason}, {change.qualified_by}, {change.ruleset_version}, {change.score})
+                SELECT id, from_stage, to_stage, %(as_of)s,
+                       CASE WHEN to_stage = %(sql)s THEN 'Intent shown and score ' ELSE 'Score ' END
+                         || score || ' ' || reason,
+                       %(qualified_by)s::jsonb, %(version)s, score
+                FROM steps ORDER BY id, step
+                RETURNING {change.id}, {change.lead}, {change.from_stage}, {change.to_stage}, {change.score}
             )
-            INSERT INTO {change.table} ({change.lead}, {change.from_stage}, {change.to_stage}, {change.at},
-                {change.reason}, {change.qualified_by}, {change.ruleset_version}, {change.score})
-            SELECT id, from_stage, to_stage, %(as_of)s,
-                   CASE WHEN to_stage = %(sql)s THEN 'Intent shown and score ' ELSE 'Score ' END
-                     || score || ' ' || reason,
-                   %(qualified_by)s::jsonb, %(version)s, score
-            FROM steps ORDER BY id, step
-            RETURNING {change.id}, {change.lead}, {change.from_stage}, {change.to_stage}, {change.score}
+            SELECT i.*, m.from_stage, m.to_sql, m.created_at, m.source_id, m.campaign, m.mql_at, m.sql_at,
+                   m.entry_stages, m.entry_ats, m.entry_models
+            FROM inserted i JOIN moved m ON m.id = i.{change.lead}
+            ORDER BY i.{change.id}
             """,  # noqa: S608 -- names from the models, values bound
-            params,
+            {**params, "counted": list(COUNTED_STAGES)},
         )
-        return [
-            StageChange(
-                id=change_id,
-                lead_id=lead_id,
-                from_stage=from_stage,
-                to_stage=to_stage,
-                at=self.as_of,
-                qualified_by=[spec.model_slug],
-                ruleset_version=spec.version,
-                score=value,
+        changes: list[StageChange] = []
+        moves: dict[int, LeadMove] = {}
+        added: dict[int, list[Entry]] = {}
+        for (
+            change_id,
+            lead_id,
+            from_stage,
+            to_stage,
+            value,
+            lead_from_stage,
+            to_sql,
+            created_at,
+            source_id,
+            campaign,
+            mql_at,
+            sql_at,
+            entry_stages,
+            entry_ats,
+            entry_models,
+        ) in self.cursor.fetchall():
+            changes.append(
+                StageChange(
+                    id=change_id,
+                    lead_id=lead_id,
+                    from_stage=from_stage,
+                    to_stage=to_stage,
+                    at=self.as_of,
+                    qualified_by=[spec.model_slug],
+                    ruleset_version=spec.version,
+                    score=value,
+                )
             )
-            for change_id, lead_id, from_stage, to_stage, value in self.cursor.fetchall()
-        ]
+            if lead_id not in moves:
+                before = LeadFacts(created_at, source_id, campaign, lead_from_stage, mql_at, sql_at)
+                history = [
+                    Entry(stage, at, tuple(json.loads(models)))
+                    for stage, at, models in zip(entry_stages, entry_ats, entry_models, strict=True)
+                ]
+                moved_to = LeadFacts(
+                    created_at,
+                    source_id,
+                    campaign,
+                    Stage.SQL if to_sql else Stage.MQL,
+                    mql_at or self.as_of,
+                    self.as_of if to_sql else sql_at,
+                )
+                moves[lead_id] = LeadMove(before, moved_to, history, added.setdefault(lead_id, []))
+            added[lead_id].append(Entry.of(changes[-1]))
+        rollups_record(moves.values())  # one insert per rollup table, of the chunk's differences
+        return changes
 
 
 @contextmanager

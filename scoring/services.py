@@ -23,6 +23,7 @@ from leadflow.db import SqlNames
 from leadflow.leads import scoring_requests
 from leadflow.leads.lifecycle import Transition, TransitionsApplied, stages_changed, transitions_apply
 from leadflow.leads.models import Lead, Stage, StageChange
+from leadflow.leads.tasks import refresh_score_histograms
 from leadflow.leads.validation import EVENT_TYPE_RE
 from scoring import accounts, bulk, engine, selectors
 from scoring.engine import RuleSetSpec
@@ -534,9 +535,12 @@ def _rescore_all_sql(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, state
 
 def _rescore_done(model_id: int) -> None:
     """What follows every lead's rescore under a model: its orphaned scores go, then the
-    accounts' roll-ups are recomputed."""
+    accounts' roll-ups are recomputed and the dashboard's score histogram of the model is
+    counted again (a task, after commit: a scan of every lead)."""
     scores_orphaned_delete(model_id=model_id)
     accounts.accounts_rollup_after_rescore(model_id=model_id)
+    slug = ScoringModel.objects.filter(pk=model_id).values_list("slug", flat=True).first()
+    transaction.on_commit(lambda: refresh_score_histograms.delay(slug), robust=True)  # the beat redoes it
 
 
 def scores_orphaned_delete(*, model_id: int) -> int:

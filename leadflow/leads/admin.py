@@ -155,6 +155,12 @@ class LeadAdmin(admin.ModelAdmin):
         if form.lead_changes:
             services.lead_update(lead=obj, changes=form.lead_changes)
 
+    def delete_model(self, request: HttpRequest, obj: Lead) -> None:
+        self.delete_queryset(request, Lead.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        services.leads_delete(lead_ids=list(queryset.values_list("id", flat=True)))
+
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):

@@ -45,6 +45,7 @@ from django.utils import timezone
 
 from leadflow.db import update_from_values
 from leadflow.leads.models import Lead, Stage, StageChange
+from leadflow.leads.rollups import COUNTED_STAGES, Entry, LeadFacts, LeadMove, lead_entries, rollups_record
 
 stages_changed = Signal()
 
@@ -87,12 +88,15 @@ class TransitionsApplied:
 
 def transitions_apply(transitions: Sequence[Transition], *, at: datetime) -> TransitionsApplied:
     """Move leads (locked by the caller, inside its transaction) and write one
-    StageChange per step, then send ``stages_changed`` in the same transaction (entering
-    SQL opens the sales handoff)."""
+    StageChange per step, record what the dashboard's rollups count differently
+    (``rollups``), then send ``stages_changed`` in the same transaction (entering SQL
+    opens the sales handoff)."""
     changes = []
     touched: dict[int, Lead] = {}
+    before: dict[int, LeadFacts] = {}
     for transition in transitions:
         lead = transition.lead
+        before.setdefault(lead.pk, LeadFacts.of(lead))
         lead.stage = transition.to_stage
         if transition.to_stage == Stage.MQL and lead.mql_at is None:
             lead.mql_at = at
@@ -118,6 +122,15 @@ def transitions_apply(transitions: Sequence[Transition], *, at: datetime) -> Tra
         )
     applied = TransitionsApplied(at=at, changes=changes)
     if touched:
+        history = lead_entries(touched)
+        added: dict[int, list[Entry]] = {}
+        for change in changes:
+            if change.to_stage in COUNTED_STAGES:
+                added.setdefault(change.lead.pk, []).append(Entry.of(change))
+        rollups_record(
+            LeadMove(before[pk], LeadFacts.of(lead), history.get(pk, []), added.get(pk, []))
+            for pk, lead in touched.items()
+        )
         fields = ["stage", "mql_at", "sql_at", "recycled_at"]
         update_from_values(Lead, fields, [[lead.pk, *(getattr(lead, f) for f in fields)] for lead in touched.values()])
         StageChange.objects.bulk_create(changes, batch_size=1000)

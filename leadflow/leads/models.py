@@ -183,6 +183,8 @@ class Lead(models.Model):
             models.Index(fields=["owner"], condition=Q(owner__isnull=False), name="lead_owner"),
             # Leads without an account (free-mail, no e-mail) stay out of the index, likewise.
             models.Index(fields=["account"], condition=Q(account__isnull=False), name="lead_account"),
+            # The dashboard's latest SQLs; the leads that never reached SQL stay out.
+            models.Index(fields=["-sql_at", "-id"], condition=Q(sql_at__isnull=False), name="lead_sql_at"),
         ]
 
     def __str__(self) -> str:
@@ -302,3 +304,108 @@ class Erasure(models.Model):
 
     def __str__(self) -> str:
         return f"Erasure {self.pk} at {self.at:%Y-%m-%d %H:%M}"
+
+
+# --- The dashboard's rollups (``leadflow.leads.rollups``) ---------------------------------
+# Append-only deltas: every write that changes what a lead counts for inserts rows of +1/-1
+# (never an UPDATE of a shared row, so concurrent ingest and scoring never wait on each
+# other); readers SUM by key; ``rollups_compact`` folds the rows of a key into one.
+# ``source_id`` 0 stands for "no source" (a NULL would defeat grouping by key).
+
+
+class FunnelRollup(models.Model):
+    """Per day of creation (in TIME_ZONE) × source × campaign: the leads created and how
+    far they got. ``model`` "" holds the funnel of all leads; a model's slug, the leads it
+    qualified (``created``, ``recycled`` and ``disqualified`` stay 0 there)."""
+
+    day = models.DateField()
+    source_id = models.IntegerField(default=0)
+    campaign = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    created = models.IntegerField(default=0)
+    mql = models.IntegerField(default=0)
+    sql = models.IntegerField(default=0)
+    accepted = models.IntegerField(default=0)
+    recycled = models.IntegerField(default=0)
+    disqualified = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["day", "source_id"], name="funnelrollup_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} source {self.source_id} {self.campaign!r} {self.model or 'all'}: {self.created} created"
+
+
+class StageEntryRollup(models.Model):
+    """Per day (in TIME_ZONE) × source × stage (MQL, SQL): the leads that entered it that day."""
+
+    day = models.DateField()
+    source_id = models.IntegerField(default=0)
+    stage = models.CharField(max_length=16, choices=Stage.choices)
+    leads = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["day", "source_id"], name="stageentryrollup_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} source {self.source_id}: {self.leads} entered {self.stage}"
+
+
+class DurationKind(models.TextChoices):
+    TO_MQL = "to_mql", "Created → MQL"  # on the day of mql_at
+    MQL_TO_SQL = "mql_to_sql", "MQL → SQL"  # on the day of sql_at
+
+
+class DurationRollup(models.Model):
+    """Per day (in TIME_ZONE) × source × kind: a histogram of durations in log-spaced
+    buckets (``rollups.duration_bucket``), for approximate medians."""
+
+    day = models.DateField()
+    source_id = models.IntegerField(default=0)
+    kind = models.CharField(max_length=16, choices=DurationKind.choices)
+    bucket = models.SmallIntegerField()
+    leads = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["day", "source_id"], name="durationrollup_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} source {self.source_id} {self.kind} bucket {self.bucket}: {self.leads}"
+
+
+class ScoreHistogram(models.Model):
+    """A snapshot of every lead's current score under ``model`` (a slug; "" for no
+    model) by source, in buckets of ``width`` points: refreshed by the periodic task
+    ``refresh-score-histograms`` and after a full rescore, not on every score write
+    (bench/RESULTS.md, "Dashboard")."""
+
+    model = models.CharField(max_length=100, blank=True)
+    source_id = models.IntegerField(default=0)
+    bucket = models.IntegerField()
+    width = models.PositiveSmallIntegerField()
+    leads = models.IntegerField()
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["model", "source_id"], name="scorehistogram_model")]
+
+    def __str__(self) -> str:
+        return f"{self.model or 'no model'} source {self.source_id} from {self.bucket * self.width}: {self.leads}"
+
+
+class GradeMatrixSnapshot(models.Model):
+    """A snapshot, taken with the score histograms: the current MQLs ``model`` scored,
+    by source, fit grade and behaviour band (``rollups.BEHAVIOUR_BANDS``, by index)."""
+
+    model = models.CharField(max_length=100)
+    source_id = models.IntegerField(default=0)
+    grade = models.CharField(max_length=1)
+    band = models.PositiveSmallIntegerField()
+    leads = models.IntegerField()
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["model", "source_id"], name="gradematrixsnapshot_model")]
+
+    def __str__(self) -> str:
+        return f"{self.model} source {self.source_id} {self.grade}/{self.band}: {self.leads}"

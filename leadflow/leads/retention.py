@@ -28,6 +28,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from leadflow.leads import rollups
 from leadflow.leads.models import Event, Lead, Stage
 from leadflow.leads.services import request_scoring_after_commit
 
@@ -115,6 +116,7 @@ def retention_apply(
                     ids = list(visitors.order_by("id").values_list("id", flat=True)[:RETENTION_CHUNK])
                     if not ids:
                         break
+                    rollups.leads_deleted_record(ids)  # the dashboard's counts follow
                     Lead.objects.filter(id__in=ids).delete()
                 result.anonymous_leads += len(ids)
                 if progress:

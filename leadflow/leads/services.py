@@ -12,9 +12,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from leadflow.db import SqlNames, atomic_with_retry, insert_ignore_conflicts_returning, pg_array, update_from_values
+from leadflow.leads import rollups
 from leadflow.leads.accounts import ACCOUNT_TRAIT, account_ids, accounts_left_after_commit
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, generate_key
-from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source
+from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source, Stage
 from leadflow.leads.privacy import SUPPRESSED_MESSAGE, emails_suppressed
 from leadflow.leads.scores import intent_event_types
 from leadflow.leads.scoring_requests import request_scoring
@@ -249,6 +250,10 @@ def leads_apply(*, identification: Identification) -> None:
             [[pk, current[pk]["last_activity_at"], True, now] for pk in activity_only],
         )
     profiled = sorted(changes.keys() - set(activity_only))
+    recampaigned = [pk for pk in profiled if "utm_campaign" in changes[pk]]
+    if recampaigned:
+        facts = rollups.leads_facts(recampaigned)
+        rollups.leads_campaign_changed_record({pk: (facts[pk], changes[pk]["utm_campaign"]) for pk in recampaigned})
     if profiled:
         fields = sorted(set().union(*(changes[pk] for pk in profiled)) | set(_ACTIVITY_FIELDS))
         missing = [name for name in fields if any(name not in changes[pk] for pk in profiled)]
@@ -298,6 +303,11 @@ def _insert_new_leads(source: Source, leads: list[_New]) -> list[int]:
         public_ids.append(row[_PUBLIC_ID_POSITION])
     returned = insert_ignore_conflicts_returning(Lead, [f.name for f in _LEAD_INSERT_FIELDS], rows, ["id", "public_id"])
     inserted = {public_id: pk for pk, public_id in returned}
+    rollups.leads_created_record(
+        rollups.LeadFacts(now, source.pk, lead.values.get("utm_campaign", ""), Stage.NEW, None, None)
+        for lead, public_id in zip(leads, public_ids, strict=True)
+        if public_id in inserted
+    )
     for lead, public_id in zip(leads, public_ids, strict=True):
         lead.pk = inserted.get(public_id)
     return list(inserted.values())
@@ -363,6 +373,8 @@ def lead_update(*, lead: Lead, changes: dict[str, Any]) -> Lead:
     over the cap (``lead_traits_error``): only here, under the lead's lock, is the result known."""
     with transaction.atomic():
         lead = Lead.objects.select_for_update().get(pk=lead.pk)
+        if "utm_campaign" in changes:
+            rollups.leads_campaign_changed_record({lead.pk: (rollups.LeadFacts.of(lead), changes["utm_campaign"])})
         fields = {"needs_rescore", "updated_at"}
         for name, value in changes.items():
             if name == "traits":
@@ -379,6 +391,16 @@ def lead_update(*, lead: Lead, changes: dict[str, Any]) -> Lead:
         lead.save(update_fields=sorted(fields))
         request_scoring_after_commit([lead.pk])
     return lead
+
+
+def leads_delete(*, lead_ids: Sequence[int]) -> int:
+    """Delete leads with what refers to them (events, stage log, handoffs: CASCADE), and
+    take them out of the dashboard's rollups in the same transaction. Returns how many."""
+    with transaction.atomic():
+        ids = list(Lead.objects.select_for_update().filter(id__in=lead_ids).values_list("id", flat=True))
+        rollups.leads_deleted_record(ids)
+        Lead.objects.filter(id__in=ids).delete()
+    return len(ids)
 
 
 def request_scoring_after_commit(lead_ids: Sequence[int], *, intent_ids: Sequence[int] = ()) -> None:

@@ -1,7 +1,9 @@
-"""Celery tasks of the lead core: thin, safe to run twice."""
+"""Celery tasks of the lead core: thin, safe to run twice (retention; the dashboard's
+rollups, ``leadflow.leads.rollups``)."""
 
 from celery import shared_task
 
+from leadflow.leads import rollups
 from leadflow.leads.retention import retention_apply
 
 
@@ -10,3 +12,17 @@ def apply_retention() -> dict[str, int]:
     """The daily retention run (``RETENTION_EVENTS_MONTHS``, ``RETENTION_ANONYMOUS_DAYS``)."""
     result = retention_apply()
     return {"events": result.events, "rescored_leads": result.rescored_leads, "anonymous_leads": result.anonymous_leads}
+
+
+@shared_task(acks_late=True, soft_time_limit=240, time_limit=300)
+def refresh_score_histograms(model: str | None = None) -> int:
+    """Beat (every model), and after a full rescore (its model, a slug): count every
+    lead's current score again (the dashboard's score distribution shows the snapshot's
+    age). Safe to run twice: it replaces."""
+    return rollups.score_histograms_refresh(model=model)
+
+
+@shared_task(acks_late=True, soft_time_limit=50, time_limit=60)
+def compact_rollups() -> int:
+    """Beat: fold the rollups' delta rows, one row per key."""
+    return rollups.rollups_compact()

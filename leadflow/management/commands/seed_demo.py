@@ -32,6 +32,7 @@ from handoff.models import Handoff, HandoffAction, HandoffEvent, HandoffStatus, 
 from handoff.services import HandoffError, handoff_accept, handoff_claim, handoff_reject
 from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
+from leadflow.leads.rollups import rollups_rebuild
 from leadflow.leads.services import events_ingest, source_get_or_create
 from leadflow.progress import progress_bar
 from scoring import selectors as scoring_selectors
@@ -554,6 +555,9 @@ class Command(BaseCommand):
         if scored:
             leads_score(lead_ids=sorted(scored))  # today's scores, with today's decay
         work = self._work_the_queue(source, seed)
+        # The demo backdates its leads, stage changes and handoffs behind the services' back,
+        # so that history spreads over 60 days: recount the dashboard's rollups from it.
+        rollups_rebuild()
 
         self._report(users, count, Lead.objects.count() - leads_before, accepted, duplicates, rejected, work)
 
