@@ -17,8 +17,10 @@ With workers, this process only creates the run through ``rescore_run_create`` (
 publish does) and waits for it to be done: the workers split it, share the chunks and
 finish it. Each run prints its wall time, the CPU seconds of the workers and of their
 PostgreSQL backends and how busy the machine was, which together say where the limit
-is; then every configuration must have moved the same leads (stage counts), and a sample
-of leads must equal the single-lead engine (``check_against_engine``).
+is; then each run's stage transitions are listed side by side (runs minutes apart differ
+by the leads that decay carried across a threshold meanwhile), and a sample of leads
+must equal the single-lead engine (``check_against_engine``). The worker processes'
+PostgreSQL backends connect after the meter starts: their CPU shows under "others".
 
 Exit status: 0 when every check passes, 1 when one fails, 3 when it cannot run.
 Results: bench/RESULTS.md, section "Rescore", "1 worker and 2 workers".
@@ -310,21 +312,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def checks(results: list[Measured], spec: Any, leads: int, args: argparse.Namespace) -> list[CheckResult]:
-    """Every configuration moved the same leads; the last run's scores equal the engine's."""
-    failures = []
+    """The last run's scores must equal the single-lead engine's on a sample. Each run's
+    stage transitions are reported side by side: they need not be equal, since the runs
+    happen minutes apart and scores decay (a lead at a threshold's edge crosses it between
+    two runs); the test suite checks that the split rescore equals the in-process one."""
+    rows = []
     for kind in args.kinds:
-        seen = {(m.changed, tuple(sorted(m.stages.items()))) for m in results if m.kind == kind}
-        if len(seen) > 1:
-            lines = [f"{m.config}: {m.changed:,} transitions, {m.stages}" for m in results if m.kind == kind]
-            failures.append(
-                CheckResult(name=f"same transitions on every {KIND_LABELS[kind]}", checked=0, mismatches=lines)
-            )
+        for m in results:
+            if m.kind == kind:
+                rows.append((f"{KIND_LABELS[kind]}, {m.config}", f"{m.changed:,} transitions, stages {m.stages}"))
     sample = random.Random(args.seed).sample(range(1, leads + 1), min(args.check_sample, leads))
     engine = check_against_engine(spec, sample, f"{len(sample)} leads vs score_lead after the last run")
-    report("Checks", [(engine.name, f"{len(engine.mismatches)} mismatches"), ("configurations agree", not failures)])
-    if engine.mismatches:
-        failures.append(engine)
-    return failures
+    report("Checks", [(engine.name, f"{len(engine.mismatches)} mismatches"), *rows])
+    return [engine] if engine.mismatches else []
 
 
 def summary(results: list[Measured], floor: float) -> None:

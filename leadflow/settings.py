@@ -282,9 +282,12 @@ SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 30, minimum=0)
 RESCORE_CHUNK_SIZE = env_int("RESCORE_CHUNK_SIZE", 20_000, minimum=1)
 RESCORE_STALE_AFTER_SECONDS = env_int("RESCORE_STALE_AFTER_SECONDS", 600, minimum=1)
 RESCORE_MAX_ATTEMPTS = env_int("RESCORE_MAX_ATTEMPTS", 5, minimum=1)
-# With a broker (not in-process tasks), a full rescore on PostgreSQL is split into chunks
-# of RESCORE_CHUNK_SIZE lead ids that the workers score side by side (a Celery group).
-RESCORE_PARALLEL = env_bool("RESCORE_PARALLEL", not CELERY_TASK_ALWAYS_EAGER)
+# RESCORE_PARALLEL=1 splits a full rescore on PostgreSQL into chunks of RESCORE_CHUNK_SIZE
+# lead ids that the workers score side by side (a Celery group). Off by default: a chunk
+# finds its leads' events by index all over the table, so on 2 cores one task's single pass
+# over the events is as fast on a first publish and faster on a refresh (bench/RESULTS.md,
+# "1 worker and 2 workers"); it pays with 4 or more worker cores.
+RESCORE_PARALLEL = env_bool("RESCORE_PARALLEL", False)
 # One queue ("celery") by default. A deployment that scales routes scoring and full
 # rescores to queues of their own and runs workers for each (`celery worker -Q scoring`):
 # a hand-raise is then never scored behind a rescore's chunks.
