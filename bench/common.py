@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
@@ -487,3 +487,35 @@ def report(title: str, rows: Sequence[tuple[str, object]]) -> None:
     for name, value in rows:
         print(f"  {name.ljust(width)}  {value}")
     sys.stdout.flush()
+
+
+def bench_main(run: Callable[[Any], int], args: Any) -> int:
+    """Run a benchmark's ``run(args)`` with the exit statuses every bench documents: its own
+    (0 or 1), 3 when it cannot run (a BenchError, PostgreSQL, a crash of the code under
+    test, traceback printed), 130 when interrupted; Django's connections closed at the end."""
+    import traceback
+
+    from django.db import DatabaseError
+
+    try:
+        return run(args)
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    except (psycopg2.Error, DatabaseError) as error:
+        print(f"error: PostgreSQL: {error}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # the code under test crashed: the benchmark cannot run
+        traceback.print_exc()
+        print("error: the benchmark could not run (traceback above)", file=sys.stderr)
+        return 3
+    finally:
+        from django.apps import apps
+
+        if apps.ready:
+            from django.db import connections
+
+            connections.close_all()

@@ -31,7 +31,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +47,7 @@ from bench.common import (  # noqa: E402
     OUT_DIR,
     BenchError,
     bench_env,
+    bench_main,
     database_reset,
     django_setup,
     gunicorn_start,
@@ -313,22 +313,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except BenchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    except psycopg2.Error as error:
-        print(f"error: PostgreSQL: {error}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        traceback.print_exc()
-        print("error: the benchmark could not run (traceback above)", file=sys.stderr)
-        return 3
+    return bench_main(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -64,7 +64,6 @@ import re
 import sys
 import threading
 import time
-import traceback
 import uuid
 from array import array
 from collections import defaultdict
@@ -86,6 +85,7 @@ from bench.common import (  # noqa: E402
     ROOT,
     BenchError,
     bench_env,
+    bench_main,
     database_reset,
     django_setup,
     machine_cpu_seconds,
@@ -2279,31 +2279,7 @@ def measure(args: argparse.Namespace, ruleset: Any, spec: Any, rng: random.Rando
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    from django.db import DatabaseError
-
-    try:
-        return run(args)
-    except BenchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    except (psycopg2.Error, DatabaseError) as error:
-        print(f"error: PostgreSQL: {error}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception:  # the code under test crashed: the benchmark cannot run
-        traceback.print_exc()
-        print("error: the benchmark could not run (traceback above)", file=sys.stderr)
-        return 3
-    finally:
-        from django.apps import apps
-
-        if apps.ready:
-            from django.db import connections
-
-            connections.close_all()
+    return bench_main(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,13 +42,13 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `bench` and `leadflow` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg2  # noqa: E402
 
 from bench.common import (  # noqa: E402
     OUT_DIR,
     BenchError,
     CpuMeter,
     bench_env,
+    bench_main,
     django_setup,
     machine_summary,
     manage,
@@ -345,24 +344,7 @@ def summary(results: list[Measured], floor: float) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    from django.db import DatabaseError
-
-    try:
-        return run(args)
-    except BenchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    except (psycopg2.Error, DatabaseError) as error:
-        print(f"error: PostgreSQL: {error}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception:  # the code under test crashed: the benchmark cannot run
-        traceback.print_exc()
-        print("error: the benchmark could not run (traceback above)", file=sys.stderr)
-        return 3
+    return bench_main(run, parse_args(argv))
 
 
 if __name__ == "__main__":
