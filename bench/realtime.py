@@ -157,6 +157,16 @@ def run_probes(url: str, key: str, database_url: str, count: int, interval: floa
     return probes
 
 
+def vacuum_analyze(database_url: str) -> None:
+    connection = psycopg2.connect(database_url)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
+    finally:
+        connection.close()
+
+
 def flagged(database_url: str) -> int:
     connection = psycopg2.connect(database_url)
     try:
@@ -246,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
             while flagged(args.database_url) and time.monotonic() - drain_started < 600:
                 time.sleep(0.5)
             print(f"  scored in {time.monotonic() - drain_started:.1f} s after the last batch", flush=True)
+            vacuum_analyze(args.database_url)  # as autovacuum would after a load (it is off here)
 
             print("\nIdle: hand-raises alone…", flush=True)
             idle = run_probes(server.url, key, args.database_url, args.idle_probes, args.probe_interval, 0)
