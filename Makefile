@@ -99,11 +99,11 @@ test: lint typecheck e2e-deps dev-venv runtime-venv services  ## Everything CI r
 
 test-main: dev-venv runtime-venv services  ## The suite but browsers, real workers, SQLite and the schema run
 	RUNTIME_PYTHON=$(CURDIR)/$(RUNTIME_VENV)/bin/python DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
-	  $(BIN)/python -m pytest -m "not schemathesis and not e2e and not worker" $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest -m "not schemathesis and not e2e and not worker and not side" $(PYTEST_ARGS)
 
-test-side: dev-venv runtime-venv services e2e-deps  ## Browsers, real workers, then the SQLite subset and the schema run
+test-side: dev-venv runtime-venv services e2e-deps  ## Browsers, real workers, the "side" files, then the SQLite subset and the schema run
 	RUNTIME_PYTHON=$(CURDIR)/$(RUNTIME_VENV)/bin/python DATABASE_URL=$(SIDE_DATABASE_URL) CELERY_BROKER_URL=$(SIDE_BROKER_URL) \
-	  $(BIN)/python -m pytest -q -m "(e2e or worker) and not schemathesis" $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest -q -m "(e2e or worker or side) and not schemathesis" $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory pytest-sqlite TEST_BROKER_URL=$(SIDE_BROKER_URL)
 	$(MAKE) --no-print-directory schemathesis TEST_DATABASE_URL=$(SIDE_DATABASE_URL) TEST_BROKER_URL=$(SIDE_BROKER_URL)
 

@@ -20,6 +20,24 @@ hypothesis_settings.register_profile("explore", deadline=None, max_examples=1000
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+# `make test` runs two streams side by side (Makefile: test-main, test-side); these files,
+# mostly fresh interpreters and subprocesses, run in the side stream (marker "side") so that
+# both streams take about as long.
+SIDE_STREAM_FILES = {
+    "test_access_matrix.py",
+    "test_layers.py",
+    "test_rollups.py",
+    "test_runtime.py",
+    "test_settings_and_boot.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SIDE_STREAM_FILES:
+            item.add_marker(pytest.mark.side)
+
+
 def pytest_runtest_setup(item):
     """The suite also runs on SQLite (`make test` runs a subset there, for the ORM twins of
     the raw SQL): tests of PostgreSQL itself skip there."""
