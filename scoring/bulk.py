@@ -248,6 +248,22 @@ def scores_sql(ruleset: RuleSetSpec, *, lead_range: bool = False, lead_ids: bool
     return sql, params
 
 
+def score_columns_written(score: SqlNames) -> list[str]:
+    """The columns of a ``Score`` row that a rescore writes (all but its key), in the order
+    both upserts (``scores_upsert``, ``ScoresTable.write``) list them."""
+    return [
+        score.score,
+        score.fit,
+        score.behaviour,
+        score.grade,
+        score.ruleset_version,
+        score.computed_at,
+        score.last_intent_at,
+        score.behaviour_since_recycled,
+        score.suppressed_by,
+    ]
+
+
 def scores_upsert(spec: RuleSetSpec, lead_ids: Sequence[int], as_of: datetime) -> list[ScoreRow]:
     """The incremental path on PostgreSQL: compute the scores of these (locked) leads under
     the model and store them, in one statement; returns them. The events of a chunk are
@@ -255,8 +271,7 @@ def scores_upsert(spec: RuleSetSpec, lead_ids: Sequence[int], as_of: datetime) -
     score = SqlNames(Score)
     sql, params = scores_sql(spec, lead_ids=True)
     params.update(as_of=as_of, ids=list(lead_ids), model=spec.model_id, version=spec.version)
-    changing = [score.score, score.fit, score.behaviour, score.grade, score.ruleset_version, score.computed_at]
-    changing += [score.last_intent_at, score.behaviour_since_recycled, score.suppressed_by]
+    changing = score_columns_written(score)
     returned = [score.lead, score.fit, score.behaviour, score.last_intent_at, score.grade, score.suppressed_by]
     returned.append(score.behaviour_since_recycled)  # in ScoreRow's order
     with connection.cursor() as cursor:
@@ -312,8 +327,7 @@ class ScoresTable:
         HOT update). A score computed after ``as_of`` (the lead's own scoring, for an
         event that came in meanwhile) is newer and stays."""
         score, lead = SqlNames(Score), SqlNames(Lead)
-        changing = [score.score, score.fit, score.behaviour, score.grade, score.ruleset_version, score.computed_at]
-        changing += [score.last_intent_at, score.behaviour_since_recycled, score.suppressed_by]
+        changing = score_columns_written(score)
         self.cursor.execute(
             f"""
             INSERT INTO {score.table} ({score.model}, {score.lead}, {", ".join(changing)})
