@@ -1,8 +1,10 @@
 from datetime import timedelta
 from decimal import Decimal
+from functools import cache
 from typing import cast
 
 import factory
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
@@ -10,6 +12,15 @@ from handoff.models import Handoff
 from leadflow.leads.models import Event, Lead, Source, Stage
 from scoring import services as scoring_services
 from scoring.models import RuleSet, Score, ScoringModel
+
+
+@cache
+def password_hash(raw: str) -> str:
+    """One real hash per password and process: the production hasher (PBKDF2, a million
+    iterations) takes 0.5-4 s on this machine, and the suite creates over a thousand users.
+    Every user with the same password shares the salt, which a test never minds; a login
+    still checks the password the way production does."""
+    return make_password(raw)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -20,7 +31,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@leadflow.test")
-    password = factory.django.Password("correct-horse-battery")
+    password = factory.django.Password("correct-horse-battery", transform=password_hash)
 
     @factory.post_generation
     def roles(self, create, extracted, **kwargs):
