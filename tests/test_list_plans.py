@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -52,6 +53,7 @@ def seeded_leads(db):
             Score(
                 model=model,
                 lead=lead,
+                stage=lead.stage,
                 score=Decimal(rng.randint(-20, 150)),
                 fit=Decimal(0),
                 behaviour=Decimal(0),
@@ -108,16 +110,18 @@ def test_the_first_page_of_every_lead_api_order_is_read_from_an_index(seeded_lea
     assert response.json()["results"]
     first_page = queries[0]
     assert "DISTINCT" not in first_page
+    if stage == "&stage=mql" and ordering.endswith("score"):  # one stage by score: walks that stage only
+        index = "score_model_stage_rank"
     plan = plan_of(first_page)
-    assert index in plan, plan
+    assert f" using {index} " in plan, plan
     assert not full_sorts(plan), plan
 
 
 @pytest.mark.parametrize(
     ("sort", "index"),
     [
-        ("-score", "score_model_rank"),
-        ("score", "score_model_rank"),
+        ("-score", "score_model_stage_rank"),  # the page's list is of MQLs: one stage
+        ("score", "score_model_stage_rank"),
         ("-activity", "lead_activity"),
         ("activity", "lead_activity"),
         ("-created", "lead_created"),
@@ -133,7 +137,7 @@ def test_the_first_page_of_every_sort_of_the_leads_page_is_read_from_an_index(
     assert response.status_code == 200
     pages = [q["sql"] for q in queries if q["sql"].startswith('SELECT "leads_lead"')]
     plan = plan_of(pages[0])
-    assert index in plan, plan
+    assert f" using {index} " in plan, plan
     assert not full_sorts(plan), plan
 
 
@@ -189,3 +193,39 @@ def test_the_queue_filtered_by_status_is_read_without_distinct(rep, django_asser
         response = client_for(rep).get("/api/v1/handoffs?status=queued&status=claimed")
     assert response.status_code == 200 and response.json()["count"] == 3
     assert not any("DISTINCT" in query["sql"] for query in queries)
+
+
+# --- The scores' copy of the lead's stage (the hot-MQL list's index) -----------------------------
+def scores_off_their_leads_stage():
+    return list(Score.objects.exclude(stage=F("lead__stage")).values_list("lead_id", "stage", "lead__stage"))
+
+
+def test_every_score_row_keeps_its_leads_stage_through_rescores_scoring_and_changes_by_hand(
+    publish_ruleset, marketer, settings
+):
+    from leadflow.leads.lifecycle import lead_stage_change
+    from scoring import services
+    from scoring.models import RescoreRun
+    from tests.helpers import CHUNK, behaviour, make_leads
+
+    settings.RESCORE_CHUNK_SIZE = CHUNK
+    rules = publish_ruleset([behaviour("page_view", 40), behaviour("demo_request", 30)], mql=30, sql=60)
+    leads = make_leads(2 * CHUNK + 1)
+    # A full rescore inserts the rows, then moves their leads (set-based): to MQL and SQL.
+    services.rescore_run_execute(run=RescoreRun.objects.create(ruleset=rules, reason="publish"))
+    assert set(Score.objects.values_list("stage", flat=True)) == {Stage.MQL, Stage.SQL}
+    assert scores_off_their_leads_stage() == []
+    # By hand, and the incremental path (a new lead's first score, then its move).
+    lead_stage_change(lead=leads[0], to_stage=Stage.DISQUALIFIED, actor=marketer, reason="test account")
+    (fresh,) = make_leads(1)
+    services.leads_score(lead_ids=[fresh.pk])
+    assert Score.objects.get(lead=fresh).stage == Stage.SQL
+    assert Score.objects.get(lead=leads[0]).stage == Stage.DISQUALIFIED
+    assert scores_off_their_leads_stage() == []
+    # The hot lists read the copy: a stage's page by score is the whole list's page.
+    client = client_for(marketer)
+    for stage in (Stage.SQL, Stage.MQL, Stage.DISQUALIFIED):
+        page = client.get(f"{URL}?stage={stage}&ordering=-score&page_size=4").json()
+        whole = selectors.lead_search(filters=selectors.LeadFilters(stages=(stage,), sort="-score"))
+        assert [row["id"] for row in page["results"]] == [str(lead.public_id) for lead in whole[:4]]
+

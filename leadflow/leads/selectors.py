@@ -145,7 +145,10 @@ def lead_search_head(*, filters: LeadFilters) -> QuerySet[Lead] | None:
     inside the prefix is the list's page; any other is read from ``lead_search``
     (``HeadFirstPaginator``, ``api.LeadCursorPagination``). None for the other sorts."""
     end = HEAD_ENDS.get(filters.sort)
-    scored = leads_annotate_scored(lead_list(), model=filters.model) if end else None
+    # One stage (the hot-MQL list): the scores' copy of the stage narrows the index's walk
+    # to that stage's leads; the lead's own stage still filters (``_narrowed``).
+    stage = filters.stages[0] if len(filters.stages) == 1 else None
+    scored = leads_annotate_scored(lead_list(), model=filters.model, stage=stage) if end else None
     if scored is None:
         return None
     leads = _narrowed(scored.filter(**{f"score__{end}": 0}), filters)
