@@ -20,7 +20,7 @@ class ScoringConfig(AppConfig):
         # The core's privacy operations (export, erase) reach the scores through this holder.
         from leadflow.leads.privacy import holder_register
         from scoring.privacy import ScoringData
-        # The scores' copy of the lead's stage follows every stage change (stages_changed).
-        from scoring import receivers  # noqa: F401
 
         holder_register(ScoringData())
+        # The scores' copy of the lead's stage follows every stage change (stages_changed).
+        from scoring import receivers  # noqa: F401

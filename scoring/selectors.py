@@ -429,12 +429,12 @@ class LeadScores:
         within = {"model_score__stage": stage} if stage is not None else {}
         scored = self._joined(leads, model).filter(model_score__isnull=False, **within)  # type: ignore[misc]
         return scored.annotate(
-                score=F("model_score__score"),
-                fit_score=F("model_score__fit"),
-                behaviour_score=F("model_score__behaviour"),
-                grade=F("model_score__grade"),
-                scored=Value(True),
-            )
+            score=F("model_score__score"),
+            fit_score=F("model_score__fit"),
+            behaviour_score=F("model_score__behaviour"),
+            grade=F("model_score__grade"),
+            scored=Value(True),
+        )
 
     def _joined(self, leads: QuerySet[Lead], model: str | None) -> QuerySet[Lead]:
         # The model's id as a subquery (PostgreSQL runs it once, as an InitPlan): the

@@ -228,4 +228,3 @@ def test_every_score_row_keeps_its_leads_stage_through_rescores_scoring_and_chan
         page = client.get(f"{URL}?stage={stage}&ordering=-score&page_size=4").json()
         whole = selectors.lead_search(filters=selectors.LeadFilters(stages=(stage,), sort="-score"))
         assert [row["id"] for row in page["results"]] == [str(lead.public_id) for lead in whole[:4]]
-
