@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Page
 from django.db.models import Count, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
@@ -16,6 +16,7 @@ from django.utils import timezone
 from leadflow.leads.models import Account, Event, Lead, Source, Stage, StageChange
 from leadflow.leads.roles import sees_every_decision
 from leadflow.leads.scores import leads_annotate_scored, leads_annotate_scores
+from leadflow.pagination import CappedCountPaginator
 
 RECENT_EVENTS = 20
 
@@ -155,10 +156,11 @@ def lead_search_head(*, filters: LeadFilters) -> QuerySet[Lead] | None:
     return leads.order_by(*LEAD_SORTS[filters.sort])
 
 
-class HeadFirstPaginator(Paginator):
-    """Django's paginator over ``lead_search`` that reads a page from ``head`` (a prefix
-    of the same order, served by an index: ``lead_search_head``) when the prefix fills
-    it, and from the whole list otherwise. The count is the whole list's."""
+class HeadFirstPaginator(CappedCountPaginator):
+    """The leads page's paginator over ``lead_search``: it reads a page from ``head`` (a
+    prefix of the same order, served by an index: ``lead_search_head``) when the prefix
+    holds the page and the row after it, and from the whole list otherwise. The count is
+    the whole list's, up to its cap (``CappedCountPaginator``: "more than 1,000")."""
 
     def __init__(self, object_list: QuerySet[Lead], per_page: int, *, head: QuerySet[Lead] | None) -> None:
         super().__init__(object_list, per_page)
@@ -167,11 +169,10 @@ class HeadFirstPaginator(Paginator):
     def page(self, number: Any) -> Page:
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
-        top = bottom + self.per_page
         if self.head is not None:
-            rows = list(self.head[bottom:top])
-            if len(rows) == self.per_page:
-                return Page(rows, number, self)
+            rows = list(self.head[bottom : bottom + self.per_page + 1])
+            if len(rows) > self.per_page:
+                return Page(rows[: self.per_page], number, self) if self.count_exact else self.page_of(rows, number)
         return super().page(number)
 
 
