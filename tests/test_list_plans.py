@@ -104,13 +104,13 @@ def full_sorts(plan):
         ("created_at", "lead_created"),
     ],
 )
-@pytest.mark.parametrize("stage", ["", "&stage=mql", "&stage=mql&stage=sql"])
+@pytest.mark.parametrize("stage", ["", "&stage=mql", "&stage=mql&stage=sql", "&stage=accepted"])
 def test_the_first_page_of_every_lead_api_order_is_read_from_an_index(seeded_leads, marketer, ordering, index, stage):
     response, queries = list_queries(client_for(marketer), f"{URL}?ordering={ordering}&page_size=20{stage}")
     assert response.json()["results"]
     first_page = queries[0]
     assert "DISTINCT" not in first_page
-    if stage == "&stage=mql" and ordering.endswith("score"):  # one stage by score: walks that stage only
+    if stage == "&stage=mql" and ordering.endswith("score"):  # a hot stage by score: walks that stage only
         index = "score_model_stage_rank"
     plan = plan_of(first_page)
     assert f" using {index} " in plan, plan

@@ -147,7 +147,8 @@ def lead_search_head(*, filters: LeadFilters) -> QuerySet[Lead] | None:
     (``HeadFirstPaginator``, ``api.LeadCursorPagination``). None for the other sorts."""
     end = HEAD_ENDS.get(filters.sort)
     # One stage (the hot-MQL list): the scores' copy of the stage narrows the index's walk
-    # to that stage's leads; the lead's own stage still filters (``_narrowed``).
+    # to that stage's leads (an index of its own for MQL and SQL, scoring's HOT_STAGES);
+    # the lead's own stage still filters (``_narrowed``).
     stage = filters.stages[0] if len(filters.stages) == 1 else None
     scored = leads_annotate_scored(lead_list(), model=filters.model, stage=stage) if end else None
     if scored is None:
