@@ -287,8 +287,8 @@ class Score(models.Model):
         indexes = [
             models.Index(fields=["model", "score", "lead"], name="score_model_rank"),
             # Partial: only the scores of the stages lists are read by (MQL, SQL), 13 % of the
-            # rows at 1M. A full index made a day of decay on every score 3.2x slower (a non-HOT
-            # update inserts into every index whose predicate holds), measured in RESULTS.
+            # rows at 1M: a rescore's non-HOT update inserts into every index whose predicate
+            # holds. (Adding ``stage`` with a default blocks every HOT update: scoring/0010.)
             models.Index(
                 fields=["model", "stage", "score", "lead"],
                 condition=Q(stage__in=HOT_STAGES),

@@ -338,3 +338,14 @@ def test_a_small_list_still_says_its_exact_count_and_an_empty_one_says_none(mark
     assert "0 leads" in client.get("/leads/").content.decode()
     page = client_for(marketer).get(HANDOFFS).json()
     assert (page["count"], page["count_exact"], page["results"]) == (0, True, [])
+
+
+def test_the_scores_stage_column_has_no_missing_default_that_would_block_hot_updates(db):
+    # Added with a default, the column keeps it as its "missing" value and no UPDATE of a
+    # score row is HOT while an index covers it (scoring/migrations/0010).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT atthasmissing FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'stage'",
+            [Score._meta.db_table],
+        )
+        assert cursor.fetchone() == (False,)
