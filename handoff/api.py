@@ -128,12 +128,28 @@ class HandoffFilter(query.FilterSet):
         return selectors.handoffs_overdue(queryset, overdue=value)
 
 
+# Each order the queue offers, whole (ties broken to the id: pages never skip or repeat a
+# row) and as an index of every handoff reads it, first page without a sort
+# (``Handoff.Meta.indexes``): priority both ways by ``handoff_priority_order``, the age
+# by ``handoff_created``, the due time by ``handoff_due``.
+QUEUE_ORDERS: dict[str, tuple[str, ...]] = {
+    "-priority": ("-priority", "created_at", "id"),  # the queue's own order
+    "priority": ("priority", "-created_at", "-id"),
+    "created_at": ("created_at", "id"),
+    "-created_at": ("-created_at", "-id"),
+    "due_at": ("due_at", "id"),
+    "-due_at": ("-due_at", "-id"),
+}
+
+
 class QueueOrdering(query.OrderingFilter):
-    """Queue order by default (highest priority, then oldest); ties broken by id so
-    pages never skip or repeat a row."""
+    """Queue order by default (highest priority, then oldest); one field asked for is
+    ordered as ``QUEUE_ORDERS`` says (an index serves it); several, with the id last."""
 
     def get_ordering(self, request: Request, queryset: QuerySet[Any], view: Any) -> list[str]:
         ordering = list(super().get_ordering(request, queryset, view) or [])
+        if len(ordering) == 1 and ordering[0] in QUEUE_ORDERS:
+            return list(QUEUE_ORDERS[ordering[0]])
         return [*ordering, "id"]
 
 
@@ -148,7 +164,7 @@ class HandoffListView(generics.ListAPIView):
     filterset_class = HandoffFilter
     filter_backends = [django_filters.rest_framework.DjangoFilterBackend, QueueOrdering]
     ordering_fields = ["priority", "created_at", "due_at"]
-    ordering = ["-priority", "created_at"]
+    ordering = ["-priority"]  # QUEUE_ORDERS: then oldest, then by id
 
     def get_queryset(self) -> QuerySet[Handoff]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user

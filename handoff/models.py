@@ -124,7 +124,11 @@ class Handoff(models.Model):
                 condition=Q(status__in=OPEN_STATUSES, overdue_at__isnull=True),
                 name="handoff_sla_watch",
             ),
-            models.Index(fields=["created_at"], name="handoff_created"),
+            # The queue API's orders over every handoff (``handoff.api.QUEUE_ORDERS``): a
+            # manager's first page, and a rep's (queued or their own), without a sort.
+            models.Index(models.F("priority").desc(), "created_at", "id", name="handoff_priority_order"),
+            models.Index(fields=["created_at", "id"], name="handoff_created"),
+            models.Index(fields=["due_at", "id"], name="handoff_due"),
             models.Index(fields=["lead", "-created_at"], name="handoff_lead_created"),
         ]
 

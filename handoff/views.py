@@ -24,6 +24,7 @@ from handoff.models import Handoff, HandoffStatus, RejectReason
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.decorators import role_required
 from leadflow.leads.roles import ALL_ROLES, SALES
+from leadflow.pagination import CappedCountPaginator
 from scoring import selectors as scoring_selectors
 from scoring.presenters import explanation_data
 
@@ -53,7 +54,7 @@ def sales_queue(request: HttpRequest) -> HttpResponse:
     if slug and model is None:
         messages.error(request, f"No scoring model “{slug}”: showing SQLs of every model.")
     queued = selectors.sales_queue(user=request.user, overdue_only=overdue_only, model=model)
-    page = Paginator(queued, QUEUE_PER_PAGE).get_page(request.GET.get("page"))
+    page = CappedCountPaginator(queued, QUEUE_PER_PAGE).get_page(request.GET.get("page"))
     claims = selectors.sales_claims(user=request.user)
     items = selectors.queue_items([*page.object_list, *claims])
     context = {

@@ -22,3 +22,5 @@ class ScoringConfig(AppConfig):
         from scoring.privacy import ScoringData
 
         holder_register(ScoringData())
+        # The scores' copy of the lead's stage follows every stage change (stages_changed).
+        from scoring import receivers  # noqa: F401

@@ -264,6 +264,15 @@ def score_columns_written(score: SqlNames) -> list[str]:
     ]
 
 
+def score_stage_inserted(lead_alias: str) -> str:
+    """What a new score row's ``stage`` is, in the upserts' SELECT over the leads as
+    ``lead_alias``: its lead's stage (``Score.stage``, which the hot-MQL list's index orders
+    by score). Every insert of score rows lists the column with this value, and none sets it
+    on a conflict (``score_columns_written`` leaves it out): a row that exists follows its
+    lead's stage changes (``scoring.services.scores_follow_stages``), not its rewrites."""
+    return f"{lead_alias}.{SqlNames(Lead).stage}"
+
+
 def scores_upsert(spec: RuleSetSpec, lead_ids: Sequence[int], as_of: datetime) -> list[ScoreRow]:
     """The incremental path on PostgreSQL: compute the scores of these (locked) leads under
     the model and store them, in one statement; returns them. The events of a chunk are
@@ -271,6 +280,7 @@ def scores_upsert(spec: RuleSetSpec, lead_ids: Sequence[int], as_of: datetime) -
     score = SqlNames(Score)
     sql, params = scores_sql(spec, lead_ids=True)
     params.update(as_of=as_of, ids=list(lead_ids), model=spec.model_id, version=spec.version)
+    lead = SqlNames(Lead)
     changing = score_columns_written(score)
     returned = [score.lead, score.fit, score.behaviour, score.last_intent_at, score.grade, score.suppressed_by]
     returned.append(score.behaviour_since_recycled)  # in ScoreRow's order
@@ -279,10 +289,10 @@ def scores_upsert(spec: RuleSetSpec, lead_ids: Sequence[int], as_of: datetime) -
         cursor.execute(
             f"""
             WITH s AS ({sql})
-            INSERT INTO {score.table} ({score.model}, {score.lead}, {", ".join(changing)})
+            INSERT INTO {score.table} ({score.model}, {score.lead}, {", ".join(changing)}, {score.stage})
             SELECT %(model)s, s.id, s.fit + s.behaviour, s.fit, s.behaviour, s.grade, %(version)s, %(as_of)s,
-                   s.last_intent_at, s.behaviour_since, s.suppressed_by
-            FROM s
+                   s.last_intent_at, s.behaviour_since, s.suppressed_by, {score_stage_inserted("l")}
+            FROM s JOIN {lead.table} l ON l.{lead.id} = s.id
             ON CONFLICT ({score.lead}, {score.model}) DO UPDATE
             SET {", ".join(f"{column} = EXCLUDED.{column}" for column in changing)}
             RETURNING {", ".join(returned)}
@@ -330,9 +340,9 @@ class ScoresTable:
         changing = score_columns_written(score)
         self.cursor.execute(
             f"""
-            INSERT INTO {score.table} ({score.model}, {score.lead}, {", ".join(changing)})
+            INSERT INTO {score.table} ({score.model}, {score.lead}, {", ".join(changing)}, {score.stage})
             SELECT %(model)s, s.id, s.fit + s.behaviour, s.fit, s.behaviour, s.grade, %(version)s, %(as_of)s,
-                   s.last_intent_at, s.behaviour_since, s.suppressed_by
+                   s.last_intent_at, s.behaviour_since, s.suppressed_by, {score_stage_inserted("l")}
             FROM {SCORES_TABLE} s JOIN {lead.table} l ON l.{lead.id} = s.id
             WHERE s.id > %(after)s AND s.id <= %(upto)s
             ON CONFLICT ({score.lead}, {score.model}) DO UPDATE

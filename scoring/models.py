@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from leadflow.leads.models import Account, Lead
+from leadflow.leads.models import Account, Lead, Stage
 
 
 class ScoringModel(models.Model):
@@ -231,6 +231,11 @@ RULE_FIELDS = (
 )
 
 
+# The stages whose lists by score an index serves directly (``score_model_stage_rank``):
+# the hot lists sales and marketing work from. Other stages walk ``score_model_rank``.
+HOT_STAGES = (Stage.MQL, Stage.SQL)
+
+
 class Score(models.Model):
     """A lead's score under one model: the narrow table every score lives in.
 
@@ -265,14 +270,31 @@ class Score(models.Model):
     last_intent_at = models.DateTimeField(null=True, blank=True)
     behaviour_since_recycled = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     suppressed_by = models.BigIntegerField(null=True, blank=True, help_text="The suppression rule that matched.")
+    # The lead's stage, copied here so that one index orders a stage's leads by score (the
+    # hot-MQL list: ``score_model_stage_rank``). Kept equal to ``Lead.stage`` by two
+    # writers only: a new row takes its lead's stage (every score writer inserts it, see
+    # ``scoring.bulk.score_stage_insert``), and every stage change rewrites the lead's rows
+    # (``scoring.receivers.scores_follow_stages``). A score rewrite never sets it.
+    stage = models.CharField(max_length=16, choices=Stage.choices)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["lead", "model"], name="score_lead_model")]
         # The lists by score (``leadflow.leads.selectors.lead_search_head``): one model's
-        # leads, highest or lowest first, a page read from the index's end. The one index
-        # on a changing column: a rescore that changes a score updates this index (no HOT
-        # update for that row), measured at 1M leads in bench/RESULTS.md ("Lists").
-        indexes = [models.Index(fields=["model", "score", "lead"], name="score_model_rank")]
+        # leads, highest or lowest first, a page read from the index's end; and the same
+        # within one stage (``score_model_stage_rank``). The indexes on changing columns: a
+        # rescore that changes a score updates both (no HOT update for that row), a stage
+        # change the second; measured at 1M leads in bench/RESULTS.md ("Lists").
+        indexes = [
+            models.Index(fields=["model", "score", "lead"], name="score_model_rank"),
+            # Partial: only the scores of the stages lists are read by (MQL, SQL), 13 % of the
+            # rows at 1M: a rescore's non-HOT update inserts into every index whose predicate
+            # holds. (Adding ``stage`` with a default blocks every HOT update: scoring/0010.)
+            models.Index(
+                fields=["model", "stage", "score", "lead"],
+                condition=Q(stage__in=HOT_STAGES),
+                name="score_model_stage_rank",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.lead_id} under {self.model_id}: {self.grade} · {self.score}"

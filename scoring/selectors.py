@@ -420,20 +420,20 @@ class LeadScores:
             scored=ExpressionWrapper(Q(model_score__isnull=False), output_field=BooleanField()),
         )
 
-    def annotate_scored(self, leads: QuerySet[Lead], *, model: str | None) -> QuerySet[Lead]:
+    def annotate_scored(self, leads: QuerySet[Lead], *, model: str | None, stage: str | None) -> QuerySet[Lead]:
         # An inner join on the model's rows, the columns as stored: ``score`` then the lead
-        # id is the order of the index ``score_model_rank`` (model, score, lead). An unknown
+        # id is the order of the index ``score_model_rank`` (model, score, lead), and within
+        # one stage of ``score_model_stage_rank`` (model, stage, score, lead). An unknown
         # slug scored nobody (``annotate`` refuses it).
-        return (
-            self._joined(leads, model)
-            .filter(model_score__isnull=False)  # type: ignore[misc]
-            .annotate(
-                score=F("model_score__score"),
-                fit_score=F("model_score__fit"),
-                behaviour_score=F("model_score__behaviour"),
-                grade=F("model_score__grade"),
-                scored=Value(True),
-            )
+        # One filter() call: a second one on the relation would join the scores again.
+        within = {"model_score__stage": stage} if stage is not None else {}
+        scored = self._joined(leads, model).filter(model_score__isnull=False, **within)  # type: ignore[misc]
+        return scored.annotate(
+            score=F("model_score__score"),
+            fit_score=F("model_score__fit"),
+            behaviour_score=F("model_score__behaviour"),
+            grade=F("model_score__grade"),
+            scored=Value(True),
         )
 
     def _joined(self, leads: QuerySet[Lead], model: str | None) -> QuerySet[Lead]:

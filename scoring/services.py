@@ -128,13 +128,15 @@ SCORE_FIELDS = [
 ]
 
 
-def _score_rows(spec: RuleSetSpec, rows: Sequence[bulk.ScoreRow], at: datetime) -> None:
-    """Store these scores of one model: one upsert (``bulk_create`` on the key)."""
+def _score_rows(spec: RuleSetSpec, rows: Sequence[bulk.ScoreRow], at: datetime, *, stages: dict[int, str]) -> None:
+    """Store these scores of one model: one upsert (``bulk_create`` on the key). ``stages``:
+    the (locked) leads' stages, which a new row takes (``bulk.score_stage_inserted``)."""
     Score.objects.bulk_create(
         [
             Score(
                 model_id=spec.model_id,
                 lead_id=row.id,
+                stage=stages[row.id],
                 score=row.score,
                 fit=row.fit,
                 behaviour=row.behaviour,
@@ -180,8 +182,9 @@ def _score_chunk(ids: Sequence[int], specs: Sequence[RuleSetSpec], at: datetime)
                 by_model[spec.model_id].append(row)
                 scores.append((spec, row))
             transitions += _automatic_transitions(lead, scores)
+        stages = {lead.pk: lead.stage for lead in leads}
         for spec in specs:
-            _score_rows(spec, by_model[spec.model_id], at)
+            _score_rows(spec, by_model[spec.model_id], at, stages=stages)
     transitions_apply(transitions, at=at)
     accounts.accounts_rollup(model_ids=[spec.model_id for spec in specs], lead_ids=ids, at=at)
     return ScoreSummary(scored=len(leads), transitions=len(transitions))
@@ -509,7 +512,7 @@ def _rescore_all_chunked(spec: RuleSetSpec, as_of: datetime, max_lead_id: int, s
                 row = bulk.ScoreRow.of(lead.pk, result)
                 rows.append(row)
                 transitions += _automatic_transitions(lead, [(spec, row)])
-            _score_rows(spec, rows, as_of)
+            _score_rows(spec, rows, as_of, stages={lead.pk: lead.stage for lead in leads})
             transitions_apply(transitions, at=as_of)
             state.commit(last_lead_id=chunk[-1], scored=len(rows), changed=len(transitions))
     _rescore_done(spec.model_id)
@@ -1092,3 +1095,21 @@ def ruleset_archive(*, ruleset: RuleSet) -> RuleSet:
         ruleset.save(update_fields=["status", "archived_at", "updated_at"])
         Score.objects.filter(model_id=ruleset.model_id).delete()
     return ruleset
+
+
+# --- The lead's stage on its scores --------------------------------------------------------
+def scores_follow_stages(*, changes: Sequence[StageChange]) -> int:
+    """Every model's score rows of the leads that moved take their lead's new stage
+    (``Score.stage``: the hot-MQL list orders a stage's leads by score with it), in the
+    transaction that moved them; returns the rows changed. Called for every stage change
+    (``scoring.receivers``): a few statements, one per stage reached, whatever the count."""
+    final: dict[int, str] = {}
+    for change in changes:  # in order: a lead moved twice ends at its last stage
+        final[change.lead_id] = change.to_stage
+    by_stage: dict[str, list[int]] = {}
+    for lead_id, stage in final.items():
+        by_stage.setdefault(stage, []).append(lead_id)
+    return sum(
+        Score.objects.filter(lead_id__in=ids).exclude(stage=stage).update(stage=stage)
+        for stage, ids in by_stage.items()
+    )

@@ -90,20 +90,20 @@ def default_model() -> ScoringModel:
 
 
 def score_of(lead, *, score="70", fit="20", model=None, version=1, grade="B", last_intent_at=None) -> Score:
-    """Store a score of ``lead`` under ``model`` (the default), as a rescore would."""
+    """Store a score of ``lead`` under ``model`` (the default), as a rescore would: a new
+    row takes the lead's stage (``Score.stage``), a rewrite leaves it."""
     score, fit = Decimal(score), Decimal(fit)
+    values = {
+        "score": score,
+        "fit": fit,
+        "behaviour": score - fit,
+        "grade": grade,
+        "ruleset_version": version,
+        "computed_at": timezone.now(),
+        "last_intent_at": last_intent_at,
+    }
     row, _created = Score.objects.update_or_create(
-        lead=lead,
-        model=model or default_model(),
-        defaults={
-            "score": score,
-            "fit": fit,
-            "behaviour": score - fit,
-            "grade": grade,
-            "ruleset_version": version,
-            "computed_at": timezone.now(),
-            "last_intent_at": last_intent_at,
-        },
+        lead=lead, model=model or default_model(), defaults=values, create_defaults={**values, "stage": lead.stage}
     )
     return row
 

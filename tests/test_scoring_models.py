@@ -399,10 +399,18 @@ def test_rulesets_are_per_model_and_publishing_one_keeps_the_others(admin, addon
 def test_lead_detail_lists_every_models_score_and_the_list_sorts_by_a_chosen_model(marketer, addon):
     first, second = LeadFactory.create(email="a@x.io", score=50), LeadFactory.create(email="b@x.io", score=10)
     Score.objects.create(
-        lead=first, model=addon, score=5, fit=0, behaviour=5, grade="F", ruleset_version=9, computed_at=NOW
+        lead=first, model=addon, score=5, fit=0, behaviour=5, grade="F", ruleset_version=9, computed_at=NOW, stage="new"
     )
     Score.objects.create(
-        lead=second, model=addon, score=80, fit=30, behaviour=50, grade="A", ruleset_version=9, computed_at=NOW
+        lead=second,
+        model=addon,
+        score=80,
+        fit=30,
+        behaviour=50,
+        grade="A",
+        ruleset_version=9,
+        computed_at=NOW,
+        stage="new",
     )
     client = client_for(marketer)
     detail = client.get(f"/api/v1/leads/{first.public_id}").json()

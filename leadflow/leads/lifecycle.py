@@ -31,6 +31,10 @@ signal, so that the core imports none of them.
       open (a change by hand) has it closed. A rep's accept or reject decides the
       handoff before applying the lead's transition, so the receiver finds it no
       longer open and leaves it alone.
+    - ``scoring.receivers.scores_follow_stages`` (connected when
+      ``scoring.apps.ScoringConfig.ready`` imports ``scoring.receivers``): the moved
+      leads' score rows take their new stage (``Score.stage``, with which an index
+      orders a stage's leads by score for the lists).
 """
 
 from collections.abc import Sequence

@@ -52,9 +52,10 @@ class ScoresProvider(Protocol):
         when None): 0 and "" for a lead the model never scored. Raises UnknownModel."""
         ...
 
-    def annotate_scored(self, leads: QuerySet[Lead], *, model: str | None) -> QuerySet[Lead]:
+    def annotate_scored(self, leads: QuerySet[Lead], *, model: str | None, stage: str | None) -> QuerySet[Lead]:
         """The ``leads`` the model scored, with ``SCORE_ANNOTATIONS`` as stored: an order
-        by ``score`` (then lead id) that an index serves. Raises UnknownModel."""
+        by ``score`` (then lead id) that an index serves, within ``stage`` when given
+        (the scores' copy of the lead's stage is in that index). Raises UnknownModel."""
         ...
 
     def scores(self, leads: list[Lead]) -> dict[int, list[ModelScore]]:
@@ -83,10 +84,12 @@ def leads_annotate_scores(leads: QuerySet[Lead], *, model: str | None = None) ->
     return _provider.annotate(leads, model=model)
 
 
-def leads_annotate_scored(leads: QuerySet[Lead], *, model: str | None = None) -> QuerySet[Lead] | None:
-    """The ``leads`` the model scored, ordered by score through an index
-    (``ScoresProvider.annotate_scored``); None without a provider (nothing is scored)."""
-    return None if _provider is None else _provider.annotate_scored(leads, model=model)
+def leads_annotate_scored(
+    leads: QuerySet[Lead], *, model: str | None = None, stage: str | None = None
+) -> QuerySet[Lead] | None:
+    """The ``leads`` the model scored (in ``stage``, when given), ordered by score through
+    an index (``ScoresProvider.annotate_scored``); None without a provider (nothing is scored)."""
+    return None if _provider is None else _provider.annotate_scored(leads, model=model, stage=stage)
 
 
 def leads_scores(leads: list[Lead]) -> dict[int, list[ModelScore]]:

@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Page
 from django.db.models import Count, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
@@ -16,6 +16,7 @@ from django.utils import timezone
 from leadflow.leads.models import Account, Event, Lead, Source, Stage, StageChange
 from leadflow.leads.roles import sees_every_decision
 from leadflow.leads.scores import leads_annotate_scored, leads_annotate_scores
+from leadflow.pagination import CappedCountPaginator
 
 RECENT_EVENTS = 20
 
@@ -145,17 +146,22 @@ def lead_search_head(*, filters: LeadFilters) -> QuerySet[Lead] | None:
     inside the prefix is the list's page; any other is read from ``lead_search``
     (``HeadFirstPaginator``, ``api.LeadCursorPagination``). None for the other sorts."""
     end = HEAD_ENDS.get(filters.sort)
-    scored = leads_annotate_scored(lead_list(), model=filters.model) if end else None
+    # One stage (the hot-MQL list): the scores' copy of the stage narrows the index's walk
+    # to that stage's leads (an index of its own for MQL and SQL, scoring's HOT_STAGES);
+    # the lead's own stage still filters (``_narrowed``).
+    stage = filters.stages[0] if len(filters.stages) == 1 else None
+    scored = leads_annotate_scored(lead_list(), model=filters.model, stage=stage) if end else None
     if scored is None:
         return None
     leads = _narrowed(scored.filter(**{f"score__{end}": 0}), filters)
     return leads.order_by(*LEAD_SORTS[filters.sort])
 
 
-class HeadFirstPaginator(Paginator):
-    """Django's paginator over ``lead_search`` that reads a page from ``head`` (a prefix
-    of the same order, served by an index: ``lead_search_head``) when the prefix fills
-    it, and from the whole list otherwise. The count is the whole list's."""
+class HeadFirstPaginator(CappedCountPaginator):
+    """The leads page's paginator over ``lead_search``: it reads a page from ``head`` (a
+    prefix of the same order, served by an index: ``lead_search_head``) when the prefix
+    holds the page and the row after it, and from the whole list otherwise. The count is
+    the whole list's, up to its cap (``CappedCountPaginator``: "more than 1,000")."""
 
     def __init__(self, object_list: QuerySet[Lead], per_page: int, *, head: QuerySet[Lead] | None) -> None:
         super().__init__(object_list, per_page)
@@ -164,11 +170,10 @@ class HeadFirstPaginator(Paginator):
     def page(self, number: Any) -> Page:
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
-        top = bottom + self.per_page
         if self.head is not None:
-            rows = list(self.head[bottom:top])
-            if len(rows) == self.per_page:
-                return Page(rows, number, self)
+            rows = list(self.head[bottom : bottom + self.per_page + 1])
+            if len(rows) > self.per_page:
+                return Page(rows[: self.per_page], number, self) if self.count_exact else self.page_of(rows, number)
         return super().page(number)
 
 

@@ -157,3 +157,12 @@ def relative(moment: datetime | None) -> str:
         return "—"
     delta = moment - timezone.now()
     return f"in {countdown(delta)}" if delta.total_seconds() > 0 else f"{countdown(delta)} ago"
+
+
+@register.filter
+def row_count(paginator: Any) -> str:
+    """A list's size as pages say it: "1,234", or "more than 1,000" past the count's cap
+    (``leadflow.pagination.CappedCountPaginator``: no COUNT(*) of a million rows)."""
+    if getattr(paginator, "count_exact", True):
+        return f"{paginator.count:,}"
+    return f"more than {paginator.cap:,}"
