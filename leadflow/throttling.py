@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from functools import cache as memoize
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import cache, caches
@@ -61,7 +61,7 @@ def _redis() -> Any | None:
     backend = caches["default"]
     if not isinstance(backend, RedisCache):
         return None
-    return _client_over(backend._cache._get_connection_pool(True))
+    return _client_over(cast(Any, backend._cache)._get_connection_pool(True))
 
 
 def _redis_window_count(client: Any, cache_key: str, seconds: int, *, add: bool) -> int:

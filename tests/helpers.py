@@ -221,12 +221,12 @@ def redis_commands():
         sent.extend((trips[0] + 1, str(command[0]).upper()) for command in commands)
         return pack_many(self, commands)
 
-    AbstractConnection.send_packed_command = send_packed_command
-    AbstractConnection.send_command = send_command
-    AbstractConnection.pack_commands = pack_commands
+    AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+    AbstractConnection.send_command = send_command  # type: ignore[method-assign]
+    AbstractConnection.pack_commands = pack_commands  # type: ignore[method-assign]
     try:
         yield sent
     finally:
-        AbstractConnection.send_packed_command = send_packed
-        AbstractConnection.send_command = send_one
-        AbstractConnection.pack_commands = pack_many
+        AbstractConnection.send_packed_command = send_packed  # type: ignore[method-assign]
+        AbstractConnection.send_command = send_one  # type: ignore[method-assign]
+        AbstractConnection.pack_commands = pack_many  # type: ignore[method-assign]

@@ -4,6 +4,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -159,7 +160,7 @@ def leads_identify(
             key=lambda lead: (lead.email or "", lead.external_id or ""),
         )
         if new_leads:
-            found.created.update(atomic_with_retry(lambda leads=new_leads: _create_new_leads(source, leads)))
+            found.created.update(atomic_with_retry(partial(_create_new_leads, source, new_leads)))
         pending = [index for index, lead in assigned.items() if lead.pk is None]
         for index, lead in assigned.items():
             if lead.pk is not None:
