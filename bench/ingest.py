@@ -153,7 +153,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0,
         metavar="N",
         help="first post N requests to an unknown path (a 404) with the same clients and server: "
-        "the same-run floor of a request (default: as many as the ingest requests, at most 5000)",
+        "the same-run floor of a request (default: with --batch 1, as many as the ingest requests, "
+        "at most 5000; else none)",
     )
     parser.add_argument(
         "--database-url",
@@ -593,8 +594,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report("Ingest benchmark: setup", setup_rows)
 
         baseline: HttpOutcome | None = None
-        baseline_count = args.baseline or min(len(batches), 5000)
-        if server is not None or args.url:
+        baseline_count = args.baseline or (min(len(batches), 5000) if args.batch == 1 else 0)
+        if baseline_count:
             print(f"\nBaseline: {baseline_count} requests to {NOT_FOUND_PATH} (404)…", flush=True)
             meter = CpuMeter(groups, this_process=CLIENT_LABEL)
             meter.start()
