@@ -89,7 +89,7 @@ def test_a_single_event_for_a_flagged_lead_is_four_reads_one_transaction_and_thr
             first = ingest_client.post("/api/v1/events", data=page_view(1), content_type="application/json")
             assert first.json()["accepted"] == 1  # creates the lead, flags it, asks for a pass
             assert broker.get(scoring_requests.PENDING_KEY), "a pass is pending: no worker took it"
-            intent_event_types()  # the hand-raise types are read at most every few seconds, not per request
+            intent_event_types()  # read at most every few seconds per process, not per request
             with CaptureQueriesContext(connection) as queries, redis_commands() as commands:
                 response = ingest_client.post("/api/v1/events", data=page_view(2), content_type="application/json")
         assert response.status_code == 202
@@ -97,7 +97,8 @@ def test_a_single_event_for_a_flagged_lead_is_four_reads_one_transaction_and_thr
         # The key; the event_id probe; the suppression list and the lead by identity (reads,
         # no transaction of their own: the lead exists); then one transaction: the event,
         # the lead locked, its activity written.
-        statements = [query["sql"].split()[0] for query in queries]
+        # (Without the hand-raise types, should their few seconds run out on a slow machine.)
+        statements = [query["sql"].split()[0] for query in queries if "scoring_ruleset" not in query["sql"]]
         assert statements == ["SELECT"] * 4 + ["BEGIN", "INSERT", "SELECT", "UPDATE", "COMMIT"], [
             query["sql"][:60] for query in queries
         ]
