@@ -148,6 +148,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--naive-sample", type=int, default=5000, help="events for the naive per-event loop (0 skips)")
     parser.add_argument(
+        "--baseline",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first post N requests to an unknown path (a 404) with the same clients and server: "
+        "the same-run floor of a request (default: with --batch 1, as many as the ingest requests, "
+        "at most 5000; else none)",
+    )
+    parser.add_argument(
         "--database-url",
         default=DEFAULT_DATABASE_URL,
         help="benchmark database; dropped and recreated unless --url is given (its name must contain 'bench')",
@@ -167,8 +176,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for name in ("leads", "events", "concurrency", "workers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
-    if args.naive_sample < 0:
-        parser.error("--naive-sample must be 0 or more")
+    if args.naive_sample < 0 or args.baseline < 0:
+        parser.error("--naive-sample and --baseline must be 0 or more")
     return args
 
 
@@ -299,6 +308,60 @@ def post_batches(url: str, ingest_key: str, batches: Sequence[tuple[int, bytes]]
             thread.join()
     outcome.seconds = watch.seconds
     return outcome
+
+
+NOT_FOUND_PATH = "/api/v1/no-such-endpoint"
+
+
+def post_not_found(url: str, ingest_key: str, body: bytes, count: int, concurrency: int) -> HttpOutcome:
+    """``count`` POSTs of ``body`` to a path no view serves, with the ingest clients'
+    headers: what any request costs this server and these clients (routing, middleware,
+    the 404), the floor under the ingest's rate. Every answer must be a 404."""
+    endpoint = url.rstrip("/") + NOT_FOUND_PATH
+    headers = {"Authorization": f"Bearer {ingest_key}", "Content-Type": "application/json"}
+    remaining = [count]
+    outcome = HttpOutcome()
+    lock = threading.Lock()
+    start = threading.Barrier(concurrency + 1)
+
+    def client() -> None:
+        session = requests.Session()
+        start.wait()
+        while True:
+            with lock:
+                if remaining[0] <= 0:
+                    break
+                remaining[0] -= 1
+            began = time.perf_counter()
+            try:
+                response = session.post(endpoint, data=body, headers=headers, timeout=300)
+                problem = None if response.status_code == 404 else f"HTTP {response.status_code}"
+            except requests.RequestException as error:
+                problem = f"{type(error).__name__}: {error}"
+            elapsed = time.perf_counter() - began
+            with lock:
+                outcome.latencies.append(elapsed)
+                outcome.accepted += problem is None
+                if problem:
+                    outcome.failures.append(problem)
+        session.close()
+
+    threads = [threading.Thread(target=client, name=f"baseline-{n}", daemon=True) for n in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    with stopwatch() as watch:
+        start.wait()
+        for thread in threads:
+            thread.join()
+    outcome.seconds = watch.seconds
+    return outcome
+
+
+def per_request_cpu(usage: CpuUsage, requests_made: int) -> str:
+    """Server CPU per request: gunicorn's and PostgreSQL's, in ms."""
+    gunicorn = sum(seconds for name, seconds in usage.seconds.items() if name.startswith("gunicorn"))
+    postgres = usage.seconds.get("postgresql backends", 0.0)
+    return f"{gunicorn / requests_made * 1000:.2f} gunicorn + {postgres / requests_made * 1000:.2f} PostgreSQL ms"
 
 
 # --- Django (in this process) -------------------------------------------------------------------
@@ -465,6 +528,10 @@ def short(text: str, limit: int = 160) -> str:
     return " ".join(text.split())[:limit]
 
 
+def _p50_p95(latencies: Sequence[float]) -> str:
+    return f"{percentile(latencies, 0.5) * 1000:.0f} / {percentile(latencies, 0.95) * 1000:.0f} ms"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # Persistent connections for the whole run: per-backend CPU accounting needs them alive.
@@ -526,6 +593,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_rows.append(("clients", f"{args.concurrency} threads, requests.Session (connections {keep_alive})"))
         report("Ingest benchmark: setup", setup_rows)
 
+        baseline: HttpOutcome | None = None
+        baseline_count = args.baseline or (min(len(batches), 5000) if args.batch == 1 else 0)
+        if baseline_count:
+            print(f"\nBaseline: {baseline_count} requests to {NOT_FOUND_PATH} (404)…", flush=True)
+            meter = CpuMeter(groups, this_process=CLIENT_LABEL)
+            meter.start()
+            baseline = post_not_found(url, ingest_key, batches[0][1], baseline_count, args.concurrency)
+            baseline_cpu = meter.stop()
+            checks.append(
+                ("every baseline request answered 404", not baseline.failures, f"{len(baseline.failures)} failed")
+            )
+            report(
+                f"Same-run baseline: POST {NOT_FOUND_PATH} (404), same clients and server",
+                [
+                    ("requests", baseline_count),
+                    ("throughput", f"{rate(baseline_count, baseline.seconds):,.0f} requests/s"),
+                    ("latency p50 / p95", _p50_p95(baseline.latencies)),
+                    ("server cpu per request", per_request_cpu(baseline_cpu, baseline_count)),
+                    ("load average (1 min)", f"{os.getloadavg()[0]:.1f}"),
+                ],
+            )
+
         events_before = count_events(source_id)
         speed_before = speed_probe()
         print(f"\nPosting {args.events} events in {len(batches)} requests…", flush=True)
@@ -551,12 +640,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         checks.append(
             ("events stored == events accepted (nothing lost)", stored == http.accepted, f"{stored} / {http.accepted}")
         )
+        request_rate = rate(len(http.latencies), http.seconds)
         report(
             "HTTP ingest (POST /api/v1/events)",
             [
                 ("events accepted", f"{http.accepted} of {args.events} posted"),
                 ("wall clock", f"{http.seconds:.2f} s"),
-                ("throughput", f"{http_rate:,.0f} events/s"),
+                ("throughput", f"{http_rate:,.0f} events/s, {request_rate:,.0f} requests/s"),
+                ("server cpu per request", per_request_cpu(http_cpu, max(len(http.latencies), 1))),
+                ("load average (1 min)", f"{os.getloadavg()[0]:.1f}"),
                 ("batch latency p50", f"{percentile(http.latencies, 0.50) * 1000:.0f} ms"),
                 ("batch latency p95", f"{percentile(http.latencies, 0.95) * 1000:.0f} ms"),
                 ("batch latency max", f"{max(http.latencies) * 1000:.0f} ms"),
@@ -616,6 +708,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("batch latency p50/p95", f"{p50:.0f} / {p95:.0f} ms"),
             ("machine speed probe", speed),
         ]
+        if baseline is not None:
+            floor = rate(len(baseline.latencies), baseline.seconds)
+            summary.append(
+                (
+                    "requests/s: ingest / 404 baseline",
+                    f"{request_rate:,.0f} / {floor:,.0f} = {request_rate / floor:.2f} "
+                    f"(p95 {p95:.0f} ms / {percentile(baseline.latencies, 0.95) * 1000:.0f} ms)",
+                )
+            )
         if naive_rate:
             summary.append(("naive loop", f"{naive_rate:,.0f} events/s"))
             summary.append(

@@ -14,6 +14,7 @@ that a rerun with --keep-data measures a fuller table.
 
 import argparse
 import cProfile
+import os
 import pstats
 import random
 import sys
@@ -52,7 +53,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=30, help="batches timed")
     parser.add_argument("--batch", type=int, default=1000, help="events per batch (the API allows up to 1000)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's N costliest functions")
+    parser.add_argument(
+        "--pyinstrument",
+        action="store_true",
+        help="print pyinstrument's call tree of the timed batches (pip install pyinstrument; not a requirement)",
+    )
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="database (name must contain 'bench')")
+    parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL, help="Redis database of the scoring requests")
     parser.add_argument("--keep-data", action="store_true", help="reuse the database as it is (no reset)")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the generated data")
     args = parser.parse_args(argv)
@@ -70,7 +77,7 @@ def statement_kind(sql: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    env = bench_env(args.database_url, DEFAULT_BROKER_URL)
+    env = bench_env(args.database_url, args.broker_url)
     if not args.keep_data:
         if "bench" not in args.database_url.rsplit("/", 1)[-1]:
             raise BenchError("Refusing to reset a database without 'bench' in its name.")
@@ -107,22 +114,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             waits[statement_kind(sql)] += time.perf_counter() - start
 
     profiler = cProfile.Profile()
+    tree: Any = None
+    if args.pyinstrument:
+        from pyinstrument import Profiler  # for profiling only: not in requirements
+
+        tree = Profiler(interval=0.0005)
+    statements: list[int] = [0]
+    round_trips = _count_redis_round_trips()
     speed = speed_probe()
+    load = os.getloadavg()[0]
     wall, cpu = time.perf_counter(), time.process_time()
-    with connection.execute_wrapper(timed):
+    round_trips[0] = 0
+
+    def counted(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements[0] += 1
+        return timed(execute, sql, params, many, context)
+
+    with connection.execute_wrapper(counted):
         if args.profile:
             profiler.enable()
+        if tree is not None:
+            tree.start()
         for _count, body in batches[args.warmup :]:
             post(body)
+        if tree is not None:
+            tree.stop()
         profiler.disable()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     per_batch = 1000 / args.batches
+    profiled = " (profiled)" if args.profile or args.pyinstrument else ""
     rows: list[tuple[str, object]] = [
         ("batches timed", f"{args.batches} of {args.batch} events, after {args.warmup} warm-up batches"),
-        ("wall time per batch", f"{wall * per_batch:.0f} ms" + (" (profiled)" if args.profile else "")),
-        ("process CPU per batch", f"{cpu * per_batch:.0f} ms (Django, validation, SQL client side)"),
-        ("SQL wait per batch", f"{sum(waits.values()) * per_batch:.0f} ms (server work and client adaptation)"),
+        ("wall time per batch", f"{wall * per_batch:.2f} ms{profiled}"),
+        ("process CPU per batch", f"{cpu * per_batch:.2f} ms (Django, validation, SQL client side){profiled}"),
+        ("SQL wait per batch", f"{sum(waits.values()) * per_batch:.2f} ms (server work and client adaptation)"),
+        ("SQL statements per batch", f"{statements[0] / args.batches:.2f} (BEGIN and COMMIT not seen here)"),
+        ("Redis round trips per batch", f"{round_trips[0] / args.batches:.2f} (rate limits, scoring requests)"),
         ("machine speed probe", f"{speed:.0f} ms (lower is faster; see bench/RESULTS.md)"),
+        ("load average (1 min)", f"{load:.1f} on {os.cpu_count()} cores"),
     ]
     rows += [
         (f"sql: {kind}", f"{seconds * per_batch:.1f} ms")
@@ -132,7 +161,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile:
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(args.profile)
+    if tree is not None:
+        print(tree.output_text(unicode=True, color=False, show_all=False))
     return 0
+
+
+def _count_redis_round_trips() -> list[int]:
+    """A counter of the round trips this process makes to Redis (every client: the
+    cache, the scoring requests, Celery), counted in redis-py's connection."""
+    from redis.connection import AbstractConnection
+
+    count = [0]
+    send = AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> Any:
+        count[0] += 1
+        return send(self, command, check_health)
+
+    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    return count
 
 
 if __name__ == "__main__":

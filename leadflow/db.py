@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from typing import Any, TypeVar, cast
 
 from django.db import IntegrityError, OperationalError, connection, models, transaction
@@ -167,6 +167,22 @@ class _RowSource:
     from_params: list[Any]
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """What writing rows of these fields needs from their metadata, worked out once per
+    process (``_columns``): a single-event request paid ``Field.db_type`` and the
+    preparers' type checks on every statement, dozens of calls per request."""
+
+    prepare: Callable[[Sequence[Any]], list[Any]]
+    db_types: tuple[str, ...]  # PostgreSQL: each column's type, for its array's cast
+
+
+@cache
+def _columns(fields: tuple[Field, ...], vendor: str) -> _Columns:
+    db_types = tuple(str(field.db_type(connection)) for field in fields) if vendor == "postgresql" else ()
+    return _Columns(prepare=_preparer(fields), db_types=db_types)
+
+
 def _row_sources(fields: Sequence[Field], rows: Iterable[Sequence[Any]], *, varying: int = 0) -> Iterator[_RowSource]:
     """Rows of ``fields`` as FROM items, chunk by chunk.
 
@@ -174,7 +190,8 @@ def _row_sources(fields: Sequence[Field], rows: Iterable[Sequence[Any]], *, vary
     parameters instead of one per value costs far less to adapt, send and parse, and
     a column whose value every row shares is sent once. SQLite gets a VALUES list.
     The first column is always unnested, so every chunk has at least one array."""
-    prepare = _preparer(fields)
+    columns_meta = _columns(tuple(fields), connection.vendor)
+    prepare = columns_meta.prepare
     prepared = [prepare(row) for row in rows]
     if connection.vendor != "postgresql":
         row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
@@ -188,7 +205,7 @@ def _row_sources(fields: Sequence[Field], rows: Iterable[Sequence[Any]], *, vary
                 from_params=[value for row in chunk for value in row],
             )
         return
-    types = [field.db_type(connection) for field in fields]
+    types = columns_meta.db_types
     for start in range(0, len(prepared), _PG_CHUNK_ROWS):
         chunk = prepared[start : start + _PG_CHUNK_ROWS]
         columns = [list(column) for column in zip(*chunk, strict=True)]
@@ -210,28 +227,73 @@ def _row_sources(fields: Sequence[Field], rows: Iterable[Sequence[Any]], *, vary
         yield _RowSource(values=values, value_params=value_params, from_sql=from_sql, from_params=from_params)
 
 
+@dataclass(frozen=True)
+class _InsertNames:
+    fields: tuple[Field, ...]
+    table: str
+    columns: str
+    returning: str
+    to_python: Callable[[Sequence[Any]], tuple[Any, ...]]
+
+
+@cache
+def _insert_names(
+    model: type[models.Model], columns: tuple[str, ...], returning: tuple[str, ...], vendor: str
+) -> _InsertNames:
+    """An insert's fields and quoted names, from the model's metadata once per process."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields = tuple(cast(Field, meta.get_field(name)) for name in columns)
+    returning_fields = [cast(Field, meta.get_field(name)) for name in returning]
+    return _InsertNames(
+        fields=fields,
+        table=quote(meta.db_table),
+        columns=", ".join(quote(_column(field)) for field in fields),
+        returning=", ".join(quote(_column(field)) for field in returning_fields),
+        to_python=_python_converters(returning_fields),
+    )
+
+
 def insert_ignore_conflicts_returning(
     model: type[models.Model], columns: Sequence[str], rows: Iterable[Sequence[Any]], returning: Sequence[str]
 ) -> list[tuple[Any, ...]]:
     """``INSERT … ON CONFLICT DO NOTHING RETURNING …`` in chunks; returns the rows
     actually inserted (a conflicting row returns nothing), as Python values (a UUID
     comes back as a UUID whatever the database stores)."""
-    meta = model._meta
-    fields = [cast(Field, meta.get_field(name)) for name in columns]
-    quote = connection.ops.quote_name
-    column_sql = ", ".join(quote(_column(field)) for field in fields)
-    returning_fields = [cast(Field, meta.get_field(name)) for name in returning]
-    returning_sql = ", ".join(quote(_column(field)) for field in returning_fields)
-    to_python = _python_converters(returning_fields)
+    insert = _insert_names(model, tuple(columns), tuple(returning), connection.vendor)
+    to_python = insert.to_python
     inserted: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
-        for source in _row_sources(fields, rows):
+        for source in _row_sources(insert.fields, rows):
             # Identifiers and types come from model metadata; every value is a bound parameter.
-            sql = f"INSERT INTO {quote(meta.db_table)} ({column_sql}) SELECT {', '.join(source.values)}"  # noqa: S608
-            sql += f" FROM {source.from_sql} WHERE true ON CONFLICT DO NOTHING RETURNING {returning_sql}"
+            sql = f"INSERT INTO {insert.table} ({insert.columns}) SELECT {', '.join(source.values)}"  # noqa: S608
+            sql += f" FROM {source.from_sql} WHERE true ON CONFLICT DO NOTHING RETURNING {insert.returning}"
             cursor.execute(sql, [*source.value_params, *source.from_params])
             inserted.extend(to_python(row) for row in cursor.fetchall())
     return inserted
+
+
+@dataclass(frozen=True)
+class _UpdateNames:
+    fields: tuple[Field, ...]  # the primary key, then the targets
+    table: str
+    pk: str
+    targets: tuple[str, ...]
+
+
+@cache
+def _update_names(model: type[models.Model], fields: tuple[str, ...], vendor: str) -> _UpdateNames:
+    """An update's fields and quoted names, from the model's metadata once per process."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+    pk_field = cast(Field, meta.pk)
+    targets = [cast(Field, meta.get_field(name)) for name in fields]
+    return _UpdateNames(
+        fields=(pk_field, *targets),
+        table=quote(meta.db_table),
+        pk=quote(_column(pk_field)),
+        targets=tuple(quote(_column(field)) for field in targets),
+    )
 
 
 def update_from_values(model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
@@ -240,20 +302,17 @@ def update_from_values(model: type[models.Model], fields: Sequence[str], rows: I
 
     ``bulk_update`` builds a CASE per field and value in Python, which costs far more
     than the SQL; this prepares each value once (see ``_row_sources``)."""
-    meta = model._meta
-    pk_field = cast(Field, meta.pk)
-    targets = [cast(Field, meta.get_field(name)) for name in fields]
-    quote = connection.ops.quote_name
-    table = quote(meta.db_table)
+    update = _update_names(model, tuple(fields), connection.vendor)
+    table = update.table
     updated = 0
     with connection.cursor() as cursor:
-        for source in _row_sources([pk_field, *targets], rows):
+        for source in _row_sources(update.fields, rows):
             assignments = ", ".join(
-                f"{quote(_column(field))} = {value}" for field, value in zip(targets, source.values[1:], strict=True)
+                f"{column} = {value}" for column, value in zip(update.targets, source.values[1:], strict=True)
             )
             # Identifiers and types come from model metadata; every value is a bound parameter.
             sql = f"UPDATE {table} SET {assignments} FROM {source.from_sql}"  # noqa: S608
-            sql += f" WHERE {table}.{quote(_column(pk_field))} = {source.values[0]}"
+            sql += f" WHERE {table}.{update.pk} = {source.values[0]}"
             cursor.execute(sql, [*source.value_params, *source.from_params])
             updated += cursor.rowcount
     return updated

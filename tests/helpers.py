@@ -191,3 +191,42 @@ def entered_sql(leads: Any, *, score: str = "70", models: tuple[str, ...] = ("de
         )
         for lead in leads
     ]
+
+
+@contextmanager
+def redis_commands():
+    """The commands this process sends to Redis meanwhile, as (round trip, command name)
+    pairs: counted in the client library (redis-py's connection), whoever sends them
+    (our code, Django's cache, Celery's publisher)."""
+    from redis.connection import AbstractConnection
+
+    sent: list[tuple[int, str]] = []
+    trips = [0]
+    send_packed, send_one, pack_many = (
+        AbstractConnection.send_packed_command,
+        AbstractConnection.send_command,
+        AbstractConnection.pack_commands,
+    )
+
+    def send_packed_command(self, command, check_health=True):
+        trips[0] += 1
+        return send_packed(self, command, check_health)
+
+    def send_command(self, *args, **kwargs):
+        sent.append((trips[0] + 1, str(args[0]).upper()))
+        return send_one(self, *args, **kwargs)
+
+    def pack_commands(self, commands):
+        commands = list(commands)
+        sent.extend((trips[0] + 1, str(command[0]).upper()) for command in commands)
+        return pack_many(self, commands)
+
+    AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+    AbstractConnection.send_command = send_command  # type: ignore[method-assign]
+    AbstractConnection.pack_commands = pack_commands  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        AbstractConnection.send_packed_command = send_packed  # type: ignore[method-assign]
+        AbstractConnection.send_command = send_one  # type: ignore[method-assign]
+        AbstractConnection.pack_commands = pack_many  # type: ignore[method-assign]

@@ -1,13 +1,20 @@
 """The fixed cost of an authenticated API request: what every token request runs
 before the view does its work (bench/claims.py measures it under load)."""
 
+import json
+
+import pytest
+import redis
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from leadflow.leads import services
-from leadflow.leads.models import ApiToken
+from leadflow.leads import scoring_requests, services
+from leadflow.leads.models import ApiToken, Event, Lead
+from leadflow.leads.scores import intent_event_types
 from tests.factories import HandoffFactory
+from tests.helpers import real_broker, redis_commands
 
 UNREAD = "/api/v1/notifications/unread-count"
 
@@ -57,3 +64,51 @@ def test_a_claim_over_http_is_four_statements_and_shows_the_qualifying_model(rep
     assert response.json()["model"] == handoff.model.slug
     assert response.json()["lead"]["id"] == str(handoff.lead.public_id)
     assert len(queries) == 4, [query["sql"][:80] for query in queries]
+
+
+def page_view(n: int) -> str:
+    return json.dumps(
+        {
+            "event_id": f"cost-{n}",
+            "type": "page_view",
+            "occurred_at": f"2026-11-20T10:00:0{n}Z",
+            "lead": {"email": "ada@example.com"},
+        }
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_single_event_for_a_flagged_lead_is_four_reads_one_transaction_and_three_redis_round_trips(
+    ingest_client,
+):
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete("celery", scoring_requests.PENDING_KEY)
+    try:
+        with real_broker():
+            first = ingest_client.post("/api/v1/events", data=page_view(1), content_type="application/json")
+            assert first.json()["accepted"] == 1  # creates the lead, flags it, asks for a pass
+            assert broker.get(scoring_requests.PENDING_KEY), "a pass is pending: no worker took it"
+            intent_event_types()  # read at most every few seconds per process, not per request
+            with CaptureQueriesContext(connection) as queries, redis_commands() as commands:
+                response = ingest_client.post("/api/v1/events", data=page_view(2), content_type="application/json")
+        assert response.status_code == 202
+        assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+        # The key; the event_id probe; the suppression list and the lead by identity (reads,
+        # no transaction of their own: the lead exists); then one transaction: the event,
+        # the lead locked, its activity written.
+        # (Without the hand-raise types, should their few seconds run out on a slow machine.)
+        statements = [query["sql"].split()[0] for query in queries if "scoring_ruleset" not in query["sql"]]
+        assert statements == ["SELECT"] * 4 + ["BEGIN", "INSERT", "SELECT", "UPDATE", "COMMIT"], [
+            query["sql"][:60] for query in queries
+        ]
+        # The failed-authentication counter read, the key's quota counted (one MULTI), and
+        # the pending pass checked (SET NX fails: no task published).
+        assert [trip for trip, _name in commands] == [1, 2, 2, 2, 2, 3]
+        assert [name for _trip, name in commands] == ["GET", "MULTI", "SET", "INCRBY", "EXEC", "SET"]
+        assert broker.llen("celery") == 1, "the pending pass only"
+        assert Event.objects.count() == 2
+        assert Lead.objects.get().needs_rescore
+    finally:
+        broker.delete("celery", scoring_requests.PENDING_KEY)
+        broker.close()

@@ -4,6 +4,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -107,7 +108,12 @@ def leads_identify(
     """Match each input to a lead by email or external_id, without locking anyone:
     identities are checked here, new leads are inserted (sorted, ON CONFLICT DO
     NOTHING) and an identity a concurrent request created first is matched again.
-    An address on the suppression list (an erased person's) is refused on its field."""
+    An address on the suppression list (an erased person's) is refused on its field.
+
+    Outside a transaction, the reads run on their own (autocommit: no transaction to
+    open and commit when every lead exists) and new leads are inserted and committed in
+    a short transaction of their own (``_create_new_leads``); inside one, all of it is
+    the caller's."""
     found = Identification(inputs=inputs, activity=activity, lead_ids=[None] * len(inputs))
     pending = list(range(len(inputs)))
     # An erased person's address is refused before anything is written for it.
@@ -153,11 +159,8 @@ def leads_identify(
             {id(lead): lead for lead in assigned.values() if isinstance(lead, _New)}.values(),
             key=lambda lead: (lead.email or "", lead.external_id or ""),
         )
-        if new_leads:  # the accounts of the batch's new leads, set-based, before their insert
-            named = account_ids([(lead.email, lead.values.get("traits")) for lead in new_leads])
-            for lead, account_id in zip(new_leads, named, strict=True):
-                lead.values["account_id"] = account_id
-        found.created.update(_insert_new_leads(source, new_leads))
+        if new_leads:
+            found.created.update(atomic_with_retry(partial(_create_new_leads, source, new_leads)))
         pending = [index for index, lead in assigned.items() if lead.pk is None]
         for index, lead in assigned.items():
             if lead.pk is not None:
@@ -279,7 +282,18 @@ def leads_resolve(
 
 
 _LEAD_INSERT_FIELDS = [f for f in Lead._meta.concrete_fields if not f.primary_key]
+_LEAD_INSERT_NAMES = [f.name for f in _LEAD_INSERT_FIELDS]
 _PUBLIC_ID_POSITION = [f.attname for f in _LEAD_INSERT_FIELDS].index("public_id")
+
+
+def _create_new_leads(source: Source, leads: list[_New]) -> list[int]:
+    """Derive the accounts of the batch's new leads (set-based), then insert the leads;
+    returns the pks inserted. Run again from the start when retried: both steps only
+    fill in ``account_id`` and ``pk``."""
+    named = account_ids([(lead.email, lead.values.get("traits")) for lead in leads])
+    for lead, account_id in zip(leads, named, strict=True):
+        lead.values["account_id"] = account_id
+    return _insert_new_leads(source, leads)
 
 
 def _insert_new_leads(source: Source, leads: list[_New]) -> list[int]:
@@ -301,7 +315,7 @@ def _insert_new_leads(source: Source, leads: list[_New]) -> list[int]:
         row = [values[f.attname] if f.attname in values else f.get_default() for f in _LEAD_INSERT_FIELDS]
         rows.append(row)
         public_ids.append(row[_PUBLIC_ID_POSITION])
-    returned = insert_ignore_conflicts_returning(Lead, [f.name for f in _LEAD_INSERT_FIELDS], rows, ["id", "public_id"])
+    returned = insert_ignore_conflicts_returning(Lead, _LEAD_INSERT_NAMES, rows, ["id", "public_id"])
     inserted = {public_id: pk for pk, public_id in returned}
     rollups.leads_created_record(
         rollups.LeadFacts(now, source.pk, lead.values.get("utm_campaign", ""), Stage.NEW, None, None)
@@ -499,15 +513,15 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
         else:
             result.rejected.append({"index": index, "errors": {"event_id": [_DIFFERENT_PAYLOAD]}})
 
-    # New leads are inserted and committed in a short transaction of their own. Inside
-    # the events' transaction, a concurrent batch that sends the same new lead (the
-    # first batches of an import or a campaign) would wait on its unique key until this
-    # whole transaction ended. A lead is therefore stored even if its events then fail
-    # to be (a database outage): resending the batch attaches them.
-    identification = atomic_with_retry(
-        lambda: leads_identify(
-            source=source, inputs=[event.lead for _, event in fresh], activity=[event.occurred_at for _, event in fresh]
-        )
+    # Identification runs before the events' transaction: its reads on their own, and
+    # new leads inserted and committed in a short transaction of their own. Inside the
+    # events' transaction, a concurrent batch that sends the same new lead (the first
+    # batches of an import or a campaign) would wait on its unique key until this whole
+    # transaction ended. A lead is therefore stored even if its events then fail to be
+    # (a database outage): resending the batch attaches them. A batch whose leads all
+    # exist (most single events) writes in one transaction: the one below.
+    identification = leads_identify(
+        source=source, inputs=[event.lead for _, event in fresh], activity=[event.occurred_at for _, event in fresh]
     )
 
     def store() -> IngestResult:
