@@ -27,7 +27,15 @@ from django.db import connection, transaction
 
 from leadflow.db import SqlNames
 from leadflow.leads.models import Event, Lead, Stage, StageChange
-from leadflow.leads.rollups import COUNTED_STAGES, Entry, LeadFacts, LeadMove, rollups_record
+from leadflow.leads.rollups import (
+    COUNTED_STAGES,
+    Entry,
+    LeadFacts,
+    LeadMove,
+    first_moves_params,
+    first_moves_sql,
+    rollups_record,
+)
 from scoring.engine import (
     LeadScore,
     RuleSetSpec,
@@ -353,9 +361,11 @@ class ScoresTable:
         """Apply the automatic transitions of the leads with ids in (after, upto] whose
         new score (stored by ``write``) meets this model's criteria, set-based: one
         statement locks and moves the leads and writes their StageChanges (two for a
-        lead that goes from new or recycled straight to SQL) and returns, with each moved
-        lead, what the dashboard's rollups counted of it before; one insert per rollup
-        table records the chunk's differences (``rollups_record``). Returns the StageChanges
+        lead that goes from new or recycled straight to SQL) and the dashboard's rollups of
+        the moved leads that had no entry before (most of a first publish: one insert per
+        rollup table, ``rollups.first_moves_sql``); it returns, with each moved lead, what
+        the rollups counted of it before, and the differences of the leads with entries are
+        recorded in Python (``rollups_record``, one insert per table). Returns the StageChanges
         (ids, stages, score; ``lead`` unset). The rule is ``engine.qualifies_mql`` and
         ``qualifies_sql`` — this is their SQL twin, for one model (a lead that any other
         model qualifies was promoted when that model scored it)."""
@@ -441,13 +451,17 @@ class ScoresTable:
                        %(qualified_by)s::jsonb, %(version)s, score
                 FROM steps ORDER BY id, step
                 RETURNING {change.id}, {change.lead}, {change.from_stage}, {change.to_stage}, {change.score}
-            )
+            ){first_moves_sql("(SELECT * FROM moved WHERE cardinality(entry_stages) = 0) fresh")}
             SELECT i.*, m.from_stage, m.to_sql, m.created_at, m.source_id, m.campaign, m.mql_at, m.sql_at,
                    m.entry_stages, m.entry_ats, m.entry_models
             FROM inserted i JOIN moved m ON m.id = i.{change.lead}
             ORDER BY i.{change.id}
             """,  # noqa: S608 -- names from the models, values bound
-            {**params, "counted": list(COUNTED_STAGES)},
+            {
+                **params,
+                **first_moves_params(as_of=self.as_of, model=spec.model_slug),
+                "counted": list(COUNTED_STAGES),
+            },
         )
         changes: list[StageChange] = []
         moves: dict[int, LeadMove] = {}
@@ -481,6 +495,8 @@ class ScoresTable:
                     score=value,
                 )
             )
+            if not entry_stages:  # counted by the statement (first_moves_sql)
+                continue
             if lead_id not in moves:
                 before = LeadFacts(created_at, source_id, campaign, lead_from_stage, mql_at, sql_at)
                 history = [
@@ -497,7 +513,7 @@ class ScoresTable:
                 )
                 moves[lead_id] = LeadMove(before, moved_to, history, added.setdefault(lead_id, []))
             added[lead_id].append(Entry.of(changes[-1]))
-        rollups_record(moves.values())  # one insert per rollup table, of the chunk's differences
+        rollups_record(moves.values())  # the movers with history: one insert per rollup table
         return changes
 
 

@@ -501,6 +501,7 @@ def test_the_dashboard_reports_sales_decisions_by_reject_reason(marketer, funnel
     ]:
         Handoff.objects.create(lead=lead, status=status, reject_reason=reason, due_at=now, decided_at=now)
     Handoff.objects.create(lead=funnel_data["sql"], due_at=now - timedelta(hours=1))  # queued, overdue
+    rollups_rebuild()  # the handoffs above were written behind the services' back
     response = browser(marketer).get(reverse("dashboard"))
     outcomes = response.context["outcomes"]
     assert (outcomes.stats.accepted, outcomes.stats.rejected) == (1, 3)
@@ -518,6 +519,7 @@ def test_the_dashboards_source_filter_applies_to_the_sales_outcomes(marketer, fu
         (funnel_data["new1"], "rejected", "bad_timing"),  # Web
     ]:
         Handoff.objects.create(lead=lead, status=status, reject_reason=reason, due_at=now, decided_at=now)
+    rollups_rebuild()  # the handoffs above were written behind the services' back
     response = browser(marketer).get(reverse("dashboard"), {"source": "ads"})
     outcomes = response.context["outcomes"]
     assert (outcomes.stats.total, outcomes.stats.accepted, outcomes.stats.rejected) == (2, 1, 1)
