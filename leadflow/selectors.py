@@ -326,6 +326,31 @@ def dashboard_sales_outcomes(
     return SalesOutcomes(stats=stats, rejected_by_reason=reasons)
 
 
+def dashboard_sales_outcomes_recount(*, period: Period, source: Source | None = None) -> SalesOutcomes:
+    """The same from the handoffs (``handoff_stats``, exact medians): the rollups' oracle
+    in the tests and the baseline of bench/reads_dashboard.py."""
+    stats = handoff_selectors.handoff_stats(since=period.start, until=period.end, source=source)
+    counted = HandoffOutcomes(
+        total=stats.total,
+        accepted=stats.accepted,
+        rejected=stats.rejected,
+        closed=stats.closed,
+        sla_breaches=stats.sla_breaches,
+        rejected_by_reason=stats.rejected_by_reason,
+        median_to_claim=_seconds(stats.median_seconds_to_claim),
+        median_to_decision=_seconds(stats.median_seconds_to_decision),
+    )
+    reasons = sorted(
+        ((reason, str(RejectReason(reason).label), n) for reason, n in stats.rejected_by_reason.items() if n),
+        key=lambda item: (-item[2], item[0]),
+    )
+    return SalesOutcomes(stats=counted, rejected_by_reason=reasons)
+
+
+def _seconds(value: float | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=value)
+
+
 @dataclass(frozen=True)
 class OverdueHandoffs:
     count: int
