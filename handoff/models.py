@@ -124,6 +124,9 @@ class Handoff(models.Model):
                 condition=Q(status__in=OPEN_STATUSES, overdue_at__isnull=True),
                 name="handoff_sla_watch",
             ),
+            # Open handoffs by due time: the dashboard's overdue ones (how many, the oldest),
+            # flagged or not (handoff_sla_watch holds only those the sweep has not flagged).
+            models.Index(fields=["due_at", "id"], condition=Q(status__in=OPEN_STATUSES), name="handoff_open_due"),
             models.Index(fields=["created_at"], name="handoff_created"),
             models.Index(fields=["lead", "-created_at"], name="handoff_lead_created"),
         ]
