@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from django.test import Client
     from django.urls import reverse
 
+    from handoff import rollups as handoff_rollups
     from leadflow import selectors
     from leadflow.leads import rollups
     from leadflow.leads.models import FunnelRollup, Lead, Source, StageChange
@@ -132,7 +133,14 @@ def run(args: argparse.Namespace) -> int:
         output = manage(["rollups_rebuild"], env)
         rows.append(("rollups_rebuild", f"{time.perf_counter() - started:.1f} s ({output.strip().splitlines()[-1]})"))
     with connection.cursor() as cursor:
-        for table in ("leads_funnelrollup", "leads_stageentryrollup", "leads_durationrollup", "leads_scorehistogram"):
+        for table in (
+            "leads_funnelrollup",
+            "leads_stageentryrollup",
+            "leads_durationrollup",
+            "leads_scorehistogram",
+            "handoff_handoffrollup",
+            "handoff_handoffdurationrollup",
+        ):
             cursor.execute(f"VACUUM ANALYZE {table}")
             cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 -- fixed names
             rows.append((f"rows in {table}", f"{cursor.fetchone()[0]:,}"))
@@ -144,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     client.force_login(user)
     source = Source.objects.annotate(n=Count("leads")).order_by("-n")[0]
     url = reverse("dashboard")
+    campaign = Lead.objects.exclude(utm_campaign="").values_list("utm_campaign", flat=True).first() or ""
 
     def page(query: dict[str, str] | None = None) -> Callable[[], Any]:
         def get() -> Any:
@@ -155,7 +164,13 @@ def run(args: argparse.Namespace) -> int:
         return get
 
     from_rollups = selectors.dashboard_numbers
-    recount = mock.patch.object(selectors, "dashboard_numbers", lambda **kwargs: from_rollups(**kwargs, recount=True))
+    recount_numbers = mock.patch.object(
+        selectors, "dashboard_numbers", lambda **kwargs: from_rollups(**kwargs, recount=True)
+    )
+    # The sales outcomes were live (handoff_stats) before their rollup: the baseline counts them so.
+    recount_outcomes = mock.patch.object(
+        selectors, "dashboard_sales_outcomes", selectors.dashboard_sales_outcomes_recount
+    )
 
     model = scoring_selectors.model_default()
     if model is None:
@@ -165,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     for label, query in (("all sources", None), (f"source {source.name}", {"source": source.slug})):
         queries = count_queries(connection, page(query))
         rolled_times = timed(page(query), args.repeats, warmups=2)
-        with recount:
+        with recount_numbers, recount_outcomes:
             baseline_times = timed(page(query), args.baseline_repeats, warmups=1)
         ratio = percentile(baseline_times, 0.5) / percentile(rolled_times, 0.5)
         results += [
@@ -181,6 +196,12 @@ def run(args: argparse.Namespace) -> int:
             for recounted in (False, True)
         }
         failures += _compare(numbers[False], numbers[True], rollups.DURATION_PRECISION, label)
+        failures += _compare_outcomes(
+            selectors.dashboard_sales_outcomes(period=selectors.Period.last_days(30), source=chosen),
+            selectors.dashboard_sales_outcomes_recount(period=selectors.Period.last_days(30), source=chosen),
+            rollups.DURATION_PRECISION,
+            label,
+        )
     report("Dashboard reads: the page", results)
 
     period = selectors.Period.last_days(30)
@@ -193,9 +214,18 @@ def run(args: argparse.Namespace) -> int:
         "by campaign": lambda: selectors.dashboard_breakdown(period=period, by="utm_campaign"),
         "medians": lambda: selectors.dashboard_median_times(period=period),
         "grade matrix (snapshot)": lambda: selectors.dashboard_grade_matrix(model=model),
-        "sales outcomes (live)": lambda: selectors.dashboard_sales_outcomes(period=period),
+        "sales outcomes (rollup)": lambda: selectors.dashboard_sales_outcomes(period=period),
+        "sales outcomes of a source (rollup)": lambda: selectors.dashboard_sales_outcomes(period=period, source=source),
+        "sales outcomes of a model (rollup)": lambda: handoff_rollups.handoff_outcomes(
+            first=period.first, last=period.last, model_id=model.pk
+        ),
+        "sales outcomes of a campaign (rollup)": lambda: handoff_rollups.handoff_outcomes(
+            first=period.first, last=period.last, campaign=campaign
+        ),
         "overdue handoffs (live)": lambda: selectors.dashboard_overdue_handoffs(user=user),
+        "overdue handoffs of a source (live)": lambda: selectors.dashboard_overdue_handoffs(user=user, source=source),
         "recent SQLs (live, index)": lambda: selectors.dashboard_recent_sqls(model=model),
+        "recent SQLs of a source (live, index)": lambda: selectors.dashboard_recent_sqls(model=model, source=source),
     }
     baseline_parts: dict[str, Callable[[], Any]] = {
         "funnel": lambda: selectors.dashboard_funnel_recount(period=period),
@@ -206,6 +236,10 @@ def run(args: argparse.Namespace) -> int:
         "by campaign": lambda: selectors.dashboard_breakdown_recount(period=period, by="utm_campaign"),
         "medians": lambda: selectors.dashboard_median_times_recount(period=period),
         "grade matrix (snapshot)": lambda: selectors.dashboard_grade_matrix_recount(model=model),
+        "sales outcomes (rollup)": lambda: selectors.dashboard_sales_outcomes_recount(period=period),
+        "sales outcomes of a source (rollup)": lambda: selectors.dashboard_sales_outcomes_recount(
+            period=period, source=source
+        ),
     }
     part_rows = []
     for name, function in parts.items():
@@ -215,6 +249,8 @@ def run(args: argparse.Namespace) -> int:
             base = f"   baseline {percentile(timed(baseline_parts[name], 1, warmups=0), 0.5):7.1f} ms (once)"
         part_rows.append((name, f"p50 {percentile(times, 0.5):7.1f} ms{base}"))
     report("Dashboard reads: the parts (all sources, 30 days)", part_rows)
+    live = {name: parts[name] for name in parts if "(live" in name or "(rollup)" in name}
+    report("Dashboard reads: the plans of the parts' queries (EXPLAIN ANALYZE)", plans(connection, live))
 
     def every_part() -> None:
         for function in parts.values():
@@ -291,6 +327,51 @@ def histogram_alternatives(connection: Any) -> list[tuple[str, object]]:
             batch_times.append((time.perf_counter() - began) * 1000)
         rows.append(("old buckets of a 1k incremental batch", f"p50 {percentile(batch_times, 0.5):.1f} ms per batch"))
     return rows
+
+
+def plans(connection: Any, parts: dict[str, Callable[[], Any]]) -> list[tuple[str, object]]:
+    """Each query of each part, EXPLAIN ANALYZEd: its scan nodes (an index, or a sequential
+    scan of what) and its execution time."""
+    rows: list[tuple[str, object]] = []
+    for name, function in parts.items():
+        executed: list[tuple[str, Any]] = []
+
+        def record(
+            execute: Callable[..., Any], sql: str, params: Any, *rest: Any, into: list[tuple[str, Any]] = executed
+        ) -> Any:
+            into.append((sql, params))
+            return execute(sql, params, *rest)
+
+        with connection.execute_wrapper(record):
+            function()
+        for index, (sql, params) in enumerate(executed, 1):
+            if not sql.lstrip().upper().startswith("SELECT"):
+                continue
+            with connection.cursor() as cursor:
+                cursor.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {sql}", params)
+                lines = [line for (line,) in cursor.fetchall()]
+            scans = sorted({line.strip().lstrip("-> ").split("  ")[0] for line in lines if " Scan" in line})
+            took = next((line.split(":")[1].strip() for line in lines if line.startswith("Execution Time")), "?")
+            rows.append((f"{name} #{index}", f"{took}: {'; '.join(scans) or 'no scan'}"))
+    return rows
+
+
+def _compare_outcomes(rolled: Any, counted: Any, precision: float, label: str) -> int:
+    """The sales outcomes from the rollup against handoff_stats's; prints what differs."""
+    failures = 0
+    for key in ("total", "accepted", "rejected", "closed", "sla_breaches", "rejected_by_reason"):
+        if getattr(rolled.stats, key) != getattr(counted.stats, key):
+            mine, exact = getattr(rolled.stats, key), getattr(counted.stats, key)
+            print(f"MISMATCH ({label}) outcomes {key}: rollup {mine!r} != handoffs {exact!r}")
+            failures += 1
+    for key in ("median_to_claim", "median_to_decision"):
+        mine, exact = getattr(rolled, key), getattr(counted, key)
+        if (mine is None) != (exact is None) or (
+            exact and exact.total_seconds() >= 1 and abs(mine / exact - 1) > precision
+        ):
+            print(f"MISMATCH ({label}) outcomes {key}: rollup {mine} vs handoffs {exact}")
+            failures += 1
+    return failures
 
 
 def _compare(rolled: Any, counted: Any, precision: float, label: str) -> int:

@@ -11,7 +11,11 @@ class HandoffConfig(AppConfig):
         # models are ready, because the receivers use them.
         from handoff import receivers  # noqa: F401
         from handoff.privacy import HandoffData
+        from handoff.rollups import HOLDER
+        from leadflow.leads import rollups
         from leadflow.leads.privacy import holder_register
 
         # The core's privacy operations reach handoff's records through this holder.
         holder_register(HandoffData())
+        # The core's lead writers and rollups_rebuild keep handoff's rollups through this one.
+        rollups.holder_register(HOLDER)

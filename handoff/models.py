@@ -129,6 +129,9 @@ class Handoff(models.Model):
             models.Index(models.F("priority").desc(), "created_at", "id", name="handoff_priority_order"),
             models.Index(fields=["created_at", "id"], name="handoff_created"),
             models.Index(fields=["due_at", "id"], name="handoff_due"),
+            # Open handoffs by due time: the dashboard's overdue ones (how many, the oldest),
+            # flagged or not (handoff_sla_watch holds only those the sweep has not flagged).
+            models.Index(fields=["due_at", "id"], condition=Q(status__in=OPEN_STATUSES), name="handoff_open_due"),
             models.Index(fields=["lead", "-created_at"], name="handoff_lead_created"),
         ]
 
@@ -142,6 +145,60 @@ class Handoff(models.Model):
     def is_overdue(self, now: datetime | None = None) -> bool:
         """``overdue_q`` for this handoff: open and past its due time."""
         return self.is_open and self.due_at <= (now or timezone.now())
+
+
+class HandoffRollup(models.Model):
+    """Per day of creation (in TIME_ZONE) × source × campaign (the lead's) × qualifying
+    model (``model_id``, 0 for none): the handoffs created and what became of them, for
+    the dashboard's sales outcomes (``handoff.rollups``). Append-only deltas, summed by key."""
+
+    day = models.DateField()
+    source_id = models.IntegerField(default=0)
+    campaign = models.CharField(max_length=200, blank=True)
+    model_id = models.IntegerField(default=0)
+    created = models.IntegerField(default=0)
+    accepted = models.IntegerField(default=0)
+    rejected = models.IntegerField(default=0)
+    closed = models.IntegerField(default=0)
+    # Flagged overdue or decided after its due time; an open handoff past due and not yet
+    # flagged is counted live (``handoff.rollups``), as it becomes a breach by the clock.
+    breached = models.IntegerField(default=0)
+    rejected_not_a_fit = models.IntegerField(default=0)
+    rejected_no_budget = models.IntegerField(default=0)
+    rejected_bad_timing = models.IntegerField(default=0)
+    rejected_no_response = models.IntegerField(default=0)
+    rejected_duplicate = models.IntegerField(default=0)
+    rejected_other = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["day", "source_id"], name="handoffrollup_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} source {self.source_id} {self.campaign!r} model {self.model_id}: {self.created} created"
+
+
+class HandoffDurationKind(models.TextChoices):
+    TO_CLAIM = "to_claim", "Created → first claim"
+    TO_DECISION = "to_decision", "Created → accepted or rejected"
+
+
+class HandoffDurationRollup(models.Model):
+    """Per day of creation × source × campaign × model × kind: a histogram of durations in
+    log-spaced buckets (``leadflow.leads.rollups.duration_bucket``), for approximate medians."""
+
+    day = models.DateField()
+    source_id = models.IntegerField(default=0)
+    campaign = models.CharField(max_length=200, blank=True)
+    model_id = models.IntegerField(default=0)
+    kind = models.CharField(max_length=16, choices=HandoffDurationKind.choices)
+    bucket = models.SmallIntegerField()
+    handoffs = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["day", "source_id"], name="handoffdurationrollup_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} source {self.source_id} {self.kind} bucket {self.bucket}: {self.handoffs}"
 
 
 class HandoffAction(models.TextChoices):

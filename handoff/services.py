@@ -11,6 +11,7 @@ rescoring cannot deadlock.
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
@@ -39,6 +40,14 @@ from handoff.models import (
 )
 from handoff.notifications import NotificationEvent, notification_mark_read_by_key, notify
 from handoff.roles import can_reassign_handoffs, can_work_handoffs, is_sales_manager
+from handoff.rollups import (
+    HandoffFacts,
+    claim_duration_params,
+    claim_duration_sql,
+    handoffs_facts,
+    handoffs_record,
+    handoffs_recorded,
+)
 from leadflow.db import SqlNames, insert_ignore_conflicts_returning
 from leadflow.leads.lifecycle import Transition, transitions_apply
 from leadflow.leads.models import Account, Lead, Stage, StageChange
@@ -207,6 +216,7 @@ def handoffs_open_for_changes(*, changes: Sequence[StageChange], at: datetime) -
     scores = {change.lead.pk: change for change in changes}
     if len(inserted) < len(rows):
         logger.warning("%s leads entered SQL with a handoff already open", len(rows) - len(inserted))
+    handoffs_record([], handoffs_facts(handoff_id for handoff_id, _public_id, _lead_id in inserted).values())
     HandoffEvent.objects.bulk_create(
         [
             HandoffEvent(handoff_id=handoff_id, action=HandoffAction.OPENED, at=at, details={"due_at": due_at})
@@ -269,8 +279,9 @@ def _qualified(change: StageChange) -> str:
 # statement takes its snapshot after the lock, so it sees the rep's other claims).
 # The second counts the rep's open claims (bounded by the limit), takes the handoff —
 # the given one if still queued, or the head of the queue, skipping rows other reps
-# are claiming right now — writes the audit event and marks the rep's "new SQL"
-# notification of the handoff read (new_sql_event_key). psycopg2 sends the string as
+# are claiming right now — writes the audit event, adds a first claim's duration to the
+# sales outcomes' rollups (handoff.rollups.claim_duration_sql) and marks the rep's "new
+# SQL" notification of the handoff read (new_sql_event_key). psycopg2 sends the string as
 # one simple query; a driver that cannot would fail loudly, not claim twice.
 # Elsewhere (SQLite, which serialises writers anyway) the same steps run through the
 # ORM in a transaction; a test proves the two paths agree. Table and column names come
@@ -296,6 +307,8 @@ WITH open_claims AS (
 ), logged AS (
     INSERT INTO {event.table} ({event.handoff}, {event.action}, {event.actor}, {event.at}, {event.details})
     SELECT h.{handoff.id}, %(action)s, %(user)s, %(now)s, '{{}}' FROM claimed h
+), rolled AS (
+    {rolled}
 ), seen AS (
     UPDATE {notification.table} n SET {notification.read_at} = %(now)s
     FROM claimed h
@@ -336,6 +349,7 @@ def _claim_statement(*, next_in_queue: bool) -> str:
     return _CLAIM_SQL.format(
         **names,
         target=target,
+        rolled=claim_duration_sql(claimed="claimed", lead=names["lead"].table),
         columns=", ".join(_columns(Handoff, "h")),
         columns_out=", ".join([*_columns(Handoff, "h"), *_columns(Lead, "l"), *_columns(ScoringModel, "m")]),
     )
@@ -364,6 +378,7 @@ def _claim_sql(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int
         "action": HandoffAction.CLAIMED,
         "key_head": _NEW_SQL_KEY_HEAD,
         "key_tail": _NEW_SQL_KEY_TAIL,
+        **claim_duration_params(),
     }
     with connection.cursor() as cursor:
         cursor.execute(_claim_statement(next_in_queue=handoff_id is None), params)
@@ -389,7 +404,8 @@ def _claim_orm(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int
         handoff_id = queue.order_by("-priority", "created_at", "id").values_list("pk", flat=True).first()
         if handoff_id is None:
             return open_claims, None
-    claimed = Handoff.objects.filter(pk=handoff_id, status=HandoffStatus.QUEUED).update(**_claim_changes(user, now))
+    with handoffs_recorded([handoff_id]):
+        claimed = Handoff.objects.filter(pk=handoff_id, status=HandoffStatus.QUEUED).update(**_claim_changes(user, now))
     if not claimed:
         return open_claims, None
     HandoffEvent.objects.create(handoff_id=handoff_id, action=HandoffAction.CLAIMED, actor=user, at=now)
@@ -483,14 +499,17 @@ def _lock_for_decision(handoff: Handoff, user: Any, wanted: str) -> tuple[Lead, 
     return lead, locked
 
 
-def _decide(locked: Handoff, status: str, at: datetime, **fields: Any) -> None:
-    """Record a rep's decision on the (locked) handoff. Called before the decision's
-    stage transition is applied: the lifecycle's receiver (handoff.receivers) closes a
-    handoff still open when its lead leaves SQL, and must not close this one too."""
+def _decide(locked: Handoff, lead: Lead, status: str, at: datetime, **fields: Any) -> None:
+    """Record a rep's decision on the (locked) handoff, and what it changes in the sales
+    outcomes' rollups. Called before the decision's stage transition is applied: the
+    lifecycle's receiver (handoff.receivers) closes a handoff still open when its lead
+    leaves SQL, and must not close this one too."""
+    before = HandoffFacts.of(locked, lead)
     locked.status, locked.decided_at = status, at
     for name, value in fields.items():
         setattr(locked, name, value)
     locked.save(update_fields=["status", "decided_at", *fields])
+    handoffs_record([before], [HandoffFacts.of(locked, lead)])
 
 
 def handoff_accept(*, handoff: Handoff, user: Any) -> Handoff:
@@ -500,7 +519,7 @@ def handoff_accept(*, handoff: Handoff, user: Any) -> Handoff:
         now = timezone.now()
         # Decided before the lead leaves SQL: the receiver of the stage change then finds
         # no open handoff to close (see _decide).
-        _decide(locked, HandoffStatus.ACCEPTED, now)
+        _decide(locked, lead, HandoffStatus.ACCEPTED, now)
         _event(locked, HandoffAction.ACCEPTED, user, now)
         transitions_apply(
             [Transition(lead, Stage.SQL, Stage.ACCEPTED, f"Accepted by {_username(user)}.", user)], at=now
@@ -538,7 +557,7 @@ def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") 
         to_stage = Stage.DISQUALIFIED if reason in DISQUALIFYING_REASONS else Stage.RECYCLED
         label = RejectReason(reason).label
         stage_reason = f"Rejected by sales: {label}." + (f" {note}" if note else "")
-        _decide(locked, HandoffStatus.REJECTED, now, reject_reason=reason, note=note)
+        _decide(locked, lead, HandoffStatus.REJECTED, now, reject_reason=reason, note=note)
         _event(locked, HandoffAction.REJECTED, user, now, reason=reason, note=note, lead_stage=to_stage)
         transitions_apply([Transition(lead, Stage.SQL, to_stage, stage_reason, user)], at=now)
         _new_sql_seen(locked, user, now)
@@ -577,7 +596,8 @@ def handoff_reassign(*, handoff: Handoff, actor: Any, to_user: Any) -> Handoff:
             raise HandoffError(f"{_username(to_user)} already holds this handoff.")
         now = timezone.now()
         previous = _username(locked.claimed_by) if locked.claimed_by_id else None
-        Handoff.objects.filter(pk=locked.pk).update(**_claim_changes(to_user, now))
+        with handoffs_recorded([locked.pk]):  # a first claim's time
+            Handoff.objects.filter(pk=locked.pk).update(**_claim_changes(to_user, now))
         event = _event(locked, HandoffAction.REASSIGNED, actor, now, claimed_by=previous, to=_username(to_user))
         lead = locked.lead
         notify(
@@ -604,8 +624,10 @@ def handoff_close_for_lead(*, lead: Lead, reason: str, actor: Any) -> None:
     if locked is None:
         return
     now = timezone.now()
+    before = HandoffFacts.of(locked, lead)
     locked.status, locked.decided_at, locked.note = HandoffStatus.CLOSED, now, reason
     locked.save(update_fields=["status", "decided_at", "note"])
+    handoffs_record([before], [HandoffFacts.of(locked, lead)])
     _event(locked, HandoffAction.CLOSED, actor, now, reason=reason)
 
 
@@ -671,6 +693,8 @@ def handoffs_flag_overdue(*, limit: int = SWEEP_LIMIT) -> int:
         if not overdue:
             return 0
         Handoff.objects.filter(pk__in=[h.pk for h in overdue], overdue_at__isnull=True).update(overdue_at=now)
+        before = [HandoffFacts.of(h, h.lead) for h in overdue]  # locked: nobody else flagged them
+        handoffs_record(before, [replace(facts, overdue_at=now) for facts in before])
         HandoffEvent.objects.bulk_create(
             [
                 HandoffEvent(

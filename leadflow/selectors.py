@@ -24,9 +24,10 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Floor, TruncDate
 from django.utils import timezone
 
+from handoff import rollups as handoff_rollups
 from handoff import selectors as handoff_selectors
 from handoff.models import Handoff, RejectReason
-from handoff.selectors import HandoffStats
+from handoff.rollups import HandoffOutcomes
 from leadflow.db import Median, database_has_median, median_in_python
 from leadflow.leads.models import (
     DurationKind,
@@ -40,7 +41,7 @@ from leadflow.leads.models import (
     StageChange,
     StageEntryRollup,
 )
-from leadflow.leads.rollups import BEHAVIOUR_BANDS, FUNNEL_FIELDS, band_condition, bucket_duration
+from leadflow.leads.rollups import BEHAVIOUR_BANDS, FUNNEL_FIELDS, band_condition, median_of_buckets
 from leadflow.leads.scores import leads_annotate_scores
 from leadflow.leads.selectors import start_of_day
 from scoring.models import GRADES, Score, ScoringModel
@@ -274,9 +275,9 @@ def dashboard_median_times_recount(*, period: Period, source: Source | None = No
 
 @dataclass(frozen=True)
 class SalesOutcomes:
-    """What became of the handoffs created in the period (``handoff_stats``)."""
+    """What became of the handoffs created in the period (``handoff.rollups.handoff_outcomes``)."""
 
-    stats: HandoffStats
+    stats: HandoffOutcomes
     rejected_by_reason: list[tuple[str, str, int]]  # (reason, label, count), most frequent first
 
     @property
@@ -289,22 +290,31 @@ class SalesOutcomes:
 
     @property
     def median_to_claim(self) -> timedelta | None:
-        return _seconds(self.stats.median_seconds_to_claim)
+        return self.stats.median_to_claim
 
     @property
     def median_to_decision(self) -> timedelta | None:
-        return _seconds(self.stats.median_seconds_to_decision)
+        return self.stats.median_to_decision
 
 
-def _seconds(value: float | None) -> timedelta | None:
-    return None if value is None else timedelta(seconds=value)
-
-
-def dashboard_sales_outcomes(*, period: Period, source: Source | None = None) -> SalesOutcomes:
+def dashboard_sales_outcomes(
+    *,
+    period: Period,
+    source: Source | None = None,
+    campaign: str | None = None,
+    model: ScoringModel | None = None,
+) -> SalesOutcomes:
     """Accepted and rejected (by reason), median times to claim and to decision, and SLA
-    breaches of the handoffs created in the period (of the source's leads, when given):
-    one aggregate query."""
-    stats = handoff_selectors.handoff_stats(since=period.start, until=period.end, source=source)
+    breaches of the handoffs created in the period (of the source's or the campaign's
+    leads, qualified by ``model``, when given), from the handoff rollups: the numbers
+    ``handoff_stats`` counts (the medians within ``rollups.DURATION_PRECISION``)."""
+    stats = handoff_rollups.handoff_outcomes(
+        first=period.first,
+        last=period.last,
+        source_id=source.pk if source else None,
+        campaign=campaign,
+        model_id=model.pk if model else None,
+    )
     reasons = sorted(
         (
             (reason, str(RejectReason(reason).label), count)
@@ -314,6 +324,31 @@ def dashboard_sales_outcomes(*, period: Period, source: Source | None = None) ->
         key=lambda item: (-item[2], item[0]),
     )
     return SalesOutcomes(stats=stats, rejected_by_reason=reasons)
+
+
+def dashboard_sales_outcomes_recount(*, period: Period, source: Source | None = None) -> SalesOutcomes:
+    """The same from the handoffs (``handoff_stats``, exact medians): the rollups' oracle
+    in the tests and the baseline of bench/reads_dashboard.py."""
+    stats = handoff_selectors.handoff_stats(since=period.start, until=period.end, source=source)
+    counted = HandoffOutcomes(
+        total=stats.total,
+        accepted=stats.accepted,
+        rejected=stats.rejected,
+        closed=stats.closed,
+        sla_breaches=stats.sla_breaches,
+        rejected_by_reason=stats.rejected_by_reason,
+        median_to_claim=_seconds(stats.median_seconds_to_claim),
+        median_to_decision=_seconds(stats.median_seconds_to_decision),
+    )
+    reasons = sorted(
+        ((reason, str(RejectReason(reason).label), n) for reason, n in stats.rejected_by_reason.items() if n),
+        key=lambda item: (-item[2], item[0]),
+    )
+    return SalesOutcomes(stats=counted, rejected_by_reason=reasons)
+
+
+def _seconds(value: float | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=value)
 
 
 @dataclass(frozen=True)
@@ -501,23 +536,6 @@ def dashboard_breakdown(
     ]
 
 
-def _median_of_buckets(counts: dict[int, int]) -> timedelta | None:
-    """The median of a histogram of duration buckets, as ``PERCENTILE_CONT(0.5)`` takes
-    it (the mean of the two middle values for an even count), each value read as its
-    bucket's middle: within ``rollups.DURATION_PRECISION`` of the exact median."""
-    total = sum(counts.values())
-    if total <= 0:
-        return None
-    middle = {(total - 1) // 2, total // 2}
-    values: list[timedelta] = []
-    seen = 0
-    for bucket in sorted(counts):
-        n = counts[bucket]
-        values.extend(bucket_duration(bucket) for rank in sorted(middle) if seen <= rank < seen + n)
-        seen += n
-    return sum(values, timedelta(0)) / len(values)
-
-
 def dashboard_median_times(*, period: Period, source: Source | None = None) -> MedianTimes:
     rows = (
         _in_period(DurationRollup.objects.all(), period, source)
@@ -529,8 +547,8 @@ def dashboard_median_times(*, period: Period, source: Source | None = None) -> M
     for kind, bucket, n in rows:
         buckets[kind][bucket] = n
     return MedianTimes(
-        to_mql=_median_of_buckets(buckets[DurationKind.TO_MQL]),
-        mql_to_sql=_median_of_buckets(buckets[DurationKind.MQL_TO_SQL]),
+        to_mql=median_of_buckets(buckets[DurationKind.TO_MQL]),
+        mql_to_sql=median_of_buckets(buckets[DurationKind.MQL_TO_SQL]),
     )
 
 

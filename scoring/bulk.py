@@ -27,7 +27,15 @@ from django.db import connection, transaction
 
 from leadflow.db import SqlNames
 from leadflow.leads.models import Event, Lead, Stage, StageChange
-from leadflow.leads.rollups import COUNTED_STAGES, Entry, LeadFacts, LeadMove, rollups_record
+from leadflow.leads.rollups import (
+    COUNTED_STAGES,
+    Entry,
+    LeadFacts,
+    LeadMove,
+    first_moves_params,
+    first_moves_sql,
+    rollups_record,
+)
 from scoring.engine import (
     LeadScore,
     RuleSetSpec,
@@ -363,9 +371,11 @@ class ScoresTable:
         """Apply the automatic transitions of the leads with ids in (after, upto] whose
         new score (stored by ``write``) meets this model's criteria, set-based: one
         statement locks and moves the leads and writes their StageChanges (two for a
-        lead that goes from new or recycled straight to SQL) and returns, with each moved
-        lead, what the dashboard's rollups counted of it before; one insert per rollup
-        table records the chunk's differences (``rollups_record``). Returns the StageChanges
+        lead that goes from new or recycled straight to SQL) and the dashboard's rollups of
+        the moved leads that had no entry before (most of a first publish: one insert per
+        rollup table, ``rollups.first_moves_sql``); it returns, with each moved lead, what
+        the rollups counted of it before, and the differences of the leads with entries are
+        recorded in Python (``rollups_record``, one insert per table). Returns the StageChanges
         (ids, stages, score; ``lead`` unset). The rule is ``engine.qualifies_mql`` and
         ``qualifies_sql`` — this is their SQL twin, for one model (a lead that any other
         model qualifies was promoted when that model scored it)."""
@@ -391,6 +401,7 @@ class ScoresTable:
             "mql_reason": f"reached the MQL threshold {spec.mql_threshold} ({spec.model_slug} v{spec.version}).",
             "sql_reason": f"reached the SQL threshold {spec.sql_threshold} ({spec.model_slug} v{spec.version}).",
         }
+        counted = f"c.{change.to_stage} = ANY(%(counted)s)"
         grade_ok = "(%({minimum})s = '' OR s.{grade} COLLATE \"C\" <= %({minimum})s)"
         mql_ok = f"""(s.{score.suppressed_by} IS NULL AND s.{score.score} >= %(mql_threshold)s
             AND {grade_ok.format(minimum="mql_min_grade", grade=score.grade)}
@@ -420,11 +431,17 @@ class ScoresTable:
                        COALESCE(h.stages, '{{}}') AS entry_stages, COALESCE(h.ats, '{{}}') AS entry_ats,
                        COALESCE(h.models, '{{}}') AS entry_models
                 FROM scored LEFT JOIN LATERAL (
-                    SELECT array_agg(c.{change.to_stage} ORDER BY c.{change.at}, c.{change.id}) AS stages,
-                           array_agg(c.{change.at} ORDER BY c.{change.at}, c.{change.id}) AS ats,
-                           array_agg(c.{change.qualified_by}::text ORDER BY c.{change.at}, c.{change.id}) AS models
+                    -- The counted stages filter the aggregate, not the scan: as a scan condition
+                    -- PostgreSQL ANDed a bitmap of every StageChange into them with the lead's
+                    -- (15 ms per mover at 1M leads: bench/RESULTS-rollups.md); a lead has few changes.
+                    SELECT array_agg(c.{change.to_stage} ORDER BY c.{change.at}, c.{change.id}) FILTER (WHERE {counted})
+                               AS stages,
+                           array_agg(c.{change.at} ORDER BY c.{change.at}, c.{change.id}) FILTER (WHERE {counted})
+                               AS ats,
+                           array_agg(c.{change.qualified_by}::text ORDER BY c.{change.at}, c.{change.id})
+                               FILTER (WHERE {counted}) AS models
                     FROM {change.table} c
-                    WHERE c.{change.lead} = scored.id AND c.{change.to_stage} = ANY(%(counted)s)
+                    WHERE c.{change.lead} = scored.id
                 ) h ON true
                 WHERE (from_stage <> %(mql)s AND mql_ok) OR (from_stage = %(mql)s AND sql_ok)
             ), moved AS (
@@ -451,23 +468,49 @@ class ScoresTable:
                        %(qualified_by)s::jsonb, %(version)s, score
                 FROM steps ORDER BY id, step
                 RETURNING {change.id}, {change.lead}, {change.from_stage}, {change.to_stage}, {change.score}
-            )
-            SELECT i.*, m.from_stage, m.to_sql, m.created_at, m.source_id, m.campaign, m.mql_at, m.sql_at,
-                   m.entry_stages, m.entry_ats, m.entry_models
-            FROM inserted i JOIN moved m ON m.id = i.{change.lead}
-            ORDER BY i.{change.id}
+            ){first_moves_sql("(SELECT * FROM moved WHERE cardinality(entry_stages) = 0) fresh")}
+            -- The StageChanges, then the movers with entries before (their rollups' differences
+            -- are recorded in Python): unjoined, as PostgreSQL estimates one row per CTE and
+            -- joined them by a nested loop (changes × movers per chunk).
+            SELECT i.{change.id}, i.{change.lead}, i.{change.from_stage}, i.{change.to_stage}, i.{change.score},
+                   NULL, NULL::boolean, NULL::timestamptz, NULL::integer, NULL, NULL::timestamptz,
+                   NULL::timestamptz, NULL::text[], NULL::timestamptz[], NULL::text[]
+            FROM inserted i
+            UNION ALL
+            SELECT NULL, m.id, NULL, NULL, NULL, m.from_stage, m.to_sql, m.created_at, m.source_id, m.campaign,
+                   m.mql_at, m.sql_at, m.entry_stages, m.entry_ats, m.entry_models
+            FROM moved m WHERE cardinality(m.entry_stages) > 0
+            ORDER BY 1
             """,  # noqa: S608 -- names from the models, values bound
-            {**params, "counted": list(COUNTED_STAGES)},
+            {
+                **params,
+                **first_moves_params(as_of=self.as_of, model=spec.model_slug),
+                "counted": list(COUNTED_STAGES),
+            },
         )
         changes: list[StageChange] = []
         moves: dict[int, LeadMove] = {}
         added: dict[int, list[Entry]] = {}
+        rows = self.cursor.fetchall()
+        for change_id, lead_id, from_stage, to_stage, value, *_mover in rows:
+            if change_id is not None:  # the StageChanges come first, in id order
+                changes.append(
+                    StageChange(
+                        id=change_id,
+                        lead_id=lead_id,
+                        from_stage=from_stage,
+                        to_stage=to_stage,
+                        at=self.as_of,
+                        qualified_by=[spec.model_slug],
+                        ruleset_version=spec.version,
+                        score=value,
+                    )
+                )
+                added.setdefault(lead_id, []).append(Entry.of(changes[-1]))
         for (
             change_id,
             lead_id,
-            from_stage,
-            to_stage,
-            value,
+            *_change,
             lead_from_stage,
             to_sql,
             created_at,
@@ -478,20 +521,8 @@ class ScoresTable:
             entry_stages,
             entry_ats,
             entry_models,
-        ) in self.cursor.fetchall():
-            changes.append(
-                StageChange(
-                    id=change_id,
-                    lead_id=lead_id,
-                    from_stage=from_stage,
-                    to_stage=to_stage,
-                    at=self.as_of,
-                    qualified_by=[spec.model_slug],
-                    ruleset_version=spec.version,
-                    score=value,
-                )
-            )
-            if lead_id not in moves:
+        ) in rows:
+            if change_id is None:  # a mover with entries before (first_moves_sql counted the others)
                 before = LeadFacts(created_at, source_id, campaign, lead_from_stage, mql_at, sql_at)
                 history = [
                     Entry(stage, at, tuple(json.loads(models)))
@@ -505,9 +536,8 @@ class ScoresTable:
                     mql_at or self.as_of,
                     self.as_of if to_sql else sql_at,
                 )
-                moves[lead_id] = LeadMove(before, moved_to, history, added.setdefault(lead_id, []))
-            added[lead_id].append(Entry.of(changes[-1]))
-        rollups_record(moves.values())  # one insert per rollup table, of the chunk's differences
+                moves[lead_id] = LeadMove(before, moved_to, history, added.get(lead_id, []))
+        rollups_record(moves.values())  # the movers with history: one insert per rollup table
         return changes
 
 

@@ -1,7 +1,7 @@
 from datetime import timedelta
 from decimal import Decimal
 from functools import cache
-from typing import cast
+from typing import Any, cast
 
 import factory
 from django.contrib.auth.hashers import make_password
@@ -9,6 +9,7 @@ from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from handoff.models import Handoff
+from handoff.rollups import handoffs_facts, handoffs_record
 from leadflow.leads.models import Event, Lead, Source, Stage
 from scoring import services as scoring_services
 from scoring.models import RuleSet, Score, ScoringModel
@@ -139,6 +140,13 @@ class HandoffFactory(factory.django.DjangoModelFactory):
     qualified_by = factory.LazyAttribute(lambda h: [h.model.slug] if h.model else [])
     created_at = factory.LazyFunction(timezone.now)
     due_at = factory.LazyAttribute(lambda h: h.created_at + timedelta(hours=24))
+
+    @classmethod
+    def _create(cls, model_class: type[Handoff], *args: Any, **kwargs: Any) -> Handoff:
+        """Counted in the sales outcomes' rollups, as the services count a handoff they open."""
+        handoff = super()._create(model_class, *args, **kwargs)
+        handoffs_record([], handoffs_facts([handoff.pk]).values())
+        return handoff
 
 
 def ruleset_through_services(

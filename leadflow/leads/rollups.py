@@ -39,6 +39,7 @@ from django.db.models import Case, Count, F, IntegerField, Q, Value, When
 from django.db.models.functions import Floor
 from django.utils import timezone
 
+from leadflow.db import SqlNames
 from leadflow.leads.models import (
     DurationKind,
     DurationRollup,
@@ -69,11 +70,38 @@ def duration_bucket(duration: timedelta) -> int:
     return 1 + math.floor(math.log2(seconds) * DURATION_STEPS)
 
 
+def duration_bucket_sql(seconds: str) -> str:
+    """``duration_bucket`` in PostgreSQL, of an SQL expression in seconds (``EXTRACT(EPOCH
+    FROM …)``): for a statement that records a duration set-based (the claim). Computed in
+    exact numeric, so a power of two lands in the bucket Python gives it; a test checks the
+    two side by side."""
+    return (
+        f"(CASE WHEN ({seconds}) < 1 THEN 0 ELSE 1 + FLOOR(LOG(2, ({seconds})::numeric) * {DURATION_STEPS})::int END)"
+    )
+
+
 def bucket_duration(bucket: int) -> timedelta:
     """The geometric middle of ``bucket``."""
     if bucket <= 0:
         return timedelta(0)
     return timedelta(seconds=2 ** ((bucket - 0.5) / DURATION_STEPS))
+
+
+def median_of_buckets(counts: dict[int, int]) -> timedelta | None:
+    """The median of a histogram of duration buckets, as ``PERCENTILE_CONT(0.5)`` takes
+    it (the mean of the two middle values for an even count), each value read as its
+    bucket's middle: within ``DURATION_PRECISION`` of the exact median."""
+    total = sum(counts.values())
+    if total <= 0:
+        return None
+    middle = {(total - 1) // 2, total // 2}
+    values: list[timedelta] = []
+    seen = 0
+    for bucket in sorted(counts):
+        n = counts[bucket]
+        values.extend(bucket_duration(bucket) for rank in sorted(middle) if seen <= rank < seen + n)
+        seen += n
+    return sum(values, timedelta(0)) / len(values)
 
 
 def local_day(moment: datetime) -> date:
@@ -176,6 +204,82 @@ def moves_counts(moves: Iterable[LeadMove]) -> Counter[Key]:
     return delta
 
 
+def first_moves_sql(movers: str) -> str:
+    """``moves_counts`` in SQL for one case, the bulk of a full rescore's first publish: a
+    lead with no entry before (no StageChange into MQL, SQL or accepted) that an automatic
+    transition moves from new, recycled or MQL into MQL or SQL, entering each stage it
+    enters at ``%(as_of)s`` with one model (``%(rollup_model)s``, a slug) qualifying it.
+    Three data-modifying CTEs (``, name AS (…)``), one insert per rollup table, to append to
+    the statement that moves the leads (``scoring.bulk.ScoresTable.transitions``).
+
+    ``movers`` is a relation of such leads with their facts *before* the move:
+    ``from_stage``, ``to_sql`` (boolean), ``created_at``, ``source_id``, ``campaign``,
+    ``mql_at``, ``sql_at``. Parameters: ``as_of``, ``time_zone``, ``rollup_model``,
+    ``mql``, ``sql``, ``recycled``, ``to_mql``, ``mql_to_sql`` (``first_moves_params``).
+    The property test in tests/test_rollups.py holds it to ``lead_counts``."""
+    funnel, entry, duration = SqlNames(FunnelRollup), SqlNames(StageEntryRollup), SqlNames(DurationRollup)
+
+    def day(moment: str) -> str:
+        return f"(({moment}) AT TIME ZONE %(time_zone)s)::date"
+
+    def bucket(start: str, end: str) -> str:
+        return duration_bucket_sql(f"EXTRACT(EPOCH FROM ({end}) - ({start}))")
+
+    return f"""
+    , first_movers AS (
+        SELECT from_stage, to_sql, created_at, mql_at, sql_at, COALESCE(source_id, 0) AS source, campaign,
+               {day("created_at")} AS cohort_day,
+               COALESCE(mql_at, %(as_of)s) AS mql_after,
+               CASE WHEN to_sql THEN %(as_of)s ELSE sql_at END AS sql_after
+        FROM {movers}
+    ), first_funnel AS (
+        INSERT INTO {funnel.table} ({funnel.day}, {funnel.source_id}, {funnel.campaign}, {funnel.model},
+            {funnel.created}, {funnel.mql}, {funnel.sql}, {funnel.accepted}, {funnel.recycled}, {funnel.disqualified})
+        SELECT * FROM (
+            SELECT cohort_day, source, campaign, '', 0, SUM((mql_at IS NULL)::int),
+                   SUM((to_sql AND sql_at IS NULL)::int), 0, -SUM((from_stage = %(recycled)s)::int), 0
+            FROM first_movers GROUP BY 1, 2, 3
+            UNION ALL
+            SELECT cohort_day, source, campaign, %(rollup_model)s, 0, SUM((from_stage <> %(mql)s)::int),
+                   SUM(to_sql::int), 0, 0, 0
+            FROM first_movers GROUP BY 1, 2, 3
+        ) f(day, source, campaign, model, created, mql, sql, accepted, recycled, disqualified)
+        WHERE mql <> 0 OR sql <> 0 OR recycled <> 0
+    ), first_entries AS (
+        INSERT INTO {entry.table} ({entry.day}, {entry.source_id}, {entry.stage}, {entry.leads})
+        SELECT {day("%(as_of)s")}, source, %(mql)s, COUNT(*) FROM first_movers WHERE from_stage <> %(mql)s GROUP BY 2
+        UNION ALL
+        SELECT {day("%(as_of)s")}, source, %(sql)s, COUNT(*) FROM first_movers WHERE to_sql GROUP BY 2
+    ), first_durations AS (
+        INSERT INTO {duration.table} ({duration.day}, {duration.source_id}, {duration.kind}, {duration.bucket},
+            {duration.leads})
+        SELECT day, source, kind, bucket, SUM(n) FROM (
+            SELECT {day("%(as_of)s")} AS day, source, %(to_mql)s AS kind, {bucket("created_at", "%(as_of)s")} AS bucket,
+                   1 AS n
+            FROM first_movers WHERE mql_at IS NULL
+            UNION ALL
+            SELECT {day("sql_at")}, source, %(mql_to_sql)s, {bucket("mql_at", "sql_at")}, -1
+            FROM first_movers WHERE mql_at IS NOT NULL AND sql_at IS NOT NULL
+            UNION ALL
+            SELECT {day("sql_after")}, source, %(mql_to_sql)s, {bucket("mql_after", "sql_after")}, 1
+            FROM first_movers WHERE sql_after IS NOT NULL
+        ) d GROUP BY 1, 2, 3, 4 HAVING SUM(n) <> 0
+    )"""  # noqa: S608 -- names from the models, values bound
+
+
+def first_moves_params(*, as_of: datetime, model: str) -> dict[str, Any]:
+    return {
+        "as_of": as_of,
+        "time_zone": timezone.get_default_timezone_name(),
+        "rollup_model": model,
+        "mql": Stage.MQL.value,
+        "sql": Stage.SQL.value,
+        "recycled": Stage.RECYCLED.value,
+        "to_mql": DurationKind.TO_MQL.value,
+        "mql_to_sql": DurationKind.MQL_TO_SQL.value,
+    }
+
+
 def _rows(counts: Counter[Key]) -> tuple[list[FunnelRollup], list[StageEntryRollup], list[DurationRollup]]:
     funnels: dict[tuple[Any, ...], dict[str, int]] = defaultdict(dict)
     entries, durations = [], []
@@ -252,6 +356,8 @@ def leads_campaign_changed_record(changes: dict[int, tuple[LeadFacts, str]]) -> 
         )
         for pk, (facts, campaign) in moved.items()
     )
+    for holder in _holders:
+        holder.leads_campaign_changed({pk: (facts.campaign, campaign) for pk, (facts, campaign) in moved.items()})
 
 
 def leads_deleted_record(lead_ids: Iterable[int]) -> None:
@@ -260,11 +366,40 @@ def leads_deleted_record(lead_ids: Iterable[int]) -> None:
     facts = leads_facts(lead_ids)
     history = lead_entries(facts)
     rollups_record(LeadMove(before=facts[pk], after=None, history=history.get(pk, [])) for pk in facts)
+    for holder in _holders:
+        holder.leads_deleted(sorted(facts))
 
 
 def leads_facts(lead_ids: Iterable[int]) -> dict[int, LeadFacts]:
     rows = Lead.objects.filter(id__in=sorted(set(lead_ids))).values_list("id", *LeadFacts.FIELDS)
     return {pk: LeadFacts(*values) for pk, *values in rows}
+
+
+# --- The rollups of the apps above the core ----------------------------------------------
+@dataclass(frozen=True)
+class RollupHolder:
+    """An app's rollups that count leads' records (handoff's sales outcomes): the core may
+    not import the apps above it, so each registers a holder when it is ready, and the
+    core's writers and ``rollups_rebuild``/``rollups_compact`` reach its rollups here (as
+    ``leadflow.leads.privacy`` reaches their records)."""
+
+    # Each rollup table and its summed columns (the others are its key).
+    sums: dict[type[models.Model], tuple[str, ...]]
+    # Recount and replace, inside rollups_rebuild's transaction; returns the rows written.
+    rebuild: Callable[[], int]
+    # Leads about to be deleted, in the deleting transaction.
+    leads_deleted: Callable[[list[int]], None]
+    # Leads whose campaign changes: (old, new) by lead id, before the update.
+    leads_campaign_changed: Callable[[dict[int, tuple[str, str]]], None]
+
+
+_holders: list[RollupHolder] = []
+
+
+def holder_register(holder: RollupHolder) -> None:
+    """Called from an app's ``ready``."""
+    if holder not in _holders:
+        _holders.append(holder)
 
 
 # --- Rebuild and compaction ---------------------------------------------------------------
@@ -312,11 +447,11 @@ ROLLUP_MODELS: tuple[type[models.Model], ...] = (FunnelRollup, StageEntryRollup,
 
 
 def rollups_rebuild(*, chunk: int = REBUILD_CHUNK, progress: Callable[[int, int], None] | None = None) -> int:
-    """Recount every lead and replace the rollups with the result, in one transaction;
-    returns the number of rows written. On PostgreSQL the transaction reads one snapshot
-    (REPEATABLE READ) and deletes only the rows that snapshot sees: the deltas other
-    transactions commit meanwhile stay, and add to the recount exactly what they changed
-    after it. Then refreshes the score histograms."""
+    """Recount every lead and replace the rollups with the result (the registered apps'
+    rollups too, ``RollupHolder``), in one transaction; returns the number of rows
+    written. On PostgreSQL the transaction reads one snapshot (REPEATABLE READ) and
+    deletes only the rows that snapshot sees: the deltas other transactions commit
+    meanwhile stay, and add to the recount exactly what they changed after it. Then refreshes the score histograms."""
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         if connection.vendor == "postgresql" and outermost:  # inside a caller's transaction: its isolation
@@ -328,8 +463,9 @@ def rollups_rebuild(*, chunk: int = REBUILD_CHUNK, progress: Callable[[int, int]
         funnels, entries, durations = _rows(counts)
         for rows in (funnels, entries, durations):
             _bulk_insert(rows)
+        written = len(funnels) + len(entries) + len(durations) + sum(holder.rebuild() for holder in _holders)
     score_histograms_refresh()
-    return len(funnels) + len(entries) + len(durations)
+    return written
 
 
 def _key_fields(model: type[models.Model]) -> list[str]:
@@ -337,6 +473,9 @@ def _key_fields(model: type[models.Model]) -> list[str]:
 
 
 def _sums(model: type[models.Model]) -> list[str]:
+    for holder in _holders:
+        if model in holder.sums:
+            return list(holder.sums[model])
     return list(FUNNEL_FIELDS) if model is FunnelRollup else ["leads"]
 
 
@@ -345,7 +484,7 @@ def rollups_compact() -> int:
     number of rows removed. Each table in one transaction: the rows of the keys with
     more than one row are deleted and their sums inserted."""
     removed = 0
-    for model in ROLLUP_MODELS:
+    for model in (*ROLLUP_MODELS, *(model for holder in _holders for model in holder.sums)):
         keys, sums = _key_fields(model), _sums(model)
         with transaction.atomic():
             crowded = model._default_manager.values(*keys).annotate(n=Count("id")).filter(n__gt=1).values_list(*keys)

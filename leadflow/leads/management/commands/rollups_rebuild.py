@@ -9,7 +9,8 @@ from leadflow.leads.rollups import REBUILD_CHUNK, rollups_rebuild
 class Command(BaseCommand):
     help = (
         "Recount the dashboard's rollups (the funnel per day of creation, source, campaign and scoring model; "
-        "MQL and SQL entries per day; the durations behind the medians) from the leads and their stage log, "
+        "MQL and SQL entries per day; the durations behind the medians; the handoffs' sales outcomes) from the "
+        "leads, their stage log and their handoffs, "
         "and replace them in one transaction; then refresh the score histograms. Writes that commit meanwhile "
         "are kept (PostgreSQL). Run it after an upgrade that adds or changes rollups, after changing "
         "TIME_ZONE, or after writing leads or stage changes behind the services' back."
