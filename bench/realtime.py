@@ -46,21 +46,25 @@ import requests  # noqa: E402
 from bench.common import (  # noqa: E402
     OUT_DIR,
     BenchError,
+    CpuMeter,
+    PgActivitySampler,
     bench_env,
     bench_main,
+    child_pids,
     database_reset,
     django_setup,
     gunicorn_start,
     machine_summary,
     manage,
     percentile,
+    postgres_backend_pids,
     postgres_version,
     rate,
     redis_flush,
     report,
     speed_probe,
 )
-from bench.ingest import make_events, make_leads, post_batches, serialise_batches  # noqa: E402
+from bench.ingest import cpu_rows, make_events, make_leads, post_batches, serialise_batches  # noqa: E402
 from bench.rescore import command_line, git_commit, load_now  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadflow_bench_realtime"
@@ -96,6 +100,9 @@ class Workers:
             if len(app.control.ping(timeout=1.0) or []) >= len(self.processes):
                 return self
         raise BenchError("The workers did not answer a ping within 120 s")
+
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
 
     def __exit__(self, *exc: object) -> None:
         for process in self.processes:
@@ -247,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     failures: list[str] = []
     queues = ["celery"] * args.workers + (["intent"] if args.intent_worker else [])
     try:
-        with Workers(env, queues):
+        with Workers(env, queues) as workers:
             print(f"\nKnown leads: one batch of events for each of {args.leads:,}…", flush=True)
             known = [dict(event, type=rng.choice(ORDINARY)) for event in make_events(leads, args.leads, rng, "k", now)]
             warm = post_batches(server.url, key, serialise_batches(known, 1000), args.clients)
@@ -279,6 +286,20 @@ def run(args: argparse.Namespace) -> int:
                     position += len(step)
 
             loader = threading.Thread(target=ingest, daemon=True)
+            # Where the time goes while ingest and scoring share the machine: the CPU of each
+            # side, and what the database connections do (running, or waiting for a lock).
+            master = server.process.pid
+            meter = CpuMeter(
+                {
+                    "gunicorn (master + workers)": lambda: [master, *child_pids(master)],
+                    "celery workers (scoring)": workers.pids,
+                    "postgresql backends": lambda: postgres_backend_pids(args.database_url),
+                },
+                this_process="http clients and probes (this process)",
+            )
+            sampler = PgActivitySampler(args.database_url)
+            meter.start()
+            sampler.start()
             started = time.monotonic()
             loader.start()
             count = max(1, int(args.seconds / args.probe_interval))
@@ -286,6 +307,8 @@ def run(args: argparse.Namespace) -> int:
             stop.set()
             loader.join()
             ingest_seconds = time.monotonic() - started
+            activity = sampler.stop()
+            usage = meter.stop()
             failures += loaded.failures + [problem for outcome in posted for problem in outcome.failures]
             accepted = sum(outcome.accepted for outcome in posted)
             backlog = flagged(args.database_url)
@@ -314,6 +337,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{'met' if ingest_rate >= INGEST_TARGET_EVENTS_PER_SECOND else 'NOT met'}",
             ),
             ("flagged leads when ingest stopped", f"{backlog:,}; drained in {drain:.1f} s"),
+            *cpu_rows(usage, max(accepted, 1), ingest_seconds),
+            *[(f"db connections: {label}", f"{share * 100:.0f}% of samples") for label, share in activity[:8]],
             ("speed probe at the end", f"{speed_probe():.0f} ms"),
             ("machine load at the end", load_now()),
         ],
