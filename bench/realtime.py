@@ -164,6 +164,74 @@ def run_probes(url: str, key: str, database_url: str, count: int, interval: floa
     return probes
 
 
+def statement_kind(sql: str | None) -> str:
+    """What a statement of the app is, for the lock-wait table: ingest's or scoring's steps."""
+    text = " ".join((sql or "").split())
+    if text.startswith("UPDATE") and 'needs_rescore" = false' in text:
+        return "scoring: take/clear the flag"
+    if text.startswith("UPDATE") and 'needs_rescore" = true' in text:
+        return "ingest: flag its new leads again"
+    if "FOR NO KEY UPDATE" in text and "leads_lead" in text and text.startswith("SELECT"):
+        ingest = '"last_activity_at" FROM' in text and "= ANY(" in text
+        return "ingest: lock its known leads" if ingest else "scoring: lock the leads that move"
+    if "FOR UPDATE" in text and "leads_lead" in text:
+        return "scoring (main): lock its chunk FOR UPDATE"
+    if text.startswith('INSERT INTO "leads_event"'):
+        return "ingest: insert events"
+    if text.startswith('UPDATE "leads_lead"'):
+        return "ingest: update leads (or a stage change)"
+    if 'INSERT INTO "scoring_score"' in text or text.startswith("WITH s AS") or "chunk_events" in text:
+        return "scoring: compute and write scores"
+    if "scoring_accountscore" in text or "leads_account" in text:
+        return "scoring: account roll-up"
+    return text[:60] or "(none)"
+
+
+class LockWaits:
+    """Samples, every ``interval`` s, who waits for a lock on whom (pg_blocking_pids): the
+    waiter's and the blocker's statement (the blocker's last one if it is idle in its
+    transaction), so that ingest waiting on scoring shows apart from ingest waiting on ingest."""
+
+    def __init__(self, database_url: str, interval: float = 0.1):
+        self.database_url, self.interval = database_url, interval
+        self.pairs: dict[tuple[str, str], int] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lock-waits", daemon=True)
+
+    def _run(self) -> None:
+        connection = psycopg2.connect(self.database_url)
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                while not self._stop.wait(self.interval):
+                    cursor.execute(
+                        "SELECT w.query, b.query FROM pg_stat_activity w"
+                        " CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocker(pid)"
+                        " JOIN pg_stat_activity b ON b.pid = blocker.pid"
+                        " WHERE w.datname = current_database() AND w.wait_event_type = 'Lock'"
+                    )
+                    self.samples += 1
+                    for waiter, blocker in cursor.fetchall():
+                        pair = (statement_kind(waiter), statement_kind(blocker))
+                        self.pairs[pair] = self.pairs.get(pair, 0) + 1
+        finally:
+            connection.close()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> list[tuple[str, str]]:
+        """(waiter ← blocker, how often), most frequent first."""
+        self._stop.set()
+        self._thread.join()
+        ordered = sorted(self.pairs.items(), key=lambda item: -item[1])
+        return [
+            (f"lock wait: {waiter} ← {blocker}", f"{count / max(self.samples, 1):.2f} waiting sessions on average")
+            for (waiter, blocker), count in ordered
+        ]
+
+
 def vacuum_analyze(database_url: str) -> None:
     connection = psycopg2.connect(database_url)
     connection.autocommit = True
@@ -298,8 +366,10 @@ def run(args: argparse.Namespace) -> int:
                 this_process="http clients and probes (this process)",
             )
             sampler = PgActivitySampler(args.database_url)
+            lock_waits = LockWaits(args.database_url)
             meter.start()
             sampler.start()
+            lock_waits.start()
             started = time.monotonic()
             loader.start()
             count = max(1, int(args.seconds / args.probe_interval))
@@ -308,6 +378,7 @@ def run(args: argparse.Namespace) -> int:
             loader.join()
             ingest_seconds = time.monotonic() - started
             activity = sampler.stop()
+            waits = lock_waits.stop()
             usage = meter.stop()
             failures += loaded.failures + [problem for outcome in posted for problem in outcome.failures]
             accepted = sum(outcome.accepted for outcome in posted)
@@ -339,6 +410,7 @@ def run(args: argparse.Namespace) -> int:
             ("flagged leads when ingest stopped", f"{backlog:,}; drained in {drain:.1f} s"),
             *cpu_rows(usage, max(accepted, 1), ingest_seconds),
             *[(f"db connections: {label}", f"{share * 100:.0f}% of samples") for label, share in activity[:8]],
+            *(waits[:8] or [("lock waits", "none seen")]),
             ("speed probe at the end", f"{speed_probe():.0f} ms"),
             ("machine load at the end", load_now()),
         ],
