@@ -254,7 +254,9 @@ class Score(models.Model):
     # inserts a row per lead, and PostgreSQL checks a key row by row (a deferred trigger
     # per row and key, at COMMIT): ~19 s of a 1M-lead first publish, measured (bench/RESULTS.md,
     # "Rescore"). Scores are derived data, written only from leads that exist (the bulk
-    # upsert joins ``leads_lead``, the single-lead engine locks the lead); Django still
+    # upserts join ``leads_lead``, the incremental one holding each lead FOR KEY SHARE so
+    # that a deletion or an erasure waits; the single-lead engine reads the lead in the
+    # transaction that writes its score); Django still
     # cascades a lead's or a model's deletion to its scores, and every full rescore of a
     # model deletes the scores of leads deleted meanwhile (``scores_orphaned_delete``).
     model = models.ForeignKey(
