@@ -165,25 +165,26 @@ def run_probes(url: str, key: str, database_url: str, count: int, interval: floa
 
 
 def statement_kind(sql: str | None) -> str:
-    """What a statement of the app is, for the lock-wait table: ingest's or scoring's steps."""
+    """What a statement of the app is, for the lock-wait table: ingest's or scoring's steps.
+    pg_stat_activity keeps the first 1 kB of a statement (``track_activity_query_size``), so
+    statements are told apart by how they begin."""
     text = " ".join((sql or "").split())
-    if text.startswith("UPDATE") and 'needs_rescore" = false' in text:
-        return "scoring: take/clear the flag"
-    if text.startswith("UPDATE") and 'needs_rescore" = true' in text:
-        return "ingest: flag its new leads again"
-    if "FOR NO KEY UPDATE" in text and "leads_lead" in text and text.startswith("SELECT"):
-        ingest = '"last_activity_at" FROM' in text and "= ANY(" in text
-        return "ingest: lock its known leads" if ingest else "scoring: lock the leads that move"
-    if "FOR UPDATE" in text and "leads_lead" in text:
-        return "scoring (main): lock its chunk FOR UPDATE"
-    if text.startswith('INSERT INTO "leads_event"'):
-        return "ingest: insert events"
-    if text.startswith('UPDATE "leads_lead"'):
-        return "ingest: update leads (or a stage change)"
-    if 'INSERT INTO "scoring_score"' in text or text.startswith("WITH s AS") or "chunk_events" in text:
-        return "scoring: compute and write scores"
-    if "scoring_accountscore" in text or "leads_account" in text:
-        return "scoring: account roll-up"
+    kinds = [
+        ('UPDATE "leads_lead" SET "needs_rescore" = false', "scoring: take/clear the flag"),
+        ('UPDATE "leads_lead" SET "needs_rescore" = true', "ingest: flag its new leads again"),
+        ('SELECT "id", "email", "external_id", "last_activity_at" FROM', "ingest: lock its known leads"),
+        ('SELECT "leads_lead"."id", "leads_lead"."public_id"', "scoring: lock leads (select_for_update)"),
+        ('INSERT INTO "leads_event"', "ingest: insert events"),
+        ('UPDATE "leads_lead" SET', "ingest: update leads (or a stage change)"),
+        ("WITH s AS", "scoring: compute and write scores"),
+        ("WITH chunk_events", "scoring: compute and write scores"),
+        ('INSERT INTO "scoring_score"', "scoring: compute and write scores"),
+        ("WITH ranked AS", "scoring: account roll-up"),
+        ('SELECT "leads_account"', "scoring: account roll-up"),
+    ]
+    for start, kind in kinds:
+        if text.startswith(start):
+            return kind
     return text[:60] or "(none)"
 
 
