@@ -46,21 +46,25 @@ import requests  # noqa: E402
 from bench.common import (  # noqa: E402
     OUT_DIR,
     BenchError,
+    CpuMeter,
+    PgActivitySampler,
     bench_env,
     bench_main,
+    child_pids,
     database_reset,
     django_setup,
     gunicorn_start,
     machine_summary,
     manage,
     percentile,
+    postgres_backend_pids,
     postgres_version,
     rate,
     redis_flush,
     report,
     speed_probe,
 )
-from bench.ingest import make_events, make_leads, post_batches, serialise_batches  # noqa: E402
+from bench.ingest import cpu_rows, make_events, make_leads, post_batches, serialise_batches  # noqa: E402
 from bench.rescore import command_line, git_commit, load_now  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadflow_bench_realtime"
@@ -96,6 +100,9 @@ class Workers:
             if len(app.control.ping(timeout=1.0) or []) >= len(self.processes):
                 return self
         raise BenchError("The workers did not answer a ping within 120 s")
+
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
 
     def __exit__(self, *exc: object) -> None:
         for process in self.processes:
@@ -155,6 +162,75 @@ def run_probes(url: str, key: str, database_url: str, count: int, interval: floa
         connection.close()
         session.close()
     return probes
+
+
+def statement_kind(sql: str | None) -> str:
+    """What a statement of the app is, for the lock-wait table: ingest's or scoring's steps.
+    pg_stat_activity keeps the first 1 kB of a statement (``track_activity_query_size``), so
+    statements are told apart by how they begin."""
+    text = " ".join((sql or "").split())
+    kinds = [
+        ('UPDATE "leads_lead" SET "needs_rescore" = false', "scoring: take/clear the flag"),
+        ('UPDATE "leads_lead" SET "needs_rescore" = true', "ingest: flag its new leads again"),
+        ('SELECT "id", "email", "external_id", "last_activity_at" FROM', "ingest: lock its known leads"),
+        ('SELECT "leads_lead"."id", "leads_lead"."public_id"', "scoring: lock leads (select_for_update)"),
+        ('INSERT INTO "leads_event"', "ingest: insert events"),
+        ('UPDATE "leads_lead" SET', "ingest: update leads (or a stage change)"),
+        ("WITH s AS", "scoring: compute and write scores"),
+        ("WITH chunk_events", "scoring: compute and write scores"),
+        ('INSERT INTO "scoring_score"', "scoring: compute and write scores"),
+        ("WITH ranked AS", "scoring: account roll-up"),
+        ('SELECT "leads_account"', "scoring: account roll-up"),
+    ]
+    for start, kind in kinds:
+        if text.startswith(start):
+            return kind
+    return text[:60] or "(none)"
+
+
+class LockWaits:
+    """Samples, every ``interval`` s, who waits for a lock on whom (pg_blocking_pids): the
+    waiter's and the blocker's statement (the blocker's last one if it is idle in its
+    transaction), so that ingest waiting on scoring shows apart from ingest waiting on ingest."""
+
+    def __init__(self, database_url: str, interval: float = 0.1):
+        self.database_url, self.interval = database_url, interval
+        self.pairs: dict[tuple[str, str], int] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lock-waits", daemon=True)
+
+    def _run(self) -> None:
+        connection = psycopg2.connect(self.database_url)
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                while not self._stop.wait(self.interval):
+                    cursor.execute(
+                        "SELECT w.query, b.query FROM pg_stat_activity w"
+                        " CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocker(pid)"
+                        " JOIN pg_stat_activity b ON b.pid = blocker.pid"
+                        " WHERE w.datname = current_database() AND w.wait_event_type = 'Lock'"
+                    )
+                    self.samples += 1
+                    for waiter, blocker in cursor.fetchall():
+                        pair = (statement_kind(waiter), statement_kind(blocker))
+                        self.pairs[pair] = self.pairs.get(pair, 0) + 1
+        finally:
+            connection.close()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> list[tuple[str, str]]:
+        """(waiter ← blocker, how often), most frequent first."""
+        self._stop.set()
+        self._thread.join()
+        ordered = sorted(self.pairs.items(), key=lambda item: -item[1])
+        return [
+            (f"lock wait: {waiter} ← {blocker}", f"{count / max(self.samples, 1):.2f} waiting sessions on average")
+            for (waiter, blocker), count in ordered
+        ]
 
 
 def vacuum_analyze(database_url: str) -> None:
@@ -247,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
     failures: list[str] = []
     queues = ["celery"] * args.workers + (["intent"] if args.intent_worker else [])
     try:
-        with Workers(env, queues):
+        with Workers(env, queues) as workers:
             print(f"\nKnown leads: one batch of events for each of {args.leads:,}…", flush=True)
             known = [dict(event, type=rng.choice(ORDINARY)) for event in make_events(leads, args.leads, rng, "k", now)]
             warm = post_batches(server.url, key, serialise_batches(known, 1000), args.clients)
@@ -279,6 +355,22 @@ def run(args: argparse.Namespace) -> int:
                     position += len(step)
 
             loader = threading.Thread(target=ingest, daemon=True)
+            # Where the time goes while ingest and scoring share the machine: the CPU of each
+            # side, and what the database connections do (running, or waiting for a lock).
+            master = server.process.pid
+            meter = CpuMeter(
+                {
+                    "gunicorn (master + workers)": lambda: [master, *child_pids(master)],
+                    "celery workers (scoring)": workers.pids,
+                    "postgresql backends": lambda: postgres_backend_pids(args.database_url),
+                },
+                this_process="http clients and probes (this process)",
+            )
+            sampler = PgActivitySampler(args.database_url)
+            lock_waits = LockWaits(args.database_url)
+            meter.start()
+            sampler.start()
+            lock_waits.start()
             started = time.monotonic()
             loader.start()
             count = max(1, int(args.seconds / args.probe_interval))
@@ -286,6 +378,9 @@ def run(args: argparse.Namespace) -> int:
             stop.set()
             loader.join()
             ingest_seconds = time.monotonic() - started
+            activity = sampler.stop()
+            waits = lock_waits.stop()
+            usage = meter.stop()
             failures += loaded.failures + [problem for outcome in posted for problem in outcome.failures]
             accepted = sum(outcome.accepted for outcome in posted)
             backlog = flagged(args.database_url)
@@ -314,6 +409,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{'met' if ingest_rate >= INGEST_TARGET_EVENTS_PER_SECOND else 'NOT met'}",
             ),
             ("flagged leads when ingest stopped", f"{backlog:,}; drained in {drain:.1f} s"),
+            *cpu_rows(usage, max(accepted, 1), ingest_seconds),
+            *[(f"db connections: {label}", f"{share * 100:.0f}% of samples") for label, share in activity[:8]],
+            *(waits[:8] or [("lock waits", "none seen")]),
             ("speed probe at the end", f"{speed_probe():.0f} ms"),
             ("machine load at the end", load_now()),
         ],

@@ -46,7 +46,7 @@ from scoring.engine import (
     json_path_sql,
     lead_attribute_sql,
 )
-from scoring.models import Score
+from scoring.models import RuleSet, RuleSetStatus, Score
 
 # The scores of a full rescore: a temporary table of the session, so of one run.
 SCORES_TABLE = "rescore_scores"
@@ -282,13 +282,26 @@ def score_stage_inserted(lead_alias: str) -> str:
 
 
 def scores_upsert(spec: RuleSetSpec, lead_ids: Sequence[int], as_of: datetime) -> list[ScoreRow]:
-    """The incremental path on PostgreSQL: compute the scores of these (locked) leads under
-    the model and store them, in one statement; returns them. The events of a chunk are
-    read once, by the index on (lead, occurred_at); no row of Python per event."""
-    score = SqlNames(Score)
+    """The incremental path on PostgreSQL: compute the scores of these leads under the
+    model as of ``as_of`` and store them, in one statement; returns the rows it stored.
+    The events of a chunk are read once, by the index on (lead, occurred_at); no row of
+    Python per event.
+
+    The leads are not locked against ingest (which holds them FOR NO KEY UPDATE): the
+    statement takes FOR KEY SHARE, which ingest's locks and updates pass but an erasure or
+    a deletion (FOR UPDATE, DELETE) does not, so a person erased or deleted meanwhile never
+    gets a score back. A row is stored only if the ruleset is still published and no newer
+    score is stored (``computed_at`` after ``as_of``: a scoring that took the lead later,
+    or a full rescore under a ruleset published after this one was read)."""
+    score, lead, ruleset = SqlNames(Score), SqlNames(Lead), SqlNames(RuleSet)
     sql, params = scores_sql(spec, lead_ids=True)
-    params.update(as_of=as_of, ids=list(lead_ids), model=spec.model_id, version=spec.version)
-    lead = SqlNames(Lead)
+    params.update(
+        as_of=as_of,
+        ids=list(lead_ids),
+        model=spec.model_id,
+        version=spec.version,
+        published=RuleSetStatus.PUBLISHED,
+    )
     changing = score_columns_written(score)
     returned = [score.lead, score.fit, score.behaviour, score.last_intent_at, score.grade, score.suppressed_by]
     returned.append(score.behaviour_since_recycled)  # in ScoreRow's order
@@ -296,13 +309,23 @@ def scores_upsert(spec: RuleSetSpec, lead_ids: Sequence[int], as_of: datetime) -
         cursor.execute("SET LOCAL jit = off")  # a short query costed like a long one (scores_table)
         cursor.execute(
             f"""
-            WITH s AS ({sql})
+            WITH s AS ({sql}), live AS (
+                SELECT {lead.id} AS id, {lead.stage} FROM {lead.table}
+                WHERE {lead.id} = ANY(%(ids)s) AND {lead.erased_at} IS NULL
+                FOR KEY SHARE
+            )
             INSERT INTO {score.table} ({score.model}, {score.lead}, {", ".join(changing)}, {score.stage})
             SELECT %(model)s, s.id, s.fit + s.behaviour, s.fit, s.behaviour, s.grade, %(version)s, %(as_of)s,
-                   s.last_intent_at, s.behaviour_since, s.suppressed_by, {score_stage_inserted("l")}
-            FROM s JOIN {lead.table} l ON l.{lead.id} = s.id
+                   s.last_intent_at, s.behaviour_since, s.suppressed_by, {score_stage_inserted("live")}
+            FROM s JOIN live ON live.id = s.id
+            WHERE EXISTS (
+                SELECT 1 FROM {ruleset.table}
+                WHERE {ruleset.version} = %(version)s AND {ruleset.status} = %(published)s
+            )
+            ORDER BY s.id  -- rows locked in id order: two scorings of the same leads never deadlock
             ON CONFLICT ({score.lead}, {score.model}) DO UPDATE
             SET {", ".join(f"{column} = EXCLUDED.{column}" for column in changing)}
+            WHERE {score.table}.{score.computed_at} <= EXCLUDED.{score.computed_at}
             RETURNING {", ".join(returned)}
             """,  # noqa: S608 -- names from the models
             params,

@@ -254,7 +254,9 @@ class Score(models.Model):
     # inserts a row per lead, and PostgreSQL checks a key row by row (a deferred trigger
     # per row and key, at COMMIT): ~19 s of a 1M-lead first publish, measured (bench/RESULTS.md,
     # "Rescore"). Scores are derived data, written only from leads that exist (the bulk
-    # upsert joins ``leads_lead``, the single-lead engine locks the lead); Django still
+    # upserts join ``leads_lead``, the incremental one holding each lead FOR KEY SHARE so
+    # that a deletion or an erasure waits; the single-lead engine reads the lead in the
+    # transaction that writes its score); Django still
     # cascades a lead's or a model's deletion to its scores, and every full rescore of a
     # model deletes the scores of leads deleted meanwhile (``scores_orphaned_delete``).
     model = models.ForeignKey(
@@ -409,3 +411,22 @@ class RescoreChunk(models.Model):
 
     def __str__(self) -> str:
         return f"Rescore {self.run_id} leads ({self.after_lead_id}, {self.last_lead_id}] {self.state}"
+
+
+class ScoringClaim(models.Model):
+    """Leads an incremental scoring took and has not finished with.
+
+    The incremental path clears the leads' ``needs_rescore`` flag in a short transaction
+    of its own (so that ingest never waits while it computes) and writes their scores in
+    a second one; this row is written with the clear and deleted with the scores. A claim
+    that outlives ``SWEEP_GRACE_SECONDS`` belonged to a worker that died in between: the
+    sweep flags its leads again (``scoring.services.scoring_claims_recover``)."""
+
+    lead_ids = models.JSONField(help_text="The leads whose flag this scoring cleared.")
+    claimed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["claimed_at"], name="scoringclaim_claimed_at")]
+
+    def __str__(self) -> str:
+        return f"Scoring claim {self.pk} ({len(self.lead_ids)} leads at {self.claimed_at:%H:%M:%S})"

@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
-from leadflow.db import SqlNames
+from leadflow.db import SqlNames, pg_array
 from leadflow.leads import scoring_requests
 from leadflow.leads.lifecycle import Transition, TransitionsApplied, stages_changed, transitions_apply
 from leadflow.leads.models import Lead, Stage, StageChange
@@ -40,6 +40,7 @@ from scoring.models import (
     RuleSet,
     RuleSetStatus,
     Score,
+    ScoringClaim,
     ScoringModel,
 )
 
@@ -97,22 +98,225 @@ class ScoreSummary:
     transitions: int = 0
 
 
-def leads_score(*, lead_ids: Sequence[int], as_of: datetime | None = None) -> ScoreSummary:
+def leads_score(*, lead_ids: Sequence[int], as_of: datetime | None = None, flagged_only: bool = False) -> ScoreSummary:
     """Rescore these leads under every published model (the incremental path), apply
-    forward stage transitions and clear their ``needs_rescore`` flag.
+    forward stage transitions and clear their ``needs_rescore`` flag, in chunks of
+    ``SCORE_CHUNK``. With ``flagged_only`` (the passes, the fast lane, the sweep), a lead
+    whose flag is clear is left out: another scoring took it, and its compute sees every
+    event committed before it cleared the flag.
 
-    The leads are locked first, so an ingest touching one of them waits and flags it
-    again after we commit: an event is never left unscored."""
+    No lead stays locked while its scores are computed, so ingest never waits for a
+    scoring chunk (``_score_chunk``): each chunk takes its leads in a short transaction
+    of its own (``_leads_take``), then computes and writes their scores and applies the
+    few stage changes in a second one."""
     summary = ScoreSummary()
-    specs = selectors.published_specs()
     ids = sorted(set(lead_ids))
     for start in range(0, len(ids), SCORE_CHUNK):
-        chunk = ids[start : start + SCORE_CHUNK]
-        with transaction.atomic():
-            chunk_summary = _score_chunk(chunk, specs, as_of or timezone.now())
+        chunk_summary = _score_chunk(ids[start : start + SCORE_CHUNK], as_of=as_of, flagged_only=flagged_only)
         summary.scored += chunk_summary.scored
         summary.transitions += chunk_summary.transitions
     return summary
+
+
+@dataclass(frozen=True)
+class Taken:
+    """Leads a scoring took: their flag is cleared, as of ``at``; ``claim`` records it
+    until their scores are written (None when no flag was cleared)."""
+
+    ids: list[int]
+    at: datetime
+    claim: int | None
+
+
+def _leads_take(ids: Sequence[int]) -> Taken:
+    """Clear the ``needs_rescore`` flag of those of these leads that are flagged and that
+    no one holds, and return them with the moment they were taken (one short transaction).
+
+    A lead an ingest holds is skipped: it stays flagged and the next pass takes it. The
+    clear and ingest's flag serialise on the lead's row, so every event committed after
+    the clear flags the lead again, and the scores computed after this commit see every
+    event committed before it. ``at`` is read while the rows are still locked: a lead
+    taken again later (after an ingest flagged it again) gets a later moment, which is
+    what lets the newer scores win (``bulk.scores_upsert``). (One clock: the app's, as
+    for full rescores' ``as_of``; the servers' clocks must agree to within the time
+    between two takes of one lead, as NTP keeps them.)"""
+    with transaction.atomic():
+        if _is_postgres():
+            lead = SqlNames(Lead)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"""
+                    UPDATE {lead.table} SET {lead.needs_rescore} = false
+                    WHERE {lead.id} IN (
+                        SELECT {lead.id} FROM {lead.table}
+                        WHERE {lead.id} = ANY(%s::bigint[]) AND {lead.needs_rescore}
+                        FOR NO KEY UPDATE SKIP LOCKED
+                    )
+                    RETURNING {lead.id}
+                    """,  # noqa: S608 -- names from the model
+                    [pg_array(list(ids))],
+                )
+                taken = sorted(row[0] for row in cursor.fetchall())
+        else:
+            # SQLite runs one writer at a time: no row locks to skip.
+            flagged = Lead.objects.filter(id__in=ids, needs_rescore=True).order_by("id")
+            taken = list(flagged.values_list("id", flat=True))
+            Lead.objects.filter(id__in=taken).update(needs_rescore=False)
+        at = timezone.now()  # the rows are still locked: see the docstring
+        claim = ScoringClaim.objects.create(lead_ids=taken, claimed_at=at).pk if taken else None
+    return Taken(taken, at, claim)
+
+
+def _score_chunk(ids: Sequence[int], *, as_of: datetime | None, flagged_only: bool) -> ScoreSummary:
+    """Take these leads (``_leads_take``), then in one transaction without their locks:
+    score them under every published model as of ``as_of`` (the moment they were taken
+    by default), roll up their accounts, and apply their automatic stage transitions
+    (``_transitions_apply``, which locks only the leads that move). If that fails, their
+    flag is set again at once; if the worker dies, the sweep sets it (``ScoringClaim``)."""
+    taken = _leads_take(ids)
+    chosen = taken.ids if flagged_only else list(ids)
+    if not chosen:
+        return ScoreSummary()
+    at = as_of or taken.at
+    try:
+        with transaction.atomic():
+            summary = _score_and_move(chosen, at)
+            if taken.claim is not None:
+                ScoringClaim.objects.filter(pk=taken.claim).delete()
+    except BaseException:  # a time limit too: the leads must not stay unflagged
+        if taken.claim is not None:
+            _claim_release(taken.claim)
+        raise
+    return summary
+
+
+def _claim_release(claim_id: int) -> None:
+    """Flag a claim's leads again and drop the claim (its scoring failed or died)."""
+    with transaction.atomic():
+        claim = ScoringClaim.objects.select_for_update(skip_locked=True).filter(pk=claim_id).first()
+        if claim is None:
+            return
+        Lead.objects.filter(id__in=claim.lead_ids, erased_at__isnull=True).update(needs_rescore=True)
+        claim.delete()
+
+
+def scoring_claims_recover(*, older_than_seconds: int | None = None) -> int:
+    """The sweep's half for incremental scoring: flag again the leads of claims older than
+    ``SWEEP_GRACE_SECONDS`` (their worker died between the clear and the scores), so that
+    they are scored. Returns how many claims it released. Releasing a claim whose scoring
+    is only slow costs one more scoring of its leads, nothing else."""
+    if older_than_seconds is None:
+        older_than_seconds = settings.SWEEP_GRACE_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    stale = list(ScoringClaim.objects.filter(claimed_at__lte=cutoff).order_by("id").values_list("id", flat=True))
+    for claim_id in stale:
+        logger.warning("Sweep: scoring claim %s was never finished; its leads are flagged again", claim_id)
+        _claim_release(claim_id)
+    return len(stale)
+
+
+def _score_and_move(ids: Sequence[int], at: datetime) -> ScoreSummary:
+    """Score these leads under every published model as of ``at``, inside the caller's
+    transaction, then roll up their accounts and apply their transitions.
+
+    The published rulesets are read here, after the leads were taken: a ruleset published
+    since has a full rescore whose ``as_of`` is later than ``at``, and that rescore's scores
+    win over these (``bulk.scores_upsert``, ``ScoresTable.write``). Only the scores this
+    call wrote (not a newer one) are considered for transitions."""
+    specs = selectors.published_specs()
+    if not specs:
+        return ScoreSummary(scored=Lead.objects.filter(id__in=ids, erased_at__isnull=True).count())
+    if _is_postgres():
+        # Set-based, each model in one statement; the engines agree.
+        written = {spec.model_id: {row.id: row for row in bulk.scores_upsert(spec, ids, at)} for spec in specs}
+    else:
+        written = _scores_write_orm(specs, ids, at)
+    accounts.accounts_rollup(model_ids=[spec.model_id for spec in specs], lead_ids=ids, at=at)
+    moved = _transitions_apply(specs, written, at)
+    return ScoreSummary(scored=len(set().union(*written.values())), transitions=moved)
+
+
+def _scores_write_orm(
+    specs: Sequence[RuleSetSpec], ids: Sequence[int], at: datetime
+) -> dict[int, dict[int, bulk.ScoreRow]]:
+    """The single-lead engine's twin of ``bulk.scores_upsert`` (SQLite): the same scores,
+    written under the same conditions (the lead is not erased, the ruleset is still
+    published, no newer score is stored)."""
+    leads = list(Lead.objects.filter(id__in=ids, erased_at__isnull=True).order_by("id"))
+    events = selectors.events_by_lead([lead.pk for lead in leads], *specs)
+    published = set(RuleSet.objects.filter(status=RuleSetStatus.PUBLISHED).values_list("version", flat=True))
+    written: dict[int, dict[int, bulk.ScoreRow]] = {}
+    for spec in specs:
+        newer = set(
+            Score.objects.filter(model_id=spec.model_id, lead_id__in=ids, computed_at__gt=at).values_list(
+                "lead_id", flat=True
+            )
+        )
+        rows = [
+            bulk.ScoreRow.of(
+                lead.pk,
+                engine.score_lead(selectors.lead_attributes(lead), events.get(lead.pk, []), spec, at, lead.recycled_at),
+            )
+            for lead in leads
+            if lead.pk not in newer and spec.version in published
+        ]
+        _score_rows(spec, rows, at, stages={lead.pk: lead.stage for lead in leads})
+        written[spec.model_id] = {row.id: row for row in rows}
+    return written
+
+
+def _transitions_apply(specs: Sequence[RuleSetSpec], written: dict[int, dict[int, bulk.ScoreRow]], at: datetime) -> int:
+    """Apply the automatic transitions of the leads whose new scores may move them.
+
+    The candidates are found without locks (the scores just written, each lead's stage
+    as read now); only they are locked (in id order: ingest locks in the same order), and
+    for each the stage, the recycling and the stored scores are read again under the lock
+    and the decision is taken again: a concurrent scoring of the same lead moves it once,
+    and a newer score stored meanwhile is the one that decides. Returns how many
+    transitions were applied."""
+    ids = sorted(set().union(*written.values()))
+    movable = Lead.objects.filter(id__in=ids, stage__in=MOVABLE_STAGES, erased_at__isnull=True)
+    candidates = [
+        lead.pk
+        for lead in movable.only("id", "stage", "recycled_at")
+        if _automatic_transitions(
+            lead, [(spec, rows[lead.pk]) for spec in specs if lead.pk in (rows := written[spec.model_id])]
+        )
+    ]
+    if not candidates:
+        return 0
+    locked = list(Lead.objects.select_for_update(no_key=True).filter(id__in=candidates).order_by("id"))
+    stored = _stored_scores(specs, candidates)
+    transitions: list[Transition] = []
+    for lead in locked:
+        if lead.erased_at is None:
+            scores = [(spec, row) for spec in specs if (row := stored.get((spec.version, lead.pk)))]
+            transitions += _automatic_transitions(lead, scores)
+    transitions_apply(transitions, at=at)
+    return len(transitions)
+
+
+# The stages an automatic transition moves a lead from (``selectors.automatic_path``).
+MOVABLE_STAGES = (Stage.NEW, Stage.RECYCLED, Stage.MQL)
+
+
+def _stored_scores(specs: Sequence[RuleSetSpec], lead_ids: Sequence[int]) -> dict[tuple[int, int], bulk.ScoreRow]:
+    """The stored scores of these leads under these rulesets, by (version, lead): a score
+    of another version (a full rescore under a ruleset published since) is not theirs."""
+    versions = [spec.version for spec in specs]  # numbered across models: a version names its model
+    rows = Score.objects.filter(lead_id__in=lead_ids, ruleset_version__in=versions)
+    return {
+        (row.ruleset_version, row.lead_id): bulk.ScoreRow(
+            row.lead_id,
+            row.fit,
+            row.behaviour,
+            row.last_intent_at,
+            row.grade,
+            row.suppressed_by,
+            row.behaviour_since_recycled,
+        )
+        for row in rows
+    }
 
 
 SCORE_FIELDS = [
@@ -154,40 +358,6 @@ def _score_rows(spec: RuleSetSpec, rows: Sequence[bulk.ScoreRow], at: datetime, 
         unique_fields=["lead", "model"],
         update_fields=SCORE_FIELDS,
     )
-
-
-def _score_chunk(ids: Sequence[int], specs: Sequence[RuleSetSpec], at: datetime) -> ScoreSummary:
-    """Score these leads under every model as of ``at`` inside the caller's transaction:
-    lock, score, write, apply transitions (the lifecycle's receivers open handoffs, in
-    this transaction)."""
-    locked = list(Lead.objects.select_for_update().filter(id__in=ids).order_by("id"))
-    Lead.objects.filter(id__in=ids).update(needs_rescore=False)
-    leads = [lead for lead in locked if lead.erased_at is None]  # an erased person is never scored again
-    if not specs:
-        return ScoreSummary(scored=len(leads))
-    transitions: list[Transition] = []
-    if _is_postgres():
-        # Set-based, each model in one statement (bulk.scores_upsert); the engines agree.
-        stored = {spec.model_id: {row.id: row for row in bulk.scores_upsert(spec, ids, at)} for spec in specs}
-        for lead in leads:
-            transitions += _automatic_transitions(lead, [(spec, stored[spec.model_id][lead.pk]) for spec in specs])
-    else:
-        events = selectors.events_by_lead(ids, *specs)
-        by_model: dict[int, list[bulk.ScoreRow]] = {spec.model_id: [] for spec in specs}
-        for lead in leads:
-            attributes, lead_events = selectors.lead_attributes(lead), events.get(lead.pk, [])
-            scores = []
-            for spec in specs:
-                row = bulk.ScoreRow.of(lead.pk, engine.score_lead(attributes, lead_events, spec, at, lead.recycled_at))
-                by_model[spec.model_id].append(row)
-                scores.append((spec, row))
-            transitions += _automatic_transitions(lead, scores)
-        stages = {lead.pk: lead.stage for lead in leads}
-        for spec in specs:
-            _score_rows(spec, by_model[spec.model_id], at, stages=stages)
-    transitions_apply(transitions, at=at)
-    accounts.accounts_rollup(model_ids=[spec.model_id for spec in specs], lead_ids=ids, at=at)
-    return ScoreSummary(scored=len(leads), transitions=len(transitions))
 
 
 # --- The bulk engine ---------------------------------------------------------------------
@@ -961,7 +1131,7 @@ def ruleset_publish(*, ruleset: RuleSet, user: Any) -> RescoreRun:
 def leads_score_intent(*, lead_ids: Sequence[int]) -> int:
     """Score leads that raised a hand now (the fast lane); a pass that took them first
     already cleared their flag, and scoring them again changes nothing."""
-    scored = leads_score(lead_ids=lead_ids).scored
+    scored = leads_score(lead_ids=lead_ids, flagged_only=True).scored
     redis = scoring_requests.hints()
     if redis is not None:
         scoring_requests.intent_done(redis, lead_ids)
@@ -982,13 +1152,13 @@ def leads_score_flagged(*, budget_seconds: float | None = None) -> int:
     scored, after = 0, 0
     while True:
         if redis is not None and (urgent := scoring_requests.intent_take(redis, chunk)):
-            scored += leads_score(lead_ids=urgent).scored
+            scored += leads_score(lead_ids=urgent, flagged_only=True).scored
         ids = list(
             Lead.objects.filter(needs_rescore=True, id__gt=after).order_by("id").values_list("id", flat=True)[:chunk]
         )
         if not ids:
             return scored
-        scored += leads_score(lead_ids=ids).scored
+        scored += leads_score(lead_ids=ids, flagged_only=True).scored
         after = ids[-1]
         if time.monotonic() > deadline:
             if redis is not None:
@@ -997,9 +1167,11 @@ def leads_score_flagged(*, budget_seconds: float | None = None) -> int:
 
 
 def leads_sweep_dirty(*, older_than_seconds: int | None = None, limit: int = 10_000) -> int:
-    """Score leads still flagged after a while (lost message, dead worker, broker outage)."""
+    """Score leads still flagged after a while (lost message, dead worker, broker outage),
+    first flagging again the leads of scorings that never finished (``scoring_claims_recover``)."""
     if older_than_seconds is None:
         older_than_seconds = settings.SWEEP_GRACE_SECONDS
+    scoring_claims_recover(older_than_seconds=older_than_seconds)
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     ids = list(
         Lead.objects.filter(needs_rescore=True, updated_at__lte=cutoff)
@@ -1007,7 +1179,7 @@ def leads_sweep_dirty(*, older_than_seconds: int | None = None, limit: int = 10_
         .values_list("id", flat=True)[:limit]
     )
     if ids:
-        leads_score(lead_ids=ids)
+        leads_score(lead_ids=ids, flagged_only=True)
     return len(ids)
 
 

@@ -365,6 +365,25 @@ def _leads_lock(ids: list[int]) -> list[tuple[int, str | None, str | None, datet
         return cursor.fetchall()
 
 
+def _created_leads_flag(ids: list[int]) -> None:
+    """Flag again the leads this batch created whose flag a scoring cleared since.
+
+    They were inserted, flagged, and committed before the events' transaction (see
+    ``events_ingest``), so a scoring pass may take them in between and find no events;
+    ``leads_apply`` flags only the leads that existed before. Nearly always nothing
+    matches, and nothing is written."""
+    if connection.vendor != "postgresql":
+        Lead.objects.filter(id__in=ids, needs_rescore=False, erased_at__isnull=True).update(needs_rescore=True)
+        return
+    lead = SqlNames(Lead)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {lead.table} SET {lead.needs_rescore} = true"  # noqa: S608 -- names from the model
+            f" WHERE {lead.id} = ANY(%s::bigint[]) AND NOT {lead.needs_rescore} AND {lead.erased_at} IS NULL",
+            [pg_array(ids)],
+        )
+
+
 def lead_upsert(*, source: Source, data: LeadInput) -> tuple[Lead, bool]:
     """Create or update one lead by identity; returns (lead, created)."""
 
@@ -571,6 +590,8 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
                     stored.rejected.append({"index": index, "errors": {"event_id": [_DIFFERENT_PAYLOAD]}})
 
         leads_apply(identification=identification)
+        if identification.created:
+            _created_leads_flag(sorted(identification.created))
         stored.lead_ids = sorted({pk for pk in identification.lead_ids if pk is not None})
         if schedule_scoring:
             intent = intent_event_types()
