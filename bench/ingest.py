@@ -262,14 +262,15 @@ def serialise_batches(events: Sequence[dict[str, Any]], size: int) -> list[tuple
 
 
 # --- HTTP -------------------------------------------------------------------------------------
-def post_batches(url: str, ingest_key: str, batches: Sequence[tuple[int, bytes]], concurrency: int) -> HttpOutcome:
-    """Post every batch with ``concurrency`` keep-alive clients; every answer must be
-    202 with all events accepted."""
-    endpoint = url.rstrip("/") + "/api/v1/events"
-    headers = {"Authorization": f"Bearer {ingest_key}", "Content-Type": "application/json"}
-    work: queue.SimpleQueue[tuple[int, bytes]] = queue.SimpleQueue()
-    for batch in batches:
-        work.put(batch)
+def _drive(
+    name: str, concurrency: int, jobs: Sequence[Any], send: Callable[[Any, Any], tuple[int, str | None]]
+) -> HttpOutcome:
+    """Run ``jobs`` through ``concurrency`` keep-alive clients that start together;
+    ``send(session, job)`` makes one request and returns (what it accepted, the problem
+    or None). Latencies, acceptances and failures are gathered into one outcome."""
+    work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for job in jobs:
+        work.put(job)
     outcome = HttpOutcome()
     lock = threading.Lock()
     start = threading.Barrier(concurrency + 1)
@@ -279,19 +280,15 @@ def post_batches(url: str, ingest_key: str, batches: Sequence[tuple[int, bytes]]
         start.wait()
         while True:
             try:
-                count, body = work.get_nowait()
+                job = work.get_nowait()
             except queue.Empty:
                 break
             began = time.perf_counter()
             try:
-                response = session.post(endpoint, data=body, headers=headers, timeout=300)
-                elapsed = time.perf_counter() - began
-                expected = {"accepted": count, "duplicates": 0, "rejected": []}
-                answer = response.json() if response.status_code == 202 else None
-                problem = None if answer == expected else f"HTTP {response.status_code}: {response.text[:300]}"
-                accepted = int(answer["accepted"]) if answer else 0
+                accepted, problem = send(session, job)
             except (requests.RequestException, ValueError) as error:
-                elapsed, problem, accepted = time.perf_counter() - began, f"{type(error).__name__}: {error}", 0
+                accepted, problem = 0, f"{type(error).__name__}: {error}"
+            elapsed = time.perf_counter() - began
             with lock:
                 outcome.latencies.append(elapsed)
                 outcome.accepted += accepted
@@ -299,7 +296,7 @@ def post_batches(url: str, ingest_key: str, batches: Sequence[tuple[int, bytes]]
                     outcome.failures.append(problem)
         session.close()
 
-    threads = [threading.Thread(target=client, name=f"client-{n}", daemon=True) for n in range(concurrency)]
+    threads = [threading.Thread(target=client, name=f"{name}-{n}", daemon=True) for n in range(concurrency)]
     for thread in threads:
         thread.start()
     with stopwatch() as watch:
@@ -308,6 +305,23 @@ def post_batches(url: str, ingest_key: str, batches: Sequence[tuple[int, bytes]]
             thread.join()
     outcome.seconds = watch.seconds
     return outcome
+
+
+def post_batches(url: str, ingest_key: str, batches: Sequence[tuple[int, bytes]], concurrency: int) -> HttpOutcome:
+    """Post every batch with ``concurrency`` keep-alive clients; every answer must be
+    202 with all events accepted."""
+    endpoint = url.rstrip("/") + "/api/v1/events"
+    headers = {"Authorization": f"Bearer {ingest_key}", "Content-Type": "application/json"}
+
+    def send(session: Any, batch: tuple[int, bytes]) -> tuple[int, str | None]:
+        count, body = batch
+        response = session.post(endpoint, data=body, headers=headers, timeout=300)
+        expected = {"accepted": count, "duplicates": 0, "rejected": []}
+        answer = response.json() if response.status_code == 202 else None
+        problem = None if answer == expected else f"HTTP {response.status_code}: {response.text[:300]}"
+        return (int(answer["accepted"]) if answer else 0), problem
+
+    return _drive("client", concurrency, batches, send)
 
 
 NOT_FOUND_PATH = "/api/v1/no-such-endpoint"
@@ -319,42 +333,12 @@ def post_not_found(url: str, ingest_key: str, body: bytes, count: int, concurren
     the 404), the floor under the ingest's rate. Every answer must be a 404."""
     endpoint = url.rstrip("/") + NOT_FOUND_PATH
     headers = {"Authorization": f"Bearer {ingest_key}", "Content-Type": "application/json"}
-    remaining = [count]
-    outcome = HttpOutcome()
-    lock = threading.Lock()
-    start = threading.Barrier(concurrency + 1)
 
-    def client() -> None:
-        session = requests.Session()
-        start.wait()
-        while True:
-            with lock:
-                if remaining[0] <= 0:
-                    break
-                remaining[0] -= 1
-            began = time.perf_counter()
-            try:
-                response = session.post(endpoint, data=body, headers=headers, timeout=300)
-                problem = None if response.status_code == 404 else f"HTTP {response.status_code}"
-            except requests.RequestException as error:
-                problem = f"{type(error).__name__}: {error}"
-            elapsed = time.perf_counter() - began
-            with lock:
-                outcome.latencies.append(elapsed)
-                outcome.accepted += problem is None
-                if problem:
-                    outcome.failures.append(problem)
-        session.close()
+    def send(session: Any, _job: int) -> tuple[int, str | None]:
+        response = session.post(endpoint, data=body, headers=headers, timeout=300)
+        return (1, None) if response.status_code == 404 else (0, f"HTTP {response.status_code}")
 
-    threads = [threading.Thread(target=client, name=f"baseline-{n}", daemon=True) for n in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    with stopwatch() as watch:
-        start.wait()
-        for thread in threads:
-            thread.join()
-    outcome.seconds = watch.seconds
-    return outcome
+    return _drive("baseline", concurrency, range(count), send)
 
 
 def per_request_cpu(usage: CpuUsage, requests_made: int) -> str:
