@@ -18,7 +18,7 @@ SIDE_BROKER_URL ?= redis://127.0.0.1:6379/14
 RUNTIME_VENV := .venv-runtime
 RUNTIME_STAMP := $(RUNTIME_VENV)/requirements-$(firstword $(shell sha256sum requirements.txt)).stamp
 
-.PHONY: help run test checks-then-side test-main test-side lint typecheck pytest pytest-sqlite schemathesis services venv dev-venv runtime-venv e2e-deps screenshots bench clean
+.PHONY: help run test main-then-sqlite checks-then-side test-main test-side lint typecheck pytest pytest-sqlite schemathesis services venv dev-venv runtime-venv e2e-deps screenshots bench clean
 
 help:  ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -93,23 +93,30 @@ pytest-sqlite: dev-venv services  ## The ORM twins of the raw SQL: a subset of t
 	DATABASE_URL= CELERY_BROKER_URL=$(TEST_BROKER_URL) SQLITE_PATH=$${TMPDIR:-/tmp}/leadflow-test-sqlite.sqlite3 \
 	  $(BIN)/python -m pytest -q -m "not postgres and not worker" $(SQLITE_TESTS)
 
-test: e2e-deps dev-venv runtime-venv services  ## Everything CI runs
-	@# Two streams side by side, each on its own test database and Redis database; the
-	@# lint and type checks open the side stream, which is otherwise the shorter one.
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-main checks-then-side
+test:  ## Everything CI runs
+	@# The two virtualenvs and Chromium install side by side, then two test streams run
+	@# side by side, each on its own test database and Redis database: the bulk of the
+	@# suite then the SQLite subset; the lint and type checks then the browser, worker,
+	@# subprocess and schema tests.
+	@$(MAKE) --no-print-directory -j3 dev-venv runtime-venv e2e-deps
+	@$(MAKE) --no-print-directory services
+	@$(MAKE) --no-print-directory -j2 --output-sync=target main-then-sqlite checks-then-side
+
+main-then-sqlite:
+	@$(MAKE) --no-print-directory test-main
+	@$(MAKE) --no-print-directory pytest-sqlite
 
 checks-then-side:
 	@$(MAKE) --no-print-directory lint typecheck
 	@$(MAKE) --no-print-directory test-side
 
-test-main: dev-venv runtime-venv services  ## The suite but browsers, real workers, SQLite and the schema run
+test-main: dev-venv runtime-venv services  ## The suite but browsers, real workers, subprocess-heavy files, SQLite and the schema run
 	RUNTIME_PYTHON=$(CURDIR)/$(RUNTIME_VENV)/bin/python DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  $(BIN)/python -m pytest -m "not schemathesis and not e2e and not worker and not side" $(PYTEST_ARGS)
 
-test-side: dev-venv runtime-venv services e2e-deps  ## Browsers, real workers, the "side" files and the schema run, then the SQLite subset
+test-side: dev-venv runtime-venv services e2e-deps  ## Browsers, real workers, the "side" files and the schema run
 	RUNTIME_PYTHON=$(CURDIR)/$(RUNTIME_VENV)/bin/python DATABASE_URL=$(SIDE_DATABASE_URL) CELERY_BROKER_URL=$(SIDE_BROKER_URL) \
 	  $(BIN)/python -m pytest -q -m "e2e or worker or side or schemathesis" $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory pytest-sqlite TEST_BROKER_URL=$(SIDE_BROKER_URL)
 
 e2e-deps:  ## Headless Chromium for the browser tests (Debian package)
 	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null

@@ -4,6 +4,7 @@ from functools import cache
 from typing import Any, cast
 
 import factory
+from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
@@ -15,12 +16,18 @@ from scoring import services as scoring_services
 from scoring.models import RuleSet, Score, ScoringModel
 
 
-@cache
 def password_hash(raw: str) -> str:
-    """One real hash per password and process: the production hasher (PBKDF2, a million
-    iterations) takes 0.5-4 s on this machine, and the suite creates over a thousand users.
-    Every user with the same password shares the salt, which a test never minds; a login
-    still checks the password the way production does."""
+    """One real hash per password, hasher setting and process: the production hasher
+    (PBKDF2, a million iterations) takes 0.5-4 s on this machine, and the suite creates
+    over a thousand users. Every user with the same password shares the salt, which a test
+    never minds; a login still checks the password the way production does. Keyed on
+    ``PASSWORD_HASHERS`` too: a hash made under a test's faster hasher would not verify
+    once the setting is restored."""
+    return _password_hash(raw, tuple(settings.PASSWORD_HASHERS))
+
+
+@cache
+def _password_hash(raw: str, hashers: tuple[str, ...]) -> str:
     return make_password(raw)
 
 
