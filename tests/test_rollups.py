@@ -381,6 +381,7 @@ def test_a_claim_through_the_orm_records_its_first_claim_as_the_statement_does(s
     assert everything_current() == everything_recounted()
 
 
+@pytest.mark.postgres  # the bucket's SQL is PostgreSQL's (the full rescore's statements)
 def test_the_duration_bucket_is_the_same_in_sql_as_in_python(db):
     durations = [0, 0.4, 1, 1.5, 2, 59.999999, 60, 3600, 4096, 86400 * 3.3, 2**22, 86400 * 400 + 0.123456]
     with connection.cursor() as cursor:
