@@ -1,4 +1,7 @@
+import json
+
 import pytest
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from leadflow.leads import services
@@ -94,6 +97,27 @@ def test_list_query_count_does_not_grow_with_page_size(marketer, django_assert_m
     with django_assert_max_num_queries(3):
         response = client.get(f"{URL}?page_size={page_size}")
     assert len(response.json()["results"]) == page_size
+
+
+@pytest.mark.parametrize("query", ["", "?ordering=-score", "?stage=mql&ordering=-score", "?ordering=score"])
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+def test_list_rows_are_what_the_list_serializer_shows(marketer, settings, query, zone):
+    """The list builds its rows by hand (``lead_list_row``); ``LeadListSerializer`` documents them."""
+    from leadflow.leads.api import LeadListSerializer
+
+    settings.TIME_ZONE = zone
+    from leadflow.leads.selectors import LeadFilters, lead_search
+
+    moment = timezone.now()
+    LeadFactory.create(stage="mql", score="61.25", owner=marketer, last_activity_at=moment, mql_at=moment)
+    LeadFactory.create(stage="mql", score="-3.5", source=None, external_id="crm-7", company="")
+    LeadFactory.create(stage="sql", score=0, mql_at=moment, sql_at=moment)
+    LeadFactory.create(stage="new")  # never scored
+    rows = client_for(marketer).get(URL + query).json()["results"]
+    by_id = {str(lead.public_id): lead for lead in lead_search(filters=LeadFilters(sort="-created"))}
+    expected = [dict(LeadListSerializer(by_id[row["id"]]).data) for row in rows]
+    assert rows == json.loads(json.dumps(expected, cls=DjangoJSONEncoder))
+    assert len(rows) == (2 if "stage" in query else 4)
 
 
 def test_detail_by_public_id_shows_recent_events(marketer):
