@@ -207,7 +207,7 @@ def test_events_posted_to_the_api_make_a_lead_an_sql_in_the_list_and_its_page(
     expect(page.get_by_role("heading", name="Ada Lovelace")).to_be_visible()
     explanation = page.locator("section", has=page.get_by_role("heading", name="Why this score"))
     expect(explanation.locator("tbody tr")).to_have_count(4)
-    expect(explanation.locator("tbody tr", has_text="demo_request rule")).to_contain_text("+30")
+    expect(explanation.locator("tbody tr", has_text="demo_request rule")).to_contain_text("+30.00")
     expect(explanation.locator("tbody tr", has_text="page_view rule")).to_contain_text("3×")
     expect(explanation.locator("tfoot")).to_contain_text("56")
     expect(page.get_by_text("Intent shown and score 56.00 reached the SQL threshold")).to_be_visible()
