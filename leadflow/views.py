@@ -25,7 +25,7 @@ from leadflow.leads.templatetags.leadflow_ui import percent
 from scoring import accounts as scoring_accounts
 from scoring import selectors as scoring_selectors
 from scoring.models import ScoringModel
-from scoring.presenters import explanation_data
+from scoring.presenters import explanation_data, explanation_qualifications
 
 EVENTS_PER_PAGE = 25
 STAGE_EDITORS = (MARKETING, SCORING_ADMIN)
@@ -134,6 +134,7 @@ def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm 
         "score_cards": cards,
         "explanation": explanation,
         "intent_window_days": explained.ruleset.intent_window_days if explained.ruleset else None,
+        "qualifications": explanation_qualifications(explained),
         "matched_rules": [rule for rule in rules if rule["matched"]],
         "unmatched_rules": [rule for rule in rules if not rule["matched"]],
         "history": lead_selectors.lead_stage_history(lead=lead, viewer=request.user),

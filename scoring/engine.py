@@ -453,7 +453,46 @@ def score_lead(
     )
 
 
-# --- Qualification (one model's criteria; ``mql_sql``/``sql_sql`` are the SQL twins) -----
+# --- Qualification (one model's criteria; ``bulk.ScoresTable.transitions`` is the SQL twin) ---
+@dataclass(frozen=True)
+class Criterion:
+    """One of a model's qualification criteria, and whether the lead meets it. The keys:
+    ``suppression`` (listed only when a suppression rule matched), ``score``, ``grade``
+    (only when the model asks for a minimum grade), ``requalification`` (MQL, a recycled
+    lead), ``intent`` and ``fit`` (SQL)."""
+
+    key: str
+    met: bool
+
+
+def reaches_mql_threshold(spec: RuleSetSpec, score: Decimal) -> bool:
+    """The MQL score criterion; an MQL that no longer meets it is a *stale MQL* (decay
+    lowers scores but never demotes: ``scoring.selectors.LeadScores.stale_mql`` is the SQL twin)."""
+    return score >= spec.mql_threshold
+
+
+def mql_criteria(
+    spec: RuleSetSpec,
+    *,
+    score: Decimal,
+    grade: str,
+    suppressed: bool,
+    recycled: bool,
+    behaviour_since: Decimal | None,
+) -> list[Criterion]:
+    """The model's MQL criteria: not suppressed, the score and the grade reach the
+    model's minimums, and a recycled lead has earned the requalification threshold in
+    behaviour points since its recycling."""
+    criteria = [Criterion("suppression", False)] if suppressed else []
+    criteria.append(Criterion("score", reaches_mql_threshold(spec, score)))
+    if spec.mql_min_grade:
+        criteria.append(Criterion("grade", grade_reaches(grade, spec.mql_min_grade)))
+    if recycled:
+        earned = behaviour_since is not None and behaviour_since >= spec.requalify_threshold
+        criteria.append(Criterion("requalification", earned))
+    return criteria
+
+
 def qualifies_mql(
     spec: RuleSetSpec,
     *,
@@ -463,12 +502,34 @@ def qualifies_mql(
     recycled: bool,
     behaviour_since: Decimal | None,
 ) -> bool:
-    """The model's MQL criteria: not suppressed, the score and the grade reach the
-    model's minimums, and a recycled lead has earned the requalification threshold in
-    behaviour points since its recycling."""
-    if suppressed or score < spec.mql_threshold or not grade_reaches(grade, spec.mql_min_grade):
-        return False
-    return not recycled or (behaviour_since is not None and behaviour_since >= spec.requalify_threshold)
+    """Whether every one of ``mql_criteria`` holds."""
+    criteria = mql_criteria(
+        spec, score=score, grade=grade, suppressed=suppressed, recycled=recycled, behaviour_since=behaviour_since
+    )
+    return all(criterion.met for criterion in criteria)
+
+
+def sql_criteria(
+    spec: RuleSetSpec,
+    *,
+    score: Decimal,
+    fit: Decimal,
+    grade: str,
+    suppressed: bool,
+    last_intent_at: datetime | None,
+    recycled_at: datetime | None,
+) -> list[Criterion]:
+    """The model's SQL criteria: not suppressed, a hand-raise inside the intent window
+    (after the recycling, for a recycled lead), the score, the fit and the grade reach
+    the model's minimums (``fit`` always listed: met when the model sets no minimum)."""
+    criteria = [Criterion("suppression", False)] if suppressed else []
+    intent = last_intent_at is not None and (recycled_at is None or last_intent_at > recycled_at)
+    criteria.append(Criterion("score", score >= spec.sql_threshold))
+    criteria.append(Criterion("fit", spec.sql_min_fit is None or fit >= spec.sql_min_fit))
+    criteria.append(Criterion("intent", intent))
+    if spec.sql_min_grade:
+        criteria.append(Criterion("grade", grade_reaches(grade, spec.sql_min_grade)))
+    return criteria
 
 
 def qualifies_sql(
@@ -481,13 +542,14 @@ def qualifies_sql(
     last_intent_at: datetime | None,
     recycled_at: datetime | None,
 ) -> bool:
-    """The model's SQL criteria: not suppressed, a hand-raise inside the intent window
-    (after the recycling, for a recycled lead), the score, the fit and the grade reach
-    the model's minimums."""
-    if suppressed or last_intent_at is None or score < spec.sql_threshold:
-        return False
-    if recycled_at is not None and last_intent_at <= recycled_at:
-        return False
-    if spec.sql_min_fit is not None and fit < spec.sql_min_fit:
-        return False
-    return grade_reaches(grade, spec.sql_min_grade)
+    """Whether every one of ``sql_criteria`` holds."""
+    criteria = sql_criteria(
+        spec,
+        score=score,
+        fit=fit,
+        grade=grade,
+        suppressed=suppressed,
+        last_intent_at=last_intent_at,
+        recycled_at=recycled_at,
+    )
+    return all(criterion.met for criterion in criteria)

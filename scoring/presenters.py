@@ -2,12 +2,16 @@
 to the dicts and strings the API serializes and the pages render, so that both say the
 same thing the same way."""
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from leadflow.leads.models import Stage
+from leadflow.leads.scores import Qualification
 from scoring.engine import RuleSpec
 from scoring.models import RuleKind
-from scoring.selectors import Explanation, Preview, PreviewLead
+from scoring.qualification import lead_qualification
+from scoring.selectors import Explanation, Preview, PreviewLead, ruleset_spec
 
 ZERO = Decimal("0.00")
 EXPLAINED_EVENTS = 20  # the most recent events shown behind each rule
@@ -103,3 +107,31 @@ def preview_data(preview: Preview) -> dict[str, Any]:
         "histogram_before": preview.histogram_before,
         "histogram_after": preview.histogram_after,
     }
+
+
+# --- Qualification criteria (the lead page; the leads list: ``scoring.qualification``) ---------
+def explanation_qualifications(explanation: Explanation) -> list[Qualification]:
+    """The explained lead's MQL and SQL criteria under the ruleset that computed its
+    score (the lead page): empty when the model has not scored it."""
+    score, ruleset, lead = explanation.score, explanation.ruleset, explanation.lead
+    if score is None or ruleset is None:
+        return []
+    spec = ruleset_spec(ruleset)
+    qualifications = [
+        lead_qualification(
+            spec,
+            model_name=ruleset.model.name,
+            stage=lead.stage,
+            target=target,
+            score=score.score,
+            fit=score.fit,
+            grade=score.grade,
+            suppressed=score.suppressed_by is not None,
+            last_intent_at=score.last_intent_at,
+            recycled_at=lead.recycled_at,
+            behaviour_since=score.behaviour_since_recycled,
+        )
+        for target in (Stage.MQL, Stage.SQL)
+    ]
+    mql, sql = qualifications
+    return [mql, replace(sql, stale_mql=False)]  # a stale MQL is said once, beside the MQL criteria

@@ -29,10 +29,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from leadflow.leads.models import LEAD_PROFILE_FIELDS, LEAD_UTM_FIELDS, Event, Lead, Stage
-from leadflow.leads.scores import ModelScore, UnknownModel
+from leadflow.leads.scores import ModelScore, Qualification, UnknownModel
 from scoring import bulk, engine
 from scoring.engine import EventRow, LeadScore, RuleSetSpec, RuleSpec
 from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus, Score, ScoringModel
+from scoring.qualification import lead_qualification
 
 # The lead's fields the engine reads: ``engine.LEAD_ATTRIBUTES`` are these and the
 # e-mail's domain, and ``traits.<key>`` reads the traits.
@@ -445,6 +446,43 @@ class LeadScores:
 
     def models(self) -> list[tuple[str, str]]:
         return list(model_list().values_list("slug", "name"))
+
+    def qualifications(self, leads: list[Lead], *, model: str | None) -> dict[int, Qualification]:
+        """Four queries: the model, its published ruleset (with its rules), the leads' scores."""
+        chosen = model_get(slug=model) if model else model_default()
+        ruleset = published_ruleset(chosen) if chosen else None
+        if ruleset is None or not leads:
+            return {}
+        spec = ruleset_spec(ruleset)
+        stages = {lead.pk: (lead.stage, lead.recycled_at) for lead in leads}
+        found = {}
+        for row in Score.objects.filter(model_id=spec.model_id, lead_id__in=list(stages)):
+            stage, recycled_at = stages[row.lead_id]
+            found[row.lead_id] = lead_qualification(
+                spec,
+                model_name=ruleset.model.name,
+                stage=stage,
+                score=row.score,
+                fit=row.fit,
+                grade=row.grade,
+                suppressed=row.suppressed_by is not None,
+                last_intent_at=row.last_intent_at,
+                recycled_at=recycled_at,
+                behaviour_since=row.behaviour_since_recycled,
+            )
+        return found
+
+    def stale_mql(self, leads: QuerySet[Lead], *, model: str | None) -> QuerySet[Lead]:
+        # The SQL twin of ``engine.reaches_mql_threshold`` failing at MQL. The threshold is a
+        # subquery (PostgreSQL runs it once): below it, within the MQLs of the scores' index
+        # (model, stage, score, lead) when the list is ``annotate_scored``'s. No published
+        # ruleset: the threshold is NULL and no lead is stale.
+        models = model_list().filter(slug=model) if model else model_list()
+        threshold = RuleSet.objects.filter(
+            status=RuleSetStatus.PUBLISHED, model_id=Subquery(models.values("id")[:1])
+        ).values("mql_threshold")[:1]
+        # ``scored`` and ``score`` are the annotations of ``annotate``/``annotate_scored``.
+        return leads.filter(stage=Stage.MQL, scored=True, score__lt=Subquery(threshold))  # type: ignore[misc]
 
     def scores(self, leads: list[Lead]) -> dict[int, list[ModelScore]]:
         found: dict[int, list[ModelScore]] = {lead.pk: [] for lead in leads}

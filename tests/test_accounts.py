@@ -334,7 +334,7 @@ def test_the_account_page_shows_rollup_contributors_contacts_and_activity(client
     assert response.status_code == 200
     page = response.content.decode()
     assert "Ada Lovelace" in page and "Grace Hopper" in page and "Someone Else" not in page
-    assert "<strong>90</strong>" in page  # 40 + 20 behaviour + 30 best fit
+    assert "<strong>90.00</strong>" in page  # 40 + 20 behaviour + 30 best fit
     assert "pricing_view" in page
 
 

@@ -59,8 +59,8 @@ def test_lead_page_shows_every_models_score_side_by_side(marketer, analytics):
     page = response.content.decode()
     cards = response.context["score_cards"]
     assert [card.model.slug for card in cards] == [default_model().slug, "analytics"]
-    assert "B · 70" in page and "A · 45" in page  # grade and score together, each model
-    assert "fit 20 · behaviour 50" in page and "fit 35 · behaviour 10" in page
+    assert "B · 70.00" in page and "A · 45.00" in page  # grade and score together, each model
+    assert "fit 20.00 · behaviour 50.00" in page and "fit 35.00 · behaviour 10.00" in page
     assert "Suppressed: Competitor domain" in page
     assert f'href="?model={default_model().slug}"' in page and 'href="?model=analytics"' in page
     assert response.context["model"] == default_model()  # the default model is explained first
@@ -121,13 +121,13 @@ def test_leads_list_shows_grade_and_score_and_sorts_by_the_chosen_model(marketer
 
     default = client.get(reverse("lead-list"))
     assert [lead.name for lead in default.context["page"].object_list] == ["Platform fan", "Add-on fan"]
-    assert "A · 80" in default.content.decode() and "C · 20" in default.content.decode()
+    assert "A · 80.00" in default.content.decode() and "C · 20.00" in default.content.decode()
     assert 'name="model"' in default.content.decode() and "Analytics add-on" in default.content.decode()
 
     chosen = client.get(reverse("lead-list"), {"model": "analytics", "sort": "-score"})
     page = chosen.content.decode()
     assert [lead.name for lead in chosen.context["page"].object_list] == ["Add-on fan", "Platform fan"]
-    assert "A · 90" in page and "D · 10" in page and "Scores of Analytics add-on" in page
+    assert "A · 90.00" in page and "D · 10.00" in page and "Scores of Analytics add-on" in page
     assert chosen.context["filtered"] is False  # choosing a model is not a filter
 
     only_high = client.get(reverse("lead-list"), {"model": "analytics", "score_min": "50"})
@@ -177,7 +177,7 @@ def test_queue_shows_the_qualifying_model_and_grade_with_the_score(rep, analytic
     response = browser(rep).get(reverse("sales-queue"))
     assert response.context["queue"][0].why.grade == "A"  # the qualifying model's grade, not the default's B
     row = response.content.decode().split('<table class="queue">')[1]
-    assert "A · 64" in row and "Analytics add-on" in row
+    assert "A · 64.00" in row and "Analytics add-on" in row
 
 
 def test_queue_without_a_second_model_shows_no_model_choice(rep):

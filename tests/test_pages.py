@@ -616,7 +616,7 @@ def test_the_lead_page_explains_the_score_rule_by_rule(marketer, publish_ruleset
         ("demo_request rule", 1, False, Decimal("30.00")),
     ]
     assert sum(rule["contribution"] for rule in matched) == stored.score
-    assert "capped at 3" in page and "each page_view" in page and "+30" in page
+    assert "capped at 3.00" in page and "each page_view" in page and "+30.00" in page
     assert response.context["topics"] == [("pricing", 2), ("abm", 1)]
     assert response.context["assets"] == [("demo-form", 1)]
     assert "Intent shown and score 33.00 reached the SQL threshold" in page  # the stage history

@@ -209,7 +209,7 @@ def test_the_queue_lists_sqls_by_score_then_age_with_why_they_qualified(rep, sql
     ]
     assert why.intent.type == "demo_request" and why.intent.properties == {"intent": "book a demo"}
     content = response.content.decode()
-    assert "+30</b> demo_request rule" in content and "Hand raised" in content and "book a demo" in content
+    assert "+30.00</b> demo_request rule" in content and "Hand raised" in content and "book a demo" in content
     assert response.context["queue"][1].why.scored is False  # this lead has no score
     assert "Not scored yet." in content
 

@@ -388,6 +388,11 @@ class LeadFilter(query.FilterSet):
     active_before = query.DateTimeFilter(field_name="last_activity_at", lookup_expr="lt")
     q = query.TextFilter(method="search", help_text="Search email, name and company.")
     account = query.NumberFilter(field_name="account_id", help_text="An account's id: its contacts only.")
+    stale_mql = query.BooleanFilter(
+        method="stale_only",
+        help_text="true: only MQLs whose score (of the model) is now below its published MQL threshold "
+        "(decay lowers scores but never demotes a stage).",
+    )
     model = query.SlugFilter(
         method="scored_by",
         help_text="The scoring model (slug) whose score the list shows, filters (score_min/max) and sorts by; "
@@ -403,6 +408,9 @@ class LeadFilter(query.FilterSet):
 
     def scored_by(self, queryset: QuerySet[Lead], name: str, value: str) -> QuerySet[Lead]:
         return queryset  # lead_search annotates the model's scores
+
+    def stale_only(self, queryset: QuerySet[Lead], name: str, value: bool | None) -> QuerySet[Lead]:
+        return queryset  # lead_search filters (LeadFilters.stale_mql)
 
     def lead_filters(self, *, sort: str) -> selectors.LeadFilters:
         """The valid parameters as the ``LeadFilters`` of ``selectors.lead_search``."""
@@ -421,6 +429,7 @@ class LeadFilter(query.FilterSet):
             sort=sort,
             model=data.get("model") or None,
             account=int(account) if account is not None else None,
+            stale_mql=bool(data.get("stale_mql")),
         )
 
 

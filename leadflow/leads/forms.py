@@ -60,6 +60,11 @@ class LeadFilterForm(PlainForm):
         error_messages={"invalid_choice": "No scoring model “%(value)s”: showing the default model's scores."},
     )
     account = forms.IntegerField(label="Account", required=False, min_value=1, widget=forms.HiddenInput)
+    stale = forms.BooleanField(
+        label="Stale MQLs only",
+        required=False,
+        help_text="MQLs whose score has decayed below the MQL threshold: they stay MQL until someone acts.",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -96,6 +101,7 @@ class LeadFilterForm(PlainForm):
             sort=data.get("sort") or DEFAULT_LEAD_SORT,
             model=data.get("model") or None,
             account=data.get("account"),
+            stale_mql=bool(data.get("stale")),
         )
 
 

@@ -46,6 +46,37 @@ class ModelScore:
         return f"{self.grade} · {self.score}"
 
 
+@dataclass(frozen=True)
+class CriterionState:
+    """One qualification criterion of a lead under a model, as pages show it: ``score ✓``
+    with what it says in words (``text``: "score 66.00 ≥ SQL threshold 60.00", "needs a
+    demo request or contact request")."""
+
+    key: str  # the engine's (``scoring.engine.Criterion``): score, fit, intent, grade, …
+    label: str
+    met: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class Qualification:
+    """A lead's state against one model's criteria for ``target`` (``mql`` or ``sql``),
+    and whether it is a *stale MQL*: at MQL with a score now below the MQL threshold."""
+
+    model_name: str
+    target: str
+    criteria: tuple[CriterionState, ...]
+    stale_mql: bool = False
+
+    @property
+    def met(self) -> bool:
+        return all(criterion.met for criterion in self.criteria)
+
+    @property
+    def missing(self) -> list[str]:
+        return [criterion.text for criterion in self.criteria if not criterion.met]
+
+
 class ScoresProvider(Protocol):
     def annotate(self, leads: QuerySet[Lead], *, model: str | None) -> QuerySet[Lead]:
         """``leads`` with ``SCORE_ANNOTATIONS`` of the model (a slug; the default model
@@ -64,6 +95,18 @@ class ScoresProvider(Protocol):
 
     def models(self) -> list[tuple[str, str]]:
         """(slug, name) of every scoring model, the default first."""
+        ...
+
+    def qualifications(self, leads: list[Lead], *, model: str | None) -> dict[int, Qualification]:
+        """Each lead's state against the criteria of its next stage under the model's
+        published ruleset (MQL for a new or recycled lead, SQL otherwise), by lead id: a
+        constant number of queries however many leads; a lead the model never scored is
+        missing."""
+        ...
+
+    def stale_mql(self, leads: QuerySet[Lead], *, model: str | None) -> QuerySet[Lead]:
+        """The ``leads`` (annotated by ``annotate`` or ``annotate_scored``) at MQL whose
+        score under the model is below its published MQL threshold."""
         ...
 
 
@@ -96,6 +139,15 @@ def leads_scores(leads: list[Lead]) -> dict[int, list[ModelScore]]:
     if _provider is None:
         return {lead.pk: [] for lead in leads}
     return _provider.scores(leads)
+
+
+def leads_qualifications(leads: list[Lead], *, model: str | None = None) -> dict[int, Qualification]:
+    return {} if _provider is None else _provider.qualifications(leads, model=model)
+
+
+def leads_stale_mql(leads: QuerySet[Lead], *, model: str | None = None) -> QuerySet[Lead]:
+    """Stale MQLs (``ScoresProvider.stale_mql``); none without a provider (nothing is scored)."""
+    return leads.none() if _provider is None else _provider.stale_mql(leads, model=model)
 
 
 def scoring_models() -> list[tuple[str, str]]:

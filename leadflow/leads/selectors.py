@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from leadflow.leads.models import Account, Event, Lead, Source, Stage, StageChange
 from leadflow.leads.roles import sees_every_decision
-from leadflow.leads.scores import leads_annotate_scored, leads_annotate_scores
+from leadflow.leads.scores import leads_annotate_scored, leads_annotate_scores, leads_stale_mql
 from leadflow.pagination import CappedCountPaginator
 
 RECENT_EVENTS = 20
@@ -73,6 +73,7 @@ class LeadFilters:
     sort: str = DEFAULT_LEAD_SORT
     model: str | None = None  # the scoring model (slug) whose score filters and sorts; None: the default
     account: int | None = None  # the account's id: its contacts only
+    stale_mql: bool = False  # only MQLs whose score (of ``model``) is now below its MQL threshold
 
 
 def start_of_day(day: date) -> datetime:
@@ -118,6 +119,8 @@ def _narrowed(leads: QuerySet[Lead], filters: LeadFilters) -> QuerySet[Lead]:
         leads = leads.filter(last_activity_at__gte=filters.active_after)
     if filters.active_before is not None:
         leads = leads.filter(last_activity_at__lt=filters.active_before)
+    if filters.stale_mql:
+        leads = leads_stale_mql(leads, model=filters.model)
     return leads
 
 
@@ -150,6 +153,8 @@ def lead_search_head(*, filters: LeadFilters) -> QuerySet[Lead] | None:
     # to that stage's leads (an index of its own for MQL and SQL, scoring's HOT_STAGES);
     # the lead's own stage still filters (``_narrowed``).
     stage = filters.stages[0] if len(filters.stages) == 1 else None
+    if filters.stale_mql:  # stale MQLs are MQLs: the MQLs' part of the index
+        stage = Stage.MQL
     scored = leads_annotate_scored(lead_list(), model=filters.model, stage=stage) if end else None
     if scored is None:
         return None

@@ -17,7 +17,7 @@ from leadflow.leads.decorators import role_required
 from leadflow.leads.forms import LeadFilterForm
 from leadflow.leads.importexport import EXPORT_COLUMNS, csv_cell, lead_export_rows
 from leadflow.leads.roles import ALL_ROLES
-from leadflow.leads.scores import scoring_models
+from leadflow.leads.scores import leads_qualifications, scoring_models
 
 LEADS_PER_PAGE = 50
 
@@ -31,6 +31,11 @@ def lead_list(request: HttpRequest) -> HttpResponse:
         selectors.lead_search(filters=filters), LEADS_PER_PAGE, head=selectors.lead_search_head(filters=filters)
     )
     page = paginator.get_page(request.GET.get("page"))
+    # Each row's next-stage criteria under the list's model: a few queries for the whole page.
+    page.object_list = list(page.object_list)
+    qualifications = leads_qualifications(page.object_list, model=filters.model)
+    for lead in page.object_list:
+        lead.qualification = qualifications.get(lead.pk)
     models = scoring_models()
     names = dict(models)
     model_name = names.get(filters.model or "", models[0][1] if models else "") if len(models) > 1 else ""

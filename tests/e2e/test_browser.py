@@ -25,18 +25,18 @@ def test_a_marketer_logs_in_and_sees_the_funnel(page: Page, marketer, outsider, 
     funnel = page.locator("section", has=page.get_by_role("heading", name="Funnel"))
     expect(funnel.locator("svg.chart")).to_be_visible()
     created = Lead.objects.count()
-    expect(page.locator(".kpi", has=page.get_by_text("New leads", exact=True)).locator(".value")).to_have_text(
-        re.compile(r"\d+")
-    )
-    expect(page.locator(".kpi", has_text="Became SQL")).to_contain_text("of MQLs")
+    expect(
+        page.locator(".kpi", has=page.get_by_text("Leads created in the period", exact=True)).locator(".value")
+    ).to_have_text(re.compile(r"\d+"))
+    expect(page.locator(".kpi", has_text="Became SQL")).to_contain_text("of leads created in the period")
     expect(page.get_by_role("heading", name="MQLs and SQLs per day")).to_be_visible()
     expect(page.get_by_role("heading", name="Score distribution")).to_be_visible()
     shoot(page, "dashboard")
 
     page.get_by_role("link", name="90 days").click()
-    expect(page.locator(".kpi", has=page.get_by_text("New leads", exact=True)).locator(".value")).to_have_text(
-        str(created)
-    )
+    expect(
+        page.locator(".kpi", has=page.get_by_text("Leads created in the period", exact=True)).locator(".value")
+    ).to_have_text(str(created))
 
     page.get_by_role("link", name="Leads", exact=True).click()
     expect(page.get_by_role("heading", name="Leads", exact=True)).to_be_visible()
@@ -207,7 +207,7 @@ def test_events_posted_to_the_api_make_a_lead_an_sql_in_the_list_and_its_page(
     expect(page.get_by_role("heading", name="Ada Lovelace")).to_be_visible()
     explanation = page.locator("section", has=page.get_by_role("heading", name="Why this score"))
     expect(explanation.locator("tbody tr")).to_have_count(4)
-    expect(explanation.locator("tbody tr", has_text="demo_request rule")).to_contain_text("+30")
+    expect(explanation.locator("tbody tr", has_text="demo_request rule")).to_contain_text("+30.00")
     expect(explanation.locator("tbody tr", has_text="page_view rule")).to_contain_text("3×")
     expect(explanation.locator("tfoot")).to_contain_text("56")
     expect(page.get_by_text("Intent shown and score 56.00 reached the SQL threshold")).to_be_visible()

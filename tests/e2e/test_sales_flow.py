@@ -87,7 +87,7 @@ def test_a_rep_rejects_a_new_sql_with_a_reason_and_marketing_reads_the_feedback(
     page.get_by_role("link", name="Sales queue").click()
     expect(page.get_by_role("heading", name="Sales queue")).to_be_visible()
     row = page.locator("table.queue tbody tr", has_text="Ada Lovelace")
-    expect(row.locator(".chip").first).to_contain_text("+30 demo_request rule")
+    expect(row.locator(".chip").first).to_contain_text("+30.00 demo_request rule")
     expect(row.locator(".chip")).to_have_count(3)
     expect(row).to_contain_text("Hand raised")
     expect(row).to_contain_text("book a demo")
@@ -138,7 +138,7 @@ def test_a_rep_rejects_a_new_sql_with_a_reason_and_marketing_reads_the_feedback(
 
     page.get_by_role("link", name="Dashboard").click()
     outcomes = page.locator("section", has=page.get_by_role("heading", name="Sales outcomes"))
-    expect(outcomes.locator(".mini-kpis > div", has_text="Rejected").locator(".value")).to_have_text("1")
+    expect(outcomes.locator(".mini-kpis > div", has_text="Handoffs rejected").locator(".value")).to_have_text("1")
     expect(outcomes.locator(".reasons")).to_contain_text("Bad timing")
     page.goto("/notifications/")
     page.get_by_role("button", name="Mark all read").click()

@@ -2,7 +2,7 @@
 times. (The handoff's own, SLAs and the audit trail, are in ``handoff_ui``.)"""
 
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django import template
@@ -49,20 +49,25 @@ def percent(value: float | None) -> str:
     return f"{value:.0f}%" if value >= 10 or value == 0 else f"{value:.1f}%"
 
 
+SCORE_PLACES = Decimal("0.01")  # scores, points and thresholds are stored with two decimals
+
+
 @register.filter
 def score(value: Decimal | float | None) -> str:
-    """A score as people read it: at most one decimal."""
+    """A score (or points, a threshold) as every page shows it: always two decimals, as
+    stored, so that the rows of an explanation add up on screen to the total under them
+    (the engine's contributions sum exactly to the stored score)."""
     if value is None or value == "":
         return "—"
-    number = Decimal(value).quantize(Decimal("0.1"))
+    number = Decimal(str(value)).quantize(SCORE_PLACES, rounding=ROUND_HALF_UP)
     text = format(number, "f")
-    return text[:-2] if text.endswith(".0") else text
+    return "0.00" if text == "-0.00" else text
 
 
 @register.filter
 def graded(value: Decimal | float | None, grade: str | None) -> str:
     """A score with its fit grade, as lists show them: ``{{ lead.score|graded:lead.grade }}``
-    reads ``B · 74``; a lead the model never scored reads ``—``."""
+    reads ``B · 74.00``; a lead the model never scored reads ``—``."""
     if not grade:
         return "—"
     return f"{grade} · {score(value)}"
@@ -70,10 +75,20 @@ def graded(value: Decimal | float | None, grade: str | None) -> str:
 
 @register.filter
 def signed(value: Decimal | float | None) -> str:
+    """Points with their sign, two decimals like every score: ``+12.50``, ``-5.00``, ``0.00``."""
     if value is None:
         return "—"
     text = score(value)
-    return text if text.startswith("-") or text == "0" else f"+{text}"
+    return text if text.startswith("-") or text == "0.00" else f"+{text}"
+
+
+@register.filter
+def number(value: Decimal | float | None) -> str:
+    """A quantity that is no score (a half-life in days): at most one decimal, ``14`` or ``3.5``."""
+    if value is None or value == "":
+        return "—"
+    text = format(Decimal(str(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP), "f")
+    return text[:-2] if text.endswith(".0") else text
 
 
 @register.filter
