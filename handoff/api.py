@@ -31,6 +31,7 @@ from handoff.roles import can_work_handoffs
 from leadflow import query
 from leadflow.leads import selectors as lead_selectors
 from leadflow.pagination import PageNumberPagination
+from leadflow.representation import decimal_text, iso_datetime, or_none
 
 CONFLICT = OpenApiResponse(description="Wrong state for this action, or the claim limit: see `detail`.")
 NOT_VISIBLE = OpenApiResponse(description="No such handoff, or another rep holds it.")
@@ -88,6 +89,40 @@ class HandoffSerializer(serializers.Serializer):
     @extend_schema_field(serializers.BooleanField())
     def get_overdue(self, handoff: Handoff) -> bool:
         return handoff.is_overdue()
+
+
+def handoff_row(handoff: Handoff, *, now: datetime | None = None) -> dict[str, Any]:
+    """The handoff as ``HandoffSerializer`` shows it, built by hand (``leadflow.representation``):
+    the claims' answers and the queue's pages. Reads the same related rows (lead, model,
+    claimed_by) as the serializer, so select them beforehand as before."""
+    lead, model, rep = handoff.lead, handoff.model, handoff.claimed_by
+    return {
+        "id": str(handoff.public_id),
+        "status": str(handoff.status),
+        "priority": or_none(decimal_text, handoff.priority),
+        "model": model.slug if model is not None else None,
+        "qualified_by": [str(slug) for slug in handoff.qualified_by],
+        "lead": {
+            "id": str(lead.public_id),
+            "email": lead.email,
+            "external_id": lead.external_id,
+            "name": lead.name,
+            "company": lead.company,
+            "job_title": lead.job_title,
+            "stage": lead.stage,
+        },
+        "created_at": iso_datetime(handoff.created_at),
+        "due_at": iso_datetime(handoff.due_at),
+        "overdue": handoff.is_overdue(now),
+        "overdue_at": or_none(iso_datetime, handoff.overdue_at),
+        "claimed_by": rep.username if rep is not None else None,
+        "claimed_at": or_none(iso_datetime, handoff.claimed_at),
+        "claim_expires_at": or_none(iso_datetime, handoff.claim_expires_at),
+        "first_claimed_at": or_none(iso_datetime, handoff.first_claimed_at),
+        "decided_at": or_none(iso_datetime, handoff.decided_at),
+        "reject_reason": str(handoff.reject_reason),
+        "note": handoff.note,
+    }
 
 
 class HandoffEventSerializer(serializers.ModelSerializer):
@@ -171,6 +206,11 @@ class HandoffListView(generics.ListAPIView):
             return Handoff.objects.none()
         return selectors.handoff_list(user=self.request.user)
 
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        handoffs = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        now = timezone.now()
+        return self.get_paginated_response([handoff_row(handoff, now=now) for handoff in handoffs or ()])
+
 
 class HandoffDetailView(generics.RetrieveAPIView):
     permission_classes = [CanWorkHandoffs]
@@ -205,7 +245,7 @@ class HandoffClaimNextView(APIView):
             return conflict(error)
         if handoff is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(HandoffSerializer(handoff).data)
+        return Response(handoff_row(handoff))
 
 
 class _HandoffActionView(APIView):
@@ -222,7 +262,7 @@ class _HandoffActionView(APIView):
             handoff = type(self).perform(handoff=self.target(request, handoff_id), user=request.user)
         except services.HandoffError as error:
             return conflict(error)
-        return Response(HandoffSerializer(handoff).data)
+        return Response(handoff_row(handoff))
 
 
 def _action_schema(
@@ -289,7 +329,7 @@ class HandoffRejectView(APIView):
             )
         except services.HandoffError as error:
             return conflict(error)
-        return Response(HandoffSerializer(handoff).data)
+        return Response(handoff_row(handoff))
 
 
 class ReassignInputSerializer(serializers.Serializer):
@@ -320,7 +360,7 @@ class HandoffReassignView(APIView):
             )
         except services.HandoffError as error:
             return conflict(error)
-        return Response(HandoffSerializer(handoff).data)
+        return Response(handoff_row(handoff))
 
 
 # --- Feedback for marketing -------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 list/detail for people (personal tokens or session)."""
 
 import json
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -10,7 +9,6 @@ import django_filters
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
-from django.utils import timezone
 from django_filters.utils import translate_validation
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, generics, serializers, status
@@ -35,6 +33,7 @@ from leadflow.leads.validation import (
     validate_lead_changes,
 )
 from leadflow.pagination import CursorPagination
+from leadflow.representation import decimal_text, iso_datetime, or_none
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -260,8 +259,8 @@ class LeadListSerializer(serializers.ModelSerializer):
 
 
 # The list's rows without a serializer per row: DRF's ``Serializer.to_representation``
-# over 50 leads x 17 fields, and the 200 model instances behind them, were most of the
-# hot-MQL request once its query took 2 ms (bench/RESULTS.md, "Lists, part 3"). The rows
+# over 50 leads x 17 fields, and the 200 model instances behind them, were 40 % of the
+# hot-MQL request's CPU once its query took 3 ms (bench/RESULTS.md, "Lists, part 3"). The rows
 # are read with ``values()`` and built here; ``LeadListSerializer`` still documents them,
 # and a test holds both to the same output.
 LIST_VALUES = (
@@ -269,18 +268,6 @@ LIST_VALUES = (
     *("score", "fit_score", "behaviour_score", "grade", "source__slug", "owner__username"),
     *("last_activity_at", "mql_at", "sql_at", "created_at", "activity_at"),
 )
-_decimal = LeadListSerializer().fields["score"].to_representation
-
-
-def _or_none(convert: Any, value: Any) -> Any:
-    return None if value is None else convert(value)
-
-
-def _datetime(value: datetime) -> str:
-    """DRF's ISO 8601 of an aware datetime, in the current time zone, UTC as "Z" (its
-    ``DateTimeField`` spent half the rows' time checking what the database guarantees)."""
-    text = value.astimezone(timezone.get_current_timezone()).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def lead_list_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -293,16 +280,16 @@ def lead_list_row(row: dict[str, Any]) -> dict[str, Any]:
         "company": row["company"],
         "job_title": row["job_title"],
         "stage": row["stage"],
-        "score": _or_none(_decimal, row["score"]),
-        "fit_score": _or_none(_decimal, row["fit_score"]),
-        "behaviour_score": _or_none(_decimal, row["behaviour_score"]),
+        "score": or_none(decimal_text, row["score"]),
+        "fit_score": or_none(decimal_text, row["fit_score"]),
+        "behaviour_score": or_none(decimal_text, row["behaviour_score"]),
         "grade": row["grade"],
         "source": row["source__slug"],
         "owner": row["owner__username"],
-        "last_activity_at": _or_none(_datetime, row["last_activity_at"]),
-        "mql_at": _or_none(_datetime, row["mql_at"]),
-        "sql_at": _or_none(_datetime, row["sql_at"]),
-        "created_at": _or_none(_datetime, row["created_at"]),
+        "last_activity_at": or_none(iso_datetime, row["last_activity_at"]),
+        "mql_at": or_none(iso_datetime, row["mql_at"]),
+        "sql_at": or_none(iso_datetime, row["sql_at"]),
+        "created_at": or_none(iso_datetime, row["created_at"]),
     }
 
 
