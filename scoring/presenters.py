@@ -119,17 +119,7 @@ def explanation_qualifications(explanation: Explanation) -> list[Qualification]:
     spec = ruleset_spec(ruleset)
     qualifications = [
         lead_qualification(
-            spec,
-            model_name=ruleset.model.name,
-            stage=lead.stage,
-            target=target,
-            score=score.score,
-            fit=score.fit,
-            grade=score.grade,
-            suppressed=score.suppressed_by is not None,
-            last_intent_at=score.last_intent_at,
-            recycled_at=lead.recycled_at,
-            behaviour_since=score.behaviour_since_recycled,
+            spec, score, model_name=ruleset.model.name, stage=lead.stage, recycled_at=lead.recycled_at, target=target
         )
         for target in (Stage.MQL, Stage.SQL)
     ]

@@ -12,6 +12,7 @@ from leadflow.leads.scores import CriterionState, Qualification
 from leadflow.leads.templatetags.leadflow_ui import score as points
 from scoring import engine
 from scoring.engine import Criterion, RuleSetSpec
+from scoring.models import Score
 
 
 def intent_types_text(spec: RuleSetSpec) -> str:
@@ -73,21 +74,19 @@ def _criterion_text(
 
 def lead_qualification(
     spec: RuleSetSpec,
+    row: Score,
     *,
     model_name: str,
     stage: str,
-    target: str | None = None,
-    score: Decimal,
-    fit: Decimal,
-    grade: str,
-    suppressed: bool,
-    last_intent_at: datetime | None,
     recycled_at: datetime | None,
-    behaviour_since: Decimal | None,
+    target: str | None = None,
 ) -> Qualification:
     """A lead's state against the model's criteria (``engine.mql_criteria`` or
     ``sql_criteria``, the very ones the stage transitions apply) for ``target``: by default
-    the lead's next stage, MQL for a new or recycled lead, SQL otherwise."""
+    the lead's next stage, MQL for a new or recycled lead, SQL otherwise. ``row`` is the
+    lead's score under the model."""
+    score, fit, grade, last_intent_at = row.score, row.fit, row.grade, row.last_intent_at
+    suppressed, behaviour_since = row.suppressed_by is not None, row.behaviour_since_recycled
     target = target or (Stage.MQL if stage in (Stage.NEW, Stage.RECYCLED) else Stage.SQL)
     if target == Stage.MQL:
         criteria = engine.mql_criteria(

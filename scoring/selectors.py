@@ -459,16 +459,7 @@ class LeadScores:
         for row in Score.objects.filter(model_id=spec.model_id, lead_id__in=list(stages)):
             stage, recycled_at = stages[row.lead_id]
             found[row.lead_id] = lead_qualification(
-                spec,
-                model_name=ruleset.model.name,
-                stage=stage,
-                score=row.score,
-                fit=row.fit,
-                grade=row.grade,
-                suppressed=row.suppressed_by is not None,
-                last_intent_at=row.last_intent_at,
-                recycled_at=recycled_at,
-                behaviour_since=row.behaviour_since_recycled,
+                spec, row, model_name=ruleset.model.name, stage=stage, recycled_at=recycled_at
             )
         return found
 
