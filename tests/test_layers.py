@@ -1,7 +1,7 @@
 """The apps' layers, bottom to top; an app imports only from its own layer and below:
 
 0. infrastructure, no domain: leadflow/db.py, env.py, middleware.py, storage.py, charts.py,
-   progress.py, query.py, pagination.py, openapi.py, throttling.py
+   progress.py, query.py, pagination.py, openapi.py, throttling.py, representation.py
 1. the core, ``leadflow.leads``: leads, events, sources, keys, ingest, roles, and the
    lifecycle (stages, transitions, StageChange)
 2. ``scoring``
@@ -35,6 +35,7 @@ INFRASTRUCTURE = (
     "leadflow.pagination",
     "leadflow.openapi",
     "leadflow.throttling",
+    "leadflow.representation",
 )
 
 
