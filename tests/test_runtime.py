@@ -109,7 +109,9 @@ def test_web_worker_and_beat_from_the_runtime_requirements_score_leads_end_to_en
         )
         with started(beat):
             wait_for(
-                lambda: Lead.objects.filter(pk=forgotten.pk, needs_rescore=False).exists(),
+                # The stage, not only the flag: a scoring clears the flag when it takes the
+                # lead, then commits the score and the stage together.
+                lambda: Lead.objects.filter(pk=forgotten.pk, needs_rescore=False, stage=Stage.MQL).exists(),
                 processes=[web, worker, beat],
                 what="beat's sweep to have the worker score the flagged lead",
             )
