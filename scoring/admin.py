@@ -8,7 +8,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from leadflow.leads.admin import ReadOnlyAdminMixin
@@ -16,32 +15,33 @@ from scoring import services
 from scoring.models import RULE_FIELDS, RULESET_FIELDS, RescoreRun, Rule, RuleSet, RuleSetStatus, ScoringModel
 
 
-def _check(form: forms.ModelForm, validate: Callable[[], None]) -> None:
-    """Run a service's validation once the form's fields parse; its messages go on their fields."""
-    if form.errors:
-        return
-    try:
-        validate()
-    except ValidationError as error:
-        form.add_error(None, error)
-
-
-def _values(form: forms.ModelForm, cleaned: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """The values as they would be saved: the form's over the current ones."""
-    return {name: cleaned[name] if name in cleaned else getattr(form.instance, name) for name in names}
+def _check(
+    form: forms.ModelForm, errors_of: Callable[[dict[str, Any]], services.Errors], names: tuple[str, ...]
+) -> None:
+    """Run a service's rules on the fields that parse, with the form's own messages: every
+    message at once, each on its field (a field the form refused is left to its message)."""
+    cleaned = form.cleaned_data
+    values = {
+        name: cleaned[name] if name in cleaned else getattr(form.instance, name)
+        for name in names
+        if name not in form.errors
+    }
+    for name, messages in errors_of(values).items():
+        if name not in form.errors:
+            form.add_error(name if name in form.fields else None, messages)
 
 
 class RuleAdminForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _check(self, lambda: services.rule_validate(**_values(self, cleaned, RULE_FIELDS)))
+        _check(self, services.rule_errors, RULE_FIELDS)
         return cleaned
 
 
 class RuleSetAdminForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        _check(self, lambda: services.ruleset_validate(**_values(self, cleaned, RULESET_FIELDS)))
+        _check(self, services.ruleset_errors, RULESET_FIELDS)
         return cleaned
 
 

@@ -2,13 +2,18 @@
 their rules, preview (what-if), publish, rescore progress, and accounts with their
 roll-up scores."""
 
+import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 import django_filters
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, generics, serializers, status
+from rest_framework.fields import SkipField, get_error_detail
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,11 +27,14 @@ from leadflow.leads.scores import leads_annotate_scores
 from leadflow.pagination import PageNumberPagination
 from scoring import accounts, presenters, selectors, services
 from scoring.models import (
+    GRADES,
     RULE_FIELDS,
     RULESET_FIELDS,
     SCORING_MODEL_FIELDS,
+    Operator,
     RescoreRun,
     Rule,
+    RuleKind,
     RuleSet,
     RuleSetStatus,
     ScoringModel,
@@ -190,16 +198,120 @@ def current_values(instance: RuleSet | Rule, names: tuple[str, ...]) -> dict[str
     return {name: getattr(instance, name) for name in names}
 
 
-class RuleSerializer(serializers.ModelSerializer):
+TOO_LONG = "At most {max_length} characters."
+
+
+def number_messages(model: type[models.Model], name: str) -> dict[str, str]:
+    """What a person reads when a number field refuses its text (DRF's own messages are
+    about digits: "Ensure that there are no more than 8 digits in total."): the number it
+    wants, said once for every way of missing it."""
+    field = model._meta.get_field(name)
+    if isinstance(field, models.DecimalField):
+        below = 10 ** (field.max_digits - field.decimal_places)
+        wanted = f"Give a number (e.g. 12.5) below {below:,}, with at most {field.decimal_places} decimals."
+        codes = ("invalid", "max_digits", "max_decimal_places", "max_whole_digits", "max_string_length")
+        return dict.fromkeys(codes, wanted)
+    if isinstance(field, models.IntegerField):
+        return {
+            "invalid": "Give a whole number, e.g. 30.",
+            "max_string_length": "Give a whole number, e.g. 30.",
+            "min_value": "Give a whole number, {min_value} or more.",
+            "max_value": "Give a whole number up to {max_value}.",
+        }
+    return {}
+
+
+def readable_messages(
+    model: type[models.Model], names: tuple[str, ...], *, below_minimum: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """``extra_kwargs`` giving the model's number and text fields messages in words.
+    ``below_minimum``: the services' message for a number under its column's minimum (a
+    window of -3 days reads as a window of 0 does)."""
+    kwargs: dict[str, dict[str, Any]] = {}
+    for name in names:
+        field = model._meta.get_field(name)
+        messages = number_messages(model, name)
+        if below_minimum and name in below_minimum:
+            messages["min_value"] = below_minimum[name]
+        if isinstance(field, models.CharField) and not field.choices:
+            messages["max_length"] = TOO_LONG
+        if messages:
+            kwargs[name] = {"error_messages": messages}
+    return kwargs
+
+
+class ServiceCheckedSerializer(serializers.ModelSerializer):
+    """A model serializer that answers once: its fields' own messages (a number that is
+    not one) together with the services' rules over every field that could be read, the
+    rules that compare fields included. (DRF alone calls ``validate`` only once every field
+    parses: a person would fix the field errors first and meet the others next.) The
+    JSON of a 400 keeps its shape: field → messages."""
+
+    checked_fields: tuple[str, ...] = ()
+
+    def service_errors(self, values: dict[str, Any]) -> services.Errors:
+        raise NotImplementedError
+
+    def current(self) -> dict[str, Any]:
+        model: type[RuleSet | Rule] = self.Meta.model
+        return current_values(self.instance or model(), self.checked_fields)
+
+    def to_internal_value(self, data: Any) -> Any:
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as refused:
+            if not isinstance(data, Mapping) or not isinstance(refused.detail, dict):
+                raise  # not an object: no field to read
+            errors = dict(refused.detail)
+            service_errors = DjangoValidationError(self.service_errors(self._readable(data, set(errors))))
+            more: dict[str, Any] = get_error_detail(service_errors)  # type: ignore[assignment]  # keyed by field
+            for name, messages in more.items():
+                errors.setdefault(name, messages)
+            raise serializers.ValidationError(errors) from refused
+
+    def _readable(self, data: Any, failed: set[str]) -> dict[str, Any]:
+        """The values as they would be saved, of the fields that parse (the others left out)."""
+        values = {name: value for name, value in self.current().items() if name not in failed}
+        for field in self._writable_fields:
+            if field.field_name in failed or field.field_name not in self.checked_fields:
+                continue
+            # SkipField: not given (a partial update), the current value stands.
+            with contextlib.suppress(serializers.ValidationError, DjangoValidationError, SkipField):
+                values[field.field_name] = field.run_validation(field.get_value(data))
+        return values
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        given = {name: value for name, value in attrs.items() if name in self.checked_fields}
+        errors = self.service_errors({**self.current(), **given})
+        if errors:
+            raise DjangoValidationError(errors)
+        return attrs
+
+
+class RuleSerializer(ServiceCheckedSerializer):
+    checked_fields = RULE_FIELDS
+
     class Meta:
         model = Rule
         fields = ["id", *RULE_FIELDS]
         read_only_fields = ["id"]
-        extra_kwargs = {"position": {"required": False}, "value": {"required": False}}
+        extra_kwargs = {
+            **readable_messages(
+                Rule,
+                ("points", "event_type", "attribute", "max_points", "window_days", "position"),
+                below_minimum={"window_days": services.WINDOW_TOO_SHORT, "position": services.POSITION_NEGATIVE},
+            ),
+            "value": {"required": False},
+            "name": {"error_messages": {"blank": services.RULE_NAME_MISSING, "max_length": TOO_LONG}},
+            "kind": {"error_messages": {"invalid_choice": f"Choose the kind of rule: {' or '.join(RuleKind.values)}."}},
+            "operator": {
+                "error_messages": {"invalid_choice": f"Choose an operator: {', '.join(Operator.values)}, or none."}
+            },
+        }
+        extra_kwargs["position"]["required"] = False
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        services.rule_validate(**{**current_values(self.instance or Rule(), RULE_FIELDS), **attrs})
-        return attrs
+    def service_errors(self, values: dict[str, Any]) -> services.Errors:
+        return services.rule_errors(values)
 
 
 class ScoringModelSerializer(serializers.ModelSerializer):
@@ -279,7 +391,24 @@ class ScoringModelDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class RuleSetSerializer(serializers.ModelSerializer):
+RULESET_NUMBER_FIELDS = (
+    "mql_threshold",
+    "sql_threshold",
+    "sql_min_fit",
+    "decay_half_life_days",
+    "grade_a_min",
+    "grade_b_min",
+    "grade_c_min",
+    "grade_d_min",
+    "intent_window_days",
+    "requalify_threshold",
+    "mqa_threshold",
+)
+GRADE_CHOICE_MESSAGE = f"A grade is one of {', '.join(GRADES)}, or empty for any grade."
+
+
+class RuleSetSerializer(ServiceCheckedSerializer):
+    checked_fields = RULESET_FIELDS
     rules = RuleSerializer(many=True, read_only=True)
     model: "serializers.SlugRelatedField[Any]" = serializers.SlugRelatedField(
         slug_field="slug",
@@ -311,13 +440,22 @@ class RuleSetSerializer(serializers.ModelSerializer):
         read_only_fields = ["version", "status", "created_at", "published_at", "archived_at"]
         # One published ruleset per model is the services' rule (publish archives the previous one).
         validators: list[Any] = []
+        extra_kwargs = {
+            **readable_messages(
+                RuleSet, RULESET_NUMBER_FIELDS, below_minimum={"intent_window_days": services.INTENT_WINDOW_TOO_SHORT}
+            ),
+            "name": {"error_messages": {"blank": services.RULESET_NAME_MISSING, "max_length": TOO_LONG}},
+            "mql_min_grade": {"error_messages": {"invalid_choice": GRADE_CHOICE_MESSAGE}},
+            "sql_min_grade": {"error_messages": {"invalid_choice": GRADE_CHOICE_MESSAGE}},
+        }
+
+    def service_errors(self, values: dict[str, Any]) -> services.Errors:
+        return services.ruleset_errors(values)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if self.instance is not None and "model" in attrs and attrs["model"] != self.instance.model:
             raise serializers.ValidationError({"model": ["A ruleset stays with its model: clone it into the other."]})
-        given = {name: value for name, value in attrs.items() if name in RULESET_FIELDS}
-        services.ruleset_validate(**{**current_values(self.instance or RuleSet(), RULESET_FIELDS), **given})
-        return attrs
+        return super().validate(attrs)
 
 
 class RuleSetListView(generics.ListCreateAPIView):

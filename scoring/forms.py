@@ -1,9 +1,10 @@
 """Forms of the scoring pages. They render the fields and read them with the API's
-serializers (``scoring.api``), whose validation is the services' (``rule_validate``,
-``ruleset_validate``), so a person gets the same messages in a page as in the API."""
+serializers (``scoring.api``), whose validation is the services' (``rule_errors``,
+``ruleset_errors``), so a person gets the API's messages, every one of them in one submit
+(the checks that compare fields included), in the form's words: a message that names an
+operator by its code ('exists') names it by the menu's label here ("is present")."""
 
 import re
-from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -13,21 +14,9 @@ from rest_framework import serializers
 from scoring import engine, services
 from scoring.api import RuleSerializer, RuleSetSerializer
 from scoring.models import GRADE_CHOICES, RULESET_FIELDS, Operator, Rule, RuleKind, RuleSet, ScoringModel
+from scoring.presenters import COMMON_EVENT_TYPES, attribute_label, operator_label, rule_value_text
 
 LIST_SEPARATOR = re.compile(r"[,\n]")
-COMMON_EVENT_TYPES = (
-    "page_view",
-    "pricing_view",
-    "content_download",
-    "form_submit",
-    "webinar_registered",
-    "webinar_attended",
-    "email_open",
-    "email_click",
-    "unsubscribe",
-    "demo_request",
-    "contact_request",
-)
 
 
 def _text(**attrs: Any) -> forms.TextInput:
@@ -64,18 +53,6 @@ def parse_rule_value(text: str, operator: str) -> Any:
     return _scalar(text)
 
 
-def rule_value_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
-    if isinstance(value, list):
-        return ", ".join(rule_value_text(item) for item in value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 class SerializerForm(forms.Form):
     """A form whose data is validated by a DRF serializer; its messages land on the
     form's fields (or on the form when the field is not shown)."""
@@ -92,15 +69,20 @@ class SerializerForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        serializer = self.serializer_class(self.instance, data=self.serializer_data(cleaned), partial=True)
+        data = self.serializer_data(cleaned)
+        serializer = self.serializer_class(self.instance, data=data, partial=True)
         if serializer.is_valid():
             self.validated_data = dict(serializer.validated_data)
         else:
             for name, errors in serializer.errors.items():
                 target = name if name in self.fields else None
                 for error in errors if isinstance(errors, list) else [errors]:
-                    self.add_error(target, str(error))
+                    self.add_error(target, self.form_message(error, data))
         return cleaned
+
+    def form_message(self, error: Any, data: dict[str, Any]) -> str:
+        """The API's message, in the words of this form where they differ."""
+        return str(error)
 
     def add_service_errors(self, error: ValidationError) -> None:
         """A service's ValidationError, each message on its field (or on the form)."""
@@ -200,9 +182,25 @@ class RuleForm(SerializerForm):
             "decays": bool(cleaned.get("decays")) if kind == RuleKind.BEHAVIOUR else True,
         }
 
+    # The services' messages that name an operator by its code ('exists'): here, by its label.
+    OPERATOR_MESSAGES = {
+        services.VALUE_NOT_TAKEN: "“{operator}” takes no value: leave Value empty.",
+        services.VALUE_LIST_NEEDED: "“{operator}” needs at least one value: separate values with commas.",
+        services.VALUE_NUMBER_NEEDED: "“{operator}” compares numbers: give a number, e.g. 50.",
+        services.VALUE_NEEDED: "“{operator}” needs a value to compare with: a text or a number.",
+        services.OPERATOR_UNKNOWN: "Choose an operator from the list.",
+    }
+
+    def form_message(self, error: Any, data: dict[str, Any]) -> str:
+        words = self.OPERATOR_MESSAGES.get(getattr(error, "code", ""))
+        if words is None:
+            return str(error)
+        return words.format(operator=operator_label(data.get("operator") or ""))
+
     @property
-    def lead_attributes(self) -> list[str]:
-        return sorted(engine.LEAD_ATTRIBUTES)
+    def lead_attributes(self) -> list[tuple[str, str]]:
+        """Each attribute a fit rule may test, with the words the pages say it in."""
+        return [(name, attribute_label(name)) for name in sorted(engine.LEAD_ATTRIBUTES)]
 
     @property
     def event_types(self) -> tuple[str, ...]:

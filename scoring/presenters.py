@@ -2,14 +2,17 @@
 to the dicts and strings the API serializes and the pages render, so that both say the
 same thing the same way."""
 
-from dataclasses import replace
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
+from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.models import Stage
 from leadflow.leads.scores import Qualification
-from scoring.engine import RuleSpec
-from scoring.models import RuleKind
+from scoring.engine import TRAIT_PREFIX, RuleSpec
+from scoring.models import Operator, Rule, RuleKind, RuleSet
 from scoring.qualification import lead_qualification
 from scoring.selectors import Explanation, Preview, PreviewLead, ruleset_spec
 
@@ -17,18 +20,135 @@ ZERO = Decimal("0.00")
 EXPLAINED_EVENTS = 20  # the most recent events shown behind each rule
 
 
+# Event types the rule form suggests, and the warnings compare a never-seen type with.
+COMMON_EVENT_TYPES = (
+    "page_view",
+    "pricing_view",
+    "content_download",
+    "form_submit",
+    "webinar_registered",
+    "webinar_attended",
+    "email_open",
+    "email_click",
+    "unsubscribe",
+    "demo_request",
+    "contact_request",
+)
+
+# The lead attributes fit rules test (``engine.LEAD_ATTRIBUTES``), in the words of the pages.
+ATTRIBUTE_LABELS = {
+    "email_domain": "E-mail domain",
+    "name": "Name",
+    "company": "Company",
+    "job_title": "Job title",
+    "industry": "Industry",
+    "country": "Country",
+    "company_size": "Company size",
+    "utm_source": "UTM source",
+    "utm_medium": "UTM medium",
+    "utm_campaign": "UTM campaign",
+}
+
+
+def attribute_label(attribute: str) -> str:
+    """``company_size`` → "Company size"; ``traits.plan`` → "Plan (trait)"."""
+    if attribute.startswith(TRAIT_PREFIX):
+        return f"{attribute[len(TRAIT_PREFIX) :]} (trait)".capitalize()
+    return ATTRIBUTE_LABELS.get(attribute, attribute)
+
+
+def operator_label(operator: str) -> str:
+    """The operator as the rule form's menu says it: ``gte`` → "≥", ``exists`` → "is present"."""
+    return str(Operator(operator).label) if operator in Operator.values else operator
+
+
+def rule_value_text(value: Any) -> str:
+    """A rule's value as the rule form shows it: a list as "a, b", a number without trailing zeros."""
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, list):
+        return ", ".join(rule_value_text(item) for item in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _condition_words(subject: str, operator: str, value: Any) -> str:
+    if operator == Operator.EXISTS:
+        return f"{subject} {operator_label(operator)}"
+    return f"{subject} {operator_label(operator)} {rule_value_text(value)}"
+
+
 def describe_rule(rule: RuleSpec) -> str:
-    condition = f"{rule.attribute} {rule.operator} {rule.value!r}" if rule.has_condition else ""
-    if rule.kind == RuleKind.FIT or (rule.kind == RuleKind.SUPPRESS and not rule.event_type):
+    """What a rule tests, in the words of the rule form: "Company size ≥ 50", "Industry is
+    one of software, fintech", "each page_view event where topic equals pricing, in the
+    last 30 days" (a behaviour rule's property keeps its name: it is the event's own)."""
+    on_lead = rule.kind == RuleKind.FIT or (rule.kind == RuleKind.SUPPRESS and not rule.event_type)
+    subject = attribute_label(rule.attribute) if on_lead else rule.attribute
+    condition = _condition_words(subject, rule.operator, rule.value) if rule.has_condition else ""
+    if on_lead:
         return condition
     if rule.kind == RuleKind.SUPPRESS:
-        return f"any {rule.event_type}" + (f" where {condition}" if condition else "")
-    parts = [f"each {rule.event_type}"]
+        return f"any {rule.event_type} event" + (f" where {condition}" if condition else "")
+    parts = [f"each {rule.event_type} event"]
     if condition:
         parts.append(f"where {condition}")
     if rule.window_days:
+        parts[-1] += ","
         parts.append(f"in the last {rule.window_days} days")
     return " ".join(parts)
+
+
+# --- Warnings: what saves but is probably not what was meant ----------------------------------
+@dataclass(frozen=True)
+class RuleSetWarning:
+    """Something a draft allows that is likely a mistake; it never blocks a save.
+    ``rule_id``: the rule it is about (None: the ruleset's settings)."""
+
+    message: str
+    rule_id: int | None = None
+
+
+NO_INTENT_EVENTS = (
+    "No intent events: no lead can become an SQL under this ruleset (SQL needs a hand-raise). "
+    "Add the hand-raise event types, e.g. demo_request, contact_request."
+)
+
+
+def _never_seen(event_type: str, known: set[str]) -> str:
+    guess = difflib.get_close_matches(event_type, sorted(known - {event_type}), n=1, cutoff=0.75)
+    hint = f" Did you mean “{guess[0]}”?" if guess else " Check the spelling, or wait for the first such event."
+    return f"No event has ever had the type “{event_type}”.{hint}"
+
+
+def ruleset_warnings(
+    *, ruleset: RuleSet, rules: Sequence[Rule] | None = None, settings: bool = True
+) -> list[RuleSetWarning]:
+    """The ruleset's warnings: an empty intent list, and event types (of its rules and its
+    intent events) that no event has ever had — "pageview" for "page_view". ``rules``: the
+    rules to look at (all of the ruleset's by default; one on its edit page, none on the
+    settings page); ``settings``: whether to look at the intent events. One query per
+    event type not yet known to have been seen (``event_types_unseen`` caches)."""
+    rules = list(ruleset.rules.all()) if rules is None else rules
+    rule_types = {rule.event_type for rule in rules if rule.event_type}
+    intent_types = set(ruleset.intent_event_types) if settings else set()
+    unseen = lead_selectors.event_types_unseen(rule_types | intent_types)
+    known = set(COMMON_EVENT_TYPES) | ((rule_types | intent_types) - unseen)
+    warnings = []
+    if settings and not ruleset.intent_event_types:
+        warnings.append(RuleSetWarning(NO_INTENT_EVENTS))
+    warnings += [
+        RuleSetWarning(f"Intent events: {_never_seen(event_type, known)}")
+        for event_type in sorted(intent_types & unseen)
+    ]
+    warnings += [
+        RuleSetWarning(f"Rule “{rule.name}”: {_never_seen(rule.event_type, known)}", rule_id=rule.pk)
+        for rule in rules
+        if rule.event_type in unseen
+    ]
+    return warnings
 
 
 def explanation_data(explanation: Explanation) -> dict[str, Any]:

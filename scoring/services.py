@@ -6,7 +6,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -747,6 +747,25 @@ HANDOFF_LEAD_FIELDS = ("id", "public_id", "email", "external_id", "name", "compa
 
 # --- What a valid ruleset and a valid rule are ----------------------------------------------
 SCALAR_TYPES = (str, int, float, bool)
+RULESET_NAME_MISSING = "Name the ruleset: the pages list rulesets by name."
+RULE_NAME_MISSING = "Name the rule: explanations show it by name."
+INTENT_WINDOW_TOO_SHORT = "A hand-raise must count at least 1 day (90 is usual)."
+WINDOW_TOO_SHORT = "At least 1 day, or empty for all time."
+POSITION_NEGATIVE = "A position is a whole number, 0 or more."
+
+# The codes of the messages that name an operator: a page says them in its own words
+# (``scoring.forms``), where the operators have labels ("is present" for ``exists``).
+VALUE_NOT_TAKEN = "value_not_taken"
+VALUE_LIST_NEEDED = "value_list_needed"
+VALUE_NUMBER_NEEDED = "value_number_needed"
+VALUE_NEEDED = "value_needed"
+OPERATOR_UNKNOWN = "operator_unknown"
+
+Errors = dict[str, list[ValidationError]]
+
+
+def _add(errors: Errors, field: str, message: str, code: str = "invalid") -> None:
+    errors.setdefault(field, []).append(ValidationError(message, code=code))
 
 
 def ruleset_validate(
@@ -768,43 +787,83 @@ def ruleset_validate(
     requalify_threshold: Decimal,
     mqa_threshold: Decimal | None,
 ) -> None:
-    """The rules of a ruleset, defined once: ruleset_create and ruleset_update enforce
-    them, and the API, the pages and the admin check them first so that each message
-    shows on its field. Takes every field of ``RULESET_FIELDS`` (for an edit: the
-    ruleset's values with the changes applied); the description and the minimum fit may
-    be anything of their type. Raises a ValidationError keyed by field (DRF and Django
-    forms both attach it to that field). The SQL threshold is compared with the MQL
-    threshold only once everything else is valid."""
-    errors: dict[str, list[str]] = {}
-    if not name.strip():
-        errors["name"] = ["Name the ruleset: the pages list rulesets by name."]
-    if mql_threshold <= 0:
-        errors["mql_threshold"] = ["The MQL threshold must be above zero."]
-    if decay_half_life_days is not None and decay_half_life_days <= 0:
-        errors["decay_half_life_days"] = ["A half-life is a positive number of days; leave empty for no decay."]
-    if not isinstance(intent_event_types, list) or not all(
-        isinstance(v, str) and EVENT_TYPE_RE.match(v) for v in intent_event_types
-    ):
-        errors["intent_event_types"] = ['A list of event type slugs, e.g. ["demo_request", "contact_request"].']
-    for field_name, minimum in (("mql_min_grade", mql_min_grade), ("sql_min_grade", sql_min_grade)):
-        if minimum and minimum not in GRADES:
-            errors[field_name] = [f"A grade is one of {', '.join(GRADES)}, or empty for any grade."]
-    if intent_window_days is None or intent_window_days < 1:
-        errors["intent_window_days"] = ["A hand-raise must count at least 1 day (90 is usual)."]
-    if requalify_threshold is None or requalify_threshold <= 0:
-        errors["requalify_threshold"] = ["A recycled lead must earn some points again: give a number above zero."]
-    if mqa_threshold is not None and mqa_threshold <= 0:
-        errors["mqa_threshold"] = ["The MQA threshold must be above zero, or empty for no MQAs."]
-    grades = [("A", grade_a_min), ("B", grade_b_min), ("C", grade_c_min), ("D", grade_d_min)]
-    for (letter, threshold), (lower_letter, lower) in itertools.pairwise(grades):
-        if threshold is not None and lower is not None and threshold < lower:
-            errors[f"grade_{letter.lower()}_min"] = [
-                f"Grade {letter} needs at least the fit of grade {lower_letter} ({lower})."
-            ]
-    if not errors and sql_threshold < mql_threshold:
-        errors["sql_threshold"] = ["The SQL threshold cannot be below the MQL threshold."]
+    """The rules of a ruleset, defined once (``ruleset_errors``): ruleset_create and
+    ruleset_update enforce them, and the API, the pages and the admin check them first so
+    that each message shows on its field. Takes every field of ``RULESET_FIELDS`` (for an
+    edit: the ruleset's values with the changes applied). Raises a ValidationError keyed
+    by field (DRF and Django forms both attach it to that field)."""
+    errors = ruleset_errors(
+        {
+            "name": name,
+            "description": description,
+            "mql_threshold": mql_threshold,
+            "sql_threshold": sql_threshold,
+            "intent_event_types": intent_event_types,
+            "sql_min_fit": sql_min_fit,
+            "decay_half_life_days": decay_half_life_days,
+            "grade_a_min": grade_a_min,
+            "grade_b_min": grade_b_min,
+            "grade_c_min": grade_c_min,
+            "grade_d_min": grade_d_min,
+            "mql_min_grade": mql_min_grade,
+            "sql_min_grade": sql_min_grade,
+            "intent_window_days": intent_window_days,
+            "requalify_threshold": requalify_threshold,
+            "mqa_threshold": mqa_threshold,
+        }
+    )
     if errors:
         raise ValidationError(errors)
+
+
+def ruleset_errors(values: Mapping[str, Any]) -> Errors:
+    """Every message of ``ruleset_validate`` at once, the checks that compare fields
+    included. A field missing from ``values`` is one the caller could not read (a number
+    that is not one: its own message says so); the checks that need it wait for it, every
+    other check speaks now, so a person fixes everything in one round."""
+    errors: Errors = {}
+    if "name" in values and not (values["name"] or "").strip():
+        _add(errors, "name", RULESET_NAME_MISSING, "blank")
+    mql, sql = values.get("mql_threshold"), values.get("sql_threshold")
+    if "mql_threshold" in values:
+        if mql is None:
+            _add(errors, "mql_threshold", "Give the MQL threshold: a number above zero.", "required")
+        elif mql <= 0:
+            _add(errors, "mql_threshold", "The MQL threshold must be above zero.")
+    if "sql_threshold" in values and sql is None:
+        _add(errors, "sql_threshold", "Give the SQL threshold: a number at least the MQL threshold.", "required")
+    if mql is not None and sql is not None and sql < mql:
+        _add(errors, "sql_threshold", "The SQL threshold cannot be below the MQL threshold.")
+    half_life = values.get("decay_half_life_days")
+    if half_life is not None and half_life <= 0:
+        _add(errors, "decay_half_life_days", "A half-life is a positive number of days; leave empty for no decay.")
+    if "intent_event_types" in values:
+        intents = values["intent_event_types"]
+        if not isinstance(intents, list) or not all(isinstance(v, str) and EVENT_TYPE_RE.match(v) for v in intents):
+            _add(errors, "intent_event_types", 'A list of event type slugs, e.g. ["demo_request", "contact_request"].')
+    for field_name in ("mql_min_grade", "sql_min_grade"):
+        minimum = values.get(field_name)
+        if minimum and minimum not in GRADES:
+            _add(errors, field_name, f"A grade is one of {', '.join(GRADES)}, or empty for any grade.")
+    if "intent_window_days" in values and (values["intent_window_days"] is None or values["intent_window_days"] < 1):
+        _add(errors, "intent_window_days", INTENT_WINDOW_TOO_SHORT)
+    if "requalify_threshold" in values and (
+        values["requalify_threshold"] is None or values["requalify_threshold"] <= 0
+    ):
+        _add(
+            errors,
+            "requalify_threshold",
+            "A recycled lead must earn some points again: give a number above zero.",
+        )
+    mqa = values.get("mqa_threshold")
+    if mqa is not None and mqa <= 0:
+        _add(errors, "mqa_threshold", "The MQA threshold must be above zero, or empty for no MQAs.")
+    grades = [(letter, values.get(f"grade_{letter.lower()}_min")) for letter in ("A", "B", "C", "D")]
+    for (letter, threshold), (lower_letter, lower) in itertools.pairwise(grades):
+        if threshold is not None and lower is not None and threshold < lower:
+            message = f"Grade {letter} needs at least the fit of grade {lower_letter} ({lower})."
+            _add(errors, f"grade_{letter.lower()}_min", message)
+    return errors
 
 
 def rule_validate(
@@ -821,66 +880,111 @@ def rule_validate(
     window_days: int | None,
     decays: bool = True,
 ) -> None:
-    """The rules of a rule's shape, defined once: what a fit, a behaviour and a
-    suppression rule test, with which operator and value, capped and windowed how. rule_create and
-    rule_update enforce them; the API, the pages and the admin check them first so that
-    each message shows on its field. Takes every field of ``RULE_FIELDS`` (for an edit:
-    the rule's values with the changes applied). Raises a ValidationError keyed by field."""
-    errors: dict[str, list[str]] = {}
-    if kind not in RuleKind.values:
-        errors["kind"] = [f"Choose the kind of rule: {' or '.join(RuleKind.values)}."]
-    if not name.strip():
-        errors["name"] = ["Name the rule: explanations show it by name."]
-    if kind == RuleKind.SUPPRESS:
-        if points != 0:
-            errors["points"] = ["A suppression rule has no points (0): it blocks promotion outright."]
-    elif points == 0:
-        errors["points"] = ["Points must not be zero: delete the rule instead."]
-    if position is not None and position < 0:
-        errors["position"] = ["A position is a whole number, 0 or more."]
-    if operator and operator not in Operator.values:
-        errors["operator"] = [f"Unknown operator {operator!r}: choose one of {', '.join(Operator.values)}."]
-    if kind in (RuleKind.FIT, RuleKind.SUPPRESS):
-        for field_name, limit in (("max_points", max_points), ("window_days", window_days)):
-            if limit is not None:
-                errors[field_name] = ["Only behaviour rules have caps and windows."]
-    if kind == RuleKind.SUPPRESS and event_type:
-        if not EVENT_TYPE_RE.match(event_type):
-            errors["event_type"] = ["Give the event type that suppresses (a slug such as unsubscribe)."]
-        _property_condition_errors(attribute, operator, errors)
-    elif kind in (RuleKind.FIT, RuleKind.SUPPRESS):
-        if event_type:
-            errors["event_type"] = ["Fit rules test lead attributes; leave event_type empty."]
-        if not attribute:
-            errors["attribute"] = ["Name the lead attribute to test (e.g. industry, company_size, traits.plan)."]
-        elif attribute not in engine.LEAD_ATTRIBUTES and not _valid_trait(attribute):
-            allowed = ", ".join(sorted(engine.LEAD_ATTRIBUTES))
-            errors["attribute"] = [f"Unknown lead attribute: use one of {allowed}, or traits.<key>."]
-        if not operator:
-            errors["operator"] = ["Choose an operator."]
-    elif kind == RuleKind.BEHAVIOUR:
-        if not EVENT_TYPE_RE.match(event_type):
-            errors["event_type"] = ["Give the event type this rule counts (a slug such as page_view)."]
-        _property_condition_errors(attribute, operator, errors)
-        if max_points is not None and points and (max_points > 0) != (points > 0):
-            errors["max_points"] = [
-                "The cap must have the same sign as the points (a negative rule has a negative floor)."
-            ]
-        if window_days is not None and window_days < 1:
-            errors["window_days"] = ["At least 1 day, or empty for all time."]
-    if operator and "value" not in errors and (message := _value_error(operator, value)):
-        errors["value"] = [message]
+    """The rules of a rule's shape, defined once (``rule_errors``): what a fit, a behaviour
+    and a suppression rule test, with which operator and value, capped and windowed how.
+    rule_create and rule_update enforce them; the API, the pages and the admin check them
+    first so that each message shows on its field. Takes every field of ``RULE_FIELDS``
+    (for an edit: the rule's values with the changes applied). Raises a ValidationError
+    keyed by field."""
+    errors = rule_errors(
+        {
+            "kind": kind,
+            "name": name,
+            "points": points,
+            "position": position,
+            "event_type": event_type,
+            "attribute": attribute,
+            "operator": operator,
+            "value": value,
+            "max_points": max_points,
+            "window_days": window_days,
+            "decays": decays,
+        }
+    )
     if errors:
         raise ValidationError(errors)
 
 
-def _property_condition_errors(attribute: str, operator: str, errors: dict[str, list[str]]) -> None:
+def rule_errors(values: Mapping[str, Any]) -> Errors:
+    """Every message of ``rule_validate`` at once. As in ``ruleset_errors``, a field
+    missing from ``values`` could not be read: the checks that need it wait for it (the
+    rule's shape needs its kind, event type and attribute; its value, its operator)."""
+    errors: Errors = {}
+    known = values.__contains__
+    kind = values.get("kind")
+    if known("kind") and kind not in RuleKind.values:
+        _add(errors, "kind", f"Choose the kind of rule: {' or '.join(RuleKind.values)}.")
+    if known("name") and not (values["name"] or "").strip():
+        _add(errors, "name", RULE_NAME_MISSING, "blank")
+    points = values.get("points")
+    if kind in RuleKind.values and points is not None:
+        if kind == RuleKind.SUPPRESS:
+            if points != 0:
+                _add(errors, "points", "A suppression rule has no points (0): it blocks promotion outright.")
+        elif points == 0:
+            _add(errors, "points", "Points must not be zero: delete the rule instead.")
+    position = values.get("position")
+    if position is not None and position < 0:
+        _add(errors, "position", POSITION_NEGATIVE)
+    operator = values.get("operator") or ""
+    if operator and operator not in Operator.values:
+        _add(
+            errors,
+            "operator",
+            f"Unknown operator {operator!r}: choose one of {', '.join(Operator.values)}.",
+            OPERATOR_UNKNOWN,
+        )
+    max_points, window_days = values.get("max_points"), values.get("window_days")
+    if kind in (RuleKind.FIT, RuleKind.SUPPRESS):
+        for field_name, limit in (("max_points", max_points), ("window_days", window_days)):
+            if limit is not None:
+                _add(errors, field_name, "Only behaviour rules have caps and windows.")
+    # An operator that could not be read counts as none here: what that would say of the
+    # operator, its own message already says.
+    if all(known(name) for name in ("kind", "event_type", "attribute")):
+        _rule_shape_errors(kind or "", values["event_type"] or "", values["attribute"] or "", operator, errors)
+    if kind == RuleKind.BEHAVIOUR:
+        if max_points is not None and points and (max_points > 0) != (points > 0):
+            _add(
+                errors,
+                "max_points",
+                "The cap must have the same sign as the points (a negative rule has a negative floor).",
+            )
+        if window_days is not None and window_days < 1:
+            _add(errors, "window_days", WINDOW_TOO_SHORT)
+    if operator and known("value") and "value" not in errors and (refusal := _value_error(operator, values["value"])):
+        _add(errors, "value", *refusal)
+    return errors
+
+
+def _rule_shape_errors(kind: str, event_type: str, attribute: str, operator: str, errors: Errors) -> None:
+    if kind == RuleKind.SUPPRESS and event_type:
+        if not EVENT_TYPE_RE.match(event_type):
+            _add(errors, "event_type", "Give the event type that suppresses (a slug such as unsubscribe).")
+        _property_condition_errors(attribute, operator, errors)
+    elif kind in (RuleKind.FIT, RuleKind.SUPPRESS):
+        if event_type:
+            _add(errors, "event_type", "Fit rules test lead attributes; leave event_type empty.")
+        if not attribute:
+            _add(errors, "attribute", "Name the lead attribute to test (e.g. industry, company_size, traits.plan).")
+        elif attribute not in engine.LEAD_ATTRIBUTES and not _valid_trait(attribute):
+            allowed = ", ".join(sorted(engine.LEAD_ATTRIBUTES))
+            _add(errors, "attribute", f"Unknown lead attribute: use one of {allowed}, or traits.<key>.")
+        if not operator:
+            _add(errors, "operator", "Choose an operator.")
+    elif kind == RuleKind.BEHAVIOUR:
+        if not EVENT_TYPE_RE.match(event_type):
+            _add(errors, "event_type", "Give the event type this rule counts (a slug such as page_view).")
+        _property_condition_errors(attribute, operator, errors)
+
+
+def _property_condition_errors(attribute: str, operator: str, errors: Errors) -> None:
     if attribute and not all(engine.PATH_SEGMENT_RE.match(s) for s in attribute.split(".")):
-        errors["attribute"] = ["A property path is dot-separated keys of letters, digits, '_' or '-'."]
+        _add(errors, "attribute", "A property path is dot-separated keys of letters, digits, '_' or '-'.")
     if attribute and not operator:
-        errors["operator"] = ["Choose an operator for the property condition."]
+        _add(errors, "operator", "Choose an operator for the property condition.")
     if operator and not attribute:
-        errors["attribute"] = ["Name the event property the condition tests (e.g. topic)."]
+        _add(errors, "attribute", "Name the event property the condition tests (e.g. topic).")
 
 
 def _valid_trait(attribute: str) -> bool:
@@ -890,19 +994,21 @@ def _valid_trait(attribute: str) -> bool:
     return bool(path) and all(engine.PATH_SEGMENT_RE.match(segment) for segment in path.split("."))
 
 
-def _value_error(operator: str, value: Any) -> str | None:
+def _value_error(operator: str, value: Any) -> tuple[str, str] | None:
+    """What is wrong with the value the operator takes, and the message's code
+    (``VALUE_*``: the pages say it with the operator's label)."""
     is_number = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
     if operator == Operator.EXISTS:
-        return None if value is None else "'exists' takes no value: leave it empty."
+        return None if value is None else ("'exists' takes no value: leave it empty.", VALUE_NOT_TAKEN)
     if operator in (Operator.GTE, Operator.LTE):
-        return None if is_number else "Comparisons need a number."
+        return None if is_number else ("Comparisons need a number.", VALUE_NUMBER_NEEDED)
     if operator == Operator.IN:
         if not isinstance(value, list) or not value or not all(isinstance(v, SCALAR_TYPES) for v in value):
-            return "'in' needs a non-empty list of texts or numbers."
+            return "'in' needs a non-empty list of texts or numbers.", VALUE_LIST_NEEDED
         return None
     if operator in (Operator.EQ, Operator.NEQ, Operator.CONTAINS):
         if not isinstance(value, SCALAR_TYPES) or value == "":
-            return "Give a text or number to compare with."
+            return "Give a text or number to compare with.", VALUE_NEEDED
         return None
     return None
 

@@ -20,7 +20,7 @@ from leadflow.leads.roles import ALL_ROLES, SCORING_ADMIN, has_role
 from scoring import selectors, services
 from scoring.forms import RuleForm, RuleSetForm, ScoringModelForm, ruleset_defaults
 from scoring.models import RescoreRun, Rule, RuleKind, RuleSet, RuleSetStatus
-from scoring.presenters import describe_rule, preview_data
+from scoring.presenters import describe_rule, preview_data, ruleset_warnings
 
 EDITOR_ONLY = "Only scoring admins may change rulesets; you can read them."
 
@@ -82,6 +82,8 @@ def ruleset_detail(request: HttpRequest, version: int) -> HttpResponse:
         "suppress_rows": rows(RuleKind.SUPPRESS),
         "is_admin": is_admin,
         "can_edit": is_admin and ruleset.is_editable,
+        # A draft's warnings (what saved but is likely a mistake); a published ruleset's are history.
+        "warnings": ruleset_warnings(ruleset=ruleset, rules=rules) if ruleset.is_editable else [],
     }
     return render(request, "scoring/ruleset_detail.html", context)
 
@@ -149,14 +151,23 @@ def ruleset_edit(request: HttpRequest, version: int) -> HttpResponse:
         return render(
             request, "scoring/ruleset_form.html", {"ruleset": ruleset, "model": ruleset.model, "form": form}, status=400
         )
-    form = RuleSetForm(instance=ruleset)
-    return render(request, "scoring/ruleset_form.html", {"ruleset": ruleset, "model": ruleset.model, "form": form})
+    context = {
+        "ruleset": ruleset,
+        "model": ruleset.model,
+        "form": RuleSetForm(instance=ruleset),
+        "warnings": ruleset_warnings(ruleset=ruleset, rules=[]),
+    }
+    return render(request, "scoring/ruleset_form.html", context)
 
 
 def _rule_page(
     request: HttpRequest, ruleset: RuleSet, form: RuleForm, rule: Rule | None, status: int = 200
 ) -> HttpResponse:
-    return render(request, "scoring/rule_form.html", {"ruleset": ruleset, "form": form, "rule": rule}, status=status)
+    context: dict[str, Any] = {"ruleset": ruleset, "form": form, "rule": rule}
+    if rule is not None and not form.is_bound:  # the saved rule: what it tests, and what looks amiss
+        context["condition"] = describe_rule(selectors.rule_spec(rule))
+        context["warnings"] = ruleset_warnings(ruleset=ruleset, rules=[rule], settings=False)
+    return render(request, "scoring/rule_form.html", context, status=status)
 
 
 @role_required(SCORING_ADMIN, message=EDITOR_ONLY)
@@ -253,6 +264,7 @@ def _preview_histogram(preview: selectors.Preview) -> dict[str, Any]:
 @role_required(SCORING_ADMIN, message="Only scoring admins may preview rulesets.")
 def ruleset_preview(request: HttpRequest, version: int) -> HttpResponse:
     ruleset = _ruleset_or_404(version)
+    rules = list(ruleset.rules.all())
     preview = selectors.ruleset_preview(ruleset=ruleset)
     data = preview_data(preview)
     buckets = _preview_histogram(preview)
@@ -290,6 +302,8 @@ def ruleset_preview(request: HttpRequest, version: int) -> HttpResponse:
         ],
         "limit": selectors.PREVIEW_LIST_LIMIT,
         "is_admin": True,
+        "rule_rows": [{"rule": rule, "condition": describe_rule(selectors.rule_spec(rule))} for rule in rules],
+        "warnings": ruleset_warnings(ruleset=ruleset, rules=rules),
     }
     return render(request, "scoring/preview.html", context)
 

@@ -298,7 +298,8 @@ def test_rule_validation_is_field_level(admin):
         "value": [1],
     }
     errors = client.post(f"/api/v1/rulesets/{version}/rules", bad, format="json").json()
-    assert set(errors) == {"operator"}
+    # Every error at once (issue 17, item 5); the value waits for an operator that can be read.
+    assert set(errors) == {"operator", "event_type", "max_points"}
     errors = client.post(f"/api/v1/rulesets/{version}/rules", {**bad, "operator": "eq"}, format="json").json()
     assert set(errors) == {"event_type", "max_points", "value"}
     bad_fit = {"kind": "fit", "name": "x", "attribute": "salary", "operator": "gte", "value": "lots", "points": 0}

@@ -2,11 +2,13 @@
 records (events, interests). Pages that compose leads with scoring and handoff read
 through ``leadflow.selectors``."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.core.cache import cache
 from django.core.paginator import Page
 from django.db.models import Count, Q, QuerySet
 from django.db.models.fields.json import KT
@@ -207,6 +209,36 @@ def lead_interests(*, lead: Lead, key: str, limit: int = INTEREST_LIMIT) -> list
 
 def lead_count() -> int:
     return Lead.objects.count()
+
+
+# --- Event types (the scoring pages warn of a rule on a type no event ever had) ----------------------------
+EVENT_TYPE_SEEN_SECONDS = 24 * 3600  # a type once seen stays seen: events are append-only
+EVENT_TYPE_UNSEEN_SECONDS = 60  # the first event of a new type ends the warning within a minute
+
+
+def event_types_unseen(event_types: Iterable[str]) -> set[str]:
+    """The given event types that no stored event has: one ``EXISTS`` per type the cache
+    does not know. There is no index on ``type`` (it would slow every ingest), so a type
+    never seen costs a scan of the events: hence the cache, which remembers a seen type
+    for a day and an unseen one for a minute. A cache that fails is skipped."""
+    wanted = sorted(set(event_types))
+    if not wanted:
+        return set()
+    keys = {f"event-type-seen:{event_type}": event_type for event_type in wanted}
+    try:
+        cached = cache.get_many(list(keys))
+    except Exception:  # any cache backend's connection error: ask the database
+        cached = {}
+    known = {keys[key]: seen for key, seen in cached.items()}
+    for event_type in wanted:
+        if event_type not in known:
+            known[event_type] = Event.objects.filter(type=event_type).exists()
+            try:
+                timeout = EVENT_TYPE_SEEN_SECONDS if known[event_type] else EVENT_TYPE_UNSEEN_SECONDS
+                cache.set(f"event-type-seen:{event_type}", known[event_type], timeout)
+            except Exception:  # noqa: S110 - a failed cache write only costs the next page a query
+                pass
+    return {event_type for event_type, seen in known.items() if not seen}
 
 
 STAGE_HISTORY_LIMIT = 100
