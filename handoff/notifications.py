@@ -73,6 +73,10 @@ class NotificationEvent:
     recipient_ids: tuple[int, ...] = ()
     recipient_roles: tuple[str, ...] = ()
     data: dict[str, Any] = field(default_factory=dict)
+    # The channels it goes to: people (in-app, and e-mail to those newly notified) and the
+    # webhook. A digest people read may stand for several events the webhook gets one by one.
+    to_people: bool = True
+    to_webhook: bool = True
 
 
 def notify(events: Sequence[NotificationEvent]) -> None:
@@ -85,19 +89,21 @@ def notify(events: Sequence[NotificationEvent]) -> None:
     notification was new. Each channel's failure is logged and contained in a
     savepoint of its own: a failed statement cannot spoil the change."""
     for event in events:
-        try:
-            with transaction.atomic():
-                created_for = _in_app(event)
-        except Exception:
-            logger.exception("In-app notification %s failed", event.key)
-            continue
-        if created_for:
-            transaction.on_commit(partial(_email_contained, event, created_for))
-        try:
-            with transaction.atomic():
-                _webhook(event)
-        except Exception:
-            logger.exception("Webhook notification %s failed", event.key)
+        if event.to_people:
+            try:
+                with transaction.atomic():
+                    created_for = _in_app(event)
+            except Exception:
+                logger.exception("In-app notification %s failed", event.key)
+                continue
+            if created_for:
+                transaction.on_commit(partial(_email_contained, event, created_for))
+        if event.to_webhook:
+            try:
+                with transaction.atomic():
+                    _webhook(event)
+            except Exception:
+                logger.exception("Webhook notification %s failed", event.key)
 
 
 def _email_contained(event: NotificationEvent, recipient_ids: Sequence[int]) -> None:

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from django.db.models import Count, F, FloatField, Func, Prefetch, Q, QuerySet
+from django.db.models import Case, Count, F, FloatField, Func, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from handoff.models import (
@@ -25,6 +25,7 @@ from handoff.models import (
 from handoff.roles import can_work_handoffs, is_sales_manager, sees_every_handoff
 from leadflow.db import Median, database_has_median, median_in_python
 from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
+from leadflow.leads.people import person_name
 from scoring import engine
 from scoring.models import Score, ScoringModel
 from scoring.selectors import Explanation, lead_attributes, model_default, ruleset_specs
@@ -316,15 +317,38 @@ def queue_items(handoffs: Sequence[Handoff]) -> list[QueueItem]:
 
 
 # --- The sales queue page -------------------------------------------------------------------------
-def sales_queue(*, user: Any, overdue_only: bool = False, model: ScoringModel | None = None) -> QuerySet[Handoff]:
-    """Queued handoffs in claim order: highest priority (the qualifying model's score at
-    SQL), then oldest; only those ``model`` qualified when given."""
+def sales_queue_order(*, overdue_first: bool = False) -> list[Any]:
+    """The queue's order: the claim order (highest priority, the qualifying model's score
+    at SQL, then oldest); or, ``overdue_first``, the overdue handoffs on top, the longest
+    overdue first, then the others in claim order."""
+    claim_order: list[Any] = ["-priority", "created_at", "id"]
+    if not overdue_first:
+        return claim_order
+    late = overdue_q(timezone.now())
+    return [
+        Case(When(late, then=Value(0)), default=Value(1)).asc(),
+        Case(When(late, then=F("due_at"))).asc(nulls_last=True),
+        *claim_order,
+    ]
+
+
+def sales_queue(
+    *, user: Any, overdue_only: bool = False, model: ScoringModel | None = None, overdue_first: bool = False
+) -> QuerySet[Handoff]:
+    """Queued handoffs in the queue's order (``sales_queue_order``); only those ``model``
+    qualified when given."""
     queued = handoff_list(user=user).filter(status=HandoffStatus.QUEUED)
     if model is not None:
         queued = queued.filter(model=model)
     if overdue_only:
         queued = handoffs_overdue(queued, overdue=True)
-    return queued.order_by("-priority", "created_at", "id")
+    return queued.order_by(*sales_queue_order(overdue_first=overdue_first))
+
+
+def sales_queue_next(*, user: Any, overdue_first: bool = False) -> Handoff | None:
+    """The handoff a rep works next after a decision ("Accept & next"): the top of the
+    queue in the order they chose, or None when nothing is queued."""
+    return sales_queue(user=user, overdue_first=overdue_first).first()
 
 
 def sales_queue_overdue_count(*, user: Any, model: ScoringModel | None = None) -> int:
@@ -344,6 +368,16 @@ def sales_claims(*, user: Any) -> list[Handoff]:
 def handoff_visible(*, user: Any) -> QuerySet[Handoff]:
     """Handoffs ``user`` may open, with their audit trail (another rep's claim is not one)."""
     return handoff_with_events(handoff_list(user=user))
+
+
+def trail_people(handoff: Handoff, trail: Sequence[HandoffEvent]) -> dict[str, str]:
+    """The people an audit trail's details name by username (``claimed_by``, ``to``), by
+    username: their full name, else the username. Read from the people already loaded
+    with the trail, no query: whoever a detail names claimed, released or was given the
+    handoff in an earlier step (its actor), or holds it now; anyone else keeps their
+    username."""
+    people = [event.actor for event in trail if event.actor_id] + [handoff.claimed_by]
+    return {user.get_username(): person_name(user) for user in people if user is not None}
 
 
 def handoff_allowed_actions(*, handoff: Handoff, user: Any) -> frozenset[str]:

@@ -51,6 +51,7 @@ from handoff.rollups import (
 from leadflow.db import SqlNames, insert_ignore_conflicts_returning
 from leadflow.leads.lifecycle import Transition, transitions_apply
 from leadflow.leads.models import Account, Lead, Stage, StageChange
+from leadflow.leads.people import person_name
 from leadflow.leads.roles import MARKETING, SALES
 from scoring.accounts import QualifiedAccount
 from scoring.models import ScoringModel
@@ -84,7 +85,13 @@ class ClaimTaken(HandoffStateError):
 
 
 def _username(user: Any) -> str:
+    """Who, as the data says it (audit details, webhook payloads): the username."""
     return str(user.get_username()) if user is not None else "nobody"
+
+
+def _name(user: Any) -> str:
+    """Who, as people read it (messages, notifications, a stage change's reason)."""
+    return person_name(user) or "nobody"
 
 
 def handoff_link(handoff_id: Any) -> str:
@@ -157,7 +164,7 @@ def _event(handoff: Handoff, action: str, actor: Any, at: datetime, **details: A
 def _wrong_state(handoff: Handoff, wanted: str, user: Any = None) -> HandoffStateError:
     if handoff.status == HandoffStatus.CLAIMED and handoff.claimed_by_id != getattr(user, "pk", None):
         return HandoffStateError(
-            f"Cannot {wanted}: {_username(handoff.claimed_by)} holds the claim on this handoff. Pick another one."
+            f"Cannot {wanted}: {_name(handoff.claimed_by)} holds the claim on this handoff. Pick another one."
         )
     advice = {
         HandoffStatus.QUEUED: "claim it first.",
@@ -521,9 +528,7 @@ def handoff_accept(*, handoff: Handoff, user: Any) -> Handoff:
         # no open handoff to close (see _decide).
         _decide(locked, lead, HandoffStatus.ACCEPTED, now)
         _event(locked, HandoffAction.ACCEPTED, user, now)
-        transitions_apply(
-            [Transition(lead, Stage.SQL, Stage.ACCEPTED, f"Accepted by {_username(user)}.", user)], at=now
-        )
+        transitions_apply([Transition(lead, Stage.SQL, Stage.ACCEPTED, f"Accepted by {_name(user)}.", user)], at=now)
         lead.owner = user
         lead.save(update_fields=["owner", "updated_at"])
         _new_sql_seen(locked, user, now)
@@ -569,7 +574,7 @@ def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") 
                     lead=lead,
                     occasion="rejected",
                     title=f"Sales rejected {lead.display_name}: {label}",
-                    body=(f"{_username(user)} wrote: {note}\n" if note else "") + f"The lead is now {to_stage}.",
+                    body=(f"{_name(user)} wrote: {note}\n" if note else "") + f"The lead is now {to_stage}.",
                     recipient_roles=(MARKETING,),
                     reason=reason,
                     note=note,
@@ -587,13 +592,13 @@ def handoff_reassign(*, handoff: Handoff, actor: Any, to_user: Any) -> Handoff:
     if not can_reassign_handoffs(actor):
         raise PermissionDenied("Only sales managers (staff) and scoring admins reassign handoffs.")
     if not to_user.is_active or not can_work_handoffs(to_user):
-        raise HandoffError(f"{_username(to_user)} is not an active sales rep: choose someone in the sales group.")
+        raise HandoffError(f"{_name(to_user)} is not an active sales rep: choose someone in the sales group.")
     with transaction.atomic():
         locked = Handoff.objects.select_for_update().get(pk=handoff.pk)
         if not locked.is_open:
             raise _wrong_state(locked, "reassign")
         if locked.claimed_by_id == to_user.pk:
-            raise HandoffError(f"{_username(to_user)} already holds this handoff.")
+            raise HandoffError(f"{_name(to_user)} already holds this handoff.")
         now = timezone.now()
         previous = _username(locked.claimed_by) if locked.claimed_by_id else None
         with handoffs_recorded([locked.pk]):  # a first claim's time
@@ -607,7 +612,7 @@ def handoff_reassign(*, handoff: Handoff, actor: Any, to_user: Any) -> Handoff:
                     handoff_id=locked.public_id,
                     lead=lead,
                     occasion=f"assigned:{event.pk}",
-                    title=f"{_username(actor)} assigned {lead.display_name} to you",
+                    title=f"{_name(actor)} assigned {lead.display_name} to you",
                     body=f"Accept or reject it before {locked.due_at:%Y-%m-%d %H:%M} UTC (SLA).",
                     recipient_ids=(to_user.pk,),
                     by=_username(actor),
@@ -681,7 +686,8 @@ def handoffs_expire_claims(*, limit: int = SWEEP_LIMIT) -> int:
 
 def handoffs_flag_overdue(*, limit: int = SWEEP_LIMIT) -> int:
     """Open handoffs past ``due_at`` are flagged overdue, once, and told once: to the rep
-    holding the claim, or to all of sales when the handoff is unclaimed."""
+    holding the claim, or to all of sales when the handoff is unclaimed; a person told of
+    several in one sweep gets one digest (``_breach_notifications``)."""
     with transaction.atomic():
         now = timezone.now()
         overdue = list(
@@ -706,31 +712,92 @@ def handoffs_flag_overdue(*, limit: int = SWEEP_LIMIT) -> int:
                 for h in overdue
             ]
         )
-        notify(
-            [
-                _handoff_notification(
-                    NotificationKind.SLA_BREACH,
-                    handoff_id=h.public_id,
-                    lead=h.lead,
-                    occasion="breach",
-                    title=f"SLA breached: {h.lead.display_name}",
-                    body=(
-                        f"Due {h.due_at:%Y-%m-%d %H:%M} UTC and still {h.status}"
-                        + (f" (claimed by {_username(h.claimed_by)})." if h.claimed_by_id else ", unclaimed.")
-                        + " Decide on it now."
-                    ),
-                    # The rep holding the claim, who alone can act on it (to the other reps
-                    # its page is 404); all of sales while nobody holds it.
-                    recipient_ids=_claim_holder(h),
-                    recipient_roles=() if h.claimed_by_id else (SALES,),
-                    status=h.status,
-                    due_at=h.due_at,
-                    claimed_by=_username(h.claimed_by) if h.claimed_by_id else None,
-                )
-                for h in overdue
-            ]
-        )
+        notify(_breach_notifications(overdue, now))
     return len(overdue)
+
+
+# How many leads a digest of SLA breaches names before "and N more".
+BREACH_DIGEST_NAMES = 3
+
+
+def _breach_notifications(overdue: Sequence[Handoff], at: datetime) -> list[NotificationEvent]:
+    """What one sweep tells of the breaches it found (``overdue``, by due time).
+
+    The webhook gets an event per handoff (``handoff:<id>:breach``), as ever. People get
+    one notification per sweep, however many handoffs broke their SLA: each hears of
+    those they can act on, their own claims (a rep alone can act on their claim; to the
+    other reps its page is 404) and every unclaimed one (to all of sales). One breach is
+    told by itself, linking to its handoff; several are one digest, "9 handoffs overdue",
+    linking to the queue with the overdue handoffs first."""
+    events = [replace(_breach_notification(h), to_people=False) for h in overdue]
+    unclaimed = [h for h in overdue if not h.claimed_by_id]
+    told: dict[int, list[Handoff]] = {}
+    if unclaimed:
+        reps = get_user_model().objects.filter(groups__name=SALES, is_active=True).distinct()
+        told = {rep_id: list(unclaimed) for rep_id in reps.values_list("pk", flat=True)}
+    for handoff in overdue:
+        if handoff.claimed_by_id:
+            told.setdefault(handoff.claimed_by_id, []).append(handoff)
+    # Reps told of the same handoffs (all of sales, of the unclaimed ones) share one event.
+    audiences: dict[tuple[int, ...], list[int]] = {}
+    for recipient, handoffs in told.items():
+        handoffs.sort(key=lambda h: (h.due_at, h.pk))
+        audiences.setdefault(tuple(h.pk for h in handoffs), []).append(recipient)
+    by_id = {h.pk: h for h in overdue}
+    for handoff_ids, recipients in audiences.items():
+        handoffs = [by_id[pk] for pk in handoff_ids]
+        if len(handoffs) == 1:
+            single = _breach_notification(handoffs[0])
+            events.append(replace(single, recipient_ids=tuple(recipients), recipient_roles=(), to_webhook=False))
+        else:
+            events.append(_breach_digest(handoffs, tuple(recipients), at))
+    return events
+
+
+def _breach_notification(h: Handoff) -> NotificationEvent:
+    """The breach of one handoff: to the rep holding its claim, or to all of sales."""
+    return _handoff_notification(
+        NotificationKind.SLA_BREACH,
+        handoff_id=h.public_id,
+        lead=h.lead,
+        occasion="breach",
+        title=f"SLA breached: {h.lead.display_name}",
+        body=(
+            f"Due {h.due_at:%Y-%m-%d %H:%M} UTC and still {h.status}"
+            + (f" (claimed by {_name(h.claimed_by)})." if h.claimed_by_id else ", unclaimed.")
+            + " Decide on it now."
+        ),
+        recipient_ids=_claim_holder(h),
+        recipient_roles=() if h.claimed_by_id else (SALES,),
+        status=h.status,
+        due_at=h.due_at,
+        claimed_by=_username(h.claimed_by) if h.claimed_by_id else None,
+    )
+
+
+def _breach_digest(handoffs: Sequence[Handoff], recipient_ids: tuple[int, ...], at: datetime) -> NotificationEvent:
+    """Several breaches of one sweep, told to ``recipient_ids`` in one notification (keyed
+    by the sweep: one per person per sweep)."""
+    names = ", ".join(h.lead.display_name for h in handoffs[:BREACH_DIGEST_NAMES])
+    if len(handoffs) > BREACH_DIGEST_NAMES:
+        names += f" and {len(handoffs) - BREACH_DIGEST_NAMES} more"
+    claimed = sum(1 for h in handoffs if h.claimed_by_id)
+    whose = (
+        f" {claimed} of them {'is your claim' if claimed == 1 else 'are your claims'}, the others unclaimed."
+        if claimed and claimed < len(handoffs)
+        else (" All of them are your claims." if claimed else " Nobody has claimed them.")
+    )
+    return NotificationEvent(
+        kind=NotificationKind.SLA_BREACH,
+        key=f"handoffs:breach:{at.isoformat()}",
+        title=f"{len(handoffs)} handoffs overdue",
+        body=f"Past their SLA and still open: {names}.{whose} Work the queue overdue first and decide on them now.",
+        link=reverse("sales-queue") + "?sort=overdue",
+        api_link=reverse("api-handoffs") + "?ordering=due_at",
+        recipient_ids=recipient_ids,
+        data={"handoffs": [str(h.public_id) for h in handoffs]},
+        to_webhook=False,
+    )
 
 
 # --- Marketing-qualified accounts ---------------------------------------------------------------

@@ -45,15 +45,37 @@ def _safe_next(request: HttpRequest, default: str) -> str:
 
 
 # --- The queue ------------------------------------------------------------------------------------
+# The queue's two orders (``?sort=``): the claim order, or the overdue handoffs first. A rep's
+# choice is remembered in their session: it lasts as long as their login, needs no table
+# and no migration, and "Accept & next" follows it. A notification of SLA breaches links
+# to the queue with ``sort=overdue``.
+CLAIM_ORDER, OVERDUE_FIRST = "claim", "overdue"
+QUEUE_SORT_KEY = "handoff.queue_sort"
+
+
+def _overdue_first(request: HttpRequest) -> bool:
+    """Whether this rep's queue lists the overdue handoffs first: the order asked for in
+    ``?sort=`` (and from now on), or the one they chose last."""
+    chosen = request.GET.get("sort")
+    if chosen in (CLAIM_ORDER, OVERDUE_FIRST):
+        if request.session.get(QUEUE_SORT_KEY) != chosen:
+            request.session[QUEUE_SORT_KEY] = chosen
+        return chosen == OVERDUE_FIRST
+    return request.session.get(QUEUE_SORT_KEY) == OVERDUE_FIRST
+
+
 @role_required(SALES, message=SALES_ONLY)
 def sales_queue(request: HttpRequest) -> HttpResponse:
     overdue_only = request.GET.get("show") == "overdue"
+    overdue_first = _overdue_first(request)
     models = list(scoring_selectors.model_list())
     slug = request.GET.get("model") or ""
     model = next((m for m in models if m.slug == slug), None)
     if slug and model is None:
         messages.error(request, f"No scoring model “{slug}”: showing SQLs of every model.")
-    queued = selectors.sales_queue(user=request.user, overdue_only=overdue_only, model=model)
+    queued = selectors.sales_queue(
+        user=request.user, overdue_only=overdue_only, model=model, overdue_first=overdue_first
+    )
     page = CappedCountPaginator(queued, QUEUE_PER_PAGE).get_page(request.GET.get("page"))
     claims = selectors.sales_claims(user=request.user)
     items = selectors.queue_items([*page.object_list, *claims])
@@ -62,6 +84,7 @@ def sales_queue(request: HttpRequest) -> HttpResponse:
         "queue": items[: len(page.object_list)],
         "claims": items[len(page.object_list) :],
         "overdue_only": overdue_only,
+        "overdue_first": overdue_first,
         "overdue_count": selectors.sales_queue_overdue_count(user=request.user, model=model),
         "models": models if len(models) > 1 else [],
         "model": model,
@@ -82,11 +105,13 @@ def _handoff_context(
     explanation = explanation_data(explained)
     actions = selectors.handoff_allowed_actions(handoff=handoff, user=request.user)
     names = dict(scoring_selectors.model_list().values_list("slug", "name")) if len(handoff.qualified_by) > 1 else {}
+    trail = list(handoff.events.all())
     return {
         "handoff": handoff,
         "qualified_by_names": [names.get(slug, slug) for slug in handoff.qualified_by],
         "lead": lead,
-        "trail": list(handoff.events.all()),
+        "trail": trail,
+        "trail_people": selectors.trail_people(handoff, trail),
         "explanation": explanation,
         "matched_rules": [rule for rule in explanation["rules"] if rule["matched"]],
         "unmatched_rules": [rule for rule in explanation["rules"] if not rule["matched"]],
@@ -121,6 +146,29 @@ def _after_success(request: HttpRequest, handoff: Handoff) -> HttpResponse:
     return redirect(_safe_next(request, reverse("handoff-detail", kwargs={"handoff_id": handoff.public_id})))
 
 
+def _after_decision(request: HttpRequest, handoff: Handoff) -> HttpResponse:
+    """After an accept or a reject: back where the rep came from, or with "… & next"
+    (``then=next``) on to the next queued handoff, in the order the rep chose for the queue.
+
+    "Next" opens that handoff; it does not claim it. A claim hides the lead from the other
+    reps and starts the claim's clock and the rep has not yet read why it qualified; one
+    click on its page claims it, and "Claim next" still takes the head of the queue blind."""
+    if request.POST.get("then") != "next":
+        return _after_success(request, handoff)
+    following = selectors.sales_queue_next(user=request.user, overdue_first=_overdue_first(request))
+    if following is None:
+        messages.info(request, "Nothing else is waiting in the queue. New SQLs appear here as leads qualify.")
+        return redirect("sales-queue")
+    limit = settings.HANDOFF_MAX_OPEN_CLAIMS
+    if len(selectors.sales_claims(user=request.user)) >= limit:
+        messages.info(
+            request, f"You hold {limit} claims, the limit: accept, reject or release one before claiming the next."
+        )
+        return redirect("sales-queue")
+    messages.info(request, f"Next in the queue: {following.lead.display_name}. Claim it to work on it.")
+    return redirect("handoff-detail", handoff_id=following.public_id)
+
+
 @require_POST
 @role_required(SALES, message=REPS_ONLY)
 def handoff_claim_next(request: HttpRequest) -> HttpResponse:
@@ -152,6 +200,7 @@ def _act(
     service: Callable[..., Handoff],
     success: Callable[[Handoff], str],
     lookup: Callable[[HttpRequest, Any], Handoff] = _actionable_or_404,
+    after: Callable[[HttpRequest, Handoff], HttpResponse] = _after_success,
 ) -> HttpResponse:
     """Run one handoff service on an actionable handoff; a refusal becomes a message, never a 500."""
     handoff = lookup(request, handoff_id)
@@ -160,7 +209,7 @@ def _act(
     except handoff_services.HandoffError as error:
         return _after_refusal(request, handoff, error)
     messages.success(request, success(handoff))
-    return _after_success(request, handoff)
+    return after(request, handoff)
 
 
 @require_POST
@@ -197,6 +246,7 @@ def handoff_accept(request: HttpRequest, handoff_id: Any) -> HttpResponse:
         handoff_id,
         handoff_services.handoff_accept,
         lambda handoff: f"Accepted {handoff.lead.display_name}: the lead is yours now.",
+        after=_after_decision,
     )
 
 
@@ -221,7 +271,7 @@ def handoff_reject(request: HttpRequest, handoff_id: Any) -> HttpResponse:
                 f"Rejected {handoff.lead.display_name} ({label}): the lead is {handoff.lead.get_stage_display()} "
                 "and marketing has your feedback.",
             )
-            return _after_success(request, handoff)
+            return _after_decision(request, handoff)
     handoff = get_object_or_404(selectors.handoff_visible(user=request.user), pk=handoff.pk)
     if handoff.status != HandoffStatus.CLAIMED or handoff.claimed_by_id != request.user.pk:
         messages.error(request, f"This handoff is {handoff.status} now: there is nothing to reject.")

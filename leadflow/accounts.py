@@ -1,6 +1,6 @@
-"""People's accounts: the answer to a locked-out login (django-axes calls
-``lockout_response``), and the password pages, which are Django's views with our
-templates (``templates/registration/``)."""
+"""People's accounts: the login and where it lands each role, the answer to a
+locked-out login (django-axes calls ``lockout_response``), and the password pages,
+which are Django's views with our templates (``templates/registration/``)."""
 
 import hashlib
 from typing import Any
@@ -10,9 +10,31 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import SetPasswordForm
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import render, resolve_url
+from django.urls import reverse
 
+from leadflow.leads.roles import is_rep_only
 from leadflow.throttling import client_address, retry_after, window_count
+
+
+def home_url(user: Any) -> str:
+    """Where ``user`` starts the day: a sales rep on the sales queue, everyone else
+    (marketing, scoring admins, staff) on the dashboard (``LOGIN_REDIRECT_URL``)."""
+    return reverse("sales-queue") if is_rep_only(user) else resolve_url(settings.LOGIN_REDIRECT_URL)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, landing each role on its own home page (``home_url``). A ``next``
+    that names a page wins, as in Django; ``next=/`` names no page but the home page,
+    which is what the login_required redirect of a bookmarked site address carries, so
+    it lands on the person's own home too."""
+
+    def get_redirect_url(self, *args: Any, **kwargs: Any) -> str:
+        target = super().get_redirect_url(*args, **kwargs)
+        return "" if target == resolve_url(settings.LOGIN_REDIRECT_URL) else target
+
+    def get_default_redirect_url(self) -> str:
+        return home_url(self.request.user)
 
 
 def lockout_response(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:

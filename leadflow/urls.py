@@ -18,7 +18,7 @@ def api_not_found(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("", include("leadflow.pages_urls")),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     # Django's password views with our templates (templates/registration/).
     path("password/change/", auth_views.PasswordChangeView.as_view(), name="password_change"),

@@ -15,9 +15,12 @@ from handoff.models import (
     HandoffEvent,
     RejectReason,
 )
-from leadflow.leads.templatetags.leadflow_ui import countdown, stage_label
+from leadflow.leads.templatetags.leadflow_ui import duration, stage_label
 
 register = template.Library()
+
+
+SLA_SOON = timedelta(hours=4)
 
 
 @dataclass(frozen=True)
@@ -26,9 +29,8 @@ class Sla:
     late: bool  # decided after the due time
     text: str
     soon: bool = False  # open and due within SLA_SOON
-
-
-SLA_SOON = timedelta(hours=4)
+    # SLA_SOON for the page's script, which ticks the countdown (static/js/app.js).
+    soon_seconds: int = int(SLA_SOON.total_seconds())
 
 
 @register.filter
@@ -37,20 +39,29 @@ def sla(handoff: Handoff) -> Sla:
     now = timezone.now()
     if handoff.is_open:
         if handoff.is_overdue(now):
-            return Sla(overdue=True, late=False, text=f"overdue by {countdown(now - handoff.due_at)}")
+            return Sla(overdue=True, late=False, text=f"overdue by {duration(now - handoff.due_at)}")
         left = handoff.due_at - now
-        return Sla(overdue=False, late=False, text=f"due in {countdown(left)}", soon=left <= SLA_SOON)
+        return Sla(overdue=False, late=False, text=f"due in {duration(left)}", soon=left <= SLA_SOON)
     if handoff.status not in DECIDED_STATUSES or handoff.decided_at is None:
         return Sla(overdue=False, late=False, text="")  # closed by hand: the SLA no longer applies
     if handoff.decided_at > handoff.due_at:
-        return Sla(overdue=False, late=True, text=f"decided {countdown(handoff.decided_at - handoff.due_at)} late")
+        return Sla(overdue=False, late=True, text=f"decided {duration(handoff.decided_at - handoff.due_at)} late")
     return Sla(overdue=False, late=False, text="decided within the SLA")
 
 
+# The audit details that name a rep, by username (handoff.services writes them).
+PERSON_DETAILS = ("claimed_by", "to")
+
+
 @register.filter
-def handoff_event_summary(event: HandoffEvent) -> str:
-    """What an audit-trail entry says beyond its action, from its details."""
+def handoff_event_summary(event: HandoffEvent, people: dict[str, str] | None = None) -> str:
+    """What an audit-trail entry says beyond its action, from its details; the reps its
+    details name by username are named as ``people`` (username → full name) has them."""
     details = event.details if isinstance(event.details, dict) else {}
+    details = {
+        **details,
+        **{key: (people or {}).get(details[key], details[key]) for key in PERSON_DETAILS if details.get(key)},
+    }
     action = event.action
     if action == HandoffAction.OPENED:
         return "The lead became an SQL and joined the queue."

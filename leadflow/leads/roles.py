@@ -32,3 +32,11 @@ def sees_every_decision(user: Any) -> bool:
     (``handoff.roles.sees_every_handoff``) and who decided each one in a lead's stage
     history. A rep sees only their own (``leadflow.leads.selectors.lead_stage_history``)."""
     return has_role(user, MARKETING, SCORING_ADMIN)
+
+
+def is_rep_only(user: Any) -> bool:
+    """A sales rep and nothing more (no marketing, scoring admin or staff): their day is
+    the sales queue, which is where they land after logging in."""
+    if not getattr(user, "is_authenticated", False) or user.is_staff or user.is_superuser:
+        return False
+    return SALES in role_names(user) and not role_names(user) & {MARKETING, SCORING_ADMIN}

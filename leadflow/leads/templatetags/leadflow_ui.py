@@ -1,14 +1,18 @@
-"""Small template helpers of every app's pages: roles, navigation, numbers, durations,
-times. (The handoff's own, SLAs and the audit trail, are in ``handoff_ui``.)"""
+"""Small template helpers of every app's pages: roles, navigation, numbers, people,
+durations, times. (The handoff's own, SLAs and the audit trail, are in ``handoff_ui``.)"""
 
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from urllib.parse import quote
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from leadflow.leads.models import Stage
+from leadflow.leads.people import person_name
 from leadflow.leads.roles import ALL_ROLES, role_names
 from leadflow.leads.roles import has_role as user_has_role
 
@@ -34,6 +38,21 @@ def role_labels(user: Any) -> str:
     if getattr(user, "is_staff", False):
         labels.append("staff")
     return ", ".join(labels)
+
+
+@register.filter
+def person(user: Any) -> str:
+    """``{{ handoff.claimed_by|person|default:"a rep" }}``: a full name, else the username."""
+    return person_name(user)
+
+
+@register.filter
+def mailto(email: str | None) -> SafeString | str:
+    """An e-mail address as a link that opens the person's mail client (escaped, and
+    percent-encoded in the link); ``—`` when there is none."""
+    if not email:
+        return "—"
+    return format_html('<a class="mailto" href="mailto:{}">{}</a>', quote(str(email), safe="@"), email)
 
 
 @register.filter
@@ -92,19 +111,6 @@ def number(value: Decimal | float | None) -> str:
 
 
 @register.filter
-def duration(value: timedelta | None) -> str:
-    """``3.2 days``, ``5 h``, ``12 min``; ``—`` when undefined."""
-    if value is None:
-        return "—"
-    seconds = value.total_seconds()
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:.1f} days"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{max(seconds, 0) / 60:.0f} min"
-
-
-@register.filter
 def properties_summary(properties: Any, limit: int = 4) -> list[tuple[str, str]]:
     """The first few properties of an event as (key, text) pairs."""
     if not isinstance(properties, dict):
@@ -123,14 +129,9 @@ def get_item(mapping: dict[str, Any], key: str) -> Any:
 
 @register.filter
 def elapsed(end: Any, start: Any) -> str:
-    """``{{ run.finished_at|elapsed:run.started_at }}``: ``4 s``, ``2.5 min``."""
+    """``{{ run.finished_at|elapsed:run.started_at }}``: the time between, as ``duration`` says it."""
     if not end or not start:
         return "—"
-    seconds = (end - start).total_seconds()
-    if seconds < 1:
-        return "under a second"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
     return duration(end - start)
 
 
@@ -139,10 +140,15 @@ def stage_label(value: str) -> str:
     return str(Stage(value).label) if value in Stage.values else value
 
 
-# --- Times (the sales pages, the dashboard's overdue handoffs) ------------------------------------
+# --- Durations and times ------------------------------------------------------------------------
+# One format for every span of time on every page (an SLA, a claim's expiry, a queue's
+# waiting time, the dashboard's medians, a rescore's run time, "3 h ago"): static/js/app.js
+# (formatDuration) says it the same way when the SLA countdown ticks in the browser.
 @register.filter
-def countdown(value: timedelta | None) -> str:
-    """A span of time as an SLA reads it: ``42 min``, ``5 h 20 min``, ``3 days 4 h``."""
+def duration(value: timedelta | None) -> str:
+    """A span of time as a person says it: ``under a minute``, ``42 min``, ``5 h 20 min``,
+    ``26 h``, ``3 days 4 h``, ``12 days``; its sign is the caller's to say (``relative``);
+    ``—`` when undefined."""
     if value is None:
         return "—"
     minutes = int(abs(value.total_seconds()) // 60)
@@ -159,10 +165,16 @@ def countdown(value: timedelta | None) -> str:
     return f"{days} days {hours} h" if days < 10 and hours else f"{days} days"
 
 
+# The same filter under the name the SLA pages first gave it (templates and imports of
+# branches written before the formats became one keep working).
+countdown = duration
+register.filter("countdown", duration)
+
+
 @register.filter
 def age(moment: datetime | None) -> str:
     """How long ago: ``3 days 4 h`` (a queue's waiting time)."""
-    return "—" if moment is None else countdown(timezone.now() - moment)
+    return "—" if moment is None else duration(timezone.now() - moment)
 
 
 @register.filter
@@ -171,7 +183,7 @@ def relative(moment: datetime | None) -> str:
     if moment is None:
         return "—"
     delta = moment - timezone.now()
-    return f"in {countdown(delta)}" if delta.total_seconds() > 0 else f"{countdown(delta)} ago"
+    return f"in {duration(delta)}" if delta.total_seconds() > 0 else f"{duration(delta)} ago"
 
 
 @register.filter
