@@ -6,7 +6,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import django_filters
-from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -27,7 +26,6 @@ from rest_framework.views import APIView
 from handoff import notifications, selectors, services
 from handoff.models import Handoff, HandoffEvent, HandoffStatus, Notification, RejectReason
 from handoff.permissions import CanReadHandoffHistory, CanReassignHandoffs, CanWorkHandoffs
-from handoff.roles import can_work_handoffs
 from leadflow import query
 from leadflow.leads import selectors as lead_selectors
 from leadflow.pagination import PageNumberPagination
@@ -336,10 +334,8 @@ class ReassignInputSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150, help_text="The rep who gets the handoff.")
 
     def validate_username(self, value: str) -> Any:
-        user = get_user_model().objects.filter(username=value, is_active=True).first()
-        if user is None or not can_work_handoffs(user):
-            raise serializers.ValidationError(f"No active sales rep is called {value!r}: check the name.")
-        return user
+        # The service's rule; DRF attaches the Django ValidationError to this field.
+        return services.handoff_reassign_target(username=value)
 
 
 class HandoffReassignView(APIView):

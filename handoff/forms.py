@@ -1,11 +1,11 @@
-"""Forms of the handoff pages: a rejection's reason and note."""
+"""Forms of the handoff pages: a rejection's reason and note, a reassignment's rep."""
 
 from typing import Any
 
 from django import forms
 
 from handoff.models import RejectReason
-from handoff.services import handoff_reject_validate
+from handoff.services import handoff_reassign_target, handoff_reject_validate
 from leadflow.leads.forms import PlainForm
 
 
@@ -30,3 +30,17 @@ class HandoffRejectForm(PlainForm):
             # The service's rules; a ValidationError keyed by field lands on that field.
             handoff_reject_validate(reason=cleaned["reason"], note=cleaned["note"])
         return cleaned
+
+
+class HandoffReassignForm(PlainForm):
+    """Whom a sales manager gives a handoff to, by username (the page offers the reps)."""
+
+    username = forms.CharField(
+        label="Reassign to",
+        max_length=150,
+        error_messages={"required": "Choose the rep who gets this handoff."},
+    )
+
+    def clean_username(self) -> Any:
+        # The service's rule, as the API applies it; its ValidationError lands on this field.
+        return handoff_reassign_target(username=self.cleaned_data["username"])

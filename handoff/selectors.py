@@ -10,11 +10,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from django.db.models import Case, Count, F, FloatField, Func, Prefetch, Q, QuerySet, Value, When
+from django.contrib.auth import get_user_model
+from django.db.models import Case, Count, F, FloatField, Func, Min, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from handoff.models import (
     DECIDED_STATUSES,
+    OPEN_STATUSES,
     Handoff,
     HandoffEvent,
     HandoffStatus,
@@ -26,6 +28,7 @@ from handoff.roles import can_work_handoffs, is_sales_manager, sees_every_handof
 from leadflow.db import Median, database_has_median, median_in_python
 from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
 from leadflow.leads.people import person_name
+from leadflow.leads.roles import SALES
 from scoring import engine
 from scoring.models import Score, ScoringModel
 from scoring.selectors import Explanation, lead_attributes, model_default, ruleset_specs
@@ -397,6 +400,74 @@ def handoff_allowed_actions(*, handoff: Handoff, user: Any) -> frozenset[str]:
 def lead_sql_change(*, lead: Lead) -> StageChange | None:
     """The stage change that made the lead an SQL most recently: scoring's reason."""
     return StageChange.objects.filter(lead=lead, to_stage=Stage.SQL).order_by("-at", "-id").first()
+
+
+# --- The managers' page ---------------------------------------------------------------------------
+# Which open handoffs the page lists (``?status=``): every open one, or only the claimed or
+# the queued ones.
+OVERVIEW_STATUSES: dict[str, tuple[str, ...]] = {
+    "open": OPEN_STATUSES,
+    "claimed": (HandoffStatus.CLAIMED,),
+    "queued": (HandoffStatus.QUEUED,),
+}
+
+
+def handoffs_open_overview(
+    *, user: Any, status: str = "open", rep: Any = None, overdue_only: bool = False
+) -> QuerySet[Handoff]:
+    """The open handoffs ``user`` may see (``handoffs_visible``: all of them, for the people
+    the page is for), the overdue ones first, the longest overdue on top, then the others in
+    claim order (``sales_queue_order``); only those ``rep`` holds when given."""
+    handoffs = handoff_list(user=user).filter(status__in=OVERVIEW_STATUSES.get(status, OPEN_STATUSES))
+    if rep is not None:
+        handoffs = handoffs.filter(claimed_by=rep)
+    if overdue_only:
+        handoffs = handoffs_overdue(handoffs, overdue=True)
+    return handoffs.order_by(*sales_queue_order(overdue_first=True))
+
+
+def sales_reps() -> list[Any]:
+    """The active people of the sales group, by name: whom a handoff may be given to
+    (``handoff.services.handoff_reassign_target`` has the rule; staff outside the group
+    may be named there too, but are not offered)."""
+    reps = get_user_model().objects.filter(is_active=True, groups__name=SALES).distinct()
+    return sorted(reps, key=lambda user: (person_name(user).casefold(), user.pk))
+
+
+@dataclass(frozen=True)
+class RepLoad:
+    """What one rep holds: their open claims, how many of them are overdue, since when
+    they hold the oldest."""
+
+    rep: Any
+    held: int = 0
+    overdue: int = 0
+    oldest_claimed_at: datetime | None = None
+
+
+def rep_loads(*, reps: Sequence[Any]) -> list[RepLoad]:
+    """Every rep of ``reps`` (holding claims or not) and anyone else holding a claim, with
+    what they hold: the most overdue claims first, then the most claims, then by name. One
+    aggregate query (and one more for holders outside ``reps``: a rep since deactivated)."""
+    now = timezone.now()
+    rows = (
+        Handoff.objects.filter(status=HandoffStatus.CLAIMED)
+        .values("claimed_by_id")
+        .annotate(held=Count("id"), overdue=Count("id", filter=overdue_q(now)), oldest=Min("claimed_at"))
+        .order_by()
+    )
+    held = {row["claimed_by_id"]: row for row in rows}
+    people = {user.pk: user for user in reps}
+    missing = set(held) - set(people)
+    if missing:
+        people.update({user.pk: user for user in get_user_model().objects.filter(pk__in=missing)})
+    loads = [
+        RepLoad(rep=user, held=row["held"], overdue=row["overdue"], oldest_claimed_at=row["oldest"])
+        if (row := held.get(pk))
+        else RepLoad(rep=user)
+        for pk, user in people.items()
+    ]
+    return sorted(loads, key=lambda load: (-load.overdue, -load.held, person_name(load.rep).casefold()))
 
 
 # --- The notifications page -----------------------------------------------------------------------

@@ -586,6 +586,16 @@ def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") 
     return _fresh(handoff.pk)
 
 
+def handoff_reassign_target(*, username: str) -> Any:
+    """The rep a handoff is reassigned to, by username: an active user who works the queue
+    (``can_work_handoffs``), the rule ``handoff_reassign`` enforces. Used by the API and the
+    managers' page, which attach the ValidationError to their username field."""
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None or not can_work_handoffs(user):
+        raise ValidationError(f"No active sales rep is called {username!r}: choose someone in the sales group.")
+    return user
+
+
 def handoff_reassign(*, handoff: Handoff, actor: Any, to_user: Any) -> Handoff:
     """A sales manager gives an open handoff to a rep (claimed for them, a fresh claim
     period; the rep's claim limit does not apply to a manager's decision)."""

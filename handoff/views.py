@@ -8,6 +8,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,20 +21,28 @@ from handoff import notifications as handoff_notifications
 from handoff import selectors
 from handoff import services as handoff_services
 from handoff.context_processors import unread_notifications
-from handoff.forms import HandoffRejectForm
+from handoff.forms import HandoffReassignForm, HandoffRejectForm
 from handoff.models import Handoff, HandoffStatus, RejectReason
+from handoff.roles import is_sales_manager
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.decorators import role_required
-from leadflow.leads.roles import ALL_ROLES, SALES
+from leadflow.leads.people import person_name
+from leadflow.leads.roles import ALL_ROLES, MARKETING, SALES, SCORING_ADMIN
 from leadflow.pagination import CappedCountPaginator
 from scoring import selectors as scoring_selectors
 from scoring.presenters import explanation_data
 
 QUEUE_PER_PAGE = 25
+OVERVIEW_PER_PAGE = 25
 NOTIFICATIONS_PER_PAGE = 25
 RECENT_EVENTS = 10
 SALES_ONLY = "The sales queue is for sales reps: ask an administrator for the sales role."
 REPS_ONLY = "Only sales reps claim, accept, reject or release handoffs; you can read them."
+OVERVIEW_READERS = (
+    "The handoffs overview is for sales managers (staff users), marketing and scoring admins: "
+    "reps work from the sales queue."
+)
+MANAGERS_ONLY = "Only sales managers (staff users) reassign or release other people's handoffs; you can read them."
 
 
 def _safe_next(request: HttpRequest, default: str) -> str:
@@ -277,6 +287,97 @@ def handoff_reject(request: HttpRequest, handoff_id: Any) -> HttpResponse:
         messages.error(request, f"This handoff is {handoff.status} now: there is nothing to reject.")
         return redirect("handoff-detail", handoff_id=handoff.public_id)
     return render(request, "sales/handoff_detail.html", _handoff_context(request, handoff, form), status=400)
+
+
+# --- The managers' page: every open handoff ---------------------------------------------------------
+def _overview(
+    request: HttpRequest, *, failed: tuple[Handoff, HandoffReassignForm] | None = None, status: int = 200
+) -> HttpResponse:
+    """Every open handoff, the overdue ones first, and what each rep holds. ``failed``: a
+    reassignment the form refused, shown with its field error (the page answers 400)."""
+    wanted_status = request.GET.get("status")
+    wanted_status = wanted_status if wanted_status in selectors.OVERVIEW_STATUSES else "open"
+    overdue_only = request.GET.get("overdue") == "1"
+    reps = selectors.sales_reps()
+    loads = selectors.rep_loads(reps=reps)
+    username = request.GET.get("rep") or ""
+    rep = next((load.rep for load in loads if load.rep.get_username() == username), None)
+    if username and rep is None:
+        messages.error(request, f"Nobody called “{username}” holds or may hold handoffs: showing everyone's.")
+    handoffs = selectors.handoffs_open_overview(
+        user=request.user, status=wanted_status, rep=rep, overdue_only=overdue_only
+    )
+    page = CappedCountPaginator(handoffs, OVERVIEW_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "handoffs": list(page.object_list),
+        "loads": loads,
+        "reps": reps,
+        "rep": rep,
+        "status": wanted_status,
+        "statuses": [("open", "All open"), ("claimed", "Claimed"), ("queued", "Queued")],
+        "overdue_only": overdue_only,
+        "filtered": bool(rep or overdue_only or wanted_status != "open"),
+        "can_manage": is_sales_manager(request.user),
+        "failed_handoff": failed[0] if failed else None,
+        "failed_form": failed[1] if failed else None,
+    }
+    return render(request, "sales/overview.html", context, status=status)
+
+
+@role_required(MARKETING, SCORING_ADMIN, message=OVERVIEW_READERS)
+def handoff_overview(request: HttpRequest) -> HttpResponse:
+    return _overview(request)
+
+
+def _managed_or_404(request: HttpRequest, handoff_id: Any) -> Handoff:
+    """A handoff a sales manager acts on from the overview; anybody else is refused (403)."""
+    if not is_sales_manager(request.user):
+        raise PermissionDenied(MANAGERS_ONLY)
+    return get_object_or_404(selectors.handoff_actionable(user=request.user), public_id=handoff_id)
+
+
+def _back_to_overview(request: HttpRequest) -> HttpResponse:
+    return redirect(_safe_next(request, reverse("handoff-overview")))
+
+
+@require_POST
+@login_required
+def handoff_overview_reassign(request: HttpRequest, handoff_id: Any) -> HttpResponse:
+    handoff = _managed_or_404(request, handoff_id)
+    form = HandoffReassignForm(request.POST)
+    if not form.is_valid():
+        handoff = get_object_or_404(selectors.handoff_list(user=request.user), pk=handoff.pk)
+        return _overview(request, failed=(handoff, form), status=400)
+    try:
+        handoff = handoff_services.handoff_reassign(
+            handoff=handoff, actor=request.user, to_user=form.cleaned_data["username"]
+        )
+    except handoff_services.HandoffError as error:
+        messages.error(request, str(error))
+        return _back_to_overview(request)
+    messages.success(
+        request,
+        f"Gave {handoff.lead.display_name} to {person_name(handoff.claimed_by)}: "
+        f"they were told, and hold it for {settings.HANDOFF_CLAIM_TTL_HOURS} h.",
+    )
+    return _back_to_overview(request)
+
+
+@require_POST
+@login_required
+def handoff_overview_release(request: HttpRequest, handoff_id: Any) -> HttpResponse:
+    handoff = _managed_or_404(request, handoff_id)
+    holder = person_name(handoff.claimed_by) if handoff.claimed_by_id else ""
+    try:
+        handoff = handoff_services.handoff_release(handoff=handoff, user=request.user)
+    except handoff_services.HandoffError as error:
+        messages.error(request, str(error))
+        return _back_to_overview(request)
+    messages.success(
+        request, f"Released {handoff.lead.display_name} from {holder}: it is back in the queue for anyone to claim."
+    )
+    return _back_to_overview(request)
 
 
 # --- Notifications -----------------------------------------------------------------------------------

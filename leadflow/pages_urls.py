@@ -24,6 +24,11 @@ urlpatterns = [
     path("queue/<uuid:handoff_id>/release", handoff_views.handoff_release, name="handoff-release"),
     path("queue/<uuid:handoff_id>/accept", handoff_views.handoff_accept, name="handoff-accept"),
     path("queue/<uuid:handoff_id>/reject", handoff_views.handoff_reject, name="handoff-reject"),
+    path("handoffs/", handoff_views.handoff_overview, name="handoff-overview"),
+    path(
+        "handoffs/<uuid:handoff_id>/reassign", handoff_views.handoff_overview_reassign, name="handoff-overview-reassign"
+    ),
+    path("handoffs/<uuid:handoff_id>/release", handoff_views.handoff_overview_release, name="handoff-overview-release"),
     path("notifications/", handoff_views.notification_list, name="notification-list"),
     path("notifications/read-all", handoff_views.notification_read_all, name="notification-read-all"),
     path("notifications/<uuid:notification_id>/read", handoff_views.notification_read, name="notification-read"),

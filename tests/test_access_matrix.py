@@ -109,6 +109,10 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("handoff-release", "POST"): page(SALES_ROLES, HANDOFF_ACTIONABLE),
     ("handoff-accept", "POST"): page(SALES_ROLES, HANDOFF_ACTIONABLE),
     ("handoff-reject", "POST"): page(SALES_ROLES, HANDOFF_ACTIONABLE, reason="other", note="Matrix"),
+    # The managers' page (issue 17, item 7): marketing and scoring admins read it, staff act
+    ("handoff-overview", "GET"): page(STAGE_EDITORS),
+    ("handoff-overview-reassign", "POST"): page({STAFF}, username=REP_NAMES[REP]),
+    ("handoff-overview-release", "POST"): page({STAFF}),
     ("notification-list", "GET"): page(ANY_ROLE),
     ("notification-read-all", "POST"): page(ANY_ROLE),
     ("notification-read", "POST"): page(ANY_ROLE, OWN_ONLY),
