@@ -5,13 +5,14 @@ through the handoff services; a refused action becomes a message, never an error
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -294,21 +295,32 @@ def _overview(
     request: HttpRequest, *, failed: tuple[Handoff, HandoffReassignForm] | None = None, status: int = 200
 ) -> HttpResponse:
     """Every open handoff, the overdue ones first, and what each rep holds. ``failed``: a
-    reassignment the form refused, shown with its field error (the page answers 400)."""
-    wanted_status = request.GET.get("status")
+    reassignment the form refused, shown with its field error (the page answers 400) as
+    the manager saw the page: with the filters of the ``next`` they came from, and forms
+    that return there (not to the POST's address)."""
+    here = request.get_full_path()
+    params = request.GET
+    if failed:
+        overview = reverse("handoff-overview")
+        back = urlsplit(_safe_next(request, overview))
+        here = f"{overview}?{back.query}" if back.path == overview and back.query else overview
+        params = QueryDict(back.query if back.path == overview else "")
+    wanted_status = params.get("status")
     wanted_status = wanted_status if wanted_status in selectors.OVERVIEW_STATUSES else "open"
-    overdue_only = request.GET.get("overdue") == "1"
+    overdue_only = params.get("overdue") == "1"
     reps = selectors.sales_reps()
     loads = selectors.rep_loads(reps=reps)
-    username = request.GET.get("rep") or ""
+    username = params.get("rep") or ""
     rep = next((load.rep for load in loads if load.rep.get_username() == username), None)
     if username and rep is None:
         messages.error(request, f"Nobody called “{username}” holds or may hold handoffs: showing everyone's.")
     handoffs = selectors.handoffs_open_overview(
         user=request.user, status=wanted_status, rep=rep, overdue_only=overdue_only
     )
-    page = CappedCountPaginator(handoffs, OVERVIEW_PER_PAGE).get_page(request.GET.get("page"))
+    page = CappedCountPaginator(handoffs, OVERVIEW_PER_PAGE).get_page(params.get("page"))
     context = {
+        "here": here,
+        "params": params,
         "page": page,
         "handoffs": list(page.object_list),
         "loads": loads,

@@ -241,9 +241,13 @@ def test_a_reassign_to_someone_who_is_not_a_rep_shows_the_field_error(client, sa
     handoff = claimed("Held Lead", rep)
     client.force_login(sales_manager)
 
-    response = client.post(reassign_url(handoff), {"username": "mara"})
+    back = f"{OVERVIEW}?status=claimed"
+
+    response = client.post(reassign_url(handoff), {"username": "mara", "next": back})
 
     assert response.status_code == 400
+    assert response.context["status"] == "claimed"  # the page as the manager left it
+    assert f'name="next" value="{back}"' in response.content.decode()  # and its forms return there
     assert response.context["failed_form"].errors == {
         "username": ["No active sales rep is called 'mara': choose someone in the sales group."]
     }
