@@ -1,5 +1,6 @@
 """Pages of the sales side: the queue reps work from, one handoff with its audit trail
-and actions, and everyone's notifications. Reads go through selectors, every change
+and actions, every open handoff for sales managers (reassign, release), and everyone's
+notifications. Reads go through selectors, every change
 through the handoff services; a refused action becomes a message, never an error page.
 """
 
