@@ -20,8 +20,18 @@ RUNTIME_STAMP := $(RUNTIME_VENV)/requirements-$(firstword $(shell sha256sum requ
 
 .PHONY: help run test main-then-sqlite checks-then-side test-main test-side lint typecheck pytest pytest-sqlite schemathesis services venv dev-venv runtime-venv e2e-deps screenshots bench clean
 
+# The help shows the values in force (defaults, or what the environment and the command line
+# set), not the variables' names.
 help:  ## Show this help
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's|$$(HOST)|$(HOST)|g' -e 's|$$(PORT)|$(PORT)|g' \
+	  | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@echo ""
+	@echo "  make run serves on http://$(HOST):$(PORT)/  (another address: make run HOST=0.0.0.0 PORT=8080)"
+	@echo "    database: $${DATABASE_URL:-SQLite, $${SQLITE_PATH:-$(CURDIR)/db.sqlite3} (set DATABASE_URL=postgres://... for PostgreSQL)}"
+	@echo "    broker:   $${CELERY_BROKER_URL:-none, tasks run in-process (set CELERY_BROKER_URL=redis://... for a Celery worker)}"
+	@echo "  make test, make pytest:"
+	@echo "    database: $(TEST_DATABASE_URL) (browsers and workers: $(SIDE_DATABASE_URL))"
+	@echo "    broker:   $(TEST_BROKER_URL) (browsers and workers: $(SIDE_BROKER_URL))"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

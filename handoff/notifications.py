@@ -27,7 +27,9 @@ import logging
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -46,6 +48,9 @@ from handoff.models import Notification, WebhookDelivery
 from leadflow.db import insert_ignore_conflicts_returning
 
 logger = logging.getLogger(__name__)
+
+# Inside ``emails_withheld()``: how many e-mails were not sent (``None`` outside).
+_withheld_emails: ContextVar[list[int] | None] = ContextVar("withheld_emails", default=None)
 
 SIGNATURE_HEADER = "X-LeadFlow-Signature"
 DELIVERY_HEADER = "X-LeadFlow-Delivery"
@@ -96,7 +101,10 @@ def notify(events: Sequence[NotificationEvent]) -> None:
             except Exception:
                 logger.exception("In-app notification %s failed", event.key)
                 continue
-            if created_for:
+            withheld = _withheld_emails.get()
+            if created_for and withheld is not None:
+                withheld[0] += len(created_for)
+            elif created_for:
                 transaction.on_commit(partial(_email_contained, event, created_for))
         if event.to_webhook:
             try:
@@ -104,6 +112,20 @@ def notify(events: Sequence[NotificationEvent]) -> None:
                     _webhook(event)
             except Exception:
                 logger.exception("Webhook notification %s failed", event.key)
+
+
+@contextmanager
+def emails_withheld() -> Iterator[list[int]]:
+    """Notifications made inside are recorded in-app (and for the webhook) as ever, but
+    nobody is e-mailed: for replayed history, such as the demo's, where the people
+    notified are demo accounts and the news is weeks old. Yields a one-item list
+    holding how many e-mails were withheld."""
+    withheld = [0]
+    token = _withheld_emails.set(withheld)
+    try:
+        yield withheld
+    finally:
+        _withheld_emails.reset(token)
 
 
 def _email_contained(event: NotificationEvent, recipient_ids: Sequence[int]) -> None:

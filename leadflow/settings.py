@@ -402,7 +402,15 @@ LOGGING = {
             **({} if DEBUG else {"()": "leadflow.logredact.RedactingFormatter"}),
         }
     },
+    "filters": {"refusal_without_traceback": {"()": "leadflow.logfilters.RefusalWithoutTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Django's own defaults give "django" a console handler of its own (when DEBUG) and
+        # let it propagate to the root's as well: every request error was printed twice.
+        # Naming the logger here drops its handlers; the root prints each line once.
+        "django": {"handlers": []},
+        "django.request": {"filters": ["refusal_without_traceback"]},
+    },
 }

@@ -24,11 +24,20 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from django.db.models import Case, OuterRef, Subquery, Value, When
+from django.db.models import Count, F, OuterRef, Subquery
 from django.utils import timezone
 from faker import Faker
 
-from handoff.models import Handoff, HandoffAction, HandoffEvent, HandoffStatus, Notification, RejectReason
+from handoff.models import (
+    OPEN_STATUSES,
+    Handoff,
+    HandoffAction,
+    HandoffEvent,
+    HandoffStatus,
+    Notification,
+    RejectReason,
+)
+from handoff.notifications import emails_withheld
 from handoff.services import HandoffError, handoff_accept, handoff_claim, handoff_reject
 from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
@@ -257,11 +266,26 @@ REJECT_NOTES: dict[str, tuple[str, ...]] = {
 
 
 @dataclass
+class Seeded:
+    """What a run of the seed did, for its summary."""
+
+    users: list[tuple[DemoUser, bool]]
+    source: Source
+    count: int
+    leads_created: int
+    accepted: int
+    duplicates: int
+    rejected: list[dict[str, Any]]
+    work: "SalesWork"
+
+
+@dataclass
 class SalesWork:
     accepted: int = 0
     rejected: int = 0
     claimed: int = 0
     skipped: int = 0  # refused by the services (claim limit, wrong state)
+    breaches_told: int = 0  # SLA breaches of the replayed past, flagged as already told
 
 
 def _weighted(rng: random.Random, weights: dict[Any, int]) -> Any:
@@ -423,8 +447,10 @@ def _backdate_new_leads(source: Source, lead_ids: Sequence[int]) -> None:
 def _backdate_sales_work(decided: Sequence[tuple[Handoff, random.Random]]) -> None:
     """The services stamp claims and decisions with the present; in the demo's history
     the reps claimed within hours of each handoff and decided soon after (a few late,
-    past the SLA). Moves those moments, and the stage changes and notifications they
-    caused, back to when they would have happened."""
+    past the SLA). Moves those moments, and the stage changes they caused, back to when
+    they would have happened. Not the notifications: they are dated
+    when the seed made them, so that no inbox holds news "from last month" that arrived
+    today, and nothing is read before it was received."""
     if not decided:
         return
     moments: dict[int, tuple[datetime, datetime]] = {}
@@ -456,28 +482,44 @@ def _backdate_sales_work(decided: Sequence[tuple[Handoff, random.Random]]) -> No
         for lead in leads:
             lead.recycled_at = by_lead[lead.pk]
         Lead.objects.bulk_update(leads, ["recycled_at"])
-        feedback = {f"handoff:{handoff.public_id}:rejected": moments[handoff.pk][1] for handoff in handoffs}
-        Notification.objects.filter(event_key__in=feedback).update(
-            created_at=Case(*(When(event_key=key, then=Value(at)) for key, at in feedback.items()))
-        )
 
 
-def _backdate_new_sql_notifications(source: Source) -> None:
-    """Each "new SQL" notification went out when its handoff opened, and the reps read
-    those of the handoffs they have since claimed (reads made by people are kept)."""
-    handoffs = Handoff.objects.filter(lead__source=source).values_list("public_id", "created_at", "first_claimed_at")
-    opened = {f"handoff:{public_id}:opened": (created, claimed) for public_id, created, claimed in handoffs}
-    if not opened:
-        return
-    notifications = Notification.objects.filter(event_key__in=opened)
-    notifications.update(
-        created_at=Case(*(When(event_key=key, then=Value(created)) for key, (created, _) in opened.items()))
-    )
-    read = {key: claimed for key, (_, claimed) in opened.items() if claimed is not None}
-    if read:
-        notifications.filter(event_key__in=read, read_at__isnull=True).update(
-            read_at=Case(*(When(event_key=key, then=Value(claimed)) for key, claimed in read.items()))
+def _read_new_sql_notifications_of_claimed_handoffs(source: Source) -> None:
+    """The reps have read the "new SQL" notifications of the handoffs they have since
+    claimed (reads made by people are kept). Read now, as they were made now."""
+    claimed = Handoff.objects.filter(lead__source=source, first_claimed_at__isnull=False)
+    keys = [f"handoff:{public_id}:opened" for public_id in claimed.values_list("public_id", flat=True)]
+    if keys:
+        Notification.objects.filter(event_key__in=keys, read_at__isnull=True).update(read_at=timezone.now())
+
+
+def _mark_past_breaches_told(handoffs: Sequence[int]) -> int:
+    """The demo's history opens handoffs days ago, so many of them broke their SLA before
+    the seed ended. The SLA sweep would tell every rep of each in the first minute of
+    ``make run``: a flood of old news. Those breaches happened in the replayed past, so
+    they are flagged as the sweep would have flagged them then (``overdue_at`` at the
+    due time, with the handoff's trail), and the sweep tells only of new ones."""
+    with transaction.atomic():
+        breached = list(
+            Handoff.objects.select_for_update(of=("self",))
+            .select_related("claimed_by")
+            .filter(pk__in=handoffs, status__in=OPEN_STATUSES, due_at__lte=timezone.now(), overdue_at__isnull=True)
         )
+        Handoff.objects.filter(pk__in=[h.pk for h in breached]).update(overdue_at=F("due_at"))
+        HandoffEvent.objects.bulk_create(
+            HandoffEvent(
+                handoff=h,
+                action=HandoffAction.OVERDUE,
+                at=h.due_at,
+                details={
+                    "due_at": h.due_at,
+                    "status": h.status,
+                    "claimed_by": h.claimed_by.get_username() if h.claimed_by else "nobody",
+                },
+            )
+            for h in breached
+        )
+    return len(breached)
 
 
 class Command(BaseCommand):
@@ -512,10 +554,18 @@ class Command(BaseCommand):
                 )
             )
 
+        # Replayed history notifies the demo accounts in-app (their inboxes are part of the
+        # demo) but e-mails nobody: hundreds of console e-mails would bury the summary.
+        with emails_withheld() as withheld:
+            seeded = self._seed(count, seed)
+        self._report(seeded, withheld[0])
+
+    def _seed(self, count: int, seed: int) -> Seeded:
         users = self._ensure_users()
         self._ensure_second_model()
         source, _created = source_get_or_create(name="Website")
         leads_before = Lead.objects.count()
+        last_handoff = Handoff.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
         data = DemoData(seed)
         demo_leads = [data.lead(index) for index in range(count)]
@@ -555,11 +605,13 @@ class Command(BaseCommand):
         if scored:
             leads_score(lead_ids=sorted(scored))  # today's scores, with today's decay
         work = self._work_the_queue(source, seed)
+        new_handoffs = Handoff.objects.filter(lead__source=source, pk__gt=last_handoff)
+        work.breaches_told = _mark_past_breaches_told(list(new_handoffs.values_list("pk", flat=True)))
         # The demo backdates its leads, stage changes and handoffs behind the services' back,
         # so that history spreads over 60 days: recount the dashboard's rollups from it.
         rollups_rebuild()
 
-        self._report(users, count, Lead.objects.count() - leads_before, accepted, duplicates, rejected, work)
+        return Seeded(users, source, count, Lead.objects.count() - leads_before, accepted, duplicates, rejected, work)
 
     def _ensure_second_model(self) -> None:
         """A second product line, "ABM add-on", scored side by side with the default model:
@@ -657,7 +709,7 @@ class Command(BaseCommand):
             except HandoffError:
                 work.skipped += 1
         _backdate_sales_work(decided)
-        _backdate_new_sql_notifications(source)
+        _read_new_sql_notifications_of_claimed_handoffs(source)
         return work
 
     def _anchor(self, source: Source, seed: int, demo_leads: Sequence[DemoLead]) -> datetime:
@@ -669,22 +721,35 @@ class Command(BaseCommand):
                 return earlier.occurred_at + timedelta(seconds=demo_leads[0].events[0][0])
         return timezone.now().replace(microsecond=0)
 
-    def _report(
-        self,
-        users: list[tuple[DemoUser, bool]],
-        count: int,
-        leads_created: int,
-        accepted: int,
-        duplicates: int,
-        rejected: list[dict[str, Any]],
-        work: SalesWork,
-    ) -> None:
+    def _report(self, seeded: Seeded, withheld_emails: int) -> None:
+        """A summary a person reads in one glance: what is there, and how to log in."""
+        users, work, rejected = seeded.users, seeded.work, seeded.rejected
         created = sum(1 for _, was_created in users if was_created)
         self.stdout.write(f"Users: {created} created, {len(users) - created} already existed (left unchanged).")
-        self.stdout.write(f"Leads: {count} demo leads, {leads_created} new.")
-        self.stdout.write(f"Events: {accepted} accepted, {duplicates} duplicates, {len(rejected)} rejected.")
+        self.stdout.write(f"Leads: {seeded.count} demo leads, {seeded.leads_created} new.")
+        self.stdout.write(
+            f"Events: {seeded.accepted} accepted, {seeded.duplicates} duplicates, {len(rejected)} rejected."
+        )
+        leads = Lead.objects.filter(source=seeded.source)
+        stages = dict(leads.values_list("stage").annotate(n=Count("pk")).order_by())
+        self.stdout.write(
+            "Leads by stage: " + ", ".join(f"{stages.get(stage, 0)} {label}" for stage, label in Stage.choices) + "."
+        )
+        handoffs = Handoff.objects.filter(lead__source=seeded.source)
+        statuses = dict(handoffs.values_list("status").annotate(n=Count("pk")).order_by())
+        by_status = ", ".join(f"{statuses.get(status, 0)} {label.lower()}" for status, label in HandoffStatus.choices)
+        self.stdout.write(f"Handoffs: {sum(statuses.values())} ({by_status}).")
         self.stdout.write(
             f"Sales queue: {work.accepted} accepted, {work.rejected} rejected, {work.claimed} claimed by the demo reps."
+        )
+        self.stdout.write(
+            f"SLA: {work.breaches_told} breaches of the replayed past flagged as already told "
+            "(the SLA sweep tells only of new ones)."
+        )
+        notifications = Notification.objects.filter(recipient__username__in=[spec.username for spec, _ in users])
+        self.stdout.write(
+            f"Notifications: {notifications.count()} in the demo users' inboxes; "
+            f"{withheld_emails} e-mails not sent while seeding."
         )
         self.stdout.write("")
         self.stdout.write("Demo users (the passwords are public: demo instances only):")
