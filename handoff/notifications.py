@@ -135,12 +135,17 @@ def _email_contained(event: NotificationEvent, recipient_ids: Sequence[int]) -> 
         logger.exception("Email notification %s failed", event.key)
 
 
-def _recipients(event: NotificationEvent) -> list[int]:
-    condition = Q(pk__in=event.recipient_ids)
-    if event.recipient_roles:
-        condition |= Q(groups__name__in=event.recipient_roles)
+def recipients_of(*, ids: Sequence[int] = (), roles: Sequence[str] = ()) -> list[int]:
+    """Whom a notification to these people and roles reaches: the active ones, by id."""
+    condition = Q(pk__in=ids)
+    if roles:
+        condition |= Q(groups__name__in=roles)
     users = get_user_model().objects.filter(condition, is_active=True).distinct()
     return sorted(users.values_list("pk", flat=True))
+
+
+def _recipients(event: NotificationEvent) -> list[int]:
+    return recipients_of(ids=event.recipient_ids, roles=event.recipient_roles)
 
 
 def _in_app(event: NotificationEvent) -> list[int]:

@@ -38,7 +38,7 @@ from handoff.models import (
     RejectReason,
     overdue_q,
 )
-from handoff.notifications import NotificationEvent, notification_mark_read_by_key, notify
+from handoff.notifications import NotificationEvent, notification_mark_read_by_key, notify, recipients_of
 from handoff.roles import can_reassign_handoffs, can_work_handoffs, is_sales_manager
 from handoff.rollups import (
     HandoffFacts,
@@ -743,8 +743,7 @@ def _breach_notifications(overdue: Sequence[Handoff], at: datetime) -> list[Noti
     unclaimed = [h for h in overdue if not h.claimed_by_id]
     told: dict[int, list[Handoff]] = {}
     if unclaimed:
-        reps = get_user_model().objects.filter(groups__name=SALES, is_active=True).distinct()
-        told = {rep_id: list(unclaimed) for rep_id in reps.values_list("pk", flat=True)}
+        told = {rep_id: list(unclaimed) for rep_id in recipients_of(roles=(SALES,))}
     for handoff in overdue:
         if handoff.claimed_by_id:
             told.setdefault(handoff.claimed_by_id, []).append(handoff)
