@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from handoff.models import Handoff
 from handoff.rollups import handoffs_facts, handoffs_record
-from leadflow.leads.models import Event, Lead, Source, Stage
+from leadflow.leads.models import Event, Lead, Outcome, OutcomeKind, Source, Stage
 from scoring import services as scoring_services
 from scoring.models import RuleSet, Score, ScoringModel
 
@@ -88,6 +88,19 @@ class EventFactory(factory.django.DjangoModelFactory):
     properties = factory.LazyFunction(dict)
     occurred_at = factory.LazyFunction(lambda: timezone.now() - timedelta(hours=1))
     fingerprint = factory.Sequence(lambda n: f"{n:064x}")
+
+
+class OutcomeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Outcome
+
+    lead = factory.SubFactory(LeadFactory)
+    source = factory.SelfAttribute("lead.source")
+    outcome_id = factory.Sequence(lambda n: f"out-{n}")
+    kind = OutcomeKind.WON
+    amount = Decimal("12000.00")
+    currency = "EUR"
+    occurred_at = factory.LazyFunction(timezone.now)
 
 
 def default_model() -> ScoringModel:

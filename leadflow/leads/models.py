@@ -231,6 +231,41 @@ class Event(models.Model):
         return f"{self.type} @ {self.occurred_at:%Y-%m-%d %H:%M}"
 
 
+class OutcomeKind(models.TextChoices):
+    OPPORTUNITY_CREATED = "opportunity_created", "Opportunity created"
+    WON = "won", "Won"
+    LOST = "lost", "Lost"
+
+
+class Outcome(models.Model):
+    """What the CRM learns about a lead after the handoff: an opportunity, a win, a loss.
+    Sent by a source like events (``POST /api/v1/outcomes``), idempotent by ``outcome_id``
+    per source; append-only. Score quality (``handoff.quality``) uses ``won`` as a label."""
+
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="outcomes", db_index=False)
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="outcomes", db_index=False)
+    outcome_id = models.CharField(max_length=128, help_text="The sender's idempotency key, unique per source.")
+    kind = models.CharField(max_length=32, choices=OutcomeKind.choices)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217 code, upper case.")
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    properties = models.JSONField(default=dict, blank=True, help_text="Anything else the CRM sent.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "outcome_id"], name="outcome_source_outcome_id_unique"),
+            models.CheckConstraint(condition=Q(kind__in=OutcomeKind.values), name="outcome_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(amount__isnull=True) | Q(amount__gte=0), name="outcome_amount_not_negative"
+            ),
+        ]
+        indexes = [models.Index(fields=["lead", "occurred_at"], name="outcome_lead_occurred")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} @ {self.occurred_at:%Y-%m-%d}"
+
+
 class StageChange(models.Model):
     """Append-only audit log of qualification: every stage change, automatic or manual,
     writes one (through ``leadflow.leads.lifecycle``)."""
