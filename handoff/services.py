@@ -108,7 +108,7 @@ def handoff_api_link(handoff_id: Any) -> str:
 _NEW_SQL = "opened"
 
 
-def _notification_key(handoff_id: Any, occasion: str) -> str:
+def handoff_notification_key(handoff_id: Any, occasion: str) -> str:
     """The key of a notification about one handoff (by public id): ``handoff:<id>:<occasion>``."""
     return f"handoff:{handoff_id}:{occasion}"
 
@@ -116,7 +116,7 @@ def _notification_key(handoff_id: Any, occasion: str) -> str:
 def new_sql_event_key(handoff_id: Any) -> str:
     """The key of a handoff's "new SQL" notification, by public id. The claim statement
     (_CLAIM_SQL) builds the same key in SQL."""
-    return _notification_key(handoff_id, _NEW_SQL)
+    return handoff_notification_key(handoff_id, _NEW_SQL)
 
 
 def _handoff_notification(
@@ -136,7 +136,7 @@ def _handoff_notification(
     both and adding ``data``."""
     return NotificationEvent(
         kind=kind,
-        key=_notification_key(handoff_id, occasion),
+        key=handoff_notification_key(handoff_id, occasion),
         title=title,
         body=body,
         link=handoff_link(handoff_id),

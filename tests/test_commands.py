@@ -133,34 +133,34 @@ def test_create_api_token_refuses_a_non_positive_lifetime(marketer):
 
 
 def test_seed_demo_is_idempotent():
-    first, _ = run("seed_demo", "--leads", "30", "--seed", "7")
+    first, _ = run("seed_demo", "--history", "0", "--leads", "30", "--seed", "7")
     counts = (User.objects.count(), Source.objects.count(), Lead.objects.count(), Event.objects.count())
     events = Event.objects.count()
 
     with time_machine.travel(timezone.now() + timedelta(days=2, seconds=7)):  # event times must not follow the clock
-        second, _ = run("seed_demo", "--leads", "30", "--seed", "7")
+        second, _ = run("seed_demo", "--history", "0", "--leads", "30", "--seed", "7")
 
     assert (User.objects.count(), Source.objects.count(), Lead.objects.count(), Event.objects.count()) == counts
     assert counts[:3] == (4, 1, 30)
     assert f"Events: {events} accepted, 0 duplicates, 0 rejected." in first
     assert f"Events: 0 accepted, {events} duplicates, 0 rejected." in second
     assert "Users: 0 created, 4 already existed" in second
-    assert "Leads: 30 demo leads, 0 new." in second
+    assert "Leads: 30 demo leads and 0 from the archive, 0 new." in second
 
 
 def test_seed_demo_with_more_leads_adds_only_the_new_ones():
-    run("seed_demo", "--leads", "10", "--seed", "7")
+    run("seed_demo", "--history", "0", "--leads", "10", "--seed", "7")
     first_events = Event.objects.count()
 
-    stdout, _ = run("seed_demo", "--leads", "30", "--seed", "7")
+    stdout, _ = run("seed_demo", "--history", "0", "--leads", "30", "--seed", "7")
 
     assert Lead.objects.count() == 30
-    assert "Leads: 30 demo leads, 20 new." in stdout
+    assert "Leads: 30 demo leads and 0 from the archive, 20 new." in stdout
     assert f"{first_events} duplicates, 0 rejected" in stdout
 
 
 def test_seed_demo_creates_the_documented_users_with_their_roles_and_passwords():
-    stdout, _ = run("seed_demo", "--leads", "0")
+    stdout, _ = run("seed_demo", "--history", "0", "--leads", "0")
 
     roles = {}
     for spec in DEMO_USERS:
@@ -181,7 +181,7 @@ def test_seed_demo_creates_the_documented_users_with_their_roles_and_passwords()
 def test_seed_demo_leaves_an_existing_user_untouched():
     User.objects.create_user(username="admin", password="my-own-secret-passphrase")
 
-    stdout, _ = run("seed_demo", "--leads", "0")
+    stdout, _ = run("seed_demo", "--history", "0", "--leads", "0")
 
     admin = User.objects.get(username="admin")
     assert admin.check_password("my-own-secret-passphrase")
@@ -191,7 +191,7 @@ def test_seed_demo_leaves_an_existing_user_untouched():
 
 
 def test_seed_demo_leads_have_b2b_profiles_and_varied_recent_journeys():
-    run("seed_demo", "--leads", "60", "--seed", "3")
+    run("seed_demo", "--history", "0", "--leads", "60", "--seed", "3")
 
     leads = list(Lead.objects.all())
     assert all(lead.source.slug == "website" and lead.name and lead.job_title for lead in leads)
@@ -220,7 +220,7 @@ def test_seed_demo_leads_have_b2b_profiles_and_varied_recent_journeys():
 
 def test_seed_demo_has_the_sales_team_work_the_older_half_of_the_queue_once(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):  # the notifications, as outside a test transaction
-        stdout, _ = run("seed_demo", "--leads", "120", "--seed", "5")
+        stdout, _ = run("seed_demo", "--history", "0", "--leads", "120", "--seed", "5")
 
     handoffs = list(Handoff.objects.order_by("created_at", "id"))
     assert len(handoffs) >= 6
@@ -246,15 +246,47 @@ def test_seed_demo_has_the_sales_team_work_the_older_half_of_the_queue_once(djan
     trail = HandoffEvent.objects.count()
     states = list(Handoff.objects.order_by("id").values_list("status", "claimed_by", "decided_at"))
     with time_machine.travel(timezone.now() + timedelta(days=1)):
-        again, _ = run("seed_demo", "--leads", "120", "--seed", "5")
+        again, _ = run("seed_demo", "--history", "0", "--leads", "120", "--seed", "5")
     assert HandoffEvent.objects.count() == trail
     assert list(Handoff.objects.order_by("id").values_list("status", "claimed_by", "decided_at")) == states
     assert "Sales queue: 0 accepted, 0 rejected, 0 claimed by the demo reps." in again
 
 
+def test_seed_demo_archive_teaches_what_sales_accepts_and_what_content_converts():
+    stdout, _ = run("seed_demo", "--leads", "0", "--history", "250", "--seed", "11")
+
+    decided = list(
+        Handoff.objects.filter(status__in=[HandoffStatus.ACCEPTED, HandoffStatus.REJECTED]).select_related("lead")
+    )
+    assert len(decided) >= 80
+    assert f"sales decided {len(decided)} of their handoffs" in stdout
+    assert not Handoff.objects.exclude(status__in=[HandoffStatus.ACCEPTED, HandoffStatus.REJECTED]).exists()
+
+    def accept_rate(handoffs):
+        return sum(h.status == HandoffStatus.ACCEPTED for h in handoffs) / len(handoffs)
+
+    big = [h for h in decided if h.lead.company_size >= 50]
+    small = [h for h in decided if h.lead.company_size < 50]
+    target = [h for h in decided if h.lead.industry in {"Software", "Financial Services"}]
+    other = [h for h in decided if h.lead.industry not in {"Software", "Financial Services"}]
+    assert accept_rate(big) - accept_rate(small) > 0.25, "company size decides acceptance"
+    assert abs(accept_rate(target) - accept_rate(other)) < 0.15, "industry does not"
+
+    converting = {"checklist-sla-handoff.pdf", "ebook-lead-scoring-guide.pdf"}
+    engaged_with = set(
+        Event.objects.filter(type="content_download", properties__asset__in=converting).values_list("lead", flat=True)
+    )
+    raised = set(Event.objects.filter(type__in=["demo_request", "contact_request"]).values_list("lead", flat=True))
+    others = set(Lead.objects.values_list("pk", flat=True)) - engaged_with
+    assert len(engaged_with & raised) / len(engaged_with) > len(others & raised) / len(others) + 0.1
+    # Months-old verdicts are not news: nobody's inbox holds them unread.
+    assert not Notification.objects.filter(read_at__isnull=True, kind="handoff_rejected").exists()
+    assert not Event.objects.filter(occurred_at__gt=timezone.now() - timedelta(days=70)).exists()
+
+
 def test_seed_demo_refuses_a_negative_number_of_leads():
     with pytest.raises(CommandError, match="--leads must be 0 or more"):
-        run("seed_demo", "--leads", "-1")
+        run("seed_demo", "--history", "0", "--leads", "-1")
 
 
 # --- import_leads ------------------------------------------------------------------

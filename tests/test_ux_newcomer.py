@@ -37,7 +37,7 @@ def seed(*args):
 def test_seed_demo_ends_with_a_short_summary_and_sends_no_email(django_capture_on_commit_callbacks):
     started = timezone.now()
     with django_capture_on_commit_callbacks(execute=True):  # e-mails go out on commit, as outside a test
-        stdout = seed("--leads", "120", "--seed", "5")
+        stdout = seed("--history", "0", "--leads", "120", "--seed", "5")
 
     assert mail.outbox == []
     assert "Subject:" not in stdout
@@ -60,7 +60,7 @@ def test_seed_demo_ends_with_a_short_summary_and_sends_no_email(django_capture_o
 @pytest.mark.django_db
 def test_seed_demo_leaves_no_past_sla_breach_for_the_first_sweep_to_tell(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        stdout = seed("--leads", "120", "--seed", "5")
+        stdout = seed("--history", "0", "--leads", "120", "--seed", "5")
     notifications = Notification.objects.count()
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -80,7 +80,7 @@ def test_seed_demo_leaves_no_past_sla_breach_for_the_first_sweep_to_tell(django_
 
 @pytest.mark.django_db
 def test_a_demo_handoff_that_breaks_its_sla_after_the_seed_is_still_told(django_capture_on_commit_callbacks):
-    seed("--leads", "120", "--seed", "5")
+    seed("--history", "0", "--leads", "120", "--seed", "5")
     still_in_sla = Handoff.objects.filter(overdue_at=None, due_at__gt=timezone.now(), status="queued").count()
     assert still_in_sla
 
@@ -93,11 +93,11 @@ def test_a_demo_handoff_that_breaks_its_sla_after_the_seed_is_still_told(django_
 
 @pytest.mark.django_db
 def test_seeding_again_flags_no_breach_twice():
-    seed("--leads", "60", "--seed", "5")
+    seed("--history", "0", "--leads", "60", "--seed", "5")
     trail = HandoffEvent.objects.filter(action=HandoffAction.OVERDUE).count()
 
     with time_machine.travel(timezone.now() + timedelta(days=1)):
-        stdout = seed("--leads", "60", "--seed", "5")
+        stdout = seed("--history", "0", "--leads", "60", "--seed", "5")
 
     assert HandoffEvent.objects.filter(action=HandoffAction.OVERDUE).count() == trail
     assert "SLA: 0 breaches of the replayed past" in stdout

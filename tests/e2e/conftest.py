@@ -133,7 +133,7 @@ def demo_data(transactional_db) -> None:
     from leadflow.leads.models import Event, Lead, StageChange
 
     install_default_ruleset()
-    call_command("seed_demo", leads=160, stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))  # noqa: SIM115
+    call_command("seed_demo", leads=160, history=0, stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))  # noqa: SIM115
     lead, event, change, handoff = (m._meta.db_table for m in (Lead, Event, StageChange, Handoff))
     with connection.cursor() as cursor:
         cursor.execute(

@@ -11,6 +11,7 @@ creates nothing and reports the events as duplicates; sales only ever works
 handoffs that were never claimed, and each one's fate derives from the seed.
 """
 
+import math
 import random
 import re
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from faker import Faker
 
@@ -38,7 +39,7 @@ from handoff.models import (
     RejectReason,
 )
 from handoff.notifications import emails_withheld
-from handoff.services import HandoffError, handoff_accept, handoff_claim, handoff_reject
+from handoff.services import HandoffError, handoff_accept, handoff_claim, handoff_notification_key, handoff_reject
 from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from leadflow.leads.rollups import rollups_rebuild
@@ -225,6 +226,19 @@ CAMPAIGNS = ("monthly-digest", "nurture-1-welcome", "nurture-2-case-study", "nur
 INTENTS = ("book a demo", "pricing for our team", "trial extension", "talk to sales", "security review")
 
 
+# The archive (``--history``): leads whose journeys ended 75 to 135 days ago, more of them
+# engaged (up to 0.55) or hot, all handed off long ago and decided by sales.
+PAST_MIX = (0.15, 0.55)
+PAST_OFFSET_DAYS = 75
+# Content that converts: an engaged lead of the archive that downloaded one of these or
+# attended this webinar raises its hand far more often (the nurture pages find it).
+CONVERTING = frozenset({"checklist-sla-handoff.pdf", "ebook-lead-scoring-guide.pdf", WEBINARS["sales handoff"]})
+# What the demo sales team really accepts (its planted truth, which the quality page finds):
+# companies of 50+, senior titles, people who attended a webinar; not personal e-mail addresses.
+# Industry, e-mail opens and page views play no part, whatever the default rules give them.
+SENIOR_WORDS = ("vp", "chief", "director", "head of", "cmo", "ceo", "founder")
+ACCEPT_LOGIT = {"base": -1.4, "company_50": 1.9, "senior": 1.2, "webinar": 1.0, "personal": -2.2}
+
 # What the demo sales team does with a handoff of the older half of the queue.
 SALES_FATES = {"accept": 30, "reject": 40, "claim": 20, "leave": 10}
 SALES_REPS = ("rep", "rep2")
@@ -272,6 +286,7 @@ class Seeded:
     users: list[tuple[DemoUser, bool]]
     source: Source
     count: int
+    history: int
     leads_created: int
     accepted: int
     duplicates: int
@@ -285,7 +300,26 @@ class SalesWork:
     rejected: int = 0
     claimed: int = 0
     skipped: int = 0  # refused by the services (claim limit, wrong state)
+    past_decided: int = 0  # handoffs of the archive's leads, all decided
     breaches_told: int = 0  # SLA breaches of the replayed past, flagged as already told
+
+
+def _sales_accepts(rng: random.Random, lead: Lead, attended_webinar: bool) -> bool:
+    """The demo sales team's verdict on a handoff, drawn from its planted truth."""
+    title = (lead.job_title or "").lower()
+    logit = ACCEPT_LOGIT["base"]
+    logit += ACCEPT_LOGIT["company_50"] if (lead.company_size or 0) >= 50 else 0
+    logit += ACCEPT_LOGIT["senior"] if any(word in title for word in SENIOR_WORDS) else 0
+    logit += ACCEPT_LOGIT["webinar"] if attended_webinar else 0
+    logit += ACCEPT_LOGIT["personal"] if (lead.email or "").rsplit("@", 1)[-1] in PERSONAL_DOMAINS else 0
+    return rng.random() < 1 / (1 + math.exp(-logit))
+
+
+def _reject_reason(rng: random.Random, lead: Lead) -> str:
+    """Small companies are turned down for fit or budget; the others for timing or silence."""
+    if (lead.company_size or 0) < 50:
+        return _weighted(rng, {RejectReason.NOT_A_FIT: 45, RejectReason.NO_BUDGET: 40, RejectReason.OTHER: 15})
+    return _weighted(rng, REJECT_REASONS)
 
 
 def _weighted(rng: random.Random, weights: dict[Any, int]) -> Any:
@@ -307,8 +341,9 @@ class DemoData:
         self.fake = Faker("en_US")
         self.emails: set[str] = set()
 
-    def lead(self, index: int) -> DemoLead:
-        rng = random.Random(f"leadflow-demo:{self.seed}:{index}")  # noqa: S311 - demo data, not secrets
+    def lead(self, index: int, *, past: bool = False) -> DemoLead:
+        namespace = "leadflow-demo-past" if past else "leadflow-demo"
+        rng = random.Random(f"{namespace}:{self.seed}:{index}")  # noqa: S311 - demo data, not secrets
         self.fake.seed_instance(rng.getrandbits(64))
         first, last = self.fake.first_name(), self.fake.last_name()
         company = self.fake.company()
@@ -339,7 +374,7 @@ class DemoData:
             traits["crm"] = crm
         profile["traits"] = traits
         lead = DemoLead(profile=profile)
-        _journey(rng, lead)
+        _journey(rng, lead, past=past)
         return lead
 
 
@@ -349,18 +384,24 @@ def _company_domain(company: str) -> str:
     return "".join(words[:2] or ["company"]) + ".com"
 
 
-def _journey(rng: random.Random, lead: DemoLead) -> None:
-    """Most leads come once or twice, some are engaged, a few are hot and raise their hand."""
+def _journey(rng: random.Random, lead: DemoLead, *, past: bool = False) -> None:
+    """Most leads come once or twice, some are engaged, a few are hot and raise their hand.
+
+    ``past``: a lead of the archive (``--history``), whose journey ended months ago and
+    which sales has long decided on. More of them are engaged or hot, and an engaged one
+    raises its hand far more often after the content that converts (``CONVERTING``)."""
     roll = rng.random()
-    if roll < 0.6:
+    cold, engaged = PAST_MIX if past else (0.6, 0.88)
+    if roll < cold:
         kind, count, first_seen = "cold", rng.randint(1, 4), rng.uniform(1, HISTORY_DAYS)
-    elif roll < 0.88:
+    elif roll < engaged:
         kind, count, first_seen = "engaged", rng.randint(5, 14), rng.uniform(20, HISTORY_DAYS)
     else:
         kind, count, first_seen = "hot", rng.randint(12, 28), rng.uniform(15, HISTORY_DAYS)
     last_seen = rng.uniform(0.05, first_seen * (0.3 if kind == "hot" else 0.8))
     times = sorted((rng.uniform(last_seen, first_seen) * DAY for _ in range(count - 1)), reverse=True)
     times = [first_seen * DAY, *times]
+    offset = PAST_OFFSET_DAYS * DAY if past else 0
     topic = rng.choice(TOPICS)
     weights = {
         "cold": {"page_view": 70, "email_open": 15, "content_download": 12, "unsubscribe": 3},
@@ -413,12 +454,21 @@ def _journey(rng: random.Random, lead: DemoLead) -> None:
             lead.events.append((seconds, "pricing_view", {"url": "/pricing"}))
         else:
             lead.events.append((seconds, event_type, {"intent": rng.choice(INTENTS), "form": "contact"}))
-    if kind == "hot" and rng.random() < 0.85:
+    raises_hand = kind == "hot" and rng.random() < 0.85
+    if past and kind == "engaged":
+        converted = any(
+            properties.keys() & {"asset", "webinar"} and set(properties.values()) & CONVERTING
+            for _, _, properties in lead.events
+        )
+        raises_hand = rng.random() < (0.55 if converted else 0.08)
+    if raises_hand:
         intent = "demo_request" if rng.random() < 0.65 else "contact_request"
         seconds = int(last_seen * DAY) - rng.randint(60, 3600)
         lead.events.append((max(seconds, 60), "pricing_view", {"url": "/pricing"}))
         form = "demo" if intent == "demo_request" else "contact"
         lead.events.append((max(seconds - 120, 30), intent, {"intent": rng.choice(INTENTS), "form": form}))
+    if offset:
+        lead.events[:] = [(seconds + offset, event_type, properties) for seconds, event_type, properties in lead.events]
 
 
 def _iso(moment: datetime) -> str:
@@ -493,6 +543,14 @@ def _read_new_sql_notifications_of_claimed_handoffs(source: Source) -> None:
         Notification.objects.filter(event_key__in=keys, read_at__isnull=True).update(read_at=timezone.now())
 
 
+def _read_notifications_of_the_archive(handoffs: QuerySet[Handoff]) -> None:
+    """Marketing read the archive's verdicts months ago: its inbox shows this quarter's news."""
+    public_ids = handoffs.values_list("public_id", flat=True)
+    keys = [handoff_notification_key(public_id, action) for public_id in public_ids for action in HandoffAction]
+    if keys:
+        Notification.objects.filter(event_key__in=keys, read_at__isnull=True).update(read_at=timezone.now())
+
+
 def _mark_past_breaches_told(handoffs: Sequence[int]) -> int:
     """The demo's history opens handoffs days ago, so many of them broke their SLA before
     the seed ended. The SLA sweep would tell every rep of each in the first minute of
@@ -534,6 +592,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--leads", type=int, default=300, help="How many demo leads (default: 300).")
         parser.add_argument(
+            "--history",
+            type=int,
+            default=400,
+            help="How many archive leads, whose journeys ended 75 to 135 days ago and whose handoffs sales has "
+            "all decided, so that the score quality, suggested points and nurture pages have a history to "
+            "learn from (default: 400; 0 for none).",
+        )
+        parser.add_argument(
             "--seed",
             type=int,
             default=2026,
@@ -546,6 +612,8 @@ class Command(BaseCommand):
         seed: int = options["seed"]
         if count < 0:
             raise CommandError("--leads must be 0 or more.")
+        if options["history"] < 0:
+            raise CommandError("--history must be 0 or more.")
         if not settings.DEBUG:
             self.stderr.write(
                 self.style.WARNING(
@@ -557,10 +625,10 @@ class Command(BaseCommand):
         # Replayed history notifies the demo accounts in-app (their inboxes are part of the
         # demo) but e-mails nobody: hundreds of console e-mails would bury the summary.
         with emails_withheld() as withheld:
-            seeded = self._seed(count, seed)
+            seeded = self._seed(count, options["history"], seed)
         self._report(seeded, withheld[0])
 
-    def _seed(self, count: int, seed: int) -> Seeded:
+    def _seed(self, count: int, history: int, seed: int) -> Seeded:
         users = self._ensure_users()
         self._ensure_second_model()
         source, _created = source_get_or_create(name="Website")
@@ -569,9 +637,12 @@ class Command(BaseCommand):
 
         data = DemoData(seed)
         demo_leads = [data.lead(index) for index in range(count)]
-        anchor = self._anchor(source, seed, demo_leads)
+        past_leads = [data.lead(index, past=True) for index in range(history)]
+        anchor = self._anchor(source, seed, demo_leads, past_leads)
         payloads: list[dict[str, Any]] = []
-        for index, lead in enumerate(demo_leads):
+        numbered = [(str(index), lead) for index, lead in enumerate(demo_leads)]
+        numbered += [(f"h{index}", lead) for index, lead in enumerate(past_leads)]
+        for index, lead in numbered:
             for number, (seconds_ago, event_type, properties) in enumerate(lead.events):
                 # The full profile travels with the first event and form fills, as a tracking script sends it.
                 identity = lead.profile if number == 0 or event_type.endswith(("_submit", "_request")) else None
@@ -604,14 +675,15 @@ class Command(BaseCommand):
                 bar.update(len(batch))
         if scored:
             leads_score(lead_ids=sorted(scored))  # today's scores, with today's decay
-        work = self._work_the_queue(source, seed)
+        work = self._work_the_queue(source, seed, past_emails={lead.profile["email"] for lead in past_leads})
         new_handoffs = Handoff.objects.filter(lead__source=source, pk__gt=last_handoff)
         work.breaches_told = _mark_past_breaches_told(list(new_handoffs.values_list("pk", flat=True)))
         # The demo backdates its leads, stage changes and handoffs behind the services' back,
         # so that history spreads over 60 days: recount the dashboard's rollups from it.
         rollups_rebuild()
 
-        return Seeded(users, source, count, Lead.objects.count() - leads_before, accepted, duplicates, rejected, work)
+        leads_created = Lead.objects.count() - leads_before
+        return Seeded(users, source, count, history, leads_created, accepted, duplicates, rejected, work)
 
     def _ensure_second_model(self) -> None:
         """A second product line, "ABM add-on", scored side by side with the default model:
@@ -663,7 +735,7 @@ class Command(BaseCommand):
                 ensured.append((spec, created))
         return ensured
 
-    def _work_the_queue(self, source: Source, seed: int) -> SalesWork:
+    def _work_the_queue(self, source: Source, seed: int, *, past_emails: set[str]) -> SalesWork:
         """The demo reps work the older half of the queue through the handoff services:
         each never-claimed handoff there is accepted, rejected (a reason and a note for
         marketing), claimed and left in progress, or left queued, as its seed decides.
@@ -676,30 +748,42 @@ class Command(BaseCommand):
             .order_by("username")
         )
         handoffs = Handoff.objects.filter(lead__source=source)
-        created = sorted(handoffs.values_list("created_at", flat=True))
-        if not reps or not created:
+        recent = handoffs.exclude(lead__email__in=past_emails)
+        created = sorted(recent.values_list("created_at", flat=True))
+        if not reps or not (created or past_emails):
             return work
-        older_half = created[len(created) // 2]
+        older_half = created[len(created) // 2] if created else timezone.now()
         candidates = (
-            handoffs.filter(status=HandoffStatus.QUEUED, first_claimed_at__isnull=True, created_at__lt=older_half)
+            handoffs.filter(status=HandoffStatus.QUEUED, first_claimed_at__isnull=True)
+            .filter(Q(created_at__lt=older_half) | Q(lead__email__in=past_emails))
             .select_related("lead")
             .order_by("created_at", "id")
+        )
+        attended = set(
+            Event.objects.filter(type="webinar_attended", lead__in=candidates.values("lead")).values_list(
+                "lead_id", flat=True
+            )
         )
         open_claims = dict.fromkeys((rep.pk for rep in reps), 0)
         decided: list[tuple[Handoff, random.Random]] = []
         for handoff in candidates:
-            rng = random.Random(f"leadflow-demo-sales:{seed}:{handoff.lead.email or handoff.lead.public_id}")  # noqa: S311
-            fate = _weighted(rng, SALES_FATES)
+            lead = handoff.lead
+            rng = random.Random(f"leadflow-demo-sales:{seed}:{lead.email or lead.public_id}")  # noqa: S311
+            past = lead.email in past_emails
+            fate = "decide" if past else _weighted(rng, SALES_FATES)
             rep = rng.choice(reps)
             if fate == "leave" or (fate == "claim" and open_claims[rep.pk] >= OPEN_CLAIMS_PER_REP):
                 continue
+            if fate == "decide":  # the archive follows the planted truth; this quarter's queue, its seed
+                fate = "accept" if _sales_accepts(rng, lead, lead.pk in attended) else "reject"
+                work.past_decided += 1
             try:
                 claimed = handoff_claim(handoff=handoff, user=rep)
                 if fate == "accept":
                     decided.append((handoff_accept(handoff=claimed, user=rep), rng))
                     work.accepted += 1
                 elif fate == "reject":
-                    reason = _weighted(rng, REJECT_REASONS)
+                    reason = _reject_reason(rng, lead) if past else _weighted(rng, REJECT_REASONS)
                     note = rng.choice(REJECT_NOTES[reason])
                     decided.append((handoff_reject(handoff=claimed, user=rep, reason=reason, note=note), rng))
                     work.rejected += 1
@@ -710,15 +794,18 @@ class Command(BaseCommand):
                 work.skipped += 1
         _backdate_sales_work(decided)
         _read_new_sql_notifications_of_claimed_handoffs(source)
+        _read_notifications_of_the_archive(handoffs.filter(lead__email__in=past_emails))
         return work
 
-    def _anchor(self, source: Source, seed: int, demo_leads: Sequence[DemoLead]) -> datetime:
+    def _anchor(
+        self, source: Source, seed: int, demo_leads: Sequence[DemoLead], past_leads: Sequence[DemoLead]
+    ) -> datetime:
         """The moment event times count back from: now on the first run, the first run's "now" after,
         so a second run sends identical events (duplicates, not conflicts)."""
-        if demo_leads:
-            earlier = Event.objects.filter(source=source, event_id=f"demo-{seed}-0-0").first()
+        for first, event_id in ((demo_leads, f"demo-{seed}-0-0"), (past_leads, f"demo-{seed}-h0-0")):
+            earlier = Event.objects.filter(source=source, event_id=event_id).first() if first else None
             if earlier is not None:
-                return earlier.occurred_at + timedelta(seconds=demo_leads[0].events[0][0])
+                return earlier.occurred_at + timedelta(seconds=first[0].events[0][0])
         return timezone.now().replace(microsecond=0)
 
     def _report(self, seeded: Seeded, withheld_emails: int) -> None:
@@ -726,7 +813,9 @@ class Command(BaseCommand):
         users, work, rejected = seeded.users, seeded.work, seeded.rejected
         created = sum(1 for _, was_created in users if was_created)
         self.stdout.write(f"Users: {created} created, {len(users) - created} already existed (left unchanged).")
-        self.stdout.write(f"Leads: {seeded.count} demo leads, {seeded.leads_created} new.")
+        self.stdout.write(
+            f"Leads: {seeded.count} demo leads and {seeded.history} from the archive, {seeded.leads_created} new."
+        )
         self.stdout.write(
             f"Events: {seeded.accepted} accepted, {seeded.duplicates} duplicates, {len(rejected)} rejected."
         )
@@ -742,6 +831,12 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Sales queue: {work.accepted} accepted, {work.rejected} rejected, {work.claimed} claimed by the demo reps."
         )
+        if seeded.history:
+            self.stdout.write(
+                f"Archive: {seeded.history} leads whose journeys ended {PAST_OFFSET_DAYS} to "
+                f"{PAST_OFFSET_DAYS + HISTORY_DAYS} days ago; sales decided {work.past_decided} of their handoffs "
+                "(accepting bigger companies, senior titles and webinar attendees), for the score quality pages."
+            )
         self.stdout.write(
             f"SLA: {work.breaches_told} breaches of the replayed past flagged as already told "
             "(the SLA sweep tells only of new ones)."
