@@ -8,18 +8,22 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from leadflow import selectors as dashboard
 from leadflow.leads import services
 from leadflow.leads.models import Outcome
-from tests.factories import LeadFactory, OutcomeFactory, SourceFactory
-from tests.helpers import client_for
+from scoring.models import ScoringModel
+from tests.factories import HandoffFactory, LeadFactory, OutcomeFactory, SourceFactory, default_model
+from tests.helpers import browser, client_for, count_queries
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/outcomes"
 WHEN = "2026-11-20T10:00:00Z"
+DAY = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
 
 def outcome(n, email="ada@example.com", **extra):
@@ -293,3 +297,179 @@ def test_a_leads_outcomes_are_not_for_outsiders_nor_for_unknown_leads(outsider, 
     assert APIClient().get(f"/api/v1/leads/{ada.public_id}/outcomes").status_code == 401
     missing = "00000000-0000-4000-8000-000000000000"
     assert client_for(marketer).get(f"/api/v1/leads/{missing}/outcomes").status_code == 404
+
+
+# --- The lead page and the handoff page ---------------------------------------------------------
+def test_the_lead_page_shows_its_outcomes_with_amount_currency_and_date(marketer, ada):
+    OutcomeFactory.create(lead=ada, kind="won", amount=Decimal("1234567.5"), currency="USD", occurred_at=DAY)
+    OutcomeFactory.create(lead=ada, kind="lost", amount=None, currency="", occurred_at=DAY - timedelta(days=1))
+
+    page = browser(marketer).get(reverse("lead-detail", args=[ada.public_id])).content.decode()
+
+    section = page[page.index('id="outcomes-title"') :]
+    assert "Won" in section and "USD 1,234,567.50" in section and "Nov 20, 2026" in section
+    assert "Lost" in section and "no amount" in section
+    assert section.index("Won") < section.index("Lost")  # newest first
+
+
+def test_the_lead_page_says_when_no_outcome_came_yet(marketer, ada):
+    page = browser(marketer).get(reverse("lead-detail", args=[ada.public_id])).content.decode()
+
+    assert "No outcome yet." in page
+
+
+def test_the_handoff_page_shows_the_leads_outcomes(rep, marketer):
+    handoff = HandoffFactory.create()
+    OutcomeFactory.create(lead=handoff.lead, kind="opportunity_created", amount=Decimal("800"), currency="EUR")
+    url = reverse("handoff-detail", args=[handoff.public_id])
+
+    for user in (rep, marketer):
+        page = browser(user).get(url).content.decode()
+        assert "Opportunity created" in page and "EUR 800.00" in page
+
+
+def test_the_handoff_page_says_when_no_outcome_came_yet(rep):
+    handoff = HandoffFactory.create()
+
+    page = browser(rep).get(reverse("handoff-detail", args=[handoff.public_id])).content.decode()
+
+    assert "No outcome yet." in page
+
+
+def test_the_lead_and_handoff_pages_read_outcomes_in_a_constant_number_of_queries(
+    marketer, django_assert_max_num_queries
+):
+    handoff = HandoffFactory.create()
+    OutcomeFactory.create(lead=handoff.lead)
+    client = browser(marketer)
+    urls = [reverse("lead-detail", args=[handoff.lead.public_id]), reverse("handoff-detail", args=[handoff.public_id])]
+    few = [count_queries(client, url) for url in urls]
+    OutcomeFactory.create_batch(15, lead=handoff.lead, source=SourceFactory.create())
+
+    for url, queries in zip(urls, few, strict=True):
+        with django_assert_max_num_queries(queries):
+            client.get(url)
+
+
+# --- The dashboard ------------------------------------------------------------------------------
+@pytest.fixture
+def pipeline(db):
+    """Outcomes of leads from two sources and two campaigns, qualified by two models, in
+    EUR and USD, with one outcome before the period and one without an amount."""
+    now = timezone.now()
+    web, ads = SourceFactory.create(slug="web", name="Web"), SourceFactory.create(slug="ads", name="Ads")
+    default = default_model()
+    enterprise = ScoringModel.objects.create(name="Enterprise", slug="enterprise", position=5)
+    earlier = now - timedelta(days=40)
+    ada = HandoffFactory.create(
+        lead__source=web, lead__utm_campaign="spring", created_at=earlier, status="closed", decided_at=earlier
+    ).lead
+    HandoffFactory.create(lead=ada, model=enterprise, created_at=now - timedelta(days=9))
+    bob = HandoffFactory.create(lead__source=ads, lead__utm_campaign="spring", model=default).lead
+    cid = LeadFactory.create(source=web, utm_campaign="")  # never handed over
+    OutcomeFactory.create(lead=ada, kind="opportunity_created", amount=Decimal("100"), currency="EUR")
+    OutcomeFactory.create(lead=ada, kind="won", amount=Decimal("90.50"), currency="EUR")
+    OutcomeFactory.create(lead=bob, kind="opportunity_created", amount=Decimal("200"), currency="USD")
+    OutcomeFactory.create(lead=bob, kind="won", amount=Decimal("150"), currency="USD")
+    OutcomeFactory.create(lead=bob, kind="lost", amount=None, currency="")
+    OutcomeFactory.create(lead=cid, kind="opportunity_created", amount=Decimal("40"), currency="EUR")
+    OutcomeFactory.create(lead=cid, kind="opportunity_created", amount=None, currency="")
+    OutcomeFactory.create(lead=cid, kind="won", amount=Decimal("5000"), occurred_at=now - timedelta(days=45))
+    return {"web": web, "ads": ads, "enterprise": enterprise, "default": default}
+
+
+def by_key(rows):
+    return {row.key: row for row in rows}
+
+
+def test_the_dashboard_sums_pipeline_and_won_per_currency_never_across(marketer, pipeline):
+    numbers = browser(marketer).get(reverse("dashboard")).context["crm_outcomes"]
+
+    total = numbers.total
+    assert (total.opportunities, total.won, total.lost) == (4, 2, 1)
+    assert total.pipeline == (("EUR", Decimal("140.00")), ("USD", Decimal("200.00")))
+    assert total.won_amount == (("EUR", Decimal("90.50")), ("USD", Decimal("150.00")))
+
+
+def test_the_dashboard_breaks_outcomes_down_by_source_campaign_and_model(marketer, pipeline):
+    numbers = browser(marketer).get(reverse("dashboard")).context["crm_outcomes"]
+
+    sources = by_key(numbers.by_source)
+    assert sources["Web"].pipeline == (("EUR", Decimal("140.00")),)
+    assert (sources["Web"].opportunities, sources["Web"].won, sources["Web"].won_amount) == (
+        3,
+        1,
+        (("EUR", Decimal("90.50")),),
+    )
+    assert (sources["Ads"].pipeline, sources["Ads"].won_amount, sources["Ads"].lost) == (
+        (("USD", Decimal("200.00")),),
+        (("USD", Decimal("150.00")),),
+        1,
+    )
+    campaigns = by_key(numbers.by_campaign)
+    assert campaigns["spring"].pipeline == (("EUR", Decimal("100.00")), ("USD", Decimal("200.00")))
+    assert campaigns[""].opportunities == 2
+    models = by_key(numbers.by_model)
+    # Ada's latest handoff was qualified by Enterprise (her older one by the default model).
+    assert models["Enterprise"].won_amount == (("EUR", Decimal("90.50")),)
+    assert models[pipeline["default"].name].won_amount == (("USD", Decimal("150.00")),)
+    assert models[""].opportunities == 2  # Cid never had a handoff
+
+
+def test_the_dashboards_period_and_source_filters_apply_to_the_outcomes(marketer, pipeline):
+    client = browser(marketer)
+    ads = client.get(reverse("dashboard"), {"source": "ads"}).context["crm_outcomes"].total
+    longer = client.get(reverse("dashboard"), {"period": "90"}).context["crm_outcomes"].total
+
+    assert (ads.opportunities, ads.won, ads.pipeline) == (1, 1, (("USD", Decimal("200.00")),))
+    assert longer.won_amount == (("EUR", Decimal("5090.50")), ("USD", Decimal("150.00")))
+
+
+def test_the_dashboard_shows_the_amounts_per_currency_with_their_cohort(marketer, pipeline):
+    page = browser(marketer).get(reverse("dashboard")).content.decode()
+
+    for label in ("Opportunities created in the period", "Won in the period", "Lost in the period"):
+        assert f'<div class="label">{label}</div>' in page
+    assert "EUR 140.00" in page and "USD 200.00" in page and "EUR 90.50" in page
+    assert "EUR 340" not in page  # EUR and USD are never added
+    for title in ("by source", "by campaign", "by scoring model"):
+        assert f"Pipeline and wins {title}" in page
+
+
+def test_the_dashboard_says_when_no_outcome_is_in_the_period(marketer):
+    LeadFactory.create()
+
+    page = browser(marketer).get(reverse("dashboard")).content.decode()
+
+    assert "No outcome dated in this period." in page
+
+
+def test_the_dashboard_reads_outcomes_in_a_constant_number_of_queries(
+    marketer, pipeline, django_assert_max_num_queries
+):
+    client = browser(marketer)
+    few = count_queries(client, reverse("dashboard"))
+    for n in range(6):
+        lead = HandoffFactory.create(lead__utm_campaign=f"c{n}", lead__source=SourceFactory.create()).lead
+        OutcomeFactory.create_batch(3, lead=lead, currency=["EUR", "USD", "GBP"][n % 3])
+
+    with django_assert_max_num_queries(few):
+        client.get(reverse("dashboard"))
+
+
+# --- Privacy ------------------------------------------------------------------------------------
+def test_a_persons_export_holds_their_outcomes_and_erasure_scrubs_them(admin, ada):
+    OutcomeFactory.create(lead=ada, outcome_id="crm-ada-deal", kind="won", properties={"contact": "Ada Lovelace"})
+    period = dashboard.Period.last_days(30)
+    before = dashboard.dashboard_outcomes(period=period)
+
+    document = client_for(admin).get(f"/api/v1/leads/{ada.public_id}/export").json()
+    erased = client_for(admin).post(f"/api/v1/leads/{ada.public_id}/erase").json()
+
+    assert [(o["outcome_id"], o["kind"], o["amount"]) for o in document["outcomes"]] == [
+        ("crm-ada-deal", "won", "12000.00")
+    ]
+    assert erased["counts"]["outcomes_scrubbed"] == 1
+    kept = Outcome.objects.get()
+    assert (kept.outcome_id, kept.properties) == (f"[erased] {kept.pk}", {})
+    assert dashboard.dashboard_outcomes(period=period) == before
