@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from leadflow import selectors as dashboard
 from leadflow.leads import services
 from leadflow.leads.models import Outcome
+from leadflow.management import demo_outcomes
 from scoring.models import ScoringModel
 from tests.factories import HandoffFactory, LeadFactory, OutcomeFactory, SourceFactory, default_model
 from tests.helpers import browser, client_for, count_queries
@@ -473,3 +474,53 @@ def test_a_persons_export_holds_their_outcomes_and_erasure_scrubs_them(admin, ad
     kept = Outcome.objects.get()
     assert (kept.outcome_id, kept.properties) == (f"[erased] {kept.pk}", {})
     assert dashboard.dashboard_outcomes(period=period) == before
+
+
+# --- The demo's outcomes (for seed_demo) ----------------------------------------------------------
+def demo_deals(count, now):
+    return [
+        demo_outcomes.DemoDeal(
+            email=f"deal{n}@demo.test",
+            decided_at=now - timedelta(days=40),
+            score=Decimal(45 + n % 40),
+            country=["Germany", "United States"][n % 2],
+            company_size=20 + n,
+        )
+        for n in range(count)
+    ]
+
+
+def test_the_demo_wins_more_often_with_a_higher_score_and_sells_in_two_currencies():
+    now = timezone.now()
+    deals = demo_deals(400, now)
+    score_of = {deal.email: deal.score for deal in deals}
+
+    payloads = demo_outcomes.demo_outcome_payloads(deals=deals, seed=7, now=now)
+
+    decided = [p for p in payloads if p["kind"] in ("won", "lost")]
+    high = [p["kind"] == "won" for p in decided if score_of[p["lead"]["email"]] >= 65]
+    low = [p["kind"] == "won" for p in decided if score_of[p["lead"]["email"]] < 65]
+    assert sum(high) / len(high) > sum(low) / len(low) + 0.25
+    assert {p["currency"] for p in payloads} == {"EUR", "USD"}
+    assert all(datetime.fromisoformat(p["occurred_at"]) <= now for p in payloads)
+    assert payloads == demo_outcomes.demo_outcome_payloads(deals=deals, seed=7, now=now)  # the same every run
+
+
+def test_the_demo_records_outcomes_of_accepted_handoffs_only_and_again_as_duplicates(db):
+    now = timezone.now()
+    web = SourceFactory.create(slug="website", name="Website")
+    decided = now - timedelta(days=40)
+    for n in range(12):
+        status = "accepted" if n % 3 else "closed"
+        HandoffFactory.create(
+            lead__source=web, lead__email=f"demo{n}@demo.test", status=status, decided_at=decided, created_at=decided
+        )
+
+    first = demo_outcomes.demo_outcomes_record(source=web, seed=1, now=now)
+    again = demo_outcomes.demo_outcomes_record(source=web, seed=1, now=now)
+
+    assert first.accepted > 0 and first.rejected == []
+    assert (again.accepted, again.duplicates) == (0, first.accepted)
+    assert set(Outcome.objects.values_list("source__name", flat=True)) == {"CRM"}
+    accepted = {f"demo{n}@demo.test" for n in range(12) if n % 3}
+    assert set(Outcome.objects.values_list("lead__email", flat=True)) <= accepted
