@@ -4,10 +4,12 @@ the lead and the handoff, summed on the dashboard (per currency), exported and e
 with the person."""
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -168,6 +170,34 @@ def test_an_erased_person_gets_no_outcome(ingest_client, admin, ada):
     response = post(ingest_client, outcome(1))
 
     assert response.json()["rejected"][0]["errors"]["lead"][0].startswith("No lead with this email")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_ten_threads_posting_the_same_outcome_store_one_and_refuse_another_payload(ingest_secret, ada):
+    barrier = threading.Barrier(10)
+    answers = []
+
+    def worker(n):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {ingest_secret}")
+        barrier.wait()
+        try:
+            answers.append(post(client, outcome(1, amount=12000 if n < 9 else 99)).json())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    stored = Outcome.objects.get()
+    same = 9 if stored.amount == Decimal("12000.00") else 1  # whichever payload came first is the outcome
+    assert sum(a["accepted"] for a in answers) == 1
+    assert sum(a["duplicates"] for a in answers) == same - 1
+    assert sum(len(a["rejected"]) for a in answers) == 10 - same
 
 
 @pytest.mark.parametrize(
