@@ -130,6 +130,7 @@ def _handoff_context(
         "intent": selectors.explanation_intent(explained),
         "sql_change": selectors.lead_sql_change(lead=lead),
         "events": lead_selectors.lead_recent_events(lead=lead, limit=RECENT_EVENTS),
+        "outcomes": list(lead_selectors.lead_outcomes(lead=lead)[: lead_selectors.LEAD_OUTCOMES_LIMIT]),
         "actions": actions,
         "reject_form": reject_form or (HandoffRejectForm() if "reject" in actions else None),
         "claim_hours": settings.HANDOFF_CLAIM_TTL_HOURS,

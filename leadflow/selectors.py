@@ -18,6 +18,7 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Sum,
     Value,
 )
@@ -35,6 +36,8 @@ from leadflow.leads.models import (
     FunnelRollup,
     GradeMatrixSnapshot,
     Lead,
+    Outcome,
+    OutcomeKind,
     ScoreHistogram,
     Source,
     Stage,
@@ -372,6 +375,107 @@ def dashboard_recent_sqls(
     """The latest SQLs, with the scores of ``model`` (``leads_annotate_scores``)."""
     leads = leads_annotate_scores(_leads_of(source), model=model.slug if model else None)
     return list(leads.filter(sql_at__isnull=False).select_related("source").order_by("-sql_at", "-id")[:limit])
+
+
+# --- The dashboard: outcomes from the CRM ------------------------------------------------
+Amounts = tuple[tuple[str, Decimal], ...]  # (currency, sum), by currency: EUR is never added to USD
+
+
+@dataclass(frozen=True)
+class OutcomeRow:
+    """Outcomes dated in the period: counts of each kind, and the amounts per currency of
+    the opportunities created (the pipeline) and of the deals won."""
+
+    key: str
+    opportunities: int = 0
+    pipeline: Amounts = ()
+    won: int = 0
+    won_amount: Amounts = ()
+    lost: int = 0
+
+
+@dataclass(frozen=True)
+class DashboardOutcomes:
+    total: OutcomeRow
+    by_source: list[OutcomeRow]
+    by_campaign: list[OutcomeRow]
+    by_model: list[OutcomeRow]
+
+
+class _OutcomeTally:
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.counts = dict.fromkeys(OutcomeKind.values, 0)
+        self.amounts: dict[str, dict[str, Decimal]] = {kind: {} for kind in OutcomeKind.values}
+
+    def add(self, kind: str, currency: str, n: int, amount: Decimal | None) -> None:
+        self.counts[kind] += n
+        if amount is not None and currency:
+            self.amounts[kind][currency] = self.amounts[kind].get(currency, Decimal(0)) + amount
+
+    def row(self) -> OutcomeRow:
+        def amounts(kind: str) -> Amounts:
+            return tuple(sorted(self.amounts[kind].items()))
+
+        return OutcomeRow(
+            key=self.key,
+            opportunities=self.counts[OutcomeKind.OPPORTUNITY_CREATED],
+            pipeline=amounts(OutcomeKind.OPPORTUNITY_CREATED),
+            won=self.counts[OutcomeKind.WON],
+            won_amount=amounts(OutcomeKind.WON),
+            lost=self.counts[OutcomeKind.LOST],
+        )
+
+
+def _outcome_rows(tallies: dict[Any, _OutcomeTally], limit: int) -> list[OutcomeRow]:
+    rows = [tally.row() for tally in tallies.values()]
+    rows.sort(key=lambda row: (-row.won, -row.opportunities, -row.lost, row.key))
+    return rows[:limit]
+
+
+def dashboard_outcomes(
+    *, period: Period, source: Source | None = None, limit: int = BREAKDOWN_LIMIT
+) -> DashboardOutcomes:
+    """The outcomes the CRM dated in the period (of leads of any age; of the source's leads
+    when given): opportunities created with their pipeline, deals won with their amount,
+    deals lost; in all, and by the lead's source, its campaign (``utm_campaign``, as the
+    breakdown of the funnel) and the scoring model that qualified its latest handoff
+    (``Handoff.model``). One aggregate query; amounts are summed per currency."""
+    latest_model = Subquery(
+        Handoff.objects.filter(lead=OuterRef("lead_id")).order_by("-created_at", "-id").values("model_id")[:1]
+    )
+    outcomes = Outcome.objects.filter(occurred_at__gte=period.start, occurred_at__lt=period.end)
+    if source is not None:
+        outcomes = outcomes.filter(lead__source=source)
+    rows = (
+        outcomes.annotate(qualifying_model=latest_model)
+        .values("kind", "currency", "lead__source__name", "lead__utm_campaign", "qualifying_model")
+        .annotate(n=Count("id"), amount=Sum("amount"))
+        .order_by()
+    )
+    total = _OutcomeTally("")
+    by_source: dict[Any, _OutcomeTally] = {}
+    by_campaign: dict[Any, _OutcomeTally] = {}
+    by_model: dict[Any, _OutcomeTally] = {}
+    for row in rows:
+        figures = (row["kind"], row["currency"], row["n"], row["amount"])
+        total.add(*figures)
+        for tallies, key in (
+            (by_source, row["lead__source__name"] or ""),
+            (by_campaign, row["lead__utm_campaign"] or ""),
+            (by_model, row["qualifying_model"]),
+        ):
+            tallies.setdefault(key, _OutcomeTally(key if isinstance(key, str) else "")).add(*figures)
+    if by_model:
+        names = dict(ScoringModel.objects.filter(id__in=[k for k in by_model if k]).values_list("id", "name"))
+        for model_id, tally in by_model.items():
+            tally.key = names.get(model_id, "") if model_id else ""
+    return DashboardOutcomes(
+        total=total.row(),
+        by_source=_outcome_rows(by_source, limit),
+        by_campaign=_outcome_rows(by_campaign, limit),
+        by_model=_outcome_rows(by_model, limit),
+    )
 
 
 # --- The dashboard, per scoring model --------------------------------------------------

@@ -389,6 +389,7 @@ SPECTACULAR_SETTINGS = {
         "HandoffStatusEnum": "handoff.models.HandoffStatus",
         "RejectReasonEnum": "handoff.models.RejectReason",
         "GradeEnum": "scoring.models.GRADE_CHOICES",
+        "OutcomeKindEnum": "leadflow.leads.models.OutcomeKind",
     },
 }
 

@@ -93,6 +93,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "by_campaign": numbers.by_campaign,
         "medians": numbers.medians,
         "outcomes": selectors.dashboard_sales_outcomes(period=period, source=source),
+        "crm_outcomes": selectors.dashboard_outcomes(period=period, source=source),
         "overdue": selectors.dashboard_overdue_handoffs(user=request.user, source=source),
         "recent_sqls": selectors.dashboard_recent_sqls(source=source, model=model),
     }
@@ -142,6 +143,7 @@ def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm 
         "topics": lead_selectors.lead_interests(lead=lead, key="topic"),
         "assets": lead_selectors.lead_interests(lead=lead, key="asset"),
         "handoffs": selectors.lead_handoffs(lead=lead, user=request.user),
+        "outcomes": list(lead_selectors.lead_outcomes(lead=lead)[: lead_selectors.LEAD_OUTCOMES_LIMIT]),
         "can_change_stage": can_change_stage,
         "can_manage_privacy": privacy.can_manage_privacy(request.user),
         "stage_form": stage_form or (StageChangeForm(current_stage=lead.stage) if can_change_stage else None),

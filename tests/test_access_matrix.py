@@ -148,6 +148,9 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("password_reset_complete", "GET"): page(EVERYONE),
     # API: the core
     ("api-events", "POST"): api(NOBODY, event_id="m1", type="page_view", lead={"email": "m@example.com"}),
+    ("api-outcomes", "POST"): api(
+        NOBODY, outcome_id="m1", kind="won", occurred_at="2026-11-20T10:00:00Z", lead={"email": "m@example.com"}
+    ),
     ("api-leads", "GET"): api(ANY_ROLE),
     ("api-leads", "POST"): api(NOBODY, email="m@example.com"),
     ("api-lead-detail", "GET"): api(ANY_ROLE),
@@ -195,6 +198,7 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("api-handoff-reject", "POST"): api(SALES_ROLES, HANDOFF_ACTIONABLE, reason="other", note="Matrix"),
     ("api-handoff-reassign", "POST"): api(RULE_EDITORS, username=REP_NAMES[REP]),
     ("api-lead-handoffs", "GET"): api(ANY_ROLE),
+    ("api-lead-outcomes", "GET"): api(ANY_ROLE),
     ("api-handoff-stats", "GET"): api(ANY_ROLE),
     ("api-notifications", "GET"): api(SIGNED_IN),
     ("api-notifications-unread", "GET"): api(SIGNED_IN),

@@ -11,7 +11,7 @@ from django.test import Client
 
 from leadflow.leads.models import Lead
 from scoring.models import Rule, RuleSet, RuleSetStatus
-from tests.factories import EventFactory, HandoffFactory, LeadFactory, default_model
+from tests.factories import EventFactory, HandoffFactory, LeadFactory, OutcomeFactory, default_model
 from tests.helpers import behaviour, fit
 
 
@@ -185,7 +185,7 @@ def test_a_lead_edit_the_api_would_refuse_is_refused_on_its_field(superuser):
 def test_the_admin_adds_no_lead_and_changes_no_handoff_or_event(superuser):
     assert superuser.get("/admin/leads/lead/add/").status_code == 403
     assert Lead.objects.count() == 0
-    for model in ("leads/event", "leads/stagechange", "handoff/handoff", "scoring/rescorerun"):
+    for model in ("leads/event", "leads/outcome", "leads/stagechange", "handoff/handoff", "scoring/rescorerun"):
         assert superuser.get(f"/admin/{model}/add/").status_code == 403
 
 
@@ -194,6 +194,7 @@ def test_every_admin_page_opens(superuser, publish_ruleset):
 
     handoff = HandoffFactory.create()
     EventFactory.create(lead=handoff.lead)
+    OutcomeFactory.create(lead=handoff.lead)
     make_ruleset(behaviour("page_view", 2))
     publish_ruleset([behaviour("page_view", 2)])
     for model in admin.site._registry:

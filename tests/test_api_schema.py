@@ -39,7 +39,7 @@ max_response_time = 10.0
 # (DESIGN: a bad item never sinks the good ones), so an invalid event is accepted
 # by design; the schema documents the shape of a good one.
 [[operations]]
-include-name = "POST /api/v1/events"
+include-name = ["POST /api/v1/events", "POST /api/v1/outcomes"]
 checks.negative_data_rejection.enabled = false
 
 # A lead needs an e-mail or an external id that is not blank once trimmed, and
@@ -95,7 +95,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 """
 )
 MAX_EXAMPLES = 25
-INGEST_OPERATIONS = {("POST", "/api/v1/events"), ("POST", "/api/v1/leads")}
+INGEST_OPERATIONS = {("POST", "/api/v1/events"), ("POST", "/api/v1/outcomes"), ("POST", "/api/v1/leads")}
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application(), config=CONFIG)
 
@@ -208,7 +208,7 @@ def test_relations_that_may_be_empty_are_nullable(openapi, component, field):
     assert openapi["components"]["schemas"][component]["properties"][field].get("nullable") is True
 
 
-@pytest.mark.parametrize("path", ["/api/v1/events", "/api/v1/leads"])
+@pytest.mark.parametrize("path", ["/api/v1/events", "/api/v1/outcomes", "/api/v1/leads"])
 def test_ingest_operations_take_only_json(openapi, path):
     assert list(openapi["paths"][path]["post"]["requestBody"]["content"]) == ["application/json"]
 

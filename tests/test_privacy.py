@@ -5,6 +5,7 @@ stage history's scoping, the password reset's rate limit, and logs without addre
 import io
 import logging
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.apps import apps
@@ -20,7 +21,7 @@ from handoff.models import Handoff, Notification, WebhookDelivery
 from leadflow import selectors as dashboard
 from leadflow.leads import privacy
 from leadflow.leads.importexport import csv_layout, leads_import
-from leadflow.leads.models import Erasure, Event, Lead, Stage, StageChange, SuppressedEmail
+from leadflow.leads.models import Erasure, Event, Lead, Outcome, Stage, StageChange, SuppressedEmail
 from leadflow.leads.retention import months_before, retention_apply
 from leadflow.logredact import RedactingFormatter, SummaryConsoleEmailBackend
 from scoring import services as scoring_services
@@ -65,6 +66,17 @@ def person(db, settings, ingest_client, publish_ruleset, rep, marketer):
     handoff_services.handoff_reject(handoff=handoff, user=rep, reason="no_budget", note=NOTE)
     lead.refresh_from_db()
     assert lead.stage == Stage.RECYCLED
+    # Later the CRM reports an opportunity, under an id and with a note that name the person.
+    outcome = {
+        "outcome_id": f"deal-{EMAIL}",
+        "kind": "opportunity_created",
+        "amount": "5000",
+        "currency": "EUR",
+        "occurred_at": timezone.now().isoformat(),
+        "lead": {"email": EMAIL},
+        "properties": {"contact": NAME},
+    }
+    assert ingest_client.post("/api/v1/outcomes", outcome, format="json").json()["accepted"] == 1
     return lead
 
 
@@ -120,8 +132,17 @@ def test_export_holds_every_kind_of_record_about_the_person(person, admin):
     assert any(NAME in n["title"] for n in document["notifications"])
     assert any(NOTE in n["body"] for n in document["notifications"])
     assert {d["key"].split(":")[-1] for d in document["webhook_deliveries"]} >= {"opened", "rejected"}
+    [outcome] = document["outcomes"]
+    assert (outcome["outcome_id"], outcome["kind"], outcome["amount"], outcome["currency"]) == (
+        f"deal-{EMAIL}",
+        "opportunity_created",
+        "5000.00",
+        "EUR",
+    )
+    assert outcome["properties"] == {"contact": NAME}
     # Every holder's sections are in the document, with the person's records.
-    for section in ("lead", "events", "stage_history", "scores", "handoffs", "notifications", "webhook_deliveries"):
+    sections = ("lead", "events", "stage_history", "scores", "handoffs", "notifications", "webhook_deliveries")
+    for section in (*sections, "outcomes"):
         assert document[section], section
     same = client_for(admin).get(f"/api/v1/leads/{person.public_id}/export").json()
     assert same["events"] == document["events"]
@@ -163,6 +184,7 @@ def dashboard_counts():
         outcomes.rejected_by_reason,
         dashboard.dashboard_breakdown(period=period, by="source"),
         dashboard.dashboard_breakdown(period=period, by="utm_campaign"),
+        dashboard.dashboard_outcomes(period=period),
     )
 
 
@@ -189,6 +211,15 @@ def test_erase_leaves_no_trace_of_the_person_in_any_table_and_keeps_the_dashboar
     assert erasure.counts["events"] == 2
     assert erasure.counts["scores"] == 1
     assert erasure.counts["notifications_scrubbed"] >= 2
+    assert erasure.counts["outcomes_scrubbed"] == 1
+    outcome = Outcome.objects.get(lead=person)  # its kind, amount and date still count; not whose it was
+    assert (outcome.kind, outcome.amount, outcome.currency, outcome.properties) == (
+        "opportunity_created",
+        Decimal("5000.00"),
+        "EUR",
+        {},
+    )
+    assert outcome.outcome_id == f"[erased] {outcome.pk}"
     assert answer.json()["counts"] == erasure.counts
     assert SuppressedEmail.objects.filter(email_hash=privacy.email_hash(EMAIL)).exists()
     # Gone from every list and page, and by id.

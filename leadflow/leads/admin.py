@@ -14,6 +14,7 @@ from leadflow.leads.models import (
     FreeMailDomain,
     IngestKey,
     Lead,
+    Outcome,
     Source,
     StageChange,
     SuppressedEmail,
@@ -169,6 +170,18 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["occurred_at", "type", "lead", "source", "event_id"]
     list_filter = ["type", "source"]
     search_fields = ["event_id", "lead__email", "lead__external_id"]
+    list_select_related = ["lead", "source"]
+    date_hierarchy = "occurred_at"
+    show_full_result_count = False
+
+
+@admin.register(Outcome)
+class OutcomeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What the CRM reported (``POST /api/v1/outcomes``): append-only, visible, never edited."""
+
+    list_display = ["occurred_at", "kind", "amount", "currency", "lead", "source", "outcome_id"]
+    list_filter = ["kind", "currency", "source"]
+    search_fields = ["outcome_id", "lead__email", "lead__external_id"]
     list_select_related = ["lead", "source"]
     date_hierarchy = "occurred_at"
     show_full_result_count = False

@@ -20,8 +20,17 @@ from rest_framework.views import APIView
 
 from leadflow import query
 from leadflow.leads import selectors, services
-from leadflow.leads.models import LEAD_PROFILE_FIELDS, LEAD_UTM_FIELDS, Event, IngestKey, Lead, Stage
-from leadflow.leads.permissions import CanEditLeads, HasIngestKey
+from leadflow.leads.models import (
+    LEAD_PROFILE_FIELDS,
+    LEAD_UTM_FIELDS,
+    Event,
+    IngestKey,
+    Lead,
+    Outcome,
+    OutcomeKind,
+    Stage,
+)
+from leadflow.leads.permissions import CanEditLeads, CanReadLeads, HasIngestKey
 from leadflow.leads.scores import UnknownModel, leads_annotate_scores, leads_scores
 from leadflow.leads.validation import (
     COMPANY_SIZE_MAX,
@@ -187,26 +196,126 @@ class EventIngestView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        body = read_json_body(request)
-        if isinstance(body, dict) and "events" in body:
-            items = body["events"]
-            if not isinstance(items, list):
-                raise exceptions.ValidationError({"events": ["Must be a list of event objects."]})
-        elif isinstance(body, list):
-            items = body
-        elif isinstance(body, dict):
-            items = [body]
-        else:
-            raise exceptions.ValidationError({"non_field_errors": ['Send an event object or {"events": [...]}.']})
-        if not items:
-            raise exceptions.ValidationError({"events": ["Send at least one event."]})
-        if len(items) > settings.INGEST_MAX_BATCH:
-            raise PayloadTooLarge(f"{len(items)} events in one request; the limit is {settings.INGEST_MAX_BATCH}.")
+        items = ingest_items(request, key="events", noun="event")
         result = services.events_ingest(source=ingest_source(request), payloads=items)
-        return Response(
-            {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected},
-            status=status.HTTP_202_ACCEPTED,
-        )
+        return ingest_answer(result)
+
+
+def ingest_items(request: Request, *, key: str, noun: str) -> list[Any]:
+    """The items of an ingest body: ``{"<key>": [...]}``, a bare list, or one object; 400 for
+    none or another shape, 413 past ``INGEST_MAX_BATCH``. Each item is validated on its own."""
+    body = read_json_body(request)
+    if isinstance(body, dict) and key in body:
+        items = body[key]
+        if not isinstance(items, list):
+            raise exceptions.ValidationError({key: [f"Must be a list of {noun} objects."]})
+    elif isinstance(body, list):
+        items = body
+    elif isinstance(body, dict):
+        items = [body]
+    else:
+        raise exceptions.ValidationError({"non_field_errors": [f'Send an {noun} object or {{"{key}": [...]}}.']})
+    if not items:
+        raise exceptions.ValidationError({key: [f"Send at least one {noun}."]})
+    if len(items) > settings.INGEST_MAX_BATCH:
+        raise PayloadTooLarge(f"{len(items)} {key} in one request; the limit is {settings.INGEST_MAX_BATCH}.")
+    return items
+
+
+def ingest_answer(result: services.IngestResult) -> Response:
+    return Response(
+        {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected},
+        status=status.HTTP_202_ACCEPTED,
+    )
+
+
+# --- Outcomes (from the CRM) ------------------------------------------------------------
+class OutcomeLeadDoc(serializers.Serializer):
+    email = _EmailDoc(required=False, allow_blank=True, allow_null=True, help_text="The lead's e-mail.")
+    external_id = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=128, help_text="The lead's id in your system."
+    )
+
+
+class OutcomeDoc(serializers.Serializer):
+    outcome_id = serializers.CharField(max_length=128, help_text="Idempotency key, unique per source.")
+    kind = serializers.ChoiceField(choices=OutcomeKind.choices)
+    amount = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        min_value=Decimal(0),
+        required=False,
+        allow_null=True,
+        coerce_to_string=False,
+        help_text="The deal's value, 0 or more, at most 2 decimals; a number or a numeric string.",
+    )
+    currency = serializers.RegexField(
+        r"^[A-Z]{3}$", required=False, allow_blank=True, help_text="ISO 4217, upper case; required with an amount."
+    )
+    occurred_at = serializers.DateTimeField(help_text="ISO 8601 with a zone: when the CRM recorded it.")
+    lead = OutcomeLeadDoc(help_text="A lead LeadFlow knows, by e-mail and/or external_id; an unknown one is refused.")
+    properties = serializers.DictField(required=False, help_text="Anything else: deal id, stage name, owner…")
+
+
+class OutcomeBatchDoc(serializers.Serializer):
+    outcomes = serializers.ListField(
+        child=OutcomeDoc(),
+        min_length=1,
+        max_length=settings.INGEST_MAX_BATCH,
+        help_text=f"1 to {settings.INGEST_MAX_BATCH} outcomes; or post a single outcome object.",
+    )
+
+
+class OutcomeIngestView(APIView):
+    permission_classes = [HasIngestKey]
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="outcomes_ingest",
+        summary="Post one outcome (opportunity created, won, lost) or a batch of up to 1000",
+        request=OutcomeBatchDoc,
+        responses={
+            202: IngestResultSerializer,
+            400: OpenApiResponse(description="Malformed JSON or no outcomes"),
+            401: OpenApiResponse(description="Missing or invalid ingest key"),
+            413: OpenApiResponse(description="More than 1000 outcomes or body too large"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        items = ingest_items(request, key="outcomes", noun="outcome")
+        return ingest_answer(services.outcomes_record(source=ingest_source(request), payloads=items))
+
+
+class OutcomeSerializer(serializers.ModelSerializer):
+    source = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[assignment,var-annotated]
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True, allow_null=True)
+
+    class Meta:
+        model = Outcome
+        fields = ["outcome_id", "kind", "amount", "currency", "occurred_at", "received_at", "properties", "source"]
+        read_only_fields = fields
+
+
+class OutcomePagination(CursorPagination):
+    ordering = ("-occurred_at", "-id")
+
+
+class LeadOutcomesView(generics.ListAPIView):
+    """GET: what the CRM reported about one lead, newest first (marketing, sales, scoring admins)."""
+
+    permission_classes = [CanReadLeads]
+    serializer_class = OutcomeSerializer
+    pagination_class = OutcomePagination
+
+    def get_queryset(self) -> QuerySet[Outcome]:
+        if getattr(self, "swagger_fake_view", False):  # the schema generator: no database
+            return Outcome.objects.none()
+        lead = generics.get_object_or_404(selectors.lead_list(), public_id=self.kwargs["lead_id"])
+        return selectors.lead_outcomes(lead=lead)
+
+    @extend_schema(summary="The lead's outcomes from the CRM (opportunity created, won, lost), newest first")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
 
 # --- Leads for people ---------------------------------------------------------------

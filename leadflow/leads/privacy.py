@@ -12,8 +12,9 @@ transaction.
 
 Erasure keeps the lead row as an anonymous **tombstone** (``Lead.erased_at``): no
 identity, profile, traits, account or events; its stage, stage dates, source and UTM
-fields stay, as do its stage changes and handoffs (reasons and notes scrubbed), so the
-dashboard's funnel and sales outcomes count it as before. Lists, pages and the API no
+fields stay, as do its stage changes and handoffs (reasons and notes scrubbed) and its
+outcomes from the CRM (their outcome_id and properties scrubbed), so the dashboard's
+funnel, sales outcomes, pipeline and won amounts count it as before. Lists, pages and the API no
 longer show it (``selectors.lead_list``).
 
 Who may: scoring admins and staff (``can_manage_privacy``).
@@ -32,7 +33,8 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Model, QuerySet
+from django.db.models import CharField, Model, QuerySet, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from leadflow.db import insert_ignore_conflicts_returning
@@ -43,6 +45,7 @@ from leadflow.leads.models import (
     Erasure,
     Event,
     Lead,
+    Outcome,
     StageChange,
     SuppressedEmail,
 )
@@ -184,15 +187,16 @@ def _username(user: Any) -> str | None:
 
 class CoreData:
     """The core's records: the lead (identities, profile, traits), its events, its stage
-    history, and the admin's log of edits to it."""
+    history, its outcomes from the CRM, and the admin's log of edits to it."""
 
-    holds: tuple[type[Model], ...] = (Lead, Event, StageChange)
+    holds: tuple[type[Model], ...] = (Lead, Event, StageChange, Outcome)
 
     def export(self, *, lead: Lead) -> dict[str, Any]:
         lead = Lead.objects.select_related("source", "owner", "account").get(pk=lead.pk)
         profile = {name: getattr(lead, name) for name in (*LEAD_PROFILE_FIELDS, *LEAD_UTM_FIELDS)}
         events = lead.events.select_related("source").order_by("occurred_at", "id")
         changes = StageChange.objects.filter(lead=lead).select_related("actor").order_by("at", "id")
+        outcomes = lead.outcomes.select_related("source").order_by("occurred_at", "id")
         return {
             "lead": {
                 "id": lead.public_id,
@@ -234,6 +238,19 @@ class CoreData:
                 }
                 for change in changes
             ],
+            "outcomes": [
+                {
+                    "outcome_id": outcome.outcome_id,
+                    "kind": outcome.kind,
+                    "amount": outcome.amount,
+                    "currency": outcome.currency,
+                    "occurred_at": outcome.occurred_at,
+                    "received_at": outcome.received_at,
+                    "properties": outcome.properties,
+                    "source": outcome.source.slug,
+                }
+                for outcome in outcomes
+            ],
             "admin_log": [
                 {
                     "action_time": entry.action_time,
@@ -249,7 +266,18 @@ class CoreData:
         # A reason a person wrote may name the person; the scoring system's are generated.
         reasons = StageChange.objects.filter(lead=lead, actor__isnull=False).exclude(reason="").update(reason=ERASED)
         admin_log = _admin_log(lead).update(object_repr=ERASED, change_message="")
-        return {"events": events, "stage_reasons_scrubbed": reasons, "admin_log_scrubbed": admin_log}
+        # An outcome keeps what the dashboard and score quality count (kind, amount, currency,
+        # date), like the tombstone's stage and its handoffs; the CRM's id for it and what
+        # else the CRM sent (free text, names) go. The id stays unique per source.
+        outcomes = Outcome.objects.filter(lead=lead).update(
+            outcome_id=Concat(Value(f"{ERASED} "), Cast("id", CharField())), properties={}
+        )
+        return {
+            "events": events,
+            "stage_reasons_scrubbed": reasons,
+            "outcomes_scrubbed": outcomes,
+            "admin_log_scrubbed": admin_log,
+        }
 
 
 def _admin_log(lead: Lead) -> QuerySet[LogEntry]:

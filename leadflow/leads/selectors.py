@@ -15,7 +15,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from leadflow.leads.models import Account, Event, Lead, Source, Stage, StageChange
+from leadflow.leads.models import Account, Event, Lead, Outcome, Source, Stage, StageChange
 from leadflow.leads.roles import sees_every_decision
 from leadflow.leads.scores import leads_annotate_scored, leads_annotate_scores, leads_stale_mql
 from leadflow.pagination import CappedCountPaginator
@@ -191,6 +191,15 @@ INTEREST_LIMIT = 8
 def lead_events(*, lead: Lead) -> QuerySet[Event]:
     """The lead's timeline, newest first (paginate it)."""
     return lead.events.select_related("source").order_by("-occurred_at", "-id")
+
+
+LEAD_OUTCOMES_LIMIT = 20
+
+
+def lead_outcomes(*, lead: Lead) -> QuerySet[Outcome]:
+    """What the CRM reported about the lead (opportunity, won, lost), newest first: the
+    lead page and the handoff page show the first ``LEAD_OUTCOMES_LIMIT``, the API pages them."""
+    return lead.outcomes.select_related("source").order_by("-occurred_at", "-id")
 
 
 def lead_interests(*, lead: Lead, key: str, limit: int = INTEREST_LIMIT) -> list[tuple[str, int]]:

@@ -16,11 +16,20 @@ from leadflow.db import SqlNames, atomic_with_retry, insert_ignore_conflicts_ret
 from leadflow.leads import rollups
 from leadflow.leads.accounts import ACCOUNT_TRAIT, account_ids, accounts_left_after_commit
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, generate_key
-from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Source, Stage
+from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Outcome, Source, Stage
 from leadflow.leads.privacy import SUPPRESSED_MESSAGE, emails_suppressed
 from leadflow.leads.scores import intent_event_types
 from leadflow.leads.scoring_requests import request_scoring
-from leadflow.leads.validation import Errors, LeadInput, lead_traits_error, traits_merge, validate_event
+from leadflow.leads.validation import (
+    UNKNOWN_LEAD_MESSAGE,
+    Errors,
+    LeadInput,
+    OutcomeInput,
+    lead_traits_error,
+    traits_merge,
+    validate_event,
+    validate_outcome,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -597,6 +606,150 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
             intent = intent_event_types()
             raised = {lead_of[event_id] for event_id in inserted if to_insert[event_id][1].type in intent}
             request_scoring_after_commit(stored.lead_ids, intent_ids=sorted(raised))
+        return stored
+
+    result = atomic_with_retry(store)
+    result.rejected.sort(key=lambda item: item["index"])
+    return result
+
+
+# --- Outcomes: what the CRM learns after the handoff -----------------------------------------------------
+_DIFFERENT_OUTCOME = (
+    "An outcome with this outcome_id was already received with a different payload. "
+    "Use a new outcome_id for a new outcome (a deal won after its opportunity is a second outcome)."
+)
+# In the order of ``outcomes_record``'s rows.
+_OUTCOME_COLUMNS = [
+    "lead",
+    "source",
+    "outcome_id",
+    "kind",
+    "amount",
+    "currency",
+    "occurred_at",
+    "received_at",
+    "properties",
+]
+
+
+def _outcome_same(stored: dict[str, Any], lead_id: int, outcome: OutcomeInput) -> bool:
+    """Whether a stored outcome is this one resent: the same lead, kind, amount, currency,
+    time and properties (``received_at`` is ours, not the sender's)."""
+    return (
+        stored["lead_id"] == lead_id
+        and stored["kind"] == outcome.kind
+        and stored["amount"] == outcome.amount
+        and stored["currency"] == outcome.currency
+        and stored["occurred_at"] == outcome.occurred_at
+        and stored["properties"] == outcome.properties
+    )
+
+
+def _outcomes_stored(source: Source, outcome_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``source``'s outcomes with these outcome_ids (the unique index serves it), by outcome_id."""
+    if not outcome_ids:
+        return {}
+    rows = Outcome.objects.filter(source=source, outcome_id__in=list(outcome_ids)).values(
+        "outcome_id", "lead_id", "kind", "amount", "currency", "occurred_at", "properties"
+    )
+    return {row["outcome_id"]: dict(row) for row in rows}
+
+
+def _outcome_leads(outcomes: Sequence[OutcomeInput]) -> tuple[list[int | None], dict[int, Errors]]:
+    """Each outcome's lead by e-mail or external_id (one query), or its error: no such lead,
+    or the two identities name two leads, or another external_id than the lead's."""
+    emails = sorted({email for outcome in outcomes if (email := outcome.email)})
+    externals = sorted({external for outcome in outcomes if (external := outcome.external_id)})
+    known = [_Known(*row) for row in _leads_by_identity(emails, externals)] if emails or externals else []
+    by_email = {lead.email: lead for lead in known if lead.email}
+    by_external = {lead.external_id: lead for lead in known if lead.external_id}
+    lead_ids: list[int | None] = []
+    errors: dict[int, Errors] = {}
+    for position, outcome in enumerate(outcomes):
+        found_email = by_email.get(outcome.email) if outcome.email else None
+        found_external = by_external.get(outcome.external_id) if outcome.external_id else None
+        lead = found_email or found_external
+        if lead is None:
+            errors[position] = {"lead": [UNKNOWN_LEAD_MESSAGE]}
+            lead_ids.append(None)
+            continue
+        data = LeadInput(email=outcome.email, external_id=outcome.external_id)
+        if conflict := _identity_conflict(lead, data, found_email, found_external):
+            errors[position] = {"lead": conflict}
+            lead_ids.append(None)
+            continue
+        lead_ids.append(lead.pk)
+    return lead_ids, errors
+
+
+def outcomes_record(*, source: Source, payloads: Sequence[Any]) -> IngestResult:
+    """Validate and store a batch of outcomes sent by ``source`` (a CRM); a bad item never
+    sinks the good ones.
+
+    Each outcome names a lead LeadFlow knows, by e-mail or external_id; an unknown lead is
+    refused on ``lead`` (an outcome without its lead would count for nobody). Idempotent by
+    (source, outcome_id): inserted set-based with ON CONFLICT DO NOTHING, a resent outcome
+    counts as a duplicate, and one resent with another payload is refused on
+    ``outcome_id``. Outcomes change no score: nothing is flagged for rescoring."""
+    now = timezone.now()
+    result = IngestResult()
+    seen: dict[str, OutcomeInput] = {}
+    valid: list[tuple[int, OutcomeInput]] = []
+    for index, payload in enumerate(payloads):
+        outcome, errors = validate_outcome(payload, now=now)
+        if outcome is None:
+            result.rejected.append({"index": index, "errors": errors})
+            continue
+        earlier = seen.get(outcome.outcome_id)
+        if earlier is None:
+            seen[outcome.outcome_id] = outcome
+            valid.append((index, outcome))
+        elif earlier == outcome:
+            result.duplicates += 1
+        else:
+            result.rejected.append(
+                {
+                    "index": index,
+                    "errors": {"outcome_id": ["Repeats an outcome_id of this batch with a different payload."]},
+                }
+            )
+
+    def store() -> IngestResult:
+        stored = IngestResult(duplicates=result.duplicates, rejected=list(result.rejected))
+        lead_ids, lead_errors = _outcome_leads([outcome for _, outcome in valid])
+        known = _outcomes_stored(source, [outcome.outcome_id for _, outcome in valid])
+        to_insert: dict[str, tuple[int, int, OutcomeInput]] = {}
+        for position, (index, outcome) in enumerate(valid):
+            lead_id = lead_ids[position]
+            if lead_id is None:
+                stored.rejected.append({"index": index, "errors": lead_errors[position]})
+                continue
+            existing = known.get(outcome.outcome_id)
+            if existing is None:
+                to_insert[outcome.outcome_id] = (index, lead_id, outcome)
+            elif _outcome_same(existing, lead_id, outcome):
+                stored.duplicates += 1
+            else:
+                stored.rejected.append({"index": index, "errors": {"outcome_id": [_DIFFERENT_OUTCOME]}})
+        # Sorted by outcome_id: concurrent batches take the unique index's locks in one order.
+        rows = [
+            [lead_id, source.pk, outcome_id, outcome.kind, outcome.amount, outcome.currency, outcome.occurred_at]
+            + [now, outcome.properties_json]
+            for outcome_id, (_index, lead_id, outcome) in sorted(to_insert.items())
+        ]
+        inserted = {
+            row[0] for row in insert_ignore_conflicts_returning(Outcome, _OUTCOME_COLUMNS, rows, ["outcome_id"])
+        }
+        stored.accepted = len(inserted)
+        lost_races = [outcome_id for outcome_id in sorted(to_insert) if outcome_id not in inserted]
+        if lost_races:  # another request stored these outcome_ids between our read and our insert
+            winners = _outcomes_stored(source, lost_races)
+            for outcome_id in lost_races:
+                index, lead_id, outcome = to_insert[outcome_id]
+                if outcome_id in winners and _outcome_same(winners[outcome_id], lead_id, outcome):
+                    stored.duplicates += 1
+                else:
+                    stored.rejected.append({"index": index, "errors": {"outcome_id": [_DIFFERENT_OUTCOME]}})
         return stored
 
     result = atomic_with_retry(store)

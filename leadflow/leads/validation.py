@@ -18,17 +18,18 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import MAXYEAR, UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db.backends.base.operations import BaseDatabaseOperations
-from django.db.models import CharField
+from django.db.models import CharField, DecimalField
 from django.utils import timezone
 
 from leadflow.db import RawJson
-from leadflow.leads.models import LEAD_IDENTITY_FIELDS, LEAD_PROFILE_FIELDS, LEAD_UTM_FIELDS, Lead
+from leadflow.leads.models import LEAD_IDENTITY_FIELDS, LEAD_PROFILE_FIELDS, LEAD_UTM_FIELDS, Lead, Outcome, OutcomeKind
 
 # \Z, not $: "$" also matches before a trailing newline ("page_view\n").
 EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
@@ -469,3 +470,153 @@ def _fingerprint(event_type: str, occurred_at: datetime | None, lead: LeadInput,
     )
     canonical = f"{head[:-1]},{properties_json}]"
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --- Outcomes (POST /api/v1/outcomes) --------------------------------------------------------------
+OUTCOME_FIELDS = {"outcome_id", "kind", "amount", "currency", "occurred_at", "lead", "properties"}
+CURRENCY_RE = re.compile(r"^[A-Z]{3}\Z")
+_AMOUNT_FIELD = cast(DecimalField, Outcome._meta.get_field("amount"))
+CENT = Decimal(1).scaleb(-_AMOUNT_FIELD.decimal_places)  # 0.01: what the column keeps
+AMOUNT_MAX = Decimal(10) ** (_AMOUNT_FIELD.max_digits - _AMOUNT_FIELD.decimal_places) - CENT
+UNKNOWN_LEAD_MESSAGE = (
+    "No lead with this email or external_id: an outcome belongs to a lead LeadFlow already knows. "
+    "Send the lead first (its events, or POST /api/v1/leads), then its outcomes."
+)
+
+
+@dataclass
+class OutcomeInput:
+    outcome_id: str
+    kind: str
+    amount: Decimal | None
+    currency: str
+    occurred_at: datetime
+    email: str | None
+    external_id: str | None
+    properties: dict[str, Any]
+    properties_json: RawJson  # canonical JSON text of ``properties``, written and compared as is
+
+
+def _amount(value: Any, errors: Errors) -> Decimal | None:
+    """A JSON number or a numeric string, at least 0, with at most the column's places and digits."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        errors["amount"] = ['Must be a number (e.g. 12000 or "12000.50"), or null when there is none.']
+        return None
+    try:
+        amount = Decimal(value.strip() if isinstance(value, str) else str(value))
+    except InvalidOperation:
+        errors["amount"] = ['Must be a number (e.g. 12000 or "12000.50"), or null when there is none.']
+        return None
+    if not amount.is_finite():
+        errors["amount"] = [NON_FINITE_MESSAGE]
+    elif amount < 0:
+        errors["amount"] = ["Must be 0 or more: send the deal's value, not a change of it."]
+    elif amount > AMOUNT_MAX:
+        errors["amount"] = [f"At most {AMOUNT_MAX} (got {amount}): check the amount and its unit."]
+    elif amount != amount.quantize(CENT):
+        errors["amount"] = [f"At most {_AMOUNT_FIELD.decimal_places} decimal places (cents): round the amount."]
+    else:
+        return amount.quantize(CENT)
+    return None
+
+
+def _outcome_lead(value: Any, errors: Errors) -> tuple[str | None, str | None]:
+    """The lead's identity (email, external_id) an outcome names; no profile: the CRM's
+    outcome says what happened to a lead, it does not create or edit one."""
+    if not isinstance(value, dict):
+        errors["lead"] = ["Must be an object with 'email' and/or 'external_id' of a known lead."]
+        return None, None
+    lead_errors: Errors = {}
+    for key in sorted(set(value) - set(LEAD_IDENTITY_FIELDS)):
+        lead_errors[_field_name(key)] = ["Unknown field: an outcome names its lead by 'email' and/or 'external_id'."]
+    email = _text(value.get("email"), "email", 254, lead_errors)
+    if email and not email.isprintable() and (problem := email_invisible_error(email)):
+        lead_errors["email"] = [problem]
+        email = None
+    elif email:
+        email = normalise_email(email)
+        if not _email_valid(email):
+            lead_errors["email"] = ["Enter a valid email address."]
+    external_id = _text(value.get("external_id"), "external_id", 128, lead_errors)
+    if not email and not external_id and not lead_errors:
+        lead_errors["non_field_errors"] = ["Name the lead by its 'email' or its 'external_id'."]
+    if lead_errors:
+        errors["lead"] = lead_errors
+        return None, None
+    return email, external_id
+
+
+def validate_outcome(data: Any, *, now: datetime | None = None) -> tuple[OutcomeInput | None, Errors]:
+    """One outcome of a CRM: ``outcome_id``, ``kind``, ``occurred_at`` (required: the
+    dashboard counts an outcome on its date), an optional ``amount`` (0 or more) with its
+    ``currency`` (ISO 4217, required with an amount), the ``lead`` by identity, and
+    optional ``properties``."""
+    if not isinstance(data, dict):
+        return None, {"non_field_errors": ["Each outcome must be a JSON object."]}
+    now = now or timezone.now()
+    errors: Errors = {}
+    for key in sorted(set(data) - OUTCOME_FIELDS):
+        errors[_field_name(key)] = ["Unknown field: put extra data in 'properties'."]
+
+    outcome_id = _text(data.get("outcome_id"), "outcome_id", 128, errors, required=True)
+
+    kind = data.get("kind")
+    if kind is None or kind == "":
+        errors["kind"] = ["This field is required."]
+    elif kind not in OutcomeKind.values:
+        errors["kind"] = [f"Must be one of: {', '.join(OutcomeKind.values)}."]
+
+    amount = _amount(data.get("amount"), errors)
+
+    currency = data.get("currency")
+    if currency is None or currency == "":
+        currency = ""
+        if amount is not None:
+            errors["currency"] = ["Required with an amount: its ISO 4217 code in upper case, e.g. EUR or USD."]
+    elif not isinstance(currency, str) or not CURRENCY_RE.match(currency):
+        errors["currency"] = ["Must be an ISO 4217 code of 3 upper-case letters, e.g. EUR or USD."]
+
+    occurred_at: datetime | None = None
+    if data.get("occurred_at") is None:
+        errors["occurred_at"] = ["This field is required: when the CRM recorded it, e.g. 2026-11-25T10:30:00Z."]
+    else:
+        occurred_at = parse_timestamp(data["occurred_at"], "occurred_at", errors)
+        if occurred_at is not None and occurred_at > now + FUTURE_TOLERANCE:
+            errors["occurred_at"] = ["Lies in the future: check the sender's clock."]
+            occurred_at = None
+
+    email = external_id = None
+    if "lead" not in data:
+        errors["lead"] = ["This field is required: an object with 'email' and/or 'external_id' of a known lead."]
+    else:
+        email, external_id = _outcome_lead(data["lead"], errors)
+
+    properties = data.get("properties", {})
+    if properties is None:
+        properties = {}
+    properties_json = ""
+    if not isinstance(properties, dict):
+        errors["properties"] = ["Must be an object."]
+    else:
+        properties_json, problem = json_object_checked(properties, max_bytes=MAX_PROPERTIES_BYTES)
+        if problem:
+            errors["properties"] = [problem]
+
+    if errors or outcome_id is None or occurred_at is None or not isinstance(kind, str):
+        return None, errors
+    return (
+        OutcomeInput(
+            outcome_id=outcome_id,
+            kind=kind,
+            amount=amount,
+            currency=currency,
+            occurred_at=occurred_at,
+            email=email,
+            external_id=external_id,
+            properties=properties,
+            properties_json=RawJson(properties_json),
+        ),
+        {},
+    )
