@@ -248,6 +248,7 @@ def ruleset_suggest(*, ruleset: RuleSet, user: Any, keep_thresholds: bool = True
     sql_threshold = ruleset.sql_threshold
     if not keep_thresholds:
         sql_threshold = _sql_threshold(ruleset, evaluations, rules, new_points)
+        sql_threshold = sql_threshold.quantize(CENTS)
         thresholds_note = f"SQL threshold re-derived: {ruleset.sql_threshold} → {sql_threshold}"
 
     with transaction.atomic():

@@ -11,6 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from handoff.models import HandoffStatus, RejectReason
+from handoff.quality import ruleset_evaluate_handoffs
 from handoff.suggest import SuggestionRefused, readable_points, ruleset_suggest
 from scoring.models import Rule, RuleSet, RuleSetStatus
 from tests.factories import EventFactory, HandoffFactory, LeadFactory, ruleset_through_services
@@ -144,9 +145,14 @@ def test_the_sql_threshold_is_re_derived_only_when_asked(admin):
 
     draft = ruleset_suggest(ruleset=ruleset, user=admin, keep_thresholds=False)
 
-    assert draft.mql_threshold == ruleset.mql_threshold
-    assert draft.sql_threshold >= draft.mql_threshold
-    assert _suggestion(draft)["thresholds"].startswith("SQL threshold re-derived")
+    old_scores = [e.score for e in ruleset_evaluate_handoffs(ruleset=ruleset)]
+    new_scores = [e.score for e in ruleset_evaluate_handoffs(ruleset=draft)]
+    sent_before = sum(1 for score in old_scores if score >= ruleset.sql_threshold)
+    sent_after = sum(1 for score in new_scores if score >= draft.sql_threshold)
+    sent_above = sum(1 for score in new_scores if score >= draft.sql_threshold + 1)
+    assert draft.mql_threshold == ruleset.mql_threshold < draft.sql_threshold != ruleset.sql_threshold
+    assert sent_above < sent_before <= sent_after  # the highest threshold that sends as many
+    assert _suggestion(draft)["thresholds"] == f"SQL threshold re-derived: 30.00 → {draft.sql_threshold}"
 
 
 def test_the_suggestion_is_refused_below_the_minimum_of_decided_handoffs_with_the_message(admin):
