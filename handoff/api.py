@@ -1,5 +1,6 @@
 """Handoff API: the sales queue (list, detail, claim, release, accept, reject,
-reassign), a lead's handoff history, handoff statistics, and notifications."""
+reassign), a lead's handoff history, handoff statistics, notifications, and suggested
+points (a draft ruleset learnt from sales' verdicts)."""
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
@@ -23,13 +24,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from handoff import notifications, selectors, services
+from handoff import notifications, selectors, services, suggest
 from handoff.models import Handoff, HandoffEvent, HandoffStatus, Notification, RejectReason
 from handoff.permissions import CanReadHandoffHistory, CanReassignHandoffs, CanWorkHandoffs
 from leadflow import query
 from leadflow.leads import selectors as lead_selectors
 from leadflow.pagination import PageNumberPagination
 from leadflow.representation import decimal_text, iso_datetime, or_none
+from scoring import selectors as scoring_selectors
+from scoring.permissions import CanEditRules
 
 CONFLICT = OpenApiResponse(description="Wrong state for this action, or the claim limit: see `detail`.")
 NOT_VISIBLE = OpenApiResponse(description="No such handoff, or another rep holds it.")
@@ -509,3 +512,70 @@ class NotificationReadAllView(APIView):
     @extend_schema(request=None, responses=MarkedReadSerializer, summary="Mark all my notifications read")
     def post(self, request: Request) -> Response:
         return Response({"marked_read": notifications.notifications_mark_all_read(user=request.user)})
+
+
+# --- Suggested points ------------------------------------------------------------------------------
+class SuggestInputSerializer(serializers.Serializer):
+    keep_thresholds = serializers.BooleanField(
+        default=True, help_text="False: re-derive the SQL threshold so the draft sends about as many SQLs."
+    )
+
+
+class SuggestedRuleSerializer(serializers.Serializer):
+    rule_id = serializers.IntegerField(help_text="The draft's rule.")
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    old_points = serializers.CharField()
+    new_points = serializers.CharField()
+    old_max_points = serializers.CharField(allow_null=True)
+    new_max_points = serializers.CharField(allow_null=True)
+    fired = serializers.IntegerField(help_text="Decided handoffs where the rule matched.")
+    fitted = serializers.BooleanField(help_text="False: never fired (or always): old points kept.")
+    coefficient = serializers.FloatField(allow_null=True, help_text="Log-odds of acceptance per unit.")
+    low = serializers.FloatField(allow_null=True, help_text="95 % interval of the coefficient.")
+    high = serializers.FloatField(allow_null=True)
+    why = serializers.CharField()
+
+
+class SuggestionSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The new draft's version.")
+    from_version = serializers.IntegerField()
+    decided = serializers.IntegerField()
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    trained_on = serializers.IntegerField()
+    held_out = serializers.IntegerField()
+    auc_old = serializers.FloatField(help_text="Held-out AUC of the old points.")
+    auc_suggested = serializers.FloatField(help_text="Held-out AUC of the suggested (rounded) points.")
+    auc_flat = serializers.FloatField(help_text="Held-out AUC of flat points (every rule alike).")
+    points_per_log_odds = serializers.FloatField()
+    thresholds = serializers.CharField()
+    seconds = serializers.FloatField()
+    rules = SuggestedRuleSerializer(many=True)
+
+
+class RuleSetSuggestView(APIView):
+    """Only scoring admins (and staff) create drafts; nothing is published."""
+
+    permission_classes = [CanEditRules]
+
+    @extend_schema(
+        request=SuggestInputSerializer,
+        responses={
+            201: SuggestionSerializer,
+            409: OpenApiResponse(description="Not enough decided handoffs to learn from: see `detail`."),
+        },
+        summary="Suggest points from sales' verdicts, as a new draft",
+    )
+    def post(self, request: Request, version: int) -> Response:
+        ruleset = get_object_or_404(scoring_selectors.ruleset_list(), version=version)
+        given = SuggestInputSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            draft = suggest.ruleset_suggest(
+                ruleset=ruleset, user=request.user, keep_thresholds=given.validated_data["keep_thresholds"]
+            )
+        except suggest.SuggestionRefused as error:
+            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        data = SuggestionSerializer({"version": draft.version, **(draft.suggestion or {})}).data
+        return Response(data, status=status.HTTP_201_CREATED)

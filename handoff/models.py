@@ -309,3 +309,33 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class CachedEvaluation(models.Model):
+    """A handoff's lead evaluated by a published or archived ruleset (whose rules never
+    change again) as of the handoff's creation: ``handoff.quality`` fills it for the
+    handoffs it misses and reads it back. Only the score side is kept; what sales and the
+    CRM said (the labels) is read fresh every time."""
+
+    ruleset = models.ForeignKey(
+        "scoring.RuleSet", on_delete=models.CASCADE, related_name="handoff_evaluations", db_index=False
+    )
+    handoff = models.ForeignKey(Handoff, on_delete=models.CASCADE, related_name="evaluations")
+    score = models.DecimalField(max_digits=12, decimal_places=2)
+    fit = models.DecimalField(max_digits=12, decimal_places=2)
+    behaviour = models.DecimalField(max_digits=12, decimal_places=2)
+    grade = models.CharField(max_length=1)
+    # Whether the ruleset's SQL criteria held then (a backtest's "would have sent").
+    qualifies_sql = models.BooleanField()
+    # Rule id (as text) → contribution, and → units (the matched amount before points).
+    contributions = models.JSONField(default=dict)
+    units = models.JSONField(default=dict)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ruleset", "handoff"], name="cachedevaluation_ruleset_handoff"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Handoff {self.handoff_id} under ruleset {self.ruleset_id}: {self.score}"

@@ -12,7 +12,15 @@ from typing import Any
 from django.db.models import Model, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from handoff.models import OPEN_STATUSES, Handoff, HandoffAction, HandoffEvent, Notification, WebhookDelivery
+from handoff.models import (
+    OPEN_STATUSES,
+    CachedEvaluation,
+    Handoff,
+    HandoffAction,
+    HandoffEvent,
+    Notification,
+    WebhookDelivery,
+)
 from handoff.services import handoff_close_for_lead, handoff_link
 from leadflow.leads.models import Lead
 from leadflow.leads.privacy import ERASED, Scrubber
@@ -45,7 +53,7 @@ def _deliveries(condition: Q) -> QuerySet[WebhookDelivery]:
 
 
 class HandoffData:
-    holds: tuple[type[Model], ...] = (Handoff, HandoffEvent, Notification, WebhookDelivery)
+    holds: tuple[type[Model], ...] = (Handoff, HandoffEvent, Notification, WebhookDelivery, CachedEvaluation)
 
     def export(self, *, lead: Lead) -> dict[str, Any]:
         handoffs = list(
@@ -83,6 +91,22 @@ class HandoffData:
                 }
                 for handoff in handoffs
             ],
+            # Score quality's evaluations of the handoffs (``handoff.quality``): derived scores.
+            "handoff_evaluations": [
+                {
+                    "handoff": handoff_id,
+                    "ruleset_version": version,
+                    "score": score,
+                    "fit": fit,
+                    "behaviour": behaviour,
+                    "grade": grade,
+                }
+                for handoff_id, version, score, fit, behaviour, grade in CachedEvaluation.objects.filter(
+                    handoff__lead=lead
+                )
+                .order_by("handoff__created_at", "ruleset__version")
+                .values_list("handoff__public_id", "ruleset__version", "score", "fit", "behaviour", "grade")
+            ],
             "notifications": [
                 {
                     "recipient": _username(n.recipient),
@@ -113,6 +137,9 @@ class HandoffData:
         open_before = Handoff.objects.filter(lead=lead, status__in=OPEN_STATUSES).count()
         handoff_close_for_lead(lead=lead, reason=CLOSED_BY_ERASURE, actor=None)
         handoffs = list(Handoff.objects.select_for_update().filter(lead=lead).order_by("id"))
+        # Scores derived from the person's attributes and events; score quality leaves out
+        # the handoffs of erased leads anyway.
+        evaluations, _by_model = CachedEvaluation.objects.filter(handoff__lead=lead).delete()
         for handoff in handoffs:
             if handoff.note and handoff.note != CLOSED_BY_ERASURE:
                 scrubber.add(handoff.note)
@@ -142,6 +169,7 @@ class HandoffData:
             delivered += WebhookDelivery.objects.filter(pk=delivery.pk).update(payload=payload)
         return {
             "handoffs_closed": open_before,
+            "handoff_evaluations_deleted": evaluations,
             "handoff_notes_scrubbed": noted,
             "handoff_audit_scrubbed": audit,
             "notifications_scrubbed": notified,

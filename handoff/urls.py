@@ -16,5 +16,6 @@ urlpatterns = [
     path("notifications", api.NotificationListView.as_view(), name="api-notifications"),
     path("notifications/unread-count", api.NotificationUnreadCountView.as_view(), name="api-notifications-unread"),
     path("notifications/read-all", api.NotificationReadAllView.as_view(), name="api-notifications-read-all"),
+    path("rulesets/<int:version>/suggest", api.RuleSetSuggestView.as_view(), name="api-ruleset-suggest"),
     path("notifications/<uuid:notification_id>/read", api.NotificationReadView.as_view(), name="api-notification-read"),
 ]

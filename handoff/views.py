@@ -20,7 +20,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from handoff import notifications as handoff_notifications
-from handoff import selectors
+from handoff import selectors, suggest
 from handoff import services as handoff_services
 from handoff.context_processors import unread_notifications
 from handoff.forms import HandoffReassignForm, HandoffRejectForm
@@ -422,3 +422,21 @@ def notification_read_all(request: HttpRequest) -> HttpResponse:
     else:
         messages.info(request, "Nothing to mark: every notification was read already.")
     return redirect(_safe_next(request, reverse("notification-list")))
+
+
+# --- Suggested points ------------------------------------------------------------------------------
+@require_POST
+@role_required(SCORING_ADMIN, message="Only scoring admins may ask for suggested points.")
+def ruleset_suggest(request: HttpRequest, version: int) -> HttpResponse:
+    """Make a draft with suggested points and open it; a refusal says why on the ruleset's page."""
+    ruleset = get_object_or_404(scoring_selectors.ruleset_list(), version=version)
+    keep_thresholds = request.POST.get("rederive_sql_threshold") != "on"
+    try:
+        draft = suggest.ruleset_suggest(ruleset=ruleset, user=request.user, keep_thresholds=keep_thresholds)
+    except suggest.SuggestionRefused as error:
+        messages.error(request, str(error))
+        return redirect("ruleset-detail", version=version)
+    messages.success(
+        request, f"Draft v{draft.version} holds the suggested points: compare, preview it, then publish if you agree."
+    )
+    return redirect("ruleset-detail", version=draft.version)

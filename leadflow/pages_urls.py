@@ -41,6 +41,7 @@ urlpatterns = [
     path("rules/<int:version>/clone", scoring_views.ruleset_clone, name="ruleset-clone"),
     path("rules/<int:version>/delete", scoring_views.ruleset_delete, name="ruleset-delete"),
     path("rules/<int:version>/preview", scoring_views.ruleset_preview, name="ruleset-preview"),
+    path("rules/<int:version>/suggest", handoff_views.ruleset_suggest, name="ruleset-suggest"),
     path("rules/<int:version>/publish", scoring_views.ruleset_publish, name="ruleset-publish"),
     path("rules/<int:version>/rules/new", scoring_views.rule_create, name="rule-create"),
     path("rules/<int:version>/rules/<int:rule_id>/edit", scoring_views.rule_edit, name="rule-edit"),

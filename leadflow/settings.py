@@ -240,6 +240,10 @@ NOTIFY_WEBHOOK_SECRET = env_str("NOTIFY_WEBHOOK_SECRET")
 HANDOFF_SLA_HOURS = env_int("HANDOFF_SLA_HOURS", 24, minimum=1)
 HANDOFF_CLAIM_TTL_HOURS = env_int("HANDOFF_CLAIM_TTL_HOURS", 4, minimum=1)
 HANDOFF_MAX_OPEN_CLAIMS = env_int("HANDOFF_MAX_OPEN_CLAIMS", 10, minimum=1)
+# Suggested points (handoff.suggest): the decided handoffs (accepted + rejected) a fit needs at
+# least, and at least this many of each verdict.
+SUGGEST_MIN_DECIDED = env_int("SUGGEST_MIN_DECIDED", 50, minimum=10)
+SUGGEST_MIN_PER_CLASS = env_int("SUGGEST_MIN_PER_CLASS", 10, minimum=5)
 # Prefix of the links in emails and webhooks (e.g. https://leadflow.example.com); empty: relative links.
 NOTIFY_BASE_URL = env_str("NOTIFY_BASE_URL")
 NOTIFY_WEBHOOK_TIMEOUT_SECONDS = env_int("NOTIFY_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)

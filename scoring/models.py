@@ -95,6 +95,9 @@ class RuleSet(models.Model):
     )
     published_at = models.DateTimeField(null=True, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    # A draft made by suggested points (``handoff.suggest``): rule by rule old points, new points
+    # and why, and the held-out AUCs, as of its creation. Null for every other ruleset; never cloned.
+    suggestion = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-version"]

@@ -1391,3 +1391,13 @@ def scores_follow_stages(*, changes: Sequence[StageChange]) -> int:
         Score.objects.filter(lead_id__in=ids).exclude(stage=stage).update(stage=stage)
         for stage, ids in by_stage.items()
     )
+
+
+def ruleset_suggestion_record(*, ruleset: RuleSet, suggestion: dict[str, Any]) -> RuleSet:
+    """Keep on a draft why its points were suggested (``handoff.suggest``): shown on its page."""
+    with transaction.atomic():
+        ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
+        ruleset_require_draft(ruleset=ruleset)
+        ruleset.suggestion = suggestion
+        ruleset.save(update_fields=["suggestion", "updated_at"])
+    return ruleset

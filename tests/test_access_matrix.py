@@ -136,6 +136,7 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("rule-edit", "GET"): page(RULE_EDITORS),
     ("rule-edit", "POST"): page(RULE_EDITORS, kind="behaviour", name="Matrix", event_type="x", points="1"),
     ("rule-delete", "POST"): page(RULE_EDITORS),
+    ("ruleset-suggest", "POST"): page(RULE_EDITORS),
     # Accounts
     ("login", "GET"): page(EVERYONE),
     ("logout", "POST"): Policy(EVERYONE, success="login"),
@@ -181,6 +182,7 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("api-ruleset-clone", "POST"): api(RULE_EDITORS),
     ("api-ruleset-preview", "POST"): api(RULE_EDITORS),
     ("api-ruleset-publish", "POST"): api(RULE_EDITORS),
+    ("api-ruleset-suggest", "POST"): api(RULE_EDITORS),
     ("api-rules", "GET"): api(ANY_ROLE),
     ("api-rules", "POST"): api(RULE_EDITORS, kind="behaviour", name="Matrix", event_type="x", points="1"),
     ("api-rule", "GET"): api(ANY_ROLE),
