@@ -240,6 +240,9 @@ NOTIFY_WEBHOOK_SECRET = env_str("NOTIFY_WEBHOOK_SECRET")
 HANDOFF_SLA_HOURS = env_int("HANDOFF_SLA_HOURS", 24, minimum=1)
 HANDOFF_CLAIM_TTL_HOURS = env_int("HANDOFF_CLAIM_TTL_HOURS", 4, minimum=1)
 HANDOFF_MAX_OPEN_CLAIMS = env_int("HANDOFF_MAX_OPEN_CLAIMS", 10, minimum=1)
+# Score quality: a rule's lift is "not enough data" below this many decided handoffs where
+# it fired, and as many where it did not.
+QUALITY_MIN_COUNT = env_int("QUALITY_MIN_COUNT", 20, minimum=1)
 # Prefix of the links in emails and webhooks (e.g. https://leadflow.example.com); empty: relative links.
 NOTIFY_BASE_URL = env_str("NOTIFY_BASE_URL")
 NOTIFY_WEBHOOK_TIMEOUT_SECONDS = env_int("NOTIFY_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
