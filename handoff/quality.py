@@ -21,16 +21,18 @@ report, the backtest of a draft, suggested points):
   kept in ``CachedEvaluation`` and computed only for the handoffs missing there; a draft's
   are computed every time.
 
-Loading is set-based: one query for the labels of every handoff, one for the cached
-evaluations, then per chunk of ``EVALUATION_CHUNK`` missing handoffs one query for their
-leads and one for their events up to the handoff's creation (a join on the handoff's
-``created_at``) — never a query per handoff.
+Loading is set-based: three queries for the handoffs and their labels (the handoffs, their
+leads' outcomes, their leads' recyclings), one for the cached evaluations, then per chunk
+of ``EVALUATION_CHUNK`` missing handoffs one query for their leads and one for their events
+up to the handoff's creation (a join on the handoff's ``created_at``) — never a query per
+handoff.
 """
 
 import bisect
+import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -38,7 +40,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import F, Q, QuerySet, TextField
+from django.db.models.functions import Cast
 
 from handoff.models import CachedEvaluation, Handoff, HandoffStatus, RejectReason
 from leadflow.leads.models import Event, Outcome, OutcomeKind, Stage, StageChange
@@ -72,8 +75,10 @@ class HandoffEvaluation:
     behaviour: Decimal
     grade: str
     qualifies_sql: bool
-    contributions: dict[int, Decimal]
-    units: dict[int, Decimal]
+    contributions: Mapping[int, Decimal]
+    units: Mapping[int, Decimal]
+    # The rules whose units are not 0: the ones that matched.
+    fired_rules: frozenset[int]
 
     @property
     def decided(self) -> bool:
@@ -81,7 +86,7 @@ class HandoffEvaluation:
 
     def fired(self, rule_id: int) -> bool:
         """Whether the rule matched (a fit rule's condition, a behaviour rule's events)."""
-        return self.units.get(rule_id, Decimal(0)) != 0
+        return rule_id in self.fired_rules
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,9 @@ class _Scored:
     behaviour: Decimal
     grade: str
     qualifies_sql: bool
-    contributions: dict[int, Decimal]
-    units: dict[int, Decimal]
+    contributions: Mapping[int, Decimal]
+    units: Mapping[int, Decimal]
+    fired_rules: frozenset[int]
 
 
 # --- Which handoffs, and their labels --------------------------------------------------------
@@ -125,22 +131,29 @@ def ruleset_handoffs(*, ruleset: RuleSet, handoffs: QuerySet[Handoff] | None = N
 
 
 def _labels(handoffs: QuerySet[Handoff]) -> list[_Labels]:
-    after_handoff = {"lead": OuterRef("lead_id"), "occurred_at__gte": OuterRef("created_at")}
-    recycled = StageChange.objects.filter(
-        lead=OuterRef("lead_id"), to_stage=Stage.RECYCLED, at__lte=OuterRef("created_at")
-    ).order_by("-at")
-    rows = (
-        handoffs.annotate(
-            has_won=Exists(Outcome.objects.filter(kind=OutcomeKind.WON, **after_handoff)),
-            has_lost=Exists(Outcome.objects.filter(kind=OutcomeKind.LOST, **after_handoff)),
-            recycled_then=Subquery(recycled.values("at")[:1]),
-        )
-        .order_by("id")
-        .values_list("id", "lead_id", "created_at", "status", "reject_reason", "has_won", "has_lost", "recycled_then")
-    )
+    """The handoffs with their labels and the recycling in force at their creation: the
+    handoffs, then the few outcomes and recyclings of their leads, matched here (a probe per
+    handoff in SQL cost more than the three scans at 20k handoffs)."""
+    leads = handoffs.values("lead_id")
+    outcomes: dict[int, list[tuple[str, datetime]]] = defaultdict(list)
+    rows = Outcome.objects.filter(lead_id__in=leads, kind__in=[OutcomeKind.WON, OutcomeKind.LOST])
+    for lead_id, kind, occurred_at in rows.values_list("lead_id", "kind", "occurred_at").iterator(5000):
+        outcomes[lead_id].append((kind, occurred_at))
+    recyclings: dict[int, list[datetime]] = defaultdict(list)
+    changes = StageChange.objects.filter(lead_id__in=leads, to_stage=Stage.RECYCLED).values_list("lead_id", "at")
+    for lead_id, at in changes.iterator(5000):
+        recyclings[lead_id].append(at)
     labels = []
-    for handoff_id, lead_id, created_at, status, reason, has_won, has_lost, recycled_at in rows.iterator(5000):
-        won = True if has_won else (False if has_lost or status == HandoffStatus.REJECTED else None)
+    handoff_rows = handoffs.order_by("id").values_list("id", "lead_id", "created_at", "status", "reject_reason")
+    for handoff_id, lead_id, created_at, status, reason in handoff_rows.iterator(5000):
+        after = {kind for kind, occurred_at in outcomes.get(lead_id, ()) if occurred_at >= created_at}
+        if OutcomeKind.WON in after:
+            won: bool | None = True
+        elif OutcomeKind.LOST in after or status == HandoffStatus.REJECTED:
+            won = False
+        else:
+            won = None
+        recycled_at = max((at for at in recyclings.get(lead_id, ()) if at <= created_at), default=None)
         labels.append(_Labels(handoff_id, lead_id, created_at, status, reason, won, recycled_at))
     return labels
 
@@ -171,7 +184,8 @@ def _scored(
         last_intent_at=result.last_intent_at,
         recycled_at=labels.recycled_at,
     )
-    return _Scored(result.total, result.fit, result.behaviour, result.grade, qualifies, contributions, units)
+    fired = frozenset(rule_id for rule_id, amount in units.items() if amount)
+    return _Scored(result.total, result.fit, result.behaviour, result.grade, qualifies, contributions, units, fired)
 
 
 def _events_until_handoff(handoff_ids: Sequence[int], types: Iterable[str]) -> dict[int, list[EventRow]]:
@@ -210,21 +224,70 @@ def _evaluate(spec: RuleSetSpec, labels: Sequence[_Labels]) -> Iterator[tuple[_L
 
 
 # --- The cache of immutable rulesets ------------------------------------------------------------
-def _decimals(values: dict[str, Any]) -> dict[int, Decimal]:
-    return {int(rule_id): Decimal(value) for rule_id, value in values.items()}
+class StoredDecimals(Mapping[int, Decimal]):
+    """Rule id → value as the cache holds it: the values that are not zero (JSON text, or
+    decoded JSON, of exact decimal strings), 0 for the other rules. Decoded on first use:
+    the quality report reads only which rules fired, and 20k handoffs × every rule of
+    Decimals would be most of its time."""
+
+    __slots__ = ("_stored", "_values", "_zeros")
+
+    def __init__(self, stored: str | dict[str, str], zeros: Mapping[int, Decimal]):
+        self._stored = stored
+        self._zeros = zeros
+        self._values: dict[int, Decimal] | None = None
+
+    def _decoded(self) -> dict[int, Decimal]:
+        if self._values is None:
+            stored = json.loads(self._stored) if isinstance(self._stored, str) else self._stored
+            values = dict(self._zeros)
+            values.update((int(rule_id), Decimal(value)) for rule_id, value in stored.items())
+            self._values = values
+        return self._values
+
+    def __getitem__(self, rule_id: int) -> Decimal:
+        return self._decoded()[rule_id]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return repr(self._decoded())
 
 
-def _texts(values: dict[int, Decimal]) -> dict[str, str]:
-    return {str(rule_id): str(value) for rule_id, value in values.items()}
+def _texts(values: Mapping[int, Decimal]) -> dict[str, str]:
+    """The values that are not zero, as exact text: most rules match few leads."""
+    return {str(rule_id): str(value) for rule_id, value in values.items() if value}
 
 
-def _cached(ruleset: RuleSet, handoffs: QuerySet[Handoff]) -> dict[int, _Scored]:
-    rows = CachedEvaluation.objects.filter(ruleset=ruleset, handoff__in=handoffs.values("id")).values_list(
-        "handoff_id", "score", "fit", "behaviour", "grade", "qualifies_sql", "contributions", "units"
+def _cached(ruleset: RuleSet, spec: RuleSetSpec, handoff_ids: Sequence[int]) -> dict[int, _Scored]:
+    """The cached evaluations of these handoffs (all of the ruleset's are read when they are
+    many: cheaper than a join, the others are dropped here)."""
+    zeros = {rule.id: Decimal(0) for rule in spec.rules if rule.kind in ("fit", "behaviour")}
+    wanted = set(handoff_ids)
+    cached = CachedEvaluation.objects.filter(ruleset=ruleset)
+    if len(wanted) <= EVALUATION_CHUNK:
+        cached = cached.filter(handoff_id__in=wanted)
+    rows = cached.annotate(contributions_text=Cast("contributions", TextField())).values_list(
+        "handoff_id", "score", "fit", "behaviour", "grade", "qualifies_sql", "contributions_text", "units"
     )
     return {
-        handoff_id: _Scored(score, fit, behaviour, grade, qualifies, _decimals(contributions), _decimals(units))
+        handoff_id: _Scored(
+            score,
+            fit,
+            behaviour,
+            grade,
+            qualifies,
+            StoredDecimals(contributions, zeros),
+            StoredDecimals(units, zeros),
+            # Only the units that are not zero are stored: those of the rules that fired.
+            frozenset(int(rule_id) for rule_id in units),
+        )
         for handoff_id, score, fit, behaviour, grade, qualifies, contributions, units in rows.iterator(5000)
+        if handoff_id in wanted
     }
 
 
@@ -266,6 +329,7 @@ def _evaluation(label: _Labels, value: _Scored) -> HandoffEvaluation:
         qualifies_sql=value.qualifies_sql,
         contributions=value.contributions,
         units=value.units,
+        fired_rules=value.fired_rules,
     )
 
 
@@ -282,7 +346,7 @@ def ruleset_evaluate_handoffs(
     spec = ruleset_spec(ruleset)
     if ruleset.status not in IMMUTABLE_STATUSES:
         return [_evaluation(label, value) for label, value in _evaluate(spec, labels)]
-    cached = _cached(ruleset, selected)
+    cached = _cached(ruleset, spec, [label.handoff_id for label in labels])
     missing = [label for label in labels if label.handoff_id not in cached]
     fresh: dict[int, _Scored] = {}
     if missing:
@@ -540,16 +604,29 @@ class QualityReport:
         return self.handoffs == 0
 
 
-def _lift(evaluations: Sequence[HandoffEvaluation], rule_id: int, label: str) -> Lift:
-    counts = {True: [0, 0], False: [0, 0]}  # fired → [successes, total]
+def _lifts(evaluations: Sequence[HandoffEvaluation], rule_ids: Sequence[int], label: str) -> dict[int, Lift]:
+    """Each rule's lift on ``label`` (``accepted`` or ``won``), among the evaluations where the
+    label is known: one pass, counting each evaluation for the rules that fired on it."""
+    fired_total: Counter[int] = Counter()
+    fired_successes: Counter[int] = Counter()
+    total = successes = 0
     for evaluation in evaluations:
         value = getattr(evaluation, label)
         if value is None:
             continue
-        cell = counts[evaluation.fired(rule_id)]
-        cell[0] += int(value)
-        cell[1] += 1
-    return Lift(fired=Rate(*counts[True]), not_fired=Rate(*counts[False]))
+        total += 1
+        successes += value
+        fired = evaluation.fired_rules
+        fired_total.update(fired)
+        if value:
+            fired_successes.update(fired)
+    return {
+        rule_id: Lift(
+            fired=Rate(fired_successes[rule_id], fired_total[rule_id]),
+            not_fired=Rate(successes - fired_successes[rule_id], total - fired_total[rule_id]),
+        )
+        for rule_id in rule_ids
+    }
 
 
 def _sort_key(rule: RuleQuality) -> tuple[bool, float]:
@@ -559,11 +636,12 @@ def _sort_key(rule: RuleQuality) -> tuple[bool, float]:
 
 def rules_quality(ruleset: RuleSet, evaluations: Sequence[HandoffEvaluation], min_count: int) -> list[RuleQuality]:
     """Each fit and behaviour rule's lift, the rules with enough data first, by lift."""
+    rules = [rule for rule in ruleset.rules.all() if rule.kind in ("fit", "behaviour")]
+    accepts = _lifts(evaluations, [rule.pk for rule in rules], "accepted")
+    wins = _lifts(evaluations, [rule.pk for rule in rules], "won")
     found = []
-    for rule in ruleset.rules.all():
-        if rule.kind not in ("fit", "behaviour"):
-            continue
-        accept = _lift(evaluations, rule.pk, "accepted")
+    for rule in rules:
+        accept = accepts[rule.pk]
         enough = accept.fired.total >= min_count and accept.not_fired.total >= min_count
         found.append(
             RuleQuality(
@@ -572,7 +650,7 @@ def rules_quality(ruleset: RuleSet, evaluations: Sequence[HandoffEvaluation], mi
                 kind=rule.kind,
                 points=rule.points,
                 accept=accept,
-                win=_lift(evaluations, rule.pk, "won"),
+                win=wins[rule.pk],
                 enough_data=enough,
             )
         )
