@@ -3,7 +3,7 @@ from typing import Any
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
-from handoff.roles import can_read_handoffs, can_reassign_handoffs, can_work_handoffs
+from handoff.roles import can_read_handoffs, can_read_quality, can_reassign_handoffs, can_work_handoffs
 from leadflow.leads.roles import ALL_ROLES, has_role
 
 
@@ -30,3 +30,10 @@ class CanReadHandoffHistory(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return has_role(request.user, *ALL_ROLES)
+
+
+class CanReadQuality(BasePermission):
+    message = "Score quality is for scoring admins and marketing: ask an administrator for one of these roles."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return can_read_quality(request.user)

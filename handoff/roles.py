@@ -33,3 +33,8 @@ def sees_every_handoff(user: Any) -> bool:
     """Marketers, scoring admins and sales managers see the whole queue; a rep sees
     queued handoffs and their own claims."""
     return is_sales_manager(user) or sees_every_decision(user)
+
+
+def can_read_quality(user: Any) -> bool:
+    """Score quality and backtests (``handoff.quality``): scoring admins and marketing (and staff)."""
+    return has_role(user, MARKETING, SCORING_ADMIN)

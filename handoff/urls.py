@@ -1,6 +1,6 @@
 from django.urls import path
 
-from handoff import api
+from handoff import api, quality_api
 
 urlpatterns = [
     path("handoffs", api.HandoffListView.as_view(), name="api-handoffs"),
@@ -13,6 +13,8 @@ urlpatterns = [
     path("handoffs/<uuid:handoff_id>/reassign", api.HandoffReassignView.as_view(), name="api-handoff-reassign"),
     path("leads/<uuid:lead_id>/handoffs", api.LeadHandoffsView.as_view(), name="api-lead-handoffs"),
     path("stats/handoffs", api.HandoffStatsView.as_view(), name="api-handoff-stats"),
+    path("rulesets/<int:version>/quality", quality_api.RuleSetQualityView.as_view(), name="api-ruleset-quality"),
+    path("rulesets/<int:version>/backtest", quality_api.RuleSetBacktestView.as_view(), name="api-ruleset-backtest"),
     path("notifications", api.NotificationListView.as_view(), name="api-notifications"),
     path("notifications/unread-count", api.NotificationUnreadCountView.as_view(), name="api-notifications-unread"),
     path("notifications/read-all", api.NotificationReadAllView.as_view(), name="api-notifications-read-all"),

@@ -5,6 +5,7 @@ through the handoff services; a refused action becomes a message, never an error
 """
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,16 +21,17 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from handoff import notifications as handoff_notifications
-from handoff import selectors, suggest
+from handoff import quality, selectors, suggest
 from handoff import services as handoff_services
 from handoff.context_processors import unread_notifications
 from handoff.forms import HandoffReassignForm, HandoffRejectForm
 from handoff.models import Handoff, HandoffStatus, RejectReason
 from handoff.roles import is_sales_manager
+from leadflow import charts
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.decorators import role_required
 from leadflow.leads.people import person_name
-from leadflow.leads.roles import ALL_ROLES, MARKETING, SALES, SCORING_ADMIN
+from leadflow.leads.roles import ALL_ROLES, MARKETING, SALES, SCORING_ADMIN, has_role
 from leadflow.pagination import CappedCountPaginator
 from scoring import selectors as scoring_selectors
 from scoring.presenters import explanation_data
@@ -440,3 +442,71 @@ def ruleset_suggest(request: HttpRequest, version: int) -> HttpResponse:
         request, f"Draft v{draft.version} holds the suggested points: compare, preview it, then publish if you agree."
     )
     return redirect("ruleset-detail", version=draft.version)
+# --- Score quality and the backtest of a draft (issue 14) -------------------------------------------
+QUALITY_READERS = "Score quality is for scoring admins and marketing: ask an administrator for one of these roles."
+
+
+def _short(value: Decimal) -> str:
+    return format(value.quantize(Decimal("0.1")).normalize(), "f")
+
+
+def _band_chart_label(band: quality.Band) -> str:
+    if band.low is None:
+        return f"<{_short(band.high or Decimal(0))}"
+    return f"≥{_short(band.low)}" if band.high is None else _short(band.low)
+
+
+def _rate_point(rate: quality.Rate) -> charts.RatePoint:
+    interval = rate.interval
+    return charts.RatePoint(rate.value, *(interval or (None, None)))
+
+
+def _quality_chart(report: quality.QualityReport) -> Any:
+    if not report.decided:
+        return None
+    series = [("Accepted", [_rate_point(band.accept) for band in report.bands], "series-1")]
+    if report.won.total:
+        series.append(("Won", [_rate_point(band.win) for band in report.bands], "series-2"))
+    return charts.rate_chart(
+        chart_id="quality-calibration",
+        title=f"Accept rate by score band, v{report.ruleset.version} (95 % intervals)",
+        labels=[_band_chart_label(band) for band in report.bands],
+        series=series,
+    )
+
+
+@role_required(MARKETING, SCORING_ADMIN, message=QUALITY_READERS)
+def ruleset_quality(request: HttpRequest, version: int) -> HttpResponse:
+    """How well the ruleset's score, evaluated as of each handoff's creation, predicts sales'
+    verdict: calibration by band, AUC, each rule's lift, reject reasons by band."""
+    ruleset = get_object_or_404(scoring_selectors.ruleset_list(), version=version)
+    bands_text = (request.GET.get("bands") or "").strip()
+    edges, bands_error = None, ""
+    if bands_text:
+        try:
+            edges = quality.quality_bands_parse(bands_text)
+        except quality.BandsInvalid as error:
+            bands_error = str(error)
+    report = quality.ruleset_quality(ruleset=ruleset, edges=edges)
+    context = {
+        "ruleset": ruleset,
+        "report": report,
+        "chart": _quality_chart(report),
+        "bands_text": bands_text,
+        "bands_error": bands_error,
+        "reason_labels": [(reason, RejectReason(reason).label) for reason in report.reject_reasons],
+        "is_admin": has_role(request.user, SCORING_ADMIN),
+    }
+    return render(request, "quality/ruleset_quality.html", context, status=400 if bands_error else 200)
+
+
+@role_required(MARKETING, SCORING_ADMIN, message=QUALITY_READERS)
+def ruleset_backtest(request: HttpRequest, version: int) -> HttpResponse:
+    """The ruleset and its model's published one replayed over the model's handoffs. With
+    ``?fragment=1`` only the card's body, which the preview page loads in the background."""
+    ruleset = get_object_or_404(scoring_selectors.ruleset_list(), version=version)
+    backtest = quality.ruleset_backtest(ruleset=ruleset, published=scoring_selectors.published_ruleset(ruleset.model))
+    context = {"ruleset": ruleset, "backtest": backtest}
+    if request.GET.get("fragment") == "1":
+        return render(request, "quality/partials/backtest.html", context)
+    return render(request, "quality/ruleset_backtest.html", context)

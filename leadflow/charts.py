@@ -255,3 +255,72 @@ def funnel_chart(
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 -- every text above is escaped
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """A rate in [0, 1] with its interval; None where undefined (nothing to measure)."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+
+
+def rate_chart(
+    *,
+    chart_id: str,
+    title: str,
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[RatePoint], str]],
+    height: int = 240,
+) -> SafeString:
+    """Rates (0–100 %) per label as dots with their interval as a whisker, one column of
+    dots per series (name, points, CSS class) side by side; undefined rates are left out."""
+    as_series = [Series(name, [100 * (p.value or 0) for p in points], css) for name, points, css in series]
+
+    def spoken(point: RatePoint) -> str:
+        return "—" if point.value is None else f"{_label(100 * point.value)}%"
+
+    description = "; ".join(
+        f"{label}: " + ", ".join(f"{name} {spoken(points[index])}" for name, points, _css in series)
+        for index, label in enumerate(labels)
+    )
+    parts = _open(chart_id, title, description, height)
+    ticks = [0.0, 25.0, 50.0, 75.0, 100.0]
+    _y_axis(parts, ticks, height)
+    _legend(parts, as_series)
+    top, bottom = PAD_TOP, height - PAD_BOTTOM
+    plot = WIDTH - PAD_LEFT - PAD_RIGHT
+    slot = plot / max(len(labels), 1)
+    step = slot / (len(series) + 1)
+
+    def y_at(rate: float) -> float:
+        return bottom - (bottom - top) * rate
+
+    for index, label in enumerate(labels):
+        x0 = PAD_LEFT + index * slot
+        for position, (name, points, css) in enumerate(series):
+            point = points[index]
+            if point.value is None:
+                continue
+            x = x0 + step * (position + 1)
+            if point.low is not None and point.high is not None:
+                parts.append(
+                    f'<line class="whisker {escape(css)}" x1="{_fmt(x)}" x2="{_fmt(x)}" '
+                    f'y1="{_fmt(y_at(point.low))}" y2="{_fmt(y_at(point.high))}"/>'
+                )
+            interval = (
+                f" ({_label(100 * point.low)}–{_label(100 * point.high)}%)"
+                if point.low is not None and point.high is not None
+                else ""
+            )
+            parts.append(
+                f'<circle class="dot {escape(css)}" cx="{_fmt(x)}" cy="{_fmt(y_at(point.value))}" r="3.5">'
+                f"<title>{escape(label)} · {escape(name)}: {_label(100 * point.value)}%{escape(interval)}</title>"
+                "</circle>"
+            )
+        parts.append(
+            f'<text class="tick" x="{_fmt(x0 + slot / 2)}" y="{bottom + 16}" '
+            f'text-anchor="middle">{escape(label)}</text>'
+        )
+    return _close_with_axis(parts, bottom)

@@ -244,6 +244,9 @@ HANDOFF_MAX_OPEN_CLAIMS = env_int("HANDOFF_MAX_OPEN_CLAIMS", 10, minimum=1)
 # least, and at least this many of each verdict.
 SUGGEST_MIN_DECIDED = env_int("SUGGEST_MIN_DECIDED", 50, minimum=10)
 SUGGEST_MIN_PER_CLASS = env_int("SUGGEST_MIN_PER_CLASS", 10, minimum=5)
+# Score quality: a rule's lift is "not enough data" below this many decided handoffs where
+# it fired, and as many where it did not.
+QUALITY_MIN_COUNT = env_int("QUALITY_MIN_COUNT", 20, minimum=1)
 # Prefix of the links in emails and webhooks (e.g. https://leadflow.example.com); empty: relative links.
 NOTIFY_BASE_URL = env_str("NOTIFY_BASE_URL")
 NOTIFY_WEBHOOK_TIMEOUT_SECONDS = env_int("NOTIFY_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)

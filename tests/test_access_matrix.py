@@ -137,6 +137,9 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("rule-edit", "POST"): page(RULE_EDITORS, kind="behaviour", name="Matrix", event_type="x", points="1"),
     ("rule-delete", "POST"): page(RULE_EDITORS),
     ("ruleset-suggest", "POST"): page(RULE_EDITORS),
+    # Score quality and the backtest (issue 14): scoring admins and marketing read
+    ("ruleset-quality", "GET"): page(STAGE_EDITORS),
+    ("ruleset-backtest", "GET"): page(STAGE_EDITORS),
     # Accounts
     ("login", "GET"): page(EVERYONE),
     ("logout", "POST"): Policy(EVERYONE, success="login"),
@@ -190,6 +193,8 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("api-rule", "DELETE"): api(RULE_EDITORS),
     ("api-rescore-runs", "GET"): api(ANY_ROLE),
     ("api-rescore-run", "GET"): api(ANY_ROLE),
+    ("api-ruleset-quality", "GET"): api(STAGE_EDITORS),
+    ("api-ruleset-backtest", "GET"): api(STAGE_EDITORS),
     # API: handoff
     ("api-handoffs", "GET"): api(ANY_ROLE),
     ("api-handoff-claim-next", "POST"): api(SALES_ROLES),

@@ -159,3 +159,31 @@
     });
   });
 })();
+
+// The what-if preview's backtest (issue 14): replaying the past handoffs may take seconds,
+// so its card loads in the background; without JavaScript its link opens the backtest page.
+(function () {
+  document.querySelectorAll("[data-backtest-url]").forEach(function (card) {
+    var body = card.querySelector("[data-backtest-body]");
+    if (!body || !window.fetch) return;
+    body.setAttribute("aria-busy", "true");
+    window
+      .fetch(card.getAttribute("data-backtest-url"), { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error(String(response.status));
+        return response.text();
+      })
+      .then(function (html) {
+        body.innerHTML = html;
+      })
+      .catch(function () {
+        var note = document.createElement("p");
+        note.className = "muted small";
+        note.textContent = "The backtest could not be loaded here: use the link above.";
+        body.appendChild(note);
+      })
+      .finally(function () {
+        body.removeAttribute("aria-busy");
+      });
+  });
+})();
