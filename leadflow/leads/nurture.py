@@ -182,16 +182,14 @@ def _first_change(*stages: str) -> Subquery:
 
 
 def _content(key: str) -> Any:
-    return KT(f"properties__{key}")
+    """``properties[key]`` as text, ``""`` when absent. Plain text, not a JSON key: on
+    SQLite (``make run``) a lookup on a JSON key's text compiles its value as JSON."""
+    return Coalesce(KT(f"properties__{key}"), Value(""), output_field=CharField())
 
 
 def _engagements(key: str) -> QuerySet[Any]:
     """Events of leads that are not erased, with a non-empty ``properties[key]`` as ``value``."""
-    return (
-        Event.objects.annotate(value=_content(key))
-        .filter(value__isnull=False, lead__erased_at__isnull=True)
-        .exclude(value="")
-    )
+    return Event.objects.annotate(value=_content(key)).filter(lead__erased_at__isnull=True).exclude(value="")
 
 
 def _before_sql(key: str, days: int) -> list[ContentCount]:
@@ -255,7 +253,7 @@ def _engaged_mqls(days: int) -> list[Any]:
 
 def asset_topics(assets: Iterable[str] | None = None) -> dict[str, str]:
     """Each asset's topic: the topic its events carry most often (ties: alphabetical)."""
-    events = _engagements("asset").annotate(topic=_content("topic")).filter(topic__isnull=False).exclude(topic="")
+    events = _engagements("asset").annotate(topic=_content("topic")).exclude(topic="")
     if assets is not None:
         events = events.filter(value__in=list(assets))
     rows = events.values("value", "topic").annotate(n=Count("id")).order_by("value", "-n", "topic")
@@ -374,7 +372,6 @@ def _top_topic(since: datetime) -> Subquery:
     events = (
         Event.objects.filter(lead_id=OuterRef("pk"), occurred_at__gte=since)
         .annotate(topic=_content("topic"))
-        .filter(topic__isnull=False)
         .exclude(topic="")
         .values("topic")
         .annotate(n=Count("id"))
