@@ -4,7 +4,7 @@ the content attribution, and pushing a segment to the outbound webhook."""
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -23,38 +23,34 @@ class CanSeeNurture(BasePermission):
         return has_role(request.user, MARKETING, SCORING_ADMIN)
 
 
-class WindowSerializer(serializers.Serializer):
+class AttributionWindowSerializer(serializers.Serializer):
     days = serializers.IntegerField(
         min_value=1,
         max_value=nurture.MAX_DAYS,
         default=nurture.DEFAULT_DAYS,
-        help_text="Attribution window: engagement in the days before becoming SQL (and MQL).",
-    )
-    topic_days = serializers.IntegerField(
-        min_value=1,
-        max_value=nurture.MAX_DAYS,
-        default=nurture.DEFAULT_TOPIC_DAYS,
-        help_text="Segments: a lead's top interest topic is the one of most of its events in these days.",
+        help_text="Attribution window: engagement in the days before becoming SQL (and MQL). Default 30.",
     )
     min_leads = serializers.IntegerField(
         min_value=1,
         max_value=1_000_000,
         default=nurture.DEFAULT_MIN_LEADS,
-        help_text="Below this many MQLs on either side, an asset's comparison is marked not enough data.",
+        help_text="Below this many MQLs on either side, an asset's comparison is marked not enough data. Default 10.",
     )
 
 
-def _window(request: Request) -> dict[str, int]:
-    window = WindowSerializer(data=request.query_params)
+class SegmentsWindowSerializer(AttributionWindowSerializer):
+    topic_days = serializers.IntegerField(
+        min_value=1,
+        max_value=nurture.MAX_DAYS,
+        default=nurture.DEFAULT_TOPIC_DAYS,
+        help_text="A lead's top interest topic is the one of most of its events in these days. Default 90.",
+    )
+
+
+def _window(request: Request, serializer: type[serializers.Serializer]) -> dict[str, int]:
+    window = serializer(data=request.query_params)
     window.is_valid(raise_exception=True)
     return dict(window.validated_data)
-
-
-WINDOW_PARAMETERS = [
-    OpenApiParameter("days", int, description="Attribution window in days (1–3650, default 30)."),
-    OpenApiParameter("topic_days", int, description="Top-topic window in days (1–3650, default 90)."),
-    OpenApiParameter("min_leads", int, description="Minimum MQLs on either side of a comparison (default 10)."),
-]
 
 
 # --- Output ---------------------------------------------------------------------------------------
@@ -152,12 +148,12 @@ class NurtureSegmentsView(APIView):
     permission_classes = [CanSeeNurture]
 
     @extend_schema(
-        parameters=WINDOW_PARAMETERS,
+        parameters=[SegmentsWindowSerializer],
         responses=SegmentsSerializer,
         summary="Nurture segments: MQLs not yet SQL by top topic and recency, each with its next content",
     )
     def get(self, request: Request) -> Response:
-        window = _window(request)
+        window = _window(request, SegmentsWindowSerializer)
         segments = nurture.nurture_segments(
             days=window["days"], topic_days=window["topic_days"], min_leads=window["min_leads"]
         )
@@ -185,12 +181,12 @@ class NurtureAttributionView(APIView):
     permission_classes = [CanSeeNurture]
 
     @extend_schema(
-        parameters=WINDOW_PARAMETERS[::2],
+        parameters=[AttributionWindowSerializer],
         responses=AttributionSerializer,
         summary="Content attribution: what SQLs engaged with before, and each asset's MQL→SQL conversion",
     )
     def get(self, request: Request) -> Response:
-        window = _window(request)
+        window = _window(request, AttributionWindowSerializer)
         attribution = nurture.content_attribution(days=window["days"], min_leads=window["min_leads"])
         return Response(attribution_data(attribution))
 
