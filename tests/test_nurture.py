@@ -61,6 +61,10 @@ def lead_with_history(name, stage, path, **fields):
         Stage.ACCEPTED: days_ago(4),
         Stage.RECYCLED: days_ago(3),
     }
+    # The lifecycle keeps when the lead first became MQL and last became SQL on the lead.
+    lead.mql_at = moments[Stage.MQL] if Stage.MQL in path else None
+    lead.sql_at = moments[Stage.SQL] if Stage.SQL in path else None
+    lead.save(update_fields=["mql_at", "sql_at"])
     previous = Stage.NEW
     for stage_reached in path:
         StageChange.objects.create(lead=lead, from_stage=previous, to_stage=stage_reached, at=moments[stage_reached])

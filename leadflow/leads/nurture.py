@@ -5,9 +5,10 @@ and ``topic``. Everything here is computed from the core's records, set-based (a
 aggregate queries, never one per lead), with the ORM so that SQLite (``make run``)
 and PostgreSQL compute the same:
 
-- **When a lead became MQL / SQL**: its first StageChange into ``mql`` or ``sql``
-  (an SQL was an MQL first, even when one scoring moved it through both), resp. into
-  ``sql``. Accepted leads are those at stage ``accepted``; won ones have a ``won``
+- **When a lead became MQL / SQL**: the lead's ``mql_at`` (its first entry into MQL,
+  or into SQL directly: the lifecycle sets it once) and ``sql_at`` (its latest entry
+  into SQL; a recycled lead keeps it). One definition, kept by the lifecycle, read by
+  a join rather than a subquery per event. Accepted leads are those at stage ``accepted``; won ones have a ``won``
   Outcome.
 - **Attribution** (``content_attribution``): for the leads that became SQL (and,
   among them, the accepted and the won), which assets and topics they engaged with in
@@ -56,7 +57,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from leadflow.leads.models import Event, Lead, Outcome, OutcomeKind, Stage, StageChange
+from leadflow.leads.models import Event, Lead, Outcome, OutcomeKind, Stage
 
 DEFAULT_DAYS = 30  # attribution: the engagement window before becoming SQL (and MQL)
 DEFAULT_TOPIC_DAYS = 90  # segments: the window of the top interest topic
@@ -175,12 +176,6 @@ class Attribution:
         return not self.mql_leads and not self.sql_leads
 
 
-def _first_change(*stages: str) -> Subquery:
-    """When the outer row's lead first entered one of ``stages``."""
-    changes = StageChange.objects.filter(lead_id=OuterRef("lead_id"), to_stage__in=stages)
-    return Subquery(changes.order_by("at").values("at")[:1])
-
-
 def _content(key: str) -> Any:
     """``properties[key]`` as text, ``""`` when absent. Plain text, not a JSON key: on
     SQLite (``make run``) a lookup on a JSON key's text compiles its value as JSON."""
@@ -197,8 +192,11 @@ def _before_sql(key: str, days: int) -> list[ContentCount]:
     won = Outcome.objects.filter(lead_id=OuterRef("lead_id"), kind=OutcomeKind.WON)
     rows = (
         _engagements(key)
-        .annotate(sql_at=_first_change(Stage.SQL))
-        .filter(sql_at__isnull=False, occurred_at__lte=F("sql_at"), occurred_at__gte=F("sql_at") - window)
+        .filter(
+            lead__sql_at__isnull=False,
+            occurred_at__lte=F("lead__sql_at"),
+            occurred_at__gte=F("lead__sql_at") - window,
+        )
         .annotate(won=Exists(won))
         .values("value")
         .annotate(
@@ -212,22 +210,21 @@ def _before_sql(key: str, days: int) -> list[ContentCount]:
 
 
 def _sql_population() -> dict[str, int]:
-    won = Outcome.objects.filter(lead_id=OuterRef("lead_id"), kind=OutcomeKind.WON)
+    won = Outcome.objects.filter(lead_id=OuterRef("pk"), kind=OutcomeKind.WON)
     return (
-        StageChange.objects.filter(to_stage=Stage.SQL, lead__erased_at__isnull=True)
+        Lead.objects.filter(sql_at__isnull=False, erased_at__isnull=True)
         .annotate(won=Exists(won))
         .aggregate(
-            sql=Count("lead_id", distinct=True),
-            accepted=Count("lead_id", distinct=True, filter=Q(lead__stage=Stage.ACCEPTED)),
-            won_leads=Count("lead_id", distinct=True, filter=Q(won=True)),
+            sql=Count("id"),
+            accepted=Count("id", filter=Q(stage=Stage.ACCEPTED)),
+            won_leads=Count("id", filter=Q(won=True)),
         )
     )
 
 
 def _mql_population() -> dict[str, int]:
-    return StageChange.objects.filter(to_stage__in=(Stage.MQL, Stage.SQL), lead__erased_at__isnull=True).aggregate(
-        mqls=Count("lead_id", distinct=True),
-        converted=Count("lead_id", distinct=True, filter=Q(to_stage=Stage.SQL)),
+    return Lead.objects.filter(mql_at__isnull=False, erased_at__isnull=True).aggregate(
+        mqls=Count("id"), converted=Count("id", filter=Q(sql_at__isnull=False))
     )
 
 
@@ -236,16 +233,15 @@ def _engaged_mqls(days: int) -> list[Any]:
     now) and how many of those became SQL."""
     return list(
         _engagements("asset")
-        .annotate(mql_at=_first_change(Stage.MQL, Stage.SQL), sql_at=_first_change(Stage.SQL))
         .filter(
-            mql_at__isnull=False,
-            occurred_at__gte=F("mql_at") - timedelta(days=days),
-            occurred_at__lte=Coalesce("sql_at", Value(timezone.now())),
+            lead__mql_at__isnull=False,
+            occurred_at__gte=F("lead__mql_at") - timedelta(days=days),
+            occurred_at__lte=Coalesce("lead__sql_at", Value(timezone.now())),
         )
         .values("value")
         .annotate(
             engaged=Count("lead_id", distinct=True),
-            converted=Count("lead_id", distinct=True, filter=Q(sql_at__isnull=False)),
+            converted=Count("lead_id", distinct=True, filter=Q(lead__sql_at__isnull=False)),
         )
         .order_by("value")
     )
@@ -428,33 +424,32 @@ def nurture_segments(
     attribution: Attribution | None = None,
 ) -> Segments:
     """Every segment with its lead count and next content, largest first: the
-    attribution's queries and two more (the segments, and who saw which asset)."""
+    attribution's queries and two more (each lead in nurture with its segment, and
+    which of the ranked assets they have seen), counted here."""
     attribution = attribution or content_attribution(days=days, min_leads=min_leads)
     ranking = attribution.conversions
-    leads = nurture_leads(topic_days=topic_days)
-    rows = leads.values("top_topic", "recency").annotate(n=Count("id")).order_by()
+    members = {
+        pk: (topic, recency)
+        for pk, topic, recency in nurture_leads(topic_days=topic_days).values_list("pk", "top_topic", "recency")
+    }
+    sizes: dict[tuple[str, str], int] = defaultdict(int)
+    for membership in members.values():
+        sizes[membership] += 1
     segments = [
-        Segment(
-            key=segment_key(row["top_topic"], row["recency"]),
-            topic=row["top_topic"],
-            recency=row["recency"],
-            leads=row["n"],
-        )
-        for row in rows
+        Segment(key=segment_key(topic, recency), topic=topic, recency=recency, leads=n)
+        for (topic, recency), n in sizes.items()
     ]
     if segments and ranking:
         seen = (
             _engagements("asset")
-            .filter(lead_id__in=leads.values("pk"), value__in=[c.asset for c in ranking])
-            .annotate(top_topic=Subquery(leads.filter(pk=OuterRef("lead_id")).values("top_topic")[:1]))
-            .annotate(recency=Subquery(leads.filter(pk=OuterRef("lead_id")).values("recency")[:1]))
-            .values("top_topic", "recency", "value")
-            .annotate(n=Count("lead_id", distinct=True))
-            .order_by()
+            .filter(lead__stage__in=NURTURE_STAGES, value__in=[c.asset for c in ranking])
+            .values_list("lead_id", "value")
+            .distinct()
         )
-        seen_by: dict[tuple[str, str, str], int] = {
-            (row["top_topic"], row["recency"], str(row["value"])): row["n"] for row in seen
-        }
+        seen_by: dict[tuple[str, str, str], int] = defaultdict(int)
+        for lead_id, asset in seen:
+            if (segment_of := members.get(lead_id)) is not None:
+                seen_by[(*segment_of, str(asset))] += 1
         for segment in segments:
             for candidate in _topic_candidates(ranking, segment.topic):
                 unseen = segment.leads - seen_by.get((segment.topic, segment.recency, candidate.asset), 0)
