@@ -31,6 +31,7 @@ and PostgreSQL compute the same:
   one it has not seen (``leads_next_content``).
 """
 
+import contextlib
 import hashlib
 import math
 import re
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import (
     Case,
     CharField,
@@ -561,6 +563,26 @@ def segment_lead_rows(
             )
 
 
+RANKING_CACHE_SECONDS = 300
+
+
+def _ranking_for_lead_pages(days: int) -> list[AssetConversion]:
+    """The asset ranking as lead pages use it: cached for a few minutes, since every lead
+    page in nurture would otherwise recount the conversions of every MQL. A cache that
+    fails is skipped."""
+    key = f"nurture:ranking:{days}:{DEFAULT_MIN_LEADS}"
+    try:
+        cached = cache.get(key)
+    except Exception:
+        cached = None
+    if cached is not None:
+        return list(cached)
+    ranking = asset_conversions(days=days)
+    with contextlib.suppress(Exception):  # the ranking is computed anyway
+        cache.set(key, ranking, RANKING_CACHE_SECONDS)
+    return ranking
+
+
 @dataclass(frozen=True)
 class LeadSuggestion:
     topic: str
@@ -579,7 +601,7 @@ def lead_next_content(
     annotated = nurture_leads(topic_days=topic_days).filter(pk=lead.pk).first()
     if annotated is None:
         return None
-    ranking = asset_conversions(days=days)
+    ranking = _ranking_for_lead_pages(days)
     return LeadSuggestion(
         topic=annotated.top_topic,
         recency=annotated.recency,
