@@ -1,6 +1,6 @@
 from django.urls import path
 
-from handoff import api, quality_api
+from handoff import api, nurture_api, quality_api
 
 urlpatterns = [
     path("handoffs", api.HandoffListView.as_view(), name="api-handoffs"),
@@ -20,4 +20,11 @@ urlpatterns = [
     path("notifications/read-all", api.NotificationReadAllView.as_view(), name="api-notifications-read-all"),
     path("rulesets/<int:version>/suggest", api.RuleSetSuggestView.as_view(), name="api-ruleset-suggest"),
     path("notifications/<uuid:notification_id>/read", api.NotificationReadView.as_view(), name="api-notification-read"),
+    path("nurture/segments", nurture_api.NurtureSegmentsView.as_view(), name="api-nurture-segments"),
+    path("nurture/attribution", nurture_api.NurtureAttributionView.as_view(), name="api-nurture-attribution"),
+    path(
+        "nurture/segments/<slug:key>/push",
+        nurture_api.NurtureSegmentPushView.as_view(),
+        name="api-nurture-segment-push",
+    ),
 ]

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from handoff import nurture_views
 from handoff import views as handoff_views
 from leadflow import views as project_views
 from leadflow.leads import views as lead_views
@@ -32,6 +33,10 @@ urlpatterns = [
     path("notifications/", handoff_views.notification_list, name="notification-list"),
     path("notifications/read-all", handoff_views.notification_read_all, name="notification-read-all"),
     path("notifications/<uuid:notification_id>/read", handoff_views.notification_read, name="notification-read"),
+    path("nurture/", nurture_views.nurture_overview, name="nurture"),
+    path("nurture/<slug:segment>/", nurture_views.nurture_segment, name="nurture-segment"),
+    path("nurture/<slug:segment>/export.csv", nurture_views.nurture_segment_export, name="nurture-segment-export"),
+    path("nurture/<slug:segment>/push", nurture_views.nurture_segment_push_view, name="nurture-segment-push"),
     path("rules/", scoring_views.ruleset_list, name="ruleset-list"),
     path("rules/runs/<int:run_id>/", scoring_views.rescore_run, name="rescore-run"),
     path("rules/models/new", scoring_views.scoring_model_create, name="scoring-model-create"),

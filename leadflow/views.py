@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from leadflow import charts, selectors
 from leadflow.forms import PERIOD_PRESETS, DashboardFilterForm
-from leadflow.leads import lifecycle, privacy
+from leadflow.leads import lifecycle, nurture, privacy
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.decorators import role_required
 from leadflow.leads.forms import StageChangeForm
@@ -147,6 +147,8 @@ def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm 
         "can_change_stage": can_change_stage,
         "can_manage_privacy": privacy.can_manage_privacy(request.user),
         "stage_form": stage_form or (StageChangeForm(current_stage=lead.stage) if can_change_stage else None),
+        "suggestion": nurture.lead_next_content(lead=lead),  # a lead in nurture: its next content
+        "can_see_nurture": has_role(request.user, MARKETING, SCORING_ADMIN),
     }
 
 

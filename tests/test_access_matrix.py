@@ -57,6 +57,7 @@ SALES_ROLES = frozenset({REP, OTHER_REP, STAFF})
 STAGE_EDITORS = frozenset({MARKETER, SCORING_ADMIN_ROLE, STAFF})
 RULE_EDITORS = frozenset({SCORING_ADMIN_ROLE, STAFF})
 PRIVACY_OFFICERS = RULE_EDITORS  # export, erase, the suppression list (leadflow.leads.privacy)
+NURTURE = STAGE_EDITORS  # marketing and scoring admins (handoff.nurture_views)
 NOBODY: frozenset[str] = frozenset()  # no person: an ingest key only
 # Names no generated lead or company could contain (Faker's "Joanna" contains "anna"):
 # an answer naming the other rep must be a leak, never a coincidence.
@@ -116,6 +117,14 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("notification-list", "GET"): page(ANY_ROLE),
     ("notification-read-all", "POST"): page(ANY_ROLE),
     ("notification-read", "POST"): page(ANY_ROLE, OWN_ONLY),
+    # Nurture (issue 14, item 5): a push of the matrix's empty segment is refused (409, a message)
+    ("nurture", "GET"): page(NURTURE),
+    ("nurture-segment", "GET"): page(NURTURE),
+    ("nurture-segment-export", "GET"): page(NURTURE),
+    ("nurture-segment-push", "POST"): page(NURTURE),
+    ("api-nurture-segments", "GET"): api(NURTURE),
+    ("api-nurture-attribution", "GET"): api(NURTURE),
+    ("api-nurture-segment-push", "POST"): api(NURTURE),
     # Scoring pages
     ("ruleset-list", "GET"): page(ANY_ROLE),
     ("scoring-model-create", "GET"): page(RULE_EDITORS),
@@ -318,6 +327,8 @@ def url_kwargs(route: str, world: World, viewer: str, own: bool) -> dict[str, An
         "run_id": world.run_id,
         "slug": world.model_slug,
         "account_id": world.account_id,
+        "segment": "pricing--this-week",
+        "key": "pricing--this-week",
         "uidb64": "MQ",
         "token": "set-password",
     }
