@@ -33,3 +33,8 @@ def sees_every_handoff(user: Any) -> bool:
     """Marketers, scoring admins and sales managers see the whole queue; a rep sees
     queued handoffs and their own claims."""
     return is_sales_manager(user) or sees_every_decision(user)
+
+
+def can_configure_checklist(user: Any) -> bool:
+    """The accept checklist (what sales confirms) is set by scoring admins and staff."""
+    return has_role(user, SCORING_ADMIN)
