@@ -14,6 +14,7 @@ from django.utils import timezone
 from handoff import selectors, services
 from handoff.models import ChecklistItem, Handoff, HandoffAction, HandoffEvent, HandoffStatus
 from leadflow.leads.models import Stage
+from leadflow.leads.privacy import ERASED, person_erase
 from tests.factories import HandoffFactory, SqlLeadFactory
 from tests.helpers import browser, client_for, count_queries
 
@@ -373,3 +374,13 @@ def test_handoffs_confirmations_gives_the_quality_report_the_confirmed_keys(rep,
         accepted[2].pk: {"budget", "need", "authority"},
         accepted[3].pk: set(),
     }
+
+
+def test_erasing_the_person_scrubs_the_accept_note_and_keeps_what_was_confirmed(rep, admin):
+    handoff = claimed(rep, name="Ada Lovelace", email="ada@example.com")
+    services.handoff_accept(handoff=handoff, user=rep, confirmed=["budget"], note="Ada's budget is 50k.")
+    person_erase(lead=handoff.lead, actor=admin)
+    handoff.refresh_from_db()
+    assert handoff.note == ERASED and handoff.confirmed == ["budget"]
+    event = HandoffEvent.objects.get(handoff=handoff, action=HandoffAction.ACCEPTED)
+    assert event.details["note"] == ERASED and event.details["confirmed"] == ["budget"]
