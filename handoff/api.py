@@ -25,8 +25,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from handoff import notifications, selectors, services, suggest
-from handoff.models import Handoff, HandoffEvent, HandoffStatus, Notification, RejectReason
-from handoff.permissions import CanReadHandoffHistory, CanReassignHandoffs, CanWorkHandoffs
+from handoff.models import ChecklistItem, Handoff, HandoffEvent, HandoffStatus, Notification, RejectReason
+from handoff.permissions import CanConfigureChecklist, CanReadHandoffHistory, CanReassignHandoffs, CanWorkHandoffs
 from leadflow import query
 from leadflow.leads import selectors as lead_selectors
 from leadflow.pagination import PageNumberPagination
@@ -57,6 +57,14 @@ class HandoffLeadSerializer(serializers.Serializer):
     stage = serializers.CharField()
 
 
+class ChecklistAnswerSerializer(serializers.Serializer):
+    key = serializers.CharField(read_only=True)
+    label = serializers.CharField(  # type: ignore[assignment]  # a field named "label", not Field.label
+        read_only=True, help_text="The item's label when the handoff was accepted."
+    )
+    confirmed = serializers.BooleanField(read_only=True)
+
+
 class HandoffSerializer(serializers.Serializer):
     """A handoff as the queue shows it. A plain serializer: it is on the claim hot path,
     and a ModelSerializer introspects the model on every use."""
@@ -85,7 +93,19 @@ class HandoffSerializer(serializers.Serializer):
     first_claimed_at = serializers.DateTimeField(read_only=True, allow_null=True)
     decided_at = serializers.DateTimeField(read_only=True, allow_null=True)
     reject_reason = serializers.ChoiceField(choices=RejectReason.choices, read_only=True, allow_blank=True)
-    note = serializers.CharField(read_only=True, help_text="The rep's note on a rejection, or why it was closed.")
+    note = serializers.CharField(
+        read_only=True, help_text="The rep's note on the decision (accept or reject), or why it was closed."
+    )
+    confirmed = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Accepted: the keys of the checklist items sales confirmed (empty before the checklist existed).",
+    )
+    checklist = ChecklistAnswerSerializer(
+        many=True,
+        read_only=True,
+        help_text="Accepted: the accept checklist as sales answered it, in order (labels as they were then).",
+    )
 
     @extend_schema_field(serializers.BooleanField())
     def get_overdue(self, handoff: Handoff) -> bool:
@@ -123,6 +143,11 @@ def handoff_row(handoff: Handoff, *, now: datetime | None = None) -> dict[str, A
         "decided_at": or_none(iso_datetime, handoff.decided_at),
         "reject_reason": str(handoff.reject_reason),
         "note": handoff.note,
+        "confirmed": handoff.confirmed,
+        "checklist": [
+            {"key": str(item["key"]), "label": str(item["label"]), "confirmed": bool(item["confirmed"])}
+            for item in handoff.checklist
+        ],
     }
 
 
@@ -250,7 +275,7 @@ class HandoffClaimNextView(APIView):
 
 
 class _HandoffActionView(APIView):
-    """POST one service action (claim, release, accept) on a handoff the user may act on."""
+    """POST one service action (claim, release) on a handoff the user may act on."""
 
     permission_classes = [CanWorkHandoffs]
     perform: Callable[..., Handoff]
@@ -294,9 +319,47 @@ class HandoffReleaseView(_HandoffActionView):
     perform = staticmethod(services.handoff_release)
 
 
-@_action_schema("Accept my claimed handoff: the lead becomes accepted and mine")
-class HandoffAcceptView(_HandoffActionView):
-    perform = staticmethod(services.handoff_accept)
+class AcceptInputSerializer(serializers.Serializer):
+    confirmed = serializers.ListField(
+        child=serializers.CharField(max_length=40),
+        required=False,
+        default=list,
+        max_length=100,
+        help_text="Keys of the accept checklist's active items the rep confirmed (GET /api/v1/handoff-checklist). "
+        "None is allowed.",
+    )
+    note = serializers.CharField(
+        max_length=services.NOTE_MAX_LENGTH, required=False, allow_blank=True, default="", trim_whitespace=False
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The service's rules; DRF attaches the Django ValidationError to its field.
+        services.handoff_accept_validate(confirmed=attrs["confirmed"], note=attrs["note"])
+        return attrs
+
+
+class HandoffAcceptView(APIView):
+    permission_classes = [CanWorkHandoffs]
+
+    @extend_schema(
+        request=AcceptInputSerializer,
+        responses={200: HandoffSerializer, 404: NOT_VISIBLE, 409: CONFLICT},
+        summary="Accept my claimed handoff, saying what I confirmed: the lead becomes accepted and mine",
+    )
+    def post(self, request: Request, handoff_id: Any) -> Response:
+        handoff = actionable_or_404(request, handoff_id)
+        serializer = AcceptInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            handoff = services.handoff_accept(
+                handoff=handoff,
+                user=request.user,
+                confirmed=serializer.validated_data["confirmed"],
+                note=serializer.validated_data["note"],
+            )
+        except services.HandoffError as error:
+            return conflict(error)
+        return Response(handoff_row(handoff))
 
 
 class RejectInputSerializer(serializers.Serializer):
@@ -360,6 +423,83 @@ class HandoffReassignView(APIView):
         except services.HandoffError as error:
             return conflict(error)
         return Response(handoff_row(handoff))
+
+
+# --- The accept checklist ------------------------------------------------------------------------
+class ChecklistItemSerializer(serializers.Serializer):
+    # Lengths and shapes are the service's rules (checklist_item_validate), in its words.
+    key = serializers.CharField(help_text="A slug (budget). Never changes: accepted handoffs refer to it.")
+    label = serializers.CharField(  # type: ignore[assignment]  # a field named "label", not Field.label
+        allow_blank=True, trim_whitespace=False, help_text="What the rep reads."
+    )
+    position = serializers.IntegerField(required=False, help_text="Order on the accept form, smallest first.")
+    active = serializers.BooleanField(required=False, default=True, help_text="Asked when a rep accepts.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The service's rules; DRF attaches the Django ValidationError to its field.
+        services.checklist_item_validate(key=attrs["key"], label=attrs["label"], position=attrs.get("position"))
+        return attrs
+
+
+class ChecklistItemChangeSerializer(serializers.Serializer):
+    key = serializers.CharField(required=False, help_text="Cannot change; sent, it must be the item's key.")
+    label = serializers.CharField(  # type: ignore[assignment]  # a field named "label", not Field.label
+        required=False, allow_blank=True, trim_whitespace=False
+    )
+    position = serializers.IntegerField(required=False)
+    active = serializers.BooleanField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        services.checklist_item_validate(
+            key=attrs.get("key"), label=attrs.get("label"), position=attrs.get("position"), item=self.context["item"]
+        )
+        return attrs
+
+
+def checklist_row(item: ChecklistItem) -> dict[str, Any]:
+    return {"key": item.key, "label": item.label, "position": item.position, "active": item.active}
+
+
+class ChecklistListView(APIView):
+    """The accept checklist: what a rep confirms when accepting a handoff. Everyone with a
+    role reads it; scoring admins and staff add items."""
+
+    permission_classes = [CanConfigureChecklist]
+
+    @extend_schema(responses=ChecklistItemSerializer(many=True), summary="The accept checklist's items, in order")
+    def get(self, request: Request) -> Response:
+        return Response([checklist_row(item) for item in selectors.checklist_items()])
+
+    @extend_schema(
+        request=ChecklistItemSerializer,
+        responses={201: ChecklistItemSerializer},
+        summary="Add an item to the accept checklist (scoring admins)",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ChecklistItemSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        item = services.checklist_item_create(actor=request.user, **serializer.validated_data)
+        return Response(checklist_row(item), status=status.HTTP_201_CREATED)
+
+
+class ChecklistItemView(APIView):
+    permission_classes = [CanConfigureChecklist]
+
+    @extend_schema(responses=ChecklistItemSerializer, summary="One item of the accept checklist")
+    def get(self, request: Request, key: str) -> Response:
+        return Response(checklist_row(get_object_or_404(selectors.checklist_items(), key=key)))
+
+    @extend_schema(
+        request=ChecklistItemChangeSerializer,
+        responses=ChecklistItemSerializer,
+        summary="Change an item's label or position, or (de)activate it (scoring admins); the key stays",
+    )
+    def patch(self, request: Request, key: str) -> Response:
+        item = get_object_or_404(selectors.checklist_items(), key=key)
+        serializer = ChecklistItemChangeSerializer(data=request.data, context={"item": item})
+        serializer.is_valid(raise_exception=True)
+        changes = {name: value for name, value in serializer.validated_data.items() if name != "key"}
+        return Response(checklist_row(services.checklist_item_update(actor=request.user, item=item, **changes)))
 
 
 # --- Feedback for marketing -------------------------------------------------------------------------

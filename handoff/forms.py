@@ -1,12 +1,53 @@
-"""Forms of the handoff pages: a rejection's reason and note, a reassignment's rep."""
+"""Forms of the handoff pages: an acceptance's confirmations and note, a rejection's reason
+and note, a reassignment's rep, and the accept checklist's items."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
 
-from handoff.models import RejectReason
-from handoff.services import handoff_reassign_target, handoff_reject_validate
+from handoff.models import ChecklistItem, RejectReason
+from handoff.services import (
+    NOTE_MAX_LENGTH,
+    checklist_item_validate,
+    handoff_accept_validate,
+    handoff_reassign_target,
+    handoff_reject_validate,
+)
 from leadflow.leads.forms import PlainForm
+
+
+class HandoffAcceptForm(PlainForm):
+    """What the rep confirmed when accepting an SQL: the active checklist items, each a
+    checkbox (none is allowed), and an optional note for marketing."""
+
+    confirmed = forms.MultipleChoiceField(
+        label="What you confirmed",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={
+            "invalid_choice": "“%(value)s” is not on the accept checklist any more: reload the page and "
+            "tick among the items it shows."
+        },
+    )
+    note = forms.CharField(
+        label="Note for marketing",
+        required=False,
+        max_length=NOTE_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Optional: what you learned on the first call."}),
+    )
+
+    def __init__(self, *args: Any, items: Iterable[ChecklistItem], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.items = list(items)
+        self.fields["confirmed"].choices = [(item.key, item.label) for item in self.items]  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if "confirmed" in cleaned and "note" in cleaned:
+            # The service's rules; a ValidationError keyed by field lands on that field.
+            handoff_accept_validate(confirmed=cleaned["confirmed"], note=cleaned["note"])
+        return cleaned
 
 
 class HandoffRejectForm(PlainForm):
@@ -44,3 +85,37 @@ class HandoffReassignForm(PlainForm):
     def clean_username(self) -> Any:
         # The service's rule, as the API applies it; its ValidationError lands on this field.
         return handoff_reassign_target(username=self.cleaned_data["username"])
+
+
+class ChecklistItemForm(PlainForm):
+    """A new item of the accept checklist (the key is set once), or an item's changes."""
+
+    key = forms.CharField(
+        label="Key",
+        max_length=100,
+        help_text="Set once, e.g. “budget”: reports refer to it.",
+        error_messages={"required": "Give the item a key, e.g. “budget”: reports refer to it."},
+    )
+    label = forms.CharField(
+        label="Label",
+        max_length=200,
+        help_text="What the rep reads, e.g. “Budget”.",
+        error_messages={"required": "Give the item a label: reps read it when they accept a lead."},
+    )
+    position = forms.IntegerField(label="Position", required=False, help_text="Smaller comes first.")
+    active = forms.BooleanField(label="Asked when accepting", required=False, initial=True)
+
+    def __init__(self, *args: Any, item: ChecklistItem | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.item = item
+        if item is not None:
+            del self.fields["key"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        # The service's rules on the fields that passed their own checks: every error on
+        # its field, in one answer.
+        checklist_item_validate(
+            key=cleaned.get("key"), label=cleaned.get("label"), position=cleaned.get("position"), item=self.item
+        )
+        return cleaned

@@ -76,7 +76,15 @@ class Handoff(models.Model):
     first_claimed_at = models.DateTimeField(null=True, blank=True, help_text="For the time-to-claim statistic.")
     decided_at = models.DateTimeField(null=True, blank=True)
     reject_reason = models.CharField(max_length=16, choices=RejectReason.choices, blank=True)
-    note = models.TextField(blank=True, help_text="The rep's note on a rejection, or why the handoff was closed.")
+    note = models.TextField(
+        blank=True, help_text="The rep's note on the decision (accept or reject), or why the handoff was closed."
+    )
+    # What sales confirmed when accepting (``handoff_accept``): the checklist's active items
+    # at that moment, in order, each {"key", "label", "confirmed"}. Empty: not accepted, or
+    # accepted before the checklist existed.
+    checklist = models.JSONField(
+        default=list, blank=True, help_text="The accept checklist as answered: [{key, label, confirmed}]."
+    )
     overdue_at = models.DateTimeField(null=True, blank=True, help_text="When the SLA breach was flagged (once).")
 
     class Meta:
@@ -145,6 +153,35 @@ class Handoff(models.Model):
     def is_overdue(self, now: datetime | None = None) -> bool:
         """``overdue_q`` for this handoff: open and past its due time."""
         return self.is_open and self.due_at <= (now or timezone.now())
+
+    @property
+    def confirmed(self) -> list[str]:
+        """The keys of the checklist items sales confirmed when accepting, in order."""
+        return [str(item["key"]) for item in self.checklist if item.get("confirmed")]
+
+    @property
+    def unconfirmed(self) -> list[str]:
+        """The keys of the items sales was asked about and did not confirm."""
+        return [str(item["key"]) for item in self.checklist if not item.get("confirmed")]
+
+
+class ChecklistItem(models.Model):
+    """One thing sales may confirm when accepting a handoff (budget, authority, need,
+    timeline…), configured by scoring admins. The key never changes: accepted handoffs
+    and the reports refer to it; an item no longer asked is deactivated, not deleted."""
+
+    key = models.SlugField(max_length=40, unique=True)
+    label = models.CharField(max_length=80)
+    position = models.PositiveIntegerField(default=0, help_text="Order on the accept form, smallest first.")
+    active = models.BooleanField(default=True, help_text="Asked when a rep accepts a handoff.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.key})"
 
 
 class HandoffRollup(models.Model):

@@ -205,7 +205,8 @@ class NurtureSegmentPushView(APIView):
         },
         summary="Push the segment as it is now to the e-mail tool: one signed webhook POST",
     )
-    def post(self, request: Request, key: str) -> Response:
+    def post(self, request: Request, segment: str) -> Response:
+        key = segment
         try:
             pushed = nurture_push.nurture_segment_push(key=key)
         except nurture_push.NurturePushError as error:

@@ -3,7 +3,13 @@ from typing import Any
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
-from handoff.roles import can_read_handoffs, can_read_quality, can_reassign_handoffs, can_work_handoffs
+from handoff.roles import (
+    can_configure_checklist,
+    can_read_handoffs,
+    can_read_quality,
+    can_reassign_handoffs,
+    can_work_handoffs,
+)
 from leadflow.leads.roles import ALL_ROLES, has_role
 
 
@@ -37,3 +43,15 @@ class CanReadQuality(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return can_read_quality(request.user)
+
+
+class CanConfigureChecklist(BasePermission):
+    """Everyone with a role reads the accept checklist (reps answer it); scoring admins
+    and staff change it."""
+
+    message = "Only scoring admins and staff change the accept checklist; everyone with a role may read it."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if request.method in SAFE_METHODS:
+            return has_role(request.user, *ALL_ROLES)
+        return can_configure_checklist(request.user)

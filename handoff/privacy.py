@@ -27,7 +27,11 @@ from leadflow.leads.privacy import ERASED, Scrubber
 
 CLOSED_BY_ERASURE = "The person was erased."
 # Free text in an audit event's details, written by a person: scrubbed whole.
-_FREE_TEXT_DETAILS = {HandoffAction.REJECTED: ("note",), HandoffAction.CLOSED: ("reason",)}
+_FREE_TEXT_DETAILS = {
+    HandoffAction.ACCEPTED: ("note",),
+    HandoffAction.REJECTED: ("note",),
+    HandoffAction.CLOSED: ("reason",),
+}
 
 
 def _username(user: Any) -> str | None:
@@ -79,6 +83,7 @@ class HandoffData:
                     "decided_at": handoff.decided_at,
                     "reject_reason": handoff.reject_reason,
                     "note": handoff.note,
+                    "checklist": handoff.checklist,
                     "audit": [
                         {
                             "action": event.action,

@@ -38,3 +38,8 @@ def sees_every_handoff(user: Any) -> bool:
 def can_read_quality(user: Any) -> bool:
     """Score quality and backtests (``handoff.quality``): scoring admins and marketing (and staff)."""
     return has_role(user, MARKETING, SCORING_ADMIN)
+
+
+def can_configure_checklist(user: Any) -> bool:
+    """The accept checklist (what sales confirms) is set by scoring admins and staff."""
+    return has_role(user, SCORING_ADMIN)

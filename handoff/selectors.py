@@ -17,6 +17,7 @@ from django.utils import timezone
 from handoff.models import (
     DECIDED_STATUSES,
     OPEN_STATUSES,
+    ChecklistItem,
     Handoff,
     HandoffEvent,
     HandoffStatus,
@@ -473,3 +474,85 @@ def rep_loads(*, reps: Sequence[Any]) -> list[RepLoad]:
 # --- The notifications page -----------------------------------------------------------------------
 def notification_inbox(*, user: Any, unread_only: bool = False) -> QuerySet[Notification]:
     return notification_list(user=user, unread=True if unread_only else None)
+
+
+# --- The accept checklist: what sales confirmed ----------------------------------------------------
+def checklist_items(*, active_only: bool = False) -> QuerySet[ChecklistItem]:
+    """The accept checklist's items in their order (the active ones: what a rep is asked)."""
+    items = ChecklistItem.objects.order_by("position", "id")
+    return items.filter(active=True) if active_only else items
+
+
+def handoffs_confirmations(*, handoff_ids: Iterable[int]) -> dict[int, set[str]]:
+    """What sales confirmed on accepting each of ``handoff_ids``: the checklist keys, by
+    handoff id (an empty set: accepted with nothing confirmed). Handoffs not accepted, or
+    accepted before the checklist existed, are absent. For the quality report: an
+    outcome of the handoff next to the CRM's."""
+    rows = Handoff.objects.filter(pk__in=list(handoff_ids), status=HandoffStatus.ACCEPTED).exclude(checklist=[])
+    return {
+        pk: {str(item["key"]) for item in checklist if item.get("confirmed")}
+        for pk, checklist in rows.values_list("pk", "checklist")
+    }
+
+
+@dataclass(frozen=True)
+class ConfirmationRate:
+    """How often sales confirmed one checklist item when accepting: of the ``asked``
+    accepted handoffs whose checklist had the item, ``confirmed`` confirmed it."""
+
+    key: str
+    label: str
+    asked: int
+    confirmed: int
+
+    @property
+    def missing(self) -> int:
+        return self.asked - self.confirmed
+
+    @property
+    def missing_rate(self) -> float:
+        """Percent of the accepted handoffs asked about the item that left it unconfirmed."""
+        return 100 * self.missing / self.asked if self.asked else 0.0
+
+
+@dataclass(frozen=True)
+class AcceptedConfirmations:
+    accepted: int  # accepted in the period
+    answered: int  # of those, accepted with the checklist (the others predate it)
+    nothing_confirmed: int  # of those, accepted with no item confirmed
+    items: list[ConfirmationRate]  # most often missing first
+
+    @property
+    def unrecorded(self) -> int:
+        """Accepted before the checklist existed: nothing recorded."""
+        return self.accepted - self.answered
+
+
+def accepted_confirmations(*, since: datetime, until: datetime, source: Source | None = None) -> AcceptedConfirmations:
+    """For the handoffs accepted in [since, until) (of ``source``'s leads when given): how
+    often each checklist item was confirmed, the most often missing first. Counted over
+    the checklists as answered (an item deactivated since still counts where it was
+    asked), labelled as the checklist names the item today. Two queries."""
+    accepted = Handoff.objects.filter(status=HandoffStatus.ACCEPTED, decided_at__gte=since, decided_at__lt=until)
+    if source is not None:
+        accepted = accepted.filter(lead__source=source)
+    asked: dict[str, int] = defaultdict(int)
+    confirmed: dict[str, int] = defaultdict(int)
+    labels: dict[str, str] = {}
+    total = answered = nothing = 0
+    for checklist in accepted.values_list("checklist", flat=True).iterator(chunk_size=2000):
+        total += 1
+        if not checklist:
+            continue
+        answered += 1
+        nothing += not any(item.get("confirmed") for item in checklist)
+        for item in checklist:
+            key = str(item["key"])
+            asked[key] += 1
+            confirmed[key] += bool(item.get("confirmed"))
+            labels.setdefault(key, str(item.get("label") or key))
+    if asked:
+        labels.update(ChecklistItem.objects.filter(key__in=list(asked)).values_list("key", "label"))
+    rates = [ConfirmationRate(key, labels[key], asked[key], confirmed[key]) for key in asked]
+    rates.sort(key=lambda rate: (-rate.missing_rate, -rate.missing, rate.label, rate.key))
+    return AcceptedConfirmations(accepted=total, answered=answered, nothing_confirmed=nothing, items=rates)

@@ -9,8 +9,9 @@ rescoring cannot deadlock.
 """
 
 import logging
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -29,6 +30,7 @@ from django.utils import timezone
 from handoff.models import (
     DISQUALIFYING_REASONS,
     OPEN_STATUSES,
+    ChecklistItem,
     Handoff,
     HandoffAction,
     HandoffEvent,
@@ -39,7 +41,7 @@ from handoff.models import (
     overdue_q,
 )
 from handoff.notifications import NotificationEvent, notification_mark_read_by_key, notify, recipients_of
-from handoff.roles import can_reassign_handoffs, can_work_handoffs, is_sales_manager
+from handoff.roles import can_configure_checklist, can_reassign_handoffs, can_work_handoffs, is_sales_manager
 from handoff.rollups import (
     HandoffFacts,
     claim_duration_params,
@@ -187,7 +189,7 @@ def handoffs_open_for_changes(*, changes: Sequence[StageChange], at: datetime) -
         return []
     due_at = at + timedelta(hours=settings.HANDOFF_SLA_HOURS)
     models = dict(ScoringModel.objects.values_list("slug", "id"))
-    rows = [
+    rows: list[tuple[Any, ...]] = [
         (
             uuid.uuid4(),
             change.lead.pk,
@@ -199,6 +201,7 @@ def handoffs_open_for_changes(*, changes: Sequence[StageChange], at: datetime) -
             due_at,
             "",
             "",
+            [],
         )
         for change in changes
     ]
@@ -215,6 +218,7 @@ def handoffs_open_for_changes(*, changes: Sequence[StageChange], at: datetime) -
             "due_at",
             "reject_reason",
             "note",
+            "checklist",
         ],
         rows,
         returning=["id", "public_id", "lead"],
@@ -519,20 +523,62 @@ def _decide(locked: Handoff, lead: Lead, status: str, at: datetime, **fields: An
     handoffs_record([before], [HandoffFacts.of(locked, lead)])
 
 
-def handoff_accept(*, handoff: Handoff, user: Any) -> Handoff:
-    """The rep takes the lead: lead → accepted, owned by the rep."""
+def handoff_accept(*, handoff: Handoff, user: Any, confirmed: Iterable[str] = (), note: str = "") -> Handoff:
+    """The rep takes the lead: lead → accepted, owned by the rep. ``confirmed``: the keys
+    of the accept checklist's items the rep confirmed (none is allowed: a rep may accept
+    on a hunch); the handoff keeps the whole checklist as answered, and ``note``."""
+    try:
+        asked = handoff_accept_validate(confirmed=confirmed, note=note)
+    except ValidationError as error:
+        raise HandoffError(" ".join(error.messages)) from error
+    chosen = set(confirmed)
+    checklist = [{"key": item.key, "label": item.label, "confirmed": item.key in chosen} for item in asked]
+    note = note.strip()
     with transaction.atomic():
         lead, locked = _lock_for_decision(handoff, user, "accept")
         now = timezone.now()
         # Decided before the lead leaves SQL: the receiver of the stage change then finds
         # no open handoff to close (see _decide).
-        _decide(locked, lead, HandoffStatus.ACCEPTED, now)
-        _event(locked, HandoffAction.ACCEPTED, user, now)
+        _decide(locked, lead, HandoffStatus.ACCEPTED, now, checklist=checklist, note=note)
+        _event(
+            locked,
+            HandoffAction.ACCEPTED,
+            user,
+            now,
+            confirmed=[item["key"] for item in checklist if item["confirmed"]],
+            unconfirmed=[item["key"] for item in checklist if not item["confirmed"]],
+            note=note,
+        )
         transitions_apply([Transition(lead, Stage.SQL, Stage.ACCEPTED, f"Accepted by {_name(user)}.", user)], at=now)
         lead.owner = user
         lead.save(update_fields=["owner", "updated_at"])
         _new_sql_seen(locked, user, now)
     return _fresh(handoff.pk)
+
+
+# A decision's note, on the page and in the API: long enough for what a rep learned.
+NOTE_MAX_LENGTH = 2000
+
+
+def handoff_accept_validate(*, confirmed: Iterable[str], note: str) -> list[ChecklistItem]:
+    """The rules of an acceptance's confirmations, defined once: each key must name an
+    active item of the accept checklist; the note is optional. Returns the active items
+    (what the rep was asked). Raises a ValidationError keyed by field, as
+    ``handoff_reject_validate`` does, for the API and the page's form."""
+    asked = list(ChecklistItem.objects.filter(active=True).order_by("position", "id"))
+    keys = [item.key for item in asked]
+    unknown = sorted({str(key) for key in confirmed} - set(keys))
+    if unknown:
+        offered = ", ".join(keys) if keys else "none: the checklist has no active item"
+        raise ValidationError(
+            {
+                "confirmed": f"Unknown checklist item{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(key) for key in unknown)}: confirm among {offered}."
+            }
+        )
+    if len(note) > NOTE_MAX_LENGTH:
+        raise ValidationError({"note": f"Keep the note under {NOTE_MAX_LENGTH} characters ({len(note)} now)."})
+    return asked
 
 
 def handoff_reject_validate(*, reason: str, note: str) -> None:
@@ -855,3 +901,82 @@ def accounts_qualified_notify(*, qualified: Sequence[QualifiedAccount]) -> None:
             )
         )
     notify(events)
+
+
+# --- The accept checklist (what sales confirms) ---------------------------------------------------
+CHECKLIST_KEY_HELP = "lower-case letters, digits, _ or -, starting with a letter, at most 40 characters"
+
+
+def checklist_item_validate(
+    *, key: str | None = None, label: str | None = None, position: int | None = None, item: ChecklistItem | None = None
+) -> None:
+    """The rules of an accept checklist item, defined once (the API and the page's forms
+    check them first, so that each error shows on its field): a new item's key is a
+    unique slug; the label is not blank; the position is not negative. Raises one
+    ValidationError with every field's error."""
+    errors: dict[str, str] = {}
+    if key is not None:
+        if item is not None and key != item.key:
+            errors["key"] = (
+                f"The key {item.key!r} cannot change: accepted handoffs refer to it. "
+                "Change the label, or deactivate this item and add another."
+            )
+        elif item is None:
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", key):
+                errors["key"] = f"Use {CHECKLIST_KEY_HELP} (like “budget”)."
+            elif ChecklistItem.objects.filter(key=key).exists():
+                errors["key"] = f"An item with the key {key!r} exists already: edit it, or choose another key."
+    if label is not None:
+        if not label.strip():
+            errors["label"] = "Give the item a label: reps read it when they accept a lead."
+        elif len(label.strip()) > ChecklistItem._meta.get_field("label").max_length:  # type: ignore[operator]
+            errors["label"] = "Keep the label under 80 characters."
+    if position is not None and position < 0:
+        errors["position"] = "The position is 0 or more: smaller comes first."
+    if errors:
+        raise ValidationError(errors)
+
+
+def _checklist_editor(actor: Any) -> None:
+    if not can_configure_checklist(actor):
+        raise PermissionDenied("Only scoring admins and staff change the accept checklist.")
+
+
+def checklist_item_create(
+    *, actor: Any, key: str, label: str, position: int | None = None, active: bool = True
+) -> ChecklistItem:
+    """A new item of the accept checklist, last unless ``position`` says otherwise."""
+    _checklist_editor(actor)
+    checklist_item_validate(key=key, label=label, position=position)
+    if position is None:
+        last = ChecklistItem.objects.order_by("-position").values_list("position", flat=True).first()
+        position = 10 if last is None else last + 10
+    return ChecklistItem.objects.create(key=key, label=label.strip(), position=position, active=active)
+
+
+def checklist_item_update(
+    *,
+    actor: Any,
+    item: ChecklistItem,
+    label: str | None = None,
+    position: int | None = None,
+    active: bool | None = None,
+) -> ChecklistItem:
+    """Change an item's label, position or whether it is asked. Handoffs accepted
+    before keep the checklist as it was when they were accepted."""
+    _checklist_editor(actor)
+    checklist_item_validate(label=label, position=position, item=item)
+    changes = {
+        name: value
+        for name, value in (
+            ("label", label.strip() if label is not None else None),
+            ("position", position),
+            ("active", active),
+        )
+        if value is not None
+    }
+    for name, value in changes.items():
+        setattr(item, name, value)
+    if changes:
+        item.save(update_fields=[*changes, "updated_at"])
+    return item

@@ -11,6 +11,8 @@ urlpatterns = [
     path("handoffs/<uuid:handoff_id>/accept", api.HandoffAcceptView.as_view(), name="api-handoff-accept"),
     path("handoffs/<uuid:handoff_id>/reject", api.HandoffRejectView.as_view(), name="api-handoff-reject"),
     path("handoffs/<uuid:handoff_id>/reassign", api.HandoffReassignView.as_view(), name="api-handoff-reassign"),
+    path("handoff-checklist", api.ChecklistListView.as_view(), name="api-handoff-checklist"),
+    path("handoff-checklist/<slug:key>", api.ChecklistItemView.as_view(), name="api-handoff-checklist-item"),
     path("leads/<uuid:lead_id>/handoffs", api.LeadHandoffsView.as_view(), name="api-lead-handoffs"),
     path("stats/handoffs", api.HandoffStatsView.as_view(), name="api-handoff-stats"),
     path("rulesets/<int:version>/quality", quality_api.RuleSetQualityView.as_view(), name="api-ruleset-quality"),
@@ -23,7 +25,7 @@ urlpatterns = [
     path("nurture/segments", nurture_api.NurtureSegmentsView.as_view(), name="api-nurture-segments"),
     path("nurture/attribution", nurture_api.NurtureAttributionView.as_view(), name="api-nurture-attribution"),
     path(
-        "nurture/segments/<slug:key>/push",
+        "nurture/segments/<slug:segment>/push",
         nurture_api.NurtureSegmentPushView.as_view(),
         name="api-nurture-segment-push",
     ),

@@ -18,13 +18,13 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from handoff import notifications as handoff_notifications
 from handoff import quality, selectors, suggest
 from handoff import services as handoff_services
 from handoff.context_processors import unread_notifications
-from handoff.forms import HandoffReassignForm, HandoffRejectForm
+from handoff.forms import ChecklistItemForm, HandoffAcceptForm, HandoffReassignForm, HandoffRejectForm
 from handoff.models import Handoff, HandoffStatus, RejectReason
 from handoff.roles import is_sales_manager
 from leadflow import charts
@@ -112,7 +112,10 @@ def sales_queue(request: HttpRequest) -> HttpResponse:
 
 # --- One handoff ------------------------------------------------------------------------------------
 def _handoff_context(
-    request: HttpRequest, handoff: Handoff, reject_form: HandoffRejectForm | None = None
+    request: HttpRequest,
+    handoff: Handoff,
+    reject_form: HandoffRejectForm | None = None,
+    accept_form: HandoffAcceptForm | None = None,
 ) -> dict[str, Any]:
     lead = handoff.lead
     explained = scoring_selectors.lead_explain(lead=lead, model=handoff.model)
@@ -135,6 +138,8 @@ def _handoff_context(
         "outcomes": list(lead_selectors.lead_outcomes(lead=lead)[: lead_selectors.LEAD_OUTCOMES_LIMIT]),
         "actions": actions,
         "reject_form": reject_form or (HandoffRejectForm() if "reject" in actions else None),
+        "accept_form": accept_form
+        or (HandoffAcceptForm(items=selectors.checklist_items(active_only=True)) if "accept" in actions else None),
         "claim_hours": settings.HANDOFF_CLAIM_TTL_HOURS,
     }
 
@@ -256,13 +261,35 @@ def handoff_release(request: HttpRequest, handoff_id: Any) -> HttpResponse:
 @require_POST
 @role_required(SALES, message=REPS_ONLY)
 def handoff_accept(request: HttpRequest, handoff_id: Any) -> HttpResponse:
-    return _act(
-        request,
-        handoff_id,
-        handoff_services.handoff_accept,
-        lambda handoff: f"Accepted {handoff.lead.display_name}: the lead is yours now.",
-        after=_after_decision,
-    )
+    """Accept, with what the rep confirmed (the checklist's ticked items) and a note."""
+    handoff = _actionable_or_404(request, handoff_id)
+    form = HandoffAcceptForm(request.POST, items=selectors.checklist_items(active_only=True))
+    if form.is_valid():
+        try:
+            handoff = handoff_services.handoff_accept(
+                handoff=handoff,
+                user=request.user,
+                confirmed=form.cleaned_data["confirmed"],
+                note=form.cleaned_data["note"],
+            )
+        except handoff_services.HandoffStateError as error:
+            return _after_refusal(request, handoff, error)
+        except handoff_services.HandoffError as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"Accepted {handoff.lead.display_name}: the lead is yours now.")
+            return _after_decision(request, handoff)
+    return _undecided(request, handoff, "accept", accept_form=form)
+
+
+def _undecided(request: HttpRequest, handoff: Handoff, action: str, **forms: Any) -> HttpResponse:
+    """A decision's form was refused: the handoff's page again with the errors on their
+    fields (400), or a message when the handoff is no longer the rep's to decide."""
+    handoff = get_object_or_404(selectors.handoff_visible(user=request.user), pk=handoff.pk)
+    if handoff.status != HandoffStatus.CLAIMED or handoff.claimed_by_id != request.user.pk:
+        messages.error(request, f"This handoff is {handoff.status} now: there is nothing to {action}.")
+        return redirect("handoff-detail", handoff_id=handoff.public_id)
+    return render(request, "sales/handoff_detail.html", _handoff_context(request, handoff, **forms), status=400)
 
 
 @require_POST
@@ -287,11 +314,7 @@ def handoff_reject(request: HttpRequest, handoff_id: Any) -> HttpResponse:
                 "and marketing has your feedback.",
             )
             return _after_decision(request, handoff)
-    handoff = get_object_or_404(selectors.handoff_visible(user=request.user), pk=handoff.pk)
-    if handoff.status != HandoffStatus.CLAIMED or handoff.claimed_by_id != request.user.pk:
-        messages.error(request, f"This handoff is {handoff.status} now: there is nothing to reject.")
-        return redirect("handoff-detail", handoff_id=handoff.public_id)
-    return render(request, "sales/handoff_detail.html", _handoff_context(request, handoff, form), status=400)
+    return _undecided(request, handoff, "reject", reject_form=form)
 
 
 # --- The managers' page: every open handoff ---------------------------------------------------------
@@ -396,6 +419,65 @@ def handoff_overview_release(request: HttpRequest, handoff_id: Any) -> HttpRespo
     return _back_to_overview(request)
 
 
+# --- The accept checklist -----------------------------------------------------------------------------
+CHECKLIST_EDITORS_ONLY = "The accept checklist is set by scoring admins and staff: ask one of them to change it."
+
+
+def _checklist_page(
+    request: HttpRequest, *, new_form: ChecklistItemForm | None = None, failed: Any = None, status: int = 200
+) -> HttpResponse:
+    """Every item with its edit form (``failed``: an item and its refused form), and the
+    form that adds one."""
+    items = list(selectors.checklist_items())
+    rows = [(item, failed[1] if failed and failed[0].pk == item.pk else None) for item in items]
+    context = {
+        "rows": rows,
+        "new_form": new_form or ChecklistItemForm(),
+        "active_count": sum(item.active for item in items),
+    }
+    return render(request, "sales/checklist.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(SCORING_ADMIN, message=CHECKLIST_EDITORS_ONLY)
+def checklist(request: HttpRequest) -> HttpResponse:
+    """The accept checklist: what a rep is asked to confirm when accepting an SQL. GET shows
+    it; POST adds an item."""
+    if request.method != "POST":
+        return _checklist_page(request)
+    form = ChecklistItemForm(request.POST)
+    if not form.is_valid():
+        return _checklist_page(request, new_form=form, status=400)
+    item = handoff_services.checklist_item_create(
+        actor=request.user,
+        key=form.cleaned_data["key"],
+        label=form.cleaned_data["label"],
+        position=form.cleaned_data["position"],
+        active=form.cleaned_data["active"],
+    )
+    messages.success(request, f"Added “{item.label}” to the accept checklist.")
+    return redirect("handoff-checklist")
+
+
+@require_POST
+@role_required(SCORING_ADMIN, message=CHECKLIST_EDITORS_ONLY)
+def checklist_item(request: HttpRequest, key: str) -> HttpResponse:
+    """Change an item's label, position, or whether reps are asked about it."""
+    item = get_object_or_404(selectors.checklist_items(), key=key)
+    form = ChecklistItemForm(request.POST, item=item)
+    if not form.is_valid():
+        return _checklist_page(request, failed=(item, form), status=400)
+    handoff_services.checklist_item_update(
+        actor=request.user,
+        item=item,
+        label=form.cleaned_data["label"],
+        position=form.cleaned_data["position"],
+        active=form.cleaned_data["active"],
+    )
+    messages.success(request, f"Saved “{item.label}”{'' if item.active else ': reps are no longer asked about it'}.")
+    return redirect("handoff-checklist")
+
+
 # --- Notifications -----------------------------------------------------------------------------------
 @role_required(*ALL_ROLES)
 def notification_list(request: HttpRequest) -> HttpResponse:
@@ -442,6 +524,8 @@ def ruleset_suggest(request: HttpRequest, version: int) -> HttpResponse:
         request, f"Draft v{draft.version} holds the suggested points: compare, preview it, then publish if you agree."
     )
     return redirect("ruleset-detail", version=draft.version)
+
+
 # --- Score quality and the backtest of a draft (issue 14) -------------------------------------------
 QUALITY_READERS = "Score quality is for scoring admins and marketing: ask an administrator for one of these roles."
 

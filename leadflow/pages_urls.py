@@ -26,6 +26,8 @@ urlpatterns = [
     path("queue/<uuid:handoff_id>/accept", handoff_views.handoff_accept, name="handoff-accept"),
     path("queue/<uuid:handoff_id>/reject", handoff_views.handoff_reject, name="handoff-reject"),
     path("handoffs/", handoff_views.handoff_overview, name="handoff-overview"),
+    path("handoffs/checklist/", handoff_views.checklist, name="handoff-checklist"),
+    path("handoffs/checklist/<slug:key>", handoff_views.checklist_item, name="handoff-checklist-item"),
     path(
         "handoffs/<uuid:handoff_id>/reassign", handoff_views.handoff_overview_reassign, name="handoff-overview-reassign"
     ),

@@ -29,6 +29,7 @@ from handoff import rollups as handoff_rollups
 from handoff import selectors as handoff_selectors
 from handoff.models import Handoff, RejectReason
 from handoff.rollups import HandoffOutcomes
+from handoff.selectors import AcceptedConfirmations
 from leadflow.db import Median, database_has_median, median_in_python
 from leadflow.leads.models import (
     DurationKind,
@@ -327,6 +328,12 @@ def dashboard_sales_outcomes(
         key=lambda item: (-item[2], item[0]),
     )
     return SalesOutcomes(stats=stats, rejected_by_reason=reasons)
+
+
+def dashboard_sales_confirmations(*, period: Period, source: Source | None = None) -> AcceptedConfirmations:
+    """What sales confirmed on the handoffs accepted in the period (of the source's leads):
+    each checklist item's share of missing confirmations, the most often missing first."""
+    return handoff_selectors.accepted_confirmations(since=period.start, until=period.end, source=source)
 
 
 def dashboard_sales_outcomes_recount(*, period: Period, source: Source | None = None) -> SalesOutcomes:

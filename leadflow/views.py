@@ -94,6 +94,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "medians": numbers.medians,
         "outcomes": selectors.dashboard_sales_outcomes(period=period, source=source),
         "crm_outcomes": selectors.dashboard_outcomes(period=period, source=source),
+        "confirmations": selectors.dashboard_sales_confirmations(period=period, source=source),
         "overdue": selectors.dashboard_overdue_handoffs(user=request.user, source=source),
         "recent_sqls": selectors.dashboard_recent_sqls(source=source, model=model),
     }

@@ -114,6 +114,10 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("handoff-overview", "GET"): page(STAGE_EDITORS),
     ("handoff-overview-reassign", "POST"): page({STAFF}, username=REP_NAMES[REP]),
     ("handoff-overview-release", "POST"): page({STAFF}),
+    # The accept checklist (issue 17, item 11): scoring admins and staff set it
+    ("handoff-checklist", "GET"): page(RULE_EDITORS),
+    ("handoff-checklist", "POST"): page(RULE_EDITORS, key="matrix", label="Matrix"),
+    ("handoff-checklist-item", "POST"): page(RULE_EDITORS, label="Matrix"),
     ("notification-list", "GET"): page(ANY_ROLE),
     ("notification-read-all", "POST"): page(ANY_ROLE),
     ("notification-read", "POST"): page(ANY_ROLE, OWN_ONLY),
@@ -215,6 +219,10 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("api-handoff-reassign", "POST"): api(RULE_EDITORS, username=REP_NAMES[REP]),
     ("api-lead-handoffs", "GET"): api(ANY_ROLE),
     ("api-lead-outcomes", "GET"): api(ANY_ROLE),
+    ("api-handoff-checklist", "GET"): api(ANY_ROLE),
+    ("api-handoff-checklist", "POST"): api(RULE_EDITORS, key="matrix", label="Matrix"),
+    ("api-handoff-checklist-item", "GET"): api(ANY_ROLE),
+    ("api-handoff-checklist-item", "PATCH"): api(RULE_EDITORS, label="Matrix"),
     ("api-handoff-stats", "GET"): api(ANY_ROLE),
     ("api-notifications", "GET"): api(SIGNED_IN),
     ("api-notifications-unread", "GET"): api(SIGNED_IN),
@@ -328,7 +336,7 @@ def url_kwargs(route: str, world: World, viewer: str, own: bool) -> dict[str, An
         "slug": world.model_slug,
         "account_id": world.account_id,
         "segment": "pricing--this-week",
-        "key": "pricing--this-week",
+        "key": "budget",  # an accept checklist item of the data migration
         "uidb64": "MQ",
         "token": "set-password",
     }

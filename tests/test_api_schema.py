@@ -92,6 +92,16 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 [[operations]]
 include-name = ["POST /api/v1/handoffs/{handoff_id}/reject", "POST /api/v1/handoffs/{handoff_id}/reassign"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
+
+# An accept checklist item's key must be new (and never changes), its label not blank once
+# trimmed; an acceptance confirms only active items of the checklist: rules against the data.
+[[operations]]
+include-name = [
+    "POST /api/v1/handoff-checklist",
+    "PATCH /api/v1/handoff-checklist/{key}",
+    "POST /api/v1/handoffs/{handoff_id}/accept",
+]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 """
 )
 MAX_EXAMPLES = 25

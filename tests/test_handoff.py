@@ -337,7 +337,20 @@ def test_moving_a_lead_out_of_sql_by_hand_closes_its_handoff_once_with_the_reaso
 @pytest.mark.parametrize(
     ("decision", "body", "status", "stage", "details"),
     [
-        ("accept", {}, HandoffStatus.ACCEPTED, Stage.ACCEPTED, {}),
+        (
+            "accept",
+            {},
+            HandoffStatus.ACCEPTED,
+            Stage.ACCEPTED,
+            {"confirmed": [], "unconfirmed": ["budget", "authority", "need", "timeline"], "note": ""},
+        ),
+        (
+            "accept",
+            {"confirmed": ["timeline"], "note": "Go-live in March."},
+            HandoffStatus.ACCEPTED,
+            Stage.ACCEPTED,
+            {"confirmed": ["timeline"], "unconfirmed": ["budget", "authority", "need"], "note": "Go-live in March."},
+        ),
         (
             "reject",
             {"reason": "no_budget", "note": "Frozen until Q3."},

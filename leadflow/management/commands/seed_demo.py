@@ -31,6 +31,7 @@ from faker import Faker
 
 from handoff.models import (
     OPEN_STATUSES,
+    ChecklistItem,
     Handoff,
     HandoffAction,
     HandoffEvent,
@@ -243,6 +244,19 @@ ACCEPT_LOGIT = {"base": -1.4, "company_50": 1.9, "senior": 1.2, "webinar": 1.0, 
 SALES_FATES = {"accept": 30, "reject": 40, "claim": 20, "leave": 10}
 SALES_REPS = ("rep", "rep2")
 OPEN_CLAIMS_PER_REP = 2  # in progress at the end of the demo, well under the claim limit
+# How often the demo reps confirm each default item of the accept checklist when they
+# accept: the timeline least often, so the dashboard has an item "most often missing".
+DEMO_CONFIRMATION_ODDS = {"budget": 0.7, "authority": 0.6, "need": 0.9, "timeline": 0.35}
+
+
+def _demo_confirmations(key: str) -> list[str]:
+    """What a demo rep confirmed on accepting a lead: the checklist's active default items,
+    drawn from their own generator (the sales fates' draws stay as they were)."""
+    rng = random.Random(f"leadflow-demo-confirmed:{key}")  # noqa: S311
+    asked = ChecklistItem.objects.filter(active=True).values_list("key", flat=True)
+    return [item for item in asked if rng.random() < DEMO_CONFIRMATION_ODDS.get(item, 0.5)]
+
+
 REJECT_REASONS = {
     RejectReason.BAD_TIMING: 30,
     RejectReason.NO_BUDGET: 22,
@@ -780,7 +794,8 @@ class Command(BaseCommand):
             try:
                 claimed = handoff_claim(handoff=handoff, user=rep)
                 if fate == "accept":
-                    decided.append((handoff_accept(handoff=claimed, user=rep), rng))
+                    confirmed = _demo_confirmations(f"{seed}:{handoff.lead.email or handoff.lead.public_id}")
+                    decided.append((handoff_accept(handoff=claimed, user=rep, confirmed=confirmed), rng))
                     work.accepted += 1
                 elif fate == "reject":
                     reason = _reject_reason(rng, lead) if past else _weighted(rng, REJECT_REASONS)
