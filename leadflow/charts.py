@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -324,3 +324,44 @@ def rate_chart(
             f'text-anchor="middle">{escape(label)}</text>'
         )
     return _close_with_axis(parts, bottom)
+
+
+SPARK_WIDTH, SPARK_HEIGHT, SPARK_PAD = 320, 72, 8
+
+
+def sparkline(*, chart_id: str, title: str, points: Sequence[tuple[str, Number]]) -> SafeString:
+    """A small line of values over labelled moments (oldest first), one dot per point,
+    each with its label and value as a tooltip; the description lists them all (the text
+    alternative). The vertical scale spans the values' range, so small moves show."""
+    description = "; ".join(f"{label}: {_value(value)}" for label, value in points) or "No scores yet."
+    parts = [
+        f'<svg class="chart sparkline" viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}" width="100%" role="img" '
+        f'preserveAspectRatio="xMidYMid meet" aria-labelledby="{escape(chart_id)}-t {escape(chart_id)}-d">',
+        f'<title id="{escape(chart_id)}-t">{escape(title)}</title>',
+        f'<desc id="{escape(chart_id)}-d">{escape(description)}</desc>',
+    ]
+    values = [float(value) for _, value in points]
+    if values:
+        low, high = min(values), max(values)
+        span = (high - low) or 1.0
+        step = (SPARK_WIDTH - 2 * SPARK_PAD) / max(len(values) - 1, 1)
+        inner = SPARK_HEIGHT - 2 * SPARK_PAD
+        xy = [
+            (SPARK_PAD + index * step if len(values) > 1 else SPARK_WIDTH / 2, SPARK_PAD + inner * (high - v) / span)
+            for index, v in enumerate(values)
+        ]
+        if len(xy) > 1:
+            path = " ".join(f"{_fmt(x)},{_fmt(y)}" for x, y in xy)
+            parts.append(f'<polyline class="sparkline-line" points="{path}"/>')
+        for (x, y), (label, value) in zip(xy, points, strict=True):
+            parts.append(
+                f'<circle class="sparkline-dot" cx="{_fmt(x)}" cy="{_fmt(y)}" r="3">'
+                f"<title>{escape(label)}: {_value(value)}</title></circle>"
+            )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 -- every text is escaped where it is written
+
+
+def _value(number: Number) -> str:
+    """A score as the pages print one: two decimals, halves up."""
+    return str(Decimal(str(number)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))

@@ -4,12 +4,14 @@ the rep's feedback) and the accounts pages (the core's accounts and contacts wit
 scoring's roll-ups). Views read through selectors and write through services."""
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from leadflow import charts, selectors
@@ -18,17 +20,16 @@ from leadflow.leads import lifecycle, nurture, privacy
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.decorators import role_required
 from leadflow.leads.forms import StageChangeForm
-from leadflow.leads.models import Account, Lead, Stage
-from leadflow.leads.roles import ALL_ROLES, MARKETING, SCORING_ADMIN, has_role
+from leadflow.leads.models import Account, Lead, Source, Stage
+from leadflow.leads.roles import ALL_ROLES, MARKETING, SCORING_ADMIN, STAGE_EDITORS, has_role
 from leadflow.leads.scores import leads_annotate_scores
 from leadflow.leads.templatetags.leadflow_ui import percent
 from scoring import accounts as scoring_accounts
 from scoring import selectors as scoring_selectors
 from scoring.models import ScoringModel
-from scoring.presenters import explanation_data, explanation_qualifications
+from scoring.presenters import explanation_data, explanation_event_points, explanation_qualifications
 
 EVENTS_PER_PAGE = 25
-STAGE_EDITORS = (MARKETING, SCORING_ADMIN)
 
 
 # --- Dashboard --------------------------------------------------------------------------
@@ -91,6 +92,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "grade_matrix": selectors.dashboard_grade_matrix(model=model, source=source) if model else None,
         "by_source": numbers.by_source,
         "by_campaign": numbers.by_campaign,
+        "source_links": breakdown_links(numbers.by_source, by="source", period=period, source=source),
+        "campaign_links": breakdown_links(numbers.by_campaign, by="utm_campaign", period=period, source=source),
         "medians": numbers.medians,
         "outcomes": selectors.dashboard_sales_outcomes(period=period, source=source),
         "crm_outcomes": selectors.dashboard_outcomes(period=period, source=source),
@@ -99,6 +102,31 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "recent_sqls": selectors.dashboard_recent_sqls(source=source, model=model),
     }
     return render(request, "leads/dashboard.html", context)
+
+
+def breakdown_links(
+    rows: list[selectors.BreakdownRow], *, by: str, period: selectors.Period, source: Source | None
+) -> dict[str, str]:
+    """Each breakdown row's leads on the leads list, by the row's key: the rows count the
+    leads created in the period (of the dashboard's source), so the list is filtered by
+    creation date too. A row of leads without a source or campaign has no link (the list
+    has no filter for "none")."""
+    cohort = {"created_from": period.first.isoformat(), "created_to": period.last.isoformat()}
+    if source is not None:
+        cohort["source"] = source.slug
+    slugs = lead_selectors.source_slugs_by_name() if by == "source" and rows else {}
+    links = {}
+    for row in rows:
+        if not row.key:
+            continue
+        if by == "source":
+            if row.key not in slugs:
+                continue
+            params = cohort | {"source": slugs[row.key]}
+        else:
+            params = cohort | {"utm_campaign": row.key}
+        links[row.key] = f"{reverse('lead-list')}?{urlencode(params)}"
+    return links
 
 
 def _rate_note(rate: float | None) -> str:
@@ -129,6 +157,12 @@ def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm 
     rules = explanation["rules"]
     can_change_stage = has_role(request.user, *STAGE_EDITORS)
     cards = scoring_selectors.lead_score_cards(lead=lead)
+    events = Paginator(lead_selectors.lead_events(lead=lead), EVENTS_PER_PAGE).get_page(request.GET.get("events"))
+    # What each event of the page added to the explained behaviour score.
+    points = explanation_event_points(explained)
+    events.object_list = list(events.object_list)
+    for event in events.object_list:
+        event.points = points.get(event.pk) if explained.result else None  # type: ignore[attr-defined]
     return {
         "lead": lead,
         "model": model,
@@ -140,7 +174,8 @@ def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm 
         "matched_rules": [rule for rule in rules if rule["matched"]],
         "unmatched_rules": [rule for rule in rules if not rule["matched"]],
         "history": lead_selectors.lead_stage_history(lead=lead, viewer=request.user),
-        "events": Paginator(lead_selectors.lead_events(lead=lead), EVENTS_PER_PAGE).get_page(request.GET.get("events")),
+        "events": events,
+        "score_trend": _score_trend(lead, model, explanation, default=bool(cards) and model == cards[0].model),
         "topics": lead_selectors.lead_interests(lead=lead, key="topic"),
         "assets": lead_selectors.lead_interests(lead=lead, key="asset"),
         "handoffs": selectors.lead_handoffs(lead=lead, user=request.user),
@@ -150,6 +185,25 @@ def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm 
         "stage_form": stage_form or (StageChangeForm(current_stage=lead.stage) if can_change_stage else None),
         "suggestion": nurture.lead_next_content(lead=lead),  # a lead in nurture: its next content
         "can_see_nurture": has_role(request.user, MARKETING, SCORING_ADMIN),
+    }
+
+
+def _score_trend(
+    lead: Lead, model: ScoringModel | None, explanation: dict[str, Any], *, default: bool
+) -> dict[str, Any] | None:
+    """The lead's score over time under ``model``: the scores its stage log recorded,
+    then the current one; None before the model scored it."""
+    if model is None or not explanation["ruleset_version"]:
+        return None
+    history = lead_selectors.lead_score_history(lead=lead, model_slug=model.slug, default=default)
+    moments = [*history, (explanation["as_of"], explanation["score"])]
+    labelled = [(f"{timezone.localtime(at):%b %-d, %Y %H:%M}", score) for at, score in moments]
+    labelled[-1] = (f"{labelled[-1][0]} (now)", labelled[-1][1])
+    return {
+        "points": labelled,
+        "chart": charts.sparkline(
+            chart_id="score-trend", title=f"{model.name} score of {lead.display_name} over time", points=labelled
+        ),
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.models import Stage
 from leadflow.leads.scores import Qualification
+from scoring import engine
 from scoring.engine import TRAIT_PREFIX, RuleSpec
 from scoring.models import Operator, Rule, RuleKind, RuleSet
 from scoring.qualification import lead_qualification
@@ -197,6 +198,35 @@ def explanation_data(explanation: Explanation) -> dict[str, Any]:
         "needs_rescore": lead.needs_rescore,
         "rules": rules,
     }
+
+
+def explanation_event_points(explanation: Explanation) -> dict[int, Decimal]:
+    """What each event contributed to the explained behaviour score, by event id: for
+    each behaviour rule, the event's points, decayed to the moment of scoring (the
+    engine's own ``decayed_term``). Where a rule's cap was reached, the events past it
+    (in the order the engine sums them, oldest first) add only what the cap left, down
+    to nothing; the cent the rule's rounding adds or takes goes to its latest event. So
+    the points of the events sum exactly to the behaviour score. An event behind no rule
+    is absent."""
+    result, ruleset = explanation.result, explanation.ruleset
+    if result is None or ruleset is None or explanation.as_of is None:
+        return {}
+    points: dict[int, Decimal] = {}
+    for rule_result in result.results:
+        rule = rule_result.rule
+        if rule.kind != RuleKind.BEHAVIOUR or not rule_result.event_ids:
+            continue
+        half_life = engine.rule_half_life(rule, ruleset.decay_half_life_days)
+        running = engine.ZERO
+        for event_id in rule_result.event_ids:
+            event = explanation.events[event_id]
+            term = engine.decayed_term(rule.points, event.occurred_at, explanation.as_of, half_life)
+            added = engine.cap(running + term, rule.max_points) - engine.cap(running, rule.max_points)
+            running += term
+            points[event_id] = points.get(event_id, engine.ZERO) + added
+        last = rule_result.event_ids[-1]
+        points[last] += rule_result.contribution - engine.cap(running, rule.max_points)
+    return points
 
 
 def _preview_rows(items: list[PreviewLead]) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from rest_framework.test import APIClient
 
 from handoff import services as handoff_services
 from handoff.models import Notification, NotificationKind
-from leadflow.leads.models import Account
+from leadflow.leads.models import Account, SavedView
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from scoring import services as scoring_services
 from scoring.models import RescoreRun, Rule
@@ -97,6 +97,10 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("lead-export", "GET"): page(ANY_ROLE),
     ("lead-detail", "GET"): page(ANY_ROLE),
     ("lead-stage-change", "POST"): page(STAGE_EDITORS, stage="mql", reason="Matrix"),
+    # The leads list's drill-downs (issue 17, item 9): bulk actions, saved views (one's own)
+    ("lead-bulk", "POST"): page(STAGE_EDITORS, action="stage", stage="mql", reason="Matrix"),
+    ("saved-view-create", "POST"): page(ANY_ROLE, name="Matrix", query="stage=mql"),
+    ("saved-view-delete", "POST"): page(ANY_ROLE, OWN_ONLY),
     ("lead-privacy-export", "GET"): page(PRIVACY_OFFICERS),
     ("lead-erase", "GET"): page(PRIVACY_OFFICERS),
     ("lead-erase", "POST"): page(PRIVACY_OFFICERS),
@@ -269,6 +273,7 @@ class World:
     run_id: int
     model_slug: str
     account_id: int
+    saved_views: dict[str, Any] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -300,7 +305,11 @@ def world(db, settings) -> World:
     run = RescoreRun.objects.filter(ruleset=published).first() or RescoreRun.objects.create(ruleset=published)
     unpublished = scoring_services.scoring_model_create(name="Never published", slug="never-published")
     account = Account.objects.create(key="matrix.example", name="Matrix", domain="matrix.example")
+    saved_views = {
+        role: SavedView.objects.create(user=user, name="Matrix", query="stage=mql") for role, user in users.items()
+    }
     return World(
+        saved_views=saved_views,
         model_slug=unpublished.slug,
         account_id=account.pk,
         users=users,
@@ -337,6 +346,7 @@ def url_kwargs(route: str, world: World, viewer: str, own: bool) -> dict[str, An
         "account_id": world.account_id,
         "segment": "pricing--this-week",
         "key": "budget",  # an accept checklist item of the data migration
+        "view_id": world.saved_views[recipient].pk,
         "uidb64": "MQ",
         "token": "set-password",
     }

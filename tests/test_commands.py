@@ -265,8 +265,8 @@ def test_seed_demo_archive_teaches_what_sales_accepts_and_what_content_converts(
     def accept_rate(handoffs):
         return sum(h.status == HandoffStatus.ACCEPTED for h in handoffs) / len(handoffs)
 
-    big = [h for h in decided if h.lead.company_size >= 50]
-    small = [h for h in decided if h.lead.company_size < 50]
+    big = [h for h in decided if (h.lead.company_size or 0) >= 50]
+    small = [h for h in decided if (h.lead.company_size or 0) < 50]
     target = [h for h in decided if h.lead.industry in {"Software", "Financial Services"}]
     other = [h for h in decided if h.lead.industry not in {"Software", "Financial Services"}]
     assert accept_rate(big) - accept_rate(small) > 0.25, "company size decides acceptance"

@@ -484,6 +484,10 @@ class LeadFilter(query.FilterSet):
     active_before = query.DateTimeFilter(field_name="last_activity_at", lookup_expr="lt")
     q = query.TextFilter(method="search", help_text="Search email, name and company.")
     account = query.NumberFilter(field_name="account_id", help_text="An account's id: its contacts only.")
+    utm_source = query.TextFilter(method="exact_utm", help_text="Exactly this utm_source.")
+    utm_medium = query.TextFilter(method="exact_utm", help_text="Exactly this utm_medium.")
+    utm_campaign = query.TextFilter(method="exact_utm", help_text="Exactly this utm_campaign.")
+    owner = query.TextFilter(method="owned_by", help_text="The owner's username: the leads they own.")
     stale_mql = query.BooleanFilter(
         method="stale_only",
         help_text="true: only MQLs whose score (of the model) is now below its published MQL threshold "
@@ -508,6 +512,12 @@ class LeadFilter(query.FilterSet):
     def stale_only(self, queryset: QuerySet[Lead], name: str, value: bool | None) -> QuerySet[Lead]:
         return queryset  # lead_search filters (LeadFilters.stale_mql)
 
+    def exact_utm(self, queryset: QuerySet[Lead], name: str, value: str) -> QuerySet[Lead]:
+        return queryset  # lead_search filters (LeadFilters.utm_*)
+
+    def owned_by(self, queryset: QuerySet[Lead], name: str, value: str) -> QuerySet[Lead]:
+        return queryset  # lead_search filters (LeadFilters.owner)
+
     def lead_filters(self, *, sort: str) -> selectors.LeadFilters:
         """The valid parameters as the ``LeadFilters`` of ``selectors.lead_search``."""
         data = self.form.cleaned_data
@@ -526,6 +536,10 @@ class LeadFilter(query.FilterSet):
             model=data.get("model") or None,
             account=int(account) if account is not None else None,
             stale_mql=bool(data.get("stale_mql")),
+            utm_source=(data.get("utm_source") or "").strip(),
+            utm_medium=(data.get("utm_medium") or "").strip(),
+            utm_campaign=(data.get("utm_campaign") or "").strip(),
+            owner=(data.get("owner") or "").strip(),
         )
 
 

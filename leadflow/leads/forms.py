@@ -1,13 +1,22 @@
 """Forms of the lead pages: the leads list's filters, a manual stage change; and the
 bases the other apps' page forms build on (``PlainForm``, ``SourceChoiceField``)."""
 
+import uuid
 from typing import Any, cast
 
 from django import forms
 
 from leadflow.leads.models import Source, Stage
+from leadflow.leads.roles import sees_every_decision
 from leadflow.leads.scores import scoring_models
-from leadflow.leads.selectors import DEFAULT_LEAD_SORT, LEAD_SORTS, LeadFilters, end_of_day, start_of_day
+from leadflow.leads.selectors import (
+    DEFAULT_LEAD_SORT,
+    LEAD_SORTS,
+    LeadFilters,
+    end_of_day,
+    lead_owner_choices,
+    start_of_day,
+)
 
 DATE_INPUT = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 # Every page form with a date range says the same thing when its ends are reversed.
@@ -53,6 +62,16 @@ class LeadFilterForm(PlainForm):
     source = SourceChoiceField(label="Source")
     active_from = forms.DateField(label="Active from", required=False, widget=DATE_INPUT)
     active_to = forms.DateField(label="Active until", required=False, widget=DATE_INPUT)
+    created_from = forms.DateField(label="Created from", required=False, widget=DATE_INPUT)
+    created_to = forms.DateField(label="Created until", required=False, widget=DATE_INPUT)
+    utm_source = forms.CharField(label="UTM source", required=False, max_length=200)
+    utm_medium = forms.CharField(label="UTM medium", required=False, max_length=200)
+    utm_campaign = forms.CharField(label="UTM campaign", required=False, max_length=200)
+    owner = forms.ChoiceField(
+        label="Owner",
+        required=False,
+        error_messages={"invalid_choice": "Nobody called “%(value)s” owns leads: choose an owner from the list."},
+    )
     sort = forms.ChoiceField(label="Sort by", choices=[(key, SORT_LABELS[key]) for key in LEAD_SORTS], required=False)
     model = forms.ChoiceField(
         label="Score of model",
@@ -66,7 +85,7 @@ class LeadFilterForm(PlainForm):
         help_text="MQLs whose score has decayed below the MQL threshold: they stay MQL until someone acts.",
     )
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, viewer: Any = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         models = scoring_models()
         field = cast(forms.ChoiceField, self.fields["model"])
@@ -74,6 +93,11 @@ class LeadFilterForm(PlainForm):
         field.choices = models or [("", "Default model")]
         if len(models) < 2:  # nothing to choose between
             field.widget = forms.HiddenInput()
+        owner = cast(forms.ChoiceField, self.fields["owner"])
+        if viewer is None or sees_every_decision(viewer):
+            owner.choices = [("", "Anyone"), *lead_owner_choices()]
+        else:  # a rep does not learn the other reps' names from the page (as in the stage history)
+            owner.choices = [("", "Anyone"), (viewer.get_username(), "Me")]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -83,6 +107,9 @@ class LeadFilterForm(PlainForm):
         first, last = cleaned.get("active_from"), cleaned.get("active_to")
         if first and last and first > last:
             self.add_error("active_to", DATES_REVERSED)
+        first, last = cleaned.get("created_from"), cleaned.get("created_to")
+        if first and last and first > last:
+            self.add_error("created_to", DATES_REVERSED)
         return cleaned
 
     def filters(self) -> LeadFilters:
@@ -90,6 +117,7 @@ class LeadFilterForm(PlainForm):
         self.is_valid()
         data = getattr(self, "cleaned_data", {})
         first, last = data.get("active_from"), data.get("active_to")
+        born, until = data.get("created_from"), data.get("created_to")
         return LeadFilters(
             q=data.get("q") or "",
             stages=tuple(data.get("stage") or ()),
@@ -98,6 +126,12 @@ class LeadFilterForm(PlainForm):
             source=data.get("source"),
             active_after=start_of_day(first) if first else None,
             active_before=end_of_day(last) if last else None,
+            created_after=start_of_day(born) if born else None,
+            created_before=end_of_day(until) if until else None,
+            utm_source=(data.get("utm_source") or "").strip(),
+            utm_medium=(data.get("utm_medium") or "").strip(),
+            utm_campaign=(data.get("utm_campaign") or "").strip(),
+            owner=data.get("owner") or "",
             sort=data.get("sort") or DEFAULT_LEAD_SORT,
             model=data.get("model") or None,
             account=data.get("account"),
@@ -120,3 +154,72 @@ class StageChangeForm(PlainForm):
         field.choices = [("", "Choose a stage…")] + [
             (value, label) for value, label in Stage.choices if value != current_stage
         ]
+
+
+class SavedViewForm(PlainForm):
+    """Save the leads list's current filters (``query``, the list's query string) under a name."""
+
+    name = forms.CharField(
+        label="Save these filters as",
+        max_length=100,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. Spring campaign MQLs"}),
+        error_messages={"required": "Name the view, e.g. “Spring campaign MQLs”."},
+    )
+    query = forms.CharField(required=False, max_length=4000, widget=forms.HiddenInput)
+
+
+BULK_MAX = 200  # a few pages of the list at most: "select all on this page" selects 50
+BULK_ACTIONS = [("stage", "Change stage"), ("export", "Export selected")]
+
+
+class BulkActionForm(PlainForm):
+    """The leads list's bulk actions on the selected rows (``leads``, public ids): move
+    them to a stage with a reason, or export them as CSV."""
+
+    leads = forms.TypedMultipleChoiceField(
+        label="Selected leads",
+        coerce=str,
+        required=True,
+        error_messages={
+            "required": "Select at least one lead: tick its box in the list.",
+            "invalid_choice": "“%(value)s” is not a lead of the list: reload the page and select again.",
+        },
+    )
+    action = forms.ChoiceField(label="Action", choices=BULK_ACTIONS, initial="stage")
+    stage = forms.ChoiceField(label="Move to stage", choices=[("", "Choose a stage…"), *Stage.choices], required=False)
+    reason = forms.CharField(
+        label="Reason",
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Why? Shown in each lead's history."}),
+    )
+    query = forms.CharField(required=False, max_length=4000, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Any public id is a choice; whether it names a lead is the view's to check.
+        field = cast(forms.TypedMultipleChoiceField, self.fields["leads"])
+        field.valid_value = _is_uuid  # type: ignore[method-assign]
+
+    def clean_leads(self) -> list[str]:
+        chosen = list(dict.fromkeys(self.cleaned_data["leads"]))
+        if len(chosen) > BULK_MAX:
+            raise forms.ValidationError(f"Select at most {BULK_MAX} leads at once, or filter the list and export it.")
+        return chosen
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("action") == "stage":
+            if not cleaned.get("stage"):
+                self.add_error("stage", "Choose the stage to move the selected leads to.")
+            if not (cleaned.get("reason") or "").strip():
+                self.add_error("reason", "Give a reason for the stage change: it is shown in each lead's history.")
+        return cleaned
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True

@@ -142,17 +142,58 @@ def transitions_apply(transitions: Sequence[Transition], *, at: datetime) -> Tra
     return applied
 
 
-def lead_stage_change(*, lead: Lead, to_stage: str, actor: Any, reason: str) -> StageChange:
-    """A person moves a lead by hand (any direction), with a reason. Out of SQL, the
-    lead's open handoff is closed; into SQL, one is opened (``stages_changed``)."""
+def _manual_change_checked(*, to_stage: str, reason: str) -> str:
+    """The reason of a change by hand, stripped; refuses a blank reason or an unknown stage."""
     reason = reason.strip()
     if not reason:
         raise StageChangeError("Give a reason for the stage change: it is shown in the lead's history.")
     if to_stage not in Stage.values:
         raise StageChangeError(f"Unknown stage {to_stage!r}; choose one of {', '.join(Stage.values)}.")
+    return reason
+
+
+def lead_stage_change(*, lead: Lead, to_stage: str, actor: Any, reason: str) -> StageChange:
+    """A person moves a lead by hand (any direction), with a reason. Out of SQL, the
+    lead's open handoff is closed; into SQL, one is opened (``stages_changed``)."""
+    reason = _manual_change_checked(to_stage=to_stage, reason=reason)
     with transaction.atomic():
         locked = Lead.objects.select_for_update().get(pk=lead.pk)
         if locked.stage == to_stage:
             raise StageChangeError(f"The lead is already {to_stage}.")
         applied = transitions_apply([Transition(locked, locked.stage, to_stage, reason, actor)], at=timezone.now())
     return applied.changes[0]
+
+
+class LeadsStageChangeError(StageChangeError):
+    """Some of the leads of a change by hand cannot move: ``refused`` says why, by lead
+    (its pk). Nothing was written."""
+
+    def __init__(self, refused: dict[int, str]):
+        super().__init__(f"{len(refused)} of the leads cannot move: nothing was changed.")
+        self.refused = refused
+
+
+def leads_stage_change(*, leads: Sequence[Lead], to_stage: str, actor: Any, reason: str) -> list[StageChange]:
+    """A person moves several leads by hand at once (the leads list's bulk action), with
+    one reason: all of them or none. The leads are locked in one query (by id, the order
+    every locker uses) and moved by one ``transitions_apply``: a StageChange each, one
+    set-based update. A lead already at ``to_stage`` (or erased meanwhile) is refused,
+    with the others left as they were (``LeadsStageChangeError``)."""
+    reason = _manual_change_checked(to_stage=to_stage, reason=reason)
+    ids = sorted({lead.pk for lead in leads})
+    if not ids:
+        raise StageChangeError("Select at least one lead to move.")
+    with transaction.atomic():
+        locked = {lead.pk: lead for lead in Lead.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+        refused: dict[int, str] = {}
+        for pk in ids:
+            lead = locked.get(pk)
+            if lead is None or lead.erased_at is not None:
+                refused[pk] = "This lead no longer exists."
+            elif lead.stage == to_stage:
+                refused[pk] = f"Already {Stage(to_stage).label}: leave it out of the selection."
+        if refused:
+            raise LeadsStageChangeError(refused)
+        transitions = [Transition(locked[pk], locked[pk].stage, to_stage, reason, actor) for pk in ids]
+        applied = transitions_apply(transitions, at=timezone.now())
+    return applied.changes

@@ -444,3 +444,20 @@ class GradeMatrixSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} source {self.source_id} {self.grade}/{self.band}: {self.leads}"
+
+
+class SavedView(models.Model):
+    """A person's named filter set of the leads list: the list's query string, holding
+    only the list's own parameters (``leadflow.leads.saved_views``)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
+    name = models.CharField(max_length=100)
+    query = models.CharField(max_length=2000, blank=True, help_text="The leads list's query string, without '?'.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="savedview_user_name_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.name}"

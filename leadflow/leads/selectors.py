@@ -8,6 +8,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.paginator import Page
 from django.db.models import Count, Q, QuerySet
@@ -15,12 +16,14 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from leadflow.leads.models import Account, Event, Lead, Outcome, Source, Stage, StageChange
-from leadflow.leads.roles import sees_every_decision
+from leadflow.leads.models import LEAD_UTM_FIELDS, Account, Event, Lead, Outcome, Source, Stage, StageChange
+from leadflow.leads.people import person_name
+from leadflow.leads.roles import SALES, sees_every_decision
 from leadflow.leads.scores import leads_annotate_scored, leads_annotate_scores, leads_stale_mql
 from leadflow.pagination import CappedCountPaginator
 
 RECENT_EVENTS = 20
+User = get_user_model()
 
 
 def lead_list() -> QuerySet[Lead]:
@@ -39,6 +42,21 @@ def lead_recent_events(*, lead: Lead, limit: int = RECENT_EVENTS) -> list[Event]
 
 def source_get(*, slug: str) -> Source | None:
     return Source.objects.filter(slug=slug).first()
+
+
+def source_slugs_by_name() -> dict[str, str]:
+    """Every source's slug by its name (both unique): the dashboard's rows name a source,
+    the leads list filters by its slug."""
+    return dict(Source.objects.values_list("name", "slug"))
+
+
+def lead_owner_choices() -> list[tuple[str, str]]:
+    """(username, full name) of the people a lead may be owned by: active sales reps, and
+    anyone who owns a lead now (a rep who left the team still owns theirs)."""
+    owners = User.objects.filter(
+        Q(is_active=True, groups__name=SALES) | Q(pk__in=Lead.objects.filter(owner__isnull=False).values("owner_id"))
+    ).distinct()
+    return sorted(((user.get_username(), person_name(user)) for user in owners), key=lambda pair: pair[1].lower())
 
 
 # --- The leads page -----------------------------------------------------------------
@@ -76,6 +94,10 @@ class LeadFilters:
     model: str | None = None  # the scoring model (slug) whose score filters and sorts; None: the default
     account: int | None = None  # the account's id: its contacts only
     stale_mql: bool = False  # only MQLs whose score (of ``model``) is now below its MQL threshold
+    utm_source: str = ""  # exact values, as the dashboard's breakdown by campaign groups them
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    owner: str = ""  # the owner's username
 
 
 def start_of_day(day: date) -> datetime:
@@ -113,6 +135,12 @@ def _narrowed(leads: QuerySet[Lead], filters: LeadFilters) -> QuerySet[Lead]:
         leads = leads.filter(source__slug=filters.source_slug)
     if filters.account is not None:
         leads = leads.filter(account_id=filters.account)
+    for name in LEAD_UTM_FIELDS:
+        if value := getattr(filters, name):
+            leads = leads.filter(**{name: value})
+    if filters.owner:
+        # The owner's id by its username (unique): the partial index lead_owner then serves.
+        leads = leads.filter(owner_id__in=User.objects.filter(username=filters.owner).values("pk"))
     if filters.created_after is not None:
         leads = leads.filter(created_at__gte=filters.created_after)
     if filters.created_before is not None:
@@ -279,6 +307,31 @@ def lead_stage_history(*, lead: Lead, viewer: Any, limit: int | None = STAGE_HIS
         if change.actor_hidden:  # type: ignore[attr-defined]
             change.actor, change.reason = None, ""
     return changes
+
+
+SCORE_HISTORY_LIMIT = 60
+
+
+def lead_score_history(
+    *, lead: Lead, model_slug: str, default: bool, limit: int = SCORE_HISTORY_LIMIT
+) -> list[tuple[datetime, Decimal]]:
+    """The lead's scores under the model ``model_slug`` as its stage log recorded them
+    (there is no other score history: ``scoring.Score`` holds the current score only),
+    oldest first, the latest ``limit``: each automatic stage change keeps the score of
+    the first model that qualified the lead. A change recorded before scoring models
+    named themselves (no ``qualified_by``) counts for the default model; a change by
+    hand has no score."""
+    rows = (
+        StageChange.objects.filter(lead=lead, score__isnull=False)
+        .order_by("-at", "-id")
+        .values_list("at", "score", "qualified_by")[:limit]
+    )
+    points: list[tuple[datetime, Decimal]] = []
+    for at, score, qualified_by in rows:
+        first = qualified_by[0] if qualified_by else None
+        if score is not None and (first == model_slug or (first is None and default)):
+            points.append((at, score))
+    return points[::-1]
 
 
 # --- Accounts ------------------------------------------------------------------------------------------

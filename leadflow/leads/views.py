@@ -1,4 +1,4 @@
-"""Pages of the lead core: the leads list with its CSV export. Views read through
+"""Pages of the lead core: the leads list with its CSV export, saved views and bulk actions. Views read through
 selectors and write through services. (The dashboard and the lead page compose
 scoring and handoff: they are the project's, in ``leadflow.views``.)"""
 
@@ -7,16 +7,29 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    QueryDict,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
-from leadflow.leads import privacy, selectors
+from leadflow.leads import lifecycle, privacy, saved_views, selectors
 from leadflow.leads.decorators import role_required
-from leadflow.leads.forms import LeadFilterForm
+from leadflow.leads.forms import BulkActionForm, LeadFilterForm, SavedViewForm
 from leadflow.leads.importexport import EXPORT_COLUMNS, csv_cell, lead_export_rows
-from leadflow.leads.roles import ALL_ROLES
+from leadflow.leads.models import Lead, Stage
+from leadflow.leads.roles import ALL_ROLES, STAGE_EDITORS, has_role
 from leadflow.leads.scores import leads_qualifications, scoring_models
 
 LEADS_PER_PAGE = 50
@@ -25,12 +38,26 @@ LEADS_PER_PAGE = 50
 # --- Leads list and export ----------------------------------------------------------------
 @role_required(*ALL_ROLES)
 def lead_list(request: HttpRequest) -> HttpResponse:
-    form = LeadFilterForm(request.GET)
+    return _list_page(request, request.GET)
+
+
+def _list_page(
+    request: HttpRequest,
+    data: QueryDict,
+    *,
+    save_form: SavedViewForm | None = None,
+    bulk_form: BulkActionForm | None = None,
+    refused: list[tuple[Lead, str]] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The leads list of the filters ``data`` (a query string's); the saved-view and bulk
+    forms come back here with their errors."""
+    form = LeadFilterForm(data, viewer=request.user)
     filters = form.filters()
     paginator = selectors.HeadFirstPaginator(
         selectors.lead_search(filters=filters), LEADS_PER_PAGE, head=selectors.lead_search_head(filters=filters)
     )
-    page = paginator.get_page(request.GET.get("page"))
+    page = paginator.get_page(data.get("page"))
     # Each row's next-stage criteria under the list's model: a few queries for the whole page.
     page.object_list = list(page.object_list)
     qualifications = leads_qualifications(page.object_list, model=filters.model)
@@ -39,19 +66,33 @@ def lead_list(request: HttpRequest) -> HttpResponse:
     models = scoring_models()
     names = dict(models)
     model_name = names.get(filters.model or "", models[0][1] if models else "") if len(models) > 1 else ""
+    query = data.urlencode()
+    can_bulk = has_role(request.user, *STAGE_EDITORS)
+    selected = set(request.POST.getlist("leads")) if bulk_form is not None else set()
     context = {
         "form": form,
         "filters": filters,
         "page": page,
         "filtered": _is_filtered(form),
         "model_name": model_name,
+        "query": query,
+        "saved_views": list(saved_views.saved_views_of(user=request.user)),
+        "save_form": save_form or SavedViewForm(initial={"query": query}),
+        "can_bulk": can_bulk,
+        "bulk_form": (bulk_form or BulkActionForm(initial={"query": query})) if can_bulk else None,
+        "selected": selected,
+        "refused": refused or [],
     }
-    return render(request, "leads/list.html", context)
+    return render(request, "leads/list.html", context, status=status)
 
 
 def _is_filtered(form: LeadFilterForm) -> bool:
     """Whether the list is narrowed: the sort and the model whose scores it shows are not filters."""
     return any(form.data.get(name) for name in form.fields if name not in ("sort", "model"))
+
+
+def _list_url(query: str) -> str:
+    return f"{reverse('lead-list')}?{query}" if query else reverse("lead-list")
 
 
 class _Echo:
@@ -61,21 +102,96 @@ class _Echo:
         return value
 
 
-@role_required(*ALL_ROLES)
-def lead_export(request: HttpRequest) -> StreamingHttpResponse:
-    """The leads of the current filter as CSV, streamed; cells a spreadsheet would run are neutralised."""
-    filters = LeadFilterForm(request.GET).filters()
-    leads = selectors.lead_search(filters=filters)
+def _csv_response(leads: QuerySet[Lead], *, name: str) -> StreamingHttpResponse:
+    """``leads`` (annotated with a model's scores) as CSV of ``EXPORT_COLUMNS``, streamed;
+    cells a spreadsheet would run are neutralised."""
     writer = csv.writer(_Echo())
 
     def lines() -> Iterator[str]:
-        yield writer.writerow([csv_cell(name) for name in EXPORT_COLUMNS])
+        yield writer.writerow([csv_cell(column) for column in EXPORT_COLUMNS])
         for row in lead_export_rows(leads):
             yield writer.writerow(row)
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="leads-{timezone.localdate().isoformat()}.csv"'
+    response["Content-Disposition"] = f'attachment; filename="{name}-{timezone.localdate().isoformat()}.csv"'
     return response
+
+
+@role_required(*ALL_ROLES)
+def lead_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The leads of the current filter as CSV."""
+    filters = LeadFilterForm(request.GET).filters()
+    return _csv_response(selectors.lead_search(filters=filters), name="leads")
+
+
+# --- Saved views ----------------------------------------------------------------------------
+@require_POST
+@role_required(*ALL_ROLES)
+def saved_view_create(request: HttpRequest) -> HttpResponse:
+    """Save the list's current filters (the form's ``query``) under a name."""
+    form = SavedViewForm(request.POST)
+    query = QueryDict(request.POST.get("query", ""))
+    if form.is_valid():
+        try:
+            view = saved_views.saved_view_create(
+                user=request.user, name=form.cleaned_data["name"], query=form.cleaned_data["query"]
+            )
+        except ValidationError as error:
+            for field, problems in error.message_dict.items():
+                form.add_error(field if field in form.fields else None, problems)
+        else:
+            messages.success(request, f"Saved the view “{view.name}”: it is listed above the filters.")
+            return redirect(_list_url(view.query))
+    return _list_page(request, query, save_form=form, status=400)
+
+
+@require_POST
+@role_required(*ALL_ROLES)
+def saved_view_delete(request: HttpRequest, view_id: int) -> HttpResponse:
+    view = saved_views.saved_view_get(user=request.user, view_id=view_id)
+    if view is None:
+        raise Http404("No such saved view of yours.")
+    saved_views.saved_view_delete(view=view)
+    messages.success(request, f"Deleted the view “{view.name}”.")
+    return redirect(_list_url(request.POST.get("query", "")))
+
+
+# --- Bulk actions on the selected leads ----------------------------------------------------
+@require_POST
+@role_required(*STAGE_EDITORS, message="Only marketing and scoring admins may act on several leads at once.")
+def lead_bulk(request: HttpRequest) -> HttpResponseBase:
+    """The selected rows of the list: move them to a stage with a reason (all or none,
+    ``lifecycle.leads_stage_change``), or export them as CSV."""
+    form = BulkActionForm(request.POST)
+    query = QueryDict(request.POST.get("query", ""))
+    if not form.is_valid():
+        return _list_page(request, query, bulk_form=form, status=400)
+    ids = form.cleaned_data["leads"]
+    if form.cleaned_data["action"] == "export":
+        filters = LeadFilterForm(query).filters()  # the list's model's scores
+        return _csv_response(selectors.lead_search(filters=filters).filter(public_id__in=ids), name="leads-selected")
+    leads = list(selectors.lead_list().filter(public_id__in=ids))
+    missing = len(ids) - len(leads)
+    if missing:
+        form.add_error("leads", f"{missing} of the selected leads no longer exist: reload the list.")
+        return _list_page(request, query, bulk_form=form, status=400)
+    to_stage = form.cleaned_data["stage"]
+    try:
+        changes = lifecycle.leads_stage_change(
+            leads=leads, to_stage=to_stage, actor=request.user, reason=form.cleaned_data["reason"]
+        )
+    except lifecycle.LeadsStageChangeError as error:
+        by_pk = {lead.pk: lead for lead in leads}
+        refused = [(by_pk[pk], why) for pk, why in error.refused.items()]
+        form.add_error("leads", f"{str(error)} Leave out the leads listed below, or choose another stage.")
+        return _list_page(request, query, bulk_form=form, refused=refused, status=400)
+    except lifecycle.StageChangeError as error:
+        form.add_error(None, str(error))
+        return _list_page(request, query, bulk_form=form, status=400)
+    count = len(changes)
+    moved = f"Moved {count} lead{pluralize(count)} to {Stage(to_stage).label}."
+    messages.success(request, f"{moved} Each change is in its lead's stage history.")
+    return redirect(_list_url(query.urlencode()))
 
 
 # --- Privacy: export and erase one person -----------------------------------------------------------

@@ -158,6 +158,22 @@
       if (select.form) select.form.requestSubmit();
     });
   });
+
+  // Leads list: "select all on this page" ticks every row's box of the bulk form
+  // (<input data-select-all="leads">), and follows the rows when they are ticked one by one.
+  document.querySelectorAll("input[data-select-all]").forEach(function (all) {
+    var rows = document.querySelectorAll('input[type=checkbox][name="' + all.dataset.selectAll + '"]');
+    function follow() {
+      var ticked = Array.prototype.filter.call(rows, function (row) { return row.checked; }).length;
+      all.checked = ticked > 0 && ticked === rows.length;
+      all.indeterminate = ticked > 0 && ticked < rows.length;
+    }
+    all.addEventListener("change", function () {
+      rows.forEach(function (row) { row.checked = all.checked; });
+    });
+    rows.forEach(function (row) { row.addEventListener("change", follow); });
+    follow();
+  });
 })();
 
 // The what-if preview's backtest (issue 14): replaying the past handoffs may take seconds,

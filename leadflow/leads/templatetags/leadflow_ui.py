@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from leadflow.leads.event_names import event_type_label
 from leadflow.leads.models import Stage
 from leadflow.leads.people import person_name
 from leadflow.leads.roles import ALL_ROLES, role_names
@@ -120,6 +121,12 @@ def properties_summary(properties: Any, limit: int = 4) -> list[tuple[str, str]]
         text = value if isinstance(value, str) else str(value)
         pairs.append((str(key), text if len(text) <= 80 else text[:79] + "…"))
     return pairs
+
+
+@register.filter
+def event_label(event_type: str) -> str:
+    """An event type in words: ``demo_request`` → "Requested a demo" (``event_names``)."""
+    return event_type_label(str(event_type or ""))
 
 
 @register.filter
