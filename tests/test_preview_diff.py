@@ -277,6 +277,8 @@ def test_the_page_names_each_stage_category_and_writes_nothing(admin, draft_v, c
     assert "Would no longer qualify" in page and "not the draft&#x27;s doing" in page
     assert [row["name"] for row in response.context["preview"]["already_below_mql"]] == ["Stale MQL"]
     assert "Country equals DE" in page and "Company size ≥ 100" in page and "+20.00" in page
+    published = RuleSet.objects.get(status="published").version
+    assert f"4 under v{published}" in page  # Big company matches 4 leads under the published rules
     assert dict(Lead.objects.values_list("id", "stage")) == stages and StageChange.objects.count() == changes
 
 
