@@ -98,7 +98,7 @@ schemathesis: dev-venv services  ## The API against its OpenAPI schema (schemath
 # The same services on SQLite, where the raw PostgreSQL paths give way to their ORM twins
 # (ingest's identity lookups, the claim, the chunked rescore, the set-based helpers).
 SQLITE_TESTS := tests/test_ingest.py tests/test_ingest_storage.py tests/test_handoff.py tests/test_scoring.py \
-	tests/test_rescore_runs.py tests/test_notifications.py tests/test_rollups.py
+	tests/test_rescore_runs.py tests/test_notifications.py tests/test_rollups.py tests/test_preview_diff.py
 pytest-sqlite: dev-venv services  ## The ORM twins of the raw SQL: a subset of the suite on SQLite (about 40 s)
 	DATABASE_URL= CELERY_BROKER_URL=$(TEST_BROKER_URL) SQLITE_PATH=$${TMPDIR:-/tmp}/leadflow-test-sqlite.sqlite3 \
 	  $(BIN)/python -m pytest -q -m "not postgres and not worker" $(SQLITE_TESTS)

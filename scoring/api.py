@@ -581,18 +581,72 @@ class PreviewLeadSerializer(serializers.Serializer):
     stage = serializers.CharField()
     score_before = serializers.DecimalField(max_digits=12, decimal_places=2)
     score_after = serializers.DecimalField(max_digits=12, decimal_places=2)
+    change = serializers.DecimalField(max_digits=12, decimal_places=2)
+
+
+class PreviewCategorySerializer(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # a field named like Field.label
+    description = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class PreviewMoversSerializer(serializers.Serializer):
+    up = PreviewLeadSerializer(many=True, help_text="The leads whose score the draft raises most, most first.")
+    down = PreviewLeadSerializer(many=True, help_text="The leads whose score the draft lowers most, most first.")
+
+
+class PreviewChangeSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # a field named like Field.label
+    before = serializers.CharField()
+    after = serializers.CharField()
+
+
+class PreviewRuleSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=presenters.RULE_STATUSES)
+    rule_id = serializers.IntegerField(allow_null=True, help_text="The draft's rule (null: removed).")
+    published_rule_id = serializers.IntegerField(allow_null=True, help_text="The published rule (null: added).")
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    kind_label = serializers.CharField()
+    condition = serializers.CharField()
+    points = serializers.DecimalField(max_digits=10, decimal_places=2, allow_null=True)
+    leads = serializers.IntegerField(allow_null=True, help_text="Leads the draft's rule matches.")
+    leads_published = serializers.IntegerField(
+        allow_null=True, help_text="Leads the published rule matches (a rule removed or changed)."
+    )
+    changes = PreviewChangeSerializer(many=True)
+
+
+class PreviewDiffSerializer(serializers.Serializer):
+    published_version = serializers.IntegerField(allow_null=True)
+    no_changes = serializers.BooleanField()
+    settings = PreviewChangeSerializer(many=True)
+    added = PreviewRuleSerializer(many=True)
+    removed = PreviewRuleSerializer(many=True)
+    changed = PreviewRuleSerializer(many=True)
+    unchanged = PreviewRuleSerializer(many=True)
 
 
 class PreviewSerializer(serializers.Serializer):
     ruleset_version = serializers.IntegerField()
+    published_version = serializers.IntegerField(allow_null=True)
     leads = serializers.IntegerField()
     stages_before = serializers.DictField(child=serializers.IntegerField())
     stages_after = serializers.DictField(child=serializers.IntegerField())
     counts = serializers.DictField(child=serializers.IntegerField())
+    categories = PreviewCategorySerializer(many=True)
     enter_mql = PreviewLeadSerializer(many=True)
     enter_sql = PreviewLeadSerializer(many=True)
+    no_longer_mql = PreviewLeadSerializer(many=True)
+    no_longer_sql = PreviewLeadSerializer(many=True)
+    already_below_mql = PreviewLeadSerializer(many=True)
+    already_below_sql = PreviewLeadSerializer(many=True)
     leave_mql = PreviewLeadSerializer(many=True)
     leave_sql = PreviewLeadSerializer(many=True)
+    movers = PreviewMoversSerializer()
+    diff = PreviewDiffSerializer()
     histogram_before = serializers.DictField(child=serializers.IntegerField())
     histogram_after = serializers.DictField(child=serializers.IntegerField())
 

@@ -344,6 +344,85 @@ def scores_stream(spec: RuleSetSpec, as_of: datetime) -> Iterator[ScoreRow]:
             yield ScoreRow(*row)
 
 
+def rule_match_counts_sql(rules: Sequence[RuleSpec]) -> tuple[str, dict[str, Any]]:
+    """One statement giving ``(rule id, leads)`` for each of ``rules`` (of any rulesets):
+    how many current leads the rule matches, points aside (``engine.rule_matches`` is the
+    Python twin). Rules on the lead (fit, attribute suppressions) are counted by one pass
+    over the leads, a ``count(*) FILTER`` each; rules on events (behaviour, event
+    suppressions) by one pass over the events of their types, each event meeting only the
+    rules of its type, as in ``scores_sql``. The caller supplies ``%(as_of)s``."""
+    lead, event = SqlNames(Lead), SqlNames(Event)
+    params: dict[str, Any] = {}
+
+    def bind(value: Any) -> str:
+        name = f"p{len(params)}"
+        params[name] = value
+        return f"%({name})s"
+
+    def condition(expression: str, rule: RuleSpec) -> str:
+        sql, values = condition_sql(expression, rule.operator, rule.value)
+        placeholders = iter([bind(value) for value in values])
+        return re.sub(r"%s", lambda _m: next(placeholders), sql)
+
+    parts = []
+    on_lead = [rule for rule in rules if not rule.event_type]
+    if on_lead:
+        filters = ", ".join(
+            f"count(*) FILTER (WHERE {condition(lead_attribute_sql(rule.attribute, lead), rule)}) AS m{index}"
+            for index, rule in enumerate(on_lead)
+        )
+        pairs = ", ".join(f"({bind(rule.id)}::bigint, c.m{index})" for index, rule in enumerate(on_lead))
+        parts.append(
+            f"""SELECT v.rule_id, v.leads
+            FROM (SELECT {filters} FROM {lead.table} l WHERE l.{lead.erased_at} IS NULL) c
+            CROSS JOIN LATERAL (VALUES {pairs}) AS v(rule_id, leads)"""  # noqa: S608 -- names from the models
+        )
+    on_events = [rule for rule in rules if rule.event_type]
+    if on_events:
+        rows, tests = [], []
+        for rule in on_events:
+            # Only behaviour rules have a window (a suppression counts any such event, ever).
+            days = rule.window_days if rule.kind == "behaviour" else None
+            window = bind(timedelta(days=days) if days is not None else None)
+            rule_id = bind(rule.id)
+            rows.append(f"({rule_id}::bigint, {bind(rule.event_type)}::text, {window}::interval)")
+            if rule.has_condition:
+                expression = json_path_sql(f"e.{event.properties}", rule.attribute)
+                tests.append(f"WHEN {rule_id}::bigint THEN {condition(expression, rule)}")
+        condition_test = f"AND CASE r.rule_id {' '.join(tests)} ELSE true END" if tests else ""
+        parts.append(
+            f"""SELECT m.rule_id, count(*) AS leads
+            FROM (
+                SELECT DISTINCT r.rule_id, e.{event.lead} AS lead_id
+                FROM {event.table} e
+                JOIN (VALUES {", ".join(rows)}) AS r(rule_id, type, window_length)
+                  ON r.type = e.{event.type}
+                 AND (r.window_length IS NULL OR e.{event.occurred_at} >= %(as_of)s - r.window_length)
+                 {condition_test}
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM {lead.table} gone
+                    WHERE gone.{lead.id} = e.{event.lead} AND gone.{lead.erased_at} IS NOT NULL
+                )
+            ) m
+            GROUP BY m.rule_id"""  # noqa: S608 -- names from the models
+        )
+    return "\nUNION ALL\n".join(parts), params
+
+
+def rule_match_counts(rules: Sequence[RuleSpec], as_of: datetime) -> dict[int, int]:
+    """``rule_match_counts_sql``'s answer by rule id, every rule listed (0: it matches no
+    lead); one statement however many rules, none without rules."""
+    counts = dict.fromkeys((rule.id for rule in rules), 0)
+    if not rules:
+        return counts
+    sql, params = rule_match_counts_sql(rules)
+    params["as_of"] = as_of
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        counts.update({int(rule_id): int(leads) for rule_id, leads in cursor.fetchall()})
+    return counts
+
+
 class ScoresTable:
     """The scores of every lead under ``spec`` as of ``as_of`` (``scores_sql``'s rows),
     in ``SCORES_TABLE`` keyed by lead id, and the statements a rescore runs on them."""

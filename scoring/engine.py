@@ -453,6 +453,19 @@ def score_lead(
     )
 
 
+def rule_matches(rule: RuleSpec, lead: dict[str, Any], events: Iterable[EventRow], as_of: datetime) -> bool:
+    """Whether the rule matches the lead at all, points aside (the what-if preview counts
+    the leads each rule matches): a fit rule's or an attribute suppression's condition
+    holds; a behaviour rule has at least one matching event in its window; an event
+    suppression has any matching event. ``scoring.bulk.rule_match_counts_sql`` is the SQL twin."""
+    if not rule.event_type:
+        return condition_matches(lead_attribute(lead, rule.attribute), rule.operator, rule.value)
+    windowed = rule.kind == "behaviour"
+    return any(
+        event_matches(rule, event) and (not windowed or in_window(rule, event.occurred_at, as_of)) for event in events
+    )
+
+
 # --- Qualification (one model's criteria; ``bulk.ScoresTable.transitions`` is the SQL twin) ---
 @dataclass(frozen=True)
 class Criterion:
@@ -469,6 +482,11 @@ def reaches_mql_threshold(spec: RuleSetSpec, score: Decimal) -> bool:
     """The MQL score criterion; an MQL that no longer meets it is a *stale MQL* (decay
     lowers scores but never demotes: ``scoring.selectors.LeadScores.stale_mql`` is the SQL twin)."""
     return score >= spec.mql_threshold
+
+
+def reaches_sql_threshold(spec: RuleSetSpec, score: Decimal) -> bool:
+    """The SQL score criterion (``sql_criteria``'s ``score``)."""
+    return score >= spec.sql_threshold
 
 
 def mql_criteria(
@@ -524,7 +542,7 @@ def sql_criteria(
     the model's minimums (``fit`` always listed: met when the model sets no minimum)."""
     criteria = [Criterion("suppression", False)] if suppressed else []
     intent = last_intent_at is not None and (recycled_at is None or last_intent_at > recycled_at)
-    criteria.append(Criterion("score", score >= spec.sql_threshold))
+    criteria.append(Criterion("score", reaches_sql_threshold(spec, score)))
     criteria.append(Criterion("fit", spec.sql_min_fit is None or fit >= spec.sql_min_fit))
     criteria.append(Criterion("intent", intent))
     if spec.sql_min_grade:

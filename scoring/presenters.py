@@ -11,11 +11,11 @@ from typing import Any
 from leadflow.leads import selectors as lead_selectors
 from leadflow.leads.models import Stage
 from leadflow.leads.scores import Qualification
-from scoring import engine
+from scoring import engine, selectors
 from scoring.engine import TRAIT_PREFIX, RuleSpec
 from scoring.models import Operator, Rule, RuleKind, RuleSet
 from scoring.qualification import lead_qualification
-from scoring.selectors import Explanation, Preview, PreviewLead, ruleset_spec
+from scoring.selectors import Explanation, Preview, PreviewLead, RulePair, SettingChange, ruleset_spec
 
 ZERO = Decimal("0.00")
 EXPLAINED_EVENTS = 20  # the most recent events shown behind each rule
@@ -238,22 +238,228 @@ def _preview_rows(items: list[PreviewLead]) -> list[dict[str, Any]]:
             "stage": item.stage,
             "score_before": item.score_before,
             "score_after": item.score_after,
+            "change": item.change,
         }
         for item in items
     ]
 
 
+@dataclass(frozen=True)
+class PreviewCategory:
+    """A way the draft leaves a lead's stage, as the preview names and explains it."""
+
+    key: str
+    label: str
+    description: str
+
+
+# The stage categories of the preview (``scoring.selectors.PREVIEW_COUNTS``), in the order the
+# page shows them; the *leave* totals (no longer + already below) are the API's alone.
+PREVIEW_CATEGORIES = (
+    PreviewCategory(
+        selectors.ENTER_SQL, "Would newly become SQL", "Publishing moves them to SQL and opens a handoff to sales."
+    ),
+    PreviewCategory(selectors.ENTER_MQL, "Would newly become MQL", "Publishing moves them to MQL."),
+    PreviewCategory(
+        selectors.NO_LONGER_SQL,
+        "SQLs that would no longer qualify",
+        "At or above the published SQL threshold now, below this draft's: the draft's doing. "
+        "Publishing keeps them at SQL.",
+    ),
+    PreviewCategory(
+        selectors.NO_LONGER_MQL,
+        "MQLs that would no longer qualify",
+        "At or above the published MQL threshold now, below this draft's: the draft's doing. "
+        "Publishing keeps them at MQL.",
+    ),
+    PreviewCategory(
+        selectors.ALREADY_BELOW_SQL,
+        "SQLs already below under the published rules",
+        "Below the published SQL threshold now and below this draft's too: not the draft's doing.",
+    ),
+    PreviewCategory(
+        selectors.ALREADY_BELOW_MQL,
+        "MQLs already below under the published rules",
+        "Below the published MQL threshold now (stale MQLs) and below this draft's too: not the draft's doing.",
+    ),
+    PreviewCategory(
+        selectors.BACK_ABOVE_SQL,
+        "SQLs back above the threshold",
+        "Below the published SQL threshold now, at or above this draft's.",
+    ),
+    PreviewCategory(
+        selectors.BACK_ABOVE_MQL,
+        "MQLs back above the threshold",
+        "Below the published MQL threshold now (stale MQLs), at or above this draft's.",
+    ),
+    PreviewCategory(
+        selectors.LEAVE_SQL,
+        "SQLs below this draft's threshold",
+        "Every SQL below this draft's SQL threshold: those that would no longer qualify and those already below.",
+    ),
+    PreviewCategory(
+        selectors.LEAVE_MQL,
+        "MQLs below this draft's threshold",
+        "Every MQL below this draft's MQL threshold: those that would no longer qualify and those already below.",
+    ),
+)
+
+
+# --- The draft against the published ruleset, in words ---------------------------------------
+RULE_ASPECT_LABELS = {
+    "name": "Name",
+    "points": "Points",
+    "condition": "Condition",
+    "cap": "Cap",
+    "window": "Window",
+    "decay": "Decay",
+}
+
+# The ruleset's settings, named as the ruleset form names them.
+SETTING_LABELS = {
+    "mql_threshold": "MQL threshold",
+    "sql_threshold": "SQL threshold",
+    "intent_event_types": "Intent events",
+    "sql_min_fit": "Minimum fit for SQL",
+    "decay_half_life_days": "Decay half-life (days)",
+    "grade_a_min": "Grade A from fit",
+    "grade_b_min": "Grade B from fit",
+    "grade_c_min": "Grade C from fit",
+    "grade_d_min": "Grade D from fit",
+    "mql_min_grade": "Minimum grade for MQL",
+    "sql_min_grade": "Minimum grade for SQL",
+    "intent_window_days": "Intent window (days)",
+    "requalify_threshold": "Requalification threshold",
+    "mqa_threshold": "MQA threshold",
+}
+# Settings that are scores or points: two decimals, as every page shows them.
+SCORE_SETTINGS = {
+    "mql_threshold",
+    "sql_threshold",
+    "sql_min_fit",
+    "grade_a_min",
+    "grade_b_min",
+    "grade_c_min",
+    "grade_d_min",
+    "requalify_threshold",
+    "mqa_threshold",
+}
+
+
+def points_text(value: Decimal) -> str:
+    """Points as every page shows them, signed and with two decimals: ``+12.50``."""
+    return f"{value:+.2f}"
+
+
+def _setting_text(name: str, value: Any) -> str:
+    if value is None or value == "" or value == []:
+        return {"decay_half_life_days": "no decay", "mql_min_grade": "any grade", "sql_min_grade": "any grade"}.get(
+            name, "none"
+        )
+    if name in SCORE_SETTINGS:
+        return f"{Decimal(value):.2f}"
+    if name == "decay_half_life_days":
+        return f"{rule_value_text(Decimal(value))} days"
+    if name == "intent_window_days":
+        return f"{value} days"
+    if name == "intent_event_types":
+        return ", ".join(value)
+    return str(value)
+
+
+def _setting_row(change: SettingChange) -> dict[str, str]:
+    return {
+        "field": change.field,
+        "label": SETTING_LABELS.get(change.field, change.field),
+        "before": _setting_text(change.field, change.before),
+        "after": _setting_text(change.field, change.after),
+    }
+
+
+def _condition_text(rule: RuleSpec) -> str:
+    # The window is an aspect of its own: the condition without it.
+    return describe_rule(replace(rule, window_days=None)) or "—"
+
+
+def _aspect_text(rule: RuleSpec, aspect: str) -> str:
+    if aspect == "name":
+        return rule.name
+    if aspect == "points":
+        return points_text(rule.points)
+    if aspect == "condition":
+        return _condition_text(rule)
+    if aspect == "cap":
+        return "no cap" if rule.max_points is None else f"at most {points_text(rule.max_points)} per lead"
+    if aspect == "window":
+        return "no window" if rule.window_days is None else f"the last {rule.window_days} days"
+    return "decays" if rule.decays else "keeps its full value"
+
+
+def _rule_row(pair: RulePair, matches: dict[int, int]) -> dict[str, Any]:
+    rule = pair.rule
+    changes = []
+    if pair.before is not None and pair.after is not None:
+        changes = [
+            {
+                "field": aspect,
+                "label": RULE_ASPECT_LABELS[aspect],
+                "before": _aspect_text(pair.before, aspect),
+                "after": _aspect_text(pair.after, aspect),
+            }
+            for aspect in pair.changed
+        ]
+    return {
+        "status": pair.status,
+        "rule_id": pair.after.id if pair.after else None,
+        "published_rule_id": pair.before.id if pair.before else None,
+        "name": rule.name,
+        "kind": rule.kind,
+        "kind_label": str(RuleKind(rule.kind).label) if rule.kind in RuleKind.values else rule.kind,
+        "condition": describe_rule(rule) or "—",
+        "points": None if rule.kind == RuleKind.SUPPRESS else rule.points,
+        # Leads the rule matches under the draft; under the published ruleset for a rule
+        # removed or changed (an unchanged rule matches the same leads).
+        "leads": matches.get(pair.after.id) if pair.after else None,
+        "leads_published": matches.get(pair.before.id) if pair.before and pair.status != "unchanged" else None,
+        "changes": changes,
+    }
+
+
+RULE_STATUSES = ("added", "removed", "changed", "unchanged")
+
+
+def preview_diff_data(preview: Preview) -> dict[str, Any]:
+    """The draft against the model's published ruleset: its settings changed, and its rules
+    added, removed, changed (each change old → new, in the rule form's words) and unchanged."""
+    rows = [_rule_row(pair, preview.matches) for pair in preview.rule_pairs]
+    return {
+        "published_version": preview.published_version,
+        "no_changes": preview.unchanged,
+        "settings": [_setting_row(change) for change in preview.settings_changed],
+        **{status: [row for row in rows if row["status"] == status] for status in RULE_STATUSES},
+    }
+
+
 def preview_data(preview: Preview) -> dict[str, Any]:
     return {
         "ruleset_version": preview.ruleset_version,
+        "published_version": preview.published_version,
         "leads": preview.leads,
         "stages_before": preview.stages_before,
         "stages_after": preview.stages_after,
         "counts": preview.counts,
-        "enter_mql": _preview_rows(preview.enter_mql),
-        "enter_sql": _preview_rows(preview.enter_sql),
-        "leave_mql": _preview_rows(preview.leave_mql),
-        "leave_sql": _preview_rows(preview.leave_sql),
+        "categories": [
+            {
+                "key": category.key,
+                "label": category.label,
+                "description": category.description,
+                "count": preview.counts.get(category.key, 0),
+            }
+            for category in PREVIEW_CATEGORIES
+        ],
+        **{key: _preview_rows(items) for key, items in preview.listed.items()},
+        "movers": {"up": _preview_rows(preview.movers_up), "down": _preview_rows(preview.movers_down)},
+        "diff": preview_diff_data(preview),
         "histogram_before": preview.histogram_before,
         "histogram_after": preview.histogram_after,
     }

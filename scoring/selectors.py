@@ -3,6 +3,7 @@ says of leads without writing anything: the lead as the engine reads it, every l
 score streamed, the stages a score moves a lead through, a lead's score explained rule
 by rule, and a draft's what-if preview."""
 
+import heapq
 import time
 import uuid
 from collections import defaultdict
@@ -32,7 +33,7 @@ from leadflow.leads.models import LEAD_PROFILE_FIELDS, LEAD_UTM_FIELDS, Event, L
 from leadflow.leads.scores import ModelScore, Qualification, UnknownModel
 from scoring import bulk, engine
 from scoring.engine import EventRow, LeadScore, RuleSetSpec, RuleSpec
-from scoring.models import RescoreRun, Rule, RuleSet, RuleSetStatus, Score, ScoringModel
+from scoring.models import RULESET_FIELDS, RescoreRun, Rule, RuleKind, RuleSet, RuleSetStatus, Score, ScoringModel
 from scoring.qualification import lead_qualification
 
 # The lead's fields the engine reads: ``engine.LEAD_ATTRIBUTES`` are these and the
@@ -163,8 +164,12 @@ def lead_attributes(lead: Lead) -> dict[str, Any]:
 
 def events_by_lead(lead_ids: Sequence[int], *specs: RuleSetSpec) -> dict[int, list[EventRow]]:
     """The events of these leads that any of the specs reads, by lead."""
+    return events_of_types(lead_ids, set().union(*(spec.event_types for spec in specs)))
+
+
+def events_of_types(lead_ids: Sequence[int], types: Iterable[str]) -> dict[int, list[EventRow]]:
+    """The events of these leads of these types, by lead."""
     grouped: dict[int, list[EventRow]] = defaultdict(list)
-    types = set().union(*(spec.event_types for spec in specs))
     rows = Event.objects.filter(lead_id__in=lead_ids, type__in=types).values_list(
         "lead_id", "id", "type", "properties", "occurred_at"
     )
@@ -296,7 +301,43 @@ def lead_explain(*, lead: Lead, model: ScoringModel | None = None) -> Explanatio
 
 # --- Preview -------------------------------------------------------------------------------
 PREVIEW_LIST_LIMIT = 50
+PREVIEW_MOVERS = 10  # the leads listed in each direction of the top movers
 HISTOGRAM_WIDTH = Decimal("10")
+
+# The ways a draft can leave a lead's stage, counted by the preview (``Preview.counts``):
+# promotions the draft causes, and, among the MQLs and SQLs a publish keeps (it never
+# demotes), those the draft puts below its threshold apart from those already below the
+# published ruleset's. Scores "now" are the stored ones, as a stale MQL's are.
+ENTER_MQL, ENTER_SQL = "enter_mql", "enter_sql"
+NO_LONGER_MQL, NO_LONGER_SQL = "no_longer_mql", "no_longer_sql"
+ALREADY_BELOW_MQL, ALREADY_BELOW_SQL = "already_below_mql", "already_below_sql"
+BACK_ABOVE_MQL, BACK_ABOVE_SQL = "back_above_mql", "back_above_sql"
+# Before the explicit categories: every MQL (SQL) below the draft's threshold, i.e.
+# no longer + already below. Kept for the API's clients.
+LEAVE_MQL, LEAVE_SQL = "leave_mql", "leave_sql"
+PREVIEW_COUNTS = (
+    ENTER_MQL,
+    ENTER_SQL,
+    LEAVE_MQL,
+    LEAVE_SQL,
+    NO_LONGER_MQL,
+    NO_LONGER_SQL,
+    ALREADY_BELOW_MQL,
+    ALREADY_BELOW_SQL,
+    BACK_ABOVE_MQL,
+    BACK_ABOVE_SQL,
+)
+# The categories whose leads are listed (the first ``PREVIEW_LIST_LIMIT`` of each).
+PREVIEW_LISTS = (
+    ENTER_MQL,
+    ENTER_SQL,
+    LEAVE_MQL,
+    LEAVE_SQL,
+    NO_LONGER_MQL,
+    NO_LONGER_SQL,
+    ALREADY_BELOW_MQL,
+    ALREADY_BELOW_SQL,
+)
 
 
 @dataclass
@@ -310,24 +351,182 @@ class PreviewLead:
     email: str | None = None
     name: str = ""
 
+    @property
+    def change(self) -> Decimal:
+        return self.score_after - self.score_before
+
+
+# A rule's aspects the diff compares, in the order it lists their changes; "name" only
+# for a rule matched by its definition (a rename).
+RULE_ASPECTS = ("name", "points", "condition", "cap", "window", "decay")
+# The ruleset's settings the diff compares: all a person sets but its name and description.
+RULESET_COMPARED = tuple(name for name in RULESET_FIELDS if name not in ("name", "description"))
+
+
+def _rule_aspects(rule: RuleSpec) -> dict[str, Any]:
+    # A window, a cap and decay mean something for behaviour rules only (the others keep
+    # the defaults), so comparing them on every kind never reports a change of no effect.
+    behaviour = rule.kind == RuleKind.BEHAVIOUR
+    return {
+        "name": rule.name,
+        "points": rule.points,
+        "condition": (rule.event_type, rule.attribute, rule.operator, rule.value),
+        "cap": rule.max_points if behaviour else None,
+        "window": rule.window_days if behaviour else None,
+        "decay": rule.decays if behaviour else True,
+    }
+
+
+@dataclass(frozen=True)
+class RulePair:
+    """A rule of the published ruleset (``before``) and its counterpart in the draft
+    (``after``): either may be missing (a rule added or removed); ``changed`` names the
+    aspects (``RULE_ASPECTS``) that differ."""
+
+    before: RuleSpec | None
+    after: RuleSpec | None
+    changed: tuple[str, ...] = ()
+
+    @property
+    def rule(self) -> RuleSpec:
+        """The draft's rule, or the published one for a rule removed."""
+        rule = self.after or self.before
+        if rule is None:
+            raise ValueError("A rule pair has a rule on at least one side.")
+        return rule
+
+    @property
+    def status(self) -> str:
+        if self.before is None:
+            return "added"
+        if self.after is None:
+            return "removed"
+        return "changed" if self.changed else "unchanged"
+
+
+def _pair(before: RuleSpec, after: RuleSpec) -> RulePair:
+    old, new = _rule_aspects(before), _rule_aspects(after)
+    return RulePair(before, after, tuple(aspect for aspect in RULE_ASPECTS if old[aspect] != new[aspect]))
+
+
+def rules_paired(*, published: Sequence[RuleSpec], draft: Sequence[RuleSpec]) -> list[RulePair]:
+    """The draft's rules matched with the published ruleset's. A clone copies rules without
+    a reference to their originals, so a rule is matched by its kind and name (same-named
+    rules of a kind in rule order); then a rule left over on each side with the same kind
+    and definition is one rule renamed. The rest were added or removed. Draft order first,
+    then the removed rules in the published order."""
+    waiting: dict[tuple[str, str], list[RuleSpec]] = defaultdict(list)
+    for rule in published:
+        waiting[(rule.kind, rule.name)].append(rule)
+    pairs: list[RulePair | None] = []
+    unmatched: list[int] = []
+    for rule in draft:
+        same = waiting.get((rule.kind, rule.name))
+        if same:
+            pairs.append(_pair(same.pop(0), rule))
+        else:
+            pairs.append(None)
+            unmatched.append(len(pairs) - 1)
+    left = [rule for rules in waiting.values() for rule in rules]
+    left.sort(key=lambda rule: published.index(rule))
+    for index in unmatched:
+        rule = draft[index]
+        renamed = next((old for old in left if _pair(old, rule).changed == ("name",)), None)
+        if renamed is not None:
+            left.remove(renamed)
+            pairs[index] = _pair(renamed, rule)
+        else:
+            pairs[index] = RulePair(None, rule)
+    return [pair for pair in pairs if pair is not None] + [RulePair(rule, None) for rule in left]
+
+
+@dataclass(frozen=True)
+class SettingChange:
+    """One of the ruleset's settings (``RULESET_COMPARED``) that the draft changes."""
+
+    field: str
+    before: Any
+    after: Any
+
+
+def ruleset_settings_changed(*, published: RuleSet, draft: RuleSet) -> list[SettingChange]:
+    return [
+        SettingChange(name, getattr(published, name), getattr(draft, name))
+        for name in RULESET_COMPARED
+        if getattr(published, name) != getattr(draft, name)
+    ]
+
+
+def rule_match_counts(rules: Sequence[RuleSpec], as_of: datetime) -> dict[int, int]:
+    """How many current leads each rule matches, points aside, by rule id: one statement
+    on PostgreSQL (``bulk.rule_match_counts``); elsewhere the Python twin
+    (``engine.rule_matches``), a chunk of leads at a time."""
+    if connection.vendor == "postgresql" or not rules:
+        return bulk.rule_match_counts(rules, as_of)
+    counts = dict.fromkeys((rule.id for rule in rules), 0)
+    types = {rule.event_type for rule in rules if rule.event_type}
+    ids = list(Lead.objects.filter(erased_at__isnull=True).order_by("id").values_list("id", flat=True))
+    for start in range(0, len(ids), SCORE_CHUNK):
+        chunk = ids[start : start + SCORE_CHUNK]
+        events = events_of_types(chunk, types)
+        for lead in Lead.objects.filter(id__in=chunk).only(*LEAD_ATTRIBUTE_FIELDS):
+            attributes = lead_attributes(lead)
+            for rule in rules:
+                if engine.rule_matches(rule, attributes, events.get(lead.pk, []), as_of):
+                    counts[rule.id] += 1
+    return counts
+
 
 @dataclass
 class Preview:
     ruleset_version: int
+    published_version: int | None = None
     leads: int = 0
     stages_before: dict[str, int] = field(default_factory=dict)
     stages_after: dict[str, int] = field(default_factory=dict)
-    enter_mql: list[PreviewLead] = field(default_factory=list)
-    enter_sql: list[PreviewLead] = field(default_factory=list)
-    leave_mql: list[PreviewLead] = field(default_factory=list)
-    leave_sql: list[PreviewLead] = field(default_factory=list)
+    # The first ``PREVIEW_LIST_LIMIT`` leads of each of ``PREVIEW_LISTS``, by key.
+    listed: dict[str, list[PreviewLead]] = field(default_factory=lambda: {key: [] for key in PREVIEW_LISTS})
     counts: dict[str, int] = field(default_factory=dict)
     histogram_before: dict[str, int] = field(default_factory=dict)
     histogram_after: dict[str, int] = field(default_factory=dict)
+    # The leads whose score the draft raises most, and lowers most (``PREVIEW_MOVERS`` each).
+    movers_up: list[PreviewLead] = field(default_factory=list)
+    movers_down: list[PreviewLead] = field(default_factory=list)
+    # The draft against the published ruleset: its rules paired, its settings changed,
+    # and how many leads each rule matches (draft rules, and the published rules removed
+    # or changed), by rule id.
+    rule_pairs: list[RulePair] = field(default_factory=list)
+    settings_changed: list[SettingChange] = field(default_factory=list)
+    matches: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def enter_mql(self) -> list[PreviewLead]:
+        return self.listed[ENTER_MQL]
+
+    @property
+    def enter_sql(self) -> list[PreviewLead]:
+        return self.listed[ENTER_SQL]
+
+    @property
+    def leave_mql(self) -> list[PreviewLead]:
+        return self.listed[LEAVE_MQL]
+
+    @property
+    def leave_sql(self) -> list[PreviewLead]:
+        return self.listed[LEAVE_SQL]
 
     @property
     def lists(self) -> tuple[list[PreviewLead], ...]:
-        return self.enter_mql, self.enter_sql, self.leave_mql, self.leave_sql
+        return (*self.listed.values(), self.movers_up, self.movers_down)
+
+    @property
+    def unchanged(self) -> bool:
+        """The draft's rules and settings are the published ruleset's."""
+        return (
+            self.published_version is not None
+            and not self.settings_changed
+            and all(pair.status == "unchanged" for pair in self.rule_pairs)
+        )
 
 
 def _bucket(score: Decimal) -> str:
@@ -335,22 +534,79 @@ def _bucket(score: Decimal) -> str:
     return f"{int(low)}–{int(low + HISTOGRAM_WIDTH)}"
 
 
+class _Movers:
+    """The ``size`` leads with the largest positive key seen, in one pass (a heap)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.heap: list[tuple[Decimal, int, PreviewLead]] = []
+
+    def offer(self, key: Decimal, item: PreviewLead) -> None:
+        if key <= 0:
+            return
+        entry = (key, -item.id, item)  # ties: the older lead (lower id) first
+        if len(self.heap) < self.size:
+            heapq.heappush(self.heap, entry)
+        elif entry[:2] > self.heap[0][:2]:
+            heapq.heapreplace(self.heap, entry)
+
+    def ranked(self) -> list[PreviewLead]:
+        return [item for _key, _id, item in sorted(self.heap, key=lambda entry: entry[:2], reverse=True)]
+
+
 def ruleset_preview(*, ruleset: RuleSet, as_of: datetime | None = None) -> Preview:
     """What-if: evaluate ``ruleset`` over every current lead without writing anything,
-    beside the scores its model gives them now (0 where it never scored them).
+    beside the scores its model gives them now (0 where it never scored them), and
+    against the model's published ruleset.
 
     *Enter* lists leads the ruleset would promote (forward transitions, as a publish
-    would apply them). *Leave* lists leads at MQL/SQL whose new score falls below the
-    new threshold: publishing never demotes them, but they no longer meet the
-    definition — worth a look before publishing."""
+    would apply them). Publishing never demotes, but of the leads at MQL (SQL) whose new
+    score falls below the ruleset's threshold, *no longer* lists those that meet the
+    published ruleset's threshold now (the draft's doing) and *already below* those that
+    do not (stale already; *leave* is both). *Back above* counts the leads below the
+    published threshold that the draft lifts over its own. The top movers are the leads
+    whose score the draft changes most, both ways; the rules are paired with the
+    published ones and each counted (one statement for all: ``rule_match_counts``)."""
     spec = ruleset_spec(ruleset)
     as_of = as_of or timezone.now()
-    preview = Preview(ruleset_version=spec.version)
+    published = ruleset if ruleset.status == RuleSetStatus.PUBLISHED else published_ruleset(ruleset.model)
+    published_spec = ruleset_spec(published) if published is not None else None
+    preview = Preview(ruleset_version=spec.version, published_version=published.version if published else None)
+    if published is not None and published_spec is not None:
+        preview.rule_pairs = rules_paired(published=published_spec.rules, draft=spec.rules)
+        preview.settings_changed = ruleset_settings_changed(published=published, draft=ruleset)
+    else:
+        preview.rule_pairs = [RulePair(None, rule) for rule in spec.rules]
+    counted = [
+        *spec.rules,
+        *(pair.before for pair in preview.rule_pairs if pair.before and pair.status in ("removed", "changed")),
+    ]
+    preview.matches = rule_match_counts(counted, as_of)
+
     counts: dict[str, int] = defaultdict(int)
     before: dict[str, int] = defaultdict(int)
     after: dict[str, int] = defaultdict(int)
     hist_before: dict[str, int] = defaultdict(int)
     hist_after: dict[str, int] = defaultdict(int)
+    up, down = _Movers(PREVIEW_MOVERS), _Movers(PREVIEW_MOVERS)
+    listed = preview.listed
+
+    def add(key: str, item: PreviewLead) -> None:
+        counts[key] += 1
+        if len(listed[key]) < PREVIEW_LIST_LIMIT:
+            listed[key].append(item)
+
+    def below(item: PreviewLead, keys: tuple[str, str, str, str], *, now: bool, draft: bool) -> None:
+        # ``now``/``draft``: the lead meets its stage's score threshold under the published
+        # ruleset (its stored score; true without a published ruleset: only the draft can
+        # put it below) and under the draft. ``keys``: leave, no longer, already below, back.
+        leave, no_longer, already, back = keys
+        if not draft:
+            add(leave, item)
+            add(no_longer if now else already, item)
+        elif not now:
+            counts[back] += 1
+
     leads = {row["id"]: row for row in Lead.objects.values("id", "stage", "recycled_at").iterator(5000)}
     current = dict(Score.objects.filter(model_id=spec.model_id).values_list("lead_id", "score").iterator(5000))
     for scored in iter_scores(spec, as_of):
@@ -367,22 +623,23 @@ def ruleset_preview(*, ruleset: RuleSet, as_of: datetime | None = None) -> Previ
         hist_before[_bucket(score_before)] += 1
         hist_after[_bucket(score)] += 1
         item = PreviewLead(id=scored.id, score_before=score_before, score_after=score, stage=row["stage"])
-        for stage, bucket in ((Stage.MQL, preview.enter_mql), (Stage.SQL, preview.enter_sql)):
+        up.offer(item.change, item)
+        down.offer(-item.change, item)
+        for stage, key in ((Stage.MQL, ENTER_MQL), (Stage.SQL, ENTER_SQL)):
             if stage in path:
-                counts[f"enter_{stage}"] += 1
-                if len(bucket) < PREVIEW_LIST_LIMIT:
-                    bucket.append(item)
-        if row["stage"] == Stage.MQL and score < spec.mql_threshold:
-            counts["leave_mql"] += 1
-            if len(preview.leave_mql) < PREVIEW_LIST_LIMIT:
-                preview.leave_mql.append(item)
-        if row["stage"] == Stage.SQL and score < spec.sql_threshold:
-            counts["leave_sql"] += 1
-            if len(preview.leave_sql) < PREVIEW_LIST_LIMIT:
-                preview.leave_sql.append(item)
+                add(key, item)
+        if row["stage"] == Stage.MQL:
+            now = published_spec is None or engine.reaches_mql_threshold(published_spec, score_before)
+            draft = engine.reaches_mql_threshold(spec, score)
+            below(item, (LEAVE_MQL, NO_LONGER_MQL, ALREADY_BELOW_MQL, BACK_ABOVE_MQL), now=now, draft=draft)
+        elif row["stage"] == Stage.SQL:
+            now = published_spec is None or engine.reaches_sql_threshold(published_spec, score_before)
+            draft = engine.reaches_sql_threshold(spec, score)
+            below(item, (LEAVE_SQL, NO_LONGER_SQL, ALREADY_BELOW_SQL, BACK_ABOVE_SQL), now=now, draft=draft)
     preview.stages_before, preview.stages_after = dict(before), dict(after)
-    preview.counts = {key: counts.get(key, 0) for key in ("enter_mql", "enter_sql", "leave_mql", "leave_sql")}
+    preview.counts = {key: counts.get(key, 0) for key in PREVIEW_COUNTS}
     preview.histogram_before, preview.histogram_after = dict(hist_before), dict(hist_after)
+    preview.movers_up, preview.movers_down = up.ranked(), down.ranked()
     _name_listed_leads(preview)
     return preview
 

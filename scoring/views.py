@@ -20,7 +20,7 @@ from leadflow.leads.roles import ALL_ROLES, SCORING_ADMIN, has_role
 from scoring import selectors, services
 from scoring.forms import RuleForm, RuleSetForm, ScoringModelForm, ruleset_defaults
 from scoring.models import RescoreRun, Rule, RuleKind, RuleSet, RuleSetStatus
-from scoring.presenters import describe_rule, preview_data, ruleset_warnings
+from scoring.presenters import PREVIEW_CATEGORIES, describe_rule, preview_data, ruleset_warnings
 
 EDITOR_ONLY = "Only scoring admins may change rulesets; you can read them."
 
@@ -261,6 +261,10 @@ def _preview_histogram(preview: selectors.Preview) -> dict[str, Any]:
     return {"lows": every, "before": [before.get(b, 0) for b in every], "after": [after.get(b, 0) for b in every]}
 
 
+# The preview's totals the page shows as their parts (no longer, already below) instead.
+PAGE_UNLISTED = (selectors.LEAVE_MQL, selectors.LEAVE_SQL)
+
+
 @role_required(SCORING_ADMIN, message="Only scoring admins may preview rulesets.")
 def ruleset_preview(request: HttpRequest, version: int) -> HttpResponse:
     ruleset = _ruleset_or_404(version)
@@ -294,13 +298,31 @@ def ruleset_preview(request: HttpRequest, version: int) -> HttpResponse:
         )
         if buckets["lows"]
         else None,
+        # The stage categories whose leads the page lists (the leave totals are the API's).
         "lists": [
-            ("enter_sql", "Would become SQL", "Publishing moves them to SQL and opens a handoff to sales."),
-            ("enter_mql", "Would become MQL", "Publishing moves them to MQL."),
-            ("leave_sql", "SQLs below the new SQL threshold", "Publishing never demotes them; worth a look."),
-            ("leave_mql", "MQLs below the new MQL threshold", "Publishing never demotes them; worth a look."),
+            (category.key, category.label, category.description)
+            for category in PREVIEW_CATEGORIES
+            if category.key in selectors.PREVIEW_LISTS and category.key not in PAGE_UNLISTED
         ],
         "limit": selectors.PREVIEW_LIST_LIMIT,
+        "below": {
+            "no_longer": data["counts"][selectors.NO_LONGER_MQL] + data["counts"][selectors.NO_LONGER_SQL],
+            "already": data["counts"][selectors.ALREADY_BELOW_MQL] + data["counts"][selectors.ALREADY_BELOW_SQL],
+        },
+        "movers": [
+            (
+                "up",
+                "Top movers up",
+                f"The {selectors.PREVIEW_MOVERS} leads whose score v{ruleset.version} raises most.",
+                data["movers"]["up"],
+            ),
+            (
+                "down",
+                "Top movers down",
+                f"The {selectors.PREVIEW_MOVERS} leads whose score v{ruleset.version} lowers most.",
+                data["movers"]["down"],
+            ),
+        ],
         "is_admin": True,
         "rule_rows": [{"rule": rule, "condition": describe_rule(selectors.rule_spec(rule))} for rule in rules],
         "warnings": ruleset_warnings(ruleset=ruleset, rules=rules),

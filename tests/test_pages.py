@@ -831,7 +831,7 @@ def test_an_admin_clones_previews_and_publishes_a_draft(admin, django_capture_on
     assert data["counts"]["enter_mql"] == 1 and data["counts"]["enter_sql"] == 1
     assert [row["name"] for row in data["enter_sql"]] == ["Almost MQL"]
     page = preview.content.decode()
-    assert "Would become SQL" in page and "Almost MQL" in page and '<svg class="chart"' in page
+    assert "Would newly become SQL" in page and "Almost MQL" in page and '<svg class="chart"' in page
     assert Lead.objects.get(pk=close.pk).stage == Stage.NEW  # a preview writes nothing
 
     confirm = client.get(reverse("ruleset-publish", args=[draft.version])).content.decode()

@@ -111,7 +111,7 @@ def test_an_admin_edits_a_draft_rule_previews_and_publishes_it(page: Page, admin
     expect(page.get_by_role("heading", name=f"What if {v} were published?")).to_be_visible()
     expect(page.locator("svg.chart")).to_be_visible()
     would_be_sql = int(
-        page.locator(".kpi", has=page.get_by_text("Would become SQL", exact=True)).locator(".value").inner_text()
+        page.locator(".kpi", has=page.get_by_text("Would newly become SQL", exact=True)).locator(".value").inner_text()
     )
     shoot(page, "preview")
 
