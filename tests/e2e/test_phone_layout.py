@@ -104,6 +104,7 @@ def test_a_marketers_lists_are_cards_with_the_score_and_readable_charts(phone: P
     row, title = card.bounding_box(), card.locator("td.card-title").bounding_box()
     assert row and title and row["x"] >= 0 and row["x"] + row["width"] <= 390, row
     assert title["width"] > 0.8 * row["width"], "the lead's name runs across its card"
+    shoot(phone, "phone-leads")
 
     lead = Lead.objects.filter(stage=Stage.SQL).order_by("created_at").first()
     assert lead
@@ -126,6 +127,7 @@ def test_a_rep_sees_the_queues_sla_and_claim_and_the_handoffs_decision_first(pho
     expect(row.locator("td[data-label='SLA']")).to_be_in_viewport(ratio=1)
     expect(row.get_by_role("button", name=re.compile("^Claim "))).to_be_in_viewport(ratio=1)
     expect(row.locator(".score-pill")).to_be_in_viewport(ratio=1)
+    shoot(phone, "phone-queue")
 
     queued = Handoff.objects.filter(status=HandoffStatus.QUEUED).order_by("-priority").first()
     assert queued
