@@ -5,10 +5,16 @@ Every piece of text that comes from data goes through ``escape``; numbers are
 formatted here. The result is marked safe only because this module built all of
 it. Colours and fonts come from ``static/css/app.css`` through class names (no
 ``style`` attributes), so the pages keep a strict Content-Security-Policy.
+
+Each chart is drawn twice: ``<svg class="chart">`` for wide screens, and a narrower
+drawing ``<svg class="chart-phone">`` (fewer labels, a smaller viewBox) that
+``app.css`` shows instead on phones. An SVG scales its text with its width: the
+640-unit drawing squeezed onto a phone rendered its 11-unit labels at about 5 px,
+while the phone drawing keeps them at 11 px or more on a 360 px-wide screen.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -19,6 +25,10 @@ from django.utils.safestring import SafeString, mark_safe
 Number = int | float | Decimal
 
 WIDTH = 640
+# The phone drawing: a card on a 360 px-wide phone is about 286 px wide, so that 11-unit text
+# renders at 11 px or more on every phone at least that wide.
+PHONE_WIDTH = 280
+PHONE_CLASS = "chart-phone"
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 44, 12, 28, 30
 NICE_STEPS = (1, 2, 2.5, 5, 10)
 
@@ -56,44 +66,52 @@ def nice_ticks(maximum: float, count: int = 4) -> list[float]:
 
 
 def _series_chart(
-    chart_id: str, title: str, labels: Sequence[str], series: Sequence[Series], height: int
+    chart_id: str, title: str, labels: Sequence[str], series: Sequence[Series], height: int, width: int
 ) -> tuple[list[str], float]:
     """The start of a chart of series over labels: title, description, y axis and
     legend. Returns the parts and the value at the top of the axis (the scale)."""
-    parts = _open(chart_id, title, _description(labels, series), height)
+    parts = _open(chart_id, title, _description(labels, series), height, width)
     ticks = nice_ticks(max((float(v) for s in series for v in s.values), default=0))
-    _y_axis(parts, ticks, height)
-    _legend(parts, series)
+    _y_axis(parts, ticks, height, width)
+    _legend(parts, series, width)
     return parts, ticks[-1]
 
 
-def _close_with_axis(parts: list[str], bottom: float) -> SafeString:
-    parts.append(f'<line class="axis" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{bottom}" y2="{bottom}"/>')
+def _close_with_axis(parts: list[str], bottom: float, width: int) -> str:
+    parts.append(f'<line class="axis" x1="{PAD_LEFT}" x2="{width - PAD_RIGHT}" y1="{bottom}" y2="{bottom}"/>')
     parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 -- every text is escaped where it is written
+    return "".join(parts)
 
 
-def _open(chart_id: str, title: str, description: str, height: int) -> list[str]:
+def _both(draw: Callable[[str, int], str], chart_id: str) -> SafeString:
+    """The wide drawing, then the phone's (its ids suffixed: each id stays unique)."""
+    wide = draw(chart_id, WIDTH)
+    phone = draw(f"{chart_id}-phone", PHONE_WIDTH)
+    return mark_safe(wide + phone)  # noqa: S308 -- every text is escaped where it is written
+
+
+def _open(chart_id: str, title: str, description: str, height: int, width: int) -> list[str]:
+    css_class = "chart" if width == WIDTH else PHONE_CLASS
     return [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" '
+        f'<svg class="{css_class}" viewBox="0 0 {width} {height}" width="100%" role="img" '
         f'preserveAspectRatio="xMidYMid meet" aria-labelledby="{escape(chart_id)}-t {escape(chart_id)}-d">',
         f'<title id="{escape(chart_id)}-t">{escape(title)}</title>',
         f'<desc id="{escape(chart_id)}-d">{escape(description)}</desc>',
     ]
 
 
-def _y_axis(parts: list[str], ticks: list[float], height: int) -> None:
+def _y_axis(parts: list[str], ticks: list[float], height: int, width: int) -> None:
     top, bottom = PAD_TOP, height - PAD_BOTTOM
     for tick in ticks:
         y = bottom - (bottom - top) * tick / ticks[-1]
-        parts.append(f'<line class="grid" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{_fmt(y)}" y2="{_fmt(y)}"/>')
+        parts.append(f'<line class="grid" x1="{PAD_LEFT}" x2="{width - PAD_RIGHT}" y1="{_fmt(y)}" y2="{_fmt(y)}"/>')
         parts.append(f'<text class="tick" x="{PAD_LEFT - 6}" y="{_fmt(y + 4)}" text-anchor="end">{_label(tick)}</text>')
 
 
-def _legend(parts: list[str], series: Sequence[Series]) -> None:
+def _legend(parts: list[str], series: Sequence[Series], width: int) -> None:
     if len(series) < 2:
         return
-    x = WIDTH - PAD_RIGHT
+    x = width - PAD_RIGHT
     for item in reversed(series):
         text_width = 7 * len(item.name) + 6
         x -= text_width
@@ -103,8 +121,9 @@ def _legend(parts: list[str], series: Sequence[Series]) -> None:
         x -= 12
 
 
-def _x_label_every(count: int, room: int) -> int:
-    return max(1, math.ceil(count / room))
+def _x_label_every(count: int, room: int, width: int = WIDTH) -> int:
+    """Every how many labels one is written: ``room`` labels fit the wide drawing, fewer a narrower one."""
+    return max(1, math.ceil(count / max(1, room * width // WIDTH)))
 
 
 def _description(labels: Sequence[str], series: Sequence[Series], limit: int = 40) -> str:
@@ -120,13 +139,19 @@ def bar_chart(
     *, chart_id: str, title: str, labels: Sequence[str], series: Sequence[Series], height: int = 220
 ) -> SafeString:
     """Vertical bars, grouped when there are several series."""
-    parts, scale = _series_chart(chart_id, title, labels, series, height)
+    return _both(lambda chart_id, width: _bar_chart(chart_id, title, labels, series, height, width), chart_id)
+
+
+def _bar_chart(
+    chart_id: str, title: str, labels: Sequence[str], series: Sequence[Series], height: int, width: int
+) -> str:
+    parts, scale = _series_chart(chart_id, title, labels, series, height, width)
     top, bottom = PAD_TOP, height - PAD_BOTTOM
-    plot = WIDTH - PAD_LEFT - PAD_RIGHT
+    plot = width - PAD_LEFT - PAD_RIGHT
     slot = plot / max(len(labels), 1)
     gap = min(slot * 0.2, 12)
     bar = (slot - gap) / max(len(series), 1)
-    every = _x_label_every(len(labels), 12)
+    every = _x_label_every(len(labels), 12, width)
     for index, label in enumerate(labels):
         x0 = PAD_LEFT + index * slot + gap / 2
         for position, item in enumerate(series):
@@ -142,7 +167,7 @@ def bar_chart(
                 f'<text class="tick" x="{_fmt(x0 + (slot - gap) / 2)}" y="{bottom + 16}" '
                 f'text-anchor="middle">{escape(label)}</text>'
             )
-    return _close_with_axis(parts, bottom)
+    return _close_with_axis(parts, bottom, width)
 
 
 def histogram(
@@ -157,10 +182,25 @@ def histogram(
 ) -> SafeString:
     """Adjacent bars over uniform buckets ``[low, low + width)``; ``markers`` are
     vertical lines at values (e.g. the MQL and SQL thresholds)."""
+    return _both(
+        lambda chart_id, drawing: _histogram(chart_id, title, lows, width, series, markers, height, drawing), chart_id
+    )
+
+
+def _histogram(
+    chart_id: str,
+    title: str,
+    lows: Sequence[Number],
+    width: Number,
+    series: Sequence[Series],
+    markers: Sequence[tuple[Number, str]],
+    height: int,
+    drawing: int,
+) -> str:
     labels = [f"{_label(low)}–{_label(float(low) + float(width))}" for low in lows]
-    parts, scale = _series_chart(chart_id, title, labels, series, height)
+    parts, scale = _series_chart(chart_id, title, labels, series, height, drawing)
     top, bottom = PAD_TOP, height - PAD_BOTTOM
-    plot = WIDTH - PAD_LEFT - PAD_RIGHT
+    plot = drawing - PAD_LEFT - PAD_RIGHT
     count = max(len(lows), 1)
     slot = plot / count
     bar = slot / max(len(series), 1)
@@ -173,7 +213,7 @@ def histogram(
                 f'y="{_fmt(bottom - h)}" width="{_fmt(max(bar - 1, 1))}" height="{_fmt(h)}">'
                 f"<title>Score {escape(labels[index])} · {escape(item.name)}: {_label(value)} leads</title></rect>"
             )
-    every = _x_label_every(len(lows) + 1, 14)
+    every = _x_label_every(len(lows) + 1, 14, drawing)
     for index in range(0, len(lows) + 1, every):
         edge = float(lows[0]) + index * float(width) if lows else 0.0
         x = PAD_LEFT + index * slot
@@ -189,17 +229,23 @@ def histogram(
                 parts.append(
                     f'<text class="marker-label" x="{_fmt(x + 4)}" y="{y}">{escape(name)} {_label(threshold)}</text>'
                 )
-    return _close_with_axis(parts, bottom)
+    return _close_with_axis(parts, bottom, drawing)
 
 
 def line_chart(
     *, chart_id: str, title: str, days: Sequence[date], series: Sequence[Series], height: int = 220
 ) -> SafeString:
     """One line per series over consecutive days."""
+    return _both(lambda chart_id, width: _line_chart(chart_id, title, days, series, height, width), chart_id)
+
+
+def _line_chart(
+    chart_id: str, title: str, days: Sequence[date], series: Sequence[Series], height: int, width: int
+) -> str:
     labels = [day.isoformat() for day in days]
-    parts, scale = _series_chart(chart_id, title, labels, series, height)
+    parts, scale = _series_chart(chart_id, title, labels, series, height, width)
     top, bottom = PAD_TOP, height - PAD_BOTTOM
-    plot = WIDTH - PAD_LEFT - PAD_RIGHT - 8
+    plot = width - PAD_LEFT - PAD_RIGHT - 8
     step = plot / max(len(days) - 1, 1)
 
     def x_at(index: int) -> float:
@@ -217,23 +263,65 @@ def line_chart(
                     f'<circle class="dot {escape(item.css_class)}" cx="{_fmt(x)}" cy="{_fmt(y)}" r="2.5">'
                     f"<title>{escape(label)} · {escape(item.name)}: {_label(value)}</title></circle>"
                 )
-    every = _x_label_every(len(days), 8)
+    every = _x_label_every(len(days), 8, width)
     for index in range(0, len(days), every):
         parts.append(
             f'<text class="tick" x="{_fmt(x_at(index))}" y="{bottom + 16}" text-anchor="middle">'
             f"{days[index].strftime('%b %-d')}</text>"
         )
-    return _close_with_axis(parts, bottom)
+    return _close_with_axis(parts, bottom, width)
 
 
 def funnel_chart(
     *, chart_id: str, title: str, steps: Sequence[tuple[str, Number]], notes: Sequence[str] = (), height: int = 0
 ) -> SafeString:
-    """Horizontal bars, one per funnel step, widest first; ``notes`` follow the values (e.g. rates)."""
+    """Horizontal bars, one per funnel step, widest first; ``notes`` follow the values (e.g. rates).
+    On phones each step's label and value stand above its bar, which spans the drawing."""
+    return _both(
+        lambda chart_id, width: (
+            _funnel_chart(chart_id, title, steps, notes, height)
+            if width == WIDTH
+            else _phone_funnel_chart(chart_id, title, steps, notes, width)
+        ),
+        chart_id,
+    )
+
+
+def _note(notes: Sequence[str], index: int) -> str:
+    return f' <tspan class="funnel-note">{escape(notes[index])}</tspan>' if index < len(notes) and notes[index] else ""
+
+
+def _phone_funnel_chart(
+    chart_id: str, title: str, steps: Sequence[tuple[str, Number]], notes: Sequence[str], width: int
+) -> str:
+    row = 44
+    height = row * len(steps) + 4
+    description = "; ".join(f"{label}: {_label(value)}" for label, value in steps)
+    parts = _open(chart_id, title, description, height, width)
+    maximum = max((float(value) for _, value in steps), default=0) or 1
+    for index, (label, value) in enumerate(steps):
+        y = index * row
+        w = max(width * float(value) / maximum, 2 if float(value) else 0)
+        parts.append(f'<text class="funnel-label" x="0" y="{y + 14}">{escape(label)}</text>')
+        parts.append(
+            f'<text class="funnel-value" x="{width}" y="{y + 14}" text-anchor="end">{_label(value)}'
+            f"{_note(notes, index)}</text>"
+        )
+        parts.append(
+            f'<rect class="funnel-bar step-{index + 1}" x="0" y="{y + 20}" width="{_fmt(w)}" height="16" '
+            f'rx="4"><title>{escape(label)}: {_label(value)}</title></rect>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _funnel_chart(
+    chart_id: str, title: str, steps: Sequence[tuple[str, Number]], notes: Sequence[str], height: int
+) -> str:
     row = 34
     height = height or PAD_TOP // 2 + row * len(steps) + 4
     description = "; ".join(f"{label}: {_label(value)}" for label, value in steps)
-    parts = _open(chart_id, title, description, height)
+    parts = _open(chart_id, title, description, height, WIDTH)
     maximum = max((float(value) for _, value in steps), default=0) or 1
     label_width = 110
     plot = WIDTH - label_width - 60
@@ -247,14 +335,12 @@ def funnel_chart(
             f'<rect class="funnel-bar step-{index + 1}" x="{label_width}" y="{y}" width="{_fmt(w)}" height="{row - 8}" '
             f'rx="4"><title>{escape(label)}: {_label(value)}</title></rect>'
         )
-        note = (
-            f' <tspan class="funnel-note">{escape(notes[index])}</tspan>' if index < len(notes) and notes[index] else ""
-        )
+        note = _note(notes, index)
         parts.append(
             f'<text class="funnel-value" x="{_fmt(label_width + w + 8)}" y="{y + 18}">{_label(value)}{note}</text>'
         )
     parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 -- every text above is escaped
+    return "".join(parts)
 
 
 @dataclass(frozen=True)
@@ -274,6 +360,17 @@ def rate_chart(
     series: Sequence[tuple[str, Sequence[RatePoint], str]],
     height: int = 240,
 ) -> SafeString:
+    return _both(lambda chart_id, width: _rate_chart(chart_id, title, labels, series, height, width), chart_id)
+
+
+def _rate_chart(
+    chart_id: str,
+    title: str,
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[RatePoint], str]],
+    height: int,
+    width: int,
+) -> str:
     """Rates (0–100 %) per label as dots with their interval as a whisker, one column of
     dots per series (name, points, CSS class) side by side; undefined rates are left out."""
     as_series = [Series(name, [100 * (p.value or 0) for p in points], css) for name, points, css in series]
@@ -285,12 +382,12 @@ def rate_chart(
         f"{label}: " + ", ".join(f"{name} {spoken(points[index])}" for name, points, _css in series)
         for index, label in enumerate(labels)
     )
-    parts = _open(chart_id, title, description, height)
+    parts = _open(chart_id, title, description, height, width)
     ticks = [0.0, 25.0, 50.0, 75.0, 100.0]
-    _y_axis(parts, ticks, height)
-    _legend(parts, as_series)
+    _y_axis(parts, ticks, height, width)
+    _legend(parts, as_series, width)
     top, bottom = PAD_TOP, height - PAD_BOTTOM
-    plot = WIDTH - PAD_LEFT - PAD_RIGHT
+    plot = width - PAD_LEFT - PAD_RIGHT
     slot = plot / max(len(labels), 1)
     step = slot / (len(series) + 1)
 
@@ -323,7 +420,7 @@ def rate_chart(
             f'<text class="tick" x="{_fmt(x0 + slot / 2)}" y="{bottom + 16}" '
             f'text-anchor="middle">{escape(label)}</text>'
         )
-    return _close_with_axis(parts, bottom)
+    return _close_with_axis(parts, bottom, width)
 
 
 SPARK_WIDTH, SPARK_HEIGHT, SPARK_PAD = 320, 72, 8

@@ -915,6 +915,30 @@ def test_charts_escape_their_labels_and_need_no_style_attribute():
         assert 'role="img"' in svg
 
 
+def test_each_chart_has_a_phone_drawing_whose_text_is_not_shrunk_and_whose_ids_are_its_own():
+    """A 640-unit drawing squeezed onto a phone's 290 px card draws 11-unit text at 5 px: each
+    chart also has a 280-unit drawing (shown by the CSS on phones) with its own ids."""
+    import re
+
+    from leadflow import charts
+
+    svg = charts.bar_chart(
+        chart_id="bars", title="t", labels=[f"d{i}" for i in range(30)], series=[charts.Series("a", [1] * 30)]
+    )
+    wide, phone = svg.split("</svg>")[:2]
+    assert 'class="chart" viewBox="0 0 640 ' in wide and 'class="chart-phone" viewBox="0 0 280 ' in phone
+    assert (
+        'id="bars-t"' in wide
+        and 'id="bars-phone-t"' in phone
+        and 'aria-labelledby="bars-phone-t bars-phone-d"' in phone
+    )
+    assert len(re.findall(r'class="tick"[^>]*text-anchor="middle"', phone)) < len(
+        re.findall(r'class="tick"[^>]*text-anchor="middle"', wide)
+    )
+    funnel = charts.funnel_chart(chart_id="f", title="t", steps=[("New leads", 10), ("MQL", 5)], notes=["", "· 50 %"])
+    assert funnel.count("<svg") == 2 and 'id="f-phone-t"' in funnel
+
+
 def test_chart_axes_use_round_ticks():
     from leadflow.charts import nice_ticks
 

@@ -174,6 +174,27 @@
     rows.forEach(function (row) { row.addEventListener("change", follow); });
     follow();
   });
+
+  // A table that scrolls sideways (a wide table on a phone) can be scrolled from the
+  // keyboard: it becomes a focusable region named by its section's heading (WCAG 2.1.1).
+  function markScrollables() {
+    document.querySelectorAll(".table-wrap").forEach(function (wrap) {
+      var scrolls = wrap.scrollWidth > wrap.clientWidth + 1;
+      if (scrolls && !wrap.hasAttribute("tabindex")) {
+        var section = wrap.closest("section");
+        var heading = section && section.querySelector("h2, h3");
+        wrap.setAttribute("tabindex", "0");
+        wrap.setAttribute("role", "region");
+        wrap.setAttribute("aria-label", (heading ? heading.textContent.trim() : "Table") + " (scrolls sideways)");
+      } else if (!scrolls && wrap.getAttribute("role") === "region") {
+        wrap.removeAttribute("tabindex");
+        wrap.removeAttribute("role");
+        wrap.removeAttribute("aria-label");
+      }
+    });
+  }
+  markScrollables();
+  window.addEventListener("resize", markScrollables);
 })();
 
 // The what-if preview's backtest (issue 14): replaying the past handoffs may take seconds,

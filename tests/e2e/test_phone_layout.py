@@ -1,8 +1,15 @@
 """End to end, in a real browser held like a phone (390 × 844): the pages fit the screen.
-Nothing scrolls sideways, neither the page nor the navigation, and the notifications
-bell is always on screen. The dashboard is saved as phone-<role>.png."""
+Nothing scrolls sideways, neither the page nor the navigation nor a list (lists are cards
+on phones), and the notifications bell is always on screen. What a role comes for is in
+view: the leads' scores, the queue's SLA and Claim, the handoff's decision; chart text
+stays readable. The dashboard is saved as phone-<role>.png."""
+
+import re
+from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from handoff.models import Handoff, HandoffStatus
@@ -29,7 +36,10 @@ def main_pages(role: str) -> dict[str, str]:
         "rules": "/rules/",
         "ruleset": f"/rules/{ruleset.version}/",
         "notifications": "/notifications/",
+        "accounts": "/accounts/",
     }
+    if role == "marketer":
+        pages |= {"handoffs": "/handoffs/"}
     if role == "rep":
         pages |= {"queue": "/queue/", "handoff": f"/queue/{handoff.public_id}/"}
     return pages
@@ -47,6 +57,10 @@ def assert_fits_the_screen(phone: Page, url: str) -> None:
         box = link.bounding_box()
         assert box, f"{url}: {link.inner_text()!r} is not displayed"
         assert box["x"] >= 0 and box["x"] + box["width"] <= width, f"{url}: {link.inner_text()!r} is off screen: {box}"
+    # A list is a column of cards: its table does not scroll sideways inside the page either.
+    for wrap in phone.locator(".table-wrap:has(table.cards)").all():
+        hidden = wrap.evaluate("wrap => wrap.scrollWidth - wrap.clientWidth")
+        assert hidden <= 0, f"{url}: {hidden}px of a list are scrolled out of sight"
 
 
 @pytest.mark.parametrize("role", ["marketer", "rep"])
@@ -59,4 +73,74 @@ def test_the_main_pages_fit_a_phone_screen_with_the_notifications_bell_in_view(p
         assert_fits_the_screen(phone, url)
         if name == "dashboard":
             shoot(phone, f"phone-{role}")
+    assert_no_console_errors(phone)
+
+
+def rendered_chart_font_sizes(phone: Page) -> list[tuple[str, float]]:
+    """The size at which each chart text of the page is drawn on screen: its font size in the
+    SVG's units times the SVG's scale (a 640-unit drawing on a 320 px card halves it)."""
+    return phone.evaluate(
+        """() => [...document.querySelectorAll("svg text")]
+            .filter(text => text.getBoundingClientRect().width > 0)
+            .map(text => [text.textContent, parseFloat(getComputedStyle(text).fontSize) * text.getScreenCTM().a])"""
+    )
+
+
+def test_a_marketers_lists_are_cards_with_the_score_and_readable_charts(phone: Page, demo_data):
+    log_in(phone, "marketer", DEMO_PASSWORDS["marketer"])
+    sizes = rendered_chart_font_sizes(phone)
+    assert len(sizes) > 20, "the dashboard draws its funnel, its per-day chart and its histogram"
+    small = [(text, round(size, 1)) for text, size in sizes if size < 11]
+    assert not small, f"chart text under 11 px on a phone: {small[:10]}"
+
+    phone.goto("/leads/")
+    card = phone.locator("table.cards tbody tr").first
+    card.scroll_into_view_if_needed()
+    score = card.locator("td[data-label='Score']")
+    expect(score).to_be_in_viewport(ratio=1)
+    assert score.evaluate("cell => getComputedStyle(cell, '::before').content") == '"Score"'
+    assert score.inner_text().strip().endswith(tuple("0123456789")), score.inner_text()
+    expect(card.locator(".badge")).to_be_in_viewport(ratio=1)  # the stage, not clipped
+    row, title = card.bounding_box(), card.locator("td.card-title").bounding_box()
+    assert row and title and row["x"] >= 0 and row["x"] + row["width"] <= 390, row
+    assert title["width"] > 0.8 * row["width"], "the lead's name runs across its card"
+    shoot(phone, "phone-leads")
+
+    lead = Lead.objects.filter(stage=Stage.SQL).order_by("created_at").first()
+    assert lead
+    phone.goto(f"/leads/{lead.public_id}/")
+    history = phone.locator("table.stage-history tbody tr").first
+    history.scroll_into_view_if_needed()
+    change = history.locator("td[data-label='Change']")
+    expect(change.locator(".badge").last).to_be_in_viewport(ratio=1)
+    box, reason = history.bounding_box(), history.locator("td[data-label='Reason']").bounding_box()
+    assert box and reason and reason["width"] > 0.8 * box["width"], "the reason runs across the row, not in a sliver"
+    assert box["height"] < 260, f"a stage change takes {box['height']}px: mostly blank"
+    assert_no_console_errors(phone)
+
+
+def test_a_rep_sees_the_queues_sla_and_claim_and_the_handoffs_decision_first(phone: Page, demo_data):
+    log_in(phone, "rep", DEMO_PASSWORDS["rep"])
+    phone.goto("/queue/")
+    row = phone.locator("table.queue tbody tr").first
+    row.scroll_into_view_if_needed()
+    expect(row.locator("td[data-label='SLA']")).to_be_in_viewport(ratio=1)
+    expect(row.get_by_role("button", name=re.compile("^Claim "))).to_be_in_viewport(ratio=1)
+    expect(row.locator(".score-pill")).to_be_in_viewport(ratio=1)
+    shoot(phone, "phone-queue")
+
+    queued = Handoff.objects.filter(status=HandoffStatus.QUEUED).order_by("-priority").first()
+    assert queued
+    phone.goto(f"/queue/{queued.public_id}/")  # the first screen, not scrolled
+    expect(phone.get_by_role("button", name="Claim", exact=True)).to_be_in_viewport(ratio=1)
+
+    rep = get_user_model()._default_manager.get(username="rep")
+    now = timezone.now()
+    Handoff.objects.filter(pk=queued.pk).update(
+        status=HandoffStatus.CLAIMED, claimed_by=rep, claimed_at=now, claim_expires_at=now + timedelta(hours=4)
+    )
+    phone.goto(f"/queue/{queued.public_id}/")
+    expect(phone.get_by_role("button", name="Accept the lead")).to_be_in_viewport(ratio=1)
+    expect(phone.get_by_role("button", name="Reject the lead")).to_be_in_viewport(ratio=1)
+    shoot(phone, "phone-handoff")
     assert_no_console_errors(phone)

@@ -1,0 +1,134 @@
+"""Accessibility, end to end: axe-core (the engine bundled, pinned, by axe-playwright-python:
+no network at test time) runs in Chromium on every page each role uses, on a desktop
+(1366 × 900) and on a phone (390 × 844). No serious or critical violation is allowed.
+
+axe's script is evaluated through the DevTools protocol, which the page's
+Content-Security-Policy does not govern: the pages keep their strict policy."""
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from django.utils import timezone
+from playwright.sync_api import Browser, Page
+
+from handoff.models import Handoff, HandoffStatus
+from leadflow.leads.models import Account, Lead, Stage
+from scoring.models import RuleSet, RuleSetStatus
+from tests.e2e.conftest import browser_tab, log_in
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+DEMO_PASSWORDS = {"marketer": "leadflow-marketer", "rep": "leadflow-rep", "admin": "leadflow-admin"}
+VIEWPORTS = {"desktop": (1366, 900), "phone": (390, 844)}
+BLOCKING = ("serious", "critical")
+AXE = Axe()
+
+
+def pages_of(role: str) -> dict[str, str]:
+    """The pages the role works with, on the demo's data (each answers 200 to that role)."""
+    lead = Lead.objects.filter(stage=Stage.SQL).order_by("created_at").first()
+    queued = Handoff.objects.filter(status=HandoffStatus.QUEUED).order_by("-priority").first()
+    ruleset = RuleSet.objects.get(status=RuleSetStatus.PUBLISHED, model__slug="default")
+    account = Account.objects.order_by("pk").first()
+    assert lead and queued and account, "the demo has SQLs, queued handoffs and accounts"
+    pages = {
+        "dashboard": "/",
+        "leads": "/leads/",
+        "leads-filtered": "/leads/?stage=sql&sort=-score",
+        "lead": f"/leads/{lead.public_id}/",
+        "accounts": "/accounts/",
+        "account": f"/accounts/{account.pk}/",
+        "rules": "/rules/",
+        "ruleset": f"/rules/{ruleset.version}/",
+        "notifications": "/notifications/",
+        "handoff": f"/queue/{queued.public_id}/",
+        "password-change": "/password/change/",
+    }
+    if role in ("marketer", "admin"):
+        pages |= {"handoffs": "/handoffs/"}
+    if role == "rep":
+        pages |= {"queue": "/queue/"}
+        pages.pop("rules"), pages.pop("ruleset")  # reps do not read the scoring rules
+    if role == "admin":
+        pages |= {"new-model": "/rules/models/new"}
+    return pages
+
+
+def claimed_handoff_of(username: str) -> Handoff:
+    """A handoff the rep holds: its page shows the accept and reject forms."""
+    from django.contrib.auth import get_user_model
+
+    rep = get_user_model()._default_manager.get(username=username)
+    handoff = Handoff.objects.filter(status=HandoffStatus.QUEUED).order_by("priority").first()
+    assert handoff
+    now = timezone.now()
+    Handoff.objects.filter(pk=handoff.pk).update(
+        status=HandoffStatus.CLAIMED, claimed_by=rep, claimed_at=now, claim_expires_at=now + timedelta(hours=4)
+    )
+    return handoff
+
+
+def draft_pages() -> dict[str, str]:
+    """A draft ruleset's pages: its rules can be edited, previewed, and a rule added."""
+    from scoring.services import ruleset_clone
+
+    published = RuleSet.objects.get(status=RuleSetStatus.PUBLISHED, model__slug="default")
+    draft = ruleset_clone(ruleset=published, user=None)
+    rule = draft.rules.order_by("pk").first()
+    assert rule
+    return {
+        "draft": f"/rules/{draft.version}/",
+        "draft-edit": f"/rules/{draft.version}/edit",
+        "preview": f"/rules/{draft.version}/preview",
+        "rule-new": f"/rules/{draft.version}/rules/new",
+        "rule-edit": f"/rules/{draft.version}/rules/{rule.pk}/edit",
+    }
+
+
+def violations(tab: Page) -> list[str]:
+    results = AXE.run(tab)
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — "
+        + "; ".join(
+            f"{' '.join(map(str, node['target']))}: {node.get('failureSummary', '')}" for node in v["nodes"][:5]
+        )
+        for v in results.response["violations"]
+        if v["impact"] in BLOCKING
+    ]
+
+
+def audit(tab: Page, pages: dict[str, str], viewport: str) -> Iterator[str]:
+    for name, url in pages.items():
+        response = tab.goto(url)
+        assert response and response.status == 200, f"{name} ({url}) answered {response and response.status}"
+        for problem in violations(tab):
+            yield f"[{viewport}] {name} {url}: {problem}"
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+@pytest.mark.parametrize("role", ["marketer", "rep", "admin"])
+def test_every_page_of_each_role_has_no_serious_accessibility_violation(
+    chromium: Browser, live_server, demo_data, role, viewport
+):
+    width, height = VIEWPORTS[viewport]
+    phone = viewport == "phone"
+    pages = pages_of(role)
+    if role == "rep":
+        pages |= {"handoff-claimed": f"/queue/{claimed_handoff_of('rep').public_id}/"}
+    if role == "admin":
+        pages |= draft_pages()
+    with browser_tab(chromium, live_server, width=width, height=height, is_mobile=phone, has_touch=phone) as tab:
+        problems = list(audit(tab, {"login": "/login/"}, viewport))
+        log_in(tab, role, DEMO_PASSWORDS[role])
+        problems += audit(tab, pages, viewport)
+    assert not problems, "\n".join(problems)
+
+
+def test_axe_finds_a_serious_violation_when_there_is_one(chromium: Browser, live_server, demo_data):
+    """The audit can fail: an image button without a name is a critical violation."""
+    with browser_tab(chromium, live_server, width=1366, height=900) as tab:
+        tab.goto("/login/")
+        tab.evaluate("document.querySelector('main').append(document.createElement('button'))")
+        assert any(problem.startswith("button-name (critical)") for problem in violations(tab))
