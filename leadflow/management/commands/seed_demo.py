@@ -45,6 +45,7 @@ from leadflow.leads.models import Event, Lead, Source, Stage, StageChange
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from leadflow.leads.rollups import rollups_rebuild
 from leadflow.leads.services import events_ingest, source_get_or_create
+from leadflow.management.demo_outcomes import demo_outcomes_record
 from leadflow.progress import progress_bar
 from scoring import selectors as scoring_selectors
 from scoring import services as scoring_services
@@ -315,6 +316,7 @@ class SalesWork:
     claimed: int = 0
     skipped: int = 0  # refused by the services (claim limit, wrong state)
     past_decided: int = 0  # handoffs of the archive's leads, all decided
+    outcomes: int = 0  # opportunities, wins and losses the demo CRM reported on accepted handoffs
     breaches_told: int = 0  # SLA breaches of the replayed past, flagged as already told
 
 
@@ -692,6 +694,7 @@ class Command(BaseCommand):
         work = self._work_the_queue(source, seed, past_emails={lead.profile["email"] for lead in past_leads})
         new_handoffs = Handoff.objects.filter(lead__source=source, pk__gt=last_handoff)
         work.breaches_told = _mark_past_breaches_told(list(new_handoffs.values_list("pk", flat=True)))
+        work.outcomes = demo_outcomes_record(source=source, seed=seed).accepted  # what the CRM learnt since
         # The demo backdates its leads, stage changes and handoffs behind the services' back,
         # so that history spreads over 60 days: recount the dashboard's rollups from it.
         rollups_rebuild()
@@ -846,6 +849,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Sales queue: {work.accepted} accepted, {work.rejected} rejected, {work.claimed} claimed by the demo reps."
         )
+        self.stdout.write(f"CRM outcomes: {work.outcomes} new (opportunities, wins and losses of accepted handoffs).")
         if seeded.history:
             self.stdout.write(
                 f"Archive: {seeded.history} leads whose journeys ended {PAST_OFFSET_DAYS} to "
