@@ -31,13 +31,15 @@ class HandoffAcceptForm(PlainForm):
         },
     )
     note = forms.CharField(
-        label="Note for marketing",
+        label="What you learned (marketing reads it)",
         required=False,
         max_length=NOTE_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Optional: what you learned on the first call."}),
     )
 
     def __init__(self, *args: Any, items: Iterable[ChecklistItem], **kwargs: Any):
+        # Its own ids: the reject form on the same page has a note too (one id per page).
+        kwargs.setdefault("auto_id", "accept_%s")
         super().__init__(*args, **kwargs)
         self.items = list(items)
         self.fields["confirmed"].choices = [(item.key, item.label) for item in self.items]  # type: ignore[attr-defined]

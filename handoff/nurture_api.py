@@ -54,7 +54,7 @@ def _window(request: Request, serializer: type[serializers.Serializer]) -> dict[
 
 
 # --- Output ---------------------------------------------------------------------------------------
-class RateSerializer(serializers.Serializer):
+class ConversionRateSerializer(serializers.Serializer):
     converted = serializers.IntegerField(help_text="Leads that became SQL.")
     leads = serializers.IntegerField()
     rate = serializers.FloatField(allow_null=True, help_text="converted / leads, null without leads.")
@@ -65,8 +65,8 @@ class RateSerializer(serializers.Serializer):
 class AssetConversionSerializer(serializers.Serializer):
     asset = serializers.CharField()
     topic = serializers.CharField(allow_null=True)
-    engaged = RateSerializer(help_text="MQLs that engaged with the asset, and how many became SQL.")
-    not_engaged = RateSerializer(help_text="The other MQLs.")
+    engaged = ConversionRateSerializer(help_text="MQLs that engaged with the asset, and how many became SQL.")
+    not_engaged = ConversionRateSerializer(help_text="The other MQLs.")
     lift = serializers.FloatField(allow_null=True, help_text="Engaged rate / not-engaged rate.")
     enough_data = serializers.BooleanField()
 
@@ -97,7 +97,7 @@ class AttributionSerializer(serializers.Serializer):
     sql_leads = serializers.IntegerField()
     accepted_leads = serializers.IntegerField()
     won_leads = serializers.IntegerField()
-    overall = RateSerializer(help_text="MQL→SQL of every MQL.")
+    overall = ConversionRateSerializer(help_text="MQL→SQL of every MQL.")
     assets = ContentCountSerializer(many=True)
     topics = ContentCountSerializer(many=True)
     conversions = AssetConversionSerializer(many=True, help_text="Per asset, best converting first.")

@@ -4,6 +4,7 @@ and an optional note; the answer is stored with the decision, shown to marketing
 lead page and on the handoff page, in the handoff API, counted on the dashboard (the
 items most often missing first), and available to the quality report."""
 
+import importlib
 from datetime import timedelta
 
 import pytest
@@ -21,6 +22,15 @@ from tests.helpers import browser, client_for, count_queries
 CHECKLIST_API = "/api/v1/handoff-checklist"
 CHECKLIST_PAGE = "/handoffs/checklist/"
 BANT = ["budget", "authority", "need", "timeline"]
+
+
+@pytest.fixture(autouse=True)
+def _default_checklist(db):
+    """The data migration's default items: a transactional test elsewhere flushes every
+    table, migration data included, so each test here puts them back as the migration does."""
+    from django.apps import apps
+
+    importlib.import_module("handoff.migrations.0010_accept_checklist").add_default_items(apps, None)
 
 
 def claimed(rep, **lead):

@@ -141,7 +141,7 @@ def test_seed_demo_is_idempotent():
         second, _ = run("seed_demo", "--history", "0", "--leads", "30", "--seed", "7")
 
     assert (User.objects.count(), Source.objects.count(), Lead.objects.count(), Event.objects.count()) == counts
-    assert counts[:3] == (4, 1, 30)
+    assert counts[:3] == (4, 2, 30)  # the demo site and the demo CRM
     assert f"Events: {events} accepted, 0 duplicates, 0 rejected." in first
     assert f"Events: 0 accepted, {events} duplicates, 0 rejected." in second
     assert "Users: 0 created, 4 already existed" in second

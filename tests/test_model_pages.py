@@ -176,7 +176,7 @@ def test_queue_shows_the_qualifying_model_and_grade_with_the_score(rep, analytic
     HandoffFactory.create(lead=lead, model=analytics, priority=Decimal("64"))
     response = browser(rep).get(reverse("sales-queue"))
     assert response.context["queue"][0].why.grade == "A"  # the qualifying model's grade, not the default's B
-    row = response.content.decode().split('<table class="queue">')[1]
+    row = response.content.decode().split('<table class="queue cards queue-cards">')[1]
     assert "A · 64.00" in row and "Analytics add-on" in row
 
 

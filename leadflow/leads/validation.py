@@ -300,6 +300,20 @@ def _lead_profile(data: dict[str, Any], errors: Errors) -> tuple[dict[str, Any],
     return profile, traits
 
 
+def _email(value: Any, errors: Errors) -> str | None:
+    """An identifying e-mail address, normalised; its problem goes to ``errors["email"]``."""
+    email = _text(value, "email", 254, errors)
+    # isprintable() is False exactly for the INVISIBLE_CATEGORIES (but the ASCII space): one C call.
+    if email and not email.isprintable() and (problem := email_invisible_error(email)):
+        errors["email"] = [problem]
+        return None
+    if email:
+        email = normalise_email(email)
+        if not _email_valid(email):
+            errors["email"] = ["Enter a valid email address."]
+    return email
+
+
 def validate_lead(data: Any) -> tuple[LeadInput | None, Errors]:
     if not isinstance(data, dict):
         return None, {"non_field_errors": ["Must be an object with 'email' and/or 'external_id'."]}
@@ -308,15 +322,7 @@ def validate_lead(data: Any) -> tuple[LeadInput | None, Errors]:
         for key in sorted(set(data) - LEAD_FIELDS):
             errors[_field_name(key)] = ["Unknown field: put custom attributes in 'traits'."]
 
-    email = _text(data.get("email"), "email", 254, errors)
-    # isprintable() is False exactly for the INVISIBLE_CATEGORIES (but the ASCII space): one C call.
-    if email and not email.isprintable() and (problem := email_invisible_error(email)):
-        errors["email"] = [problem]
-        email = None
-    elif email:
-        email = normalise_email(email)
-        if not _email_valid(email):
-            errors["email"] = ["Enter a valid email address."]
+    email = _email(data.get("email"), errors)
     external_id = _text(data.get("external_id"), "external_id", 128, errors)
     if not email and not external_id and "email" not in errors and "external_id" not in errors:
         errors["non_field_errors"] = ["A lead needs an 'email' or an 'external_id' to be identified."]
@@ -531,14 +537,7 @@ def _outcome_lead(value: Any, errors: Errors) -> tuple[str | None, str | None]:
     lead_errors: Errors = {}
     for key in sorted(set(value) - set(LEAD_IDENTITY_FIELDS)):
         lead_errors[_field_name(key)] = ["Unknown field: an outcome names its lead by 'email' and/or 'external_id'."]
-    email = _text(value.get("email"), "email", 254, lead_errors)
-    if email and not email.isprintable() and (problem := email_invisible_error(email)):
-        lead_errors["email"] = [problem]
-        email = None
-    elif email:
-        email = normalise_email(email)
-        if not _email_valid(email):
-            lead_errors["email"] = ["Enter a valid email address."]
+    email = _email(value.get("email"), lead_errors)
     external_id = _text(value.get("external_id"), "external_id", 128, lead_errors)
     if not email and not external_id and not lead_errors:
         lead_errors["non_field_errors"] = ["Name the lead by its 'email' or its 'external_id'."]
