@@ -195,6 +195,8 @@
   }
   markScrollables();
   window.addEventListener("resize", markScrollables);
+  // A part of the page loaded later (the backtest card) announces itself so its tables are marked too.
+  document.addEventListener("leadflow:loaded", markScrollables);
 })();
 
 // The what-if preview's backtest (issue 14): replaying the past handoffs may take seconds,
@@ -212,6 +214,7 @@
       })
       .then(function (html) {
         body.innerHTML = html;
+        document.dispatchEvent(new Event("leadflow:loaded"));
       })
       .catch(function () {
         var note = document.createElement("p");
