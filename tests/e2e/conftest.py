@@ -34,10 +34,11 @@ CHROMIUM_ARGS = [
 ]
 # The README's pictures are refreshed on purpose (`make screenshots`), not by every
 # test run; otherwise each page is still rendered to an image, in a scratch folder.
+SCRATCH = Path(tempfile.gettempdir()) / "leadflow-e2e-screenshots"
 SCREENSHOTS = (
     Path(__file__).resolve().parents[2] / "docs" / "screenshots"
     if os.environ.get("E2E_SCREENSHOTS") == "1"
-    else Path(tempfile.gettempdir()) / "leadflow-e2e-screenshots"
+    else SCRATCH
 )
 PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's
 
@@ -86,6 +87,21 @@ def page(chromium: Browser, live_server) -> Iterator[Page]:
         yield tab
 
 
+# The screens a role's journey is walked on (issue 17): the issue's desktop and a phone held upright.
+VIEWPORTS = {"desktop": (1366, 900), "phone": (390, 844)}
+
+
+@pytest.fixture(params=list(VIEWPORTS))
+def screen(request: pytest.FixtureRequest, chromium: Browser, live_server) -> Iterator[Page]:
+    """A fresh tab on each of VIEWPORTS in turn: a role's whole journey must work on a phone too.
+    A phone's pictures go to the scratch folder (the README shows the desktop's)."""
+    width, height = VIEWPORTS[request.param]
+    phone = request.param == "phone"
+    with browser_tab(chromium, live_server, width=width, height=height, is_mobile=phone, has_touch=phone) as tab:
+        tab.is_phone = phone  # type: ignore[attr-defined]
+        yield tab
+
+
 @pytest.fixture
 def phone(chromium: Browser, live_server) -> Iterator[Page]:
     """A fresh tab the size of a phone held upright (390 × 844 CSS pixels, touch), recording console errors."""
@@ -104,9 +120,13 @@ def log_in(page: Page, username: str, password: str = PASSWORD, *, screenshot: s
 
 
 def shoot(page: Page, name: str) -> None:
-    """A full-page screenshot <name>.png (in docs/screenshots with E2E_SCREENSHOTS=1)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    """A full-page screenshot <name>.png (in docs/screenshots with E2E_SCREENSHOTS=1; a phone's
+    screen — the ``screen`` fixture's — always in the scratch folder, as phone-journey-<name>.png)."""
+    phone = getattr(page, "is_phone", False)
+    folder = SCRATCH if phone else SCREENSHOTS
+    name = f"phone-journey-{name}" if phone else name
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
 # A form sent back with its errors answers 400, which Chromium logs as an error.

@@ -16,12 +16,11 @@ from playwright.sync_api import Browser, Page
 from handoff.models import Handoff, HandoffStatus
 from leadflow.leads.models import Account, Lead, Stage
 from scoring.models import RuleSet, RuleSetStatus
-from tests.e2e.conftest import browser_tab, log_in
+from tests.e2e.conftest import VIEWPORTS, browser_tab, log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 DEMO_PASSWORDS = {"marketer": "leadflow-marketer", "rep": "leadflow-rep", "admin": "leadflow-admin"}
-VIEWPORTS = {"desktop": (1366, 900), "phone": (390, 844)}
 BLOCKING = ("serious", "critical")
 AXE = Axe()
 

@@ -29,42 +29,42 @@ def queued(name: str, *, priority: int, due_in: timedelta) -> Handoff:
     )
 
 
-def test_a_rep_lands_on_the_queue_watches_the_sla_tick_and_accepts_and_goes_on_to_the_next(page: Page, rep):
+def test_a_rep_lands_on_the_queue_watches_the_sla_tick_and_accepts_and_goes_on_to_the_next(screen: Page, rep):
     mine = services.handoff_claim(handoff=queued("Ada Lovelace", priority=95, due_in=timedelta(hours=6)), user=rep)
     queued("Grace Hopper", priority=90, due_in=timedelta(hours=1, seconds=40))
     queued("Alan Turing", priority=80, due_in=timedelta(seconds=40))
 
-    page.clock.install()  # before the first page: the browser's timers and Date are Playwright's
-    log_in(page, "rep")
-    expect(page).to_have_url(re.compile(r"/queue/$"))  # a rep's day starts on the queue
+    screen.clock.install()  # before the first page: the browser's timers and Date are Playwright's
+    log_in(screen, "rep")
+    expect(screen).to_have_url(re.compile(r"/queue/$"))  # a rep's day starts on the queue
 
     # The countdown ticks: a minute later the page says so, without a reload.
-    grace = page.locator("table.queue tbody tr", has_text="Grace Hopper")
-    alan = page.locator("table.queue tbody tr", has_text="Alan Turing")
+    grace = screen.locator("table.queue tbody tr", has_text="Grace Hopper")
+    alan = screen.locator("table.queue tbody tr", has_text="Alan Turing")
     expect(grace.locator(".sla")).to_have_text("due in 1 h")
     expect(alan.locator(".sla")).to_have_text("due in under a minute")
     expect(alan).not_to_have_class(re.compile(r"\bis-overdue\b"))
-    page.clock.fast_forward("01:00")
+    screen.clock.fast_forward("01:00")
     expect(grace.locator(".sla")).to_have_text("due in 59 min")
     expect(alan.locator(".sla")).to_have_text("Overdue by under a minute")
     expect(alan).to_have_class(re.compile(r"\bis-overdue\b"))
 
     # Accept & next: Ada is accepted and the rep is on Grace's page, the next in the queue.
-    page.locator(".claim", has_text="Ada Lovelace").get_by_role("link", name="Ada Lovelace").click()
-    shoot(page, "handoff-accept-next")
-    page.get_by_role("button", name="Accept & next").click()
-    expect(page.get_by_text("Accepted Ada Lovelace: the lead is yours now.")).to_be_visible()
-    expect(page.get_by_text("Next in the queue: Grace Hopper. Claim it to work on it.")).to_be_visible()
-    expect(page.get_by_role("heading", name="Grace Hopper")).to_be_visible()
+    screen.locator(".claim", has_text="Ada Lovelace").get_by_role("link", name="Ada Lovelace").click()
+    shoot(screen, "handoff-accept-next")
+    screen.get_by_role("button", name="Accept & next").click()
+    expect(screen.get_by_text("Accepted Ada Lovelace: the lead is yours now.")).to_be_visible()
+    expect(screen.get_by_text("Next in the queue: Grace Hopper. Claim it to work on it.")).to_be_visible()
+    expect(screen.get_by_role("heading", name="Grace Hopper")).to_be_visible()
     mine.refresh_from_db()
     assert mine.status == HandoffStatus.ACCEPTED
     assert Handoff.objects.get(lead__name="Grace Hopper").status == HandoffStatus.QUEUED  # opened, not claimed
 
     # One click claims it; Reject & next then goes on to Alan.
-    page.get_by_role("button", name="Claim", exact=True).click()
-    page.get_by_label("Reason").select_option("no_budget")
-    page.get_by_role("button", name="Reject & next").click()
-    expect(page.get_by_text("Next in the queue: Alan Turing. Claim it to work on it.")).to_be_visible()
-    expect(page.get_by_role("heading", name="Alan Turing")).to_be_visible()
+    screen.get_by_role("button", name="Claim", exact=True).click()
+    screen.get_by_label("Reason").select_option("no_budget")
+    screen.get_by_role("button", name="Reject & next").click()
+    expect(screen.get_by_text("Next in the queue: Alan Turing. Claim it to work on it.")).to_be_visible()
+    expect(screen.get_by_role("heading", name="Alan Turing")).to_be_visible()
     assert Handoff.objects.get(lead__name="Grace Hopper").status == HandoffStatus.REJECTED
-    assert_no_console_errors(page)
+    assert_no_console_errors(screen)
