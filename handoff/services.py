@@ -50,6 +50,7 @@ from handoff.rollups import (
     handoffs_record,
     handoffs_recorded,
 )
+from handoff.selectors import sales_queue_order
 from leadflow.db import SqlNames, insert_ignore_conflicts_returning
 from leadflow.leads.lifecycle import Transition, transitions_apply
 from leadflow.leads.models import Account, Lead, Stage, StageChange
@@ -336,7 +337,12 @@ CLAIM_LOCK_SPACE = 0x48414E44  # "HAND"
 _CLAIM_ONE_TARGET = "SELECT %(handoff)s::bigint AS id WHERE (SELECT n FROM open_claims) < %(limit)s"
 _CLAIM_NEXT_TARGET = """SELECT {handoff.id} AS id FROM {handoff.table}
     WHERE {handoff.status} = %(queued)s AND (SELECT n FROM open_claims) < %(limit)s
-    ORDER BY {handoff.priority} DESC, {handoff.created_at}, {handoff.id} LIMIT 1 FOR UPDATE SKIP LOCKED"""
+    ORDER BY {overdue_first}{handoff.priority} DESC, {handoff.created_at}, {handoff.id}
+    LIMIT 1 FOR UPDATE SKIP LOCKED"""
+# selectors.sales_queue_order(overdue_first=True) in SQL: the overdue on top, the longest overdue
+# first. A queued handoff is open, so overdue is past its due time (models.overdue_q).
+_OVERDUE_FIRST = """{handoff.due_at} <= %(now)s DESC,
+    CASE WHEN {handoff.due_at} <= %(now)s THEN {handoff.due_at} END ASC NULLS LAST, """
 # The claim builds the rep's "new SQL" notification key around the handoff's public id.
 _NEW_SQL_KEY_HEAD, _, _NEW_SQL_KEY_TAIL = new_sql_event_key("{id}").partition("{id}")
 
@@ -346,7 +352,7 @@ def _columns(model: type[models.Model], alias: str) -> list[str]:
 
 
 @cache
-def _claim_statement(*, next_in_queue: bool) -> str:
+def _claim_statement(*, next_in_queue: bool, overdue_first: bool = False) -> str:
     # The claimed row, its lead and its scoring model (the answer shows the model's slug)
     # come back whole, in field order, to build the instances.
     names = {
@@ -356,7 +362,10 @@ def _claim_statement(*, next_in_queue: bool) -> str:
         "lead": SqlNames(Lead),
         "model": SqlNames(ScoringModel),
     }
-    target = (_CLAIM_NEXT_TARGET if next_in_queue else _CLAIM_ONE_TARGET).format(**names)
+    overdue_first_sql = _OVERDUE_FIRST.format(**names) if overdue_first else ""
+    target = (_CLAIM_NEXT_TARGET if next_in_queue else _CLAIM_ONE_TARGET).format(
+        **names, overdue_first=overdue_first_sql
+    )
     return _CLAIM_SQL.format(
         **names,
         target=target,
@@ -376,7 +385,9 @@ def _instance(model: type[ModelT], values: Sequence[Any]) -> ModelT:
     return model.from_db(connection.alias, [field.attname for field in fields], converted)
 
 
-def _claim_sql(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int, Handoff | None]:
+def _claim_sql(
+    *, user: Any, handoff_id: int | None, now: datetime, overdue_first: bool = False
+) -> tuple[int, Handoff | None]:
     params = {
         "lock_space": CLAIM_LOCK_SPACE,
         "user": user.pk,
@@ -392,7 +403,7 @@ def _claim_sql(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int
         **claim_duration_params(),
     }
     with connection.cursor() as cursor:
-        cursor.execute(_claim_statement(next_in_queue=handoff_id is None), params)
+        cursor.execute(_claim_statement(next_in_queue=handoff_id is None, overdue_first=overdue_first), params)
         open_claims, *row = cursor.fetchone()
     if row[0] is None:
         return open_claims, None
@@ -404,7 +415,9 @@ def _claim_sql(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int
     return open_claims, handoff
 
 
-def _claim_orm(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int, Handoff | None]:
+def _claim_orm(
+    *, user: Any, handoff_id: int | None, now: datetime, overdue_first: bool = False
+) -> tuple[int, Handoff | None]:
     list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
     limit = settings.HANDOFF_MAX_OPEN_CLAIMS
     open_claims = Handoff.objects.filter(claimed_by=user, status=HandoffStatus.CLAIMED)[:limit].count()
@@ -412,7 +425,8 @@ def _claim_orm(*, user: Any, handoff_id: int | None, now: datetime) -> tuple[int
         return open_claims, None
     if handoff_id is None:
         queue = Handoff.objects.select_for_update(skip_locked=True).filter(status=HandoffStatus.QUEUED)
-        handoff_id = queue.order_by("-priority", "created_at", "id").values_list("pk", flat=True).first()
+        order = sales_queue_order(overdue_first=overdue_first)
+        handoff_id = queue.order_by(*order).values_list("pk", flat=True).first()
         if handoff_id is None:
             return open_claims, None
     with handoffs_recorded([handoff_id]):
@@ -435,17 +449,21 @@ def _claim_changes(user: Any, now: datetime) -> dict[str, Any]:
     }
 
 
-def _claim(*, user: Any, handoff_id: int | None) -> Handoff | None:
-    """Claim for ``user`` (a given handoff, or the head of the queue): the claimed
-    handoff, or None when it was not queued (or the queue is empty). Raises at the
-    claim limit."""
+def _claim(*, user: Any, handoff_id: int | None, overdue_first: bool = False) -> Handoff | None:
+    """Claim for ``user`` (a given handoff, or the head of the queue, in the queue's order):
+    the claimed handoff, or None when it was not queued (or the queue is empty). Raises at
+    the claim limit."""
     if not can_work_handoffs(user):
         raise PermissionDenied("Only sales reps claim handoffs.")
     if connection.vendor == "postgresql":
-        open_claims, handoff = _claim_sql(user=user, handoff_id=handoff_id, now=timezone.now())
+        open_claims, handoff = _claim_sql(
+            user=user, handoff_id=handoff_id, now=timezone.now(), overdue_first=overdue_first
+        )
     else:
         with transaction.atomic():
-            open_claims, handoff = _claim_orm(user=user, handoff_id=handoff_id, now=timezone.now())
+            open_claims, handoff = _claim_orm(
+                user=user, handoff_id=handoff_id, now=timezone.now(), overdue_first=overdue_first
+            )
     limit = settings.HANDOFF_MAX_OPEN_CLAIMS
     if handoff is None and open_claims >= limit:
         raise ClaimLimitReached(
@@ -474,10 +492,11 @@ def handoff_claim(*, handoff: Handoff, user: Any) -> Handoff:
     return claimed
 
 
-def handoff_claim_next(*, user: Any) -> Handoff | None:
-    """Claim the head of the queue: highest priority, then oldest. Rows another rep
-    is claiming right now are skipped, not waited for. None when the queue is empty."""
-    return _claim(user=user, handoff_id=None)
+def handoff_claim_next(*, user: Any, overdue_first: bool = False) -> Handoff | None:
+    """Claim the head of the queue: highest priority, then oldest; or, ``overdue_first`` (the
+    order a rep chose for their queue page), the longest overdue first. Rows another rep is
+    claiming right now are skipped, not waited for. None when the queue is empty."""
+    return _claim(user=user, handoff_id=None, overdue_first=overdue_first)
 
 
 def handoff_release(*, handoff: Handoff, user: Any) -> Handoff:

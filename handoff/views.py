@@ -106,6 +106,9 @@ def sales_queue(request: HttpRequest) -> HttpResponse:
         "claim_hours": settings.HANDOFF_CLAIM_TTL_HOURS,
         "at_claim_limit": len(claims) >= settings.HANDOFF_MAX_OPEN_CLAIMS,
         "reject_form": HandoffRejectForm(),
+        # With a checklist to answer, Accept opens the handoff's accept form rather than accepting
+        # in one click with nothing confirmed (which the dashboard would count as "missing").
+        "accept_asks_confirmation": selectors.checklist_items(active_only=True).exists(),
     }
     return render(request, "sales/queue.html", context)
 
@@ -193,7 +196,7 @@ def _after_decision(request: HttpRequest, handoff: Handoff) -> HttpResponse:
 @role_required(SALES, message=REPS_ONLY)
 def handoff_claim_next(request: HttpRequest) -> HttpResponse:
     try:
-        handoff = handoff_services.handoff_claim_next(user=request.user)
+        handoff = handoff_services.handoff_claim_next(user=request.user, overdue_first=_overdue_first(request))
     except handoff_services.HandoffError as error:
         messages.error(request, str(error))
         return redirect("sales-queue")
@@ -202,7 +205,7 @@ def handoff_claim_next(request: HttpRequest) -> HttpResponse:
         return redirect("sales-queue")
     messages.success(
         request,
-        f"You claimed {handoff.lead.display_name}, the top of the queue. "
+        f"You claimed {handoff.lead.display_name}, the top of the queue. "  # in the order the rep chose
         f"Accept or reject it within {settings.HANDOFF_CLAIM_TTL_HOURS} h, or release it.",
     )
     return redirect("handoff-detail", handoff_id=handoff.public_id)

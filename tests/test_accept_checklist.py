@@ -236,6 +236,18 @@ def test_accepting_on_the_page_stores_the_ticked_items_and_the_note(rep):
     assert "✓</span> Budget" in content and "✗</span> Authority" in content
 
 
+def test_the_queue_s_accept_opens_the_checklist_instead_of_accepting_with_nothing_confirmed(rep, admin):
+    handoff = claimed(rep)
+    accept_url = handoff_page(handoff) + "accept"
+    content = browser(rep).get("/queue/").content.decode()
+    assert f'href="{handoff_page(handoff)}#accept"' in content and ">Accept…</a>" in content
+    assert f'action="{accept_url}"' not in content
+    for item in ChecklistItem.objects.all():  # nothing left to confirm: one click accepts again
+        services.checklist_item_update(actor=admin, item=item, active=False)
+    content = browser(rep).get("/queue/").content.decode()
+    assert f'action="{accept_url}"' in content and "#accept" not in content
+
+
 def test_accept_and_next_records_the_confirmations_too(rep):
     handoff = claimed(rep)
     HandoffFactory.create(lead=SqlLeadFactory.create(name="Next One"))

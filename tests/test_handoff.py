@@ -9,6 +9,7 @@ import pytest
 import time_machine
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count
+from django.utils import timezone
 
 from handoff import selectors, services
 from handoff.models import Handoff, HandoffAction, HandoffEvent, HandoffStatus
@@ -188,6 +189,15 @@ def test_claim_next_takes_the_highest_priority_then_the_oldest(rep, act):
     assert claimed[0] == str(old_high.public_id)
     assert claimed[2] == str(low.public_id)
     assert act(rep, f"{QUEUE}/claim-next").status_code == 204
+
+
+def test_claim_next_overdue_first_takes_the_longest_overdue_then_the_claim_order(rep):
+    now = timezone.now()
+    top = HandoffFactory.create(lead=SqlLeadFactory.create(score=90), due_at=now + timedelta(hours=5))
+    late = HandoffFactory.create(lead=SqlLeadFactory.create(score=60), due_at=now - timedelta(hours=5))
+    just_late = HandoffFactory.create(lead=SqlLeadFactory.create(score=80), due_at=now - timedelta(minutes=10))
+    claimed = [services.handoff_claim_next(user=rep, overdue_first=True) for _ in range(3)]
+    assert [h.pk for h in claimed if h] == [late.pk, just_late.pk, top.pk]  # as the queue page lists them
 
 
 def test_a_rep_cannot_hold_more_open_claims_than_the_limit(rep, act, settings):

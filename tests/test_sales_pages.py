@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from handoff import services
-from handoff.models import Handoff, HandoffEvent, HandoffStatus, Notification, NotificationKind
+from handoff.models import ChecklistItem, Handoff, HandoffEvent, HandoffStatus, Notification, NotificationKind
 from leadflow.leads import rollups
 from leadflow.leads.models import Lead, Stage
 from leadflow.leads.templatetags.leadflow_ui import countdown
@@ -242,6 +242,7 @@ def test_the_sla_countdown_reads_like_a_person_would_say_it():
 
 
 def test_my_claims_show_their_expiry_and_actions(rep, other_rep):
+    ChecklistItem.objects.update(active=False)  # nothing to confirm: Accept is one click (see test_accept_checklist)
     mine, theirs = (
         HandoffFactory.create(lead=SqlLeadFactory.create(name="Mine")),
         HandoffFactory.create(lead=SqlLeadFactory.create(name="Theirs")),

@@ -94,6 +94,17 @@ def test_the_queue_lists_overdue_handoffs_first_longest_overdue_on_top_when_aske
     assert "overdue first (the longest overdue on top)" in content
 
 
+def test_claim_next_on_the_page_takes_the_top_of_the_order_the_rep_chose(rep, mixed_queue):
+    client = browser(rep)
+    queue_names(client, sort="overdue")
+    response = client.post(reverse("handoff-claim-next"), follow=True)
+    assert Handoff.objects.get(status=HandoffStatus.CLAIMED).lead.name == "Long overdue"
+    assert "You claimed Long overdue, the top of the queue." in response.content.decode()
+    queue_names(client, sort="claim")
+    client.post(reverse("handoff-claim-next"))
+    assert Handoff.objects.filter(status=HandoffStatus.CLAIMED, lead__name="Top score").exists()
+
+
 def test_the_queue_remembers_the_order_each_rep_chose(rep, other_rep, mixed_queue):
     client = browser(rep)
     queue_names(client, sort="overdue")
