@@ -30,6 +30,12 @@ its capped, decayed count of events: contribution ÷ points):
 * Rules that never fired among the decided handoffs, or fired for every one of them (nothing to
   compare), are left out of the fit and keep their old points; suppression rules and every
   setting of the ruleset are copied unchanged.
+* **Intent rules** (behaviour rules counting one of the ruleset's hand-raise event types) are
+  left out too and keep their points: a lead becomes an SQL *because* it raised its hand, so
+  nearly every handoff has fired them and the few that did not are odd cases (a hand moved by
+  a person, an intent outside the rule's window). Their fitted weight would be an artefact of
+  that selection, nearly collinear with the intercept — on the demo's history it came out
+  negative — and lowering it would slow every future hand-raiser's path to sales.
 * **Thresholds** are kept unless ``keep_thresholds=False``: then the SQL threshold is set so that
   the draft's points put as many of the historical handoffs (all of them, decided or not) at or
   above it as the old points did (never below the MQL threshold, which stays).
@@ -168,6 +174,10 @@ def _why(coefficient: float, low: float, high: float) -> str:
     return f"{verdict}: {coefficient:+.3f} log-odds per unit (95 % interval {low:+.3f} to {high:+.3f})"
 
 
+def _is_intent(rule: Rule, ruleset: RuleSet) -> bool:
+    return rule.kind == RuleKind.BEHAVIOUR and rule.event_type in (ruleset.intent_event_types or [])
+
+
 # --- The service ---------------------------------------------------------------------------------
 def _refuse_if_too_few(decided: list[HandoffEvaluation]) -> tuple[int, int]:
     accepted = sum(1 for e in decided if e.accepted)
@@ -220,7 +230,8 @@ def ruleset_suggest(*, ruleset: RuleSet, user: Any, keep_thresholds: bool = True
     labels = np.array([1 if e.accepted else 0 for e in decided])
     fired = (units != 0).sum(axis=0)
     varies = units.std(axis=0) > 0
-    columns = [index for index in range(len(rules)) if varies[index]]
+    intent = [_is_intent(rule, ruleset) for rule in rules]
+    columns = [index for index in range(len(rules)) if varies[index] and not intent[index]]
     if not columns:
         raise SuggestionRefused("No rule tells the decided handoffs apart (each fired for all or none of them).")
     fit = _fit(units[:, columns], labels)
@@ -268,7 +279,12 @@ def ruleset_suggest(*, ruleset: RuleSet, user: Any, keep_thresholds: bool = True
                 )
             index = rules.index(original)
             learnt = per_rule.get(original.id)
-            if learnt is None:
+            if learnt is None and intent[index]:
+                why = (
+                    f"counts a hand-raise ({original.event_type}): every SQL has one, so sales' verdicts "
+                    "cannot measure it; old points kept"
+                )
+            elif learnt is None:
                 how = "never fired" if fired[index] == 0 else "fired for every one"
                 why = f"{how} among the {len(decided)} decided handoffs: nothing to learn, old points kept"
             else:

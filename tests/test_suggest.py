@@ -106,6 +106,23 @@ def test_a_rule_that_never_fired_keeps_its_old_points_and_says_so(admin):
     assert "never fired" in never["why"] and "old points kept" in never["why"]
 
 
+def test_an_intent_rule_is_left_out_of_the_fit_and_keeps_its_points(admin):
+    demo = behaviour("demo_request", 30, max_points=30)
+    ruleset = ruleset_through_services([PREDICTIVE, USELESS, demo], mql=20, sql=30)
+    _history(80)
+    leads = list(LeadFactory._meta.model.objects.order_by("id"))
+    for lead in leads[: len(leads) * 9 // 10]:  # nine in ten SQLs raised their hand before the handoff
+        EventFactory.create(lead=lead, type="demo_request", occurred_at=timezone.now() - timedelta(days=6))
+
+    draft = ruleset_suggest(ruleset=ruleset, user=admin)
+
+    row = _rows(draft)["demo_request rule"]
+    assert _points(draft)["demo_request rule"] == Decimal(30)
+    assert (row["fitted"], row["coefficient"]) == (False, None) and row["fired"] > 0
+    assert "hand-raise (demo_request)" in row["why"] and "old points kept" in row["why"]
+    assert _rows(draft)[PREDICTIVE["name"]]["fitted"] is True
+
+
 def test_the_suggestion_is_a_new_draft_and_the_old_ruleset_is_untouched(admin):
     ruleset = _ruleset()
     before = [(r.pk, r.name, r.points, r.max_points) for r in ruleset.rules.all()]
