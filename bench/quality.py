@@ -93,14 +93,15 @@ WITH raised AS (
     FROM chosen
 )
 INSERT INTO handoff_handoff (public_id, lead_id, status, priority, model_id, qualified_by, created_at, due_at,
-                             decided_at, reject_reason, note)
+                             decided_at, reject_reason, note, checklist)
 SELECT gen_random_uuid(), lead_id, status, 0, %(model_id)s, %(qualified_by)s::jsonb, created_at,
        created_at + interval '24 hours',
        CASE WHEN status <> 'queued' THEN created_at + interval '6 hours' END,
        CASE WHEN status <> 'rejected' THEN ''
             WHEN NOT senior THEN 'not_a_fit'
             ELSE (ARRAY['no_budget', 'bad_timing', 'no_response', 'other'])[1 + floor(reason * 4)::int] END,
-       CASE WHEN status = 'rejected' THEN 'bench' ELSE '' END
+       CASE WHEN status = 'rejected' THEN 'bench' ELSE '' END,
+       '[]'::jsonb
 FROM decided
 """
 OUTCOMES_SQL = """
