@@ -288,14 +288,26 @@ def leads_import(
     Every lead touched is flagged for rescoring and scored after commit; a stage column
     moves leads forward with a StageChange "Imported from ``origin``…"."""
     result = ImportResult()
-    options = {"source": source, "layout": layout, "rows": rows, "chunk_size": chunk_size, "on_row": on_row}
+
+    def run() -> None:
+        _import_chunks(
+            source=source,
+            layout=layout,
+            rows=rows,
+            chunk_size=chunk_size,
+            on_row=on_row,
+            origin=origin,
+            actor=actor,
+            into=result,
+        )
+
     if dry_run:
         with transaction.atomic():
-            _import_chunks(**options, origin=origin, actor=actor, into=result)
+            run()
             transaction.set_rollback(True)
         result.lead_ids = []
     else:
-        _import_chunks(**options, origin=origin, actor=actor, into=result)
+        run()
     return result
 
 

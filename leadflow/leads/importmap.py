@@ -138,9 +138,6 @@ PRESETS: dict[str, Preset] = {
         ),
     )
 }
-PRESET_CHOICES = [(NATIVE, "LeadFlow columns (email, name, company…)")] + [
-    (preset.key, preset.label) for preset in PRESETS.values()
-]
 
 
 class CsvImportError(Exception):

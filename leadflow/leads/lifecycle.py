@@ -201,7 +201,7 @@ def leads_stage_change(*, leads: Sequence[Lead], to_stage: str, actor: Any, reas
 
 # The forward path an import may move a lead along; recycled and disqualified are reached
 # from it only by sales' decisions, so an import sets them on new leads alone.
-_IMPORT_ORDER = {Stage.NEW: 0, Stage.MQL: 1, Stage.SQL: 2, Stage.ACCEPTED: 3}
+_IMPORT_ORDER: dict[str, int] = {Stage.NEW: 0, Stage.MQL: 1, Stage.SQL: 2, Stage.ACCEPTED: 3}
 
 
 def import_stage_applies(*, current: str, imported: str) -> bool:
