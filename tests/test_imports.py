@@ -408,3 +408,12 @@ def test_a_queued_job_left_by_a_broker_outage_is_picked_up_by_the_sweep(marketer
     job.refresh_from_db()
     assert job.status == ImportStatus.DONE and Lead.objects.count() == 2
     assert not ImportRejection.objects.exists()
+
+
+def test_the_command_sniffs_a_semicolon_export(tmp_path):
+    path = write(tmp_path, MAUTIC_HEADER + "\n" + MAUTIC_ROWS)
+
+    stdout, _ = run("import_leads", path, "--source", "Mautic")
+
+    assert "Mautic contacts export" in stdout and "2 created, 0 updated, 1 rejected" in stdout
+    assert Lead.objects.get(email="jean@usine.example").name == "Jean Dupont"

@@ -16,6 +16,7 @@ from leadflow.leads.importmap import (
     TARGETS,
     TRAIT_PREFIX,
     CsvImportError,
+    csv_delimiter,
     preset_detect,
     preset_targets,
     targets_override,
@@ -71,8 +72,10 @@ class Command(BaseCommand):
             raise CommandError("--source needs a name with a letter or digit, e.g. --source 'Trade show 2026'.")
         total_lines = _check_file(path)
         with path.open(encoding="utf-8-sig", newline="") as file:
+            delimiter = csv_delimiter(file.read(65536))
+            file.seek(0)
             try:
-                header, rows = read_csv_header(file)
+                header, rows = read_csv_header(file, delimiter=delimiter)
                 preset = preset_detect(header) if options["preset"] == "auto" else options["preset"]
                 targets = targets_override(header, preset_targets(preset, header), options["map"])
                 layout = csv_layout_mapped(header, targets)
