@@ -26,7 +26,6 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from leadflow.leads.importexport import (
-    IMPORT_CHUNK_SIZE,
     CsvLayout,
     ImportResult,
     csv_layout_mapped,
@@ -220,7 +219,7 @@ def _import_job_claim(job_id: int) -> int | None:
         return job.attempts
 
 
-def import_job_execute(*, job_id: int, chunk_size: int = IMPORT_CHUNK_SIZE) -> str:
+def import_job_execute(*, job_id: int, chunk_size: int | None = None) -> str:
     """Import a queued job's rows from where it stopped, a chunk per transaction; returns
     the job's status. Safe to run twice: an execution first takes the lease, and a chunk
     commits only under the current one, so no row is imported twice."""
@@ -228,6 +227,7 @@ def import_job_execute(*, job_id: int, chunk_size: int = IMPORT_CHUNK_SIZE) -> s
     job = ImportJob.objects.select_related("source", "created_by").get(pk=job_id)
     if lease is None:
         return job.status
+    chunk_size = chunk_size or settings.IMPORT_CHUNK_ROWS
     try:
         layout = csv_layout_mapped(job.header, job.mapping)
         origin = f"{preset_label(job.preset)} {job.filename!r}"
