@@ -417,3 +417,19 @@ def test_the_command_sniffs_a_semicolon_export(tmp_path):
 
     assert "Mautic contacts export" in stdout and "2 created, 0 updated, 1 rejected" in stdout
     assert Lead.objects.get(email="jean@usine.example").name == "Jean Dupont"
+
+
+def test_choosing_another_preset_resets_the_mapping_to_that_tools(marketer):
+    client = browser(marketer)
+    upload(client, "email,name,Title\na@example.com,Ada,CTO\n", source="X")
+    job = ImportJob.objects.get()
+    assert (job.preset, job.mapping) == ("leadflow", ["email", "name", "trait"])  # a tie: our own reading
+
+    response = client.post(reverse("import-map", args=[job.public_id]), {"action": "preset", "preset": "salesforce"})
+
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert (job.preset, job.mapping) == ("salesforce", ["email", "trait", "job_title"])
+    client.post(reverse("import-map", args=[job.public_id]), {"action": "preset", "preset": "excel"})
+    job.refresh_from_db()
+    assert job.preset == "salesforce"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,7 +19,7 @@ from leadflow.leads.decorators import role_required
 from leadflow.leads.forms import ImportMappingForm, ImportUploadForm, import_column_field
 from leadflow.leads.importexport import csv_cell, csv_layout_mapped
 from leadflow.leads.importmap import CsvImportError
-from leadflow.leads.models import ImportJob, ImportRejection, ImportStatus
+from leadflow.leads.models import ImportJob, ImportRejection, ImportStatus, rejection_reasons
 from leadflow.leads.roles import IMPORTERS
 
 JOBS_PER_PAGE = 25
@@ -60,6 +61,12 @@ def import_map(request: HttpRequest, job_id: Any) -> HttpResponse:
     job = _job(job_id)
     if job.status != ImportStatus.DRAFT:
         return redirect("import-detail", job_id=job.public_id)
+    if request.method == "POST" and request.POST.get("action") == "preset":
+        try:
+            imports.import_job_preset(job=job, preset=request.POST.get("preset", ""))
+        except CsvImportError as error:
+            messages.error(request, str(error))
+        return redirect("import-map", job_id=job.public_id)
     form = ImportMappingForm(request.POST or None, header=job.header, mapping=job.mapping)
     layout = None
     mapping_error = ""
@@ -84,8 +91,10 @@ def import_map(request: HttpRequest, job_id: Any) -> HttpResponse:
         "form": form,
         "preset": imports.preset_label(job.preset),
         "preview": imports.import_preview(job=job, layout=layout) if layout is not None else None,
-        "preview_fields": imports.PREVIEW_FIELDS,
+        "preview_labels": imports.PREVIEW_LABELS,
+        "columns": list(zip(form, imports.import_samples(job=job), strict=True)),
         "mapping_error": mapping_error,
+        "presets": imports.preset_choices(),
     }
     status = 400 if request.method == "POST" and layout is None else 200
     return render(request, "leads/imports/map.html", context, status=status)
@@ -130,7 +139,7 @@ def import_rejected_csv(request: HttpRequest, job_id: Any) -> StreamingHttpRespo
         for line, cells, errors in (
             ImportRejection.objects.filter(job=job).order_by("line").values_list("line", "cells", "errors").iterator()
         ):
-            reasons = "; ".join(f"{name}: {' '.join(map(str, msgs))}" for name, msgs in errors.items())
+            reasons = " ".join(rejection_reasons(errors))
             yield writer.writerow([line, *(csv_cell(cell) for cell in cells), csv_cell(reasons)])
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")

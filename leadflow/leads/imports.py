@@ -33,6 +33,7 @@ from leadflow.leads.importexport import (
     lead_rows_import,
 )
 from leadflow.leads.importmap import (
+    NATIVE,
     PRESETS,
     CsvImportError,
     csv_decode,
@@ -40,7 +41,7 @@ from leadflow.leads.importmap import (
     preset_detect,
     preset_targets,
 )
-from leadflow.leads.models import ImportJob, ImportRejection, ImportStatus
+from leadflow.leads.models import ImportJob, ImportRejection, ImportStatus, rejection_reasons
 from leadflow.leads.services import source_get_or_create
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ PREVIEW_ROWS = 10
 
 
 def preset_label(preset: str) -> str:
-    return PRESETS[preset].label if preset in PRESETS else "LeadFlow columns"
+    return PRESETS[preset].label if preset in PRESETS else "LeadFlow's own columns"
 
 
 # --- Upload and mapping --------------------------------------------------------------------------
@@ -113,6 +114,20 @@ def import_job_map(*, job: ImportJob, mapping: Sequence[str]) -> CsvLayout:
     return layout
 
 
+def import_job_preset(*, job: ImportJob, preset: str) -> None:
+    """Read a draft import as another tool's export: the mapping becomes that preset's."""
+    if job.status != ImportStatus.DRAFT:
+        raise CsvImportError("This import has started: its mapping can no longer change.")
+    if preset != NATIVE and preset not in PRESETS:
+        raise CsvImportError(f"Unknown preset {preset!r}: choose one of {', '.join([NATIVE, *PRESETS])}.")
+    job.preset, job.mapping = preset, preset_targets(preset, job.header)
+    job.save(update_fields=["preset", "mapping"])
+
+
+def preset_choices() -> list[tuple[str, str]]:
+    return [(NATIVE, preset_label(NATIVE)), *((key, preset.label) for key, preset in PRESETS.items())]
+
+
 def import_job_start(*, job: ImportJob) -> bool:
     """Queue a draft import (its mapping checked again) and enqueue it after commit. Safe to
     call twice: only the first call starts it (a conditional UPDATE); returns whether it did."""
@@ -135,6 +150,24 @@ def _enqueue_after_commit(job_id: int) -> None:
 # --- Preview ----------------------------------------------------------------------------------------
 
 PREVIEW_FIELDS = ("email", "external_id", "name", "company", "job_title", "industry", "country", "company_size")
+PREVIEW_LABELS = {
+    "email": "E-mail",
+    "external_id": "External id",
+    "name": "Name",
+    "company": "Company",
+    "job_title": "Job title",
+    "industry": "Industry",
+    "country": "Country",
+    "company_size": "Company size",
+}
+
+
+def import_samples(*, job: ImportJob) -> list[str]:
+    """The first non-blank row's cells, one per column, to show beside the mapping."""
+    for _line, cells in _rows(job.content, job.delimiter, skip=0):
+        if cells is not None:
+            return [cells[index] if index < len(cells) else "" for index in range(len(job.header))]
+    return [""] * len(job.header)
 
 
 @dataclass
@@ -146,6 +179,10 @@ class PreviewRow:
     stage: str | None = None
     stage_value: str = ""
     errors: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reasons(self) -> list[str]:
+        return rejection_reasons(self.errors)
 
 
 def import_preview(*, job: ImportJob, layout: CsvLayout, rows: int = PREVIEW_ROWS) -> list[PreviewRow]:

@@ -3,6 +3,7 @@ the audit log of their stages."""
 
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -550,3 +551,16 @@ class ImportRejection(models.Model):
 
     def __str__(self) -> str:
         return f"Line {self.line} of import {self.job_id}"
+
+    @property
+    def reasons(self) -> list[str]:
+        return rejection_reasons(self.errors)
+
+
+def rejection_reasons(errors: dict[str, Any]) -> list[str]:
+    """A rejected row's errors in words ("email: Enter a valid email address."), the row's
+    own without a field name: the import pages, the preview and the rejected rows' CSV."""
+    return [
+        " ".join(map(str, messages)) if name == "non_field_errors" else f"{name}: {' '.join(map(str, messages))}"
+        for name, messages in errors.items()
+    ]
