@@ -433,3 +433,22 @@ def test_choosing_another_preset_resets_the_mapping_to_that_tools(marketer):
     client.post(reverse("import-map", args=[job.public_id]), {"action": "preset", "preset": "excel"})
     job.refresh_from_db()
     assert job.preset == "salesforce"
+
+
+def test_a_persons_export_lists_and_erasure_removes_the_rejected_import_rows_with_their_email(marketer, admin):
+    from leadflow.leads.privacy import person_erase, person_export
+
+    ada = LeadFactory.create(email="ada@example.com")
+    data = b"email,company_size\n Ada@Example.com ,lots\n"
+    job = imports.import_job_create(user=marketer, filename="list.csv", data=data, source_name="List")
+    imports.import_job_start(job=job)
+    imports.import_job_execute(job_id=job.pk)
+    assert ImportRejection.objects.get().email == "ada@example.com"
+
+    exported = person_export(lead=ada)
+    assert [row["cells"] for row in exported["import_rejections"]] == [[" Ada@Example.com ", "lots"]]
+
+    erasure = person_erase(lead=ada, actor=admin)
+
+    assert not ImportRejection.objects.exists()
+    assert erasure.counts["import_rejections"] == 1

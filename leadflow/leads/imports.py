@@ -326,7 +326,14 @@ def _import_job_chunk(
             )
         cells = dict(rows)
         ImportRejection.objects.bulk_create(
-            ImportRejection(job=job, line=row.line, cells=cells[row.line], errors=row.errors) for row in result.rejected
+            ImportRejection(
+                job=job,
+                line=row.line,
+                cells=cells[row.line],
+                errors=row.errors,
+                email=_email_cell(layout, cells[row.line]),
+            )
+            for row in result.rejected
         )
         ImportJob.objects.filter(pk=job.pk).update(
             position=position,
@@ -336,6 +343,14 @@ def _import_job_chunk(
             stages_changed=F("stages_changed") + result.stages_changed,
             heartbeat_at=timezone.now(),
         )
+
+
+def _email_cell(layout: CsvLayout, cells: list[str]) -> str:
+    """A rejected row's e-mail cell, lower-cased: what a person's erasure looks it up by."""
+    column = next((index for index, name in layout.fields.items() if name == "email"), None)
+    if column is None or column >= len(cells):
+        return ""
+    return cells[column].strip().lower()[:254]
 
 
 def import_jobs_resume() -> list[int]:

@@ -538,16 +538,22 @@ class ImportJob(models.Model):
 
 
 class ImportRejection(models.Model):
-    """A row of an import that was not imported: its line, its cells and why."""
+    """A row of an import that was not imported: its line, its cells and why. ``email`` is
+    the row's e-mail cell, lower-cased, so that a person's export and erasure find the row
+    (``leadflow.leads.privacy``)."""
 
     job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="rejections", db_index=False)
     line = models.PositiveIntegerField()
     cells = models.JSONField(default=list)
     errors = models.JSONField(default=dict)
+    email = models.CharField(max_length=254, blank=True)
 
     class Meta:
         ordering = ["job", "line"]
-        indexes = [models.Index(fields=["job", "line"], name="importrejection_job_line")]
+        indexes = [
+            models.Index(fields=["job", "line"], name="importrejection_job_line"),
+            models.Index(fields=["email"], condition=~Q(email=""), name="importrejection_email"),
+        ]
 
     def __str__(self) -> str:
         return f"Line {self.line} of import {self.job_id}"
