@@ -452,3 +452,17 @@ def test_a_persons_export_lists_and_erasure_removes_the_rejected_import_rows_wit
 
     assert not ImportRejection.objects.exists()
     assert erasure.counts["import_rejections"] == 1
+
+
+def test_an_upload_larger_than_the_apis_body_limit_is_taken_by_the_page(marketer, settings):
+    rows = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 40 + 1000
+    text = "email,utm_campaign,note\n" + "".join(f"lead{i}@example.com,spring,{'x' * 12}\n" for i in range(rows))
+    assert len(text) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+    response = upload(browser(marketer), text, source="Big list")
+
+    assert response.status_code == 302
+    job = ImportJob.objects.get()
+    assert job.total_rows == rows
+    page = browser(marketer).get(response["Location"]).content.decode()
+    assert "utm_campaign=spring, note=xxxxxxxxxxxx" in page
