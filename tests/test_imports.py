@@ -466,3 +466,22 @@ def test_an_upload_larger_than_the_apis_body_limit_is_taken_by_the_page(marketer
     assert job.total_rows == rows
     page = browser(marketer).get(response["Location"]).content.decode()
     assert "utm_campaign=spring, note=xxxxxxxxxxxx" in page
+
+
+def test_a_chunk_is_written_set_based_its_queries_do_not_grow_with_its_rows(marketer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for(rows: int) -> int:
+        text = "Email,First Name,Last Name,Lifecycle Stage,Number of Employees\n" + "".join(
+            f"r{rows}-{i}@example.com,A,B,Marketing Qualified Lead,51-200\n" for i in range(rows)
+        )
+        job = imports.import_job_create(user=marketer, filename="q.csv", data=text.encode(), source_name="Q")
+        ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.QUEUED)
+        with CaptureQueriesContext(connection) as captured:
+            imports.import_job_execute(job_id=job.pk, chunk_size=rows)
+        assert ImportJob.objects.get(pk=job.pk).stages_changed == rows
+        return len(captured)
+
+    queries_for(5)  # caches a first import fills (the source, the free-mail domains…)
+    assert queries_for(200) == queries_for(10)
