@@ -311,6 +311,7 @@ def test_an_import_that_started_cannot_be_remapped_or_started_twice(marketer, dj
         (b"", "The submitted file is empty"),
         (b"\n\n", "The file is empty"),
         (b"x" * 2048, "the limit is"),
+        (b"PK\x03\x04\x00\x00 an .xlsx workbook", "not a CSV text file"),
     ],
 )
 def test_a_bad_upload_is_refused_with_what_to_do(marketer, settings, content, message):
@@ -485,3 +486,17 @@ def test_a_chunk_is_written_set_based_its_queries_do_not_grow_with_its_rows(mark
 
     queries_for(5)  # caches a first import fills (the source, the free-mail domains…)
     assert queries_for(200) == queries_for(10)
+
+
+def test_a_utf16_export_with_tabs_is_read(marketer):
+    text = "Email\tFirst Name\tLast Name\nzoe@fabrik.example\tZoë\tMüller\n"
+
+    upload(browser(marketer), text, encoding="utf-16")
+
+    job = ImportJob.objects.get()
+    assert (job.encoding, job.delimiter, job.header, job.preset) == (
+        "utf-16",
+        "\t",
+        ["Email", "First Name", "Last Name"],
+        "hubspot",
+    )

@@ -285,9 +285,9 @@ def stage_parse(value: str) -> str | None:
 
 # --- The file ---------------------------------------------------------------------------------
 
-# Tried in order: a byte-order mark says UTF-8; else UTF-8 if it decodes; else Windows'
-# Excel "CSV" (cp1252, a superset of Latin-1's printable characters: € and curly quotes);
-# Latin-1 decodes anything.
+# Tried in order: a byte-order mark says UTF-8 (or UTF-16, Excel's "Unicode text"); else
+# UTF-8 if it decodes; else Windows' Excel "CSV" (cp1252, a superset of Latin-1's printable
+# characters: € and curly quotes); Latin-1 decodes anything.
 ENCODINGS = ("utf-8-sig", "utf-8", "cp1252", "latin-1")
 DELIMITERS = ",;\t|"
 
@@ -296,6 +296,8 @@ def csv_decode(data: bytes) -> tuple[str, str]:
     """(text, encoding) of an uploaded CSV file."""
     if data.startswith(codecs.BOM_UTF8):
         return data[len(codecs.BOM_UTF8) :].decode("utf-8", errors="replace"), "utf-8-sig"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel's "Unicode text"
+        return data.decode("utf-16", errors="replace"), "utf-16"
     for encoding in ENCODINGS[1:]:
         try:
             return data.decode(encoding), encoding

@@ -57,8 +57,8 @@ def preset_label(preset: str) -> str:
 
 
 def import_job_create(*, user: Any, filename: str, data: bytes, source_name: str) -> ImportJob:
-    """A draft import of an uploaded file: decoded (UTF-8 with or without a byte-order mark,
-    else Windows-1252, else Latin-1), its delimiter sniffed, its header read and the preset
+    """A draft import of an uploaded file: decoded (``csv_decode``: UTF-8, UTF-16 with a
+    byte-order mark, Windows-1252, Latin-1), its delimiter sniffed, its header read and the preset
     its header matches pre-filling the mapping. Raises CsvImportError with what to fix."""
     if len(data) > settings.IMPORT_MAX_BYTES:
         raise CsvImportError(
@@ -66,6 +66,10 @@ def import_job_create(*, user: Any, filename: str, data: bytes, source_name: str
             "Split it into smaller files, or import it with `manage.py import_leads`."
         )
     text, encoding = csv_decode(data)
+    if "\x00" in text:
+        raise CsvImportError(
+            "This is not a CSV text file (it holds binary data): export the contacts as CSV and upload that file."
+        )
     delimiter = csv_delimiter(text)
     header, total = _header_and_count(text, delimiter)
     if not source_name.strip():
