@@ -297,6 +297,7 @@ IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 20 * 1024 * 1024, minimum=1)
 IMPORT_CHUNK_ROWS = env_int("IMPORT_CHUNK_ROWS", 500, minimum=1)
 IMPORT_STALE_AFTER_SECONDS = env_int("IMPORT_STALE_AFTER_SECONDS", 300, minimum=1)
 IMPORT_MAX_ATTEMPTS = env_int("IMPORT_MAX_ATTEMPTS", 5, minimum=1)
+IMPORT_DRAFT_DAYS = env_int("IMPORT_DRAFT_DAYS", 7, minimum=1)  # an upload nobody started is deleted
 # RESCORE_PARALLEL=1 splits a full rescore on PostgreSQL into chunks of RESCORE_CHUNK_SIZE
 # lead ids that the workers score side by side (a Celery group). Off by default: a chunk
 # finds its leads' events by index all over the table, so on 2 cores one task's single pass

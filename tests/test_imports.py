@@ -500,3 +500,18 @@ def test_a_utf16_export_with_tabs_is_read(marketer):
         ["Email", "First Name", "Last Name"],
         "hubspot",
     )
+
+
+def test_the_sweep_deletes_drafts_nobody_started_and_keeps_the_rest(marketer, settings):
+    from leadflow.leads.tasks import resume_import_jobs
+
+    old_draft = queued_job(marketer, 1)
+    ImportJob.objects.filter(pk=old_draft.pk).update(
+        status=ImportStatus.DRAFT, created_at=timezone.now() - timedelta(days=settings.IMPORT_DRAFT_DAYS, hours=1)
+    )
+    new_draft = queued_job(marketer, 1)
+    ImportJob.objects.filter(pk=new_draft.pk).update(status=ImportStatus.DRAFT)
+
+    resume_import_jobs()
+
+    assert list(ImportJob.objects.values_list("pk", flat=True)) == [new_draft.pk]

@@ -374,3 +374,11 @@ def import_jobs_resume() -> list[int]:
         logger.info("Sweep: resuming import %s", job_id)
         import_leads_job.delay(job_id)
     return ids
+
+
+def import_drafts_expire() -> int:
+    """Delete drafts nobody started within ``IMPORT_DRAFT_DAYS``: an uploaded file's text
+    (personal data) is not kept for an import that never ran. Returns how many went."""
+    before = timezone.now() - timedelta(days=settings.IMPORT_DRAFT_DAYS)
+    deleted, _ = ImportJob.objects.filter(status=ImportStatus.DRAFT, created_at__lt=before).delete()
+    return deleted

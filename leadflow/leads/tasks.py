@@ -36,5 +36,7 @@ def import_leads_job(job_id: int) -> str:
 
 @shared_task(acks_late=True, soft_time_limit=50, time_limit=60)
 def resume_import_jobs() -> list[int]:
-    """Beat: imports a lost message or a dead worker left behind, enqueued again."""
+    """Beat: imports a lost message or a dead worker left behind, enqueued again; drafts
+    nobody started, deleted."""
+    imports.import_drafts_expire()
     return imports.import_jobs_resume()
