@@ -469,6 +469,7 @@ def test_an_upload_larger_than_the_apis_body_limit_is_taken_by_the_page(marketer
     assert "utm_campaign=spring, note=xxxxxxxxxxxx" in page
 
 
+@pytest.mark.postgres  # SQLite splits a bulk insert by its limit on parameters
 def test_a_chunk_is_written_set_based_its_queries_do_not_grow_with_its_rows(marketer):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
