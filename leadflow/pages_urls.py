@@ -5,6 +5,7 @@ from django.urls import path
 from handoff import nurture_views
 from handoff import views as handoff_views
 from leadflow import views as project_views
+from leadflow.leads import import_views
 from leadflow.leads import views as lead_views
 from scoring import views as scoring_views
 
@@ -19,6 +20,12 @@ urlpatterns = [
     path("leads/<uuid:lead_id>/stage", project_views.lead_stage_change, name="lead-stage-change"),
     path("leads/<uuid:lead_id>/export.json", lead_views.lead_privacy_export, name="lead-privacy-export"),
     path("leads/<uuid:lead_id>/erase", lead_views.lead_erase, name="lead-erase"),
+    path("imports/", import_views.import_list, name="import-list"),
+    path("imports/new", import_views.import_new, name="import-new"),
+    path("imports/<uuid:job_id>/", import_views.import_detail, name="import-detail"),
+    path("imports/<uuid:job_id>/map", import_views.import_map, name="import-map"),
+    path("imports/<uuid:job_id>/progress.json", import_views.import_progress, name="import-progress"),
+    path("imports/<uuid:job_id>/rejected.csv", import_views.import_rejected_csv, name="import-rejected-csv"),
     path("accounts/", project_views.account_list, name="account-list"),
     path("accounts/<int:account_id>/", project_views.account_detail, name="account-detail"),
     path("queue/", handoff_views.sales_queue, name="sales-queue"),

@@ -289,6 +289,15 @@ SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 30, minimum=0)
 RESCORE_CHUNK_SIZE = env_int("RESCORE_CHUNK_SIZE", 20_000, minimum=1)
 RESCORE_STALE_AFTER_SECONDS = env_int("RESCORE_STALE_AFTER_SECONDS", 600, minimum=1)
 RESCORE_MAX_ATTEMPTS = env_int("RESCORE_MAX_ATTEMPTS", 5, minimum=1)
+# Imports of the import page (leadflow.leads.imports): the largest file accepted, the rows
+# per committed chunk (the unit of progress and resumption), and like a
+# rescore, a running import whose heartbeat is older than IMPORT_STALE_AFTER_SECONDS is
+# resumed by the sweep, up to IMPORT_MAX_ATTEMPTS starts in all.
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 20 * 1024 * 1024, minimum=1)
+IMPORT_CHUNK_ROWS = env_int("IMPORT_CHUNK_ROWS", 500, minimum=1)
+IMPORT_STALE_AFTER_SECONDS = env_int("IMPORT_STALE_AFTER_SECONDS", 300, minimum=1)
+IMPORT_MAX_ATTEMPTS = env_int("IMPORT_MAX_ATTEMPTS", 5, minimum=1)
+IMPORT_DRAFT_DAYS = env_int("IMPORT_DRAFT_DAYS", 7, minimum=1)  # an upload nobody started is deleted
 # RESCORE_PARALLEL=1 splits a full rescore on PostgreSQL into chunks of RESCORE_CHUNK_SIZE
 # lead ids that the workers score side by side (a Celery group). Off by default: a chunk
 # finds its leads' events by index all over the table, so on 2 cores one task's single pass
@@ -335,6 +344,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=SCORE_HISTOGRAM_MINUTES),
     },
     "compact-rollups": {"task": "leadflow.leads.tasks.compact_rollups", "schedule": timedelta(minutes=5)},
+    "resume-import-jobs": {
+        "task": "leadflow.leads.tasks.resume_import_jobs",
+        "schedule": timedelta(seconds=SWEEP_INTERVAL_SECONDS),
+    },
 }
 
 # --- Cache -----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from rest_framework.test import APIClient
 
 from handoff import services as handoff_services
 from handoff.models import Notification, NotificationKind
-from leadflow.leads.models import Account, SavedView
+from leadflow.leads.models import Account, ImportJob, SavedView, Source
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from scoring import services as scoring_services
 from scoring.models import RescoreRun, Rule
@@ -58,6 +58,7 @@ STAGE_EDITORS = frozenset({MARKETER, SCORING_ADMIN_ROLE, STAFF})
 RULE_EDITORS = frozenset({SCORING_ADMIN_ROLE, STAFF})
 PRIVACY_OFFICERS = RULE_EDITORS  # export, erase, the suppression list (leadflow.leads.privacy)
 NURTURE = STAGE_EDITORS  # marketing and scoring admins (handoff.nurture_views)
+IMPORTERS = STAGE_EDITORS  # marketing and scoring admins (leadflow.leads.import_views)
 NOBODY: frozenset[str] = frozenset()  # no person: an ingest key only
 # Names no generated lead or company could contain (Faker's "Joanna" contains "anna"):
 # an answer naming the other rep must be a leak, never a coincidence.
@@ -106,6 +107,15 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("lead-erase", "POST"): page(PRIVACY_OFFICERS),
     ("account-list", "GET"): page(ANY_ROLE),
     ("account-detail", "GET"): page(ANY_ROLE),
+    # Imports from other tools (issue 15, item 4): a draft job, so the map page answers
+    ("import-list", "GET"): page(IMPORTERS),
+    ("import-new", "GET"): page(IMPORTERS),
+    ("import-new", "POST"): page(IMPORTERS),
+    ("import-detail", "GET"): page(IMPORTERS),
+    ("import-map", "GET"): page(IMPORTERS),
+    ("import-map", "POST"): page(IMPORTERS, column_0="email", action="preview"),
+    ("import-progress", "GET"): page(IMPORTERS),
+    ("import-rejected-csv", "GET"): page(IMPORTERS),
     # Sales pages
     ("sales-queue", "GET"): page(SALES_ROLES),
     ("handoff-claim-next", "POST"): page(SALES_ROLES),
@@ -273,6 +283,7 @@ class World:
     run_id: int
     model_slug: str
     account_id: int
+    import_job_id: Any = None
     saved_views: dict[str, Any] = field(default_factory=dict)
 
 
@@ -308,7 +319,18 @@ def world(db, settings) -> World:
     saved_views = {
         role: SavedView.objects.create(user=user, name="Matrix", query="stage=mql") for role, user in users.items()
     }
+    import_job = ImportJob.objects.create(
+        filename="matrix.csv",
+        source=Source.objects.create(name="Matrix import", slug="matrix-import"),
+        preset="leadflow",
+        encoding="utf-8",
+        content="email\nm@example.com\n",
+        header=["email"],
+        mapping=["email"],
+        total_rows=1,
+    )
     return World(
+        import_job_id=import_job.public_id,
         saved_views=saved_views,
         model_slug=unpublished.slug,
         account_id=account.pk,
@@ -347,6 +369,7 @@ def url_kwargs(route: str, world: World, viewer: str, own: bool) -> dict[str, An
         "segment": "pricing--this-week",
         "key": "budget",  # an accept checklist item of the data migration
         "view_id": world.saved_views[recipient].pk,
+        "job_id": world.import_job_id,
         "uidb64": "MQ",
         "token": "set-password",
     }

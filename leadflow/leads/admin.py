@@ -12,6 +12,7 @@ from leadflow.leads.models import (
     Erasure,
     Event,
     FreeMailDomain,
+    ImportJob,
     IngestKey,
     Lead,
     Outcome,
@@ -270,3 +271,12 @@ class ErasureAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("at", "actor_username", "email_hash")
     search_fields = ("email_hash", "actor_username")
     fields = readonly_fields = ("at", "actor", "actor_username", "email_hash", "counts")
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Imports of the import page, to look at (they are made and run on ``/imports/``)."""
+
+    list_display = ["filename", "status", "preset", "source", "position", "total_rows", "rejected", "created_at"]
+    list_filter = ["status", "preset"]
+    exclude = ["content"]  # the file's text: personal data, and large

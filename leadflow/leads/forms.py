@@ -223,3 +223,64 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class ImportUploadForm(PlainForm):
+    """The import page's first step: the file and the source its new leads come from."""
+
+    file = forms.FileField(
+        label="CSV file",
+        help_text="A contacts export of HubSpot, Salesforce / Account Engagement or Mautic, or a CSV with "
+        "LeadFlow's column names (email, name, company…). UTF-8 or Windows/Latin-1; commas, semicolons or tabs.",
+    )
+    source = forms.CharField(
+        label="Source",
+        max_length=100,
+        initial="CSV import",
+        help_text="New leads are attributed to this source (created if it does not exist yet), e.g. 'HubSpot'.",
+    )
+
+    def clean_file(self) -> Any:
+        from django.conf import settings
+        from django.template.defaultfilters import filesizeformat
+
+        upload = self.cleaned_data["file"]
+        if upload.size > settings.IMPORT_MAX_BYTES:
+            raise forms.ValidationError(
+                f"The file is {filesizeformat(upload.size)}; the limit is "
+                f"{filesizeformat(settings.IMPORT_MAX_BYTES)}. Split it, or import it with manage.py import_leads."
+            )
+        return upload
+
+    def clean_source(self) -> str:
+        from django.utils.text import slugify
+
+        name = self.cleaned_data["source"].strip()
+        if not slugify(name):
+            raise forms.ValidationError("Give the source a name with a letter or digit, e.g. 'HubSpot'.")
+        return name
+
+
+def import_column_field(index: int) -> str:
+    return f"column_{index}"
+
+
+class ImportMappingForm(PlainForm):
+    """The mapping step: a target per column of the file (``leadflow.leads.importmap``)."""
+
+    def __init__(self, *args: Any, header: list[str], mapping: list[str], **kwargs: Any):
+        from leadflow.leads.importmap import TARGET_LABELS, TRAIT_PREFIX
+
+        super().__init__(*args, **kwargs)
+        self.header = header
+        for index, name in enumerate(header):
+            current = mapping[index] if index < len(mapping) else "ignore"
+            choices = list(TARGET_LABELS.items())
+            if current.startswith(TRAIT_PREFIX):  # a preset's named trait, e.g. trait:hubspot_id
+                choices.insert(-2, (current, f"Trait '{current[len(TRAIT_PREFIX) :]}'"))
+            self.fields[import_column_field(index)] = forms.ChoiceField(
+                label=name or f"(column {index + 1}, no header)", choices=choices, initial=current
+            )
+
+    def mapping(self) -> list[str]:
+        return [self.cleaned_data[import_column_field(index)] for index in range(len(self.header))]

@@ -197,3 +197,36 @@ def leads_stage_change(*, leads: Sequence[Lead], to_stage: str, actor: Any, reas
         transitions = [Transition(locked[pk], locked[pk].stage, to_stage, reason, actor) for pk in ids]
         applied = transitions_apply(transitions, at=timezone.now())
     return applied.changes
+
+
+# The forward path an import may move a lead along; recycled and disqualified are reached
+# from it only by sales' decisions, so an import sets them on new leads alone.
+_IMPORT_ORDER: dict[str, int] = {Stage.NEW: 0, Stage.MQL: 1, Stage.SQL: 2, Stage.ACCEPTED: 3}
+
+
+def import_stage_applies(*, current: str, imported: str) -> bool:
+    """Whether an imported lifecycle stage moves a lead at ``current``: only forward along
+    new → MQL → SQL → accepted, and to recycled or disqualified only from new. An import
+    never undoes what scoring or sales decided here."""
+    if current not in _IMPORT_ORDER:
+        return False
+    if imported not in _IMPORT_ORDER:
+        return current == Stage.NEW and imported in (Stage.RECYCLED, Stage.DISQUALIFIED)
+    return _IMPORT_ORDER[imported] > _IMPORT_ORDER[current]
+
+
+def leads_stage_import(*, stages: dict[int, tuple[str, str]], actor: Any, at: datetime) -> int:
+    """Move imported leads to the stage their old tool had them at (``stages``: lead pk ->
+    (our stage, the StageChange's reason, which says "imported")), inside the caller's
+    transaction: the leads are locked in one query in id order, those the import may move
+    (``import_stage_applies``) are moved by one ``transitions_apply`` (a StageChange each;
+    entering SQL opens a handoff). Returns how many moved."""
+    if not stages:
+        return 0
+    locked = Lead.objects.select_for_update().filter(pk__in=sorted(stages), erased_at__isnull=True).order_by("pk")
+    transitions = [
+        Transition(lead, lead.stage, stages[lead.pk][0], stages[lead.pk][1], actor)
+        for lead in locked
+        if import_stage_applies(current=lead.stage, imported=stages[lead.pk][0])
+    ]
+    return len(transitions_apply(transitions, at=at).changes)

@@ -3,6 +3,7 @@ the audit log of their stages."""
 
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -461,3 +462,111 @@ class SavedView(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.name}"
+
+
+# --- Imports from other tools (``leadflow.leads.imports``) ---------------------------------------
+
+
+class ImportStatus(models.TextChoices):
+    DRAFT = "draft", "Mapping the columns"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Importing"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ImportJob(models.Model):
+    """A CSV file uploaded on the import page, mapped column by column, then imported in
+    the background with progress.
+
+    Durable and resumable like a rescore run: the file's text is stored here (decoded, with
+    its delimiter) and rows are imported in chunks, each committing the leads, the rejected
+    rows and the job's ``position`` (records read after the header) together, so a task
+    that dies resumes after the last committed chunk. ``attempts`` is the lease; the sweep
+    restarts a running job whose ``heartbeat_at`` stopped. The text is cleared when the job
+    is done: the leads and the rejected rows (``ImportRejection``) are what remains."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    filename = models.CharField(max_length=255)
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="import_jobs")
+    preset = models.CharField(max_length=32, help_text="The preset detected from the header, or chosen.")
+    encoding = models.CharField(max_length=16)
+    delimiter = models.CharField(max_length=1, default=",")
+    content = models.TextField(blank=True, help_text="The file's text; cleared when the import is done.")
+    header = models.JSONField(default=list)
+    mapping = models.JSONField(default=list, help_text="A target per column (leadflow.leads.importmap).")
+    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.DRAFT)
+    total_rows = models.PositiveIntegerField(default=0, help_text="Records after the header.")
+    position = models.PositiveIntegerField(default=0, help_text="Records after the header already imported.")
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    stages_changed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=ImportStatus.values), name="importjob_status_valid"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["status"], condition=Q(status__in=["queued", "running", "failed"]), name="importjob_open"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Import {self.filename} ({self.status} {self.position}/{self.total_rows})"
+
+    @property
+    def percent(self) -> int:
+        if self.status == ImportStatus.DONE:
+            return 100
+        return int(100 * self.position / max(self.total_rows, 1))
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (ImportStatus.DONE, ImportStatus.FAILED)
+
+
+class ImportRejection(models.Model):
+    """A row of an import that was not imported: its line, its cells and why. ``email`` is
+    the row's e-mail cell, lower-cased, so that a person's export and erasure find the row
+    (``leadflow.leads.privacy``)."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="rejections", db_index=False)
+    line = models.PositiveIntegerField()
+    cells = models.JSONField(default=list)
+    errors = models.JSONField(default=dict)
+    email = models.CharField(max_length=254, blank=True)
+
+    class Meta:
+        ordering = ["job", "line"]
+        indexes = [
+            models.Index(fields=["job", "line"], name="importrejection_job_line"),
+            models.Index(fields=["email"], condition=~Q(email=""), name="importrejection_email"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Line {self.line} of import {self.job_id}"
+
+    @property
+    def reasons(self) -> list[str]:
+        return rejection_reasons(self.errors)
+
+
+def rejection_reasons(errors: dict[str, Any]) -> list[str]:
+    """A rejected row's errors in words ("email: Enter a valid email address."), the row's
+    own without a field name: the import pages, the preview and the rejected rows' CSV."""
+    return [
+        " ".join(map(str, messages)) if name == "non_field_errors" else f"{name}: {' '.join(map(str, messages))}"
+        for name, messages in errors.items()
+    ]

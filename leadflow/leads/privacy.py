@@ -44,6 +44,7 @@ from leadflow.leads.models import (
     LEAD_UTM_FIELDS,
     Erasure,
     Event,
+    ImportRejection,
     Lead,
     Outcome,
     StageChange,
@@ -251,6 +252,11 @@ class CoreData:
                 }
                 for outcome in outcomes
             ],
+            # Rows of imports that were not imported, with this person's e-mail.
+            "import_rejections": [
+                {"file": row.job.filename, "line": row.line, "cells": row.cells, "errors": row.errors}
+                for row in _import_rejections(lead).select_related("job").order_by("id")
+            ],
             "admin_log": [
                 {
                     "action_time": entry.action_time,
@@ -272,12 +278,19 @@ class CoreData:
         outcomes = Outcome.objects.filter(lead=lead).update(
             outcome_id=Concat(Value(f"{ERASED} "), Cast("id", CharField())), properties={}
         )
+        import_rejections, _ = _import_rejections(lead).delete()
         return {
             "events": events,
+            "import_rejections": import_rejections,
             "stage_reasons_scrubbed": reasons,
             "outcomes_scrubbed": outcomes,
             "admin_log_scrubbed": admin_log,
         }
+
+
+def _import_rejections(lead: Lead) -> QuerySet[ImportRejection]:
+    """Rejected import rows with the lead's e-mail (none for a lead without one)."""
+    return ImportRejection.objects.filter(email=lead.email) if lead.email else ImportRejection.objects.none()
 
 
 def _admin_log(lead: Lead) -> QuerySet[LogEntry]:

@@ -8,6 +8,8 @@ SCORING_ADMIN = "scoring_admin"
 ALL_ROLES = (MARKETING, SALES, SCORING_ADMIN)
 # Who moves leads between stages by hand (one on its page, several from the leads list).
 STAGE_EDITORS = (MARKETING, SCORING_ADMIN)
+# Who imports leads from a CSV export on the import pages.
+IMPORTERS = (MARKETING, SCORING_ADMIN)
 
 
 def role_names(user: Any) -> frozenset[str]:

@@ -3,7 +3,7 @@ rollups, ``leadflow.leads.rollups``)."""
 
 from celery import shared_task
 
-from leadflow.leads import rollups
+from leadflow.leads import imports, rollups
 from leadflow.leads.retention import retention_apply
 
 
@@ -26,3 +26,17 @@ def refresh_score_histograms(model: str | None = None) -> int:
 def compact_rollups() -> int:
     """Beat: fold the rollups' delta rows, one row per key."""
     return rollups.rollups_compact()
+
+
+@shared_task(acks_late=True, soft_time_limit=1800, time_limit=1860)
+def import_leads_job(job_id: int) -> str:
+    """An import of the import page, from where it stopped; safe to run twice (its lease)."""
+    return imports.import_job_execute(job_id=job_id)
+
+
+@shared_task(acks_late=True, soft_time_limit=50, time_limit=60)
+def resume_import_jobs() -> list[int]:
+    """Beat: imports a lost message or a dead worker left behind, enqueued again; drafts
+    nobody started, deleted."""
+    imports.import_drafts_expire()
+    return imports.import_jobs_resume()

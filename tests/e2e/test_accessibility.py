@@ -46,7 +46,7 @@ def pages_of(role: str) -> dict[str, str]:
         "password-change": "/password/change/",
     }
     if role in ("marketer", "admin"):
-        pages |= {"handoffs": "/handoffs/"}
+        pages |= {"handoffs": "/handoffs/"} | import_pages()
     if role == "rep":
         pages |= {"queue": "/queue/"}
         pages.pop("rules"), pages.pop("ruleset")  # reps do not read the scoring rules
@@ -67,6 +67,28 @@ def claimed_handoff_of(username: str) -> Handoff:
         status=HandoffStatus.CLAIMED, claimed_by=rep, claimed_at=now, claim_expires_at=now + timedelta(hours=4)
     )
     return handoff
+
+
+def import_pages() -> dict[str, str]:
+    """The import pages: the list, the upload, a draft's mapping and preview, a finished
+    import with a rejected row."""
+    from leadflow.leads import imports
+
+    export = (
+        b"Email,First Name,Last Name,Company Name,Job Title,Number of Employees,Country/Region,Lifecycle Stage\n"
+        b"a11y-import@example.com,Ada,Lovelace,Analytical Engines,CTO,51-200,United Kingdom,Lead\n"
+        b"not-an-email,Alan,Turing,Bletchley,Researcher,lots,United Kingdom,Subscriber\n"
+    )
+    draft = imports.import_job_create(user=None, filename="hubspot.csv", data=export, source_name="HubSpot")
+    done = imports.import_job_create(user=None, filename="done.csv", data=export, source_name="HubSpot")
+    imports.import_job_start(job=done)
+    imports.import_job_execute(job_id=done.pk)
+    return {
+        "imports": "/imports/",
+        "import-new": "/imports/new",
+        "import-map": f"/imports/{draft.public_id}/map",
+        "import-done": f"/imports/{done.public_id}/",
+    }
 
 
 def draft_pages() -> dict[str, str]:
