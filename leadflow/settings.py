@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from leadflow.env import env_bool, env_int, env_list, env_str
 
@@ -295,11 +296,17 @@ RESCORE_MAX_ATTEMPTS = env_int("RESCORE_MAX_ATTEMPTS", 5, minimum=1)
 # over the events is as fast on a first publish and faster on a refresh (bench/RESULTS.md,
 # "1 worker and 2 workers"); it pays with 4 or more worker cores.
 RESCORE_PARALLEL = env_bool("RESCORE_PARALLEL", False)
-# One queue ("celery") by default. A deployment that scales routes scoring and full
-# rescores to queues of their own and runs workers for each (`celery worker -Q scoring`):
-# a hand-raise is then never scored behind a rescore's chunks.
-SCORING_QUEUE = env_str("SCORING_QUEUE") or "celery"
-RESCORE_QUEUE = env_str("RESCORE_QUEUE") or "celery"
+# Queues: real-time scoring, full rescores and notifications each have a queue of their own,
+# so that a 1M-lead rescore never delays a demo request's path to sales, nor a slow webhook
+# receiver the scoring. Periodic work (sweeps, claim expiry, SLA) stays on the default queue,
+# "celery". A worker started without -Q consumes every queue (CELERY_TASK_QUEUES lists them:
+# `make run`, one-worker deployments); a deployment that scales runs workers per queue
+# (`celery -A leadflow worker -Q scoring`, docker-compose.yml). Setting a queue's variable to
+# "celery" folds it back into the default queue.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+SCORING_QUEUE = env_str("SCORING_QUEUE") or "scoring"
+RESCORE_QUEUE = env_str("RESCORE_QUEUE") or "rescore"
+NOTIFICATIONS_QUEUE = env_str("NOTIFICATIONS_QUEUE") or "notifications"
 # Hand-raises take a fast lane (leadflow/leads/scoring_requests.py): their own task, on
 # SCORING_INTENT_QUEUE (a worker of its own scores them at once), and every running pass
 # takes them between two chunks. The rest of the scoring is coalesced into passes over the
@@ -315,7 +322,17 @@ CELERY_TASK_ROUTES = {
     "scoring.tasks.score_intent": {"queue": SCORING_INTENT_QUEUE},
     "scoring.tasks.rescore_all": {"queue": RESCORE_QUEUE},
     "scoring.tasks.rescore_chunk": {"queue": RESCORE_QUEUE},
+    # Every webhook delivery task of the handoff (today's deliver_webhook, and the
+    # subscriptions' deliveries named deliver_*): notifications wait for slow receivers.
+    "handoff.tasks.deliver_*": {"queue": NOTIFICATIONS_QUEUE},
+    "handoff.tasks.resend_stale_webhooks": {"queue": NOTIFICATIONS_QUEUE},
 }
+CELERY_TASK_QUEUES = [
+    Queue(name)
+    for name in dict.fromkeys(
+        [CELERY_TASK_DEFAULT_QUEUE, SCORING_QUEUE, SCORING_INTENT_QUEUE, RESCORE_QUEUE, NOTIFICATIONS_QUEUE]
+    )
+]
 
 # An account's roll-up score is the behaviour of its top ACCOUNT_TOP_CONTACTS contacts
 # (by behaviour) plus its best fit (scoring/accounts.py).
