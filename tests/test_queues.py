@@ -40,7 +40,7 @@ def test_a_worker_of_the_scoring_queue_scores_while_a_rescore_and_a_webhook_wait
         with started(worker):
             wait_for(lambda: client.llen("scoring") == 0, processes=[worker], what="the worker to take the scoring")
             wait_for(
-                lambda: worker.output().count("succeeded") == 2,
+                lambda: worker.output().count("] succeeded in") == 2,
                 processes=[worker],
                 what="both scorings to run",
             )
@@ -53,7 +53,7 @@ def test_a_worker_of_the_scoring_queue_scores_while_a_rescore_and_a_webhook_wait
 
 def test_docker_compose_starts_a_worker_for_every_queue():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    consumed = {}
+    consumed: dict[str, list[str]] = {}
     for name, service in compose["services"].items():
         command = service.get("command") or []
         if command[:4] == ["celery", "-A", "leadflow", "worker"]:
