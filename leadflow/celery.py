@@ -19,7 +19,14 @@ from typing import Any
 
 import structlog
 from celery import Celery, Task, bootsteps
-from celery.signals import after_setup_logger, after_setup_task_logger, setup_logging, task_postrun, task_prerun
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+)
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "leadflow.settings")
@@ -40,6 +47,14 @@ def _logging_as_the_web_does(**kwargs: Any) -> None:
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+
+
+@worker_init.connect
+def _fresh_metrics_files(**kwargs: Any) -> None:
+    """Before the pool starts its children: the multiprocess folder starts empty."""
+    from leadflow.metrics_files import multiprocess_dir_reset
+
+    multiprocess_dir_reset()
 
 
 class HeartbeatStep(bootsteps.StartStopStep):
