@@ -58,8 +58,8 @@ def test_metrics_count_ingested_events_by_source_and_outcome_and_time_each_batch
     for outcome, count in (("accepted", 2), ("duplicate", 1), ("rejected", 1)):
         name, labels = "leadflow_ingest_events_total", {"source": "website", "outcome": outcome}
         assert value(after, name, **labels) - value(before, name, **labels) == count
-    count = "leadflow_ingest_batch_seconds_count"
-    assert value(after, count, source="website") - value(before, count, source="website") == 1
+    batches = "leadflow_ingest_batch_seconds_count"
+    assert value(after, batches, source="website") - value(before, batches, source="website") == 1
     # The ingest enqueued the scoring, which ran in-process (the embedded default): timed.
     scoring = "leadflow_task_seconds_count"
     labels = {"task": "scoring.tasks.score_leads", "queue": "in-process", "state": "SUCCESS"}
