@@ -20,3 +20,11 @@ def multiprocess_dir_reset() -> None:
             else:
                 child.unlink()
     path.mkdir(parents=True, exist_ok=True)
+
+
+def multiprocess_dir_ensure() -> None:
+    """The folder exists before the first value is written (settings.py calls it: any process
+    of the app, a `manage.py migrate` before gunicorn's start included, may count)."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)

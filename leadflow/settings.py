@@ -16,6 +16,7 @@ from kombu import Queue
 
 from leadflow.env import env_bool, env_int, env_list, env_str
 from leadflow.logconfig import LOG_FORMATS, configure_structlog
+from leadflow.metrics_files import multiprocess_dir_ensure
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -465,6 +466,7 @@ for _network in METRICS_ALLOWED_ADDRESSES:
 # A Celery worker serves its own counters (task durations, webhook deliveries) on this port
 # (0: not served; in-process tasks count in the web process's /metrics).
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)
+multiprocess_dir_ensure()
 # Logs: "json" (one object per line) or "console" (readable, the default with DEBUG=1).
 LOG_FORMAT = env_str("LOG_FORMAT", "console" if DEBUG else "json")
 if LOG_FORMAT not in LOG_FORMATS:
