@@ -31,7 +31,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -211,12 +211,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def heartbeat_safely(*, hostname: str, queues: Sequence[str]) -> None:
-    """The worker's timer calls this: a failed heartbeat (database down) is logged, never raised
-    into the worker; the connection it broke is replaced at the next beat."""
+    """The worker's timer calls this in its main process: a failed heartbeat (database down)
+    is logged, never raised into the worker. The connection is closed after each beat: the
+    main process holds none while it forks pool processes, and a database restart costs
+    nothing but the next connect."""
     try:
-        close_old_connections()
         worker_heartbeat_record(hostname=hostname, queues=queues)
     except Exception:
         logger.warning("Worker heartbeat not recorded", exc_info=True)
     finally:
-        close_old_connections()
+        connections.close_all()

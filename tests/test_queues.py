@@ -3,11 +3,12 @@ own (settings.CELERY_TASK_ROUTES), through a real broker and a real worker."""
 
 import pytest
 import redis
+import requests
 import yaml
 from django.conf import settings
 
 from tests.helpers import real_broker
-from tests.processes import ROOT, celery_env, celery_worker, own_redis, started, wait_for
+from tests.processes import ROOT, celery_env, celery_worker, free_port, own_redis, started, wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -34,8 +35,12 @@ def test_a_worker_of_the_scoring_queue_scores_while_a_rescore_and_a_webhook_wait
             send(app, task)
         assert lengths(client) == {"celery": 1, "scoring": 2, "rescore": 1, "notifications": 1}
 
+        port = free_port()
         worker = celery_worker(
-            "scoring-worker", env=celery_env(broker.url), log_dir=tmp_path, queues=[settings.SCORING_QUEUE]
+            "scoring-worker",
+            env=celery_env(broker.url, WORKER_METRICS_PORT=str(port)),
+            log_dir=tmp_path,
+            queues=[settings.SCORING_QUEUE],
         )
         with started(worker):
             wait_for(lambda: client.llen("scoring") == 0, processes=[worker], what="the worker to take the scoring")
@@ -48,6 +53,12 @@ def test_a_worker_of_the_scoring_queue_scores_while_a_rescore_and_a_webhook_wait
             assert lengths(client) == {"celery": 1, "scoring": 0, "rescore": 1, "notifications": 1}
             assert "Task scoring.tasks.rescore_all[" not in worker.output()
             assert "Task handoff.tasks.deliver_webhook[" not in worker.output()
+            # The worker serves its own counters: the scoring tasks' durations, by queue.
+            exposed = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            assert (
+                'leadflow_task_seconds_count{queue="scoring",state="SUCCESS",task="scoring.tasks.score_leads"} 2.0'
+                in exposed
+            )
         client.close()
 
 
