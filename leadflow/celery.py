@@ -77,7 +77,8 @@ class HeartbeatStep(bootsteps.StartStopStep):
     def beat(self, worker: Any) -> None:
         from leadflow.health import heartbeat_safely
 
-        heartbeat_safely(hostname=worker.hostname, queues=list(worker.app.amqp.queues.consume_from))
+        queues = worker.app.amqp.queues
+        heartbeat_safely(hostname=worker.hostname, queues=list(queues.consume_from or queues))
 
     def stop(self, parent: Any) -> None:
         for timer in self.timers:

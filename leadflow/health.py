@@ -31,7 +31,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -86,6 +86,15 @@ def _own_connection() -> Iterator[None]:
         connections.close_all()
 
 
+@contextmanager
+def _database_unavailable(what: str) -> Iterator[None]:
+    """A database error is the check's answer (the ``database`` check says why), not a fault."""
+    try:
+        yield
+    except DatabaseError as error:
+        raise ServiceUnavailable(f"Could not read {what}: the database did not answer.") from error
+
+
 # --- Checks ------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Broker(HealthCheck):
@@ -117,7 +126,7 @@ class WorkerHeartbeats(HealthCheck):
         if tasks_run_in_process():
             self.detail = "No worker: tasks run in-process (embedded default)."
             return
-        with _own_connection():
+        with _own_connection(), _database_unavailable("the workers' heartbeats"):
             latest = queue_heartbeats()
         now = timezone.now()
         max_age = settings.READINESS_HEARTBEAT_MAX_AGE_SECONDS
@@ -143,7 +152,7 @@ class ScoringLag(HealthCheck):
     oldest_seconds: float = dataclasses.field(default=0.0, init=False, repr=False)
 
     def run(self) -> None:
-        with _own_connection():
+        with _own_connection(), _database_unavailable("the leads waiting for scoring"):
             backlog = scoring_backlog()
         self.waiting, self.oldest_seconds = backlog.waiting, round(backlog.oldest_age_seconds(), 1)
         threshold = settings.READINESS_SCORING_LAG_SECONDS

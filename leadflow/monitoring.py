@@ -19,10 +19,12 @@ address in ``METRICS_ALLOWED_ADDRESSES`` (loopback by default); anyone else gets
 
 import hmac
 import ipaddress
+import logging
 from collections.abc import Iterator
 from datetime import datetime
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
@@ -39,11 +41,28 @@ from leadflow.metrics import exported_registry
 from leadflow.throttling import client_address
 from scoring.models import RescoreRun, RescoreState
 
+logger = logging.getLogger(__name__)
+
 
 class LeadFlowCollector(Collector):
     """Gauges of the data, computed when Prometheus scrapes (a handful of indexed counts)."""
 
     def collect(self) -> Iterator[Metric]:
+        """The gauges, and ``leadflow_metrics_database_up``: 0 when the database did not answer
+        (the gauges are then left out; the processes' counters are still exported)."""
+        try:
+            gauges = list(self._gauges())
+        except DatabaseError:
+            logger.warning("Metrics: the database did not answer; its gauges are left out", exc_info=True)
+            gauges = []
+        yield GaugeMetricFamily(
+            "leadflow_metrics_database_up",
+            "1 when the gauges read from the database could be read, 0 when the database did not answer.",
+            value=1 if gauges else 0,
+        )
+        yield from gauges
+
+    def _gauges(self) -> Iterator[Metric]:
         now = timezone.now()
         backlog = scoring_backlog()
         yield GaugeMetricFamily(

@@ -1,6 +1,9 @@
 """/healthz and /readyz: liveness without the database; readiness of the database, the broker,
 the workers (their heartbeats) and the scoring lag."""
 
+import json
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -11,8 +14,8 @@ from leadflow.health import worker_heartbeat_record
 from leadflow.leads.models import Lead
 from leadflow.models import WorkerHeartbeat
 from tests.factories import LeadFactory
-from tests.helpers import real_broker
-from tests.processes import celery_env, celery_worker, own_redis, started, wait_for
+from tests.helpers import clean_env, real_broker
+from tests.processes import ROOT, celery_env, celery_worker, free_port, own_redis, started, wait_for
 
 ALL_QUEUES = ["celery", "notifications", "rescore", "scoring"]
 
@@ -125,3 +128,48 @@ def test_readyz_answers_503_with_the_broker_down_and_200_when_it_is_back(tmp_pat
                 processes=[worker],
                 what="a heartbeat after the outage",
             )
+
+
+DATABASE_DOWN = """
+import json
+import django
+django.setup()
+from django.test import Client
+client = Client()
+alive = client.get("/healthz")
+ready = client.get("/readyz")
+metrics = client.get("/metrics")
+print(json.dumps({
+    "healthz": alive.status_code,
+    "readyz": ready.status_code,
+    "checks": ready.json()["checks"],
+    "metrics": metrics.status_code,
+    "database_up": [
+        line for line in metrics.content.decode().splitlines() if line.startswith("leadflow_metrics_database_up")
+    ],
+}))
+"""
+
+
+def test_with_the_database_down_healthz_is_alive_readyz_says_why_and_metrics_still_answer():
+    env = clean_env(
+        DEBUG="1",
+        DJANGO_SETTINGS_MODULE="leadflow.settings",
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/nothing-listens-here",
+        ALLOWED_HOSTS="testserver",
+        LOG_LEVEL="CRITICAL",
+        REQUEST_LOG_LEVEL="CRITICAL",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", DATABASE_DOWN], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (answers["healthz"], answers["readyz"], answers["metrics"]) == (200, 503, 200)
+    checks = answers["checks"]
+    assert sorted(name for name, check in checks.items() if not check["ok"]) == ["database", "scoring_lag"]
+    assert (
+        checks["scoring_lag"]["detail"] == "Could not read the leads waiting for scoring: the database did not answer."
+    )
+    assert "in-process" in checks["worker"]["detail"]  # no broker here: nothing to read
+    assert answers["database_up"] == ["leadflow_metrics_database_up 0.0"]

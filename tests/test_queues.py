@@ -7,6 +7,7 @@ import requests
 import yaml
 from django.conf import settings
 
+from leadflow.models import WorkerHeartbeat
 from tests.helpers import real_broker
 from tests.processes import ROOT, celery_env, celery_worker, free_port, own_redis, started, wait_for
 
@@ -53,6 +54,12 @@ def test_a_worker_of_the_scoring_queue_scores_while_a_rescore_and_a_webhook_wait
             assert lengths(client) == {"celery": 1, "scoring": 0, "rescore": 1, "notifications": 1}
             assert "Task scoring.tasks.rescore_all[" not in worker.output()
             assert "Task handoff.tasks.deliver_webhook[" not in worker.output()
+            # Its heartbeat names the one queue it consumes (/readyz reads it per queue).
+            wait_for(
+                lambda: list(WorkerHeartbeat.objects.values_list("queues", flat=True)) == [["scoring"]],
+                processes=[worker],
+                what="the worker's heartbeat",
+            )
             # The worker serves its own counters: the scoring tasks' durations, by queue.
             exposed = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
             assert (
