@@ -19,14 +19,7 @@ from typing import Any
 
 import structlog
 from celery import Celery, Task, bootsteps
-from celery.signals import (
-    after_setup_logger,
-    after_setup_task_logger,
-    setup_logging,
-    task_postrun,
-    task_prerun,
-    worker_init,
-)
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_init
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "leadflow.settings")
@@ -43,7 +36,8 @@ WEBHOOK_TASK_PREFIX = "handoff.tasks.deliver_"
 @setup_logging.connect
 def _logging_as_the_web_does(**kwargs: Any) -> None:
     """Django's LOGGING instead of Celery's own handlers: the same structured lines (and the
-    same redaction of e-mail addresses in production) from the worker and beat."""
+    same redaction of e-mail addresses in production, ``leadflow.logredact``) from the worker
+    and beat. Celery then sets up no handler of its own (nor its -l level: ``LOG_LEVEL``)."""
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
@@ -130,19 +124,3 @@ def _task_finished(task: Task, state: str | None = None, retval: Any = None, **k
         # The worker's own lines between tasks belong to no task and no request (an eager
         # task runs inside the request, whose lines keep its id).
         structlog.contextvars.clear_contextvars()
-
-
-@after_setup_logger.connect
-@after_setup_task_logger.connect
-def _no_emails_in_worker_logs(logger: logging.Logger, **kwargs: Any) -> None:
-    """The worker's own log handlers (Celery sets them up, not Django's LOGGING) redact
-    e-mail addresses in production, as the web's do (``leadflow.logredact``)."""
-    from django.conf import settings
-
-    from leadflow.logredact import RedactingFormatter
-
-    if settings.DEBUG:
-        return
-    for handler in logger.handlers:
-        if not isinstance(handler.formatter, RedactingFormatter):
-            handler.setFormatter(RedactingFormatter(inner=handler.formatter or logging.Formatter()))
