@@ -12,3 +12,19 @@ import os
 
 # Before the workers load the settings: the environment is what settings.py reads.
 os.environ.setdefault("DB_CONN_MAX_AGE", "60")
+
+
+# /metrics adds up every worker's counters when PROMETHEUS_MULTIPROC_DIR is set (prometheus_client's
+# multiprocess mode, docker-compose.yml sets it): the folder starts empty (a previous run's files
+# would count twice) and a worker that exits is marked dead.
+def on_starting(server: object) -> None:
+    from leadflow.metrics_files import multiprocess_dir_reset
+
+    multiprocess_dir_reset()
+
+
+def child_exit(server: object, worker: object) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

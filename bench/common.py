@@ -150,7 +150,7 @@ def redis_flush(broker_url: str) -> None:
         client.close()
 
 
-def redis_queue_length(broker_url: str, queue: str = "celery") -> int:
+def redis_queue_length(broker_url: str, queue: str) -> int:
     import redis
 
     client = redis.Redis.from_url(broker_url)

@@ -616,7 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             server_errors = log_errors(server)
             server = None
         stored = count_events(source_id) - events_before
-        enqueued = redis_queue_length(args.broker_url)
+        enqueued = redis_queue_length(args.broker_url, "scoring")  # SCORING_QUEUE
         http_rate = rate(http.accepted, http.seconds)
         checks.append(
             ("every batch answered 202 with all events accepted", not http.failures, f"{len(http.failures)} failed")

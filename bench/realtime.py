@@ -314,14 +314,14 @@ def run(args: argparse.Namespace) -> int:
             ("machine load", load_now()),
             (
                 "set-up",
-                f"gunicorn ×{args.web_workers}, {args.workers} scoring worker(s) on 'celery'"
+                f"gunicorn ×{args.web_workers}, {args.workers} scoring worker(s) on 'scoring'"
                 + (", 1 on 'intent'" if args.intent_worker else " (the fast lane shares it)"),
             ),
         ],
     )
     server = gunicorn_start(env, workers=args.web_workers)
     failures: list[str] = []
-    queues = ["celery"] * args.workers + (["intent"] if args.intent_worker else [])
+    queues = ["scoring"] * args.workers + (["intent"] if args.intent_worker else [])  # SCORING_QUEUE
     try:
         with Workers(env, queues) as workers:
             print(f"\nKnown leads: one batch of events for each of {args.leads:,}…", flush=True)

@@ -1,6 +1,8 @@
 """Project-wide middleware: the Content-Security-Policy of every response, and the
-JSON answer to an API request whose body is too large."""
+JSON answer to an API request whose body is too large, the request id."""
 
+import re
+import uuid
 from collections.abc import Callable
 
 from django.conf import settings
@@ -68,3 +70,27 @@ class ApiBodyLimitMiddleware:
                 )
                 return JsonResponse({"detail": detail}, status=413)
         return self.get_response(request)
+
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# What an upstream proxy or client may send as a request id: short, no spaces, no quotes,
+# nothing a log line or a header could be broken with.
+VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+class RequestIdMiddleware:
+    """Every request has an id: the ``X-Request-ID`` it came with (from a proxy or a
+    client, when it looks like one), else a new UUID. It is echoed in the response's
+    ``X-Request-ID``; django-structlog's middleware, next, binds it to the request's log
+    lines and to the tasks it enqueues (``leadflow.logconfig``)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        given = request.META.get("HTTP_X_REQUEST_ID", "")
+        request_id = given if VALID_REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
+        request.META["HTTP_X_REQUEST_ID"] = request_id
+        response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
+        return response

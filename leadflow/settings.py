@@ -6,13 +6,17 @@ embedded SQLite file with Celery tasks executed in-process. Production sets
 ``CELERY_BROKER_URL``; a missing secret stops the process at start-up.
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from leadflow.env import env_bool, env_int, env_list, env_str
+from leadflow.logconfig import LOG_FORMATS, configure_structlog
+from leadflow.metrics_files import multiprocess_dir_ensure
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -45,6 +49,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "django_prometheus",
+    "django_structlog",
     "leadflow.leads",
     "scoring",
     "handoff",
@@ -53,6 +59,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and last (but for axes): django-prometheus times every request (/metrics).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # The request id (X-Request-ID in, or a new one; echoed out), then django-structlog binds
+    # it to every log line of the request and to the tasks the request enqueues.
+    "leadflow.middleware.RequestIdMiddleware",
+    "django_structlog.middlewares.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "leadflow.middleware.ApiBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -63,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "leadflow.middleware.ContentSecurityPolicyMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, as django-axes requires: it turns a lockout into our 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -101,10 +114,13 @@ if _database_url:
             _database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0), conn_health_checks=True
         )
     }
+    # django-prometheus's wrapper of the same backend counts queries, their time and errors.
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": "django_prometheus.db.backends.sqlite3",
             "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
             # Concurrent requests and the in-process tasks share the file.
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
@@ -162,6 +178,8 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Probes and the metrics scraper talk plain HTTP to the process, inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_HTTPONLY = True
 # The ingest endpoint takes up to 1000 events; give it room but keep a ceiling.
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1024)
@@ -304,11 +322,17 @@ IMPORT_DRAFT_DAYS = env_int("IMPORT_DRAFT_DAYS", 7, minimum=1)  # an upload nobo
 # over the events is as fast on a first publish and faster on a refresh (bench/RESULTS.md,
 # "1 worker and 2 workers"); it pays with 4 or more worker cores.
 RESCORE_PARALLEL = env_bool("RESCORE_PARALLEL", False)
-# One queue ("celery") by default. A deployment that scales routes scoring and full
-# rescores to queues of their own and runs workers for each (`celery worker -Q scoring`):
-# a hand-raise is then never scored behind a rescore's chunks.
-SCORING_QUEUE = env_str("SCORING_QUEUE") or "celery"
-RESCORE_QUEUE = env_str("RESCORE_QUEUE") or "celery"
+# Queues: real-time scoring, full rescores and notifications each have a queue of their own,
+# so that a 1M-lead rescore never delays a demo request's path to sales, nor a slow webhook
+# receiver the scoring. Periodic work (sweeps, claim expiry, SLA) stays on the default queue,
+# "celery". A worker started without -Q consumes every queue (CELERY_TASK_QUEUES lists them:
+# `make run`, one-worker deployments); a deployment that scales runs workers per queue
+# (`celery -A leadflow worker -Q scoring`, docker-compose.yml). Setting a queue's variable to
+# "celery" folds it back into the default queue.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+SCORING_QUEUE = env_str("SCORING_QUEUE") or "scoring"
+RESCORE_QUEUE = env_str("RESCORE_QUEUE") or "rescore"
+NOTIFICATIONS_QUEUE = env_str("NOTIFICATIONS_QUEUE") or "notifications"
 # Hand-raises take a fast lane (leadflow/leads/scoring_requests.py): their own task, on
 # SCORING_INTENT_QUEUE (a worker of its own scores them at once), and every running pass
 # takes them between two chunks. The rest of the scoring is coalesced into passes over the
@@ -324,7 +348,17 @@ CELERY_TASK_ROUTES = {
     "scoring.tasks.score_intent": {"queue": SCORING_INTENT_QUEUE},
     "scoring.tasks.rescore_all": {"queue": RESCORE_QUEUE},
     "scoring.tasks.rescore_chunk": {"queue": RESCORE_QUEUE},
+    # Every webhook delivery task of the handoff (today's deliver_webhook, and the
+    # subscriptions' deliveries named deliver_*): notifications wait for slow receivers.
+    "handoff.tasks.deliver_*": {"queue": NOTIFICATIONS_QUEUE},
+    "handoff.tasks.resend_stale_webhooks": {"queue": NOTIFICATIONS_QUEUE},
 }
+CELERY_TASK_QUEUES = [
+    Queue(name)
+    for name in dict.fromkeys(
+        [CELERY_TASK_DEFAULT_QUEUE, SCORING_QUEUE, SCORING_INTENT_QUEUE, RESCORE_QUEUE, NOTIFICATIONS_QUEUE]
+    )
+]
 
 # An account's roll-up score is the behaviour of its top ACCOUNT_TOP_CONTACTS contacts
 # (by behaviour) plus its best fit (scoring/accounts.py).
@@ -413,18 +447,60 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Health, metrics and logs (README: "Operating LeadFlow") ----------------------------
+# /readyz: a worker of each of READINESS_WORKER_QUEUES (empty: every queue) must have beaten
+# in the last READINESS_HEARTBEAT_MAX_AGE_SECONDS (workers beat every WORKER_HEARTBEAT_SECONDS),
+# and the oldest lead flagged for rescoring must have waited at most
+# READINESS_SCORING_LAG_SECONDS (0: reported, never a failure).
+WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 15, minimum=1)
+READINESS_HEARTBEAT_MAX_AGE_SECONDS = env_int("READINESS_HEARTBEAT_MAX_AGE_SECONDS", 60, minimum=1)
+READINESS_WORKER_QUEUES = env_list("READINESS_WORKER_QUEUES", [])
+READINESS_SCORING_LAG_SECONDS = env_int("READINESS_SCORING_LAG_SECONDS", 300, minimum=0)
+if WORKER_HEARTBEAT_SECONDS >= READINESS_HEARTBEAT_MAX_AGE_SECONDS:
+    raise ImproperlyConfigured(
+        f"WORKER_HEARTBEAT_SECONDS={WORKER_HEARTBEAT_SECONDS} must be less than "
+        f"READINESS_HEARTBEAT_MAX_AGE_SECONDS={READINESS_HEARTBEAT_MAX_AGE_SECONDS}, or /readyz fails between beats."
+    )
+# /metrics answers a request with `Authorization: Bearer <METRICS_TOKEN>` (when set), or from
+# an address in METRICS_ALLOWED_ADDRESSES (addresses or networks; loopback by default), and
+# nobody else (403). The address is the client's as leadflow.throttling reads it
+# (TRUSTED_PROXY_COUNT). Several processes (gunicorn's workers, a prefork Celery worker's
+# children) add up their counters through the files in PROMETHEUS_MULTIPROC_DIR
+# (prometheus_client's multiprocess mode; an environment variable read at import, not a setting).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_ADDRESSES = env_list("METRICS_ALLOWED_ADDRESSES", ["127.0.0.1", "::1"])
+for _network in METRICS_ALLOWED_ADDRESSES:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as error:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_ADDRESSES: {_network!r} is neither an address nor a network (10.0.0.0/8): {error}"
+        ) from None
+# A Celery worker serves its own counters (task durations, webhook deliveries) on this port
+# (0: not served; in-process tasks count in the web process's /metrics).
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)
+multiprocess_dir_ensure()
+# Logs: "json" (one object per line) or "console" (readable, the default with DEBUG=1).
+LOG_FORMAT = env_str("LOG_FORMAT", "console" if DEBUG else "json")
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} must be one of: {', '.join(LOG_FORMATS)}.")
+configure_structlog()
+# django-structlog: the request's context (request id, user id) goes with the tasks it
+# enqueues, in their headers. Client addresses stay out of the logs.
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
+# The id RequestIdMiddleware took from X-Request-ID (checked) or made.
+DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # Production: no e-mail address in any log line (leadflow.logredact).
     "formatters": {
-        "plain": {
-            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            **({} if DEBUG else {"()": "leadflow.logredact.RedactingFormatter"}),
-        }
+        "structured": {"()": "leadflow.logconfig.formatter", "log_format": LOG_FORMAT, "redact": not DEBUG},
     },
     "filters": {"refusal_without_traceback": {"()": "leadflow.logfilters.RefusalWithoutTraceback"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
@@ -433,5 +509,11 @@ LOGGING = {
         # Naming the logger here drops its handlers; the root prints each line once.
         "django": {"handlers": []},
         "django.request": {"filters": ["refusal_without_traceback"]},
+        # django-health-check logs each failing check with its traceback at WARNING: /readyz's
+        # body says what failed, a probe every few seconds need not fill the log. Errors stay.
+        "health_check": {"level": "ERROR"},
+        # django-structlog's request_started / request_finished lines, with the request id, the
+        # user id, the status and the path (REQUEST_LOG_LEVEL=WARNING: failed requests only).
+        "django_structlog.middlewares": {"level": env_str("REQUEST_LOG_LEVEL", "INFO")},
     },
 }

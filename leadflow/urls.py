@@ -6,7 +6,7 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from leadflow import accounts
+from leadflow import accounts, health, monitoring
 
 
 @csrf_exempt
@@ -17,6 +17,10 @@ def api_not_found(request: HttpRequest) -> JsonResponse:
 
 
 urlpatterns = [
+    # Operations (README: "Operating LeadFlow"): liveness, readiness, Prometheus metrics.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.ReadinessView.as_view(), name="readyz"),
+    path("metrics", monitoring.metrics_view, name="metrics"),
     path("", include("leadflow.pages_urls")),
     path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -4,6 +4,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
@@ -11,7 +12,7 @@ from leadflow.leads import services
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from tests.factories import SourceFactory, UserFactory, ruleset_through_services
 
-POSTGRESQL = "django.db.backends.postgresql"
+POSTGRESQL = "postgresql"
 
 # pyproject.toml sets HYPOTHESIS_PROFILE=ci for every run: the same examples each time
 # (a red CI run is a real failure, not a draw) and no deadline on a shared machine.
@@ -41,7 +42,8 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_setup(item):
     """The suite also runs on SQLite (`make test` runs a subset there, for the ORM twins of
     the raw SQL): tests of PostgreSQL itself skip there."""
-    if item.get_closest_marker("postgres") and settings.DATABASES["default"]["ENGINE"] != POSTGRESQL:
+    # By vendor: the engine is django-prometheus's wrapper of Django's PostgreSQL backend.
+    if item.get_closest_marker("postgres") and connection.vendor != POSTGRESQL:
         pytest.skip("needs PostgreSQL (DATABASE_URL)")
 
 

@@ -108,6 +108,14 @@ def answers(url):
         return False
 
 
+def broker_queues():
+    """The names of every Celery queue (CELERY_TASK_QUEUES): a test empties them all of
+    messages another test left, whatever queue routes a task to."""
+    from django.conf import settings
+
+    return [queue.name for queue in settings.CELERY_TASK_QUEUES]
+
+
 def celery_env(broker_url, **extra):
     """A worker's or beat's environment: the test database, this broker, tasks sent to it."""
     return {
@@ -120,12 +128,14 @@ def celery_env(broker_url, **extra):
     }
 
 
-def celery_worker(name, *, env, log_dir, python=sys.executable):
-    """`celery worker` with one process, as a test can follow it."""
+def celery_worker(name, *, env, log_dir, python=sys.executable, queues=()):
+    """`celery worker` with one process, as a test can follow it; ``queues``: only those (-Q),
+    else every queue."""
     return Process(
         name,
         [python, "-m", "celery", "-A", "leadflow", "worker", "--pool=solo", "--loglevel=INFO"]
-        + ["--without-mingle", "--without-gossip", "--without-heartbeat"],
+        + ["--without-mingle", "--without-gossip", "--without-heartbeat"]
+        + (["-Q", ",".join(queues)] if queues else []),
         env=env,
         log_dir=log_dir,
     )

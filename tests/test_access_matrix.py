@@ -167,6 +167,11 @@ POLICY: dict[tuple[str, str], Policy] = {
     # Score quality and the backtest (issue 14): scoring admins and marketing read
     ("ruleset-quality", "GET"): page(STAGE_EDITORS),
     ("ruleset-backtest", "GET"): page(STAGE_EDITORS),
+    # Operations: not by role. /metrics answers a token or an allowed address (loopback, the
+    # test client's, by default): tests/test_metrics.py refuses the others.
+    ("healthz", "GET"): page(EVERYONE),
+    ("readyz", "GET"): page(EVERYONE),
+    ("metrics", "GET"): page(EVERYONE),
     # Accounts
     ("login", "GET"): page(EVERYONE),
     ("logout", "POST"): Policy(EVERYONE, success="login"),

@@ -1,7 +1,8 @@
 """The apps' layers, bottom to top; an app imports only from its own layer and below:
 
 0. infrastructure, no domain: leadflow/db.py, env.py, middleware.py, storage.py, charts.py,
-   progress.py, query.py, pagination.py, openapi.py, throttling.py, representation.py
+   progress.py, query.py, pagination.py, openapi.py, throttling.py, representation.py,
+   metrics.py, metrics_files.py
 1. the core, ``leadflow.leads``: leads, events, sources, keys, ingest, roles, and the
    lifecycle (stages, transitions, StageChange)
 2. ``scoring``
@@ -36,6 +37,8 @@ INFRASTRUCTURE = (
     "leadflow.openapi",
     "leadflow.throttling",
     "leadflow.representation",
+    "leadflow.metrics",
+    "leadflow.metrics_files",
 )
 
 

@@ -83,7 +83,7 @@ def test_a_single_event_for_a_flagged_lead_is_four_reads_one_transaction_and_thr
     ingest_client,
 ):
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    broker.delete("celery", scoring_requests.PENDING_KEY)
+    broker.delete(settings.SCORING_QUEUE, scoring_requests.PENDING_KEY)
     try:
         with real_broker():
             first = ingest_client.post("/api/v1/events", data=page_view(1), content_type="application/json")
@@ -106,9 +106,9 @@ def test_a_single_event_for_a_flagged_lead_is_four_reads_one_transaction_and_thr
         # the pending pass checked (SET NX fails: no task published).
         assert [trip for trip, _name in commands] == [1, 2, 2, 2, 2, 3]
         assert [name for _trip, name in commands] == ["GET", "MULTI", "SET", "INCRBY", "EXEC", "SET"]
-        assert broker.llen("celery") == 1, "the pending pass only"
+        assert broker.llen(settings.SCORING_QUEUE) == 1, "the pending pass only"
         assert Event.objects.count() == 2
         assert Lead.objects.get().needs_rescore
     finally:
-        broker.delete("celery", scoring_requests.PENDING_KEY)
+        broker.delete(settings.SCORING_QUEUE, scoring_requests.PENDING_KEY)
         broker.close()

@@ -18,7 +18,7 @@ from django.conf import settings
 from leadflow.leads.models import Lead, Stage
 from tests.factories import EventFactory, LeadFactory
 from tests.helpers import behaviour, clean_env, lead_score
-from tests.processes import ROOT, Process, answers, celery_env, free_port, started, wait_for
+from tests.processes import ROOT, Process, answers, broker_queues, celery_env, free_port, started, wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -51,7 +51,7 @@ def test_web_worker_and_beat_from_the_runtime_requirements_score_leads_end_to_en
     runtime_python, transactional_db, tmp_path, ingest_secret, publish_ruleset
 ):
     publish_ruleset([behaviour("page_view", 10), behaviour("demo_request", 40)], mql=30, sql=60)
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("celery")
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(*broker_queues())
     env = production_env()
     port = free_port()
     # The commands of the Dockerfile and docker-compose.yml (one process each, as there).
@@ -166,7 +166,7 @@ def test_runtime_requirements_run_the_schedule_once_against_the_broker(
     flagged = LeadFactory.create(needs_rescore=True)
     EventFactory.create(lead=flagged, type="demo_request")
     queue = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    queue.delete("celery")
+    queue.delete(settings.RESCORE_QUEUE)
     try:
         result = subprocess.run(
             [runtime_python, "manage.py", "run_schedule", "--once"],
@@ -178,8 +178,8 @@ def test_runtime_requirements_run_the_schedule_once_against_the_broker(
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Traceback" not in result.stderr, result.stderr
-        assert queue.llen("celery") >= 1, "the daily decay refresh enqueues a rescore"
+        assert queue.llen(settings.RESCORE_QUEUE) >= 1, "the daily decay refresh enqueues a rescore"
     finally:
-        queue.delete("celery")
+        queue.delete(settings.RESCORE_QUEUE)
     flagged.refresh_from_db()
     assert (flagged.needs_rescore, lead_score(flagged)) == (False, 40)

@@ -414,17 +414,17 @@ def test_broker_outage_delays_scoring_but_the_sweeper_catches_up(ingest_secret, 
 @pytest.mark.django_db(transaction=True)
 def test_rolled_back_ingest_enqueues_nothing(source):
     broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
-    broker.delete("celery")
+    broker.delete(django_settings.SCORING_QUEUE)
     with real_broker():
         payload = {"event_id": "e1", "type": "page_view", "lead": {"email": "a@b.io"}}
         with pytest.raises(RuntimeError), transaction.atomic():
             events_ingest(source=source, payloads=[payload])
             raise RuntimeError("roll back")
-        assert broker.llen("celery") == 0
+        assert broker.llen(django_settings.SCORING_QUEUE) == 0
         assert not Lead.objects.exists()
         events_ingest(source=source, payloads=[payload])
-        assert broker.llen("celery") == 1, "the committed ingest enqueues exactly one scoring task"
-    broker.delete("celery")
+        assert broker.llen(django_settings.SCORING_QUEUE) == 1, "the committed ingest enqueues exactly one scoring task"
+    broker.delete(django_settings.SCORING_QUEUE)
 
 
 def test_rescore_command_rescores_every_lead_and_reports(publish_ruleset):

@@ -24,9 +24,9 @@ pytestmark = pytest.mark.postgres
 def broker():
     """The test broker's Redis, with no message and no scoring hint left from another test."""
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    client.delete("celery", scoring_requests.INTENT_KEY, scoring_requests.PENDING_KEY)
+    client.delete(settings.SCORING_QUEUE, scoring_requests.INTENT_KEY, scoring_requests.PENDING_KEY)
     yield client
-    client.delete("celery", scoring_requests.INTENT_KEY, scoring_requests.PENDING_KEY)
+    client.delete(settings.SCORING_QUEUE, scoring_requests.INTENT_KEY, scoring_requests.PENDING_KEY)
     client.close()
 
 
@@ -53,7 +53,9 @@ def ingest(source, events: list[dict]) -> None:
 def queued_tasks(client) -> list[str]:
     import json
 
-    return [json.loads(message)["headers"]["task"] for message in reversed(client.lrange("celery", 0, -1))]
+    return [
+        json.loads(message)["headers"]["task"] for message in reversed(client.lrange(settings.SCORING_QUEUE, 0, -1))
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -91,7 +93,7 @@ def test_a_pass_out_of_time_enqueues_the_next_and_loses_no_lead(rules, source, b
     settings.SCORING_PASS_CHUNK = 2
     with real_broker():
         ingest(source, [event(n, "page_view", f"lead{n}@acme.test") for n in range(5)])
-        broker.delete("celery")
+        broker.delete(settings.SCORING_QUEUE)
 
         from scoring import services
 

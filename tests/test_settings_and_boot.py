@@ -63,15 +63,23 @@ def test_database_connections_close_after_each_request_unless_the_process_opts_i
     assert database_options({**env, "DB_CONN_MAX_AGE": "60"}) == ["60", "True"]
 
 
-def test_scoring_and_rescores_go_to_queues_of_their_own_when_configured():
+def test_scoring_rescores_and_notifications_go_to_queues_of_their_own_unless_folded_into_one():
     script = "from leadflow.celery import app; route = app.amqp.router.route; "
-    script += "print(*(route({}, 'scoring.tasks.' + name)['queue'].name for name in "
-    script += "('score_leads', 'rescore_chunk', 'rescore_all', 'sweep_dirty')))"
+    script += "print(*(route({}, name)['queue'].name for name in "
+    script += "('scoring.tasks.score_leads', 'scoring.tasks.rescore_chunk', 'scoring.tasks.rescore_all', "
+    script += "'handoff.tasks.deliver_webhook', 'scoring.tasks.sweep_dirty')), *sorted(app.amqp.queues))"
     env = clean_env(DEBUG="1", SQLITE_PATH="/nonexistent/never-opened.sqlite3", CELERY_BROKER_URL="memory://")
-    one = manage("shell", "-c", script, env=env)
-    assert one.stdout.split()[-4:] == ["celery"] * 4, one.stderr
-    split = manage("shell", "-c", script, env={**env, "SCORING_QUEUE": "scoring", "RESCORE_QUEUE": "rescore"})
-    assert split.stdout.split()[-4:] == ["scoring", "rescore", "rescore", "celery"], split.stderr
+    split = manage("shell", "-c", script, env=env)
+    # Routes, then the queues a worker started without -Q consumes: every one.
+    assert split.stdout.split()[-9:] == ["scoring", "rescore", "rescore", "notifications", "celery"] + [
+        "celery",
+        "notifications",
+        "rescore",
+        "scoring",
+    ], split.stderr
+    folded = {"SCORING_QUEUE": "celery", "RESCORE_QUEUE": "celery", "NOTIFICATIONS_QUEUE": "celery"}
+    one = manage("shell", "-c", script, env={**env, **folded})
+    assert one.stdout.split()[-6:] == ["celery"] * 6, one.stderr
 
 
 def test_embedded_default_boots_on_sqlite_and_scores_an_event_in_process(tmp_path):

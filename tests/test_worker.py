@@ -9,7 +9,7 @@ from django.conf import settings
 
 from leadflow.leads.models import Lead, Stage, StageChange
 from tests.helpers import behaviour, lead_score, real_broker
-from tests.processes import celery_env, celery_worker, started, wait_for
+from tests.processes import broker_queues, celery_env, celery_worker, started, wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def celery_worker_process(transactional_db, tmp_path):
     """A `celery worker` subprocess consuming the test broker, writing to the test database."""
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("celery")
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(*broker_queues())
     with started(celery_worker("worker", env=celery_env(settings.CELERY_BROKER_URL), log_dir=tmp_path)) as (worker,):
         yield worker
 

@@ -2,6 +2,7 @@
 list/detail for people (personal tokens or session)."""
 
 import json
+import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.utils.mediatypes import media_type_matches
 from rest_framework.views import APIView
 
-from leadflow import query
+from leadflow import metrics, query
 from leadflow.leads import selectors, services
 from leadflow.leads.models import (
     LEAD_PROFILE_FIELDS,
@@ -196,8 +197,17 @@ class EventIngestView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
+        source = ingest_source(request)
+        started = time.monotonic()
         items = ingest_items(request, key="events", noun="event")
-        result = services.events_ingest(source=ingest_source(request), payloads=items)
+        result = services.events_ingest(source=source, payloads=items)
+        metrics.ingest_batch_done(
+            source=source.slug,
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            rejected=len(result.rejected),
+            seconds=time.monotonic() - started,
+        )
         return ingest_answer(result)
 
 

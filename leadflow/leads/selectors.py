@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.paginator import Page
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -355,3 +355,25 @@ def account_contacts(*, account: Account) -> QuerySet[Lead]:
 def account_events(*, account: Account) -> QuerySet[Event]:
     """The latest events of the account's contacts, newest first (paginate it)."""
     return Event.objects.filter(lead__account=account).select_related("source", "lead").order_by("-occurred_at", "-id")
+
+
+@dataclass(frozen=True)
+class ScoringBacklog:
+    """Leads flagged for rescoring (``needs_rescore``) and when the oldest of them was
+    flagged: its last write (``updated_at``), the moment the sweep counts its grace from."""
+
+    waiting: int
+    oldest_flagged_at: datetime | None
+
+    def oldest_age_seconds(self, now: datetime | None = None) -> float:
+        """The scoring lag: how long the oldest flagged lead has waited (0 with none waiting)."""
+        if self.oldest_flagged_at is None:
+            return 0.0
+        return max(0.0, ((now or timezone.now()) - self.oldest_flagged_at).total_seconds())
+
+
+def scoring_backlog() -> ScoringBacklog:
+    """One definition of "waiting for scoring", for readiness and the metrics (a scan of
+    the partial index of flagged leads)."""
+    row = Lead.objects.filter(needs_rescore=True).aggregate(waiting=Count("id"), oldest=Min("updated_at"))
+    return ScoringBacklog(waiting=row["waiting"], oldest_flagged_at=row["oldest"])
