@@ -23,6 +23,8 @@ from handoff.models import (
     HandoffStatus,
     Notification,
     RejectReason,
+    WebhookDelivery,
+    WebhookSubscription,
     overdue_q,
 )
 from handoff.roles import can_work_handoffs, is_sales_manager, sees_every_handoff
@@ -556,3 +558,22 @@ def accepted_confirmations(*, since: datetime, until: datetime, source: Source |
     rates = [ConfirmationRate(key, labels[key], asked[key], confirmed[key]) for key in asked]
     rates.sort(key=lambda rate: (-rate.missing_rate, -rate.missing, rate.label, rate.key))
     return AcceptedConfirmations(accepted=total, answered=answered, nothing_confirmed=nothing, items=rates)
+
+
+# --- Webhook subscriptions ------------------------------------------------------------------------
+def webhook_subscriptions() -> QuerySet[WebhookSubscription]:
+    """Every subscription with its owner and its deliveries' counts (one query)."""
+    pending = Q(deliveries__delivered_at__isnull=True, deliveries__failed_at__isnull=True)
+    return (
+        WebhookSubscription.objects.select_related("owner")
+        .annotate(
+            pending_count=Count("deliveries", filter=pending),
+            failed_count=Count("deliveries", filter=Q(deliveries__failed_at__isnull=False)),
+        )
+        .order_by("name", "id")
+    )
+
+
+def webhook_deliveries(*, subscription: WebhookSubscription) -> QuerySet[WebhookDelivery]:
+    """The subscription's delivery log, newest first."""
+    return WebhookDelivery.objects.filter(subscription=subscription).order_by("-created_at", "-id")
