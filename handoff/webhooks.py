@@ -530,7 +530,10 @@ def webhook_deliver(*, delivery_id: int) -> str:
     if outcome == "delivered":
         WebhookSubscription.objects.filter(pk=subscription.pk, failing_since__isnull=False).update(failing_since=None)
     else:
-        _subscription_failed(subscription, started_at, str(result["last_error"]))
+        # Its first attempt came within minutes of its start (the sweep sends a lost one).
+        started = delivery.replayed_at or delivery.created_at
+        gave_up_since = started + 2 * FIRST_ATTEMPT_GRACE if outcome == "failed" else None
+        _subscription_failed(subscription, started_at, str(result["last_error"]), gave_up_since=gave_up_since)
         if outcome in ("refused", "failed"):
             logger.warning(
                 "Webhook %s gave up after %s attempts: %s", delivery.key, delivery.attempts, result["last_error"]
@@ -538,18 +541,23 @@ def webhook_deliver(*, delivery_id: int) -> str:
     return outcome
 
 
-def _subscription_failed(subscription: WebhookSubscription, at: datetime, error: str) -> None:
-    """An attempt to the endpoint failed: remember since when it fails; failing for longer
-    than ``WEBHOOK_DISABLE_AFTER_HOURS``, it is disabled (once) and its owner told."""
+def _subscription_failed(
+    subscription: WebhookSubscription, at: datetime, error: str, *, gave_up_since: datetime | None
+) -> None:
+    """An attempt to the endpoint failed: remember since when it fails. Failing for
+    ``WEBHOOK_DISABLE_AFTER_HOURS``, or since the first attempts of a delivery whose day of
+    retries just ran out (``gave_up_since``: nothing got through meanwhile), it is
+    disabled, once, and its owner told."""
     WebhookSubscription.objects.filter(pk=subscription.pk, failing_since__isnull=True).update(failing_since=at)
-    cutoff = at - timedelta(hours=settings.WEBHOOK_DISABLE_AFTER_HOURS)
+    failing_long = Q(failing_since__lte=at - timedelta(hours=settings.WEBHOOK_DISABLE_AFTER_HOURS))
+    if gave_up_since is not None:
+        failing_long |= Q(failing_since__lte=gave_up_since)
+    hours = settings.WEBHOOK_DISABLE_AFTER_HOURS
     with transaction.atomic():
-        disabled = WebhookSubscription.objects.filter(
-            pk=subscription.pk, active=True, failing_since__lte=cutoff
-        ).update(
+        disabled = WebhookSubscription.objects.filter(failing_long, pk=subscription.pk, active=True).update(
             active=False,
             disabled_at=at,
-            disabled_reason=f"Failing for {settings.WEBHOOK_DISABLE_AFTER_HOURS} hours; last error: {error}"[:300],
+            disabled_reason=f"Failing for {hours} hours; last error: {error}"[:300],
             updated_at=at,
         )
         if disabled:
