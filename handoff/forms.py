@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from handoff.models import ChecklistItem, RejectReason, WebhookSubscription
 from handoff.services import (
@@ -165,12 +166,18 @@ class WebhookSubscriptionForm(PlainForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if self.errors:
-            return cleaned
-        webhook_subscription_validate(
-            name=cleaned.get("name", ""),
-            url=cleaned.get("url", ""),
-            events=cleaned.get("events", []),
-            min_score_change=cleaned.get("min_score_change"),
-        )
+        # The service's rules on every field that passed its own checks: all the errors in
+        # one answer, each on its field.
+        try:
+            webhook_subscription_validate(
+                name=cleaned.get("name", ""),
+                url=cleaned.get("url", ""),
+                events=cleaned.get("events", []),
+                min_score_change=cleaned.get("min_score_change"),
+            )
+        except ValidationError as error:
+            for name, messages in error.message_dict.items():
+                if name not in self.errors:
+                    for message in messages:
+                        self.add_error(name, message)
         return cleaned

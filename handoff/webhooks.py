@@ -511,7 +511,12 @@ def webhook_deliver(*, delivery_id: int) -> str:
         outcome = "delivered"
     except WebhookRefused as refused:
         status = getattr(refused.__cause__, "code", None)
-        result = {"last_status": status, "last_error": str(refused)[:2000], "failed_at": started_at}
+        result = {
+            "last_status": status,
+            "last_error": str(refused)[:2000],
+            "failed_at": started_at,
+            "next_attempt_at": None,
+        }
         outcome = "refused"
     except RETRYABLE_ERRORS as retryable:
         result = {

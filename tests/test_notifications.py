@@ -303,6 +303,7 @@ def test_a_failing_mail_server_never_blocks_the_handoff(rep, marketer, after_com
 def recorded(key, **fields):
     """A delivery to the global webhook's subscription, as ``notify`` records it."""
     subscription = webhooks.settings_subscription_sync()
+    assert subscription is not None
     return WebhookDelivery.objects.create(
         subscription=subscription, key=key, event="sla_breach", payload={"event": "sla_breach"}, **fields
     )
