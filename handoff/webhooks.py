@@ -430,6 +430,17 @@ def backoff(attempts: int) -> timedelta:
     return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the error it is for a webhook: following it would POST
+    where nobody checked (a public URL redirecting into the network LeadFlow runs in)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def _post(delivery: WebhookDelivery, subscription: WebhookSubscription) -> int:
     url = subscription.url
     if not subscription.managed_by_settings and (refusal := webhook_url_refusal(url)):
@@ -448,9 +459,13 @@ def _post(delivery: WebhookDelivery, subscription: WebhookSubscription) -> int:
         headers[LEGACY_SIGNATURE_HEADER] = legacy_signature(body, subscription.secret)
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310 -- scheme checked
     try:
-        with urllib.request.urlopen(request, timeout=settings.NOTIFY_WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=settings.NOTIFY_WEBHOOK_TIMEOUT_SECONDS) as response:
             return int(response.status)
     except urllib.error.HTTPError as error:
+        if 300 <= error.code < 400:
+            raise WebhookRefused(
+                f"HTTP {error.code} {error.reason}: webhooks do not follow redirects, register the final URL."
+            ) from error
         if 400 <= error.code < 500 and error.code not in (408, 429):
             raise WebhookRefused(f"HTTP {error.code} {error.reason}") from error
         raise

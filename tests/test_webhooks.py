@@ -328,6 +328,16 @@ def test_a_refused_delivery_is_not_retried(admin, marketer, receiver, after_comm
     assert webhooks.webhooks_sweep() == 0
 
 
+def test_a_redirect_is_not_followed(admin, marketer, receiver, after_commit):
+    subscribe(admin, ["lead.mql"], url=receiver.url)
+    receiver.answers.append(307)
+    with after_commit():
+        lead_stage_change(lead=LeadFactory.create(), to_stage="mql", actor=marketer, reason="Warm")
+    delivery = WebhookDelivery.objects.get()
+    assert len(receiver.received) == 1, "one POST, to the registered URL only"
+    assert delivery.failed_at is not None and "do not follow redirects" in delivery.last_error
+
+
 def test_a_delivery_whose_task_was_lost_is_sent_by_the_sweep(
     admin, marketer, receiver, django_capture_on_commit_callbacks, after_commit
 ):
