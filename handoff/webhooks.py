@@ -196,14 +196,19 @@ def _enqueue_deliveries(delivery_ids: Sequence[int]) -> None:
 # --- Subscriptions -----------------------------------------------------------------------------------
 def active_subscriptions() -> list[WebhookSubscription]:
     """The active subscriptions, the settings-managed one following the settings first
-    (``settings_subscription_sync``, a write only when they changed)."""
-    subscriptions = list(WebhookSubscription.objects.filter(active=True))
+    (``settings_subscription_sync``: one query, and a write only when they changed)."""
+
+    def listed() -> list[WebhookSubscription]:
+        return list(WebhookSubscription.objects.filter(Q(active=True) | Q(managed_by_settings=True)))
+
+    subscriptions = listed()
     managed = next((s for s in subscriptions if s.managed_by_settings), None)
     url, secret = settings.NOTIFY_WEBHOOK_URL, settings.NOTIFY_WEBHOOK_SECRET
-    if (url and (managed is None or (managed.url, managed.secret) != (url, secret))) or (managed and not url):
+    changed = managed is None or (managed.url, managed.secret) != (url, secret)
+    if (url and changed) or (managed is not None and managed.active and not url):
         settings_subscription_sync()
-        subscriptions = list(WebhookSubscription.objects.filter(active=True))
-    return subscriptions
+        subscriptions = listed()
+    return [subscription for subscription in subscriptions if subscription.active]
 
 
 def settings_subscription_sync() -> WebhookSubscription | None:

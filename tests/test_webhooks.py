@@ -236,6 +236,19 @@ def test_a_rolled_back_change_records_no_delivery(admin, marketer):
     assert not subscription.deliveries.exists()
 
 
+def test_erasing_a_person_scrubs_them_from_the_webhook_deliveries(admin, marketer):
+    from leadflow.leads import privacy
+
+    subscription = subscribe(admin, ["lead.mql"])
+    lead = LeadFactory.create(name="Ada Lovelace", email="ada@engines.test")
+    lead_stage_change(lead=lead, to_stage="mql", actor=marketer, reason="Warm")
+    assert "ada@engines.test" in json.dumps(subscription.deliveries.get().payload)
+
+    privacy.person_erase(lead=lead, actor=admin)
+    payload = json.dumps(subscription.deliveries.get().payload)
+    assert "ada@engines.test" not in payload and "Ada Lovelace" not in payload
+
+
 # --- Retries, giving up, disabling ------------------------------------------------------------------------
 def test_a_failed_delivery_is_retried_with_exponential_backoff_until_it_gets_through(
     admin, marketer, receiver, after_commit
