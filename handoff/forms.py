@@ -174,6 +174,7 @@ class WebhookSubscriptionForm(PlainForm):
                 url=cleaned.get("url", ""),
                 events=cleaned.get("events", []),
                 min_score_change=cleaned.get("min_score_change"),
+                operator_url=bool(self.subscription and self.subscription.managed_by_settings),
             )
         except ValidationError as error:
             for name, messages in error.message_dict.items():

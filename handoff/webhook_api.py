@@ -56,6 +56,7 @@ class WebhookSubscriptionSerializer(serializers.Serializer):
             url=attrs["url"],
             events=attrs["events"],
             min_score_change=attrs.get("min_score_change"),
+            operator_url=bool((subscription := self.context.get("subscription")) and subscription.managed_by_settings),
         )
         return attrs
 
@@ -123,7 +124,7 @@ class WebhookDetailView(APIView):
     )
     def put(self, request: Request, subscription_id: Any) -> Response:
         subscription = _subscription(subscription_id)
-        serializer = WebhookSubscriptionSerializer(data=request.data)
+        serializer = WebhookSubscriptionSerializer(data=request.data, context={"subscription": subscription})
         serializer.is_valid(raise_exception=True)
         webhooks.webhook_subscription_update(actor=request.user, subscription=subscription, **serializer.validated_data)
         return Response(WebhookSubscriptionSerializer(subscription).data)

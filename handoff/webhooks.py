@@ -294,11 +294,12 @@ def webhook_url_refusal(url: str) -> str | None:
 
 
 def webhook_subscription_validate(
-    *, name: str, url: str, events: Sequence[str], min_score_change: Decimal | None
+    *, name: str, url: str, events: Sequence[str], min_score_change: Decimal | None, operator_url: bool = False
 ) -> dict[str, Any]:
     """The rules of a subscription, defined once for the page and the API: a name, an
     allowed URL, at least one known event, a minimum change not below zero. Returns the
-    cleaned values; raises a ValidationError keyed by field."""
+    cleaned values; raises a ValidationError keyed by field. ``operator_url``: the URL is
+    the operator's (``NOTIFY_WEBHOOK_URL``), trusted as the settings check it."""
     errors: dict[str, str] = {}
     name = (name or "").strip()
     url = (url or "").strip()
@@ -308,7 +309,7 @@ def webhook_subscription_validate(
         errors["name"] = "Keep the name within 100 characters."
     if len(url) > 500:
         errors["url"] = "Keep the URL within 500 characters."
-    elif refusal := webhook_url_refusal(url):
+    elif not operator_url and (refusal := webhook_url_refusal(url)):
         errors["url"] = refusal
     chosen = list(dict.fromkeys(events))
     unknown = [event for event in chosen if event not in WEBHOOK_EVENTS]
@@ -352,7 +353,13 @@ def webhook_subscription_update(
     _manager(actor)
     if subscription.managed_by_settings and url.strip() != subscription.url:
         raise ValidationError({"url": "This endpoint follows NOTIFY_WEBHOOK_URL: change the setting instead."})
-    values = webhook_subscription_validate(name=name, url=url, events=events, min_score_change=min_score_change)
+    values = webhook_subscription_validate(
+        name=name,
+        url=url,
+        events=events,
+        min_score_change=min_score_change,
+        operator_url=subscription.managed_by_settings,
+    )
     for attribute, value in values.items():
         setattr(subscription, attribute, value)
     subscription.save(update_fields=[*values, "updated_at"])

@@ -576,6 +576,15 @@ def test_the_global_webhook_follows_the_settings(admin, settings, receiver, rep,
     assert [json.loads(r.body)["event"] for r in receiver.received] == ["handoff_rejected"], "notifications only"
     assert receiver.received[0].headers["X-LeadFlow-Signature"].startswith("sha256=")
 
+    # Its page saves its events although its URL is on the loopback: the operator's URL is trusted.
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    response = browser(admin).post(
+        f"/webhooks/{managed.public_id}/", {"name": managed.name, "events": ["notifications", "lead.sql"]}
+    )
+    assert response.status_code == 302, response.content.decode()
+    managed.refresh_from_db()
+    assert managed.events == ["notifications", "lead.sql"] and managed.url == receiver.url
+
     settings.NOTIFY_WEBHOOK_URL = ""
     assert webhooks.active_subscriptions() == []
     managed.refresh_from_db()
