@@ -574,6 +574,18 @@ def webhook_subscriptions() -> QuerySet[WebhookSubscription]:
     )
 
 
-def webhook_deliveries(*, subscription: WebhookSubscription) -> QuerySet[WebhookDelivery]:
-    """The subscription's delivery log, newest first."""
-    return WebhookDelivery.objects.filter(subscription=subscription).order_by("-created_at", "-id")
+# A delivery's state (``WebhookDelivery.status``) as a filter of the delivery log.
+WEBHOOK_DELIVERY_STATES: dict[str, Q] = {
+    "pending": Q(delivered_at__isnull=True, failed_at__isnull=True, attempts=0),
+    "retrying": Q(delivered_at__isnull=True, failed_at__isnull=True, attempts__gt=0),
+    "delivered": Q(delivered_at__isnull=False),
+    "failed": Q(failed_at__isnull=False),
+}
+
+
+def webhook_deliveries(*, subscription: WebhookSubscription, state: str = "") -> QuerySet[WebhookDelivery]:
+    """The subscription's delivery log, newest first; ``state``: only the deliveries in it."""
+    deliveries = WebhookDelivery.objects.filter(subscription=subscription)
+    if state in WEBHOOK_DELIVERY_STATES:
+        deliveries = deliveries.filter(WEBHOOK_DELIVERY_STATES[state])
+    return deliveries.order_by("-created_at", "-id")

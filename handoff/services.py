@@ -704,7 +704,15 @@ def handoff_reassign(*, handoff: Handoff, actor: Any, to_user: Any) -> Handoff:
                 )
             ]
         )
-    return _fresh(handoff.pk)
+        reassigned = _fresh(handoff.pk)
+        webhooks.webhook_events_emit(
+            [
+                webhooks.handoff_event(
+                    "handoff.claimed", handoff=reassigned, lead=lead, actor=to_user, at=now, by=_username(actor)
+                )
+            ]
+        )
+    return reassigned
 
 
 def handoff_close_for_lead(*, lead: Lead, reason: str, actor: Any) -> None:

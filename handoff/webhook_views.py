@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
@@ -141,10 +141,17 @@ def webhook_rotate_secret(request: HttpRequest, subscription_id: Any) -> HttpRes
 def webhook_deliveries(request: HttpRequest, subscription_id: Any) -> HttpResponse:
     """The delivery log: each event sent (or being retried), its answer and a Replay button."""
     subscription = _subscription(subscription_id)
-    page = Paginator(selectors.webhook_deliveries(subscription=subscription), DELIVERIES_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
-    return render(request, "webhooks/deliveries.html", {"subscription": subscription, "page": page})
+    state = request.GET.get("state", "")
+    state = state if state in selectors.WEBHOOK_DELIVERY_STATES else ""
+    deliveries = selectors.webhook_deliveries(subscription=subscription, state=state)
+    page = Paginator(deliveries, DELIVERIES_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "subscription": subscription,
+        "page": page,
+        "state": state,
+        "states": list(selectors.WEBHOOK_DELIVERY_STATES),
+    }
+    return render(request, "webhooks/deliveries.html", context)
 
 
 @require_POST
@@ -158,6 +165,10 @@ def webhook_delivery_replay(request: HttpRequest, subscription_id: Any, delivery
         messages.error(request, str(error))
     else:
         messages.success(request, f"Sending {delivery.key} again.")
-    page = request.POST.get("page", "")
+    back = QueryDict(mutable=True)
+    if (page := request.POST.get("page", "")).isdigit():
+        back["page"] = page
+    if (state := request.POST.get("state", "")) in selectors.WEBHOOK_DELIVERY_STATES:
+        back["state"] = state
     target = reverse("webhook-deliveries", args=[subscription.public_id])
-    return redirect(target + (f"?page={page}" if page.isdigit() else ""))
+    return redirect(target + (f"?{back.urlencode()}" if back else ""))

@@ -206,6 +206,14 @@ def test_handoff_events_reach_their_subscribers(admin, rep):
     assert by_event["handoff.sla_breached"]["rep"] is None, "nobody held the claim"
 
 
+def test_a_reassignment_is_a_claim_for_the_rep_it_goes_to(admin, rep):
+    subscription = subscribe(admin, ["handoff.claimed"])
+    handoff_services.handoff_reassign(handoff=HandoffFactory.create(), actor=admin, to_user=rep)
+    (delivery,) = subscription.deliveries.all()
+    data = delivery.payload["data"]
+    assert (data["handoff"]["status"], data["rep"], data["by"]) == ("claimed", "rep", admin.username)
+
+
 def test_an_account_becoming_an_mqa_is_sent_once(admin, publish_ruleset):
     publish_ruleset([behaviour("page_view", 30)], mql=100, sql=200, mqa_threshold=Decimal("50"))
     subscription = subscribe(admin, ["account.mqa"])
@@ -428,6 +436,12 @@ def test_the_delivery_log_is_paginated_in_a_constant_number_of_queries(admin, dj
     assert first.count(">Replay</button>") == 25
     second = client.get(f"/webhooks/{subscription.public_id}/deliveries/?page=2").content.decode()
     assert second.count(">Replay</button>") == 5
+    pending = client.get(f"/webhooks/{subscription.public_id}/deliveries/?state=pending").content.decode()
+    assert pending.count(">Replay</button>") == 10, "the 10 never attempted"
+    assert (
+        "No failed delivery"
+        in client.get(f"/webhooks/{subscription.public_id}/deliveries/?state=failed").content.decode()
+    )
 
 
 def test_an_endpoint_without_deliveries_says_so(admin):
