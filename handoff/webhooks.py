@@ -153,7 +153,8 @@ def webhook_events_emit(events: Sequence[WebhookEvent]) -> int:
     """Record a delivery of each event to every active subscription that wants it, in the
     caller's transaction (they commit or roll back with the change; an event already
     recorded for a subscription is not recorded twice), and enqueue them after the
-    commit. Returns how many were recorded."""
+    commit. Returns how many were recorded. As for every notification, a failure to
+    record is logged and contained, never raised into the change that caused it."""
     if not events:
         return 0
     subscriptions = active_subscriptions()
@@ -169,12 +170,18 @@ def webhook_events_emit(events: Sequence[WebhookEvent]) -> int:
             rows += [(s.pk, event.key[:200], label, payload, now, now, 0, "") for s in targets]
     if not rows:
         return 0
-    inserted = insert_ignore_conflicts_returning(
-        WebhookDelivery,
-        ["subscription", "key", "event", "payload", "created_at", "next_attempt_at", "attempts", "last_error"],
-        rows,
-        ["id"],
-    )
+    try:
+        # A savepoint of its own: a failure to record (logged) never spoils the change.
+        with transaction.atomic():
+            inserted = insert_ignore_conflicts_returning(
+                WebhookDelivery,
+                ["subscription", "key", "event", "payload", "created_at", "next_attempt_at", "attempts", "last_error"],
+                rows,
+                ["id"],
+            )
+    except Exception:
+        logger.exception("Webhook events %s were not recorded", ", ".join(sorted({e.name for e in events})))
+        return 0
     ids = [delivery_id for (delivery_id,) in inserted]
     if ids:
         transaction.on_commit(partial(_enqueue_deliveries, ids[:ENQUEUE_MAX]))
