@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from handoff.models import Handoff, HandoffEvent, Notification, WebhookDelivery
+from handoff.models import Handoff, HandoffEvent, Notification, WebhookDelivery, WebhookSubscription
 from leadflow.leads.admin import ReadOnlyAdminMixin, ReadOnlyInline
 
 # Handoffs change only through the services (the API and the queue pages), which keep
@@ -32,5 +32,25 @@ class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["key", "created_at", "attempts", "last_status", "delivered_at", "failed_at"]
+    list_display = [
+        "key",
+        "subscription",
+        "event",
+        "created_at",
+        "attempts",
+        "last_status",
+        "delivered_at",
+        "failed_at",
+    ]
+    list_filter = ["event"]
     search_fields = ["key"]
+    list_select_related = ["subscription"]
+
+
+# Subscriptions change on the Webhooks page (handoff.webhooks' services); the secret is never shown again.
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["name", "url", "active", "failing_since", "owner", "created_at"]
+    list_filter = ["active"]
+    search_fields = ["name", "url"]
+    exclude = ["secret"]

@@ -1,12 +1,14 @@
 """Forms of the handoff pages: an acceptance's confirmations and note, a rejection's reason
-and note, a reassignment's rep, and the accept checklist's items."""
+and note, a reassignment's rep, the accept checklist's items and webhook subscriptions."""
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 
-from handoff.models import ChecklistItem, RejectReason
+from handoff.models import ChecklistItem, RejectReason, WebhookSubscription
 from handoff.services import (
     NOTE_MAX_LENGTH,
     checklist_item_validate,
@@ -14,6 +16,7 @@ from handoff.services import (
     handoff_reassign_target,
     handoff_reject_validate,
 )
+from handoff.webhooks import WEBHOOK_EVENTS, webhook_subscription_validate
 from leadflow.leads.forms import PlainForm
 
 
@@ -120,4 +123,62 @@ class ChecklistItemForm(PlainForm):
         checklist_item_validate(
             key=cleaned.get("key"), label=cleaned.get("label"), position=cleaned.get("position"), item=self.item
         )
+        return cleaned
+
+
+class WebhookSubscriptionForm(PlainForm):
+    """An endpoint's name, URL, events and minimum score change; the rules are the
+    service's (``webhook_subscription_validate``), each error on its field."""
+
+    name = forms.CharField(
+        label="Name",
+        max_length=100,
+        help_text="Whom it is for, e.g. “CRM” or “Slack #sales”.",
+        error_messages={"required": "Name the endpoint (e.g. “CRM” or “Slack #sales”)."},
+    )
+    url = forms.CharField(
+        label="URL",
+        max_length=500,
+        help_text="An https:// endpoint on the public internet that answers 2xx.",
+        error_messages={"required": "Enter the endpoint's URL, such as https://crm.example.com/hooks/leadflow."},
+    )
+    events = forms.MultipleChoiceField(
+        label="Events",
+        choices=list(WEBHOOK_EVENTS.items()),
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one event to receive."},
+    )
+    min_score_change = forms.DecimalField(
+        label="Minimum score change",
+        required=False,
+        min_value=Decimal("0"),
+        max_digits=12,
+        decimal_places=2,
+        help_text="lead.score_changed only when the score moved by at least this much, up or down (0: any change).",
+    )
+
+    def __init__(self, *args: Any, subscription: WebhookSubscription | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.subscription = subscription
+        if subscription is not None and subscription.managed_by_settings:
+            self.fields["url"].disabled = True
+            self.fields["url"].help_text = "Follows NOTIFY_WEBHOOK_URL: change the setting to change it."
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        # The service's rules on every field that passed its own checks: all the errors in
+        # one answer, each on its field.
+        try:
+            webhook_subscription_validate(
+                name=cleaned.get("name", ""),
+                url=cleaned.get("url", ""),
+                events=cleaned.get("events", []),
+                min_score_change=cleaned.get("min_score_change"),
+                operator_url=bool(self.subscription and self.subscription.managed_by_settings),
+            )
+        except ValidationError as error:
+            for name, messages in error.message_dict.items():
+                if name not in self.errors:
+                    for message in messages:
+                        self.add_error(name, message)
         return cleaned

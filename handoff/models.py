@@ -282,6 +282,7 @@ class NotificationKind(models.TextChoices):
     SLA_BREACH = "sla_breach", "SLA breached"
     HANDOFF_REJECTED = "handoff_rejected", "Sales rejected a lead"
     ACCOUNT_QUALIFIED = "account_qualified", "An account became marketing-qualified"
+    WEBHOOK_DISABLED = "webhook_disabled", "A webhook subscription was disabled"
 
 
 class Notification(models.Model):
@@ -312,19 +313,80 @@ class Notification(models.Model):
         return f"{self.kind} for {self.recipient}"
 
 
+class WebhookSubscription(models.Model):
+    """An endpoint that receives signed webhooks of the events it chose (``events``, names
+    from ``handoff.webhooks.WEBHOOK_EVENTS``), registered by an admin (``owner``).
+
+    The secret signs every delivery (``LeadFlow-Signature``); it is kept as is because
+    signing needs it (a hash could only verify), shown once when created, and never
+    again on a page or in the API. ``managed_by_settings``: the subscription that
+    follows ``NOTIFY_WEBHOOK_URL`` / ``NOTIFY_WEBHOOK_SECRET`` (the former global webhook).
+    ``failing_since``: the first failed attempt since the last success; after
+    ``WEBHOOK_DISABLE_AFTER_HOURS`` of failures the subscription is disabled."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=200)
+    events = models.JSONField(default=list, help_text="The event names this endpoint receives.")
+    min_score_change = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        default=Decimal("0"),
+        help_text="lead.score_changed only when the score moved by at least this much (either way).",
+    )
+    active = models.BooleanField(default=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    managed_by_settings = models.BooleanField(default=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["managed_by_settings"],
+                condition=Q(managed_by_settings=True),
+                name="webhooksubscription_one_from_settings",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.url})"
+
+    @property
+    def secret_hint(self) -> str:
+        """What pages show of the secret: its last four characters."""
+        return f"…{self.secret[-4:]}" if self.secret else ""
+
+
 class WebhookDelivery(models.Model):
-    """One outgoing webhook per notification event (``key`` is its idempotency key,
-    sent as ``X-LeadFlow-Delivery``); once delivered it is never sent again.
+    """The outbox: one webhook POST of one event (``key``, sent as ``X-LeadFlow-Delivery``,
+    the receiver's idempotency key) to one subscription, written in the transaction of
+    the change that caused it; once delivered it is never sent again unless replayed.
 
-    Pending (neither ``delivered_at`` nor ``failed_at``) it is free to send while
-    ``sending_until`` is empty or past, and claimed by a sender until then (see
-    ``handoff.notifications.webhook_deliver``)."""
+    Pending (neither ``delivered_at`` nor ``failed_at``) it is due at ``next_attempt_at``
+    (empty: now) and free to send while ``sending_until`` is empty or past, claimed by a
+    sender until then (see ``handoff.webhooks.webhook_deliver``)."""
 
-    key = models.CharField(max_length=200, unique=True)
+    subscription = models.ForeignKey(
+        WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
+    key = models.CharField(max_length=200)
+    event = models.CharField(max_length=40, blank=True)
     payload = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveIntegerField(default=0)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="When the next retry is due.")
+    replayed_at = models.DateTimeField(
+        null=True, blank=True, help_text="Sent again by hand then: its day of retries counts from there."
+    )
     last_status = models.PositiveSmallIntegerField(null=True, blank=True, help_text="HTTP status of the last attempt.")
     last_error = models.TextField(blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -336,16 +398,28 @@ class WebhookDelivery(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "key"], name="webhookdelivery_once_per_subscription"),
+        ]
         indexes = [
             models.Index(
                 fields=["created_at"],
                 condition=Q(delivered_at__isnull=True, failed_at__isnull=True),
                 name="webhook_pending",
-            )
+            ),
+            models.Index(fields=["subscription", "-created_at", "-id"], name="webhookdelivery_log"),
         ]
 
     def __str__(self) -> str:
         return self.key
+
+    @property
+    def status(self) -> str:
+        if self.delivered_at:
+            return "delivered"
+        if self.failed_at:
+            return "failed"
+        return "retrying" if self.attempts else "pending"
 
 
 class CachedEvaluation(models.Model):

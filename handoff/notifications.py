@@ -9,9 +9,8 @@ into the handoff.
 Every event has a unique key (``handoff:<id>:breach``…). It makes each channel
 idempotent: one in-app notification per person per key (a unique constraint),
 email only to the people whose notification was just created, and one
-:class:`WebhookDelivery` row per key that is never sent again once delivered. A
-delivery is sent outside any transaction, by one sender at a time: claimed with a
-conditional UPDATE, posted, then its result recorded (``webhook_deliver``).
+:class:`WebhookDelivery` row per key and webhook subscription that wants
+``notifications`` (``handoff.webhooks``, which sends, signs and retries them).
 
 An event's ``link`` is the page a person opens (``/queue/<id>/``): stored as is in
 the in-app notification, and absolute (``NOTIFY_BASE_URL``) in the email and in the
@@ -19,52 +18,31 @@ webhook's ``link``. The webhook also carries the API URL of the same thing as
 ``api_link``.
 """
 
-import hashlib
-import hmac
-import http.client
-import json
 import logging
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import F, Q
-from django.db.models.functions import Now
+from django.db.models import Q
 from django.utils import timezone
 
-from handoff.models import Notification, WebhookDelivery
+from handoff.models import Notification
+from handoff.webhooks import NOTIFICATIONS, WEBHOOK_EVENTS, WebhookEvent, webhook_events_emit
 from leadflow.db import insert_ignore_conflicts_returning
 
 logger = logging.getLogger(__name__)
 
 # Inside ``emails_withheld()``: how many e-mails were not sent (``None`` outside).
 _withheld_emails: ContextVar[list[int] | None] = ContextVar("withheld_emails", default=None)
-
-SIGNATURE_HEADER = "X-LeadFlow-Signature"
-DELIVERY_HEADER = "X-LeadFlow-Delivery"
-EVENT_HEADER = "X-LeadFlow-Event"
-# Errors worth another attempt: network trouble, timeouts, 5xx (HTTPError is a URLError).
-RETRYABLE_ERRORS: tuple[type[Exception], ...] = (urllib.error.URLError, http.client.HTTPException, OSError)
-# A webhook neither delivered nor given up on after this long lost its task (broker
-# outage, dead worker): the sweep enqueues it again. Longer than a full retry chain.
-STALE_DELIVERY = timedelta(minutes=30)
-# deliver_webhook's hard time limit: the worker kills an attempt that runs longer.
-DELIVERY_TIME_LIMIT_SECONDS = 90
-# How long an attempt's claim on a delivery lasts: as long as the attempt may run, so
-# that no live attempt loses its claim and a dead one's claim expires by itself.
-SENDING_LEASE = timedelta(seconds=DELIVERY_TIME_LIMIT_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -185,8 +163,8 @@ def _email(event: NotificationEvent, recipient_ids: Sequence[int]) -> None:
 
 
 def _webhook(event: NotificationEvent) -> None:
-    if not settings.NOTIFY_WEBHOOK_URL:
-        return
+    """The event for the webhook subscriptions that receive notifications (or, for a
+    nurture push, ``nurture.segment``), in the payload the global webhook always sent."""
     payload = {
         "id": event.key,
         "event": event.kind,
@@ -197,157 +175,8 @@ def _webhook(event: NotificationEvent) -> None:
         "created_at": timezone.now().isoformat(),
         "data": event.data,
     }
-    payload = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
-    inserted = insert_ignore_conflicts_returning(
-        WebhookDelivery,
-        ["key", "payload", "created_at", "attempts", "last_error"],
-        [(event.key, payload, timezone.now(), 0, "")],
-        ["id"],
-    )
-    for (delivery_id,) in inserted:
-        transaction.on_commit(partial(_enqueue_delivery, delivery_id))
-
-
-def _enqueue_delivery(delivery_id: int) -> None:
-    # Within handoff, lazily: handoff.tasks imports this module (its tasks wrap these
-    # functions), so importing it at the top would be a cycle.
-    from handoff.tasks import deliver_webhook
-
-    try:
-        deliver_webhook.delay(delivery_id)
-    except Exception:
-        # Eager mode propagates a failed last attempt; a broker outage loses the
-        # message. Either way the row says what happened and the sweep retries.
-        logger.exception("Webhook delivery %s was not sent", delivery_id)
-
-
-def webhook_signature(body: bytes, secret: str) -> str:
-    """The ``X-LeadFlow-Signature`` value: ``sha256=`` and the hex HMAC of the raw body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def webhook_body(delivery: WebhookDelivery) -> bytes:
-    return json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
-
-
-class WebhookRefused(Exception):
-    """The receiver answered 4xx: sending the same body again will not help."""
-
-
-def _post(delivery: WebhookDelivery) -> int:
-    url = settings.NOTIFY_WEBHOOK_URL
-    if not url.startswith(("http://", "https://")):
-        raise WebhookRefused(f"NOTIFY_WEBHOOK_URL must be an http(s) URL, not {url!r}.")
-    body = webhook_body(delivery)
-    request = urllib.request.Request(  # noqa: S310 -- scheme checked above
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "LeadFlow-Webhook/1",
-            SIGNATURE_HEADER: webhook_signature(body, settings.NOTIFY_WEBHOOK_SECRET),
-            DELIVERY_HEADER: delivery.key,
-            EVENT_HEADER: str(delivery.payload.get("event", "")),
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=settings.NOTIFY_WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        if 400 <= error.code < 500 and error.code not in (408, 429):
-            raise WebhookRefused(f"HTTP {error.code} {error.reason}") from error
-        raise
-
-
-def _sendable() -> Q:
-    """Pending (neither delivered nor given up on) and held by no sender: never claimed,
-    or the claim ran out (its sender died or was killed)."""
-    unclaimed = Q(sending_until__isnull=True) | Q(sending_until__lt=Now())
-    return Q(delivered_at__isnull=True, failed_at__isnull=True) & unclaimed
-
-
-def _delivery_claim(delivery_id: int) -> WebhookDelivery | None:
-    """Claim the delivery for one attempt, or None when it is not sendable. One
-    conditional UPDATE, its own transaction: of two senders, one wins. The lease is on
-    the database's clock, the one clock every worker shares."""
-    claimed = WebhookDelivery.objects.filter(_sendable(), pk=delivery_id).update(
-        sending_until=Now() + SENDING_LEASE, attempts=F("attempts") + 1, last_attempt_at=timezone.now()
-    )
-    return WebhookDelivery.objects.get(pk=delivery_id) if claimed else None
-
-
-def _delivery_record(delivery: WebhookDelivery, **result: Any) -> bool:
-    """Record the result of the attempt that claimed ``delivery`` and free the claim: one
-    UPDATE, conditional on the attempt still holding the claim (no later attempt took it
-    over after the lease ran out). False when it no longer did."""
-    recorded = WebhookDelivery.objects.filter(
-        pk=delivery.pk, attempts=delivery.attempts, delivered_at__isnull=True, failed_at__isnull=True
-    ).update(sending_until=None, **result)
-    return recorded == 1
-
-
-def webhook_deliver(*, delivery_id: int, final_attempt: bool) -> str:
-    """Send one delivery unless it was delivered, given up on, or is being sent right now.
-
-    Call it outside any transaction: no transaction and no row lock is held while the
-    receiver answers. The attempt claims the delivery (``_delivery_claim``: a lease in
-    ``sending_until``, counted in ``attempts``), POSTs, and records the result in a
-    second short UPDATE conditional on still holding the claim. A concurrent attempt
-    finds the claim held and skips; an attempt that dies mid-POST leaves a claim that
-    expires after ``SENDING_LEASE``, and ``webhooks_resend_stale`` sends it again.
-    A retryable failure is raised for the task to retry, except on the final attempt,
-    which records that we gave up."""
-    delivery = _delivery_claim(delivery_id)
-    if delivery is None:
-        return "skipped"
-    started_at = timezone.now()
-    error: Exception | None = None
-    try:
-        result = {"last_status": _post(delivery), "last_error": "", "delivered_at": timezone.now()}
-        outcome = "delivered"
-    except WebhookRefused as refused:
-        status = getattr(refused.__cause__, "code", None)
-        result = {"last_status": status, "last_error": str(refused)[:2000], "failed_at": started_at}
-        outcome = "refused"
-    except RETRYABLE_ERRORS as retryable:
-        result = {
-            "last_status": getattr(retryable, "code", None),
-            "last_error": f"{type(retryable).__name__}: {retryable}"[:2000],
-        }
-        if final_attempt:
-            result["failed_at"], outcome = started_at, "failed"
-        else:
-            error, outcome = retryable, "retry"
-    if not _delivery_record(delivery, **result):
-        logger.warning(
-            "Webhook %s: attempt %s outlived its claim; the attempt that took it over decides",
-            delivery.key,
-            delivery.attempts,
-        )
-        return "superseded"
-    if outcome in ("refused", "failed"):
-        logger.warning(
-            "Webhook %s gave up after %s attempts: %s", delivery.key, delivery.attempts, result["last_error"]
-        )
-    if error is not None:
-        raise error
-    return outcome
-
-
-def webhooks_resend_stale(*, limit: int = 500) -> int:
-    """Enqueue deliveries whose task was lost (neither delivered nor given up on, and
-    no live sender holds them)."""
-    cutoff = timezone.now() - STALE_DELIVERY
-    ids = list(
-        WebhookDelivery.objects.filter(_sendable())
-        .filter(Q(last_attempt_at__isnull=True, created_at__lt=cutoff) | Q(last_attempt_at__lt=cutoff))
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-    for delivery_id in ids:
-        transaction.on_commit(partial(_enqueue_delivery, delivery_id))
-    return len(ids)
+    name = event.kind if event.kind in WEBHOOK_EVENTS else NOTIFICATIONS
+    webhook_events_emit([WebhookEvent(name=name, key=event.key, payload=payload)])
 
 
 # --- In-app notifications, for their owner -----------------------------------------------------

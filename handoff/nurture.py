@@ -12,11 +12,11 @@ segment as it is then, once more.
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from handoff import webhooks
 from handoff.models import WebhookDelivery
 from handoff.notifications import NotificationEvent, notify
 from leadflow.leads import nurture
@@ -32,13 +32,14 @@ class NurturePushError(Exception):
 
 
 NO_WEBHOOK = (
-    "No webhook is configured: set NOTIFY_WEBHOOK_URL (the e-mail tool's endpoint) and "
-    "NOTIFY_WEBHOOK_SECRET (its signing secret), then push again."
+    "No webhook receives nurture segments: subscribe the e-mail tool's endpoint to nurture.segment "
+    "on the webhooks page, or set NOTIFY_WEBHOOK_URL and NOTIFY_WEBHOOK_SECRET, then push again."
 )
 
 
 def webhook_configured() -> bool:
-    return bool(settings.NOTIFY_WEBHOOK_URL)
+    """Some active webhook subscription receives nurture pushes."""
+    return webhooks.subscribed(NURTURE_SEGMENT)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from rest_framework.request import Request
 
 from handoff.roles import (
     can_configure_checklist,
+    can_manage_webhooks,
     can_read_handoffs,
     can_read_quality,
     can_reassign_handoffs,
@@ -55,3 +56,10 @@ class CanConfigureChecklist(BasePermission):
         if request.method in SAFE_METHODS:
             return has_role(request.user, *ALL_ROLES)
         return can_configure_checklist(request.user)
+
+
+class CanManageWebhooks(BasePermission):
+    message = "Webhook subscriptions are managed by scoring admins and staff: ask one of them."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return can_manage_webhooks(request.user)

@@ -43,3 +43,8 @@ def can_read_quality(user: Any) -> bool:
 def can_configure_checklist(user: Any) -> bool:
     """The accept checklist (what sales confirms) is set by scoring admins and staff."""
     return has_role(user, SCORING_ADMIN)
+
+
+def can_manage_webhooks(user: Any) -> bool:
+    """Webhook subscriptions (``handoff.webhooks``) are registered by scoring admins and staff."""
+    return has_role(user, SCORING_ADMIN)

@@ -23,6 +23,8 @@ from handoff.models import (
     HandoffStatus,
     Notification,
     RejectReason,
+    WebhookDelivery,
+    WebhookSubscription,
     overdue_q,
 )
 from handoff.roles import can_work_handoffs, is_sales_manager, sees_every_handoff
@@ -556,3 +558,34 @@ def accepted_confirmations(*, since: datetime, until: datetime, source: Source |
     rates = [ConfirmationRate(key, labels[key], asked[key], confirmed[key]) for key in asked]
     rates.sort(key=lambda rate: (-rate.missing_rate, -rate.missing, rate.label, rate.key))
     return AcceptedConfirmations(accepted=total, answered=answered, nothing_confirmed=nothing, items=rates)
+
+
+# --- Webhook subscriptions ------------------------------------------------------------------------
+def webhook_subscriptions() -> QuerySet[WebhookSubscription]:
+    """Every subscription with its owner and its deliveries' counts (one query)."""
+    pending = Q(deliveries__delivered_at__isnull=True, deliveries__failed_at__isnull=True)
+    return (
+        WebhookSubscription.objects.select_related("owner")
+        .annotate(
+            pending_count=Count("deliveries", filter=pending),
+            failed_count=Count("deliveries", filter=Q(deliveries__failed_at__isnull=False)),
+        )
+        .order_by("name", "id")
+    )
+
+
+# A delivery's state (``WebhookDelivery.status``) as a filter of the delivery log.
+WEBHOOK_DELIVERY_STATES: dict[str, Q] = {
+    "pending": Q(delivered_at__isnull=True, failed_at__isnull=True, attempts=0),
+    "retrying": Q(delivered_at__isnull=True, failed_at__isnull=True, attempts__gt=0),
+    "delivered": Q(delivered_at__isnull=False),
+    "failed": Q(failed_at__isnull=False),
+}
+
+
+def webhook_deliveries(*, subscription: WebhookSubscription, state: str = "") -> QuerySet[WebhookDelivery]:
+    """The subscription's delivery log, newest first; ``state``: only the deliveries in it."""
+    deliveries = WebhookDelivery.objects.filter(subscription=subscription)
+    if state in WEBHOOK_DELIVERY_STATES:
+        deliveries = deliveries.filter(WEBHOOK_DELIVERY_STATES[state])
+    return deliveries.order_by("-created_at", "-id")

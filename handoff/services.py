@@ -27,6 +27,7 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
+from handoff import webhooks
 from handoff.models import (
     DISQUALIFYING_REASONS,
     OPEN_STATUSES,
@@ -455,14 +456,16 @@ def _claim(*, user: Any, handoff_id: int | None, overdue_first: bool = False) ->
     the claim limit."""
     if not can_work_handoffs(user):
         raise PermissionDenied("Only sales reps claim handoffs.")
-    if connection.vendor == "postgresql":
-        open_claims, handoff = _claim_sql(
-            user=user, handoff_id=handoff_id, now=timezone.now(), overdue_first=overdue_first
-        )
-    else:
-        with transaction.atomic():
-            open_claims, handoff = _claim_orm(
-                user=user, handoff_id=handoff_id, now=timezone.now(), overdue_first=overdue_first
+    now = timezone.now()
+    # The claim and its webhook event (``handoff.claimed``) commit together.
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            open_claims, handoff = _claim_sql(user=user, handoff_id=handoff_id, now=now, overdue_first=overdue_first)
+        else:
+            open_claims, handoff = _claim_orm(user=user, handoff_id=handoff_id, now=now, overdue_first=overdue_first)
+        if handoff is not None:
+            webhooks.webhook_events_emit(
+                [webhooks.handoff_event("handoff.claimed", handoff=handoff, lead=handoff.lead, actor=user, at=now)]
             )
     limit = settings.HANDOFF_MAX_OPEN_CLAIMS
     if handoff is None and open_claims >= limit:
@@ -551,6 +554,7 @@ def handoff_accept(*, handoff: Handoff, user: Any, confirmed: Iterable[str] = ()
     except ValidationError as error:
         raise HandoffError(" ".join(error.messages)) from error
     chosen = set(confirmed)
+    chosen_keys = sorted(chosen)
     checklist = [{"key": item.key, "label": item.label, "confirmed": item.key in chosen} for item in asked]
     note = note.strip()
     with transaction.atomic():
@@ -571,6 +575,13 @@ def handoff_accept(*, handoff: Handoff, user: Any, confirmed: Iterable[str] = ()
         transitions_apply([Transition(lead, Stage.SQL, Stage.ACCEPTED, f"Accepted by {_name(user)}.", user)], at=now)
         lead.owner = user
         lead.save(update_fields=["owner", "updated_at"])
+        webhooks.webhook_events_emit(
+            [
+                webhooks.handoff_event(
+                    "handoff.accepted", handoff=locked, lead=lead, actor=user, at=now, confirmed=chosen_keys, note=note
+                )
+            ]
+        )
         _new_sql_seen(locked, user, now)
     return _fresh(handoff.pk)
 
@@ -631,6 +642,20 @@ def handoff_reject(*, handoff: Handoff, user: Any, reason: str, note: str = "") 
         _event(locked, HandoffAction.REJECTED, user, now, reason=reason, note=note, lead_stage=to_stage)
         transitions_apply([Transition(lead, Stage.SQL, to_stage, stage_reason, user)], at=now)
         _new_sql_seen(locked, user, now)
+        webhooks.webhook_events_emit(
+            [
+                webhooks.handoff_event(
+                    "handoff.rejected",
+                    handoff=locked,
+                    lead=lead,
+                    actor=user,
+                    at=now,
+                    reason=reason,
+                    note=note,
+                    lead_stage=to_stage,
+                )
+            ]
+        )
         notify(
             [
                 _handoff_notification(
@@ -694,7 +719,15 @@ def handoff_reassign(*, handoff: Handoff, actor: Any, to_user: Any) -> Handoff:
                 )
             ]
         )
-    return _fresh(handoff.pk)
+        reassigned = _fresh(handoff.pk)
+        webhooks.webhook_events_emit(
+            [
+                webhooks.handoff_event(
+                    "handoff.claimed", handoff=reassigned, lead=lead, actor=to_user, at=now, by=_username(actor)
+                )
+            ]
+        )
+    return reassigned
 
 
 def handoff_close_for_lead(*, lead: Lead, reason: str, actor: Any) -> None:
@@ -788,6 +821,14 @@ def handoffs_flag_overdue(*, limit: int = SWEEP_LIMIT) -> int:
             ]
         )
         notify(_breach_notifications(overdue, now))
+        webhooks.webhook_events_emit(
+            [
+                webhooks.handoff_event(
+                    "handoff.sla_breached", handoff=h, lead=h.lead, actor=h.claimed_by, at=now, overdue_since=h.due_at
+                )
+                for h in overdue
+            ]
+        )
     return len(overdue)
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from handoff import api, nurture_api, quality_api
+from handoff import api, nurture_api, quality_api, webhook_api
 
 urlpatterns = [
     path("handoffs", api.HandoffListView.as_view(), name="api-handoffs"),
@@ -28,5 +28,21 @@ urlpatterns = [
         "nurture/segments/<slug:segment>/push",
         nurture_api.NurtureSegmentPushView.as_view(),
         name="api-nurture-segment-push",
+    ),
+    path("webhooks", webhook_api.WebhookListView.as_view(), name="api-webhooks"),
+    path("webhooks/<uuid:subscription_id>", webhook_api.WebhookDetailView.as_view(), name="api-webhook"),
+    path(
+        "webhooks/<uuid:subscription_id>/disable", webhook_api.WebhookDisableView.as_view(), name="api-webhook-disable"
+    ),
+    path("webhooks/<uuid:subscription_id>/enable", webhook_api.WebhookEnableView.as_view(), name="api-webhook-enable"),
+    path(
+        "webhooks/<uuid:subscription_id>/deliveries",
+        webhook_api.WebhookDeliveryListView.as_view(),
+        name="api-webhook-deliveries",
+    ),
+    path(
+        "webhooks/<uuid:subscription_id>/deliveries/<int:delivery_id>/replay",
+        webhook_api.WebhookDeliveryReplayView.as_view(),
+        name="api-webhook-delivery-replay",
     ),
 ]

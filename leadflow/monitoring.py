@@ -35,6 +35,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from handoff.models import OPEN_STATUSES, Handoff, HandoffStatus, WebhookDelivery, overdue_q
+from handoff.selectors import WEBHOOK_DELIVERY_STATES
 from leadflow.health import queue_heartbeats
 from leadflow.leads.selectors import scoring_backlog
 from leadflow.metrics import exported_registry
@@ -126,19 +127,16 @@ class LeadFlowCollector(Collector):
         )
 
     def _webhooks(self) -> Iterator[Metric]:
-        # Today's global webhook (handoff.notifications). Webhook subscriptions add their own
-        # deliveries' states here; their attempts count through leadflow.metrics.
+        # Every subscription's deliveries (the global webhook is one), by the delivery log's states.
         row = WebhookDelivery.objects.aggregate(
-            delivered=Count("id", filter=Q(delivered_at__isnull=False)),
-            failed=Count("id", filter=Q(failed_at__isnull=False)),
-            pending=Count("id", filter=Q(delivered_at__isnull=True, failed_at__isnull=True)),
+            **{state: Count("id", filter=where) for state, where in WEBHOOK_DELIVERY_STATES.items()}
         )
         deliveries = GaugeMetricFamily(
             "leadflow_webhook_deliveries_by_state",
-            "Webhook deliveries recorded, by state (delivered, failed: given up, pending).",
+            "Webhook deliveries recorded, by state (pending, retrying, delivered, failed: given up).",
             labels=["state"],
         )
-        for state in ("delivered", "failed", "pending"):
+        for state in WEBHOOK_DELIVERY_STATES:
             deliveries.add_metric([state], row[state])
         yield deliveries
 

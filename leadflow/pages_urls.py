@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from handoff import nurture_views
+from handoff import nurture_views, webhook_views
 from handoff import views as handoff_views
 from leadflow import views as project_views
 from leadflow.leads import import_views
@@ -49,6 +49,17 @@ urlpatterns = [
     path("nurture/<slug:segment>/", nurture_views.nurture_segment, name="nurture-segment"),
     path("nurture/<slug:segment>/export.csv", nurture_views.nurture_segment_export, name="nurture-segment-export"),
     path("nurture/<slug:segment>/push", nurture_views.nurture_segment_push_view, name="nurture-segment-push"),
+    path("webhooks/", webhook_views.webhook_list, name="webhook-list"),
+    path("webhooks/<uuid:subscription_id>/", webhook_views.webhook_detail, name="webhook-detail"),
+    path("webhooks/<uuid:subscription_id>/disable", webhook_views.webhook_disable, name="webhook-disable"),
+    path("webhooks/<uuid:subscription_id>/enable", webhook_views.webhook_enable, name="webhook-enable"),
+    path("webhooks/<uuid:subscription_id>/secret", webhook_views.webhook_rotate_secret, name="webhook-rotate-secret"),
+    path("webhooks/<uuid:subscription_id>/deliveries/", webhook_views.webhook_deliveries, name="webhook-deliveries"),
+    path(
+        "webhooks/<uuid:subscription_id>/deliveries/<int:delivery_id>/replay",
+        webhook_views.webhook_delivery_replay,
+        name="webhook-delivery-replay",
+    ),
     path("rules/", scoring_views.ruleset_list, name="ruleset-list"),
     path("rules/runs/<int:run_id>/", scoring_views.rescore_run, name="rescore-run"),
     path("rules/models/new", scoring_views.scoring_model_create, name="scoring-model-create"),

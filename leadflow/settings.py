@@ -268,6 +268,13 @@ QUALITY_MIN_COUNT = env_int("QUALITY_MIN_COUNT", 20, minimum=1)
 # Prefix of the links in emails and webhooks (e.g. https://leadflow.example.com); empty: relative links.
 NOTIFY_BASE_URL = env_str("NOTIFY_BASE_URL")
 NOTIFY_WEBHOOK_TIMEOUT_SECONDS = env_int("NOTIFY_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+# Webhook subscriptions (handoff.webhooks): a failed delivery is retried with exponential
+# backoff for WEBHOOK_RETRY_HOURS; an endpoint failing that long is disabled and its owner told.
+# Subscription URLs resolving to private, loopback or link-local addresses are refused
+# unless WEBHOOK_ALLOW_PRIVATE_URLS (an intranet receiver; tests).
+WEBHOOK_RETRY_HOURS = env_int("WEBHOOK_RETRY_HOURS", 24, minimum=1)
+WEBHOOK_DISABLE_AFTER_HOURS = env_int("WEBHOOK_DISABLE_AFTER_HOURS", 24, minimum=1)
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
 if NOTIFY_WEBHOOK_URL and not NOTIFY_WEBHOOK_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(f"NOTIFY_WEBHOOK_URL={NOTIFY_WEBHOOK_URL!r} must be an http:// or https:// URL.")
 if NOTIFY_WEBHOOK_URL and not NOTIFY_WEBHOOK_SECRET:
@@ -351,7 +358,7 @@ CELERY_TASK_ROUTES = {
     # Every webhook delivery task of the handoff (today's deliver_webhook, and the
     # subscriptions' deliveries named deliver_*): notifications wait for slow receivers.
     "handoff.tasks.deliver_*": {"queue": NOTIFICATIONS_QUEUE},
-    "handoff.tasks.resend_stale_webhooks": {"queue": NOTIFICATIONS_QUEUE},
+    "handoff.tasks.sweep_webhooks": {"queue": NOTIFICATIONS_QUEUE},
 }
 CELERY_TASK_QUEUES = [
     Queue(name)
@@ -369,7 +376,7 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-decay": {"task": "scoring.tasks.refresh_decay", "schedule": timedelta(days=1)},
     "expire-claims": {"task": "handoff.tasks.expire_claims", "schedule": timedelta(minutes=1)},
     "flag-overdue-handoffs": {"task": "handoff.tasks.flag_overdue", "schedule": timedelta(minutes=1)},
-    "resend-stale-webhooks": {"task": "handoff.tasks.resend_stale_webhooks", "schedule": timedelta(minutes=10)},
+    "sweep-webhooks": {"task": "handoff.tasks.sweep_webhooks", "schedule": timedelta(minutes=1)},
     "apply-retention": {"task": "leadflow.leads.tasks.apply_retention", "schedule": timedelta(days=1)},
     # The dashboard: its score distribution is a snapshot (one scan per scoring model, about
     # 1 s at 1M leads); the rollups' delta rows fold into one per key.

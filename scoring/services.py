@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
+from django.dispatch import Signal
 from django.utils import timezone
 
 from leadflow.db import SqlNames, pg_array
@@ -57,6 +58,44 @@ class ScoringError(Exception):
 
 class RuleSetNotEditable(ScoringError):
     pass
+
+
+# --- Score changes, announced --------------------------------------------------------------
+scores_changed = Signal()
+"""``scores_changed`` — the contract
+    Sent by incremental scoring (``_score_and_move``) once per chunk whose scores changed,
+    inside its transaction, after the scores are written; ``sender`` is ``Score``,
+    ``changes`` a list of ``ScoreChange`` and ``at`` the scoring moment. Receivers run in
+    that transaction (``send``). Only sent when someone listens (the old scores are read
+    for it). A full rescore (publishing) does not send it: its stage changes are announced
+    by ``stages_changed``. Receiver: ``handoff.receivers.webhooks_hear_of_score_changes``
+    (the ``lead.score_changed`` webhook)."""
+
+
+@dataclass(frozen=True)
+class ScoreChange:
+    lead_id: int
+    model_id: int
+    before: Decimal | None  # None: the lead's first score under the model
+    after: Decimal
+
+
+def _scores_before(specs: Sequence[RuleSetSpec], ids: Sequence[int]) -> dict[tuple[int, int], Decimal]:
+    rows = Score.objects.filter(lead_id__in=list(ids), model_id__in=[spec.model_id for spec in specs])
+    return {(model_id, lead_id): score for model_id, lead_id, score in rows.values_list("model_id", "lead_id", "score")}
+
+
+def _score_changes(
+    before: dict[tuple[int, int], Decimal], written: dict[int, dict[int, bulk.ScoreRow]]
+) -> list[ScoreChange]:
+    cent = Decimal("0.01")  # Score.score's precision: what was stored
+    changes = []
+    for model_id, rows in written.items():
+        for lead_id, row in rows.items():
+            old, new = before.get((model_id, lead_id)), row.score.quantize(cent)
+            if old != new:
+                changes.append(ScoreChange(lead_id, model_id, old, new))
+    return changes
 
 
 # --- Automatic stage transitions (applied by leadflow.leads.lifecycle) -------------------
@@ -226,11 +265,15 @@ def _score_and_move(ids: Sequence[int], at: datetime) -> ScoreSummary:
     specs = selectors.published_specs()
     if not specs:
         return ScoreSummary(scored=Lead.objects.filter(id__in=ids, erased_at__isnull=True).count())
+    announce = scores_changed.has_listeners(Score)
+    before = _scores_before(specs, ids) if announce else {}
     if _is_postgres():
         # Set-based, each model in one statement; the engines agree.
         written = {spec.model_id: {row.id: row for row in bulk.scores_upsert(spec, ids, at)} for spec in specs}
     else:
         written = _scores_write_orm(specs, ids, at)
+    if announce and (changes := _score_changes(before, written)):
+        scores_changed.send(sender=Score, changes=changes, at=at)
     accounts.accounts_rollup(model_ids=[spec.model_id for spec in specs], lead_ids=ids, at=at)
     moved = _transitions_apply(specs, written, at)
     return ScoreSummary(scored=len(set().union(*written.values())), transitions=moved)

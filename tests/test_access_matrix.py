@@ -28,7 +28,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from handoff import services as handoff_services
-from handoff.models import Notification, NotificationKind
+from handoff.models import Notification, NotificationKind, WebhookDelivery, WebhookSubscription
 from leadflow.leads.models import Account, ImportJob, SavedView, Source
 from leadflow.leads.roles import MARKETING, SALES, SCORING_ADMIN
 from scoring import services as scoring_services
@@ -90,6 +90,9 @@ def api(roles, objects=ANY, **body):
 
 page = api
 
+# A public address (no name to resolve): a subscription's URL the matrix's writes may use.
+PUBLIC_HOOK = "https://93.184.216.34/hooks/matrix"
+
 # (URL name, method): who may. Pages and the API alike; "staff" may do everything a role may.
 POLICY: dict[tuple[str, str], Policy] = {
     # Pages of the project and the core
@@ -143,6 +146,16 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("api-nurture-segments", "GET"): api(NURTURE),
     ("api-nurture-attribution", "GET"): api(NURTURE),
     ("api-nurture-segment-push", "POST"): api(NURTURE),
+    # Webhook subscriptions (issue 15, item 3): scoring admins and staff register endpoints
+    ("webhook-list", "GET"): page(RULE_EDITORS),
+    ("webhook-list", "POST"): page(RULE_EDITORS, name="Matrix", url=PUBLIC_HOOK, events="lead.sql"),
+    ("webhook-detail", "GET"): page(RULE_EDITORS),
+    ("webhook-detail", "POST"): page(RULE_EDITORS, name="Matrix", url=PUBLIC_HOOK, events="lead.mql"),
+    ("webhook-disable", "POST"): page(RULE_EDITORS),
+    ("webhook-enable", "POST"): page(RULE_EDITORS),
+    ("webhook-rotate-secret", "POST"): page(RULE_EDITORS),
+    ("webhook-deliveries", "GET"): page(RULE_EDITORS),
+    ("webhook-delivery-replay", "POST"): page(RULE_EDITORS),
     # Scoring pages
     ("ruleset-list", "GET"): page(ANY_ROLE),
     ("scoring-model-create", "GET"): page(RULE_EDITORS),
@@ -247,6 +260,14 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("api-notifications-unread", "GET"): api(SIGNED_IN),
     ("api-notifications-read-all", "POST"): api(SIGNED_IN),
     ("api-notification-read", "POST"): api(SIGNED_IN, OWN_ONLY),
+    ("api-webhooks", "GET"): api(RULE_EDITORS),
+    ("api-webhooks", "POST"): api(RULE_EDITORS, name="Matrix", url=PUBLIC_HOOK, events=["lead.sql"]),
+    ("api-webhook", "GET"): api(RULE_EDITORS),
+    ("api-webhook", "PUT"): api(RULE_EDITORS, name="Matrix", url=PUBLIC_HOOK, events=["lead.mql"]),
+    ("api-webhook-disable", "POST"): api(RULE_EDITORS),
+    ("api-webhook-enable", "POST"): api(RULE_EDITORS),
+    ("api-webhook-deliveries", "GET"): api(RULE_EDITORS),
+    ("api-webhook-delivery-replay", "POST"): api(RULE_EDITORS),
     ("api-schema", "GET"): api(EVERYONE),
     ("api-docs", "GET"): api(EVERYONE),
 }
@@ -290,6 +311,8 @@ class World:
     account_id: int
     import_job_id: Any = None
     saved_views: dict[str, Any] = field(default_factory=dict)
+    subscription_id: Any = None
+    delivery_id: int = 0
 
 
 @pytest.fixture
@@ -334,8 +357,16 @@ def world(db, settings) -> World:
         mapping=["email"],
         total_rows=1,
     )
+    subscription = WebhookSubscription.objects.create(
+        name="Matrix", url=PUBLIC_HOOK, secret="whsec_matrix", events=["lead.sql"], owner=users[SCORING_ADMIN_ROLE]
+    )
+    delivery = WebhookDelivery.objects.create(
+        subscription=subscription, key="lead.sql:matrix", event="lead.sql", payload={}, delivered_at=timezone.now()
+    )
     return World(
         import_job_id=import_job.public_id,
+        subscription_id=subscription.public_id,
+        delivery_id=delivery.pk,
         saved_views=saved_views,
         model_slug=unpublished.slug,
         account_id=account.pk,
@@ -377,6 +408,8 @@ def url_kwargs(route: str, world: World, viewer: str, own: bool) -> dict[str, An
         "job_id": world.import_job_id,
         "uidb64": "MQ",
         "token": "set-password",
+        "subscription_id": world.subscription_id,
+        "delivery_id": world.delivery_id,
     }
     return {name: values[name] for name in values if f"<{name}>" in route or f":{name}>" in route}
 

@@ -102,6 +102,13 @@ include-name = [
     "POST /api/v1/handoffs/{handoff_id}/accept",
 ]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
+
+# A webhook's URL must be an http(s) URL whose host resolves to public addresses, and its
+# name not blank once trimmed (handoff.webhooks.webhook_subscription_validate): rules the
+# schema cannot state.
+[[operations]]
+include-name = ["POST /api/v1/webhooks", "PUT /api/v1/webhooks/{subscription_id}"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 """
 )
 MAX_EXAMPLES = 25

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from handoff.models import HandoffStatus, WebhookDelivery
+from handoff.models import HandoffStatus, WebhookDelivery, WebhookSubscription
 from handoff.tasks import deliver_webhook
 from scoring.models import RescoreRun
 from tests.factories import HandoffFactory, LeadFactory
@@ -92,10 +92,14 @@ def test_metrics_read_the_backlog_rescores_handoffs_and_webhooks_from_the_databa
         status=HandoffStatus.CLAIMED, claimed_by=rep, claimed_at=now, claim_expires_at=now + timedelta(hours=4)
     )
     HandoffFactory.create(status=HandoffStatus.ACCEPTED, decided_at=now)
-    WebhookDelivery.objects.create(key="a", payload={}, delivered_at=now)
-    WebhookDelivery.objects.create(key="b", payload={}, delivered_at=now)
-    WebhookDelivery.objects.create(key="c", payload={}, failed_at=now)
-    WebhookDelivery.objects.create(key="d", payload={})
+    hook = WebhookSubscription.objects.create(
+        name="CRM", url="https://crm.example.com/hook", secret="whsec_metrics", events=["lead.sql"]
+    )
+    WebhookDelivery.objects.create(subscription=hook, key="a", payload={}, delivered_at=now)
+    WebhookDelivery.objects.create(subscription=hook, key="b", payload={}, delivered_at=now)
+    WebhookDelivery.objects.create(subscription=hook, key="c", payload={}, failed_at=now)
+    WebhookDelivery.objects.create(subscription=hook, key="d", payload={})
+    WebhookDelivery.objects.create(subscription=hook, key="e", payload={}, attempts=2)
     assert claimed.status == HandoffStatus.CLAIMED
 
     found = samples(scrape())
@@ -110,7 +114,7 @@ def test_metrics_read_the_backlog_rescores_handoffs_and_webhooks_from_the_databa
     assert value(found, "leadflow_handoffs_open", status="queued") == 2
     assert value(found, "leadflow_handoffs_open", status="claimed") == 1
     assert value(found, "leadflow_handoffs_overdue") == 1
-    for state, count in (("delivered", 2), ("failed", 1), ("pending", 1)):
+    for state, count in (("delivered", 2), ("failed", 1), ("pending", 1), ("retrying", 1)):
         assert value(found, "leadflow_webhook_deliveries_by_state", state=state) == count
 
 

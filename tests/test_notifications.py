@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models.functions import Now
 
-from handoff import notifications, services
+from handoff import services, webhooks
 from handoff.models import Handoff, HandoffEvent, Notification, WebhookDelivery
 from handoff.tasks import deliver_webhook, flag_overdue
 from tests.factories import HandoffFactory, SqlLeadFactory, UserFactory
@@ -65,20 +65,6 @@ def webhook(settings):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-
-
-@pytest.fixture
-def eager_retries():
-    """Tasks run in-process in tests; let Celery run a task's retries in-process too, as
-    a worker would (without waiting for the backoff), instead of propagating the first
-    failure to the caller."""
-    from leadflow.celery import app
-
-    app.conf.task_eager_propagates = False
-    try:
-        yield
-    finally:
-        app.conf.task_eager_propagates = True
 
 
 def closed_port():
@@ -236,9 +222,9 @@ def test_the_webhook_is_signed_with_an_hmac_of_the_raw_body_and_sent_once(rep, a
     expected = "sha256=" + hmac.new(SECRET.encode(), request.body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(request.headers["X-LeadFlow-Signature"], expected)
     tampered = request.body.replace(b"sla_breach", b"sla_breach ")
-    assert not hmac.compare_digest(
-        request.headers["X-LeadFlow-Signature"], notifications.webhook_signature(tampered, SECRET)
-    )
+    assert not hmac.compare_digest(request.headers["X-LeadFlow-Signature"], webhooks.legacy_signature(tampered, SECRET))
+    timestamp = request.headers["LeadFlow-Signature"].split(",")[0].removeprefix("t=")
+    assert request.headers["LeadFlow-Signature"] == webhooks.webhook_signature(request.body, SECRET, int(timestamp))
     payload = json.loads(request.body)
     assert payload["event"] == "sla_breach" == request.headers["X-LeadFlow-Event"]
     assert payload["id"] == request.headers["X-LeadFlow-Delivery"] == f"handoff:{handoff.public_id}:breach"
@@ -251,12 +237,23 @@ def test_the_webhook_is_signed_with_an_hmac_of_the_raw_body_and_sent_once(rep, a
     assert len(webhook.received) == 1, "a delivered webhook is never sent again"
 
 
-def test_the_webhook_is_retried_until_the_receiver_answers(rep, after_commit, webhook, eager_retries):
+def test_the_webhook_is_retried_until_the_receiver_answers(rep, after_commit, webhook):
     webhook.answers.extend([503, 500])
-    handoff = claimed_handoff(rep)
-    with after_commit():
-        services.handoff_reject(handoff=handoff, user=rep, reason="no_response")
-    delivery = WebhookDelivery.objects.get()
+    with time_machine.travel(NOW, tick=False) as clock:
+        handoff = claimed_handoff(rep)
+        with after_commit():
+            services.handoff_reject(handoff=handoff, user=rep, reason="no_response")
+        delivery = WebhookDelivery.objects.get()
+        assert (delivery.attempts, delivery.last_status, delivery.next_attempt_at) == (
+            1,
+            503,
+            NOW + timedelta(seconds=30),
+        )
+        for wait in (30, 60):
+            clock.shift(timedelta(seconds=wait))
+            with after_commit():
+                assert webhooks.webhooks_sweep() == 1, "the beat sweep sends the due retry"
+    delivery.refresh_from_db()
     assert (delivery.attempts, delivery.last_status, delivery.failed_at) == (3, 200, None)
     assert delivery.delivered_at is not None
     assert len(webhook.received) == 3
@@ -274,7 +271,7 @@ def test_a_refused_webhook_is_not_retried(rep, after_commit, webhook):
     assert "410" in delivery.last_error
 
 
-def test_an_unreachable_webhook_never_blocks_the_handoff(rep, marketer, after_commit, settings, eager_retries):
+def test_an_unreachable_webhook_never_blocks_the_handoff(rep, marketer, after_commit, settings):
     settings.NOTIFY_WEBHOOK_URL = f"http://127.0.0.1:{closed_port()}/down"
     settings.NOTIFY_WEBHOOK_SECRET = SECRET
     handoff = claimed_handoff(rep)
@@ -284,8 +281,9 @@ def test_an_unreachable_webhook_never_blocks_the_handoff(rep, marketer, after_co
     assert response.json()["status"] == "rejected"
     assert kinds(marketer) == ["handoff_rejected"]
     delivery = WebhookDelivery.objects.get()
-    assert delivery.attempts == 9, "the first attempt and 8 retries"
-    assert delivery.failed_at is not None and delivery.delivered_at is None
+    assert delivery.attempts == 1, "the first attempt; the sweep retries it later"
+    assert delivery.next_attempt_at is not None
+    assert delivery.failed_at is None and delivery.delivered_at is None
     assert "Connection refused" in delivery.last_error
 
 
@@ -302,13 +300,22 @@ def test_a_failing_mail_server_never_blocks_the_handoff(rep, marketer, after_com
     assert "Email notification" in caplog.text
 
 
+def recorded(key, **fields):
+    """A delivery to the global webhook's subscription, as ``notify`` records it."""
+    subscription = webhooks.settings_subscription_sync()
+    assert subscription is not None
+    return WebhookDelivery.objects.create(
+        subscription=subscription, key=key, event="sla_breach", payload={"event": "sla_breach"}, **fields
+    )
+
+
 def test_a_lost_webhook_task_is_sent_again_by_the_sweep(db, after_commit, webhook):
     with time_machine.travel(NOW, tick=False) as clock:
-        stale = WebhookDelivery.objects.create(key="handoff:x:breach", payload={"event": "sla_breach"})
+        stale = recorded("handoff:x:breach")
         clock.shift(timedelta(minutes=45))
-        WebhookDelivery.objects.create(key="handoff:y:breach", payload={"event": "sla_breach"})
+        recorded("handoff:y:breach")  # its task is on its way
         with after_commit():
-            assert notifications.webhooks_resend_stale() == 1
+            assert webhooks.webhooks_sweep() == 1
     stale.refresh_from_db()
     assert stale.delivered_at is not None
     assert [r.headers["X-LeadFlow-Delivery"] for r in webhook.received] == ["handoff:x:breach"]
@@ -320,12 +327,12 @@ def held_at_the_receiver(webhook, key):
     its own database connection (as a worker would), whose POST the receiver holds until
     the block ends. Yields the delivery and the list that then holds what the sender
     returned (or raised)."""
-    delivery = WebhookDelivery.objects.create(key=key, payload={"event": "sla_breach"})
+    delivery = recorded(key)
     outcome: list[object] = []
 
     def send():
         try:
-            outcome.append(notifications.webhook_deliver(delivery_id=delivery.pk, final_attempt=False))
+            outcome.append(webhooks.webhook_deliver(delivery_id=delivery.pk))
         except BaseException as error:  # reported by the test
             outcome.append(error)
         finally:
@@ -368,10 +375,10 @@ def test_no_transaction_and_no_row_lock_is_held_while_the_receiver_answers(webho
 @pytest.mark.django_db(transaction=True)
 def test_a_delivery_in_flight_is_skipped_by_a_second_sender_and_posted_once(webhook):
     with held_at_the_receiver(webhook, "handoff:twice:breach") as (delivery, outcome):
-        assert notifications.webhook_deliver(delivery_id=delivery.pk, final_attempt=False) == "skipped"
+        assert webhooks.webhook_deliver(delivery_id=delivery.pk) == "skipped"
     assert outcome == ["delivered"]
     assert len(webhook.received) == 1, "the receiver saw one POST"
-    assert notifications.webhook_deliver(delivery_id=delivery.pk, final_attempt=False) == "skipped"
+    assert webhooks.webhook_deliver(delivery_id=delivery.pk) == "skipped"
     delivery.refresh_from_db()
     assert delivery.attempts == 1 and delivery.delivered_at is not None
 
@@ -379,18 +386,18 @@ def test_a_delivery_in_flight_is_skipped_by_a_second_sender_and_posted_once(webh
 def test_a_sender_that_lost_its_claim_does_not_record_its_result(db, webhook, monkeypatch):
     """An attempt that outlived its lease (a frozen worker) was taken over: the attempt
     that took it over records its result, the late one's is dropped."""
-    delivery = WebhookDelivery.objects.create(key="handoff:late:breach", payload={"event": "sla_breach"})
-    post = notifications._post
+    delivery = recorded("handoff:late:breach")
+    post = webhooks._post
     took_over: list[str] = []
 
-    def frozen_past_the_lease(sending):
+    def frozen_past_the_lease(sending, subscription):
         if sending.attempts == 1:
             WebhookDelivery.objects.filter(pk=sending.pk).update(sending_until=Now() - timedelta(seconds=1))
-            took_over.append(notifications.webhook_deliver(delivery_id=sending.pk, final_attempt=False))
-        return post(sending)
+            took_over.append(webhooks.webhook_deliver(delivery_id=sending.pk))
+        return post(sending, subscription)
 
-    monkeypatch.setattr(notifications, "_post", frozen_past_the_lease)
-    assert notifications.webhook_deliver(delivery_id=delivery.pk, final_attempt=False) == "superseded"
+    monkeypatch.setattr(webhooks, "_post", frozen_past_the_lease)
+    assert webhooks.webhook_deliver(delivery_id=delivery.pk) == "superseded"
     assert took_over == ["delivered"]
     delivery.refresh_from_db()
     assert (delivery.attempts, delivery.last_status, delivery.sending_until) == (2, 200, None)
@@ -399,14 +406,12 @@ def test_a_sender_that_lost_its_claim_does_not_record_its_result(db, webhook, mo
 
 def test_a_claim_left_by_a_dead_sender_expires_and_the_sweep_sends_it(db, webhook, after_commit):
     with time_machine.travel(NOW, tick=False) as clock:
-        delivery = WebhookDelivery.objects.create(
-            key="handoff:orphan:breach", payload={"event": "sla_breach"}, attempts=1, last_attempt_at=NOW
-        )
+        delivery = recorded("handoff:orphan:breach", attempts=1, last_attempt_at=NOW)
         # The worker died mid-send: its claim stays in the row until the lease runs out.
         WebhookDelivery.objects.filter(pk=delivery.pk).update(sending_until=Now() - timedelta(seconds=1))
         clock.shift(timedelta(minutes=45))
         with after_commit():
-            assert notifications.webhooks_resend_stale() == 1
+            assert webhooks.webhooks_sweep() == 1
     delivery.refresh_from_db()
     assert (delivery.attempts, delivery.sending_until) == (2, None)
     assert delivery.delivered_at is not None

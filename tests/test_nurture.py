@@ -39,7 +39,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from handoff import notifications
+from handoff import webhooks
 from handoff.models import WebhookDelivery
 from leadflow.leads import nurture
 from leadflow.leads.models import OutcomeKind, Stage, StageChange
@@ -465,7 +465,7 @@ def test_a_push_creates_exactly_one_signed_delivery_with_the_documented_payload(
     (request,) = webhook.received
     assert request.headers["X-LeadFlow-Event"] == "nurture.segment"
     assert request.headers["X-LeadFlow-Delivery"] == delivery.key
-    assert request.headers["X-LeadFlow-Signature"] == notifications.webhook_signature(request.body, SECRET)
+    assert request.headers["X-LeadFlow-Signature"] == webhooks.legacy_signature(request.body, SECRET)
     payload = json.loads(request.body)
     assert payload["event"] == "nurture.segment"
     assert payload["link"].endswith("/nurture/pricing--this-month/")
@@ -537,7 +537,7 @@ def test_the_segment_page_tells_when_no_webhook_is_configured(client, marketer, 
     client.force_login(marketer)
 
     page = client.get(reverse("nurture-segment", args=["pricing--older"])).content.decode()
-    assert "No webhook is configured" in page
+    assert "No webhook receives nurture segments" in page
     response = client.post(reverse("nurture-segment-push", args=["pricing--older"]), follow=True)
-    assert "No webhook is configured" in response.content.decode()
+    assert "No webhook receives nurture segments" in response.content.decode()
     assert not WebhookDelivery.objects.exists()

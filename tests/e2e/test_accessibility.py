@@ -108,6 +108,31 @@ def draft_pages() -> dict[str, str]:
     }
 
 
+def webhook_pages() -> dict[str, str]:
+    """An endpoint with a delivery being retried: the webhooks page, the endpoint's page and
+    its delivery log."""
+    from handoff.models import WebhookDelivery, WebhookSubscription
+
+    subscription = WebhookSubscription.objects.create(
+        name="CRM", url="https://93.184.216.34/hooks/crm", secret="whsec_e2e", events=["lead.sql", "lead.mql"]
+    )
+    WebhookDelivery.objects.create(
+        subscription=subscription,
+        key="lead.sql:e2e",
+        event="lead.sql",
+        payload={},
+        attempts=2,
+        last_status=503,
+        last_error="HTTP 503 Service Unavailable",
+        next_attempt_at=timezone.now() + timedelta(minutes=1),
+    )
+    return {
+        "webhooks": "/webhooks/",
+        "webhook": f"/webhooks/{subscription.public_id}/",
+        "webhook-deliveries": f"/webhooks/{subscription.public_id}/deliveries/",
+    }
+
+
 def violations(tab: Page) -> list[str]:
     results = AXE.run(tab)
     return [
@@ -139,7 +164,7 @@ def test_every_page_of_each_role_has_no_serious_accessibility_violation(
     if role == "rep":
         pages |= {"handoff-claimed": f"/queue/{claimed_handoff_of('rep').public_id}/"}
     if role == "admin":
-        pages |= draft_pages()
+        pages |= draft_pages() | webhook_pages()
     with browser_tab(chromium, live_server, width=width, height=height, is_mobile=phone, has_touch=phone) as tab:
         problems = list(audit(tab, {"login": "/login/"}, viewport))
         log_in(tab, role, DEMO_PASSWORDS[role])
