@@ -52,9 +52,12 @@ def test_a_tokens_roles_decide_what_its_person_may_do(rep, marketer, outsider):
     assert token_client(rep).post(f"/api/v1/handoffs/{handoff.public_id}/claim").status_code == 200
 
 
-def test_a_claim_over_http_is_four_statements_and_shows_the_qualifying_model(rep):
+def test_a_claim_over_http_is_five_statements_and_shows_the_qualifying_model(rep):
     # The token and its person, the person's roles, the handoff by its public id, the claim
-    # itself (the claimed row comes back with its lead and model): nothing is fetched again.
+    # itself (the claimed row comes back with its lead and model), and the webhook
+    # subscriptions that may want ``handoff.claimed`` (in the claim's transaction: the
+    # savepoint's two statements, the test's transaction standing for the request's, are
+    # not round trips of their own in production): nothing is fetched again.
     handoff = HandoffFactory.create()
     client = token_client(rep)
     client.get(UNREAD)  # the token's first use is recorded before the claim
@@ -63,7 +66,8 @@ def test_a_claim_over_http_is_four_statements_and_shows_the_qualifying_model(rep
     assert response.status_code == 200
     assert response.json()["model"] == handoff.model.slug
     assert response.json()["lead"]["id"] == str(handoff.lead.public_id)
-    assert len(queries) == 4, [query["sql"][:80] for query in queries]
+    statements = [query["sql"][:60] for query in queries if not query["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    assert len(statements) == 5, statements
 
 
 def page_view(n: int) -> str:
