@@ -4,7 +4,7 @@ from typing import Any
 
 from django.db.models import Model
 
-from handoff.models import OPEN_STATUSES, Handoff, HandoffEvent
+from handoff.models import OPEN_STATUSES, CachedEvaluation, Handoff, HandoffEvent
 from handoff.services import handoff_close_for_lead
 from leadflow.leads.models import Lead
 
@@ -12,9 +12,11 @@ from leadflow.leads.models import Lead
 class HandoffMerge:
     """The merged lead's handoffs (with their audit trail) move to the survivor. A lead
     has at most one open handoff: when both have one, the survivor's stays open and the
-    merged lead's is closed first, its reason naming the survivor."""
+    merged lead's is closed first, its reason naming the survivor. The cached evaluations
+    of both leads' handoffs (score quality's, as of each handoff's creation) go: the
+    survivor's events as of then are not what they were; score quality computes them again."""
 
-    holds: tuple[type[Model], ...] = (Handoff, HandoffEvent)
+    holds: tuple[type[Model], ...] = (Handoff, HandoffEvent, CachedEvaluation)
 
     def merge(self, *, survivor: Lead, merged: Lead, actor: Any, reason: str) -> dict[str, int]:
         closed = 0
@@ -29,4 +31,5 @@ class HandoffMerge:
             )
             closed = 1
         moved = Handoff.objects.filter(lead=merged).update(lead=survivor)
-        return {"handoffs": moved, "handoffs_closed": closed}
+        stale, _ = CachedEvaluation.objects.filter(handoff__lead=survivor).delete()
+        return {"handoffs": moved, "handoffs_closed": closed, "evaluations_dropped": stale}

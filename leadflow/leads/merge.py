@@ -131,6 +131,8 @@ def leads_merge_rows(*, survivor_id: int, merged_id: int, actor: Any, reason: st
             accounts_left_after_commit([survivor.account_id, merged.account_id])
     elif merged.account_id != survivor.account_id:
         accounts_left_after_commit([merged.account_id])
+    if survivor.visitor and changes.get("visitor") is False:
+        rollups.leads_identified_record([survivor.pk])
     if "utm_campaign" in changes:
         rollups.leads_campaign_changed_record({survivor.pk: (rollups.LeadFacts.of(survivor), changes["utm_campaign"])})
     Lead.objects.filter(pk=survivor.pk).update(**changes)

@@ -464,6 +464,9 @@ class FunnelRollup(models.Model):
     accepted = models.IntegerField(default=0)
     recycled = models.IntegerField(default=0)
     disqualified = models.IntegerField(default=0)
+    # Visitors (leads known only by an anonymous id) created that day; ``created`` counts
+    # the others. A database default: set-based inserts that predate it leave it out.
+    visitors = models.IntegerField(default=0, db_default=0)
 
     class Meta:
         indexes = [models.Index(fields=["day", "source_id"], name="funnelrollup_day")]

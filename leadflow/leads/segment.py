@@ -275,20 +275,15 @@ def _translate(
     return _Translated(index, "lead", lead), {}
 
 
-def segment_ingest(
-    *, source: Source, messages: Sequence[Any], sent_at: Any = None, default_type: str | None = None
-) -> SegmentResult:
-    """Store a Segment batch (or one message: ``default_type`` is the endpoint's type),
-    in order: consecutive messages of one kind (events, lead upserts) go to the native
-    ingest together, so a batch of page views then an ``identify`` then a ``track``
-    ends with the visitor's history joined to the person before the track is scored.
-    Dropped messages are logged for the source."""
+def segment_ingest(*, source: Source, messages: Sequence[Any], sent_at: Any = None) -> SegmentResult:
+    """Store a Segment batch (or one message), in order: consecutive messages of one
+    kind (events, lead upserts) go to the native ingest together, so a batch of page
+    views, then an ``identify``, then a ``track`` ends with the visitor's history joined
+    to the person before the track is scored. Dropped messages are logged for the source."""
     now = timezone.now()
     result = SegmentResult()
     runs: list[list[_Translated]] = []
     for index, message in enumerate(messages):
-        if default_type and isinstance(message, dict) and not message.get("type"):
-            message = {**message, "type": default_type}
         translated, errors = _translate(message, index, source, sent_at, now)
         if translated is None:
             result.dropped.append({"index": index, "errors": errors})

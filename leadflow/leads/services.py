@@ -322,6 +322,9 @@ def _leads_apply_changes(identification: Identification) -> None:
             previous_account[pk] for pk in ordered if previous_account[pk] != changes[pk]["account"]
         )
 
+    identified = [pk for pk, change in changes.items() if change.get("visitor") is False]
+    if identified:  # visitors among them (most are not) now count as leads created
+        rollups.leads_identified_record(identified)
     now = timezone.now()  # the sweeper reads updated_at
     activity_only = sorted(pk for pk, change in changes.items() if change.keys() <= set(_ACTIVITY_FIELDS))
     if activity_only:
@@ -443,7 +446,7 @@ def _insert_new_leads(source: Source, leads: list[_New]) -> list[int]:
     returned = insert_ignore_conflicts_returning(Lead, _LEAD_INSERT_NAMES, rows, ["id", "public_id"])
     inserted = {public_id: pk for pk, public_id in returned}
     rollups.leads_created_record(
-        rollups.LeadFacts(now, source.pk, lead.values.get("utm_campaign", ""), Stage.NEW, None, None)
+        rollups.LeadFacts(now, source.pk, lead.values.get("utm_campaign", ""), Stage.NEW, None, None, lead.visitor)
         for lead, public_id in zip(leads, public_ids, strict=True)
         if public_id in inserted
     )

@@ -631,3 +631,16 @@ def validate_outcome(data: Any, *, now: datetime | None = None) -> tuple[Outcome
         ),
         {},
     )
+
+
+def segment_event_types_error(value: Any) -> str | None:
+    """Why a source's Segment mapping (track event name → event type) cannot be stored, or None."""
+    if not isinstance(value, dict):
+        return 'Must be an object of event names to event types, e.g. {"Demo Requested": "demo_request"}.'
+    for name, event_type in value.items():
+        if not isinstance(event_type, str) or not EVENT_TYPE_RE.match(event_type):
+            return (
+                f"{name!r} maps to {event_type!r}: an event type is a lower-case slug of letters, digits and '_' "
+                "starting with a letter (max 64), e.g. demo_request."
+            )
+    return None

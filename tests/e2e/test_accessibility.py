@@ -48,6 +48,14 @@ def pages_of(role: str) -> dict[str, str]:
     }
     if role in ("marketer", "admin"):
         pages |= {"handoffs": "/handoffs/"}
+        # Issue 15: the Segment drop log, the merge's confirmation naming both leads, visitors listed.
+        duplicate = Lead.objects.filter(email__isnull=False).exclude(pk=lead.pk).order_by("pk").first()
+        assert duplicate
+        pages |= {
+            "segment-drops": "/segment/drops/",
+            "lead-merge": f"/leads/{lead.public_id}/merge?other={duplicate.email}",
+            "leads-visitors": "/leads/?visitors=include",
+        }
     if role == "rep":
         pages |= {"queue": "/queue/"}
         pages.pop("rules"), pages.pop("ruleset")  # reps do not read the scoring rules
