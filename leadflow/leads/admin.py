@@ -52,7 +52,6 @@ class IngestKeyInline(ReadOnlyInline):
     fields = readonly_fields = ("prefix", "label", "created_at", "last_used_at", "revoked_at")
 
 
-@admin.register(Source)
 class SourceForm(forms.ModelForm):
     class Meta:
         model = Source
@@ -65,6 +64,7 @@ class SourceForm(forms.ModelForm):
         return value
 
 
+@admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
     form = SourceForm
     list_display = ["name", "slug", "created_at"]

@@ -84,7 +84,9 @@ def leads_merge_rows(*, survivor_id: int, merged_id: int, actor: Any, reason: st
     own): locks both leads in id order, moves every record, deletes the merged lead."""
     if survivor_id == merged_id:
         raise MergeError("A lead cannot be merged into itself: choose another lead.")
-    locked = {lead.pk: lead for lead in Lead.objects.select_for_update().filter(pk__in=[survivor_id, merged_id])}
+    # In id order, as ingest locks leads: two merges (or a merge and a batch) never wait on each other in a cycle.
+    both = Lead.objects.select_for_update().filter(pk__in=[survivor_id, merged_id]).order_by("pk")
+    locked = {lead.pk: lead for lead in both}
     survivor, merged = locked.get(survivor_id), locked.get(merged_id)
     if survivor is None or merged is None:
         raise MergeError("One of the two leads no longer exists (merged or deleted meanwhile): reload and retry.")

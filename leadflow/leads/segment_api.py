@@ -78,29 +78,29 @@ class SegmentBatchView(_SegmentView):
         return Response({"success": True})
 
 
-class SegmentMessageView(_SegmentView):
-    """``/track``, ``/identify``, ``/page``, ``/screen``, ``/group``, ``/alias``: one message."""
+def _message_view(kind: str) -> type[APIView]:
+    """The view of ``/api/segment/v1/<kind>``: one message of that type (each its own
+    operation in the schema)."""
 
-    message_type = ""
-
-    @extend_schema(
-        operation_id="segment_message",
-        summary="Segment-compatible single message",
-        request=inline_serializer("SegmentMessage", {"messageId": serializers.CharField()}),
-        responses={200: SUCCESS, **_ERRORS},
-        tags=["segment"],
-    )
-    def post(self, request: Request) -> Response:
-        body = segment_body(request)
-        if not isinstance(body, dict):
-            raise exceptions.ValidationError({"non_field_errors": ["Send one message as a JSON object."]})
-        segment_ingest(
-            source=ingest_source(request),
-            messages=[{**body, "type": self.message_type}],
-            sent_at=body.get("sentAt"),
+    class SegmentMessageView(_SegmentView):
+        @extend_schema(
+            operation_id=f"segment_{kind}",
+            summary=f"Segment-compatible {kind} (one message)",
+            request=inline_serializer(f"Segment{kind.title()}Message", {"messageId": serializers.CharField()}),
+            responses={200: SUCCESS, **_ERRORS},
+            tags=["segment"],
         )
-        return Response({"success": True})
+        def post(self, request: Request) -> Response:
+            body = segment_body(request)
+            if not isinstance(body, dict):
+                raise exceptions.ValidationError({"non_field_errors": ["Send one message as a JSON object."]})
+            segment_ingest(source=ingest_source(request), messages=[{**body, "type": kind}], sent_at=body.get("sentAt"))
+            return Response({"success": True})
+
+    SegmentMessageView.__name__ = SegmentMessageView.__qualname__ = f"Segment{kind.title()}View"
+    return SegmentMessageView
 
 
 def message_views() -> dict[str, Any]:
-    return {kind: SegmentMessageView.as_view(message_type=kind) for kind in MESSAGE_TYPES}
+    """``/track``, ``/identify``, ``/page``, ``/screen``, ``/group``, ``/alias``: their views by type."""
+    return {kind: _message_view(kind).as_view() for kind in MESSAGE_TYPES}
