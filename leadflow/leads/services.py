@@ -476,11 +476,22 @@ def _leads_by_identity(emails: list[str], externals: list[str]) -> list[tuple[in
 
 def _leads_by_anonymous_id(anonymous_ids: list[str]) -> list[tuple[str, int, str | None, str | None, bool]]:
     """(anonymous_id, lead id, email, external_id, visitor) of the leads with one of these anonymous ids."""
-    return list(
-        AnonymousId.objects.filter(anonymous_id__in=anonymous_ids).values_list(
-            "anonymous_id", "lead_id", "lead__email", "lead__external_id", "lead__visitor"
+    if connection.vendor != "postgresql":
+        return list(
+            AnonymousId.objects.filter(anonymous_id__in=anonymous_ids).values_list(
+                "anonymous_id", "lead_id", "lead__email", "lead__external_id", "lead__visitor"
+            )
         )
-    )
+    # An array, as in ``_leads_by_identity``: a batch names hundreds of anonymous ids.
+    anonymous, lead = SqlNames(AnonymousId), SqlNames(Lead)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT a.{anonymous.anonymous_id}, l.{lead.id}, l.{lead.email}, l.{lead.external_id}, l.{lead.visitor}"  # noqa: S608 -- names from the model
+            f" FROM {anonymous.table} a JOIN {lead.table} l ON l.{lead.id} = a.{anonymous.lead}"
+            f" WHERE a.{anonymous.anonymous_id} = ANY(%s)",
+            [anonymous_ids],
+        )
+        return cursor.fetchall()
 
 
 def _leads_lock(ids: list[int]) -> list[tuple[int, str | None, str | None, datetime | None]]:
