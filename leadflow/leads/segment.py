@@ -32,6 +32,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +59,7 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _CONSUMED_TRAITS = {"email", "name", "firstName", "lastName", "first_name", "last_name", "company", "employees"}
 
 
+@lru_cache(maxsize=4096)  # a site sends a few dozen event names, over and over
 def snake_case(name: str) -> str:
     """A track event's name as an event type: "Demo Requested" → "demo_requested",
     "Signed Up (Trial)" → "signed_up_trial", "orderCompleted" → "order_completed".
