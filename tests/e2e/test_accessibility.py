@@ -14,7 +14,8 @@ from django.utils import timezone
 from playwright.sync_api import Browser, Page
 
 from handoff.models import Handoff, HandoffStatus
-from leadflow.leads.models import Account, Lead, Stage
+from leadflow.leads.models import Account, Lead, SegmentDrop, Stage
+from leadflow.leads.segment import segment_ingest
 from scoring.models import RuleSet, RuleSetStatus
 from tests.e2e.conftest import browser_tab, log_in
 
@@ -51,6 +52,8 @@ def pages_of(role: str) -> dict[str, str]:
         # Issue 15: the Segment drop log, the merge's confirmation naming both leads, visitors listed.
         duplicate = Lead.objects.filter(email__isnull=False).exclude(pk=lead.pk).order_by("pk").first()
         assert duplicate
+        if not SegmentDrop.objects.exists():  # the drop log audited with a row, not its empty state
+            segment_ingest(source=duplicate.source, messages=[{"type": "track", "userId": "u-1", "messageId": "a11y"}])
         pages |= {
             "segment-drops": "/segment/drops/",
             "lead-merge": f"/leads/{lead.public_id}/merge?other={duplicate.email}",
