@@ -16,7 +16,7 @@ from leadflow.db import SqlNames, atomic_with_retry, insert_ignore_conflicts_ret
 from leadflow.leads import rollups
 from leadflow.leads.accounts import ACCOUNT_TRAIT, account_ids, accounts_left_after_commit
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, generate_key
-from leadflow.leads.merge import leads_merge_rows
+from leadflow.leads.merge import MergeError, leads_merge_rows
 from leadflow.leads.models import AnonymousId, ApiToken, Event, IngestKey, Lead, Outcome, Source, Stage
 from leadflow.leads.privacy import SUPPRESSED_MESSAGE, emails_suppressed
 from leadflow.leads.scores import intent_event_types
@@ -413,12 +413,15 @@ def _anonymous_apply(identification: Identification) -> None:
     if not identification.merges:
         return
     for visitor_id, person_id in sorted(identification.merges.items()):
-        leads_merge_rows(
-            survivor_id=person_id,
-            merged_id=visitor_id,
-            actor=None,
-            reason="Ingest linked the visitor's anonymous id to this person.",
-        )
+        try:
+            leads_merge_rows(
+                survivor_id=person_id,
+                merged_id=visitor_id,
+                actor=None,
+                reason="Ingest linked the visitor's anonymous id to this person.",
+            )
+        except MergeError as error:  # merged or erased meanwhile: the events are stored all the same
+            logger.warning("Visitor %s not merged into lead %s: %s", visitor_id, person_id, error)
     identification.lead_ids = [
         identification.merges.get(pk, pk) if pk is not None else None for pk in identification.lead_ids
     ]
