@@ -242,3 +242,31 @@ def test_track_event_names_become_snake_case_event_types():
     assert snake_case("Signed Up (Trial)") == "signed_up_trial"
     assert snake_case("orderCompleted") == "order_completed"
     assert snake_case("!!!") == ""
+
+
+def test_bad_bodies_answer_clear_4xx_and_store_nothing(live_server, write_key, marketer, settings):
+    url = f"{live_server.url}/api/segment/v1/batch"
+    not_json = requests.post(url, data=b"{nope", auth=(write_key, ""), timeout=10)
+    assert not_json.status_code == 400 and "Malformed JSON" in not_json.json()["detail"]
+    no_batch = requests.post(url, json={"messages": []}, auth=(write_key, ""), timeout=10)
+    assert no_batch.status_code == 400 and "batch" in no_batch.json()
+    not_object = requests.post(f"{live_server.url}/api/segment/v1/track", json=[1], auth=(write_key, ""), timeout=10)
+    assert not_object.status_code == 400
+    too_many = {"batch": [{"type": "page", "anonymousId": "a", "messageId": f"m{n}"} for n in range(1001)]}
+    assert requests.post(url, json=too_many, auth=(write_key, ""), timeout=10).status_code == 413
+    _token, personal = services.api_token_create(user=marketer)
+    as_person = requests.post(url, json={"batch": []}, auth=(personal, ""), timeout=10)
+    assert as_person.status_code == 401 and "ingest key" in as_person.json()["detail"]
+    assert not Event.objects.exists() and not Lead.objects.exists()
+
+
+def test_conflicting_identities_in_an_identify_are_dropped_with_the_reason(segment_source):
+    services.lead_upsert(source=segment_source, data=services.LeadInput("kim@example.com", None))
+    services.lead_upsert(source=segment_source, data=services.LeadInput(None, "u-kim"))
+    segment_ingest(
+        source=segment_source,
+        messages=[{"type": "identify", "userId": "u-kim", "traits": {"email": "kim@example.com"}, "messageId": "i"}],
+    )
+    drop = SegmentDrop.objects.get()
+    assert any("merge the leads first" in problem for problem in drop.problems)
+    assert Lead.objects.count() == 2
