@@ -170,7 +170,8 @@ def _event(message: dict[str, Any], source: Source, batch_sent_at: Any, now: dat
             errors["event"] = ["A track call needs the event's name."]
             event_type = ""
         else:
-            event_type = source.segment_event_types.get(name) or snake_case(name)
+            mapping = source.segment_event_types if isinstance(source.segment_event_types, dict) else {}
+            event_type = mapping.get(name) or snake_case(name)
             if not event_type:
                 errors["event"] = [f"{name!r} has no letters to make an event type of: map it on the source."]
             properties.setdefault("event", name)
