@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -607,6 +607,7 @@ class IngestResult:
     lead_ids: list[int] = field(default_factory=list)
 
 
+_FOREIGN_KEY_VIOLATION = "23503"
 _DIFFERENT_PAYLOAD = (
     "An event with this event_id was already received with a different payload. Use a new event_id for a new event."
 )
@@ -690,9 +691,14 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
     # transaction ended. A lead is therefore stored even if its events then fail to be
     # (a database outage): resending the batch attaches them. A batch whose leads all
     # exist (most single events) writes in one transaction: the one below.
-    identification = leads_identify(
-        source=source, inputs=[event.lead for _, event in fresh], activity=[event.occurred_at for _, event in fresh]
-    )
+    def identify() -> Identification:
+        return leads_identify(
+            source=source,
+            inputs=[event.lead for _, event in fresh],
+            activity=[event.occurred_at for _, event in fresh],
+        )
+
+    identification = identify()
 
     def store() -> IngestResult:
         # Lock order, the same in every batch: events (sorted by event_id), then existing leads (by id).
@@ -750,9 +756,17 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
             request_scoring_after_commit(stored.lead_ids, intent_ids=sorted(raised))
         return stored
 
-    result = atomic_with_retry(store)
-    result.rejected.sort(key=lambda item: item["index"])
-    return result
+    try:
+        stored = atomic_with_retry(store)
+    except IntegrityError as error:
+        # A lead identified above was merged into another (a visitor linked to its person by
+        # a concurrent batch) or deleted before this transaction: identify again, once.
+        if connection.in_atomic_block or getattr(error.__cause__, "pgcode", None) != _FOREIGN_KEY_VIOLATION:
+            raise
+        identification = identify()
+        stored = atomic_with_retry(store)
+    stored.rejected.sort(key=lambda item: item["index"])
+    return stored
 
 
 # --- Outcomes: what the CRM learns after the handoff -----------------------------------------------------

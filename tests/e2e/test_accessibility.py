@@ -51,7 +51,7 @@ def pages_of(role: str) -> dict[str, str]:
         pages |= {"handoffs": "/handoffs/"}
         # Issue 15: the Segment drop log, the merge's confirmation naming both leads, visitors listed.
         duplicate = Lead.objects.filter(email__isnull=False).exclude(pk=lead.pk).order_by("pk").first()
-        assert duplicate
+        assert duplicate and duplicate.source
         if not SegmentDrop.objects.exists():  # the drop log audited with a row, not its empty state
             segment_ingest(source=duplicate.source, messages=[{"type": "track", "userId": "u-1", "messageId": "a11y"}])
         pages |= {
