@@ -2,6 +2,7 @@
 ingest's automatic merge of a visitor, visitors in lists, privacy of the new rows."""
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -12,7 +13,7 @@ from leadflow.leads import merge, privacy, services
 from leadflow.leads.models import AnonymousId, Event, Lead, LeadMerge, SegmentDrop, Stage, StageChange
 from leadflow.leads.segment import segment_ingest
 from tests.factories import EventFactory, HandoffFactory, LeadFactory, OutcomeFactory, SourceFactory
-from tests.helpers import behaviour, browser, client_for, lead_score
+from tests.helpers import behaviour, browser, client_for, hold_row_lock, lead_score
 from tests.test_privacy import models_referring_to_lead
 
 
@@ -274,3 +275,42 @@ def test_dashboard_counts_visitors_apart_and_follow_identify_and_merge(ingest_cl
     assert funnel == dashboard_funnel_recount(period=period)
     assert everything_current() == everything_recounted()
     assert "Visitors" in browser(marketer).get("/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_whose_visitor_is_merged_meanwhile_goes_to_the_person(source):
+    services.events_ingest(source=source, payloads=[event(1, {"email": "pat@example.com"})])
+    services.events_ingest(source=source, payloads=[event(2, {"anonymous_id": "cookie-p"})])
+    person, visitor = Lead.objects.get(visitor=False), Lead.objects.get(visitor=True)
+    other = hold_row_lock(visitor.pk)  # a concurrent merge of the visitor, holding it
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            services.events_ingest(source=source, payloads=[event(3, {"anonymous_id": "cookie-p"})])
+        except BaseException as error:  # noqa: BLE001 -- reported by the assertion below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    with connection.cursor() as cursor:  # the batch identified the visitor and waits on it to store its event
+        for _ in range(200):
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the batch never waited on the visitor")
+    with other.cursor() as cursor:  # the merge moves the visitor's rows to the person and deletes it
+        for model in (Event, AnonymousId):
+            table = model._meta.db_table
+            cursor.execute(f"UPDATE {table} SET lead_id = %s WHERE lead_id = %s", [person.pk, visitor.pk])  # noqa: S608
+        cursor.execute(f"DELETE FROM {Lead._meta.db_table} WHERE id = %s", [visitor.pk])  # noqa: S608
+    other.commit()
+    other.close()
+    thread.join(timeout=30)
+    assert errors == []
+    assert list(Lead.objects.values_list("pk", flat=True)) == [person.pk]
+    assert sorted(Event.objects.filter(lead=person).values_list("event_id", flat=True)) == ["m-1", "m-2", "m-3"]
