@@ -16,6 +16,7 @@ from leadflow.leads.models import AnonymousId, Event, Lead, LeadMerge, SegmentDr
 from leadflow.leads.segment import segment_ingest, snake_case
 from tests.factories import SourceFactory
 from tests.helpers import behaviour, browser, lead_score
+from tests.test_rollups import everything_current, everything_recounted
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,6 +71,7 @@ def test_visitor_page_views_then_identify_then_demo_request_make_an_sql_with_its
     page = visitor.events.order_by("occurred_at").first()
     assert page.type == "page_view"
     assert page.properties["path"] == "/" and page.properties["utm_campaign"] == "spring"
+    assert (visitor.utm_source, visitor.utm_medium, visitor.utm_campaign) == ("google", "cpc", "spring")
 
     client.identify(
         anonymous_id="anon-ada",
@@ -95,6 +97,8 @@ def test_visitor_page_views_then_identify_then_demo_request_make_an_sql_with_its
     client.flush()
     assert Event.objects.filter(lead=lead).count() == 4
     assert not SegmentDrop.objects.exists()
+    # The dashboard's rollups followed the visitor, its campaign and its identification.
+    assert everything_current() == everything_recounted()
 
 
 def test_identify_of_a_known_person_merges_the_visitor_and_its_page_views(live_server, write_key, segment_source):

@@ -14,7 +14,8 @@ Mapping (README, "Segment-compatible ingest"):
 - ``track`` → an event whose type is the source's mapping of the name
   (``Source.segment_event_types``), else the snake_case of the name;
 - ``page`` → ``page_view`` (``screen`` → ``screen_view``) with ``url``, ``path``,
-  ``title``, ``referrer``, ``name`` and the campaign (``context.campaign`` → ``utm_*``);
+  ``title``, ``referrer``, ``name``; the campaign (``context.campaign``) → the event's
+  ``utm_*`` properties and the lead's ``utm_source``, ``utm_medium``, ``utm_campaign``;
 - ``identify`` → lead upsert from ``traits`` (``email``, ``name`` or
   ``firstName``/``lastName``, ``company`` or ``company.name``, ``title``,
   ``industry``, ``country`` or ``address.country``, ``employees``; the rest into the
@@ -42,7 +43,7 @@ from django.utils import timezone
 
 from leadflow.db import SqlNames, atomic_with_retry
 from leadflow.leads.merge import MergeError, leads_merge_rows
-from leadflow.leads.models import Lead, SegmentDrop, Source
+from leadflow.leads.models import LEAD_UTM_FIELDS, Lead, SegmentDrop, Source
 from leadflow.leads.services import IngestResult, events_ingest, leads_resolve, request_scoring_after_commit
 from leadflow.leads.validation import MAX_JSON_DEPTH, Errors, LeadInput, parse_timestamp, validate_lead
 
@@ -185,11 +186,16 @@ def _event(message: dict[str, Any], source: Source, batch_sent_at: Any, now: dat
             properties.setdefault("name", message["name"])
         if isinstance(message.get("category"), str) and message["category"]:
             properties.setdefault("category", message["category"])
-    properties.update({key: value for key, value in _campaign(context).items() if key not in properties})
+    campaign = _campaign(context)
+    properties.update({key: value for key, value in campaign.items() if key not in properties})
+    lead = _identity(message, errors)
+    # The lead's own UTM fields too, as a native event's lead would carry them (the latest
+    # campaign wins): the dashboard's breakdown by campaign reads them.
+    lead.update({name: value for name, value in campaign.items() if name in LEAD_UTM_FIELDS})
     payload: dict[str, Any] = {
         "event_id": _text(message.get("messageId")),
         "type": event_type,
-        "lead": _identity(message, errors),
+        "lead": lead,
         "properties": properties,
     }
     occurred_at = _occurred_at(message, batch_sent_at, now, errors)
