@@ -1,8 +1,14 @@
 """Ingest throughput: POST /api/v1/events through gunicorn against PostgreSQL,
-compared with a naive per-event ORM loop.
+compared with a naive per-event ORM loop, and Segment-compatible ingest
+(POST /api/segment/v1/batch, 500 messages per batch: the SDKs' flush) in the same run.
 
     .venv/bin/python bench/ingest.py                       # defaults: 10k leads, 200k events
     .venv/bin/python bench/ingest.py --leads 1000 --events 20000 --naive-sample 1000   # smoke run
+
+The Segment phase posts the same number of events (``--segment-events``), generated the
+same way for a second population of leads of the same size (new leads, as in the native
+phase), as ``page`` and ``track`` messages: the lead's userId (its external id) or an
+anonymousId, and its e-mail in ``context.traits``.
 
 The script drops and recreates the benchmark database (its name must contain
 "bench"), migrates it, creates an ingest key, starts gunicorn on a free loopback
@@ -14,6 +20,8 @@ Results and their interpretation: bench/RESULTS.md.
 """
 
 import argparse
+import base64
+import dataclasses
 import json
 import os
 import queue
@@ -62,6 +70,7 @@ from bench.common import (  # noqa: E402
 )
 
 HTTP_TARGET_EVENTS_PER_SECOND = 10_000
+SEGMENT_RATIO_TARGET = 0.8  # Segment-compatible ingest: at least 80 % of the native batch endpoint's events/s
 NAIVE_RATIO_TARGET = 20.0
 NOISY_NEIGHBOURS = 0.10  # share of the machine's CPU used by others that makes a run unreliable
 SOURCE_NAME = "bench"
@@ -148,6 +157,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--naive-sample", type=int, default=5000, help="events for the naive per-event loop (0 skips)")
     parser.add_argument(
+        "--segment-events",
+        type=int,
+        default=None,
+        help="events posted to the Segment-compatible batch endpoint (default: as many as --events; 0 skips)",
+    )
+    parser.add_argument("--segment-batch", type=int, default=500, help="messages per Segment batch (SDK flush: 500)")
+    parser.add_argument(
         "--baseline",
         type=int,
         default=0,
@@ -178,6 +194,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name} must be at least 1")
     if args.naive_sample < 0 or args.baseline < 0:
         parser.error("--naive-sample and --baseline must be 0 or more")
+    if args.segment_events is None:
+        args.segment_events = args.events
+    if args.segment_events < 0 or not 1 <= args.segment_batch <= 1000:
+        parser.error("--segment-events must be 0 or more and --segment-batch between 1 and 1000")
     return args
 
 
@@ -261,6 +281,45 @@ def serialise_batches(events: Sequence[dict[str, Any]], size: int) -> list[tuple
     ]
 
 
+def segment_message(event: dict[str, Any]) -> dict[str, Any]:
+    """A native event payload as a Segment SDK sends it: ``page`` for a page view, else
+    ``track`` with the event's name in words (whose snake_case is the type again)."""
+    lead = event["lead"]
+    message: dict[str, Any] = {
+        "messageId": event["event_id"],
+        "timestamp": event["occurred_at"],
+        "context": {"traits": {"email": lead["email"]}, "library": {"name": "bench", "version": "1"}},
+        "properties": event["properties"],
+    }
+    if lead.get("external_id"):
+        message["userId"] = lead["external_id"]
+    else:  # a browser's SDK: the cookie's id, with the address it learnt
+        message["anonymousId"] = f"anon-{lead['email']}"
+    if event["type"] == "page_view":
+        message.update(type="page", name=event["properties"].get("url", ""))
+    else:
+        message.update(type="track", event=event["type"].replace("_", " ").title())
+    return message
+
+
+def segment_leads(leads: Sequence[LeadProfile]) -> list[LeadProfile]:
+    """A second population like ``leads``: other addresses and CRM ids, the same mix."""
+    return [
+        dataclasses.replace(
+            lead, email=f"seg.{lead.email}", external_id=f"seg-{lead.external_id}" if lead.external_id else None
+        )
+        for lead in leads
+    ]
+
+
+def serialise_segment_batches(events: Sequence[dict[str, Any]], size: int) -> list[tuple[int, bytes]]:
+    sent_at = datetime.now(UTC).isoformat()
+    return [
+        (len(chunk), json.dumps({"batch": [segment_message(e) for e in chunk], "sentAt": sent_at}).encode())
+        for chunk in (events[start : start + size] for start in range(0, len(events), size))
+    ]
+
+
 # --- HTTP -------------------------------------------------------------------------------------
 def _drive(
     name: str, concurrency: int, jobs: Sequence[Any], send: Callable[[Any, Any], tuple[int, str | None]]
@@ -322,6 +381,31 @@ def post_batches(url: str, ingest_key: str, batches: Sequence[tuple[int, bytes]]
         return (int(answer["accepted"]) if answer else 0), problem
 
     return _drive("client", concurrency, batches, send)
+
+
+def post_segment_batches(
+    url: str, ingest_key: str, batches: Sequence[tuple[int, bytes]], concurrency: int
+) -> HttpOutcome:
+    """Post every Segment batch with the write key as Basic user name, as the SDKs do;
+    every answer must be Segment's 200 ``{"success": true}`` (what was stored is
+    counted in the database afterwards)."""
+    endpoint = url.rstrip("/") + "/api/segment/v1/batch"
+    basic = base64.b64encode(f"{ingest_key}:".encode()).decode()
+    headers = {"Authorization": f"Basic {basic}", "Content-Type": "application/json"}
+
+    def send(session: Any, batch: tuple[int, bytes]) -> tuple[int, str | None]:
+        count, body = batch
+        response = session.post(endpoint, data=body, headers=headers, timeout=300)
+        ok = response.status_code == 200 and response.json() == {"success": True}
+        return (count if ok else 0), (None if ok else f"HTTP {response.status_code}: {response.text[:300]}")
+
+    return _drive("segment", concurrency, batches, send)
+
+
+def count_segment_drops() -> int:
+    from leadflow.leads.models import SegmentDrop
+
+    return SegmentDrop.objects.count()
 
 
 NOT_FOUND_PATH = "/api/v1/no-such-endpoint"
@@ -549,6 +633,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             batches = serialise_batches(http_events, args.batch)
             naive_events = make_events(leads, args.naive_sample, rng, f"naive-{run_tag}", now)
             del http_events
+            segment_batches = serialise_segment_batches(
+                make_events(segment_leads(leads), args.segment_events, rng, f"seg-{run_tag}", now), args.segment_batch
+            )
         body_bytes = sum(len(body) for _, body in batches)
         setup_rows.append(
             (
@@ -610,13 +697,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         activity = sampler.stop()
         http_cpu = meter.stop()
         speed = f"{speed_before:.0f} ms before, {speed_probe():.0f} ms after (lower is faster)"
+        stored = count_events(source_id) - events_before
+        enqueued = redis_queue_length(args.broker_url, "scoring")  # SCORING_QUEUE
+
+        segment: HttpOutcome | None = None
+        segment_stored = segment_rate = 0.0
+        if args.segment_events:
+            print(
+                f"\nPosting {args.segment_events} events as Segment messages in {len(segment_batches)} batches…",
+                flush=True,
+            )
+            segment_before, drops_before = count_events(source_id), count_segment_drops()
+            meter = CpuMeter(groups, this_process=CLIENT_LABEL)
+            meter.start()
+            segment = post_segment_batches(url, ingest_key, segment_batches, args.concurrency)
+            segment_cpu = meter.stop()
+            segment_stored = count_events(source_id) - segment_before
+            segment_rate = rate(int(segment_stored), segment.seconds)
+            dropped = count_segment_drops() - drops_before
+            checks.append(
+                ("every Segment batch answered 200 success", not segment.failures, f"{len(segment.failures)} failed")
+            )
+            checks.append(
+                (
+                    "Segment events stored == messages posted, none dropped",
+                    segment_stored == args.segment_events and dropped == 0,
+                    f"{segment_stored:.0f} / {args.segment_events}, {dropped} dropped",
+                )
+            )
+            report(
+                "Segment-compatible ingest (POST /api/segment/v1/batch)",
+                [
+                    ("events stored", f"{segment_stored:.0f} of {args.segment_events} posted"),
+                    ("batches", f"{len(segment_batches)} of <= {args.segment_batch} messages"),
+                    ("wall clock", f"{segment.seconds:.2f} s"),
+                    ("throughput", f"{segment_rate:,.0f} events/s"),
+                    ("batch latency p50 / p95", _p50_p95(segment.latencies)),
+                    ("load average (1 min)", f"{os.getloadavg()[0]:.1f}"),
+                    *cpu_rows(segment_cpu, max(int(segment_stored), 1), segment.seconds),
+                ],
+            )
+            for failure in segment.failures[:5]:
+                print(f"  failed Segment batch: {short(failure)}")
+
         server_errors: list[str] = []
         if server is not None:
             server.stop()
             server_errors = log_errors(server)
             server = None
-        stored = count_events(source_id) - events_before
-        enqueued = redis_queue_length(args.broker_url, "scoring")  # SCORING_QUEUE
         http_rate = rate(http.accepted, http.seconds)
         checks.append(
             ("every batch answered 202 with all events accepted", not http.failures, f"{len(http.failures)} failed")
@@ -699,6 +827,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "requests/s: ingest / 404 baseline",
                     f"{request_rate:,.0f} / {floor:,.0f} = {request_rate / floor:.2f} "
                     f"(p95 {p95:.0f} ms / {percentile(baseline.latencies, 0.95) * 1000:.0f} ms)",
+                )
+            )
+        if segment is not None:
+            share = segment_rate / http_rate if http_rate else float("nan")
+            summary.append(
+                (
+                    "Segment / native batch",
+                    f"{segment_rate:,.0f} / {http_rate:,.0f} events/s = {share:.0%} "
+                    f"(target >= {SEGMENT_RATIO_TARGET:.0%}): {verdict(share >= SEGMENT_RATIO_TARGET)}",
                 )
             )
         if naive_rate:

@@ -17,5 +17,10 @@ class HandoffConfig(AppConfig):
 
         # The core's privacy operations reach handoff's records through this holder.
         holder_register(HandoffData())
+        # The core's merge of two leads moves the handoffs through this holder.
+        from handoff.merge import HandoffMerge
+        from leadflow.leads.merge import holder_register as merge_holder_register
+
+        merge_holder_register(HandoffMerge())
         # The core's lead writers and rollups_rebuild keep handoff's rollups through this one.
         rollups.holder_register(HOLDER)

@@ -131,6 +131,7 @@ class Funnel(FunnelRates):
     accepted: int
     recycled: int
     disqualified: int
+    visitors: int = 0  # leads known only by an anonymous id, not in ``created``
 
 
 def _ever_accepted() -> Exists:
@@ -151,7 +152,8 @@ def dashboard_has_leads() -> bool:
 
 def dashboard_funnel_recount(*, period: Period, source: Source | None = None) -> Funnel:
     counts = _created_in(period, source).aggregate(
-        created=Count("id"),
+        created=Count("id", filter=Q(visitor=False)),
+        visitors=Count("id", filter=Q(visitor=True)),
         **_stage_counts(),
         recycled=Count("id", filter=Q(stage=Stage.RECYCLED)),
         disqualified=Count("id", filter=Q(stage=Stage.DISQUALIFIED)),
@@ -509,7 +511,7 @@ def _qualified_by(model: ScoringModel, stage: str) -> Exists:
 
 def dashboard_model_funnel_recount(*, period: Period, model: ScoringModel, source: Source | None = None) -> ModelFunnel:
     counts = _created_in(period, source).aggregate(
-        created=Count("id"),
+        created=Count("id", filter=Q(visitor=False)),
         mql=Count("id", filter=Q(_qualified_by(model, Stage.MQL))),
         sql=Count("id", filter=Q(_qualified_by(model, Stage.SQL))),
         accepted=Count(

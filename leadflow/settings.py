@@ -184,6 +184,8 @@ SESSION_COOKIE_HTTPONLY = True
 # The ingest endpoint takes up to 1000 events; give it room but keep a ceiling.
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1024)
 INGEST_MAX_BATCH = 1000
+# Segment-compatible ingest: how many dropped messages are kept per source for the drops page.
+SEGMENT_DROPS_KEPT = env_int("SEGMENT_DROPS_KEPT", 1000, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
 
 # --- Lockout and rate limits ------------------------------------------------------

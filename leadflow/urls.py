@@ -39,6 +39,7 @@ urlpatterns = [
     path("api/v1/", include("leadflow.leads.urls")),
     path("api/v1/", include("scoring.urls")),
     path("api/v1/", include("handoff.urls")),
+    path("api/segment/", include("leadflow.leads.segment_urls")),
     path(
         "api/schema/",
         SpectacularAPIView.as_view(),

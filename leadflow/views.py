@@ -185,6 +185,8 @@ def _lead_context(request: HttpRequest, lead: Lead, stage_form: StageChangeForm 
         "stage_form": stage_form or (StageChangeForm(current_stage=lead.stage) if can_change_stage else None),
         "suggestion": nurture.lead_next_content(lead=lead),  # a lead in nurture: its next content
         "can_see_nurture": has_role(request.user, MARKETING, SCORING_ADMIN),
+        "anonymous_ids": lead_selectors.lead_anonymous_ids(lead=lead),
+        "merges": list(lead_selectors.lead_merges(lead=lead)[:10]),
     }
 
 

@@ -22,5 +22,10 @@ class ScoringConfig(AppConfig):
         from scoring.privacy import ScoringData
 
         holder_register(ScoringData())
+        # The core's merge of two leads reaches the scores through this holder.
+        from leadflow.leads.merge import holder_register as merge_holder_register
+        from scoring.merge import ScoringMerge
+
+        merge_holder_register(ScoringMerge())
         # The scores' copy of the lead's stage follows every stage change (stages_changed).
         from scoring import receivers  # noqa: F401

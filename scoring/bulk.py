@@ -525,6 +525,7 @@ class ScoresTable:
                 WHERE l.{lead.id} > %(after)s AND l.{lead.id} <= %(upto)s
                   AND s.{score.lead} > %(after)s AND s.{score.lead} <= %(upto)s
                   AND l.{lead.stage} IN (%(new)s, %(recycled)s, %(mql)s)
+                  AND NOT l.{lead.visitor}  -- a visitor is scored, never promoted
             ), target AS MATERIALIZED (
                 -- With what the dashboard's rollups count of each lead before it moves
                 -- (``rollups``): its facts, and its entries so far (evaluated for the movers only).

@@ -318,7 +318,8 @@ def _transitions_apply(specs: Sequence[RuleSetSpec], written: dict[int, dict[int
     and a newer score stored meanwhile is the one that decides. Returns how many
     transitions were applied."""
     ids = sorted(set().union(*written.values()))
-    movable = Lead.objects.filter(id__in=ids, stage__in=MOVABLE_STAGES, erased_at__isnull=True)
+    # A visitor (only anonymous ids) is scored, never promoted.
+    movable = Lead.objects.filter(id__in=ids, stage__in=MOVABLE_STAGES, erased_at__isnull=True, visitor=False)
     candidates = [
         lead.pk
         for lead in movable.only("id", "stage", "recycled_at")
@@ -332,7 +333,7 @@ def _transitions_apply(specs: Sequence[RuleSetSpec], written: dict[int, dict[int
     stored = _stored_scores(specs, candidates)
     transitions: list[Transition] = []
     for lead in locked:
-        if lead.erased_at is None:
+        if lead.erased_at is None and not lead.visitor:
             scores = [(spec, row) for spec in specs if (row := stored.get((spec.version, lead.pk)))]
             transitions += _automatic_transitions(lead, scores)
     transitions_apply(transitions, at=at)

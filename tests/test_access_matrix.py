@@ -109,6 +109,10 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("lead-erase", "GET"): page(PRIVACY_OFFICERS),
     ("lead-erase", "POST"): page(PRIVACY_OFFICERS),
     ("account-list", "GET"): page(ANY_ROLE),
+    # Merge a duplicate (issue 15, item 2); the drop log of Segment ingest (item 1)
+    ("lead-merge", "GET"): page(STAGE_EDITORS),
+    ("lead-merge", "POST"): page(STAGE_EDITORS, other="nobody@example.com", confirmed="on"),
+    ("segment-drops", "GET"): page(STAGE_EDITORS),
     ("account-detail", "GET"): page(ANY_ROLE),
     # Imports from other tools (issue 15, item 4): a draft job, so the map page answers
     ("import-list", "GET"): page(IMPORTERS),
@@ -207,6 +211,13 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("api-lead-score", "GET"): api(ANY_ROLE),
     ("api-lead-stage", "GET"): api(ANY_ROLE),
     ("api-lead-stage", "POST"): api(STAGE_EDITORS, stage="mql", reason="Matrix"),
+    ("api-lead-merge", "POST"): api(STAGE_EDITORS, lead="00000000-0000-4000-8000-000000000000"),
+    # Segment-compatible ingest: a write key (an ingest key) only
+    ("api-segment-batch", "POST"): api(NOBODY, batch=[]),
+    **{
+        (f"api-segment-{kind}", "POST"): api(NOBODY, messageId="m1", userId="u1")
+        for kind in ("track", "identify", "page", "screen", "group", "alias")
+    },
     # API: privacy (an unknown or missing address answers 400/404 to those allowed: not a refusal)
     ("api-lead-export", "GET"): api(PRIVACY_OFFICERS),
     ("api-lead-erase", "POST"): api(PRIVACY_OFFICERS),

@@ -43,6 +43,27 @@ def event(n, event_type="page_view", email="ada@example.com"):
 
 
 @pytest.mark.django_db
+def test_a_segment_batch_is_counted_like_a_native_one_its_dropped_messages_as_rejected(
+    ingest_client, django_capture_on_commit_callbacks
+):
+    before = samples(scrape())
+    batch = [
+        {"type": "track", "event": "Webinar Attended", "userId": "u-1", "messageId": "s-1"},
+        {"type": "track", "event": "Webinar Attended", "userId": "u-1", "messageId": "s-1"},
+        {"type": "track", "messageId": "s-2"},  # no person and no event name: dropped
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert ingest_client.post("/api/segment/v1/batch", {"batch": batch}, format="json").status_code == 200
+
+    after = samples(scrape())
+    for outcome, count in (("accepted", 1), ("duplicate", 1), ("rejected", 1)):
+        name, labels = "leadflow_ingest_events_total", {"source": "website", "outcome": outcome}
+        assert value(after, name, **labels) - value(before, name, **labels) == count
+    batches = "leadflow_ingest_batch_seconds_count"
+    assert value(after, batches, source="website") - value(before, batches, source="website") == 1
+
+
+@pytest.mark.django_db
 def test_metrics_count_ingested_events_by_source_and_outcome_and_time_each_batch(
     ingest_client, publish_ruleset, django_capture_on_commit_callbacks
 ):

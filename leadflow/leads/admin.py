@@ -20,7 +20,13 @@ from leadflow.leads.models import (
     StageChange,
     SuppressedEmail,
 )
-from leadflow.leads.validation import EDITABLE_LEAD_FIELDS, lead_traits_error, traits_merge, validate_lead_changes
+from leadflow.leads.validation import (
+    EDITABLE_LEAD_FIELDS,
+    lead_traits_error,
+    segment_event_types_error,
+    traits_merge,
+    validate_lead_changes,
+)
 
 
 class ReadOnlyAdminMixin:
@@ -47,8 +53,21 @@ class IngestKeyInline(ReadOnlyInline):
     fields = readonly_fields = ("prefix", "label", "created_at", "last_used_at", "revoked_at")
 
 
+class SourceForm(forms.ModelForm):
+    class Meta:
+        model = Source
+        fields = ["name", "slug", "segment_event_types"]
+
+    def clean_segment_event_types(self) -> Any:
+        value = self.cleaned_data["segment_event_types"]
+        if problem := segment_event_types_error(value):
+            raise forms.ValidationError(problem)
+        return value
+
+
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
+    form = SourceForm
     list_display = ["name", "slug", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}

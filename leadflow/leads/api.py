@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from leadflow import metrics, query
 from leadflow.leads import selectors, services
+from leadflow.leads.merge import MergeError, lead_merge
 from leadflow.leads.models import (
     LEAD_PROFILE_FIELDS,
     LEAD_UTM_FIELDS,
@@ -359,6 +360,7 @@ class LeadListSerializer(serializers.ModelSerializer):
             "id",
             "email",
             "external_id",
+            "visitor",
             "name",
             "company",
             "job_title",
@@ -383,7 +385,7 @@ class LeadListSerializer(serializers.ModelSerializer):
 # are read with ``values()`` and built here; ``LeadListSerializer`` still documents them,
 # and a test holds both to the same output.
 LIST_VALUES = (
-    *("public_id", "email", "external_id", "name", "company", "job_title", "stage"),
+    *("public_id", "email", "external_id", "visitor", "name", "company", "job_title", "stage"),
     *("score", "fit_score", "behaviour_score", "grade", "source__slug", "owner__username"),
     *("last_activity_at", "mql_at", "sql_at", "created_at", "activity_at"),
 )
@@ -395,6 +397,7 @@ def lead_list_row(row: dict[str, Any]) -> dict[str, Any]:
         "id": str(row["public_id"]),
         "email": row["email"],
         "external_id": row["external_id"],
+        "visitor": row["visitor"],
         "name": row["name"],
         "company": row["company"],
         "job_title": row["job_title"],
@@ -503,6 +506,12 @@ class LeadFilter(query.FilterSet):
         help_text="true: only MQLs whose score (of the model) is now below its published MQL threshold "
         "(decay lowers scores but never demotes a stage).",
     )
+    visitors = django_filters.ChoiceFilter(
+        choices=[choice for choice in selectors.VISITOR_CHOICES if choice[0]],
+        method="with_visitors",
+        help_text="Visitors (known only by an anonymous id) are hidden by default: 'include' lists them "
+        "with the others, 'only' lists only them.",
+    )
     model = query.SlugFilter(
         method="scored_by",
         help_text="The scoring model (slug) whose score the list shows, filters (score_min/max) and sorts by; "
@@ -528,6 +537,9 @@ class LeadFilter(query.FilterSet):
     def owned_by(self, queryset: QuerySet[Lead], name: str, value: str) -> QuerySet[Lead]:
         return queryset  # lead_search filters (LeadFilters.owner)
 
+    def with_visitors(self, queryset: QuerySet[Lead], name: str, value: str) -> QuerySet[Lead]:
+        return queryset  # lead_search filters (LeadFilters.visitors)
+
     def lead_filters(self, *, sort: str) -> selectors.LeadFilters:
         """The valid parameters as the ``LeadFilters`` of ``selectors.lead_search``."""
         data = self.form.cleaned_data
@@ -550,6 +562,7 @@ class LeadFilter(query.FilterSet):
             utm_medium=(data.get("utm_medium") or "").strip(),
             utm_campaign=(data.get("utm_campaign") or "").strip(),
             owner=(data.get("owner") or "").strip(),
+            visitors=data.get("visitors") or "",
         )
 
 
@@ -705,3 +718,57 @@ class LeadDetailView(generics.RetrieveUpdateAPIView):
         except DjangoValidationError as error:
             raise exceptions.ValidationError(error.message_dict) from None
         return Response(LeadDetailSerializer(self.get_queryset().get(pk=lead.pk)).data)
+
+
+# --- Merge two leads --------------------------------------------------------------------------------------------
+class LeadMergeInputSerializer(serializers.Serializer):
+    lead = serializers.UUIDField(help_text="The id of the other lead: it is merged into this one, then deleted.")
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=1000, default="")
+
+
+class LeadMergeSerializer(serializers.Serializer):
+    survivor = serializers.UUIDField(help_text="This lead, which now holds both leads' records.")
+    merged = serializers.UUIDField(help_text="The lead merged into it (deleted).")
+    at = serializers.DateTimeField()
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text="Records moved, by kind.")
+
+
+class LeadMergeView(APIView):
+    """Merge another lead (the same person) into this one: marketing and scoring admins."""
+
+    permission_classes = [CanEditLeads]
+
+    @extend_schema(
+        operation_id="lead_merge",
+        summary="Merge another lead into this one",
+        request=LeadMergeInputSerializer,
+        responses={
+            200: LeadMergeSerializer,
+            400: OpenApiResponse(description="No such other lead, or the same lead"),
+            403: OpenApiResponse(description="Not marketing or scoring admin"),
+            404: OpenApiResponse(description="No such lead"),
+        },
+    )
+    def post(self, request: Request, lead_id: Any) -> Response:
+        survivor = generics.get_object_or_404(selectors.lead_list(), public_id=lead_id)
+        given = LeadMergeInputSerializer(data=read_json_body(request))
+        given.is_valid(raise_exception=True)
+        merged = selectors.lead_list().filter(public_id=given.validated_data["lead"]).first()
+        if merged is None:
+            raise exceptions.ValidationError({"lead": ["No lead with this id: send the other lead's id."]})
+        try:
+            record = lead_merge(
+                survivor=survivor, merged=merged, actor=request.user, reason=given.validated_data["reason"]
+            )
+        except MergeError as error:
+            raise exceptions.ValidationError({"lead": [str(error)]}) from None
+        return Response(
+            LeadMergeSerializer(
+                {
+                    "survivor": survivor.public_id,
+                    "merged": record.merged_public_id,
+                    "at": record.at,
+                    "counts": record.counts,
+                }
+            ).data
+        )

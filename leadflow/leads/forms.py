@@ -6,14 +6,16 @@ from typing import Any, cast
 
 from django import forms
 
-from leadflow.leads.models import Source, Stage
+from leadflow.leads.models import Lead, Source, Stage
 from leadflow.leads.roles import sees_every_decision
 from leadflow.leads.scores import scoring_models
 from leadflow.leads.selectors import (
     DEFAULT_LEAD_SORT,
     LEAD_SORTS,
+    VISITOR_CHOICES,
     LeadFilters,
     end_of_day,
+    lead_find,
     lead_owner_choices,
     start_of_day,
 )
@@ -79,6 +81,12 @@ class LeadFilterForm(PlainForm):
         error_messages={"invalid_choice": "No scoring model “%(value)s”: showing the default model's scores."},
     )
     account = forms.IntegerField(label="Account", required=False, min_value=1, widget=forms.HiddenInput)
+    visitors = forms.ChoiceField(
+        label="Visitors",
+        choices=VISITOR_CHOICES,
+        required=False,
+        help_text="Visitors are known only by an anonymous id (a cookie): scored, never promoted.",
+    )
     stale = forms.BooleanField(
         label="Stale MQLs only",
         required=False,
@@ -136,6 +144,7 @@ class LeadFilterForm(PlainForm):
             model=data.get("model") or None,
             account=data.get("account"),
             stale_mql=bool(data.get("stale")),
+            visitors=data.get("visitors") or "",
         )
 
 
@@ -284,3 +293,31 @@ class ImportMappingForm(PlainForm):
 
     def mapping(self) -> list[str]:
         return [self.cleaned_data[import_column_field(index)] for index in range(len(self.header))]
+
+
+class LeadMergeForm(PlainForm):
+    """The other lead to merge into ``lead``, named as a person knows it; the confirmation
+    step posts it back with ``confirmed``."""
+
+    other = forms.CharField(
+        label="The duplicate lead",
+        max_length=254,
+        help_text="Its e-mail, external id, anonymous id or lead id (from its address). It is merged into this lead.",
+    )
+    reason = forms.CharField(label="Reason (optional)", required=False, max_length=1000)
+    confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, lead: Lead, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lead = lead
+
+    def clean_other(self) -> Lead:
+        text = self.cleaned_data["other"]
+        other = lead_find(text=text)
+        if other is None:
+            raise forms.ValidationError(
+                "No lead has this e-mail, external id, anonymous id or id: check it on the duplicate's page."
+            )
+        if other.pk == self.lead.pk:
+            raise forms.ValidationError("That is this lead: name the duplicate, not the lead to keep.")
+        return other

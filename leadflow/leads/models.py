@@ -27,6 +27,14 @@ class Source(models.Model):
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Segment-compatible ingest (``leadflow.leads.segment``): a ``track`` event's name to
+    # our event type, e.g. {"Demo Requested": "demo_request"}; a name not listed becomes
+    # the snake_case of itself.
+    segment_event_types = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Segment track event names to event types, e.g. {"Demo Requested": "demo_request"}.',
+    )
 
     class Meta:
         ordering = ["name"]
@@ -115,7 +123,8 @@ class Account(models.Model):
 
 class Lead(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    # Identity: at least one of the two; email is stored lower-cased.
+    # Identity: an email, an external_id, or (a visitor) only anonymous ids (the
+    # ``anonymous_ids`` relation); email is stored lower-cased.
     # NULL, not "", when absent: the unique constraints must ignore missing identities.
     email = models.CharField(max_length=254, null=True, blank=True)  # noqa: DJ001
     external_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
@@ -162,14 +171,25 @@ class Lead(models.Model):
     # anonymous tombstone, without identity, profile or events, so that the dashboard's
     # counts (funnel, handoff outcomes) keep it; lists and pages no longer show it.
     erased_at = models.DateTimeField(null=True, blank=True)
+    # A visitor: known only by anonymous ids (Segment's ``anonymousId``). Scored, never
+    # promoted, hidden from lists by default; it stops being one when it gains an e-mail
+    # or an external_id, or is merged into the person it turns out to be (``lead_merge``).
+    visitor = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["email"], name="lead_email_unique"),
             models.UniqueConstraint(fields=["external_id"], name="lead_external_id_unique"),
             models.CheckConstraint(
-                condition=Q(email__isnull=False) | Q(external_id__isnull=False) | Q(erased_at__isnull=False),
+                condition=Q(email__isnull=False)
+                | Q(external_id__isnull=False)
+                | Q(erased_at__isnull=False)
+                | Q(visitor=True),
                 name="lead_has_identity_unless_erased",
+            ),
+            models.CheckConstraint(
+                condition=Q(visitor=False) | Q(email__isnull=True, external_id__isnull=True),
+                name="lead_visitor_has_no_identity",
             ),
             models.CheckConstraint(condition=Q(email=Lower("email")), name="lead_email_lowercase"),
             models.CheckConstraint(condition=Q(stage__in=Stage.values), name="lead_stage_valid"),
@@ -200,6 +220,87 @@ class Lead(models.Model):
 # lead API, CSV import and export, the admin and scoring: how a lead is identified; its
 # profile, which senders and people set; where it came from (with ``source``).
 LEAD_IDENTITY_FIELDS = ("email", "external_id")
+
+
+class AnonymousId(models.Model):
+    """An anonymous visitor identity (Segment's ``anonymousId``, a cookie's id) and the
+    lead it belongs to: a visitor's own, or a known person's once linked (an ``identify``
+    naming both, an ``alias``, a merge). One lead may have several (devices)."""
+
+    anonymous_id = models.CharField(max_length=128, unique=True)
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="anonymous_ids")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "anonymous id"
+
+    def __str__(self) -> str:
+        return self.anonymous_id
+
+
+class LeadMerge(models.Model):
+    """The audit record of a merge (``leadflow.leads.merge.lead_merge``): which lead
+    survived, which one was merged into it (its public id and identities, the row itself
+    is gone), who did it and why, and how many records of each kind moved."""
+
+    at = models.DateTimeField(default=timezone.now)
+    survivor = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="merges")
+    merged_public_id = models.UUIDField()
+    # The merged lead's e-mail, external_id and anonymous ids: personal data, scrubbed by erasure.
+    merged_identities = models.JSONField(default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty: ingest merged a visitor automatically.",
+    )
+    reason = models.TextField(blank=True)
+    counts = models.JSONField(default=dict, blank=True, help_text="Records moved, by kind.")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["merged_public_id"], name="leadmerge_merged")]
+
+    def __str__(self) -> str:
+        return f"{self.merged_public_id} merged into lead {self.survivor_id}"
+
+
+class SegmentDrop(models.Model):
+    """A Segment message ingest dropped, and why: SDKs ignore answers, so the drops are
+    kept per source (the last ``SEGMENT_DROPS_KEPT``) for a page marketing reads. The
+    message is kept as sent (it may hold personal data: erasure deletes those naming
+    the person)."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="segment_drops", db_index=False)
+    at = models.DateTimeField(default=timezone.now)
+    message_type = models.CharField(max_length=32, blank=True)
+    message_id = models.CharField(max_length=200, blank=True)
+    errors = models.JSONField(default=dict)
+    message = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["source", "-at", "-id"], name="segmentdrop_source_at")]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.message_type} dropped at {self.at:%Y-%m-%d %H:%M}"
+
+    @property
+    def problems(self) -> list[str]:
+        """The errors as "field: message" lines (nested fields joined by dots)."""
+
+        def walk(value: object, path: str) -> list[str]:
+            if isinstance(value, dict):
+                return [line for key, inner in value.items() for line in walk(inner, f"{path}.{key}" if path else key)]
+            if isinstance(value, list):
+                return [line for inner in value for line in walk(inner, path)]
+            return [f"{path}: {value}" if path else str(value)]
+
+        return walk(self.errors, "")
+
+
 LEAD_PROFILE_FIELDS = ("name", "company", "job_title", "industry", "country", "company_size")
 LEAD_UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
 
@@ -364,6 +465,9 @@ class FunnelRollup(models.Model):
     accepted = models.IntegerField(default=0)
     recycled = models.IntegerField(default=0)
     disqualified = models.IntegerField(default=0)
+    # Visitors (leads known only by an anonymous id) created that day; ``created`` counts
+    # the others. A database default: set-based inserts that predate it leave it out.
+    visitors = models.IntegerField(default=0, db_default=0)
 
     class Meta:
         indexes = [models.Index(fields=["day", "source_id"], name="funnelrollup_day")]

@@ -33,7 +33,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import CharField, Model, QuerySet, Value
+from django.db.models import CharField, Model, Q, QuerySet, TextField, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
@@ -42,11 +42,14 @@ from leadflow.leads.accounts import accounts_left_after_commit
 from leadflow.leads.models import (
     LEAD_PROFILE_FIELDS,
     LEAD_UTM_FIELDS,
+    AnonymousId,
     Erasure,
     Event,
     ImportRejection,
     Lead,
+    LeadMerge,
     Outcome,
+    SegmentDrop,
     StageChange,
     SuppressedEmail,
 )
@@ -187,10 +190,11 @@ def _username(user: Any) -> str | None:
 
 
 class CoreData:
-    """The core's records: the lead (identities, profile, traits), its events, its stage
-    history, its outcomes from the CRM, and the admin's log of edits to it."""
+    """The core's records: the lead (identities, anonymous ids, profile, traits), its
+    events, its stage history, its outcomes from the CRM, the merges into it, the
+    Segment messages dropped that name it, and the admin's log of edits to it."""
 
-    holds: tuple[type[Model], ...] = (Lead, Event, StageChange, Outcome)
+    holds: tuple[type[Model], ...] = (Lead, Event, StageChange, Outcome, AnonymousId, LeadMerge)
 
     def export(self, *, lead: Lead) -> dict[str, Any]:
         lead = Lead.objects.select_related("source", "owner", "account").get(pk=lead.pk)
@@ -201,7 +205,11 @@ class CoreData:
         return {
             "lead": {
                 "id": lead.public_id,
-                "identities": {"email": lead.email, "external_id": lead.external_id},
+                "identities": {
+                    "email": lead.email,
+                    "external_id": lead.external_id,
+                    "anonymous_ids": sorted(lead.anonymous_ids.values_list("anonymous_id", flat=True)),
+                },
                 **profile,
                 "traits": lead.traits,
                 "source": lead.source.slug if lead.source else None,
@@ -257,6 +265,20 @@ class CoreData:
                 {"file": row.job.filename, "line": row.line, "cells": row.cells, "errors": row.errors}
                 for row in _import_rejections(lead).select_related("job").order_by("id")
             ],
+            "merges": [
+                {
+                    "at": merge.at,
+                    "merged_lead": merge.merged_public_id,
+                    "merged_identities": merge.merged_identities,
+                    "actor": _username(merge.actor),
+                    "reason": merge.reason,
+                }
+                for merge in lead.merges.select_related("actor").order_by("at", "id")
+            ],
+            "segment_drops": [
+                {"at": drop.at, "source": drop.source.slug, "errors": drop.errors, "message": drop.message}
+                for drop in _segment_drops(lead).select_related("source").order_by("at", "id")
+            ],
             "admin_log": [
                 {
                     "action_time": entry.action_time,
@@ -268,6 +290,11 @@ class CoreData:
         }
 
     def erase(self, *, lead: Lead, scrubber: Scrubber) -> dict[str, int]:
+        # Before the anonymous ids go: the dropped messages that name the person by them too.
+        segment_drops, _ = _segment_drops(lead).delete()
+        anonymous_ids, _ = AnonymousId.objects.filter(lead=lead).delete()
+        # A merge's record keeps when, who and the counts; whom it merged (identities, a name in the reason) goes.
+        merges = LeadMerge.objects.filter(survivor=lead).update(merged_identities={}, reason=ERASED)
         events, _ = Event.objects.filter(lead=lead).delete()
         # A reason a person wrote may name the person; the scoring system's are generated.
         reasons = StageChange.objects.filter(lead=lead, actor__isnull=False).exclude(reason="").update(reason=ERASED)
@@ -280,6 +307,9 @@ class CoreData:
         )
         import_rejections, _ = _import_rejections(lead).delete()
         return {
+            "anonymous_ids": anonymous_ids,
+            "merges_scrubbed": merges,
+            "segment_drops": segment_drops,
             "events": events,
             "import_rejections": import_rejections,
             "stage_reasons_scrubbed": reasons,
@@ -291,6 +321,19 @@ class CoreData:
 def _import_rejections(lead: Lead) -> QuerySet[ImportRejection]:
     """Rejected import rows with the lead's e-mail (none for a lead without one)."""
     return ImportRejection.objects.filter(email=lead.email) if lead.email else ImportRejection.objects.none()
+
+
+def _segment_drops(lead: Lead) -> QuerySet[SegmentDrop]:
+    """The dropped Segment messages that name the person: by e-mail, external id (userId)
+    or one of their anonymous ids, anywhere in the message as sent."""
+    terms = [term for term in (lead.email, lead.external_id) if term]
+    terms += list(AnonymousId.objects.filter(lead=lead).values_list("anonymous_id", flat=True))
+    if not terms:
+        return SegmentDrop.objects.none()
+    condition = Q()
+    for term in terms:
+        condition |= Q(message_text__icontains=json.dumps(term)[1:-1])
+    return SegmentDrop.objects.annotate(message_text=Cast("message", TextField())).filter(condition)
 
 
 def _admin_log(lead: Lead) -> QuerySet[LogEntry]:

@@ -29,7 +29,7 @@ Readers sum by key; ``rollups_compact`` (periodic) folds each key's rows into on
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -60,7 +60,7 @@ DURATION_PRECISION = 0.0443  # 2 ** (1 / (2 * DURATION_STEPS)) - 1 = 0.04427, an
 
 # The StageChanges a lead's counts depend on.
 COUNTED_STAGES = (Stage.MQL, Stage.SQL, Stage.ACCEPTED)
-FUNNEL_FIELDS = ("created", "mql", "sql", "accepted", "recycled", "disqualified")
+FUNNEL_FIELDS = ("created", "mql", "sql", "accepted", "recycled", "disqualified", "visitors")
 
 
 def duration_bucket(duration: timedelta) -> int:
@@ -119,12 +119,17 @@ class LeadFacts:
     stage: str
     mql_at: datetime | None
     sql_at: datetime | None
+    # A visitor (only anonymous ids) counts as a visitor, not as a lead created, until it
+    # is identified (a move) or merged into the person it is (deleted).
+    visitor: bool = False
 
-    FIELDS = ("created_at", "source_id", "utm_campaign", "stage", "mql_at", "sql_at")
+    FIELDS = ("created_at", "source_id", "utm_campaign", "stage", "mql_at", "sql_at", "visitor")
 
     @classmethod
     def of(cls, lead: Lead) -> "LeadFacts":
-        return cls(lead.created_at, lead.source_id, lead.utm_campaign, lead.stage, lead.mql_at, lead.sql_at)
+        return cls(
+            lead.created_at, lead.source_id, lead.utm_campaign, lead.stage, lead.mql_at, lead.sql_at, lead.visitor
+        )
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,8 @@ def lead_counts(facts: LeadFacts, entries: Iterable[Entry]) -> Counter[Key]:
     entries = list(entries)
     accepted = facts.stage == Stage.ACCEPTED or any(entry.stage == Stage.ACCEPTED for entry in entries)
     funnel = {
-        "created": True,
+        "created": not facts.visitor,
+        "visitors": facts.visitor,
         "mql": facts.mql_at is not None,
         "sql": facts.sql_at is not None,
         "accepted": accepted,
@@ -341,6 +347,19 @@ def leads_created_record(rows: Iterable[LeadFacts]) -> None:
     rollups_record(LeadMove(before=None, after=facts) for facts in rows)
 
 
+def leads_identified_record(lead_ids: Iterable[int]) -> None:
+    """Visitors that gained an e-mail or external_id (call it before the write, in its
+    transaction): they stop counting as visitors and count as leads created."""
+    facts = {pk: fact for pk, fact in leads_facts(lead_ids).items() if fact.visitor}
+    if not facts:
+        return
+    history = lead_entries(facts)
+    rollups_record(
+        LeadMove(before=fact, after=replace(fact, visitor=False), history=history.get(pk, []))
+        for pk, fact in facts.items()
+    )
+
+
 def leads_campaign_changed_record(changes: dict[int, tuple[LeadFacts, str]]) -> None:
     """Leads whose campaign changes: (facts before, new campaign) by lead id. Their
     counts move from the old campaign's rows to the new one's."""
@@ -351,7 +370,7 @@ def leads_campaign_changed_record(changes: dict[int, tuple[LeadFacts, str]]) -> 
     rollups_record(
         LeadMove(
             before=facts,
-            after=LeadFacts(facts.created_at, facts.source_id, campaign, facts.stage, facts.mql_at, facts.sql_at),
+            after=replace(facts, campaign=campaign),
             history=history.get(pk, []),
         )
         for pk, (facts, campaign) in moved.items()

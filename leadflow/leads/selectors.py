@@ -2,6 +2,7 @@
 records (events, interests). Pages that compose leads with scoring and handoff read
 through ``leadflow.selectors``."""
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -11,12 +12,23 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.paginator import Page
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from leadflow.leads.models import LEAD_UTM_FIELDS, Account, Event, Lead, Outcome, Source, Stage, StageChange
+from leadflow.leads.models import (
+    LEAD_UTM_FIELDS,
+    Account,
+    Event,
+    Lead,
+    LeadMerge,
+    Outcome,
+    SegmentDrop,
+    Source,
+    Stage,
+    StageChange,
+)
 from leadflow.leads.people import person_name
 from leadflow.leads.roles import SALES, sees_every_decision
 from leadflow.leads.scores import leads_annotate_scored, leads_annotate_scores, leads_stale_mql
@@ -98,6 +110,12 @@ class LeadFilters:
     utm_medium: str = ""
     utm_campaign: str = ""
     owner: str = ""  # the owner's username
+    # Visitors (only anonymous ids) are hidden unless asked for: "include" (with the
+    # others) or "only" (``VISITOR_CHOICES``).
+    visitors: str = ""
+
+
+VISITOR_CHOICES = (("", "Hide visitors"), ("include", "Include visitors"), ("only", "Only visitors"))
 
 
 def start_of_day(day: date) -> datetime:
@@ -121,6 +139,10 @@ def leads_matching(leads: QuerySet[Lead], *, text: str) -> QuerySet[Lead]:
 
 def _narrowed(leads: QuerySet[Lead], filters: LeadFilters) -> QuerySet[Lead]:
     leads = leads_matching(leads, text=filters.q)
+    if filters.visitors == "only":
+        leads = leads.filter(visitor=True)
+    elif filters.visitors != "include":
+        leads = leads.filter(visitor=False)
     # ``stage__in``, never a DISTINCT: every filter here keeps one row per lead.
     if filters.stages:
         leads = leads.filter(stage__in=filters.stages)
@@ -377,3 +399,42 @@ def scoring_backlog() -> ScoringBacklog:
     the partial index of flagged leads)."""
     row = Lead.objects.filter(needs_rescore=True).aggregate(waiting=Count("id"), oldest=Min("updated_at"))
     return ScoringBacklog(waiting=row["waiting"], oldest_flagged_at=row["oldest"])
+
+
+# --- Identities and merges ---------------------------------------------------------------------------
+def lead_find(*, text: str) -> Lead | None:
+    """The lead a person names to merge with: by its id (the UUID in its address), e-mail,
+    external id or one of its anonymous ids; None when no (unerased) lead matches."""
+    text = text.strip()
+    if not text:
+        return None
+    leads = lead_list()
+    try:
+        return leads.filter(public_id=uuid.UUID(text)).first()
+    except ValueError:
+        pass
+    return (
+        leads.filter(email=text.lower()).first()
+        or leads.filter(external_id=text).first()
+        or leads.filter(anonymous_ids__anonymous_id=text).first()
+    )
+
+
+def lead_anonymous_ids(*, lead: Lead) -> list[str]:
+    return list(lead.anonymous_ids.order_by("created_at", "id").values_list("anonymous_id", flat=True))
+
+
+def lead_merges(*, lead: Lead) -> QuerySet[LeadMerge]:
+    """The merges into the lead, newest first (its page shows them)."""
+    return lead.merges.select_related("actor").order_by("-at", "-id")
+
+
+# --- Segment ingest's drop log --------------------------------------------------------------------------
+def segment_drops(*, source: Source | None = None) -> QuerySet[SegmentDrop]:
+    """The Segment messages ingest dropped, newest first, of one source or all."""
+    drops = SegmentDrop.objects.select_related("source").order_by("-at", "-id")
+    return drops.filter(source=source) if source is not None else drops
+
+
+def sources_with_segment_drops() -> list[Source]:
+    return list(Source.objects.filter(Exists(SegmentDrop.objects.filter(source=OuterRef("pk")))).order_by("name"))

@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -16,7 +16,8 @@ from leadflow.db import SqlNames, atomic_with_retry, insert_ignore_conflicts_ret
 from leadflow.leads import rollups
 from leadflow.leads.accounts import ACCOUNT_TRAIT, account_ids, accounts_left_after_commit
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, generate_key
-from leadflow.leads.models import ApiToken, Event, IngestKey, Lead, Outcome, Source, Stage
+from leadflow.leads.merge import MergeError, leads_merge_rows
+from leadflow.leads.models import AnonymousId, ApiToken, Event, IngestKey, Lead, Outcome, Source, Stage
 from leadflow.leads.privacy import SUPPRESSED_MESSAGE, emails_suppressed
 from leadflow.leads.scores import intent_event_types
 from leadflow.leads.scoring_requests import request_scoring
@@ -45,24 +46,30 @@ class IdentityConflict(Exception):
 class _Known:
     """An existing lead as identity resolution sees it: no model instance needed."""
 
-    __slots__ = ("email", "external_id", "pk")
+    __slots__ = ("email", "external_id", "pk", "visitor")
 
-    def __init__(self, pk: int, email: str | None, external_id: str | None):
+    def __init__(self, pk: int, email: str | None, external_id: str | None, visitor: bool = False):
         self.pk = pk
         self.email = email
         self.external_id = external_id
+        self.visitor = visitor
 
 
 class _New:
     """A lead this batch creates, gathering what the inputs say before its insert."""
 
-    __slots__ = ("email", "external_id", "pk", "values")
+    __slots__ = ("anonymous_ids", "email", "external_id", "pk", "values")
 
     def __init__(self, email: str | None, external_id: str | None):
         self.pk: int | None = None
         self.email = email
         self.external_id = external_id
         self.values: dict[str, Any] = {}
+        self.anonymous_ids: list[str] = []
+
+    @property
+    def visitor(self) -> bool:
+        return not self.email and not self.external_id
 
     def apply(self, data: LeadInput, activity_at: datetime | None) -> None:
         values = self.values
@@ -70,6 +77,9 @@ class _New:
             self.email = data.email
         if data.external_id and not self.external_id:
             self.external_id = data.external_id
+        if data.anonymous_id and data.anonymous_id not in self.anonymous_ids:
+            self.anonymous_ids.append(data.anonymous_id)
+        values["visitor"] = self.visitor
         values.update(data.profile)
         if data.traits:
             values["traits"] = traits_merge(values.get("traits", {}), data.traits)
@@ -109,6 +119,10 @@ class Identification:
     lead_ids: list[int | None]
     errors: dict[int, Errors] = field(default_factory=dict)
     created: set[int] = field(default_factory=set)
+    # Anonymous ids to link to existing leads, and visitors to merge into the person an
+    # input names (phase two: ``leads_apply``): {anonymous_id: lead}, {visitor: person}.
+    links: dict[str, int] = field(default_factory=dict)
+    merges: dict[int, int] = field(default_factory=dict)
 
 
 def leads_identify(
@@ -118,6 +132,13 @@ def leads_identify(
     identities are checked here, new leads are inserted (sorted, ON CONFLICT DO
     NOTHING) and an identity a concurrent request created first is matched again.
     An address on the suppression list (an erased person's) is refused on its field.
+
+    An ``anonymous_id`` alone names a visitor (created, ``visitor``, if new). With an
+    e-mail or external_id it links: an unknown anonymous id becomes the person's; a
+    visitor becomes the person (it gains the identity, when no lead has it yet) or is
+    merged into the person (``merges``, applied by ``leads_apply``; a visitor new in
+    this batch is simply the person's from the start); an anonymous id of another
+    known person stays theirs (a shared device) and the input goes to the person it names.
 
     Outside a transaction, the reads run on their own (autocommit: no transaction to
     open and commit when every lead exists) and new leads are inserted and committed in
@@ -137,21 +158,47 @@ def leads_identify(
             break
         emails = {email for i in pending if (email := inputs[i].email)}
         externals = {external for i in pending if (external := inputs[i].external_id)}
+        anonymous = {anonymous_id for i in pending if (anonymous_id := inputs[i].anonymous_id)}
         existing = [_Known(*row) for row in _leads_by_identity(sorted(emails), sorted(externals))]
         by_email: dict[str, _New | _Known] = {lead.email: lead for lead in existing if lead.email}
         by_external: dict[str, _New | _Known] = {lead.external_id: lead for lead in existing if lead.external_id}
+        by_anonymous: dict[str, _New | _Known] = {}
+        if anonymous:
+            known = {lead.pk: lead for lead in existing}
+            for anonymous_id, pk, email, external_id, visitor in _leads_by_anonymous_id(sorted(anonymous)):
+                by_anonymous[anonymous_id] = known.setdefault(pk, _Known(pk, email, external_id, visitor))
         assigned: dict[int, _New | _Known] = {}
+        absorbed: dict[int, _New | _Known] = {}  # id() of a visitor new in this batch: the person it is
         for index in pending:
             data = inputs[index]
             found_email = by_email.get(data.email) if data.email else None
             found_external = by_external.get(data.external_id) if data.external_id else None
+            found_anonymous = by_anonymous.get(data.anonymous_id) if data.anonymous_id else None
             lead = found_email or found_external
             if lead is None:
-                lead = _New(data.email, data.external_id)
+                if found_anonymous is not None and (found_anonymous.visitor or not (data.email or data.external_id)):
+                    lead = found_anonymous  # the visitor becomes the person, or its device sent it
+                else:
+                    lead = _New(data.email, data.external_id)
             conflict = _identity_conflict(lead, data, found_email, found_external)
             if conflict:
                 found.errors[index] = conflict
                 continue
+            if data.anonymous_id and found_anonymous is not lead:
+                if found_anonymous is None:
+                    by_anonymous[data.anonymous_id] = lead
+                    if isinstance(lead, _Known):
+                        found.links.setdefault(data.anonymous_id, lead.pk)
+                elif found_anonymous.visitor:
+                    by_anonymous[data.anonymous_id] = lead
+                    if isinstance(found_anonymous, _Known):
+                        if isinstance(lead, _Known):
+                            found.merges[found_anonymous.pk] = lead.pk
+                        else:  # a known visitor and a new person: the visitor becomes the person
+                            absorbed[id(lead)] = found_anonymous
+                            lead = found_anonymous
+                    else:
+                        absorbed[id(found_anonymous)] = lead
             if isinstance(lead, _New):  # a new lead gathers everything the batch says about it
                 lead.apply(data, activity[index] if activity else None)
             elif data.email and lead.email != data.email:
@@ -159,11 +206,24 @@ def leads_identify(
                 lead.email = data.email
             if data.external_id and not lead.external_id:
                 lead.external_id = data.external_id
+            if isinstance(lead, _Known) and (lead.email or lead.external_id):
+                lead.visitor = False
             if lead.email:
                 by_email[lead.email] = lead
             if lead.external_id:
                 by_external[lead.external_id] = lead
             assigned[index] = lead
+        for index, lead in list(assigned.items()):
+            # The inputs of a visitor new in this batch that turned out to be a person go to that person.
+            person = lead
+            while id(person) in absorbed:
+                person = absorbed[id(person)]
+            if person is not lead:
+                assigned[index] = person
+                if isinstance(person, _New):
+                    person.apply(inputs[index], activity[index] if activity else None)
+                elif inputs[index].anonymous_id:
+                    found.links.setdefault(inputs[index].anonymous_id or "", person.pk)
         new_leads = sorted(
             {id(lead): lead for lead in assigned.values() if isinstance(lead, _New)}.values(),
             key=lambda lead: (lead.email or "", lead.external_id or ""),
@@ -186,10 +246,17 @@ _ACTIVITY_FIELDS = ("last_activity_at", "needs_rescore")
 def leads_apply(*, identification: Identification) -> None:
     """Phase two: lock the existing leads (in id order), apply the inputs' identity,
     profile, traits and activity, flag them for rescoring, and write the changes:
-    one statement for the leads that only gained activity, one for the rest.
+    one statement for the leads that only gained activity, one for the rest. Then
+    link anonymous ids and merge visitors into the people they turned out to be.
 
     Only the columns a change depends on are read: building a model instance per
     lead costs more than the write itself at 1000 events per batch."""
+    _leads_apply_changes(identification)
+    if identification.links or identification.merges:
+        _anonymous_apply(identification)
+
+
+def _leads_apply_changes(identification: Identification) -> None:
     existing_ids = sorted({pk for pk in identification.lead_ids if pk is not None and pk not in identification.created})
     if not existing_ids:
         return
@@ -230,9 +297,11 @@ def leads_apply(*, identification: Identification) -> None:
         change = changes.setdefault(pk, {"needs_rescore": True})
         if data.email and row["email"] != data.email:
             row["email"] = change["email"] = data.email
+            change["visitor"] = False
             renamed.add(pk)
         if data.external_id and not row["external_id"]:
             row["external_id"] = change["external_id"] = data.external_id
+            change["visitor"] = False
         change.update(data.profile)
         if data.traits:
             traits[pk] = change["traits"] = traits_merge(traits[pk], data.traits)
@@ -253,6 +322,9 @@ def leads_apply(*, identification: Identification) -> None:
             previous_account[pk] for pk in ordered if previous_account[pk] != changes[pk]["account"]
         )
 
+    identified = [pk for pk, change in changes.items() if change.get("visitor") is False]
+    if identified:  # visitors among them (most are not) now count as leads created
+        rollups.leads_identified_record(identified)
     now = timezone.now()  # the sweeper reads updated_at
     activity_only = sorted(pk for pk, change in changes.items() if change.keys() <= set(_ACTIVITY_FIELDS))
     if activity_only:
@@ -302,7 +374,57 @@ def _create_new_leads(source: Source, leads: list[_New]) -> list[int]:
     named = account_ids([(lead.email, lead.values.get("traits")) for lead in leads])
     for lead, account_id in zip(leads, named, strict=True):
         lead.values["account_id"] = account_id
-    return _insert_new_leads(source, leads)
+    anonymous = sorted({anonymous_id for lead in leads for anonymous_id in lead.anonymous_ids})
+    if anonymous:
+        # Two requests creating the visitor of one anonymous id: the second waits here,
+        # then finds it taken and resolves its inputs to that visitor on its next round.
+        _anonymous_ids_lock(anonymous)
+        taken = set(AnonymousId.objects.filter(anonymous_id__in=anonymous).values_list("anonymous_id", flat=True))
+        if taken:
+            leads = [lead for lead in leads if not (lead.visitor and taken.intersection(lead.anonymous_ids))]
+            for lead in leads:
+                lead.anonymous_ids = [anonymous_id for anonymous_id in lead.anonymous_ids if anonymous_id not in taken]
+    inserted = _insert_new_leads(source, leads)
+    now = timezone.now()
+    links = [[anonymous_id, lead.pk, now] for lead in leads if lead.pk for anonymous_id in lead.anonymous_ids]
+    if links:
+        insert_ignore_conflicts_returning(AnonymousId, ["anonymous_id", "lead", "created_at"], links, ["id"])
+    return inserted
+
+
+def _anonymous_ids_lock(anonymous_ids: list[str]) -> None:
+    """Transaction-scoped advisory locks on these anonymous ids (sorted: one order everywhere)."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(a, 0)) FROM unnest(%s::text[]) AS a ORDER BY a",
+            [anonymous_ids],
+        )
+
+
+def _anonymous_apply(identification: Identification) -> None:
+    """Phase two for anonymous ids: link the unknown ones to their person's lead, and
+    merge each visitor an input named together with a person into that person."""
+    now = timezone.now()
+    links = [[anonymous_id, pk, now] for anonymous_id, pk in sorted(identification.links.items())]
+    if links:
+        insert_ignore_conflicts_returning(AnonymousId, ["anonymous_id", "lead", "created_at"], links, ["id"])
+    if not identification.merges:
+        return
+    for visitor_id, person_id in sorted(identification.merges.items()):
+        try:
+            leads_merge_rows(
+                survivor_id=person_id,
+                merged_id=visitor_id,
+                actor=None,
+                reason="Ingest linked the visitor's anonymous id to this person.",
+            )
+        except MergeError as error:  # merged or erased meanwhile: the events are stored all the same
+            logger.warning("Visitor %s not merged into lead %s: %s", visitor_id, person_id, error)
+    identification.lead_ids = [
+        identification.merges.get(pk, pk) if pk is not None else None for pk in identification.lead_ids
+    ]
 
 
 def _insert_new_leads(source: Source, leads: list[_New]) -> list[int]:
@@ -327,7 +449,7 @@ def _insert_new_leads(source: Source, leads: list[_New]) -> list[int]:
     returned = insert_ignore_conflicts_returning(Lead, _LEAD_INSERT_NAMES, rows, ["id", "public_id"])
     inserted = {public_id: pk for pk, public_id in returned}
     rollups.leads_created_record(
-        rollups.LeadFacts(now, source.pk, lead.values.get("utm_campaign", ""), Stage.NEW, None, None)
+        rollups.LeadFacts(now, source.pk, lead.values.get("utm_campaign", ""), Stage.NEW, None, None, lead.visitor)
         for lead, public_id in zip(leads, public_ids, strict=True)
         if public_id in inserted
     )
@@ -351,6 +473,26 @@ def _leads_by_identity(emails: list[str], externals: list[str]) -> list[tuple[in
             f"SELECT {lead.id}, {lead.email}, {lead.external_id} FROM {lead.table}"  # noqa: S608 -- names from the model
             f" WHERE {lead.email} = ANY(%s) OR {lead.external_id} = ANY(%s)",
             [emails, externals],
+        )
+        return cursor.fetchall()
+
+
+def _leads_by_anonymous_id(anonymous_ids: list[str]) -> list[tuple[str, int, str | None, str | None, bool]]:
+    """(anonymous_id, lead id, email, external_id, visitor) of the leads with one of these anonymous ids."""
+    if connection.vendor != "postgresql":
+        return list(
+            AnonymousId.objects.filter(anonymous_id__in=anonymous_ids).values_list(
+                "anonymous_id", "lead_id", "lead__email", "lead__external_id", "lead__visitor"
+            )
+        )
+    # An array, as in ``_leads_by_identity``: a batch names hundreds of anonymous ids.
+    anonymous, lead = SqlNames(AnonymousId), SqlNames(Lead)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT a.{anonymous.anonymous_id}, l.{lead.id}, l.{lead.email}, l.{lead.external_id}, l.{lead.visitor}"  # noqa: S608 -- names from the model
+            f" FROM {anonymous.table} a JOIN {lead.table} l ON l.{lead.id} = a.{anonymous.lead}"
+            f" WHERE a.{anonymous.anonymous_id} = ANY(%s)",
+            [anonymous_ids],
         )
         return cursor.fetchall()
 
@@ -465,6 +607,7 @@ class IngestResult:
     lead_ids: list[int] = field(default_factory=list)
 
 
+_FOREIGN_KEY_VIOLATION = "23503"
 _DIFFERENT_PAYLOAD = (
     "An event with this event_id was already received with a different payload. Use a new event_id for a new event."
 )
@@ -548,9 +691,14 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
     # transaction ended. A lead is therefore stored even if its events then fail to be
     # (a database outage): resending the batch attaches them. A batch whose leads all
     # exist (most single events) writes in one transaction: the one below.
-    identification = leads_identify(
-        source=source, inputs=[event.lead for _, event in fresh], activity=[event.occurred_at for _, event in fresh]
-    )
+    def identify() -> Identification:
+        return leads_identify(
+            source=source,
+            inputs=[event.lead for _, event in fresh],
+            activity=[event.occurred_at for _, event in fresh],
+        )
+
+    identification = identify()
 
     def store() -> IngestResult:
         # Lock order, the same in every batch: events (sorted by event_id), then existing leads (by id).
@@ -608,9 +756,17 @@ def events_ingest(*, source: Source, payloads: Sequence[Any], schedule_scoring: 
             request_scoring_after_commit(stored.lead_ids, intent_ids=sorted(raised))
         return stored
 
-    result = atomic_with_retry(store)
-    result.rejected.sort(key=lambda item: item["index"])
-    return result
+    try:
+        stored = atomic_with_retry(store)
+    except IntegrityError as error:
+        # A lead identified above was merged into another (a visitor linked to its person by
+        # a concurrent batch) or deleted before this transaction: identify again, once.
+        if connection.in_atomic_block or getattr(error.__cause__, "pgcode", None) != _FOREIGN_KEY_VIOLATION:
+            raise
+        identification = identify()
+        stored = atomic_with_retry(store)
+    stored.rejected.sort(key=lambda item: item["index"])
+    return stored
 
 
 # --- Outcomes: what the CRM learns after the handoff -----------------------------------------------------

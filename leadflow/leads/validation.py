@@ -58,7 +58,8 @@ PROFILE_TEXT_FIELDS: dict[str, int] = {
     for field in (Lead._meta.get_field(name) for name in (*LEAD_PROFILE_FIELDS, *LEAD_UTM_FIELDS))
     if isinstance(field, CharField) and field.max_length is not None
 }
-LEAD_FIELDS = {*LEAD_IDENTITY_FIELDS, *EDITABLE_LEAD_FIELDS}
+LEAD_FIELDS = {*LEAD_IDENTITY_FIELDS, "anonymous_id", *EDITABLE_LEAD_FIELDS}
+IDENTITY_KEYS = {"email", "external_id", "anonymous_id"}
 EVENT_FIELDS = {"event_id", "type", "occurred_at", "lead", "properties"}
 
 Errors = dict[str, Any]
@@ -70,6 +71,9 @@ class LeadInput:
     external_id: str | None
     profile: dict[str, Any] = field(default_factory=dict)
     traits: dict[str, Any] = field(default_factory=dict)
+    # A visitor identity (Segment's anonymousId): alone, it names a visitor; with an e-mail
+    # or external_id, it links the visitor's history to the person (``leads_identify``).
+    anonymous_id: str | None = None
 
 
 @dataclass
@@ -324,13 +328,21 @@ def validate_lead(data: Any) -> tuple[LeadInput | None, Errors]:
 
     email = _email(data.get("email"), errors)
     external_id = _text(data.get("external_id"), "external_id", 128, errors)
-    if not email and not external_id and "email" not in errors and "external_id" not in errors:
-        errors["non_field_errors"] = ["A lead needs an 'email' or an 'external_id' to be identified."]
+    anonymous_id = _text(data.get("anonymous_id"), "anonymous_id", 128, errors)
+    if not email and not external_id and not anonymous_id and not errors.keys() & IDENTITY_KEYS:
+        errors["non_field_errors"] = [
+            "A lead needs an 'email' or an 'external_id' to be identified (or, for a visitor, an 'anonymous_id')."
+        ]
 
     profile, traits = _lead_profile(data, errors)
     if errors:
         return None, errors
-    return LeadInput(email=email, external_id=external_id, profile=profile, traits=traits), {}
+    return (
+        LeadInput(
+            email=email, external_id=external_id, profile=profile, traits=traits, anonymous_id=anonymous_id or None
+        ),
+        {},
+    )
 
 
 def validate_lead_changes(data: Any) -> tuple[dict[str, Any] | None, Errors]:
@@ -619,3 +631,16 @@ def validate_outcome(data: Any, *, now: datetime | None = None) -> tuple[Outcome
         ),
         {},
     )
+
+
+def segment_event_types_error(value: Any) -> str | None:
+    """Why a source's Segment mapping (track event name → event type) cannot be stored, or None."""
+    if not isinstance(value, dict):
+        return 'Must be an object of event names to event types, e.g. {"Demo Requested": "demo_request"}.'
+    for name, event_type in value.items():
+        if not isinstance(event_type, str) or not EVENT_TYPE_RE.match(event_type):
+            return (
+                f"{name!r} maps to {event_type!r}: an event type is a lower-case slug of letters, digits and '_' "
+                "starting with a letter (max 64), e.g. demo_request."
+            )
+    return None

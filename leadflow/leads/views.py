@@ -6,8 +6,10 @@ import csv
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import (
     Http404,
@@ -24,9 +26,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from leadflow.leads import lifecycle, privacy, saved_views, selectors
+from leadflow.leads import lifecycle, merge, privacy, saved_views, selectors
 from leadflow.leads.decorators import role_required
-from leadflow.leads.forms import BulkActionForm, LeadFilterForm, SavedViewForm
+from leadflow.leads.forms import BulkActionForm, LeadFilterForm, LeadMergeForm, SavedViewForm
 from leadflow.leads.importexport import EXPORT_COLUMNS, csv_cell, lead_export_rows
 from leadflow.leads.models import Lead, Stage
 from leadflow.leads.roles import ALL_ROLES, STAGE_EDITORS, has_role
@@ -220,3 +222,55 @@ def lead_erase(request: HttpRequest, lead_id: Any) -> HttpResponse:
         messages.success(request, "The person was erased: their e-mail address is on the suppression list.")
         return redirect("lead-list")
     return render(request, "leads/erase_confirm.html", {"lead": lead})
+
+
+# --- Merge a duplicate into a lead ----------------------------------------------------------------------------
+_MERGE_ONLY = "Merging leads is for marketing and scoring admins."
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(*STAGE_EDITORS, message=_MERGE_ONLY)
+def lead_merge(request: HttpRequest, lead_id: Any) -> HttpResponse:
+    """GET ``?other=``: the confirmation naming both leads (or the form again, with why
+    the other lead was not found); POST: merge the other lead into this one."""
+    lead = get_object_or_404(selectors.lead_list(), public_id=lead_id)
+    data = request.POST if request.method == "POST" else request.GET
+    form = LeadMergeForm(data, lead=lead)
+    if not form.is_valid():
+        return render(request, "leads/merge_confirm.html", {"lead": lead, "form": form}, status=400)
+    other = form.cleaned_data["other"]
+    if request.method == "POST" and form.cleaned_data.get("confirmed"):
+        try:
+            record = merge.lead_merge(
+                survivor=lead, merged=other, actor=request.user, reason=form.cleaned_data["reason"]
+            )
+        except merge.MergeError as error:
+            form.add_error("other", str(error))
+            return render(request, "leads/merge_confirm.html", {"lead": lead, "form": form}, status=400)
+        moved = record.counts.get("events", 0)
+        messages.success(
+            request, f"{other.display_name} was merged into this lead: {moved} event{pluralize(moved)} moved."
+        )
+        return redirect("lead-detail", lead_id=lead.public_id)
+    return render(
+        request,
+        "leads/merge_confirm.html",
+        {"lead": lead, "other": other, "form": form, "other_events": other.events.count()},
+    )
+
+
+# --- Segment ingest's drop log ------------------------------------------------------------------------------
+DROPS_PER_PAGE = 50
+
+
+@role_required(*STAGE_EDITORS, message="The Segment drop log is for marketing and scoring admins.")
+def segment_drops(request: HttpRequest) -> HttpResponse:
+    """What Segment-compatible ingest dropped and why, newest first, by source."""
+    sources = selectors.sources_with_segment_drops()
+    chosen = next((source for source in sources if source.slug == request.GET.get("source")), None)
+    page = Paginator(selectors.segment_drops(source=chosen), DROPS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "leads/segment_drops.html",
+        {"sources": sources, "chosen": chosen, "page": page, "kept": settings.SEGMENT_DROPS_KEPT},
+    )

@@ -14,7 +14,8 @@ from django.utils import timezone
 from playwright.sync_api import Browser, Page
 
 from handoff.models import Handoff, HandoffStatus
-from leadflow.leads.models import Account, Lead, Stage
+from leadflow.leads.models import Account, Lead, SegmentDrop, Stage
+from leadflow.leads.segment import segment_ingest
 from scoring.models import RuleSet, RuleSetStatus
 from tests.e2e.conftest import VIEWPORTS, browser_tab, log_in
 
@@ -47,6 +48,16 @@ def pages_of(role: str) -> dict[str, str]:
     }
     if role in ("marketer", "admin"):
         pages |= {"handoffs": "/handoffs/"} | import_pages()
+        # Issue 15: the Segment drop log, the merge's confirmation naming both leads, visitors listed.
+        duplicate = Lead.objects.filter(email__isnull=False).exclude(pk=lead.pk).order_by("pk").first()
+        assert duplicate and duplicate.source
+        if not SegmentDrop.objects.exists():  # the drop log audited with a row, not its empty state
+            segment_ingest(source=duplicate.source, messages=[{"type": "track", "userId": "u-1", "messageId": "a11y"}])
+        pages |= {
+            "segment-drops": "/segment/drops/",
+            "lead-merge": f"/leads/{lead.public_id}/merge?other={duplicate.email}",
+            "leads-visitors": "/leads/?visitors=include",
+        }
     if role == "rep":
         pages |= {"queue": "/queue/"}
         pages.pop("rules"), pages.pop("ruleset")  # reps do not read the scoring rules

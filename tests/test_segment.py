@@ -1,0 +1,276 @@
+"""Segment-compatible ingest, driven by the real Segment SDK (``analytics-python`` from
+PyPI) posting to the live test server: visitors, identify, track, gzip, the write key
+as Basic or Bearer, and the drop log."""
+
+import base64
+import gzip
+import json
+from datetime import UTC, datetime, timedelta
+
+import analytics
+import pytest
+import requests
+
+from leadflow.leads import services
+from leadflow.leads.models import AnonymousId, Event, Lead, LeadMerge, SegmentDrop, Stage
+from leadflow.leads.segment import segment_ingest, snake_case
+from tests.factories import SourceFactory
+from tests.helpers import behaviour, browser, lead_score
+from tests.test_rollups import everything_current, everything_recounted
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEMO_RULES = [behaviour("page_view", 10), behaviour("demo_request", 40)]
+
+
+@pytest.fixture
+def segment_source(db):
+    return SourceFactory.create(
+        name="Website (Segment)", slug="segment-web", segment_event_types={"Demo Requested": "demo_request"}
+    )
+
+
+@pytest.fixture
+def write_key(segment_source):
+    _key, secret = services.ingest_key_create(source=segment_source)
+    return secret
+
+
+def sdk(live_server, write_key, *, gzip_bodies=False, errors=None):
+    """The Segment SDK as a team runs it: batching in its own thread, pointed at LeadFlow."""
+    return analytics.Client(
+        write_key,
+        host=f"{live_server.url}/api/segment",
+        gzip=gzip_bodies,
+        upload_size=500,
+        upload_interval=0.05,
+        max_retries=0,
+        on_error=(lambda error, batch: errors.append(error)) if errors is not None else None,
+    )
+
+
+def test_visitor_page_views_then_identify_then_demo_request_make_an_sql_with_its_history_scored(
+    live_server, write_key, publish_ruleset
+):
+    publish_ruleset(DEMO_RULES, mql=30, sql=60)
+    errors: list = []
+    client = sdk(live_server, write_key, errors=errors)
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    for n, path in enumerate(["/", "/pricing", "/docs"]):
+        client.page(
+            anonymous_id="anon-ada",
+            name=path,
+            properties={"url": f"https://example.com{path}", "path": path, "title": f"Page {n}"},
+            context={"campaign": {"source": "google", "medium": "cpc", "name": "spring"}},
+            timestamp=start + timedelta(minutes=n),
+        )
+    client.flush()
+    visitor = Lead.objects.get()
+    assert visitor.visitor and visitor.email is None and visitor.stage == Stage.NEW
+    assert visitor.events.count() == 3
+    page = visitor.events.order_by("occurred_at").first()
+    assert page.type == "page_view"
+    assert page.properties["path"] == "/" and page.properties["utm_campaign"] == "spring"
+    assert (visitor.utm_source, visitor.utm_medium, visitor.utm_campaign) == ("google", "cpc", "spring")
+
+    client.identify(
+        anonymous_id="anon-ada",
+        traits={"email": "Ada@Example.com", "firstName": "Ada", "lastName": "Lovelace", "company": {"name": "AE"}},
+        timestamp=start + timedelta(minutes=5),
+    )
+    client.flush()
+    lead = Lead.objects.get()
+    assert lead.pk == visitor.pk, "the visitor becomes the person"
+    assert (lead.email, lead.name, lead.company, lead.visitor) == ("ada@example.com", "Ada Lovelace", "AE", False)
+
+    demo_time = start + timedelta(minutes=6)
+    client.track(anonymous_id="anon-ada", event="Demo Requested", timestamp=demo_time, message_id="demo-1")
+    client.flush()
+    assert errors == []
+    lead.refresh_from_db()
+    assert lead.stage == Stage.SQL
+    assert lead_score(lead) == 70, "three anonymous page views (30) and the demo request (40)"
+    assert Event.objects.filter(lead=lead, type="demo_request").count() == 1
+
+    # A resend (an SDK retry: the same message) is a duplicate, stored once.
+    client.track(anonymous_id="anon-ada", event="Demo Requested", timestamp=demo_time, message_id="demo-1")
+    client.flush()
+    assert Event.objects.filter(lead=lead).count() == 4
+    assert not SegmentDrop.objects.exists()
+    # The dashboard's rollups followed the visitor, its campaign and its identification.
+    assert everything_current() == everything_recounted()
+
+
+def test_identify_of_a_known_person_merges_the_visitor_and_its_page_views(live_server, write_key, segment_source):
+    person, _ = services.lead_upsert(source=segment_source, data=services.LeadInput("grace@example.com", None))
+    client = sdk(live_server, write_key)
+    for n in range(2):
+        client.page(anonymous_id="anon-grace", name="Home", properties={"path": f"/{n}"})
+    client.flush()
+    visitor = Lead.objects.get(visitor=True)
+
+    client.identify(anonymous_id="anon-grace", user_id="u-42", traits={"email": "grace@example.com"})
+    client.flush()
+    assert list(Lead.objects.values_list("pk", flat=True)) == [person.pk]
+    person.refresh_from_db()
+    assert person.external_id == "u-42"
+    assert person.events.filter(type="page_view").count() == 2
+    assert AnonymousId.objects.get(anonymous_id="anon-grace").lead_id == person.pk
+    merge = LeadMerge.objects.get()
+    assert (merge.survivor_id, merge.merged_public_id, merge.actor) == (person.pk, visitor.public_id, None)
+    assert merge.counts["events"] == 2
+
+    # Later page views from that device go to the person.
+    client.page(anonymous_id="anon-grace", name="Pricing")
+    client.flush()
+    assert person.events.count() == 3 and not Lead.objects.filter(visitor=True).exists()
+
+
+def test_a_gzip_batch_of_every_message_type_is_stored(live_server, write_key, segment_source):
+    errors: list = []
+    client = sdk(live_server, write_key, gzip_bodies=True, errors=errors)
+    client.identify(user_id="u-1", traits={"email": "lin@example.com", "title": "CTO", "employees": 250, "plan": "pro"})
+    client.track(user_id="u-1", event="Whitepaper Downloaded", properties={"asset": "guide.pdf"})
+    client.screen(user_id="u-1", name="Settings")
+    client.group(user_id="u-1", group_id="g-1", traits={"name": "Lin Industries"})
+    client.flush()
+    assert errors == []
+    lead = Lead.objects.get()
+    assert (lead.external_id, lead.email, lead.job_title, lead.company_size) == ("u-1", "lin@example.com", "CTO", 250)
+    assert lead.traits == {"plan": "pro", "account": "Lin Industries"}
+    assert lead.account is not None and lead.account.name == "Lin Industries"
+    download = lead.events.get(type="whitepaper_downloaded")
+    assert download.properties["asset"] == "guide.pdf"
+
+
+def test_write_key_works_as_basic_user_name_and_as_bearer_and_a_wrong_one_is_refused(live_server, write_key):
+    message = {"type": "track", "event": "Signed Up", "userId": "u-7", "messageId": "m-1"}
+    url = f"{live_server.url}/api/segment/v1/track"
+    basic = requests.post(url, json=message, auth=(write_key, ""), timeout=10)
+    assert basic.status_code == 200 and basic.json() == {"success": True}
+    bearer = requests.post(
+        f"{live_server.url}/api/segment/v1/batch",
+        json={"batch": [{**message, "messageId": "m-2"}], "sentAt": datetime.now(UTC).isoformat()},
+        headers={"Authorization": f"Bearer {write_key}"},
+        timeout=10,
+    )
+    assert bearer.status_code == 200
+    assert Event.objects.filter(type="signed_up").count() == 2
+
+    wrong = requests.post(url, json=message, auth=("lfi_wrong_key", ""), timeout=10)
+    assert wrong.status_code == 401
+    none = requests.post(url, json=message, timeout=10)
+    assert none.status_code in (401, 403)
+
+
+def test_a_bad_message_is_dropped_logged_and_listed_while_the_good_ones_are_stored(
+    live_server, write_key, segment_source, marketer, rep
+):
+    errors: list = []
+    client = sdk(live_server, write_key, errors=errors)
+    client.track(user_id="u-9", event="Trial Started")
+    client.track(user_id="u-9", event="!!!")  # nothing to make an event type of
+    client.flush()
+    assert errors == [], "the SDK is answered 200 either way"
+    assert Event.objects.filter(type="trial_started").count() == 1
+    drop = SegmentDrop.objects.get()
+    assert drop.source == segment_source and drop.message_type == "track"
+    assert "event" in drop.errors
+
+    page = browser(marketer).get("/segment/drops/")
+    assert page.status_code == 200
+    assert "!!!" in page.content.decode() and "map it on the source" in page.content.decode()
+    assert browser(rep).get("/segment/drops/").status_code == 403
+
+
+def test_original_timestamp_is_corrected_by_the_senders_clock_skew(segment_source):
+    now = datetime.now(UTC)
+    skewed_sent = now + timedelta(hours=2)  # the device's clock runs two hours ahead
+    segment_ingest(
+        source=segment_source,
+        messages=[
+            {
+                "type": "track",
+                "event": "Pricing Viewed",
+                "userId": "u-3",
+                "messageId": "skew-1",
+                "originalTimestamp": (skewed_sent - timedelta(minutes=10)).isoformat(),
+            }
+        ],
+        sent_at=skewed_sent.isoformat(),
+    )
+    event = Event.objects.get()
+    assert abs(event.occurred_at - (now - timedelta(minutes=10))) < timedelta(seconds=5)
+
+
+def test_alias_joins_an_anonymous_id_to_the_user_id(segment_source):
+    segment_ingest(source=segment_source, messages=[{"type": "page", "anonymousId": "a-1", "messageId": "p-1"}])
+    segment_ingest(source=segment_source, messages=[{"type": "alias", "previousId": "a-1", "userId": "u-5"}])
+    lead = Lead.objects.get()
+    assert (lead.external_id, lead.visitor, lead.events.count()) == ("u-5", False, 1)
+
+
+def test_drop_log_keeps_the_last_messages_of_each_source(segment_source, settings):
+    settings.SEGMENT_DROPS_KEPT = 3
+    for n in range(5):
+        segment_ingest(source=segment_source, messages=[{"type": "track", "messageId": f"bad-{n}"}])
+    kept = list(SegmentDrop.objects.order_by("id").values_list("message_id", flat=True))
+    assert kept == ["bad-2", "bad-3", "bad-4"]
+
+
+def test_a_gzip_body_that_is_not_gzip_answers_400(live_server, write_key):
+    response = requests.post(
+        f"{live_server.url}/api/segment/v1/batch",
+        data=b"not gzip",
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        auth=(write_key, ""),
+        timeout=10,
+    )
+    assert response.status_code == 400
+    body = gzip.compress(json.dumps({"batch": [{"type": "page", "anonymousId": "z", "messageId": "g1"}]}).encode())
+    ok = requests.post(
+        f"{live_server.url}/api/segment/v1/batch",
+        data=body,
+        headers={
+            "Content-Encoding": "gzip",
+            "Content-Type": "application/json",
+            "Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode(),
+        },
+        timeout=10,
+    )
+    assert ok.status_code == 200 and Event.objects.count() == 1
+
+
+def test_track_event_names_become_snake_case_event_types():
+    assert snake_case("Demo Requested") == "demo_requested"
+    assert snake_case("Signed Up (Trial)") == "signed_up_trial"
+    assert snake_case("orderCompleted") == "order_completed"
+    assert snake_case("!!!") == ""
+
+
+def test_bad_bodies_answer_clear_4xx_and_store_nothing(live_server, write_key, marketer, settings):
+    url = f"{live_server.url}/api/segment/v1/batch"
+    not_json = requests.post(url, data=b"{nope", auth=(write_key, ""), timeout=10)
+    assert not_json.status_code == 400 and "Malformed JSON" in not_json.json()["detail"]
+    no_batch = requests.post(url, json={"messages": []}, auth=(write_key, ""), timeout=10)
+    assert no_batch.status_code == 400 and "batch" in no_batch.json()
+    not_object = requests.post(f"{live_server.url}/api/segment/v1/track", json=[1], auth=(write_key, ""), timeout=10)
+    assert not_object.status_code == 400
+    too_many = {"batch": [{"type": "page", "anonymousId": "a", "messageId": f"m{n}"} for n in range(1001)]}
+    assert requests.post(url, json=too_many, auth=(write_key, ""), timeout=10).status_code == 413
+    _token, personal = services.api_token_create(user=marketer)
+    as_person = requests.post(url, json={"batch": []}, auth=(personal, ""), timeout=10)
+    assert as_person.status_code == 401 and "ingest key" in as_person.json()["detail"]
+    assert not Event.objects.exists() and not Lead.objects.exists()
+
+
+def test_conflicting_identities_in_an_identify_are_dropped_with_the_reason(segment_source):
+    services.lead_upsert(source=segment_source, data=services.LeadInput("kim@example.com", None))
+    services.lead_upsert(source=segment_source, data=services.LeadInput(None, "u-kim"))
+    segment_ingest(
+        source=segment_source,
+        messages=[{"type": "identify", "userId": "u-kim", "traits": {"email": "kim@example.com"}, "messageId": "i"}],
+    )
+    drop = SegmentDrop.objects.get()
+    assert any("merge the leads first" in problem for problem in drop.problems)
+    assert Lead.objects.count() == 2
