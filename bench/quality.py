@@ -187,7 +187,8 @@ def make_handoffs(database_url: str, handoffs: int, seed: int) -> tuple[int, int
             )
             made = cursor.rowcount
             cursor.execute(
-                "INSERT INTO leads_source (name, slug, created_at) VALUES ('Benchmark CRM', %s, now()) "
+                "INSERT INTO leads_source (name, slug, created_at, segment_event_types) "
+                "VALUES ('Benchmark CRM', %s, now(), '{}') "
                 "ON CONFLICT (slug) DO UPDATE SET name = EXCLUDED.name RETURNING id",
                 [OUTCOME_SOURCE_SLUG],
             )

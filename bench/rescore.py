@@ -236,7 +236,7 @@ LEAD_COLUMNS = [
     "id", "public_id", "email", "external_id", "name", "company", "job_title", "industry", "country",
     "company_size", "source_id", "utm_source", "utm_medium", "utm_campaign", "traits", "stage", "mql_at", "sql_at",
     "recycled_at", "owner_id",
-    "last_activity_at", "needs_rescore", "created_at", "updated_at",
+    "last_activity_at", "needs_rescore", "created_at", "updated_at", "visitor",
 ]
 EVENT_COLUMNS = [
     "id", "lead_id", "source_id", "event_id", "type", "properties", "occurred_at", "received_at", "fingerprint",
@@ -432,6 +432,7 @@ def lead_chunks(
                 "f",
                 created.isoformat(),
                 created.isoformat(),
+                "f",  # not a visitor: every generated lead has an e-mail
             ]
             lines.append("\t".join(row) + "\n")
         yield size, "".join(lines)
@@ -518,7 +519,8 @@ def load_data(database_url: str, spec: DataSpec, *, chunk_rows: int) -> dict[str
         with connection.cursor() as cursor:
             cursor.execute("SET maintenance_work_mem = '1GB'")
             cursor.execute(
-                "INSERT INTO leads_source (name, slug, created_at) VALUES (%s, %s, now()) RETURNING id",
+                "INSERT INTO leads_source (name, slug, created_at, segment_event_types) "
+                "VALUES (%s, %s, now(), '{}') RETURNING id",
                 ["Benchmark rescore", SOURCE_SLUG],
             )
             (source_id,) = cursor.fetchone()
