@@ -54,6 +54,7 @@ def bench_env(database_url: str, broker_url: str = DEFAULT_BROKER_URL, **extra: 
             "CELERY_BROKER_URL": broker_url,
             "CELERY_TASK_ALWAYS_EAGER": "0",
             "LOG_LEVEL": "WARNING",
+            "REQUEST_LOG_LEVEL": "WARNING",  # no line per request in the figures' output
         }
     )
     env.update(extra)
