@@ -26,7 +26,13 @@ from rest_framework.views import APIView
 
 from handoff import notifications, selectors, services, suggest
 from handoff.models import ChecklistItem, Handoff, HandoffEvent, HandoffStatus, Notification, RejectReason
-from handoff.permissions import CanConfigureChecklist, CanReadHandoffHistory, CanReassignHandoffs, CanWorkHandoffs
+from handoff.permissions import (
+    CanConfigureChecklist,
+    CanReadHandoffHistory,
+    CanReadQuality,
+    CanReassignHandoffs,
+    CanWorkHandoffs,
+)
 from leadflow import query
 from leadflow.leads import selectors as lead_selectors
 from leadflow.pagination import PageNumberPagination
@@ -719,3 +725,23 @@ class RuleSetSuggestView(APIView):
             return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
         data = SuggestionSerializer({"version": draft.version, **(draft.suggestion or {})}).data
         return Response(data, status=status.HTTP_201_CREATED)
+
+
+NO_SUGGESTION = "This ruleset was not made by a suggestion: ask for one with POST …/rulesets/{version}/suggest."
+
+
+class RuleSetSuggestionView(APIView):
+    """The suggestion a draft was made from (what ``…/suggest`` answered when it made it):
+    read by scoring admins and marketing (and staff), like the score quality."""
+
+    permission_classes = [CanReadQuality]
+
+    @extend_schema(
+        responses={200: SuggestionSerializer, 404: OpenApiResponse(description="No such ruleset, or not suggested.")},
+        summary="The suggestion a ruleset was made from",
+    )
+    def get(self, request: Request, version: int) -> Response:
+        ruleset = get_object_or_404(scoring_selectors.ruleset_list(), version=version)
+        if not ruleset.suggestion:
+            return Response({"detail": NO_SUGGESTION.format(version=version)}, status=status.HTTP_404_NOT_FOUND)
+        return Response(SuggestionSerializer({"version": ruleset.version, **ruleset.suggestion}).data)

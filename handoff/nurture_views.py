@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -108,5 +109,8 @@ def nurture_segment_push_view(request: HttpRequest, segment: str) -> HttpRespons
         messages.error(request, str(error))
     else:
         more = " (the first ones: the segment is larger than one push carries)" if pushed.truncated else ""
-        messages.success(request, f"Pushed {pushed.leads} leads to the webhook{more}; it is sent in the background.")
+        messages.success(
+            request,
+            f"Pushed {pushed.leads} lead{pluralize(pushed.leads)} to the webhook{more}; it is sent in the background.",
+        )
     return redirect("nurture-segment", segment=segment)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("notifications/unread-count", api.NotificationUnreadCountView.as_view(), name="api-notifications-unread"),
     path("notifications/read-all", api.NotificationReadAllView.as_view(), name="api-notifications-read-all"),
     path("rulesets/<int:version>/suggest", api.RuleSetSuggestView.as_view(), name="api-ruleset-suggest"),
+    path("rulesets/<int:version>/suggestion", api.RuleSetSuggestionView.as_view(), name="api-ruleset-suggestion"),
     path("notifications/<uuid:notification_id>/read", api.NotificationReadView.as_view(), name="api-notification-read"),
     path("nurture/segments", nurture_api.NurtureSegmentsView.as_view(), name="api-nurture-segments"),
     path("nurture/attribution", nurture_api.NurtureAttributionView.as_view(), name="api-nurture-attribution"),

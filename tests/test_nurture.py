@@ -528,7 +528,7 @@ def test_the_segment_page_button_pushes_and_says_so(client, marketer, story, web
 
     response = client.post(reverse("nurture-segment-push", args=["pricing--older"]), follow=True)
 
-    assert "Pushed 1 leads to the webhook" in response.content.decode()
+    assert "Pushed 1 lead to the webhook" in response.content.decode()
     assert WebhookDelivery.objects.count() == 1
 
 

@@ -304,6 +304,29 @@ def test_calibration_counts_and_wilson_intervals_by_band_on_a_fixed_example(api_
     assert body["auc_accepted"] == pytest.approx(8.5 / 12, abs=1e-4)
 
 
+def test_win_rates_their_intervals_the_auc_against_won_and_a_rules_win_rates_on_a_fixed_example(
+    api_client, admin, calibration_example
+):
+    """Known "won" labels: the accepted handoff whose lead won afterwards (score 50) is won; the
+    four rejected ones are not won (30, 30, 30 and 50); the two accepted ones without a CRM
+    verdict yet are left out of every win figure."""
+    api_client.force_authenticate(admin)
+
+    body = api_client.get(f"/api/v1/rulesets/{calibration_example.version}/quality?bands=0,40").json()
+
+    low, high = body["bands"]
+    # 1 of 2: centre 0.5 + 3.8415/4 = 1.46037; margin 1.96 × √(0.125 + 3.8415/16) = 1.18429; ÷ 2.92073
+    assert high["win_rate"] == {"successes": 1, "total": 2, "rate": 0.5, "low": 0.0945, "high": 0.9055}
+    # 0 of 3: the interval's upper bound is (2 × 3.8415/6) ÷ (1 + 3.8415/3) = 0.5615
+    assert low["win_rate"] == {"successes": 0, "total": 3, "rate": 0.0, "low": 0.0, "high": 0.5615}
+    assert body["won"] == {"successes": 1, "total": 5, "rate": 0.2, "low": 0.0362, "high": 0.6245}
+    # AUC against won: the won 50 beats the three 30s and ties the rejected 50: (3 + ½) ÷ 4
+    assert body["auc_won"] == pytest.approx(3.5 / 4, abs=1e-4)
+    software = next(rule for rule in body["rules"] if rule["name"] == "industry eq")
+    assert (software["win"]["when_fired"]["successes"], software["win"]["when_fired"]["total"]) == (1, 2)
+    assert (software["win"]["when_not_fired"]["successes"], software["win"]["when_not_fired"]["total"]) == (0, 3)
+
+
 def test_the_default_bands_are_the_deciles_of_the_scores(calibration_example):
     report = ruleset_quality(ruleset=calibration_example)
     assert [(band.low, band.high, band.count) for band in report.bands] == [
@@ -461,6 +484,16 @@ def test_the_quality_page_shows_calibration_rules_and_reject_reasons(client, adm
     assert "industry eq" in page and "4.00×" in page
     assert "Not a fit" in page
     assert "no clear effect" in page  # the page-view rule
+
+
+def test_the_quality_pages_rule_row_shows_the_win_rate_when_fired_and_when_not(client, admin, calibration_example):
+    client.force_login(admin)
+    page = client.get(f"/rules/{calibration_example.version}/quality/").content.decode()
+    rules = page[page.index('id="rules-quality-title"') :]
+    row = rules[rules.index("industry eq") : rules.index("</tr>", rules.index("industry eq"))]
+    cells = [cell.split("<", 1)[0].strip() for cell in row.split('<td class="num">')[1:]]
+    # points, fired, accepted when fired, when not, lift, won when fired (1 of 2), when not (0 of 3), win lift
+    assert cells[5:7] == ["50%", "0%"]
 
 
 def test_the_quality_page_refuses_bad_bands_with_a_message(client, admin, planted):

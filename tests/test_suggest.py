@@ -305,3 +305,45 @@ def test_a_ruleset_without_a_suggestion_shows_no_suggestion_table(admin):
     html = _page_client(admin).get(f"/rules/{ruleset.version}/").content.decode()
 
     assert 'id="suggestion-title"' not in html
+
+
+# --- Who reads a suggestion: scoring admins and marketing, as the score quality ---------------
+def _suggested_draft(admin) -> RuleSet:
+    ruleset = _ruleset()
+    _history(60)
+    return ruleset_suggest(ruleset=ruleset, user=admin)
+
+
+@pytest.mark.parametrize("role", ["admin", "marketer"])
+def test_scoring_admins_and_marketing_read_a_drafts_suggestion_on_its_page_and_in_the_api(role, admin, request):
+    draft = _suggested_draft(admin)
+    reader = request.getfixturevalue(role)
+
+    page = _page_client(reader).get(f"/rules/{draft.version}/")
+    answer = client_for(reader).get(f"/api/v1/rulesets/{draft.version}/suggestion")
+
+    assert page.status_code == 200 and 'id="suggestion-title"' in page.content.decode()
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert body["version"] == draft.version and body["auc_suggested"] == _suggestion(draft)["auc_suggested"]
+    assert {row["name"] for row in body["rules"]} == set(_rows(draft))
+
+
+def test_sales_reads_the_draft_but_not_its_suggestion(admin, rep):
+    draft = _suggested_draft(admin)
+
+    page = _page_client(rep).get(f"/rules/{draft.version}/")
+    answer = client_for(rep).get(f"/api/v1/rulesets/{draft.version}/suggestion")
+
+    assert page.status_code == 200 and 'id="suggestion-title"' not in page.content.decode()
+    assert answer.status_code == 403
+
+
+def test_a_ruleset_not_made_by_a_suggestion_answers_404_with_how_to_ask_for_one(admin):
+    ruleset = _ruleset()
+
+    answer = client_for(admin).get(f"/api/v1/rulesets/{ruleset.version}/suggestion")
+
+    assert answer.status_code == 404
+    assert f"POST …/rulesets/{ruleset.version}/suggest" in answer.json()["detail"]
+    assert client_for(admin).get(f"/api/v1/rulesets/{ruleset.version + 99}/suggestion").status_code == 404
