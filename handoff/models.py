@@ -86,6 +86,15 @@ class Handoff(models.Model):
         default=list, blank=True, help_text="The accept checklist as answered: [{key, label, confirmed}]."
     )
     overdue_at = models.DateTimeField(null=True, blank=True, help_text="When the SLA breach was flagged (once).")
+    lead_attributes = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=(
+            "The lead's scoring attributes as the handoff opened (score quality's point-in-time fit); "
+            "null for handoffs opened before they were kept, and once the person is erased."
+        ),
+    )
 
     class Meta:
         ordering = ["-priority", "created_at", "id"]

@@ -84,6 +84,7 @@ class HandoffData:
                     "reject_reason": handoff.reject_reason,
                     "note": handoff.note,
                     "checklist": handoff.checklist,
+                    "lead_attributes": handoff.lead_attributes,
                     "audit": [
                         {
                             "action": event.action,
@@ -149,6 +150,8 @@ class HandoffData:
             if handoff.note and handoff.note != CLOSED_BY_ERASURE:
                 scrubber.add(handoff.note)
         noted = Handoff.objects.filter(lead=lead).exclude(note="").exclude(note=CLOSED_BY_ERASURE).update(note=ERASED)
+        # The attributes kept for score quality: the person's profile as it was.
+        Handoff.objects.filter(lead=lead, lead_attributes__isnull=False).update(lead_attributes=None)
         audit = 0
         for event in HandoffEvent.objects.filter(handoff__lead=lead).order_by("id"):
             details = dict(event.details)

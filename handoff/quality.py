@@ -9,10 +9,12 @@ report, the backtest of a draft, suggested points):
   (``Handoff.qualified_by``, PostgreSQL only). Handoffs opened by hand (no model) and
   those of erased leads are left out.
 * The lead is scored by the pure engine (``scoring.engine.score_lead``) as of
-  ``handoff.created_at``, from its events with ``occurred_at <= created_at`` only, and
-  with the recycling in force then (the latest StageChange to ``recycled`` by that time):
-  nothing that happened later leaks in. The lead's attributes (fit) are today's: there
-  is no history of attributes.
+  ``handoff.created_at``, from its events with ``occurred_at <= created_at`` only, with
+  the recycling in force then (the latest StageChange to ``recycled`` by that time), and
+  with its attributes (fit) as kept on the handoff when it opened
+  (``Handoff.lead_attributes``): nothing that happened later leaks in — a job title sales
+  corrected after the call does not make the fit rules look predictive. Handoffs opened
+  before the attributes were kept (migration ``handoff/0015``) use today's.
 * Labels are read fresh every time: ``accepted`` (True, False when rejected, None while
   undecided or closed by hand), ``won`` (True when the lead has a ``won`` outcome at or
   after the handoff's creation; False when it has a ``lost`` one and no win since, or sales
@@ -214,14 +216,22 @@ def _evaluate(spec: RuleSetSpec, labels: Sequence[_Labels]) -> Iterator[tuple[_L
         leads = {
             row["id"]: row
             for row in Handoff.objects.filter(id__in=ids)
-            .values("id", *(f"lead__{name}" for name in LEAD_ATTRIBUTE_FIELDS))
+            .values("id", "lead_attributes", *(f"lead__{name}" for name in LEAD_ATTRIBUTE_FIELDS))
             .iterator(chunk_size=EVALUATION_CHUNK)
         }
         events = _events_until_handoff(ids, spec.event_types)
         for label in chunk:
-            row = leads[label.handoff_id]
-            lead = {name: row[f"lead__{name}"] for name in LEAD_ATTRIBUTE_FIELDS}
-            yield label, _scored(spec, lead, events.get(label.handoff_id, []), label)
+            yield (
+                label,
+                _scored(spec, _lead_as_of_handoff(leads[label.handoff_id]), events.get(label.handoff_id, []), label),
+            )
+
+
+def _lead_as_of_handoff(row: dict[str, Any]) -> dict[str, Any]:
+    """The lead's attributes as kept on its handoff when it opened; today's for a handoff
+    opened before they were kept (or an attribute added since)."""
+    kept = row["lead_attributes"] if isinstance(row["lead_attributes"], dict) else {}
+    return {name: kept[name] if name in kept else row[f"lead__{name}"] for name in LEAD_ATTRIBUTE_FIELDS}
 
 
 # --- The cache of immutable rulesets ------------------------------------------------------------

@@ -59,6 +59,7 @@ from leadflow.leads.people import person_name
 from leadflow.leads.roles import MARKETING, SALES
 from scoring.accounts import QualifiedAccount
 from scoring.models import ScoringModel
+from scoring.selectors import LEAD_ATTRIBUTE_FIELDS
 
 logger = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=models.Model)
@@ -181,6 +182,23 @@ def _wrong_state(handoff: Handoff, wanted: str, user: Any = None) -> HandoffStat
 
 
 # --- Opening (handoff.receivers, in the transaction that moves leads into SQL) -----------------
+def _attributes_now(leads: Sequence[Lead]) -> dict[int, dict[str, Any]]:
+    """Each lead's scoring attributes as they are now, kept on its new handoff so that score
+    quality scores its fit as of the handoff (``handoff.quality``): from the loaded leads,
+    and one query for those loaded without them (the scoring path loads them)."""
+    wanted = set(LEAD_ATTRIBUTE_FIELDS)
+    missing = sorted({lead.pk for lead in leads if lead.get_deferred_fields() & wanted})
+    fresh = (
+        {row["id"]: row for row in Lead.objects.filter(pk__in=missing).values("id", *LEAD_ATTRIBUTE_FIELDS)}
+        if missing
+        else {}
+    )
+    return {
+        lead.pk: {name: fresh[lead.pk][name] if lead.pk in fresh else getattr(lead, name) for name in wanted}
+        for lead in leads
+    }
+
+
 def handoffs_open_for_changes(*, changes: Sequence[StageChange], at: datetime) -> list[int]:
     """Open a queued handoff for each lead that entered SQL (``changes``, their leads
     set), due after the SLA, recording the models that qualified it and sorting by the
@@ -191,6 +209,7 @@ def handoffs_open_for_changes(*, changes: Sequence[StageChange], at: datetime) -
         return []
     due_at = at + timedelta(hours=settings.HANDOFF_SLA_HOURS)
     models = dict(ScoringModel.objects.values_list("slug", "id"))
+    attributes = _attributes_now([change.lead for change in changes])
     rows: list[tuple[Any, ...]] = [
         (
             uuid.uuid4(),
@@ -204,6 +223,7 @@ def handoffs_open_for_changes(*, changes: Sequence[StageChange], at: datetime) -
             "",
             "",
             [],
+            attributes[change.lead.pk],
         )
         for change in changes
     ]
@@ -221,6 +241,7 @@ def handoffs_open_for_changes(*, changes: Sequence[StageChange], at: datetime) -
             "reject_reason",
             "note",
             "checklist",
+            "lead_attributes",
         ],
         rows,
         returning=["id", "public_id", "lead"],

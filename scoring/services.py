@@ -785,8 +785,9 @@ def _announce(changes: list[StageChange], at: datetime) -> None:
     stages_changed.send(sender=StageChange, applied=TransitionsApplied(at=at, changes=changes))
 
 
-# What the handoff's receiver reads of a lead that entered SQL (its handoff, its notification).
-HANDOFF_LEAD_FIELDS = ("id", "public_id", "email", "external_id", "name", "company", "stage")
+# What the handoff's receiver reads of a lead that entered SQL (its handoff, its notification,
+# the attributes kept on the handoff for score quality).
+HANDOFF_LEAD_FIELDS = ("id", "public_id", "external_id", "stage", *selectors.LEAD_ATTRIBUTE_FIELDS)
 
 
 # --- What a valid ruleset and a valid rule are ----------------------------------------------

@@ -8,14 +8,16 @@ from django.utils import timezone
 
 from handoff.models import CachedEvaluation, Handoff, HandoffStatus, RejectReason
 from handoff.quality import auc, ruleset_backtest, ruleset_evaluate_handoffs, ruleset_quality, wilson_interval
+from handoff.services import handoffs_open_for_changes
 from leadflow.leads import privacy
-from leadflow.leads.models import Event, OutcomeKind, Stage, StageChange
+from leadflow.leads.models import Event, Lead, OutcomeKind, Stage, StageChange
 from scoring import engine
 from scoring.engine import EventRow
 from scoring.models import ScoringModel
-from scoring.selectors import lead_attributes, ruleset_spec
+from scoring.selectors import LEAD_ATTRIBUTE_FIELDS, lead_attributes, ruleset_spec
+from scoring.services import leads_score
 from tests.factories import EventFactory, HandoffFactory, LeadFactory, OutcomeFactory, ruleset_through_services
-from tests.helpers import behaviour, fit
+from tests.helpers import behaviour, entered_sql, fit
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +57,44 @@ def test_an_event_after_the_handoff_does_not_change_its_evaluated_score():
 
     assert before == Decimal(30)
     assert _only(ruleset_evaluate_handoffs(ruleset=draft)).score == before
+
+
+def test_an_attribute_changed_after_the_handoff_does_not_change_its_evaluated_fit():
+    """The handoff opened by scoring keeps the lead's attributes: sales correcting the
+    industry after the call must not make the industry rule look predictive."""
+    published = _rules()
+    lead = LeadFactory.create(industry="Software")
+    _event(lead, "demo_request", 1)
+    leads_score(lead_ids=[lead.pk])
+    kept = Handoff.objects.get(lead=lead).lead_attributes
+    assert kept is not None and kept["industry"] == "Software"
+
+    Lead.objects.filter(pk=lead.pk).update(industry="Retail", job_title="Intern")
+    CachedEvaluation.objects.all().delete()  # evaluated afresh, from what the handoff kept
+
+    evaluation = _only(ruleset_evaluate_handoffs(ruleset=published))
+    assert (evaluation.fit, evaluation.score) == (Decimal(20), Decimal(50))
+
+
+def test_a_handoff_opened_before_attributes_were_kept_is_scored_on_todays():
+    draft = _rules(publish=False)
+    handoff = _handoff(5, lead=LeadFactory.create(industry="Retail"))
+    assert handoff.lead_attributes is None
+    Lead.objects.filter(pk=handoff.lead_id).update(industry="Software")
+
+    assert _only(ruleset_evaluate_handoffs(ruleset=draft)).fit == Decimal(20)
+
+
+def test_a_handoff_opened_by_hand_keeps_the_attributes_of_a_lead_loaded_without_them():
+    lead = LeadFactory.create(industry="Software", company_size=120, traits={"plan": "pro"})
+    partial = Lead.objects.only("id", "public_id", "email", "name", "stage").get(pk=lead.pk)
+
+    handoffs_open_for_changes(changes=entered_sql([partial]), at=timezone.now())
+
+    kept = Handoff.objects.get(lead=lead).lead_attributes
+    assert kept is not None
+    assert (kept["industry"], kept["company_size"], kept["traits"]) == ("Software", 120, {"plan": "pro"})
+    assert set(kept) == set(LEAD_ATTRIBUTE_FIELDS)
 
 
 def test_the_evaluated_score_equals_the_engine_when_nothing_happened_after_the_handoff():
@@ -225,6 +265,17 @@ def test_a_persons_export_lists_their_cached_evaluations_and_erasure_deletes_the
     assert erasure.counts["handoff_evaluations_deleted"] == 1
     assert not CachedEvaluation.objects.exists()
     assert ruleset_evaluate_handoffs(ruleset=ruleset) == []  # erased leads are left out
+
+
+def test_a_persons_export_shows_the_attributes_kept_on_their_handoff_and_erasure_clears_them(admin):
+    lead = LeadFactory.create(industry="Software", job_title="CTO")
+    handoffs_open_for_changes(changes=entered_sql([lead]), at=timezone.now())
+
+    exported = privacy.person_export(lead=lead)["handoffs"]
+    privacy.person_erase(lead=lead, actor=admin)
+
+    assert exported[0]["lead_attributes"]["job_title"] == "CTO"
+    assert Handoff.objects.get(lead=lead).lead_attributes is None
 
 
 # --- The statistics ----------------------------------------------------------------------------
