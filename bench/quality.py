@@ -69,7 +69,8 @@ BACKTEST_TARGET_SECONDS = 30.0
 OUTCOME_SOURCE_SLUG = "bench-quality-crm"
 
 # The handoffs, in one statement: leads with a hand-raise, each handed off within two days
-# of one of them; the verdict planted on the job title and the industry.
+# of one of them, keeping its lead's attributes as the app does; the verdict planted on the
+# job title and the industry.
 HANDOFFS_SQL = """
 WITH raised AS (
     SELECT DISTINCT ON (e.lead_id) e.lead_id, e.occurred_at
@@ -81,7 +82,11 @@ WITH raised AS (
            LEAST(r.occurred_at + (random() * interval '2 days'), now() - interval '1 hour') AS created_at,
            l.job_title ~* '(vp|chief|director|head|founder|ceo)' AS senior,
            l.industry IN ('Software', 'SaaS', 'Technology') AS tech,
-           random() AS verdict, random() AS open, random() AS reason
+           random() AS verdict, random() AS open, random() AS reason,
+           jsonb_build_object('email', l.email, 'name', l.name, 'company', l.company, 'job_title', l.job_title,
+                              'industry', l.industry, 'country', l.country, 'company_size', l.company_size,
+                              'utm_source', l.utm_source, 'utm_medium', l.utm_medium,
+                              'utm_campaign', l.utm_campaign, 'traits', l.traits) AS attributes
     FROM raised r JOIN leads_lead l ON l.id = r.lead_id
     ORDER BY md5(r.lead_id::text || %(seed)s)
     LIMIT %(handoffs)s
@@ -93,7 +98,7 @@ WITH raised AS (
     FROM chosen
 )
 INSERT INTO handoff_handoff (public_id, lead_id, status, priority, model_id, qualified_by, created_at, due_at,
-                             decided_at, reject_reason, note, checklist)
+                             decided_at, reject_reason, note, checklist, lead_attributes)
 SELECT gen_random_uuid(), lead_id, status, 0, %(model_id)s, %(qualified_by)s::jsonb, created_at,
        created_at + interval '24 hours',
        CASE WHEN status <> 'queued' THEN created_at + interval '6 hours' END,
@@ -101,7 +106,7 @@ SELECT gen_random_uuid(), lead_id, status, 0, %(model_id)s, %(qualified_by)s::js
             WHEN NOT senior THEN 'not_a_fit'
             ELSE (ARRAY['no_budget', 'bad_timing', 'no_response', 'other'])[1 + floor(reason * 4)::int] END,
        CASE WHEN status = 'rejected' THEN 'bench' ELSE '' END,
-       '[]'::jsonb
+       '[]'::jsonb, attributes
 FROM decided
 """
 OUTCOMES_SQL = """

@@ -146,3 +146,22 @@ def test_web_worker_boots_with_views_loaded_and_its_boot_objects_out_of_the_coll
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["50000", "True", "True"]
+
+
+def test_a_web_process_loads_its_urls_without_scikit_learn():
+    """Suggested points import scikit-learn when they fit, not with the URLconf: it would
+    cost every web and worker process about a second at its first request."""
+    code = (
+        "import sys, django; django.setup(); from django.urls import resolve; resolve('/api/v1/events'); "
+        "import leadflow.celery; print(sorted(name for name in ('sklearn', 'scipy') if name in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean_env(DEBUG="1", DJANGO_SETTINGS_MODULE="leadflow.settings"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
