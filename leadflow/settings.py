@@ -357,6 +357,8 @@ CELERY_TASK_ROUTES = {
     "scoring.tasks.score_intent": {"queue": SCORING_INTENT_QUEUE},
     "scoring.tasks.rescore_all": {"queue": RESCORE_QUEUE},
     "scoring.tasks.rescore_chunk": {"queue": RESCORE_QUEUE},
+    # A lead import is bulk work too: beside the rescores, not before beat's sweeps.
+    "leadflow.leads.tasks.import_leads_job": {"queue": RESCORE_QUEUE},
     # Every webhook delivery task of the handoff (today's deliver_webhook, and the
     # subscriptions' deliveries named deliver_*): notifications wait for slow receivers.
     "handoff.tasks.deliver_*": {"queue": NOTIFICATIONS_QUEUE},

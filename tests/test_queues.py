@@ -86,3 +86,11 @@ def test_docker_compose_starts_a_worker_for_every_queue():
         "notifications": ["worker-notifications"],
     }
     assert {queue.name for queue in settings.CELERY_TASK_QUEUES} == set(consumed)
+
+
+def test_a_lead_import_runs_on_the_bulk_queue_beside_the_rescores():
+    from leadflow.celery import app
+
+    route = app.amqp.router.route({}, "leadflow.leads.tasks.import_leads_job", args=(1,), kwargs={})
+
+    assert route["queue"].name == settings.RESCORE_QUEUE == "rescore"
