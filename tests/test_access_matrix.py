@@ -250,6 +250,7 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("api-rescore-runs", "GET"): api(ANY_ROLE),
     ("api-rescore-run", "GET"): api(ANY_ROLE),
     ("api-ruleset-quality", "GET"): api(STAGE_EDITORS),
+    ("api-ruleset-suggestion", "GET"): api(STAGE_EDITORS),
     ("api-ruleset-backtest", "GET"): api(STAGE_EDITORS),
     # API: handoff
     ("api-handoffs", "GET"): api(ANY_ROLE),
