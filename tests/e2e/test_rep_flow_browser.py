@@ -2,19 +2,20 @@
 the queue; the SLA countdown ticks there without a reload (Playwright drives the browser's
 clock; the server's text is where it starts, and what the page says without the script);
 "Accept & next" goes on to the next queued handoff, which the rep claims from its page; the
-reject form, opened on one claim, leaves the next claim's buttons where a click reaches them."""
+reject form, opened on one claim, leaves the next claim's buttons where a click reaches them;
+notification dates read in the viewer's time zone."""
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from handoff import services
-from handoff.models import Handoff, HandoffStatus
-from tests.e2e.conftest import assert_no_console_errors, log_in, shoot
+from handoff.models import Handoff, HandoffStatus, Notification, NotificationKind
+from tests.e2e.conftest import assert_no_console_errors, browser_tab, log_in, shoot
 from tests.factories import HandoffFactory, SqlLeadFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -98,3 +99,24 @@ def test_opening_reject_on_a_claim_leaves_the_next_claims_accept_button_uncovere
 
     assert accept.evaluate(HIT_AT_CENTRE), "the open reject form covers the next claim's Accept"
     assert_no_console_errors(screen)
+
+
+def test_notification_dates_read_in_the_viewers_time_zone(chromium: Browser, live_server, rep):
+    """The server writes UTC (and says so); app.js rewrites each date in the browser's zone,
+    daylight saving time included, the day too when the zone's is another."""
+    for key, moment in (
+        ("summer", datetime(2026, 7, 4, 15, 30, tzinfo=UTC)),
+        ("winter", datetime(2026, 1, 15, 3, 5, tzinfo=UTC)),
+    ):
+        Notification.objects.create(
+            recipient=rep, kind=NotificationKind.SLA_BREACH, event_key=key, title=f"Late ({key})", created_at=moment
+        )
+
+    with browser_tab(chromium, live_server, width=1366, height=900, timezone_id="America/New_York") as tab:
+        log_in(tab, "rep")
+        tab.goto("/notifications/")
+        dates = tab.locator(".notification time[data-local-time]")
+        expect(dates).to_have_text(["Jul 4, 2026, 11:30 EDT", "Jan 14, 2026, 22:05 EST"])
+        # What the server said stays at hand, in the tooltip.
+        expect(dates.first).to_have_attribute("title", "Jul 4, 2026 15:30 UTC")
+        assert_no_console_errors(tab)
