@@ -27,7 +27,9 @@ Loading is set-based: three queries for the handoffs and their labels (the hando
 leads' outcomes, their leads' recyclings), one for the cached evaluations, then per chunk
 of ``EVALUATION_CHUNK`` missing handoffs one query for their leads and one for their events
 up to the handoff's creation (a join on the handoff's ``created_at``) — never a query per
-handoff.
+handoff. The quality report adds what sales confirmed on accepting (the accept checklist,
+an outcome of the handoff beside the CRM's): one query for the checklists of all its
+handoffs, one for the checklist's items.
 """
 
 import bisect
@@ -47,6 +49,7 @@ from django.db.models import F, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from handoff.models import CachedEvaluation, Handoff, HandoffStatus, RejectReason
+from handoff.selectors import ConfirmationRate, checklist_items, handoffs_checklists
 from leadflow.leads.models import Event, Outcome, OutcomeKind, Stage, StageChange
 from scoring import engine
 from scoring.engine import EventRow, LeadScore, RuleSetSpec
@@ -539,6 +542,11 @@ class Band:
     won: int = 0
     won_known: int = 0
     reject_reasons: Counter[str] = field(default_factory=Counter)
+    # What sales confirmed on accepting (the accept checklist): the accepted handoffs that
+    # recorded a checklist, and per item key how many of those were asked it and confirmed it.
+    answered: int = 0
+    asked: Counter[str] = field(default_factory=Counter)
+    confirmed: Counter[str] = field(default_factory=Counter)
 
     @property
     def accept(self) -> Rate:
@@ -556,10 +564,16 @@ class Band:
             return f"≥ {self.low:.2f}"
         return f"{self.low:.2f}–{self.high:.2f}"
 
-    def add(self, evaluation: HandoffEvaluation) -> None:
+    def add(self, evaluation: HandoffEvaluation, checklist: Mapping[str, bool] | None = None) -> None:
+        """Count the handoff; ``checklist``: what sales answered on accepting it (item key →
+        confirmed), None when nothing was recorded."""
         self.count += 1
         if evaluation.accepted is True:
             self.accepted += 1
+            if checklist is not None:
+                self.answered += 1
+                self.asked.update(checklist.keys())
+                self.confirmed.update(key for key, confirmed in checklist.items() if confirmed)
         elif evaluation.accepted is False:
             self.rejected += 1
             self.reject_reasons[evaluation.reject_reason] += 1
@@ -570,16 +584,73 @@ class Band:
             self.won += int(evaluation.won)
 
 
-def bands_of(evaluations: Sequence[HandoffEvaluation], edges: Sequence[Decimal]) -> list[Band]:
-    """The handoffs counted by score band; a band below the first edge only when some fall there."""
+def bands_of(
+    evaluations: Sequence[HandoffEvaluation],
+    edges: Sequence[Decimal],
+    checklists: Mapping[int, Mapping[str, bool]] | None = None,
+) -> list[Band]:
+    """The handoffs counted by score band; a band below the first edge only when some fall
+    there. ``checklists``: the accept checklists as answered, by handoff id."""
     if not edges:
         return []
+    answered = checklists or {}
     below = Band(low=None, high=edges[0])
     bands = [Band(low=low, high=high) for low, high in zip(edges, [*edges[1:], None], strict=True)]
     for evaluation in evaluations:
         index = bisect.bisect_right(edges, evaluation.score) - 1
-        (bands[index] if index >= 0 else below).add(evaluation)
+        (bands[index] if index >= 0 else below).add(evaluation, answered.get(evaluation.handoff_id))
     return ([below] if below.count else []) + bands
+
+
+@dataclass(frozen=True)
+class SalesConfirmed:
+    """What sales confirmed on accepting a group of handoffs (a score band, or all of them):
+    the accepted handoffs, those accepted with the checklist answered (the others predate
+    it), and per checklist item how many of the answered checklists asked it and confirmed it."""
+
+    name: str
+    accepted: int
+    answered: int
+    items: list[ConfirmationRate]
+
+    @property
+    def unrecorded(self) -> int:
+        """Accepted before the checklist existed: nothing recorded."""
+        return self.accepted - self.answered
+
+
+def _checklist_labels(keys: Iterable[str]) -> list[tuple[str, str]]:
+    """The items asked, as (key, label) in the checklist's order, named as the checklist names
+    them today (an item no longer in the checklist by its key, last). One query, none without keys."""
+    wanted = set(keys)
+    if not wanted:
+        return []
+    known = [(item.key, item.label) for item in checklist_items() if item.key in wanted]
+    return known + [(key, key) for key in sorted(wanted - {key for key, _label in known})]
+
+
+def _confirmed_of(
+    name: str, accepted: int, answered: int, tally: tuple[Counter[str], Counter[str]], items: Sequence[tuple[str, str]]
+) -> SalesConfirmed:
+    asked, confirmed = tally
+    rates = [ConfirmationRate(key, label, asked[key], confirmed[key]) for key, label in items]
+    return SalesConfirmed(name=name, accepted=accepted, answered=answered, items=rates)
+
+
+def sales_confirmed(bands: Sequence[Band]) -> tuple[list[SalesConfirmed], SalesConfirmed]:
+    """What sales confirmed by score band, and over every band: each item asked in any band,
+    in the checklist's order, in every row (a band never asked about an item shows 0 of 0)."""
+    asked: Counter[str] = Counter()
+    confirmed: Counter[str] = Counter()
+    for band in bands:
+        asked.update(band.asked)
+        confirmed.update(band.confirmed)
+    items = _checklist_labels(asked)
+    by_band = [
+        _confirmed_of(band.label, band.accepted, band.answered, (band.asked, band.confirmed), items) for band in bands
+    ]
+    accepted, answered = sum(band.accepted for band in bands), sum(band.answered for band in bands)
+    return by_band, _confirmed_of("All", accepted, answered, (asked, confirmed), items)
 
 
 @dataclass(frozen=True)
@@ -614,6 +685,8 @@ class QualityReport:
     rules: list[RuleQuality]
     reject_reasons: list[str]
     min_count: int
+    confirmed_by_band: list[SalesConfirmed]  # one per band, in the bands' order
+    confirmed: SalesConfirmed  # over every band
 
     @property
     def decided(self) -> int:
@@ -683,14 +756,18 @@ def quality_report_of(
     *,
     edges: Sequence[Decimal] | None = None,
     min_count: int | None = None,
+    checklists: Mapping[int, Mapping[str, bool]] | None = None,
 ) -> QualityReport:
     """The quality report of these evaluations: calibration by band (deciles unless ``edges``),
-    AUC, the share accepted, each rule's lift, reject reasons by band."""
+    AUC, the share accepted, each rule's lift, reject reasons by band, and what sales
+    confirmed on accepting by band (``checklists``: the accept checklists as answered, by
+    handoff id; ``handoff.selectors.handoffs_checklists``)."""
     minimum = settings.QUALITY_MIN_COUNT if min_count is None else min_count
     decided = [e for e in evaluations if e.accepted is not None]
     known = [e for e in evaluations if e.won is not None]
-    bands = bands_of(evaluations, list(edges) if edges else decile_edges([e.score for e in evaluations]))
+    bands = bands_of(evaluations, list(edges) if edges else decile_edges([e.score for e in evaluations]), checklists)
     reasons = [str(reason) for reason in RejectReason.values if any(band.reject_reasons[reason] for band in bands)]
+    confirmed_by_band, confirmed = sales_confirmed(bands)
     return QualityReport(
         ruleset=ruleset,
         handoffs=len(evaluations),
@@ -704,12 +781,17 @@ def quality_report_of(
         rules=rules_quality(ruleset, evaluations, minimum),
         reject_reasons=reasons,
         min_count=minimum,
+        confirmed_by_band=confirmed_by_band,
+        confirmed=confirmed,
     )
 
 
 def ruleset_quality(*, ruleset: RuleSet, edges: Sequence[Decimal] | None = None) -> QualityReport:
-    """The ruleset's quality over every handoff of its model, point-in-time."""
-    return quality_report_of(ruleset, ruleset_evaluate_handoffs(ruleset=ruleset), edges=edges)
+    """The ruleset's quality over every handoff of its model, point-in-time, with what sales
+    confirmed on accepting them (one query for the checklists of all of them)."""
+    evaluations = ruleset_evaluate_handoffs(ruleset=ruleset)
+    checklists = handoffs_checklists(handoffs=ruleset_handoffs(ruleset=ruleset)) if evaluations else {}
+    return quality_report_of(ruleset, evaluations, edges=edges, checklists=checklists)
 
 
 # --- The backtest of a draft ---------------------------------------------------------------------------

@@ -45,6 +45,24 @@ def lift_data(lift: quality.Lift) -> dict[str, Any]:
     }
 
 
+def sales_confirmed_data(confirmed: quality.SalesConfirmed) -> dict[str, Any]:
+    return {
+        "name": confirmed.name,
+        "accepted": confirmed.accepted,
+        "answered": confirmed.answered,
+        "items": [
+            {
+                "key": item.key,
+                "label": item.label,
+                "asked": item.asked,
+                "confirmed": item.confirmed,
+                "rate": _round(item.confirmed_rate),
+            }
+            for item in confirmed.items
+        ],
+    }
+
+
 def quality_data(report: quality.QualityReport) -> dict[str, Any]:
     return {
         "ruleset_version": report.ruleset.version,
@@ -89,6 +107,8 @@ def quality_data(report: quality.QualityReport) -> dict[str, Any]:
             }
             for rule in report.rules
         ],
+        "confirmed": sales_confirmed_data(report.confirmed),
+        "confirmed_by_band": [sales_confirmed_data(band) for band in report.confirmed_by_band],
     }
 
 
@@ -159,6 +179,25 @@ class RuleQualitySerializer(serializers.Serializer):
     win = LiftSerializer()
 
 
+class ConfirmedItemSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="The accept checklist item's key, e.g. budget.")
+    label = serializers.CharField(  # type: ignore[assignment]  # a field named "label", not Field.label
+        help_text="The item as the checklist names it today."
+    )
+    asked = serializers.IntegerField(help_text="Accepted handoffs whose answered checklist had the item.")
+    confirmed = serializers.IntegerField(help_text="Of those, the ones where sales confirmed it.")
+    rate = serializers.FloatField(allow_null=True, help_text="confirmed ÷ asked; null when asked is 0.")
+
+
+class SalesConfirmedSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The band as the page shows it (as in bands), or All.")
+    accepted = serializers.IntegerField(help_text="Accepted handoffs.")
+    answered = serializers.IntegerField(
+        help_text="Of those, accepted with the checklist answered (the others were accepted before it existed)."
+    )
+    items = ConfirmedItemSerializer(many=True, help_text="Each checklist item asked, in the checklist's order.")
+
+
 class QualitySerializer(serializers.Serializer):
     ruleset_version = serializers.IntegerField()
     model = serializers.CharField()
@@ -174,6 +213,8 @@ class QualitySerializer(serializers.Serializer):
     bands = QualityBandSerializer(many=True)
     min_count = serializers.IntegerField()
     rules = RuleQualitySerializer(many=True)
+    confirmed = SalesConfirmedSerializer(help_text="What sales confirmed on accepting, over every band.")
+    confirmed_by_band = SalesConfirmedSerializer(many=True, help_text="What sales confirmed, per band (as in bands).")
 
 
 class BacktestSideSerializer(serializers.Serializer):
@@ -219,7 +260,8 @@ class RuleSetQualityView(APIView):
             )
         ],
         responses=QualitySerializer,
-        summary="Score quality of a ruleset: calibration, AUC, rules' lift, reject reasons, point-in-time",
+        summary="Score quality of a ruleset: calibration, AUC, rules' lift, reject reasons, what sales confirmed, "
+        "point-in-time",
     )
     def get(self, request: Request, version: int) -> Response:
         ruleset = get_object_or_404(scoring_selectors.ruleset_list(), version=version)

@@ -565,7 +565,8 @@ def _quality_chart(report: quality.QualityReport) -> Any:
 @role_required(MARKETING, SCORING_ADMIN, message=QUALITY_READERS)
 def ruleset_quality(request: HttpRequest, version: int) -> HttpResponse:
     """How well the ruleset's score, evaluated as of each handoff's creation, predicts sales'
-    verdict: calibration by band, AUC, each rule's lift, reject reasons by band."""
+    verdict: calibration by band, AUC, each rule's lift, reject reasons and what sales
+    confirmed on accepting, by band."""
     ruleset = get_object_or_404(scoring_selectors.ruleset_list(), version=version)
     bands_text = (request.GET.get("bands") or "").strip()
     edges, bands_error = None, ""

@@ -5,10 +5,13 @@ lead page and on the handoff page, in the handoff API, counted on the dashboard 
 items most often missing first), and available to the quality report."""
 
 import importlib
+import re
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -16,8 +19,8 @@ from handoff import selectors, services
 from handoff.models import ChecklistItem, Handoff, HandoffAction, HandoffEvent, HandoffStatus
 from leadflow.leads.models import Stage
 from leadflow.leads.privacy import ERASED, person_erase
-from tests.factories import HandoffFactory, SqlLeadFactory
-from tests.helpers import browser, client_for, count_queries
+from tests.factories import EventFactory, HandoffFactory, SqlLeadFactory, ruleset_through_services
+from tests.helpers import behaviour, browser, client_for, count_queries, fit
 
 CHECKLIST_API = "/api/v1/handoff-checklist"
 CHECKLIST_PAGE = "/handoffs/checklist/"
@@ -396,6 +399,167 @@ def test_handoffs_confirmations_gives_the_quality_report_the_confirmed_keys(rep,
         accepted[2].pk: {"budget", "need", "authority"},
         accepted[3].pk: set(),
     }
+
+
+# --- The quality report: what sales confirmed, by score band ---------------------------------------
+def _accepted_at_score(rep, *, software: bool, confirmed=(), recorded=True):
+    """A handoff accepted with ``confirmed``, whose lead scores 30 (a demo request) or 50 (and a
+    software company) as of the handoff under ``quality_rules``."""
+    lead = SqlLeadFactory.create(industry="Software" if software else "Retail")
+    EventFactory.create(lead=lead, type="demo_request", occurred_at=timezone.now() - timedelta(days=2))
+    handoff = services.handoff_accept(
+        handoff=services.handoff_claim(handoff=HandoffFactory.create(lead=lead), user=rep),
+        user=rep,
+        confirmed=list(confirmed),
+    )
+    if not recorded:  # accepted before the checklist existed
+        Handoff.objects.filter(pk=handoff.pk).update(checklist=[])
+    return handoff
+
+
+@pytest.fixture
+def quality_rules(db):
+    return ruleset_through_services(
+        [behaviour("demo_request", 30), fit("industry", "eq", "Software", 20)], mql=20, sql=40
+    )
+
+
+@pytest.fixture
+def confirmed_example(rep, admin, quality_rules):
+    """Below 40: two accepted (budget and need; nothing), one rejected. From 40: one accepted
+    with everything, one before the checklist existed, and one asked a new item, champion,
+    added to the checklist in between, with budget and champion confirmed."""
+    _accepted_at_score(rep, software=False, confirmed=["budget", "need"])
+    _accepted_at_score(rep, software=False, confirmed=[])
+    lead = SqlLeadFactory.create(industry="Retail")
+    EventFactory.create(lead=lead, type="demo_request", occurred_at=timezone.now() - timedelta(days=2))
+    services.handoff_reject(
+        handoff=services.handoff_claim(handoff=HandoffFactory.create(lead=lead), user=rep), user=rep, reason="no_budget"
+    )
+    _accepted_at_score(rep, software=True, confirmed=BANT)
+    _accepted_at_score(rep, software=True, confirmed=["budget"], recorded=False)
+    services.checklist_item_create(actor=admin, key="champion", label="Champion")
+    _accepted_at_score(rep, software=True, confirmed=["budget", "champion"])
+    return quality_rules
+
+
+def _confirmed_rows(part):
+    return (
+        part["name"],
+        part["accepted"],
+        part["answered"],
+        [(item["key"], item["confirmed"], item["asked"], item["rate"]) for item in part["items"]],
+    )
+
+
+def test_the_quality_api_counts_what_sales_confirmed_by_score_band(marketer, confirmed_example):
+    answer = client_for(marketer).get(f"/api/v1/rulesets/{confirmed_example.version}/quality?bands=0,40")
+
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert [_confirmed_rows(band) for band in body["confirmed_by_band"]] == [
+        (
+            "0.00–40.00",
+            2,
+            2,
+            [
+                ("budget", 1, 2, 0.5),
+                ("authority", 0, 2, 0.0),
+                ("need", 1, 2, 0.5),
+                ("timeline", 0, 2, 0.0),
+                ("champion", 0, 0, None),
+            ],
+        ),
+        (
+            "≥ 40.00",
+            3,
+            2,
+            [
+                ("budget", 2, 2, 1.0),
+                ("authority", 1, 2, 0.5),
+                ("need", 1, 2, 0.5),
+                ("timeline", 1, 2, 0.5),
+                ("champion", 1, 1, 1.0),
+            ],
+        ),
+    ]
+    assert _confirmed_rows(body["confirmed"]) == (
+        "All",
+        5,
+        4,
+        [
+            ("budget", 3, 4, 0.75),
+            ("authority", 1, 4, 0.25),
+            ("need", 2, 4, 0.5),
+            ("timeline", 1, 4, 0.25),
+            ("champion", 1, 1, 1.0),
+        ],
+    )
+    assert [band["name"] for band in body["bands"]] == [band["name"] for band in body["confirmed_by_band"]]
+    assert body["confirmed"]["items"][0]["label"] == "Budget"
+
+
+def test_the_quality_page_shows_what_sales_confirmed_by_score_band(marketer, admin, confirmed_example):
+    services.checklist_item_update(actor=admin, item=ChecklistItem.objects.get(key="timeline"), label="Go-live date")
+
+    response = browser(marketer).get(f"/rules/{confirmed_example.version}/quality/?bands=0,40")
+
+    content = response.content.decode()
+    assert "What sales confirmed" in content
+    table = content[content.index('class="compact confirmed-by-band"') :]
+    table = table[: table.index("</table>")]
+    assert re.findall(r'<th scope="col"[^>]*>([^<]+)</th>', table) == [
+        "Score",
+        "Accepted",
+        "With checklist",
+        "Budget",
+        "Authority",
+        "Need",
+        "Go-live date",  # named as the checklist names it today
+        "Champion",
+    ]
+    rows = {
+        row[0]: row[1:]
+        for row in (
+            [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", body)]
+            for body in re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]
+        )
+    }
+    assert rows == {
+        "0.00–40.00": ["2", "2", "50% 1 of 2", "0% 0 of 2", "50% 1 of 2", "0% 0 of 2", "— 0 of 0"],
+        "≥ 40.00": ["3", "2", "100% 2 of 2", "50% 1 of 2", "50% 1 of 2", "50% 1 of 2", "100% 1 of 1"],
+        "All": ["5", "4", "75% 3 of 4", "25% 1 of 4", "50% 2 of 4", "25% 1 of 4", "100% 1 of 1"],
+    }
+    assert "the other 1 were accepted before it existed" in content
+
+
+def test_the_quality_page_says_when_no_accepted_handoff_has_a_checklist(rep, marketer, quality_rules):
+    _accepted_at_score(rep, software=True, confirmed=["budget"], recorded=False)
+
+    content = browser(marketer).get(f"/rules/{quality_rules.version}/quality/").content.decode()
+    body = client_for(marketer).get(f"/api/v1/rulesets/{quality_rules.version}/quality").json()
+
+    assert "The 1 accepted handoff of these predates the accept checklist: nothing recorded yet." in content
+    assert 'class="compact confirmed-by-band"' not in content
+    assert body["confirmed"] == {"name": "All", "accepted": 1, "answered": 0, "items": []}
+
+
+def test_the_quality_report_reads_every_accepted_handoffs_checklist_in_one_query(rep, marketer, quality_rules):
+    _accepted_at_score(rep, software=True, confirmed=["budget"])
+    url = f"/api/v1/rulesets/{quality_rules.version}/quality"
+    client = client_for(marketer)
+    client.get(url)  # fills the cache of evaluations
+    with CaptureQueriesContext(connection) as few:
+        client.get(url)
+    for index in range(6):
+        _accepted_at_score(rep, software=bool(index % 2), confirmed=BANT[:index])
+    client.get(url)
+    with CaptureQueriesContext(connection) as many:
+        answer = client.get(url)
+
+    assert answer.json()["confirmed"]["answered"] == 7
+    assert len(many) == len(few)
+    assert len([query for query in many if '"checklist"' in query["sql"]]) == 1
 
 
 def test_erasing_the_person_scrubs_the_accept_note_and_keeps_what_was_confirmed(rep, admin):

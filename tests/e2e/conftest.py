@@ -145,6 +145,12 @@ def install_default_ruleset() -> None:
     migration.install(apps, None)
 
 
+def install_default_checklist() -> None:
+    """The accept checklist a new install gets (budget, authority, need, timeline), which a
+    transactional test flushed too: the demo's reps answer it on accepting."""
+    importlib.import_module("handoff.migrations.0010_accept_checklist").add_default_items(apps, None)
+
+
 @pytest.fixture
 def demo_data(transactional_db) -> None:
     """The demo (seed_demo: 160 leads through the real ingest path and scoring), spread
@@ -153,6 +159,7 @@ def demo_data(transactional_db) -> None:
     from leadflow.leads.models import Event, Lead, StageChange
 
     install_default_ruleset()
+    install_default_checklist()
     call_command("seed_demo", leads=160, history=0, stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))  # noqa: SIM115
     lead, event, change, handoff = (m._meta.db_table for m in (Lead, Event, StageChange, Handoff))
     with connection.cursor() as cursor:

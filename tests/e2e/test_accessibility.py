@@ -11,12 +11,13 @@ from datetime import timedelta
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from django.utils import timezone
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
 from handoff.models import Handoff, HandoffStatus
+from leadflow.leads import nurture
 from leadflow.leads.models import Account, Lead, SegmentDrop, Stage
 from leadflow.leads.segment import segment_ingest
-from scoring.models import RuleSet, RuleSetStatus
+from scoring.models import RescoreRun, RuleSet, RuleSetStatus
 from tests.e2e.conftest import VIEWPORTS, browser_tab, log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -24,6 +25,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 DEMO_PASSWORDS = {"marketer": "leadflow-marketer", "rep": "leadflow-rep", "admin": "leadflow-admin"}
 BLOCKING = ("serious", "critical")
 AXE = Axe()
+# Pages audited only once they show what they are audited for: loaded in the background, or
+# a state the demo's data must have (a selector each; the page fails the test without it).
+READY = {
+    "preview": "[data-backtest-body] table.backtest",  # the backtest, loaded by app.js
+    "quality": "table.confirmed-by-band",  # with data: every section of the report, sales' confirmations too
+    "handoffs-manager": "table.overview form[action$='/release'] button",  # a sales manager's forms
+    "nurture-segment": "table",
+}
+# Pages that answer something other than 200 on purpose.
+STATUS = {"not-found": 404}
+# Anyone's pages, before logging in.
+ANONYMOUS_PAGES = {"login": "/login/", "password-reset": "/password/reset/", "not-found": "/no-such-page/"}
 
 
 def pages_of(role: str) -> dict[str, str]:
@@ -45,9 +58,10 @@ def pages_of(role: str) -> dict[str, str]:
         "notifications": "/notifications/",
         "handoff": f"/queue/{queued.public_id}/",
         "password-change": "/password/change/",
+        "not-found": "/no-such-page/",  # with the navigation of a person logged in
     }
     if role in ("marketer", "admin"):
-        pages |= {"handoffs": "/handoffs/"} | import_pages()
+        pages |= {"handoffs": "/handoffs/", "quality": f"/rules/{ruleset.version}/quality/"} | import_pages()
         # Issue 15: the Segment drop log, the merge's confirmation naming both leads, visitors listed.
         duplicate = Lead.objects.filter(email__isnull=False).exclude(pk=lead.pk).order_by("pk").first()
         assert duplicate and duplicate.source
@@ -58,12 +72,30 @@ def pages_of(role: str) -> dict[str, str]:
             "lead-merge": f"/leads/{lead.public_id}/merge?other={duplicate.email}",
             "leads-visitors": "/leads/?visitors=include",
         }
+    if role == "marketer":
+        pages |= nurture_pages()
     if role == "rep":
         pages |= {"queue": "/queue/"}
         pages.pop("rules"), pages.pop("ruleset")  # reps do not read the scoring rules
     if role == "admin":
-        pages |= {"new-model": "/rules/models/new"}
+        pages |= {
+            "new-model": "/rules/models/new",
+            "checklist": "/handoffs/checklist/",
+            "lead-erase": f"/leads/{lead.public_id}/erase",
+        }
+        pages |= {"handoffs-manager": pages.pop("handoffs")}  # the demo's admin is staff: a sales manager
+        run = RescoreRun.objects.order_by("-pk").first()
+        if run is not None:  # publishing the demo's rulesets started rescore runs
+            pages |= {"rescore-run": f"/rules/runs/{run.pk}/"}
     return pages
+
+
+def nurture_pages() -> dict[str, str]:
+    """The nurture segments and the biggest one's leads."""
+    segments = nurture.nurture_segments().segments
+    assert segments, "the demo has nurture segments"
+    biggest = max(segments, key=lambda segment: segment.leads)
+    return {"nurture": "/nurture/", "nurture-segment": f"/nurture/{biggest.key}/"}
 
 
 def claimed_handoff_of(username: str) -> Handoff:
@@ -114,6 +146,7 @@ def draft_pages() -> dict[str, str]:
         "draft": f"/rules/{draft.version}/",
         "draft-edit": f"/rules/{draft.version}/edit",
         "preview": f"/rules/{draft.version}/preview",
+        "publish": f"/rules/{draft.version}/publish",
         "rule-new": f"/rules/{draft.version}/rules/new",
         "rule-edit": f"/rules/{draft.version}/rules/{rule.pk}/edit",
     }
@@ -159,9 +192,24 @@ def violations(tab: Page) -> list[str]:
 def audit(tab: Page, pages: dict[str, str], viewport: str) -> Iterator[str]:
     for name, url in pages.items():
         response = tab.goto(url)
-        assert response and response.status == 200, f"{name} ({url}) answered {response and response.status}"
-        for problem in violations(tab):
-            yield f"[{viewport}] {name} {url}: {problem}"
+        status = STATUS.get(name, 200)
+        assert response and response.status == status, f"{name} ({url}) answered {response and response.status}"
+        if name in READY:
+            expect(tab.locator(READY[name]).first, f"{name} ({url}) shows {READY[name]}").to_be_attached()
+        yield from audit_here(tab, name, viewport)
+
+
+def audit_here(tab: Page, name: str, viewport: str) -> Iterator[str]:
+    for problem in violations(tab):
+        yield f"[{viewport}] {name} {tab.url}: {problem}"
+
+
+def audit_form_errors(tab: Page, url: str, viewport: str) -> Iterator[str]:
+    """A form sent back with its errors: the draft's new rule, submitted empty."""
+    tab.goto(url)
+    tab.get_by_role("button", name="Add rule").click()
+    expect(tab.locator(".field-error").first).to_be_visible()
+    yield from audit_here(tab, "rule-form-errors", viewport)
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
@@ -175,11 +223,14 @@ def test_every_page_of_each_role_has_no_serious_accessibility_violation(
     if role == "rep":
         pages |= {"handoff-claimed": f"/queue/{claimed_handoff_of('rep').public_id}/"}
     if role == "admin":
+        claimed_handoff_of("rep")  # the manager's page offers to release it
         pages |= draft_pages() | webhook_pages()
     with browser_tab(chromium, live_server, width=width, height=height, is_mobile=phone, has_touch=phone) as tab:
-        problems = list(audit(tab, {"login": "/login/"}, viewport))
+        problems = list(audit(tab, ANONYMOUS_PAGES, viewport))
         log_in(tab, role, DEMO_PASSWORDS[role])
         problems += audit(tab, pages, viewport)
+        if role == "admin":
+            problems += audit_form_errors(tab, pages["rule-new"], viewport)
     assert not problems, "\n".join(problems)
 
 

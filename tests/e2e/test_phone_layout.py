@@ -1,8 +1,8 @@
 """End to end, in a real browser held like a phone (390 × 844): the pages fit the screen.
 Nothing scrolls sideways, neither the page nor the navigation nor a list (lists are cards
 on phones), and the notifications bell is always on screen. What a role comes for is in
-view: the leads' scores, the queue's SLA and Claim, the handoff's decision; chart text
-stays readable. The dashboard is saved as phone-<role>.png."""
+view: the leads' scores and next-stage criteria, the queue's SLA and Claim, the handoff's
+decision; chart text stays readable. The dashboard is saved as phone-<role>.png."""
 
 import re
 from datetime import timedelta
@@ -105,6 +105,24 @@ def test_a_marketers_lists_are_cards_with_the_score_and_readable_charts(phone: P
     assert row and title and row["x"] >= 0 and row["x"] + row["width"] <= 390, row
     assert title["width"] > 0.8 * row["width"], "the lead's name runs across its card"
     shoot(phone, "phone-leads")
+
+    # Why an MQL is not yet an SQL, as the desktop's criteria column says it: a compact line
+    # of its card (score ✓, fit ✓, intent ✗).
+    phone.goto("/leads/?stage=mql")
+    card = phone.locator("table.cards tbody tr").first
+    card.scroll_into_view_if_needed()
+    criteria = card.locator("td[data-label='SQL criteria']")
+    expect(criteria).to_be_in_viewport(ratio=1)
+    pills = criteria.locator(".criterion")
+    states = [re.sub(r"\s+", " ", text).strip() for text in pills.all_inner_texts()]
+    said = [re.fullmatch(r"([a-z ]+) [✓✗] (?:met|not met)", state) for state in states]
+    assert all(said), states
+    assert {"score", "fit", "intent"} <= {match.group(1) for match in said if match}, states
+    for pill in pills.all():
+        expect(pill).to_be_in_viewport(ratio=1)
+    line, first = criteria.bounding_box(), pills.first.bounding_box()
+    assert line and first and line["height"] < 2.5 * first["height"], f"the criteria take {line}: not one compact line"
+    shoot(phone, "phone-leads-criteria")
 
     lead = Lead.objects.filter(stage=Stage.SQL).order_by("created_at").first()
     assert lead

@@ -167,10 +167,14 @@ def test_a_rep_works_the_demo_queue(page: Page, demo_data):
     claim.locator("summary", has_text="Reject…").click()
     expect(claim.get_by_label("Reason")).to_be_visible()
     shoot(page, "queue")
-    claim.locator("summary", has_text="Reject…").click()  # closed again: the accept goes through
-    claim.get_by_role("button", name="Accept").click()
+    claim.locator("summary", has_text="Reject…").click()  # closed again
+    # The demo asks the accept checklist (budget, authority, need, timeline): Accept… opens it.
+    claim.get_by_role("link", name="Accept…").click()
+    page.get_by_label("Budget", exact=True).check()
+    page.get_by_role("button", name="Accept the lead").click()
     expect(page.get_by_text(f"Accepted {top.lead.display_name}: the lead is yours now.")).to_be_visible()
     assert Lead.objects.get(pk=top.lead_id).owner.username == "rep"
+    assert Handoff.objects.get(pk=top.pk).confirmed == ["budget"]
 
     page.get_by_role("link", name=re.compile("Notifications")).click()
     expect(page.get_by_role("heading", name="Notifications")).to_be_visible()
