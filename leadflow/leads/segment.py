@@ -23,12 +23,15 @@ Mapping (README, "Segment-compatible ingest"):
 - ``group`` → the lead's ``account`` trait (the group's ``name`` trait, else ``groupId``);
 - ``alias`` → ``previousId`` (an anonymous id or an earlier userId) joins ``userId``.
 
+The answer's counts (``SegmentResult``, the batch's metrics and log line) are of
+messages: events stored, lead upserts and aliases applied are accepted; dropped ones
+are rejected.
+
 SDKs ignore the answer's body, so a message that cannot be stored is dropped and
 logged (``SegmentDrop``, the last ``SEGMENT_DROPS_KEPT`` per source) with why, for the
 drops page; the answer is Segment's ``{"success": true}``.
 """
 
-import logging
 import math
 import re
 from collections.abc import Sequence
@@ -46,8 +49,6 @@ from leadflow.leads.merge import MergeError, leads_merge_rows
 from leadflow.leads.models import LEAD_UTM_FIELDS, Lead, SegmentDrop, Source
 from leadflow.leads.services import IngestResult, events_ingest, leads_resolve, request_scoring_after_commit
 from leadflow.leads.validation import MAX_JSON_DEPTH, Errors, LeadInput, parse_timestamp, validate_lead
-
-logger = logging.getLogger(__name__)
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 EVENT_MESSAGES = ("track", "page", "screen")
@@ -73,12 +74,25 @@ def snake_case(name: str) -> str:
 
 @dataclass
 class SegmentResult:
-    """What a Segment request stored: the native results, plus the messages dropped."""
+    """What a Segment request stored, by kind of message: events stored (``track``,
+    ``page``, ``screen``), lead upserts applied (``identify``, ``group``), aliases applied;
+    the duplicates (events already stored), and the messages dropped."""
 
-    accepted: int = 0
-    duplicates: int = 0
+    events: int = 0
     leads: int = 0
+    aliases: int = 0
+    duplicates: int = 0
     dropped: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        """Every message stored or applied: a batch of ``identify`` calls is accepted like
+        one of events (its dropped messages count as rejected either way)."""
+        return self.events + self.leads + self.aliases
+
+    @property
+    def accepted_by_kind(self) -> dict[str, int]:
+        return {"events": self.events, "leads": self.leads, "aliases": self.aliases}
 
 
 @dataclass
@@ -306,51 +320,53 @@ def segment_ingest(*, source: Source, messages: Sequence[Any], sent_at: Any = No
         if kind == "event":
             _store_events(source, run, result)
         elif kind == "lead":
-            _store_leads(source, run, result)
+            result.leads += _store_leads(source, run, result)
         else:
-            _store_alias(source, run[0], result)
+            result.aliases += _store_alias(source, run[0], result)
     result.dropped.sort(key=lambda item: item["index"])
     if result.dropped:
         segment_drops_record(source=source, messages=messages, dropped=result.dropped)
-    logger.debug("segment ingest source=%s leads=%d (the batch's line: leadflow.metrics)", source.slug, result.leads)
     return result
 
 
 def _store_events(source: Source, run: list[_Translated], result: SegmentResult) -> None:
     stored: IngestResult = events_ingest(source=source, payloads=[item.payload for item in run])
-    result.accepted += stored.accepted
+    result.events += stored.accepted
     result.duplicates += stored.duplicates
     for rejected in stored.rejected:
         result.dropped.append({"index": run[rejected["index"]].index, "errors": rejected["errors"]})
 
 
-def _store_leads(source: Source, run: list[_Translated], result: SegmentResult) -> None:
+def _store_leads(source: Source, run: list[_Translated], result: SegmentResult) -> int:
+    """Upsert the leads of the run; returns how many inputs were applied (the others are dropped)."""
+
     def store() -> Any:
         resolved = leads_resolve(source=source, inputs=[item.payload for item in run])
         request_scoring_after_commit(sorted({pk for pk in resolved.lead_ids if pk is not None}))
         return resolved
 
     resolved = atomic_with_retry(store)
-    result.leads += sum(1 for pk in resolved.lead_ids if pk is not None)
     for position, errors in resolved.errors.items():
         result.dropped.append({"index": run[position].index, "errors": {"lead": errors}})
+    return sum(1 for pk in resolved.lead_ids if pk is not None)
 
 
-def _store_alias(source: Source, item: _Translated, result: SegmentResult) -> None:
+def _store_alias(source: Source, item: _Translated, result: SegmentResult) -> int:
     """``previousId`` joins ``userId``: an anonymous id of a visitor (or unknown) is an
     ``identify`` linking the two; an earlier userId of another person is a merge of that
-    person into the lead of ``userId``."""
+    person into the lead of ``userId``. Returns 1 when applied, 0 when dropped."""
     previous, user_id = item.payload
     previous_lead = Lead.objects.filter(external_id=previous).first()
     if previous_lead is None or previous_lead.external_id == user_id:
-        _store_leads(source, [_Translated(item.index, "lead", LeadInput(None, user_id, anonymous_id=previous))], result)
-        return
+        return _store_leads(
+            source, [_Translated(item.index, "lead", LeadInput(None, user_id, anonymous_id=previous))], result
+        )
     survivor = Lead.objects.filter(external_id=user_id).first()
     if survivor is None:  # the person simply changes ids: the old lead is theirs
         result.dropped.append(
             {"index": item.index, "errors": {"userId": ["No lead has this userId yet: identify it first, then alias."]}}
         )
-        return
+        return 0
 
     def merge() -> None:
         leads_merge_rows(
@@ -361,8 +377,8 @@ def _store_alias(source: Source, item: _Translated, result: SegmentResult) -> No
         atomic_with_retry(merge)
     except MergeError as error:
         result.dropped.append({"index": item.index, "errors": {"previousId": [str(error)]}})
-        return
-    result.leads += 1
+        return 0
+    return 1
 
 
 def segment_drops_record(*, source: Source, messages: Sequence[Any], dropped: list[dict[str, Any]]) -> None:
