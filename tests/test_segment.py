@@ -210,6 +210,70 @@ def test_alias_joins_an_anonymous_id_to_the_user_id(segment_source):
     assert (lead.external_id, lead.visitor, lead.events.count()) == ("u-5", False, 1)
 
 
+def test_alias_of_one_known_users_id_to_another_merges_the_first_lead_into_the_second(
+    live_server, write_key, segment_source
+):
+    errors: list = []
+    client = sdk(live_server, write_key, errors=errors)
+    client.identify(user_id="u-old", traits={"email": "old@example.com"})
+    client.track(user_id="u-old", event="Trial Started", message_id="t-1")
+    client.identify(user_id="u-new", traits={"email": "new@example.com"})
+    client.flush()
+    earlier, kept = Lead.objects.get(external_id="u-old"), Lead.objects.get(external_id="u-new")
+
+    client.alias(previous_id="u-old", user_id="u-new")
+    client.flush()
+    assert errors == [] and not SegmentDrop.objects.exists()
+    assert list(Lead.objects.values_list("pk", flat=True)) == [kept.pk], "one person: the lead of userId survives"
+    kept.refresh_from_db()
+    assert (kept.external_id, kept.email) == ("u-new", "new@example.com")
+    assert kept.events.get().type == "trial_started"
+    merge = LeadMerge.objects.get()
+    assert (merge.survivor_id, merge.merged_public_id, merge.actor) == (kept.pk, earlier.public_id, None)
+    assert merge.merged_identities["external_id"] == "u-old" and merge.reason == "Segment alias of u-old."
+
+
+def test_alias_of_a_visitors_anonymous_id_to_a_known_users_id_merges_the_visitor_and_its_page_views(
+    live_server, write_key, segment_source
+):
+    person, _ = services.lead_upsert(source=segment_source, data=services.LeadInput("amy@example.com", "u-amy"))
+    client = sdk(live_server, write_key)
+    client.page(anonymous_id="anon-amy", name="Pricing")
+    client.flush()
+    visitor = Lead.objects.get(visitor=True)
+
+    client.alias(previous_id="anon-amy", user_id="u-amy")
+    client.flush()
+    assert list(Lead.objects.values_list("pk", flat=True)) == [person.pk]
+    assert person.events.get().type == "page_view"
+    assert AnonymousId.objects.get(anonymous_id="anon-amy").lead_id == person.pk
+    assert LeadMerge.objects.get().merged_public_id == visitor.public_id
+
+
+def test_alias_of_a_users_id_to_a_new_one_gives_the_lead_the_new_user_id(live_server, write_key, segment_source):
+    errors: list = []
+    client = sdk(live_server, write_key, errors=errors)
+    client.identify(user_id="u-42", traits={"email": "joan@example.com", "name": "Joan Clarke"})
+    client.track(user_id="u-42", event="Trial Started", message_id="t-1")
+    client.flush()
+    lead = Lead.objects.get()
+
+    client.alias(previous_id="u-42", user_id="joan-7f3a")
+    client.track(user_id="joan-7f3a", event="Demo Requested", message_id="t-2")
+    client.flush()
+    assert errors == [] and not SegmentDrop.objects.exists()
+    assert list(Lead.objects.values_list("pk", flat=True)) == [lead.pk], "the person changed ids: the same lead"
+    lead.refresh_from_db()
+    assert (lead.external_id, lead.email, lead.name) == ("joan-7f3a", "joan@example.com", "Joan Clarke")
+    assert sorted(lead.events.values_list("type", flat=True)) == ["demo_request", "trial_started"]
+    assert not LeadMerge.objects.exists()
+
+    # A lead has one external_id: the previous userId no longer names it (README).
+    client.track(user_id="u-42", event="Pricing Viewed", message_id="t-3")
+    client.flush()
+    assert Lead.objects.get(external_id="u-42").pk != lead.pk
+
+
 def test_drop_log_keeps_the_last_messages_of_each_source(segment_source, settings):
     settings.SEGMENT_DROPS_KEPT = 3
     for n in range(5):

@@ -21,7 +21,10 @@ Mapping (README, "Segment-compatible ingest"):
   ``industry``, ``country`` or ``address.country``, ``employees``; the rest into the
   lead's traits);
 - ``group`` → the lead's ``account`` trait (the group's ``name`` trait, else ``groupId``);
-- ``alias`` → ``previousId`` (an anonymous id or an earlier userId) joins ``userId``.
+- ``alias`` → ``previousId`` (an anonymous id or an earlier userId) joins ``userId``:
+  a visitor becomes (or merges into) the lead of ``userId``, a lead of an earlier userId
+  merges into the lead of ``userId`` or, when no lead has it yet, takes it as its
+  external_id (``_store_alias``).
 
 The answer's counts (``SegmentResult``, the batch's metrics and log line) are of
 messages: events stored, lead upserts and aliases applied are accepted; dropped ones
@@ -352,29 +355,45 @@ def _store_leads(source: Source, run: list[_Translated], result: SegmentResult) 
 
 
 def _store_alias(source: Source, item: _Translated, result: SegmentResult) -> int:
-    """``previousId`` joins ``userId``: an anonymous id of a visitor (or unknown) is an
-    ``identify`` linking the two; an earlier userId of another person is a merge of that
-    person into the lead of ``userId``. Returns 1 when applied, 0 when dropped."""
+    """``previousId`` joins ``userId``: from now on the person is known by ``userId``
+    (Segment's alias). Returns 1 when applied, 0 when dropped.
+
+    - ``previousId`` is an anonymous id (a visitor's, or not seen yet), or already the
+      userId's lead's: an ``identify`` naming both — the visitor becomes the lead of
+      ``userId`` or is merged into it (an anonymous id of another known person stays
+      theirs, as for an ``identify``).
+    - ``previousId`` is the userId (external_id) of a lead, and another lead has
+      ``userId``: two known leads are one person — the lead of ``previousId`` is merged
+      into the lead of ``userId``, which keeps its external_id (the merge record keeps
+      the previous one).
+    - ``previousId`` is the userId of a lead and no lead has ``userId``: the person
+      changed ids — the lead's external_id becomes ``userId``. A lead has one
+      external_id, so the previous userId stops naming it: a later message sent with
+      it makes a new lead (an alias again merges the two)."""
     previous, user_id = item.payload
-    previous_lead = Lead.objects.filter(external_id=previous).first()
-    if previous_lead is None or previous_lead.external_id == user_id:
+    previous_lead = Lead.objects.filter(external_id=previous).only("pk").first()
+    if previous_lead is None or previous == user_id:
         return _store_leads(
             source, [_Translated(item.index, "lead", LeadInput(None, user_id, anonymous_id=previous))], result
         )
-    survivor = Lead.objects.filter(external_id=user_id).first()
-    if survivor is None:  # the person simply changes ids: the old lead is theirs
-        result.dropped.append(
-            {"index": item.index, "errors": {"userId": ["No lead has this userId yet: identify it first, then alias."]}}
-        )
-        return 0
 
-    def merge() -> None:
-        leads_merge_rows(
-            survivor_id=survivor.pk, merged_id=previous_lead.pk, actor=None, reason=f"Segment alias of {previous}."
+    def join() -> None:
+        survivor_id = Lead.objects.filter(external_id=user_id).values_list("pk", flat=True).first()
+        if survivor_id is not None:
+            leads_merge_rows(
+                survivor_id=survivor_id, merged_id=previous_lead.pk, actor=None, reason=f"Segment alias of {previous}."
+            )
+            return
+        # Conditional, so a concurrent change of the lead is not overwritten; a lead that
+        # took userId meanwhile violates its unique constraint, and the retry merges.
+        renamed = Lead.objects.filter(pk=previous_lead.pk, external_id=previous).update(
+            external_id=user_id, updated_at=timezone.now()
         )
+        if not renamed:
+            raise MergeError("The lead of previousId changed (or was merged) meanwhile: send the alias again.")
 
     try:
-        atomic_with_retry(merge)
+        atomic_with_retry(join)
     except MergeError as error:
         result.dropped.append({"index": item.index, "errors": {"previousId": [str(error)]}})
         return 0
