@@ -5,11 +5,14 @@ as Basic or Bearer, and the drop log."""
 import base64
 import gzip
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import analytics
 import pytest
 import requests
+from prometheus_client import REGISTRY
 
 from leadflow.leads import services
 from leadflow.leads.models import AnonymousId, Event, Lead, LeadMerge, SegmentDrop, Stage
@@ -36,14 +39,15 @@ def write_key(segment_source):
     return secret
 
 
-def sdk(live_server, write_key, *, gzip_bodies=False, errors=None):
-    """The Segment SDK as a team runs it: batching in its own thread, pointed at LeadFlow."""
+def sdk(live_server, write_key, *, gzip_bodies=False, errors=None, upload_interval=0.05):
+    """The Segment SDK as a team runs it: batching in its own thread, pointed at LeadFlow
+    (a batch gathers the calls made within ``upload_interval`` of its first)."""
     return analytics.Client(
         write_key,
         host=f"{live_server.url}/api/segment",
         gzip=gzip_bodies,
         upload_size=500,
-        upload_interval=0.05,
+        upload_interval=upload_interval,
         max_retries=0,
         on_error=(lambda error, batch: errors.append(error)) if errors is not None else None,
     )
@@ -126,21 +130,108 @@ def test_identify_of_a_known_person_merges_the_visitor_and_its_page_views(live_s
     assert person.events.count() == 3 and not Lead.objects.filter(visitor=True).exists()
 
 
+def ingest_sample(name, **labels):
+    """A value of the ingest's series in this process (the live server's thread counts here too)."""
+    return REGISTRY.get_sample_value(name, {"source": "segment-web", **labels}) or 0.0
+
+
 def test_a_gzip_batch_of_every_message_type_is_stored(live_server, write_key, segment_source):
     errors: list = []
-    client = sdk(live_server, write_key, gzip_bodies=True, errors=errors)
+    batches = ingest_sample("leadflow_ingest_batch_seconds_count")
+    accepted = ingest_sample("leadflow_ingest_events_total", outcome="accepted")
+    # Every call within the SDK's upload interval goes in one batch, gzipped.
+    client = sdk(live_server, write_key, gzip_bodies=True, errors=errors, upload_interval=2)
     client.identify(user_id="u-1", traits={"email": "lin@example.com", "title": "CTO", "employees": 250, "plan": "pro"})
     client.track(user_id="u-1", event="Whitepaper Downloaded", properties={"asset": "guide.pdf"})
     client.screen(user_id="u-1", name="Settings")
     client.group(user_id="u-1", group_id="g-1", traits={"name": "Lin Industries"})
+    client.page(anonymous_id="anon-lin", name="Pricing", properties={"path": "/pricing"})
+    client.alias(previous_id="anon-lin", user_id="u-1")
     client.flush()
-    assert errors == []
+    assert errors == [] and not SegmentDrop.objects.exists()
+    assert ingest_sample("leadflow_ingest_batch_seconds_count") - batches == 1, "one batch"
+    assert ingest_sample("leadflow_ingest_events_total", outcome="accepted") - accepted == 6
+    # identify
     lead = Lead.objects.get()
     assert (lead.external_id, lead.email, lead.job_title, lead.company_size) == ("u-1", "lin@example.com", "CTO", 250)
+    # group
     assert lead.traits == {"plan": "pro", "account": "Lin Industries"}
     assert lead.account is not None and lead.account.name == "Lin Industries"
+    # track
     download = lead.events.get(type="whitepaper_downloaded")
     assert download.properties["asset"] == "guide.pdf"
+    # screen
+    assert lead.events.get(type="screen_view").properties["name"] == "Settings"
+    # page, by a visitor the alias then merged into the person
+    assert lead.events.get(type="page_view").properties["path"] == "/pricing"
+    assert AnonymousId.objects.get(anonymous_id="anon-lin").lead_id == lead.pk
+    assert LeadMerge.objects.get().survivor_id == lead.pk
+
+
+def _visitor_and_a_known_person(source):
+    segment_ingest(source=source, messages=[{"type": "page", "anonymousId": "anon-1", "messageId": "p-0"}])
+    services.lead_upsert(source=source, data=services.LeadInput("ada@example.com", "u-1"))
+
+
+def _tracked():
+    assert Event.objects.get(lead__external_id="u-1").type == "demo_request"
+
+
+def _identified():
+    lead = Lead.objects.get(external_id="u-1")
+    assert (lead.email, lead.job_title, lead.traits) == ("ada@example.com", "CTO", {"plan": "pro"})
+
+
+def _page_viewed():
+    assert Event.objects.get(type="page_view", lead__visitor=True).properties["path"] == "/pricing"
+
+
+def _screen_viewed():
+    assert Event.objects.get(type="screen_view", lead__external_id="u-1").properties["name"] == "Settings"
+
+
+def _grouped():
+    lead = Lead.objects.get(external_id="u-1")
+    assert lead.traits == {"account": "Analytical Engines"} and lead.account.name == "Analytical Engines"
+
+
+def _merged():
+    lead = Lead.objects.get()
+    assert lead.external_id == "u-1" and lead.events.get().type == "page_view"
+    assert LeadMerge.objects.get().survivor_id == lead.pk
+
+
+# Each single-message endpoint: (the message, what to set up first, its stored effect).
+SINGLE_MESSAGES: dict[str, tuple[dict[str, Any], Callable[[Any], None] | None, Callable[[], None]]] = {
+    "track": ({"userId": "u-1", "event": "Demo Requested"}, None, _tracked),
+    "identify": (
+        {"userId": "u-1", "traits": {"email": "ada@example.com", "title": "CTO", "plan": "pro"}},
+        None,
+        _identified,
+    ),
+    "page": ({"anonymousId": "anon-1", "name": "Pricing", "properties": {"path": "/pricing"}}, None, _page_viewed),
+    "screen": ({"userId": "u-1", "name": "Settings"}, None, _screen_viewed),
+    "group": ({"userId": "u-1", "groupId": "g-1", "traits": {"name": "Analytical Engines"}}, None, _grouped),
+    "alias": ({"previousId": "anon-1", "userId": "u-1"}, _visitor_and_a_known_person, _merged),
+}
+
+
+@pytest.mark.parametrize("kind", list(SINGLE_MESSAGES))
+def test_each_single_message_endpoint_stores_its_message_with_the_write_key_as_basic_user_name(
+    live_server, write_key, segment_source, kind
+):
+    message, prepare, stored = SINGLE_MESSAGES[kind]
+    if prepare:
+        prepare(segment_source)
+    response = requests.post(
+        f"{live_server.url}/api/segment/v1/{kind}",
+        json={**message, "messageId": f"{kind}-1"},
+        auth=(write_key, ""),
+        timeout=10,
+    )
+    assert response.status_code == 200 and response.json() == {"success": True}
+    assert not SegmentDrop.objects.exists()
+    stored()
 
 
 def test_write_key_works_as_basic_user_name_and_as_bearer_and_a_wrong_one_is_refused(live_server, write_key):
