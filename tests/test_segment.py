@@ -12,6 +12,7 @@ from typing import Any
 import analytics
 import pytest
 import requests
+from django.contrib.admin.models import LogEntry
 from prometheus_client import REGISTRY
 
 from leadflow.leads import services
@@ -429,3 +430,93 @@ def test_conflicting_identities_in_an_identify_are_dropped_with_the_reason(segme
     drop = SegmentDrop.objects.get()
     assert any("merge the leads first" in problem for problem in drop.problems)
     assert Lead.objects.count() == 2
+
+
+# --- A source's Segment event names, edited on a page -------------------------------------------------
+def event_names_page(source):
+    return f"/segment/sources/{source.slug}/event-names"
+
+
+def test_marketing_and_scoring_admins_edit_a_sources_event_names_and_sales_get_403(
+    segment_source, marketer, admin, rep, outsider
+):
+    page = browser(marketer).get(event_names_page(segment_source))
+    assert page.status_code == 200
+    assert "Demo Requested → demo_request" in page.content.decode()
+
+    text = "Demo Requested → demo_request\nTrial Started -> trial_start\n"
+    for person in (rep, outsider):
+        assert browser(person).get(event_names_page(segment_source)).status_code == 403
+        assert browser(person).post(event_names_page(segment_source), {"event_types": text}).status_code == 403
+    assert browser().get(event_names_page(segment_source)).status_code == 302  # to the login page
+    segment_source.refresh_from_db()
+    assert segment_source.segment_event_types == {"Demo Requested": "demo_request"}
+
+    saved = browser(admin).post(event_names_page(segment_source), {"event_types": text}, follow=True)
+    assert saved.status_code == 200 and "Saved 2 Segment event names" in saved.content.decode()
+    segment_source.refresh_from_db()
+    assert segment_source.segment_event_types == {"Demo Requested": "demo_request", "Trial Started": "trial_start"}
+    # The change is in the source's history, the admin's, with its other edits.
+    entry = LogEntry.objects.get(object_id=str(segment_source.pk))
+    assert entry.user == admin and "added “Trial Started” → trial_start" in entry.change_message
+    assert browser(marketer).get(f"/segment/sources/{segment_source.slug}-nope/event-names").status_code == 404
+
+
+def test_a_post_without_the_csrf_token_is_refused(segment_source, marketer):
+    guarded = browser(marketer, enforce_csrf_checks=True)
+    response = guarded.post(event_names_page(segment_source), {"event_types": "Signed Up → signup"})
+    assert response.status_code == 403
+    segment_source.refresh_from_db()
+    assert segment_source.segment_event_types == {"Demo Requested": "demo_request"}
+
+
+def test_each_wrong_line_is_named_in_the_fields_errors_and_nothing_is_saved(segment_source, marketer):
+    text = "\n".join(
+        [
+            "Demo Requested → demo_request",  # 1: fine
+            "Trial Started → Trial Start",  # 2: not a slug
+            "Signed Up",  # 3: no arrow
+            "→ orphan",  # 4: no name
+            f"Long One → {'a' * 65}",  # 5: over 64 characters
+            "Number → 1st_touch",  # 6: does not start with a letter
+            "Demo Requested → demo",  # 7: the same name twice
+            "",
+            "Webinar Joined → webinar_attended",  # 9: fine
+        ]
+    )
+    response = browser(marketer).post(event_names_page(segment_source), {"event_types": text})
+    assert response.status_code == 400
+    errors = response.context["form"].errors["event_types"]
+    assert [error.split(" ", 2)[1] for error in errors] == ["2", "3", "4", "5", "6", "7"]
+    assert "Line 2 (“Trial Started → Trial Start”)" in errors[0] and "e.g. trial_start" in errors[0]
+    assert "an arrow" in errors[1] and "event name is missing" in errors[2]
+    assert "at most 64" in errors[3] and "starting with a letter" in errors[4]
+    assert "already mapped on line 1" in errors[5]
+    page = response.content.decode()
+    assert "Line 2 (“Trial Started → Trial Start”)" in page and "Webinar Joined → webinar_attended" in page
+    segment_source.refresh_from_db()
+    assert segment_source.segment_event_types == {"Demo Requested": "demo_request"}
+    assert not LogEntry.objects.exists()
+
+
+def test_the_next_track_message_uses_the_names_saved_on_the_page(live_server, write_key, segment_source, marketer):
+    errors: list = []
+    client = sdk(live_server, write_key, errors=errors)
+    client.track(user_id="u-9", event="???")  # nothing to make an event type of: dropped
+    client.flush()
+    drop = SegmentDrop.objects.get()
+    assert any(event_names_page(segment_source) in problem for problem in drop.problems), "points at the page"
+    drops_page = browser(marketer).get("/segment/drops/").content.decode()
+    assert f'href="{event_names_page(segment_source)}"' in drops_page
+
+    saved = browser(marketer).post(
+        event_names_page(segment_source),
+        {"event_types": "Demo Requested → demo_request\n??? → mystery\nTrial Started → trial_start"},
+    )
+    assert saved.status_code == 302
+    client.track(user_id="u-9", event="???", message_id="m-1")
+    client.track(user_id="u-9", event="Trial Started", message_id="m-2")
+    client.flush()
+    assert errors == [] and SegmentDrop.objects.count() == 1
+    lead = Lead.objects.get(external_id="u-9")
+    assert sorted(lead.events.values_list("type", flat=True)) == ["mystery", "trial_start"]

@@ -45,6 +45,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 
 from leadflow.db import SqlNames, atomic_with_retry
@@ -191,7 +192,10 @@ def _event(message: dict[str, Any], source: Source, batch_sent_at: Any, now: dat
             mapping = source.segment_event_types if isinstance(source.segment_event_types, dict) else {}
             event_type = mapping.get(name) or snake_case(name)
             if not event_type:
-                errors["event"] = [f"{name!r} has no letters to make an event type of: map it on the source."]
+                errors["event"] = [
+                    f"{name!r} has no letters to make an event type of: map it on the source's Segment event "
+                    f"names page, {reverse('segment-event-types', args=[source.slug])}."
+                ]
             properties.setdefault("event", name)
     else:
         event_type = "page_view" if kind == "page" else "screen_view"
