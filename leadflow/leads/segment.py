@@ -12,7 +12,8 @@ Mapping (README, "Segment-compatible ingest"):
 - ``userId`` → ``external_id``; ``anonymousId`` → an anonymous visitor identity;
   ``traits.email`` (or ``context.traits.email``) → ``email``;
 - ``track`` → an event whose type is the source's mapping of the name
-  (``Source.segment_event_types``), else the snake_case of the name;
+  (``Source.segment_event_types``, edited on the source's Segment event names page),
+  else the snake_case of the name;
 - ``page`` → ``page_view`` (``screen`` → ``screen_view``) with ``url``, ``path``,
   ``title``, ``referrer``, ``name``; the campaign (``context.campaign``) → the event's
   ``utm_*`` properties and the lead's ``utm_source``, ``utm_medium``, ``utm_campaign``;
