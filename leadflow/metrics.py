@@ -11,6 +11,7 @@ Prometheus scrapes (``leadflow.monitoring.LeadFlowCollector``).
 """
 
 import os
+from collections.abc import Mapping
 
 import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
@@ -19,7 +20,7 @@ ingest_logger = structlog.get_logger("leadflow.ingest")
 
 INGEST_EVENTS = Counter(
     "leadflow_ingest_events",
-    "Events received by the ingest, by source and outcome (accepted, duplicate, rejected).",
+    "Events received by the ingest (Segment: messages), by source and outcome (accepted, duplicate, rejected).",
     ["source", "outcome"],
 )
 INGEST_BATCH_SECONDS = Histogram(
@@ -41,20 +42,32 @@ WEBHOOK_DELIVERIES = Counter(
 )
 
 
-def ingest_batch_done(*, source: str, accepted: int, duplicates: int, rejected: int, seconds: float) -> None:
+def ingest_batch_done(
+    *,
+    source: str,
+    accepted: int,
+    duplicates: int,
+    rejected: int,
+    seconds: float,
+    accepted_by_kind: Mapping[str, int] | None = None,
+) -> None:
     """Count one batch's events and its time, and log the batch: its source and counts,
     never its contents (personal data: e-mail addresses, names). Every ingest endpoint
-    calls it once per batch it answered."""
+    calls it once per batch it answered. A Segment batch counts messages: ``accepted``
+    adds up ``accepted_by_kind`` (events stored, lead upserts and aliases applied),
+    which the log line carries too."""
     INGEST_BATCH_SECONDS.labels(source=source).observe(seconds)
     for outcome, count in (("accepted", accepted), ("duplicate", duplicates), ("rejected", rejected)):
         if count:
             INGEST_EVENTS.labels(source=source, outcome=outcome).inc(count)
+    breakdown = {"accepted_by_kind": dict(accepted_by_kind)} if accepted_by_kind is not None else {}
     ingest_logger.info(
         "ingest_batch",
         source=source,
         accepted=accepted,
         duplicates=duplicates,
         rejected=rejected,
+        **breakdown,
         duration_ms=round(seconds * 1000, 1),
     )
 

@@ -28,6 +28,7 @@ urlpatterns = [
     path("imports/<uuid:job_id>/rejected.csv", import_views.import_rejected_csv, name="import-rejected-csv"),
     path("leads/<uuid:lead_id>/merge", lead_views.lead_merge, name="lead-merge"),
     path("segment/drops/", lead_views.segment_drops, name="segment-drops"),
+    path("segment/sources/<slug:source_slug>/event-names", lead_views.segment_event_types, name="segment-event-types"),
     path("accounts/", project_views.account_list, name="account-list"),
     path("accounts/<int:account_id>/", project_views.account_detail, name="account-detail"),
     path("queue/", handoff_views.sales_queue, name="sales-queue"),

@@ -113,6 +113,8 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("lead-merge", "GET"): page(STAGE_EDITORS),
     ("lead-merge", "POST"): page(STAGE_EDITORS, other="nobody@example.com", confirmed="on"),
     ("segment-drops", "GET"): page(STAGE_EDITORS),
+    ("segment-event-types", "GET"): page(STAGE_EDITORS),
+    ("segment-event-types", "POST"): page(STAGE_EDITORS, event_types="Demo Requested → demo_request"),
     ("account-detail", "GET"): page(ANY_ROLE),
     # Imports from other tools (issue 15, item 4): a draft job, so the map page answers
     ("import-list", "GET"): page(IMPORTERS),
@@ -418,6 +420,7 @@ def url_kwargs(route: str, world: World, viewer: str, own: bool) -> dict[str, An
         "key": "budget",  # an accept checklist item of the data migration
         "view_id": world.saved_views[recipient].pk,
         "job_id": world.import_job_id,
+        "source_slug": "matrix-import",  # the import job's source
         "uidb64": "MQ",
         "token": "set-password",
         "subscription_id": world.subscription_id,

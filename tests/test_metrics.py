@@ -1,6 +1,7 @@
 """/metrics: Prometheus's text format with django-prometheus's series and LeadFlow's own,
 for the monitoring system only (a token or an allowed address)."""
 
+import json
 import subprocess
 import sys
 from datetime import timedelta
@@ -12,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from handoff.models import HandoffStatus, WebhookDelivery, WebhookSubscription
 from handoff.tasks import deliver_webhook
+from leadflow.leads.models import AnonymousId, Lead
+from leadflow.logconfig import formatter
 from scoring.models import RescoreRun
 from tests.factories import HandoffFactory, LeadFactory
 from tests.helpers import behaviour, clean_env
@@ -61,6 +64,39 @@ def test_a_segment_batch_is_counted_like_a_native_one_its_dropped_messages_as_re
         assert value(after, name, **labels) - value(before, name, **labels) == count
     batches = "leadflow_ingest_batch_seconds_count"
     assert value(after, batches, source="website") - value(before, batches, source="website") == 1
+
+
+@pytest.mark.django_db
+def test_a_segment_batch_of_identify_group_and_alias_counts_its_messages_as_accepted_in_the_series_and_the_log(
+    ingest_client, caplog, django_capture_on_commit_callbacks
+):
+    before = samples(scrape())
+    batch = [
+        {"type": "identify", "userId": "u-1", "traits": {"email": "ada@example.com"}, "messageId": "i-1"},
+        {"type": "group", "userId": "u-1", "groupId": "g-1", "traits": {"name": "Analytical"}, "messageId": "g-1"},
+        {"type": "alias", "previousId": "anon-1", "userId": "u-1", "messageId": "a-1"},
+        {"type": "identify", "traits": {"email": "nobody@example.com"}, "messageId": "i-2"},  # no id: dropped
+    ]
+    with caplog.at_level("INFO", logger="leadflow.ingest"), django_capture_on_commit_callbacks(execute=True):
+        assert ingest_client.post("/api/segment/v1/batch", {"batch": batch}, format="json").status_code == 200
+    lead = Lead.objects.get()
+    assert (lead.external_id, lead.traits["account"]) == ("u-1", "Analytical")
+    assert AnonymousId.objects.get().lead_id == lead.pk
+
+    after = samples(scrape())
+    for outcome, count in (("accepted", 3), ("duplicate", 0), ("rejected", 1)):
+        name, labels = "leadflow_ingest_events_total", {"source": "website", "outcome": outcome}
+        assert value(after, name, **labels) - value(before, name, **labels) == count
+    [record] = [record for record in caplog.records if record.name == "leadflow.ingest"]
+    line = json.loads(formatter(log_format="json").format(record))
+    assert {key: line[key] for key in ("event", "accepted", "duplicates", "rejected", "accepted_by_kind")} == {
+        "event": "ingest_batch",
+        "accepted": 3,
+        "duplicates": 0,
+        "rejected": 1,
+        "accepted_by_kind": {"events": 0, "leads": 2, "aliases": 1},
+    }
+    assert "ada@example.com" not in json.dumps(line)
 
 
 @pytest.mark.django_db

@@ -5,11 +5,15 @@ as Basic or Bearer, and the drop log."""
 import base64
 import gzip
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import analytics
 import pytest
 import requests
+from django.contrib.admin.models import LogEntry
+from prometheus_client import REGISTRY
 
 from leadflow.leads import services
 from leadflow.leads.models import AnonymousId, Event, Lead, LeadMerge, SegmentDrop, Stage
@@ -36,14 +40,15 @@ def write_key(segment_source):
     return secret
 
 
-def sdk(live_server, write_key, *, gzip_bodies=False, errors=None):
-    """The Segment SDK as a team runs it: batching in its own thread, pointed at LeadFlow."""
+def sdk(live_server, write_key, *, gzip_bodies=False, errors=None, upload_interval=0.05):
+    """The Segment SDK as a team runs it: batching in its own thread, pointed at LeadFlow
+    (a batch gathers the calls made within ``upload_interval`` of its first)."""
     return analytics.Client(
         write_key,
         host=f"{live_server.url}/api/segment",
         gzip=gzip_bodies,
         upload_size=500,
-        upload_interval=0.05,
+        upload_interval=upload_interval,
         max_retries=0,
         on_error=(lambda error, batch: errors.append(error)) if errors is not None else None,
     )
@@ -126,21 +131,108 @@ def test_identify_of_a_known_person_merges_the_visitor_and_its_page_views(live_s
     assert person.events.count() == 3 and not Lead.objects.filter(visitor=True).exists()
 
 
+def ingest_sample(name, **labels):
+    """A value of the ingest's series in this process (the live server's thread counts here too)."""
+    return REGISTRY.get_sample_value(name, {"source": "segment-web", **labels}) or 0.0
+
+
 def test_a_gzip_batch_of_every_message_type_is_stored(live_server, write_key, segment_source):
     errors: list = []
-    client = sdk(live_server, write_key, gzip_bodies=True, errors=errors)
+    batches = ingest_sample("leadflow_ingest_batch_seconds_count")
+    accepted = ingest_sample("leadflow_ingest_events_total", outcome="accepted")
+    # Every call within the SDK's upload interval goes in one batch, gzipped.
+    client = sdk(live_server, write_key, gzip_bodies=True, errors=errors, upload_interval=2)
     client.identify(user_id="u-1", traits={"email": "lin@example.com", "title": "CTO", "employees": 250, "plan": "pro"})
     client.track(user_id="u-1", event="Whitepaper Downloaded", properties={"asset": "guide.pdf"})
     client.screen(user_id="u-1", name="Settings")
     client.group(user_id="u-1", group_id="g-1", traits={"name": "Lin Industries"})
+    client.page(anonymous_id="anon-lin", name="Pricing", properties={"path": "/pricing"})
+    client.alias(previous_id="anon-lin", user_id="u-1")
     client.flush()
-    assert errors == []
+    assert errors == [] and not SegmentDrop.objects.exists()
+    assert ingest_sample("leadflow_ingest_batch_seconds_count") - batches == 1, "one batch"
+    assert ingest_sample("leadflow_ingest_events_total", outcome="accepted") - accepted == 6
+    # identify
     lead = Lead.objects.get()
     assert (lead.external_id, lead.email, lead.job_title, lead.company_size) == ("u-1", "lin@example.com", "CTO", 250)
+    # group
     assert lead.traits == {"plan": "pro", "account": "Lin Industries"}
     assert lead.account is not None and lead.account.name == "Lin Industries"
+    # track
     download = lead.events.get(type="whitepaper_downloaded")
     assert download.properties["asset"] == "guide.pdf"
+    # screen
+    assert lead.events.get(type="screen_view").properties["name"] == "Settings"
+    # page, by a visitor the alias then merged into the person
+    assert lead.events.get(type="page_view").properties["path"] == "/pricing"
+    assert AnonymousId.objects.get(anonymous_id="anon-lin").lead_id == lead.pk
+    assert LeadMerge.objects.get().survivor_id == lead.pk
+
+
+def _visitor_and_a_known_person(source):
+    segment_ingest(source=source, messages=[{"type": "page", "anonymousId": "anon-1", "messageId": "p-0"}])
+    services.lead_upsert(source=source, data=services.LeadInput("ada@example.com", "u-1"))
+
+
+def _tracked():
+    assert Event.objects.get(lead__external_id="u-1").type == "demo_request"
+
+
+def _identified():
+    lead = Lead.objects.get(external_id="u-1")
+    assert (lead.email, lead.job_title, lead.traits) == ("ada@example.com", "CTO", {"plan": "pro"})
+
+
+def _page_viewed():
+    assert Event.objects.get(type="page_view", lead__visitor=True).properties["path"] == "/pricing"
+
+
+def _screen_viewed():
+    assert Event.objects.get(type="screen_view", lead__external_id="u-1").properties["name"] == "Settings"
+
+
+def _grouped():
+    lead = Lead.objects.get(external_id="u-1")
+    assert lead.traits == {"account": "Analytical Engines"} and lead.account.name == "Analytical Engines"
+
+
+def _merged():
+    lead = Lead.objects.get()
+    assert lead.external_id == "u-1" and lead.events.get().type == "page_view"
+    assert LeadMerge.objects.get().survivor_id == lead.pk
+
+
+# Each single-message endpoint: (the message, what to set up first, its stored effect).
+SINGLE_MESSAGES: dict[str, tuple[dict[str, Any], Callable[[Any], None] | None, Callable[[], None]]] = {
+    "track": ({"userId": "u-1", "event": "Demo Requested"}, None, _tracked),
+    "identify": (
+        {"userId": "u-1", "traits": {"email": "ada@example.com", "title": "CTO", "plan": "pro"}},
+        None,
+        _identified,
+    ),
+    "page": ({"anonymousId": "anon-1", "name": "Pricing", "properties": {"path": "/pricing"}}, None, _page_viewed),
+    "screen": ({"userId": "u-1", "name": "Settings"}, None, _screen_viewed),
+    "group": ({"userId": "u-1", "groupId": "g-1", "traits": {"name": "Analytical Engines"}}, None, _grouped),
+    "alias": ({"previousId": "anon-1", "userId": "u-1"}, _visitor_and_a_known_person, _merged),
+}
+
+
+@pytest.mark.parametrize("kind", list(SINGLE_MESSAGES))
+def test_each_single_message_endpoint_stores_its_message_with_the_write_key_as_basic_user_name(
+    live_server, write_key, segment_source, kind
+):
+    message, prepare, stored = SINGLE_MESSAGES[kind]
+    if prepare:
+        prepare(segment_source)
+    response = requests.post(
+        f"{live_server.url}/api/segment/v1/{kind}",
+        json={**message, "messageId": f"{kind}-1"},
+        auth=(write_key, ""),
+        timeout=10,
+    )
+    assert response.status_code == 200 and response.json() == {"success": True}
+    assert not SegmentDrop.objects.exists()
+    stored()
 
 
 def test_write_key_works_as_basic_user_name_and_as_bearer_and_a_wrong_one_is_refused(live_server, write_key):
@@ -210,6 +302,70 @@ def test_alias_joins_an_anonymous_id_to_the_user_id(segment_source):
     assert (lead.external_id, lead.visitor, lead.events.count()) == ("u-5", False, 1)
 
 
+def test_alias_of_one_known_users_id_to_another_merges_the_first_lead_into_the_second(
+    live_server, write_key, segment_source
+):
+    errors: list = []
+    client = sdk(live_server, write_key, errors=errors)
+    client.identify(user_id="u-old", traits={"email": "old@example.com"})
+    client.track(user_id="u-old", event="Trial Started", message_id="t-1")
+    client.identify(user_id="u-new", traits={"email": "new@example.com"})
+    client.flush()
+    earlier, kept = Lead.objects.get(external_id="u-old"), Lead.objects.get(external_id="u-new")
+
+    client.alias(previous_id="u-old", user_id="u-new")
+    client.flush()
+    assert errors == [] and not SegmentDrop.objects.exists()
+    assert list(Lead.objects.values_list("pk", flat=True)) == [kept.pk], "one person: the lead of userId survives"
+    kept.refresh_from_db()
+    assert (kept.external_id, kept.email) == ("u-new", "new@example.com")
+    assert kept.events.get().type == "trial_started"
+    merge = LeadMerge.objects.get()
+    assert (merge.survivor_id, merge.merged_public_id, merge.actor) == (kept.pk, earlier.public_id, None)
+    assert merge.merged_identities["external_id"] == "u-old" and merge.reason == "Segment alias of u-old."
+
+
+def test_alias_of_a_visitors_anonymous_id_to_a_known_users_id_merges_the_visitor_and_its_page_views(
+    live_server, write_key, segment_source
+):
+    person, _ = services.lead_upsert(source=segment_source, data=services.LeadInput("amy@example.com", "u-amy"))
+    client = sdk(live_server, write_key)
+    client.page(anonymous_id="anon-amy", name="Pricing")
+    client.flush()
+    visitor = Lead.objects.get(visitor=True)
+
+    client.alias(previous_id="anon-amy", user_id="u-amy")
+    client.flush()
+    assert list(Lead.objects.values_list("pk", flat=True)) == [person.pk]
+    assert person.events.get().type == "page_view"
+    assert AnonymousId.objects.get(anonymous_id="anon-amy").lead_id == person.pk
+    assert LeadMerge.objects.get().merged_public_id == visitor.public_id
+
+
+def test_alias_of_a_users_id_to_a_new_one_gives_the_lead_the_new_user_id(live_server, write_key, segment_source):
+    errors: list = []
+    client = sdk(live_server, write_key, errors=errors)
+    client.identify(user_id="u-42", traits={"email": "joan@example.com", "name": "Joan Clarke"})
+    client.track(user_id="u-42", event="Trial Started", message_id="t-1")
+    client.flush()
+    lead = Lead.objects.get()
+
+    client.alias(previous_id="u-42", user_id="joan-7f3a")
+    client.track(user_id="joan-7f3a", event="Demo Requested", message_id="t-2")
+    client.flush()
+    assert errors == [] and not SegmentDrop.objects.exists()
+    assert list(Lead.objects.values_list("pk", flat=True)) == [lead.pk], "the person changed ids: the same lead"
+    lead.refresh_from_db()
+    assert (lead.external_id, lead.email, lead.name) == ("joan-7f3a", "joan@example.com", "Joan Clarke")
+    assert sorted(lead.events.values_list("type", flat=True)) == ["demo_request", "trial_started"]
+    assert not LeadMerge.objects.exists()
+
+    # A lead has one external_id: the previous userId no longer names it (README).
+    client.track(user_id="u-42", event="Pricing Viewed", message_id="t-3")
+    client.flush()
+    assert Lead.objects.get(external_id="u-42").pk != lead.pk
+
+
 def test_drop_log_keeps_the_last_messages_of_each_source(segment_source, settings):
     settings.SEGMENT_DROPS_KEPT = 3
     for n in range(5):
@@ -274,3 +430,93 @@ def test_conflicting_identities_in_an_identify_are_dropped_with_the_reason(segme
     drop = SegmentDrop.objects.get()
     assert any("merge the leads first" in problem for problem in drop.problems)
     assert Lead.objects.count() == 2
+
+
+# --- A source's Segment event names, edited on a page -------------------------------------------------
+def event_names_page(source):
+    return f"/segment/sources/{source.slug}/event-names"
+
+
+def test_marketing_and_scoring_admins_edit_a_sources_event_names_and_sales_get_403(
+    segment_source, marketer, admin, rep, outsider
+):
+    page = browser(marketer).get(event_names_page(segment_source))
+    assert page.status_code == 200
+    assert "Demo Requested → demo_request" in page.content.decode()
+
+    text = "Demo Requested → demo_request\nTrial Started -> trial_start\n"
+    for person in (rep, outsider):
+        assert browser(person).get(event_names_page(segment_source)).status_code == 403
+        assert browser(person).post(event_names_page(segment_source), {"event_types": text}).status_code == 403
+    assert browser().get(event_names_page(segment_source)).status_code == 302  # to the login page
+    segment_source.refresh_from_db()
+    assert segment_source.segment_event_types == {"Demo Requested": "demo_request"}
+
+    saved = browser(admin).post(event_names_page(segment_source), {"event_types": text}, follow=True)
+    assert saved.status_code == 200 and "Saved 2 Segment event names" in saved.content.decode()
+    segment_source.refresh_from_db()
+    assert segment_source.segment_event_types == {"Demo Requested": "demo_request", "Trial Started": "trial_start"}
+    # The change is in the source's history, the admin's, with its other edits.
+    entry = LogEntry.objects.get(object_id=str(segment_source.pk))
+    assert entry.user == admin and "added “Trial Started” → trial_start" in entry.change_message
+    assert browser(marketer).get(f"/segment/sources/{segment_source.slug}-nope/event-names").status_code == 404
+
+
+def test_a_post_without_the_csrf_token_is_refused(segment_source, marketer):
+    guarded = browser(marketer, enforce_csrf_checks=True)
+    response = guarded.post(event_names_page(segment_source), {"event_types": "Signed Up → signup"})
+    assert response.status_code == 403
+    segment_source.refresh_from_db()
+    assert segment_source.segment_event_types == {"Demo Requested": "demo_request"}
+
+
+def test_each_wrong_line_is_named_in_the_fields_errors_and_nothing_is_saved(segment_source, marketer):
+    text = "\n".join(
+        [
+            "Demo Requested → demo_request",  # 1: fine
+            "Trial Started → Trial Start",  # 2: not a slug
+            "Signed Up",  # 3: no arrow
+            "→ orphan",  # 4: no name
+            f"Long One → {'a' * 65}",  # 5: over 64 characters
+            "Number → 1st_touch",  # 6: does not start with a letter
+            "Demo Requested → demo",  # 7: the same name twice
+            "",
+            "Webinar Joined → webinar_attended",  # 9: fine
+        ]
+    )
+    response = browser(marketer).post(event_names_page(segment_source), {"event_types": text})
+    assert response.status_code == 400
+    errors = response.context["form"].errors["event_types"]
+    assert [error.split(" ", 2)[1] for error in errors] == ["2", "3", "4", "5", "6", "7"]
+    assert "Line 2 (“Trial Started → Trial Start”)" in errors[0] and "e.g. trial_start" in errors[0]
+    assert "an arrow" in errors[1] and "event name is missing" in errors[2]
+    assert "at most 64" in errors[3] and "starting with a letter" in errors[4]
+    assert "already mapped on line 1" in errors[5]
+    page = response.content.decode()
+    assert "Line 2 (“Trial Started → Trial Start”)" in page and "Webinar Joined → webinar_attended" in page
+    segment_source.refresh_from_db()
+    assert segment_source.segment_event_types == {"Demo Requested": "demo_request"}
+    assert not LogEntry.objects.exists()
+
+
+def test_the_next_track_message_uses_the_names_saved_on_the_page(live_server, write_key, segment_source, marketer):
+    errors: list = []
+    client = sdk(live_server, write_key, errors=errors)
+    client.track(user_id="u-9", event="???")  # nothing to make an event type of: dropped
+    client.flush()
+    drop = SegmentDrop.objects.get()
+    assert any(event_names_page(segment_source) in problem for problem in drop.problems), "points at the page"
+    drops_page = browser(marketer).get("/segment/drops/").content.decode()
+    assert f'href="{event_names_page(segment_source)}"' in drops_page
+
+    saved = browser(marketer).post(
+        event_names_page(segment_source),
+        {"event_types": "Demo Requested → demo_request\n??? → mystery\nTrial Started → trial_start"},
+    )
+    assert saved.status_code == 302
+    client.track(user_id="u-9", event="???", message_id="m-1")
+    client.track(user_id="u-9", event="Trial Started", message_id="m-2")
+    client.flush()
+    assert errors == [] and SegmentDrop.objects.count() == 1
+    lead = Lead.objects.get(external_id="u-9")
+    assert sorted(lead.events.values_list("type", flat=True)) == ["mystery", "trial_start"]

@@ -25,7 +25,8 @@ from handoff import services as handoff_services
 from handoff import webhooks
 from handoff.models import NotificationKind, WebhookDelivery, WebhookSubscription
 from leadflow.leads.lifecycle import lead_stage_change
-from leadflow.leads.models import Account
+from leadflow.leads.models import Account, Lead, Stage
+from leadflow.leads.services import events_ingest
 from scoring import services as scoring_services
 from tests.factories import EventFactory, HandoffFactory, LeadFactory, UserFactory
 from tests.helpers import behaviour, browser, client_for
@@ -232,6 +233,34 @@ def test_an_account_becoming_an_mqa_is_sent_once(admin, publish_ruleset):
         "60.00",
         "50.00",
     )
+
+
+def test_automatic_scoring_that_makes_a_lead_sql_sends_lead_sql_naming_the_lead(
+    admin, source, publish_ruleset, receiver, after_commit
+):
+    publish_ruleset([behaviour("page_view", 10), behaviour("demo_request", 60)], mql=30, sql=60)
+    subscription = subscribe(admin, ["lead.sql"], url=receiver.url)
+    events = [
+        {"event_id": "pv-1", "type": "page_view", "lead": {"email": "ada@engines.test", "name": "Ada Lovelace"}},
+        {"event_id": "demo-1", "type": "demo_request", "lead": {"email": "ada@engines.test"}},
+    ]
+    with after_commit():  # the ingest's scoring, then the delivery, run as after its commit
+        assert events_ingest(source=source, payloads=events).accepted == 2
+
+    lead = Lead.objects.get()
+    assert lead.stage == Stage.SQL, "scored and promoted by the ingest's own scoring, nobody's hand"
+    (delivery,) = subscription.deliveries.all()
+    assert delivery.event == "lead.sql" and delivery.delivered_at is not None
+    data = delivery.payload["data"]
+    assert (data["lead"]["id"], data["lead"]["email"], data["lead"]["name"]) == (
+        str(lead.public_id),
+        "ada@engines.test",
+        "Ada Lovelace",
+    )
+    assert (data["from_stage"], data["to_stage"], data["actor"]) == ("mql", "sql", None), "through MQL, by scoring"
+    (request,) = receiver.received
+    assert json.loads(request.body) == delivery.payload
+    assert request.headers["X-LeadFlow-Event"] == "lead.sql"
 
 
 def test_a_rolled_back_change_records_no_delivery(admin, marketer):

@@ -4,6 +4,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from leadflow.leads import accounts, privacy, services
 from leadflow.leads.models import (
@@ -68,11 +70,19 @@ class SourceForm(forms.ModelForm):
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
     form = SourceForm
-    list_display = ["name", "slug", "created_at"]
+    list_display = ["name", "slug", "created_at", "segment_event_names"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [IngestKeyInline]
     actions = ["create_ingest_key"]
+
+    @admin.display(description="Segment event names")
+    def segment_event_names(self, source: Source) -> str:
+        """The page marketing edits the mapping on, one pair a line (the form below takes JSON)."""
+        mapped = len(source.segment_event_types) if isinstance(source.segment_event_types, dict) else 0
+        return format_html(
+            '<a href="{}">{} mapped: edit</a>', reverse("segment-event-types", args=[source.slug]), mapped
+        )
 
     @admin.action(description="Create a new ingest key (shown once)")
     def create_ingest_key(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:

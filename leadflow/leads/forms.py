@@ -19,6 +19,7 @@ from leadflow.leads.selectors import (
     lead_owner_choices,
     start_of_day,
 )
+from leadflow.leads.validation import segment_event_types_parse
 
 DATE_INPUT = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 # Every page form with a date range says the same thing when its ends are reversed.
@@ -321,3 +322,26 @@ class LeadMergeForm(PlainForm):
         if other.pk == self.lead.pk:
             raise forms.ValidationError("That is this lead: name the duplicate, not the lead to keep.")
         return other
+
+
+class SegmentEventTypesForm(PlainForm):
+    """A source's Segment mapping, one ``Segment event name → event type`` a line."""
+
+    event_types = forms.CharField(
+        label="Segment event names",
+        required=False,
+        max_length=100_000,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false", "class": "mono"}),
+        help_text=(
+            "One a line: the name a track call sends, an arrow (→ or ->), the event type — "
+            "Demo Requested → demo_request. A name not listed becomes the snake_case of itself "
+            "(Trial Started → trial_started); an empty list maps nothing."
+        ),
+    )
+
+    def clean_event_types(self) -> dict[str, str]:
+        mapping, problems = segment_event_types_parse(self.cleaned_data["event_types"])
+        if problems:
+            raise forms.ValidationError(problems)
+        return mapping

@@ -10,6 +10,8 @@ ALL_ROLES = (MARKETING, SALES, SCORING_ADMIN)
 STAGE_EDITORS = (MARKETING, SCORING_ADMIN)
 # Who imports leads from a CSV export on the import pages.
 IMPORTERS = (MARKETING, SCORING_ADMIN)
+# Who reads Segment ingest's drop log and edits a source's Segment event names.
+SEGMENT_MAPPING_EDITORS = (MARKETING, SCORING_ADMIN)
 
 
 def role_names(user: Any) -> frozenset[str]:

@@ -12,7 +12,8 @@ Mapping (README, "Segment-compatible ingest"):
 - ``userId`` → ``external_id``; ``anonymousId`` → an anonymous visitor identity;
   ``traits.email`` (or ``context.traits.email``) → ``email``;
 - ``track`` → an event whose type is the source's mapping of the name
-  (``Source.segment_event_types``), else the snake_case of the name;
+  (``Source.segment_event_types``, edited on the source's Segment event names page),
+  else the snake_case of the name;
 - ``page`` → ``page_view`` (``screen`` → ``screen_view``) with ``url``, ``path``,
   ``title``, ``referrer``, ``name``; the campaign (``context.campaign``) → the event's
   ``utm_*`` properties and the lead's ``utm_source``, ``utm_medium``, ``utm_campaign``;
@@ -21,14 +22,20 @@ Mapping (README, "Segment-compatible ingest"):
   ``industry``, ``country`` or ``address.country``, ``employees``; the rest into the
   lead's traits);
 - ``group`` → the lead's ``account`` trait (the group's ``name`` trait, else ``groupId``);
-- ``alias`` → ``previousId`` (an anonymous id or an earlier userId) joins ``userId``.
+- ``alias`` → ``previousId`` (an anonymous id or an earlier userId) joins ``userId``:
+  a visitor becomes (or merges into) the lead of ``userId``, a lead of an earlier userId
+  merges into the lead of ``userId`` or, when no lead has it yet, takes it as its
+  external_id (``_store_alias``).
+
+The answer's counts (``SegmentResult``, the batch's metrics and log line) are of
+messages: events stored, lead upserts and aliases applied are accepted; dropped ones
+are rejected.
 
 SDKs ignore the answer's body, so a message that cannot be stored is dropped and
 logged (``SegmentDrop``, the last ``SEGMENT_DROPS_KEPT`` per source) with why, for the
 drops page; the answer is Segment's ``{"success": true}``.
 """
 
-import logging
 import math
 import re
 from collections.abc import Sequence
@@ -39,6 +46,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 
 from leadflow.db import SqlNames, atomic_with_retry
@@ -46,8 +54,6 @@ from leadflow.leads.merge import MergeError, leads_merge_rows
 from leadflow.leads.models import LEAD_UTM_FIELDS, Lead, SegmentDrop, Source
 from leadflow.leads.services import IngestResult, events_ingest, leads_resolve, request_scoring_after_commit
 from leadflow.leads.validation import MAX_JSON_DEPTH, Errors, LeadInput, parse_timestamp, validate_lead
-
-logger = logging.getLogger(__name__)
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 EVENT_MESSAGES = ("track", "page", "screen")
@@ -73,12 +79,25 @@ def snake_case(name: str) -> str:
 
 @dataclass
 class SegmentResult:
-    """What a Segment request stored: the native results, plus the messages dropped."""
+    """What a Segment request stored, by kind of message: events stored (``track``,
+    ``page``, ``screen``), lead upserts applied (``identify``, ``group``), aliases applied;
+    the duplicates (events already stored), and the messages dropped."""
 
-    accepted: int = 0
-    duplicates: int = 0
+    events: int = 0
     leads: int = 0
+    aliases: int = 0
+    duplicates: int = 0
     dropped: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        """Every message stored or applied: a batch of ``identify`` calls is accepted like
+        one of events (its dropped messages count as rejected either way)."""
+        return self.events + self.leads + self.aliases
+
+    @property
+    def accepted_by_kind(self) -> dict[str, int]:
+        return {"events": self.events, "leads": self.leads, "aliases": self.aliases}
 
 
 @dataclass
@@ -174,7 +193,10 @@ def _event(message: dict[str, Any], source: Source, batch_sent_at: Any, now: dat
             mapping = source.segment_event_types if isinstance(source.segment_event_types, dict) else {}
             event_type = mapping.get(name) or snake_case(name)
             if not event_type:
-                errors["event"] = [f"{name!r} has no letters to make an event type of: map it on the source."]
+                errors["event"] = [
+                    f"{name!r} has no letters to make an event type of: map it on the source's Segment event "
+                    f"names page, {reverse('segment-event-types', args=[source.slug])}."
+                ]
             properties.setdefault("event", name)
     else:
         event_type = "page_view" if kind == "page" else "screen_view"
@@ -306,63 +328,81 @@ def segment_ingest(*, source: Source, messages: Sequence[Any], sent_at: Any = No
         if kind == "event":
             _store_events(source, run, result)
         elif kind == "lead":
-            _store_leads(source, run, result)
+            result.leads += _store_leads(source, run, result)
         else:
-            _store_alias(source, run[0], result)
+            result.aliases += _store_alias(source, run[0], result)
     result.dropped.sort(key=lambda item: item["index"])
     if result.dropped:
         segment_drops_record(source=source, messages=messages, dropped=result.dropped)
-    logger.debug("segment ingest source=%s leads=%d (the batch's line: leadflow.metrics)", source.slug, result.leads)
     return result
 
 
 def _store_events(source: Source, run: list[_Translated], result: SegmentResult) -> None:
     stored: IngestResult = events_ingest(source=source, payloads=[item.payload for item in run])
-    result.accepted += stored.accepted
+    result.events += stored.accepted
     result.duplicates += stored.duplicates
     for rejected in stored.rejected:
         result.dropped.append({"index": run[rejected["index"]].index, "errors": rejected["errors"]})
 
 
-def _store_leads(source: Source, run: list[_Translated], result: SegmentResult) -> None:
+def _store_leads(source: Source, run: list[_Translated], result: SegmentResult) -> int:
+    """Upsert the leads of the run; returns how many inputs were applied (the others are dropped)."""
+
     def store() -> Any:
         resolved = leads_resolve(source=source, inputs=[item.payload for item in run])
         request_scoring_after_commit(sorted({pk for pk in resolved.lead_ids if pk is not None}))
         return resolved
 
     resolved = atomic_with_retry(store)
-    result.leads += sum(1 for pk in resolved.lead_ids if pk is not None)
     for position, errors in resolved.errors.items():
         result.dropped.append({"index": run[position].index, "errors": {"lead": errors}})
+    return sum(1 for pk in resolved.lead_ids if pk is not None)
 
 
-def _store_alias(source: Source, item: _Translated, result: SegmentResult) -> None:
-    """``previousId`` joins ``userId``: an anonymous id of a visitor (or unknown) is an
-    ``identify`` linking the two; an earlier userId of another person is a merge of that
-    person into the lead of ``userId``."""
+def _store_alias(source: Source, item: _Translated, result: SegmentResult) -> int:
+    """``previousId`` joins ``userId``: from now on the person is known by ``userId``
+    (Segment's alias). Returns 1 when applied, 0 when dropped.
+
+    - ``previousId`` is an anonymous id (a visitor's, or not seen yet), or already the
+      userId's lead's: an ``identify`` naming both — the visitor becomes the lead of
+      ``userId`` or is merged into it (an anonymous id of another known person stays
+      theirs, as for an ``identify``).
+    - ``previousId`` is the userId (external_id) of a lead, and another lead has
+      ``userId``: two known leads are one person — the lead of ``previousId`` is merged
+      into the lead of ``userId``, which keeps its external_id (the merge record keeps
+      the previous one).
+    - ``previousId`` is the userId of a lead and no lead has ``userId``: the person
+      changed ids — the lead's external_id becomes ``userId``. A lead has one
+      external_id, so the previous userId stops naming it: a later message sent with
+      it makes a new lead (an alias again merges the two)."""
     previous, user_id = item.payload
-    previous_lead = Lead.objects.filter(external_id=previous).first()
-    if previous_lead is None or previous_lead.external_id == user_id:
-        _store_leads(source, [_Translated(item.index, "lead", LeadInput(None, user_id, anonymous_id=previous))], result)
-        return
-    survivor = Lead.objects.filter(external_id=user_id).first()
-    if survivor is None:  # the person simply changes ids: the old lead is theirs
-        result.dropped.append(
-            {"index": item.index, "errors": {"userId": ["No lead has this userId yet: identify it first, then alias."]}}
+    previous_lead = Lead.objects.filter(external_id=previous).only("pk").first()
+    if previous_lead is None or previous == user_id:
+        return _store_leads(
+            source, [_Translated(item.index, "lead", LeadInput(None, user_id, anonymous_id=previous))], result
         )
-        return
 
-    def merge() -> None:
-        leads_merge_rows(
-            survivor_id=survivor.pk, merged_id=previous_lead.pk, actor=None, reason=f"Segment alias of {previous}."
+    def join() -> None:
+        survivor_id = Lead.objects.filter(external_id=user_id).values_list("pk", flat=True).first()
+        if survivor_id is not None:
+            leads_merge_rows(
+                survivor_id=survivor_id, merged_id=previous_lead.pk, actor=None, reason=f"Segment alias of {previous}."
+            )
+            return
+        # Conditional, so a concurrent change of the lead is not overwritten; a lead that
+        # took userId meanwhile violates its unique constraint, and the retry merges.
+        renamed = Lead.objects.filter(pk=previous_lead.pk, external_id=previous).update(
+            external_id=user_id, updated_at=timezone.now()
         )
+        if not renamed:
+            raise MergeError("The lead of previousId changed (or was merged) meanwhile: send the alias again.")
 
     try:
-        atomic_with_retry(merge)
+        atomic_with_retry(join)
     except MergeError as error:
         result.dropped.append({"index": item.index, "errors": {"previousId": [str(error)]}})
-        return
-    result.leads += 1
+        return 0
+    return 1
 
 
 def segment_drops_record(*, source: Source, messages: Sequence[Any], dropped: list[dict[str, Any]]) -> None:

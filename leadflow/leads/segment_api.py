@@ -81,8 +81,9 @@ class SegmentBatchView(_SegmentView):
 
 
 def _ingested(request: Request, messages: Sequence[Any], sent_at: Any) -> Response:
-    """Store the messages, count and log the batch as every ingest endpoint does (the
-    dropped messages are its rejected ones), and answer as Segment does."""
+    """Store the messages, count and log the batch as every ingest endpoint does (its
+    accepted messages are the events stored, lead upserts and aliases applied; the
+    dropped ones are its rejected), and answer as Segment does."""
     source = ingest_source(request)
     started = time.monotonic()
     result = segment_ingest(source=source, messages=messages, sent_at=sent_at)
@@ -92,6 +93,7 @@ def _ingested(request: Request, messages: Sequence[Any], sent_at: Any) -> Respon
         duplicates=result.duplicates,
         rejected=len(result.dropped),
         seconds=time.monotonic() - started,
+        accepted_by_kind=result.accepted_by_kind,
     )
     return Response({"success": True})
 

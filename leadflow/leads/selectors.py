@@ -436,5 +436,9 @@ def segment_drops(*, source: Source | None = None) -> QuerySet[SegmentDrop]:
     return drops.filter(source=source) if source is not None else drops
 
 
+def sources_all() -> list[Source]:
+    return list(Source.objects.order_by("name"))
+
+
 def sources_with_segment_drops() -> list[Source]:
     return list(Source.objects.filter(Exists(SegmentDrop.objects.filter(source=OuterRef("pk")))).order_by("name"))

@@ -7,6 +7,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
@@ -27,6 +28,7 @@ from leadflow.leads.validation import (
     LeadInput,
     OutcomeInput,
     lead_traits_error,
+    segment_event_types_error,
     traits_merge,
     validate_event,
     validate_outcome,
@@ -918,6 +920,47 @@ def ingest_key_create(*, source: Source, label: str = "") -> tuple[IngestKey, st
     new = generate_key(INGEST_KIND)
     key = IngestKey.objects.create(source=source, label=label, prefix=new.prefix, key_hash=new.key_hash)
     return key, new.key
+
+
+def source_segment_event_types_update(*, source: Source, event_types: dict[str, str], actor: Any) -> Source:
+    """Replace the source's Segment mapping (track event name → event type): the next
+    ``track`` message uses it. Raises a ValidationError on ``segment_event_types`` for a
+    mapping that cannot be stored. The change is audited in the source's history (the
+    admin's, where its other edits are): who, when, which names were added, changed or
+    removed."""
+    if problem := segment_event_types_error(event_types):
+        raise ValidationError({"segment_event_types": [problem]})
+    with transaction.atomic():
+        locked = Source.objects.select_for_update().get(pk=source.pk)
+        before = locked.segment_event_types if isinstance(locked.segment_event_types, dict) else {}
+        changes = _mapping_changes(before, event_types)
+        if changes:
+            locked.segment_event_types = event_types
+            locked.save(update_fields=["segment_event_types"])
+            LogEntry.objects.log_actions(
+                user_id=actor.pk,
+                queryset=[locked],
+                action_flag=CHANGE,
+                change_message=f"Segment event names: {changes}.",
+                single_object=True,
+            )
+    source.segment_event_types = event_types
+    return source
+
+
+def _mapping_changes(before: dict[str, Any], after: dict[str, str]) -> str:
+    """The difference of two Segment mappings in words, for the audit ("" when none)."""
+    added = [f"“{name}” → {after[name]}" for name in after if name not in before]
+    changed = [
+        f"“{name}” {before[name]} → {after[name]}" for name in after if name in before and before[name] != after[name]
+    ]
+    removed = [f"“{name}”" for name in before if name not in after]
+    parts = [
+        f"{label} {', '.join(names)}"
+        for label, names in (("added", added), ("changed", changed), ("removed", removed))
+        if names
+    ]
+    return "; ".join(parts)
 
 
 def ingest_key_revoke(*, key: IngestKey) -> None:

@@ -633,14 +633,66 @@ def validate_outcome(data: Any, *, now: datetime | None = None) -> tuple[Outcome
     )
 
 
+EVENT_TYPE_RULE = "a lower-case slug of letters, digits and '_' starting with a letter (at most 64)"
+# The page's notation of a source's Segment mapping: one "name → event type" a line.
+SEGMENT_MAPPING_ARROWS = ("→", "->")
+
+
 def segment_event_types_error(value: Any) -> str | None:
     """Why a source's Segment mapping (track event name → event type) cannot be stored, or None."""
     if not isinstance(value, dict):
         return 'Must be an object of event names to event types, e.g. {"Demo Requested": "demo_request"}.'
     for name, event_type in value.items():
+        if not isinstance(name, str) or not name.strip():
+            return "An event name is empty: write the name the track call sends."
         if not isinstance(event_type, str) or not EVENT_TYPE_RE.match(event_type):
-            return (
-                f"{name!r} maps to {event_type!r}: an event type is a lower-case slug of letters, digits and '_' "
-                "starting with a letter (max 64), e.g. demo_request."
-            )
+            return f"{name!r} maps to {event_type!r}: an event type is {EVENT_TYPE_RULE}, e.g. demo_request."
     return None
+
+
+def segment_event_types_text(mapping: dict[str, str]) -> str:
+    """A source's Segment mapping in the page's notation, one pair a line."""
+    return "".join(f"{name} → {event_type}\n" for name, event_type in mapping.items())
+
+
+def segment_event_types_parse(text: str) -> tuple[dict[str, str], list[str]]:
+    """The mapping written one pair a line, ``Demo Requested → demo_request`` (``->`` too;
+    the last arrow separates, since an event type holds none), blank lines skipped; and
+    the problems, each naming its line. Every problem is reported, not just the first."""
+    mapping: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    problems: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        where = f"Line {number} (“{line if len(line) <= 80 else line[:79] + '…'}”)"
+        cut = max(line.rfind(arrow) for arrow in SEGMENT_MAPPING_ARROWS)
+        if cut < 0:
+            problems.append(
+                f"{where}: write the Segment event name, an arrow (→ or ->) and the event type, "
+                "e.g. Demo Requested → demo_request."
+            )
+            continue
+        arrow = "→" if line[cut] == "→" else "->"
+        name, event_type = line[:cut].strip(), line[cut + len(arrow) :].strip()
+        if not name:
+            problems.append(
+                f"{where}: the event name is missing before the arrow: write the name the track call sends."
+            )
+            continue
+        if problem := text_error(name):
+            problems.append(f"{where}: {problem}")
+            continue
+        if not EVENT_TYPE_RE.match(event_type):
+            suggestion = re.sub(r"[^a-z0-9]+", "_", event_type.lower()).strip("_")
+            hint = f", e.g. {suggestion}" if EVENT_TYPE_RE.match(suggestion) else ", e.g. demo_request"
+            shown = f"“{event_type}”" if event_type else "nothing"
+            problems.append(f"{where}: the event type is {shown}; an event type is {EVENT_TYPE_RULE}{hint}.")
+            continue
+        if name in first_line:
+            problems.append(f"{where}: “{name}” is already mapped on line {first_line[name]}: keep one of the two.")
+            continue
+        first_line[name] = number
+        mapping[name] = event_type
+    return mapping, problems

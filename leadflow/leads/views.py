@@ -26,13 +26,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from leadflow.leads import lifecycle, merge, privacy, saved_views, selectors
+from leadflow.leads import lifecycle, merge, privacy, saved_views, selectors, services
 from leadflow.leads.decorators import role_required
-from leadflow.leads.forms import BulkActionForm, LeadFilterForm, LeadMergeForm, SavedViewForm
+from leadflow.leads.forms import BulkActionForm, LeadFilterForm, LeadMergeForm, SavedViewForm, SegmentEventTypesForm
 from leadflow.leads.importexport import EXPORT_COLUMNS, csv_cell, lead_export_rows
-from leadflow.leads.models import Lead, Stage
-from leadflow.leads.roles import ALL_ROLES, STAGE_EDITORS, has_role
+from leadflow.leads.models import Lead, Source, Stage
+from leadflow.leads.roles import ALL_ROLES, SEGMENT_MAPPING_EDITORS, STAGE_EDITORS, has_role
 from leadflow.leads.scores import leads_qualifications, scoring_models
+from leadflow.leads.validation import segment_event_types_text
 
 LEADS_PER_PAGE = 50
 
@@ -263,7 +264,7 @@ def lead_merge(request: HttpRequest, lead_id: Any) -> HttpResponse:
 DROPS_PER_PAGE = 50
 
 
-@role_required(*STAGE_EDITORS, message="The Segment drop log is for marketing and scoring admins.")
+@role_required(*SEGMENT_MAPPING_EDITORS, message="The Segment drop log is for marketing and scoring admins.")
 def segment_drops(request: HttpRequest) -> HttpResponse:
     """What Segment-compatible ingest dropped and why, newest first, by source."""
     sources = selectors.sources_with_segment_drops()
@@ -272,5 +273,46 @@ def segment_drops(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "leads/segment_drops.html",
-        {"sources": sources, "chosen": chosen, "page": page, "kept": settings.SEGMENT_DROPS_KEPT},
+        {
+            "sources": sources,
+            "every_source": selectors.sources_all(),
+            "chosen": chosen,
+            "page": page,
+            "kept": settings.SEGMENT_DROPS_KEPT,
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(*SEGMENT_MAPPING_EDITORS, message="A source's Segment event names are for marketing and scoring admins.")
+def segment_event_types(request: HttpRequest, source_slug: str) -> HttpResponse:
+    """A source's Segment mapping, one ``Segment event name → event type`` a line: the next
+    track message uses it. Nothing is saved while a line is wrong; each wrong line is named."""
+    source = get_object_or_404(Source, slug=source_slug)
+    if request.method == "POST":
+        form = SegmentEventTypesForm(request.POST)
+        if form.is_valid():
+            mapping = form.cleaned_data["event_types"]
+            try:
+                services.source_segment_event_types_update(source=source, event_types=mapping, actor=request.user)
+            except ValidationError as error:
+                form.add_error("event_types", error.message_dict.get("segment_event_types", error.messages))
+            else:
+                messages.success(
+                    request,
+                    f"Saved {len(mapping)} Segment event name{pluralize(len(mapping))} for {source.name}: "
+                    "the next track message uses them.",
+                )
+                return redirect("segment-event-types", source_slug=source.slug)
+        status = 400
+    else:
+        form = SegmentEventTypesForm(
+            initial={"event_types": segment_event_types_text(source.segment_event_types or {})}
+        )
+        status = 200
+    return render(
+        request,
+        "leads/segment_event_types.html",
+        {"source": source, "form": form, "mapped": source.segment_event_types or {}},
+        status=status,
     )
