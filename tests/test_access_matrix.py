@@ -344,6 +344,15 @@ def world(db, settings) -> World:
     }
     published = ruleset_through_services([behaviour("page_view", 5)])
     draft = ruleset_through_services([behaviour("demo_request", 30)], publish=False)
+    # As if a suggestion made it (its reasons are what GET …/suggestion answers).
+    draft.suggestion = {
+        **dict.fromkeys(("decided", "accepted", "rejected", "trained_on", "held_out"), 0),
+        **dict.fromkeys(("auc_old", "auc_suggested", "auc_flat", "points_per_log_odds", "seconds"), 0.5),
+        "from_version": published.version,
+        "thresholds": "kept",
+        "rules": [],
+    }
+    draft.save(update_fields=["suggestion"])
     handoffs = {}
     for role in (REP, OTHER_REP):
         handoff = HandoffFactory.create()
