@@ -128,8 +128,9 @@ test-side: dev-venv runtime-venv services e2e-deps  ## Browsers, real workers, t
 	RUNTIME_PYTHON=$(CURDIR)/$(RUNTIME_VENV)/bin/python DATABASE_URL=$(SIDE_DATABASE_URL) CELERY_BROKER_URL=$(SIDE_BROKER_URL) \
 	  $(BIN)/python -m pytest -q -m "e2e or worker or side or schemathesis" $(PYTEST_ARGS)
 
-e2e-deps:  ## Headless Chromium for the browser tests (Debian package)
+e2e-deps:  ## Headless Chromium (Debian package) and Segment's browser SDK (npm) for the browser tests
 	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null
+	@bash scripts/fetch-analytics-js.sh
 
 screenshots: dev-venv services e2e-deps  ## Refresh the README's screenshots (docs/screenshots) from the browser tests
 	E2E_SCREENSHOTS=1 DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/python -m pytest tests/e2e -q

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "axes",
     "django_prometheus",
     "django_structlog",
+    "corsheaders",
     "leadflow.leads",
     "scoring",
     "handoff",
@@ -65,6 +66,9 @@ MIDDLEWARE = [
     # it to every log line of the request and to the tasks the request enqueues.
     "leadflow.middleware.RequestIdMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
+    # Before anything that answers (the body limit's 413 must reach a browser SDK too); it
+    # only acts on /api/segment/ (CORS_URLS_REGEX).
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "leadflow.middleware.ApiBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -186,6 +190,19 @@ INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 5 * 1024 * 1024, minimu
 INGEST_MAX_BATCH = 1000
 # Segment-compatible ingest: how many dropped messages are kept per source for the drops page.
 SEGMENT_DROPS_KEPT = env_int("SEGMENT_DROPS_KEPT", 1000, minimum=1)
+# Browser SDKs (analytics.js, RudderStack's JavaScript SDK) post to /api/segment/ from the
+# website: the origins allowed to, "*" for any (the write key, public in a page anyway, is
+# what authenticates). Cross-origin requests are allowed nowhere else, and never with cookies.
+SEGMENT_ALLOWED_ORIGINS = env_list("SEGMENT_ALLOWED_ORIGINS", ["*"])
+CORS_URLS_REGEX = r"^/api/segment/"
+CORS_ALLOW_ALL_ORIGINS = "*" in SEGMENT_ALLOWED_ORIGINS
+CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else SEGMENT_ALLOWED_ORIGINS
+CORS_ALLOW_METHODS = ("POST", "OPTIONS")
+# The write key (Authorization), gzip bodies, analytics.js's retry count, RudderStack's anonymous id.
+CORS_ALLOW_HEADERS = ("authorization", "content-type", "content-encoding", "x-retry-count", "anonymousid")
+CORS_ALLOW_CREDENTIALS = False
+# A 429 (the ingest quota) says when to retry; the SDKs read it.
+CORS_EXPOSE_HEADERS = ("Retry-After",)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
 
 # --- Lockout and rate limits ------------------------------------------------------

@@ -218,8 +218,9 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("api-segment-batch", "POST"): api(NOBODY, batch=[]),
     **{
         (f"api-segment-{kind}", "POST"): api(NOBODY, messageId="m1", userId="u1")
-        for kind in ("track", "identify", "page", "screen", "group", "alias")
+        for kind in ("track", "identify", "page", "screen", "group", "alias", "t", "i", "p", "s", "g", "a")
     },
+    ("api-segment-b", "POST"): api(NOBODY, batch=[]),
     # API: privacy (an unknown or missing address answers 400/404 to those allowed: not a refusal)
     ("api-lead-export", "GET"): api(PRIVACY_OFFICERS),
     ("api-lead-erase", "POST"): api(PRIVACY_OFFICERS),

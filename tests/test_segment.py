@@ -235,6 +235,94 @@ def test_each_single_message_endpoint_stores_its_message_with_the_write_key_as_b
     stored()
 
 
+@pytest.mark.parametrize("kind", list(SINGLE_MESSAGES))
+def test_analytics_js_short_paths_take_text_plain_with_the_write_key_in_the_body(
+    client, write_key, segment_source, kind
+):
+    """analytics.js posts a message to ``/v1/<first letter>`` as text/plain; a request the
+    browser sends without the Authorization header is authenticated by the body's writeKey."""
+    message, prepare, stored = SINGLE_MESSAGES[kind]
+    if prepare:
+        prepare(segment_source)
+    body = {**message, "type": kind, "messageId": f"{kind}-1", "writeKey": write_key}
+    response = client.post(f"/api/segment/v1/{kind[0]}", json.dumps(body), content_type="text/plain")
+    assert response.status_code == 200 and response.json() == {"success": True}
+    assert not SegmentDrop.objects.exists()
+    stored()
+
+
+def test_analytics_js_batch_is_stored_and_its_write_key_is_kept_nowhere(client, write_key, segment_source):
+    basic = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+    messages: list[dict[str, Any]] = [
+        {"type": "page", "anonymousId": "anon-b", "messageId": "b-1", "properties": {"path": "/"}},
+        {"type": "track", "anonymousId": "anon-b", "messageId": "b-2", "event": "!!!"},  # dropped
+    ]
+    body = {"writeKey": write_key, "batch": [{**m, "writeKey": write_key} for m in messages], "sentAt": None}
+    response = client.post("/api/segment/v1/b", json.dumps(body), content_type="text/plain", HTTP_AUTHORIZATION=basic)
+    assert response.status_code == 200
+    assert Event.objects.get().type == "page_view"
+    drop = SegmentDrop.objects.get()
+    assert write_key not in json.dumps(drop.message) and write_key not in json.dumps(
+        list(Event.objects.values()), default=str
+    )
+    # analytics-next's first batching releases posted the messages alone, without the object.
+    bare = [{**messages[0], "messageId": "b-3", "writeKey": write_key}]
+    assert client.post("/api/segment/v1/b", json.dumps(bare), content_type="text/plain").status_code == 200
+    assert Event.objects.count() == 2
+
+
+def test_a_wrong_write_key_in_the_body_is_refused_and_stores_nothing(client, write_key, marketer):
+    url = "/api/segment/v1/t"
+    message = {"type": "track", "event": "Signed Up", "userId": "u-7", "messageId": "m-1"}
+    wrong = client.post(url, json.dumps({**message, "writeKey": "lfi_wrong_key"}), content_type="text/plain")
+    assert wrong.status_code == 401 and "Invalid or revoked ingest key" in wrong.json()["detail"]
+    not_text = client.post(url, json.dumps({**message, "writeKey": 42}), content_type="text/plain")
+    assert not_text.status_code == 401 and "writeKey must be a string" in not_text.json()["detail"]
+    _token, personal = services.api_token_create(user=marketer)
+    as_person = client.post(url, json.dumps({**message, "writeKey": personal}), content_type="text/plain")
+    assert as_person.status_code == 401 and "ingest key" in as_person.json()["detail"]
+    anonymous = client.post(url, json.dumps(message), content_type="text/plain")
+    assert anonymous.status_code == 401
+    not_json = client.post(url, b"{nope", content_type="text/plain")
+    assert not_json.status_code == 400
+    assert not Event.objects.exists() and not Lead.objects.exists()
+
+
+def _preflight(client, path, origin="https://www.example.com"):
+    return client.options(
+        path,
+        HTTP_ORIGIN=origin,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization,content-type,x-retry-count,anonymousid",
+    )
+
+
+def test_a_websites_sdk_may_post_cross_origin_to_segment_ingest_and_nowhere_else(client, write_key):
+    preflight = _preflight(client, "/api/segment/v1/batch")
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    allowed = preflight.headers["Access-Control-Allow-Headers"].split(", ")
+    assert {"authorization", "content-type", "x-retry-count", "anonymousid"} <= set(allowed)
+    assert "Access-Control-Allow-Credentials" not in preflight.headers, "never with the visitor's cookies"
+    post = client.post(
+        "/api/segment/v1/p",
+        json.dumps({"type": "page", "anonymousId": "a-1", "messageId": "p-1", "writeKey": write_key}),
+        content_type="text/plain",
+        HTTP_ORIGIN="https://www.example.com",
+    )
+    assert post.status_code == 200 and post.headers["Access-Control-Allow-Origin"] == "*"
+    # The native API, the pages and the admin stay same-origin.
+    for path in ("/api/v1/events", "/api/v1/leads", "/login/"):
+        assert "Access-Control-Allow-Origin" not in _preflight(client, path).headers, path
+
+
+def test_segment_allowed_origins_limits_which_websites_may_post(settings, client):
+    settings.CORS_ALLOW_ALL_ORIGINS = False
+    settings.CORS_ALLOWED_ORIGINS = ["https://www.example.com"]
+    assert _preflight(client, "/api/segment/v1/b").headers["Access-Control-Allow-Origin"] == "https://www.example.com"
+    assert "Access-Control-Allow-Origin" not in _preflight(client, "/api/segment/v1/b", "https://evil.example").headers
+
+
 def test_write_key_works_as_basic_user_name_and_as_bearer_and_a_wrong_one_is_refused(live_server, write_key):
     message = {"type": "track", "event": "Signed Up", "userId": "u-7", "messageId": "m-1"}
     url = f"{live_server.url}/api/segment/v1/track"

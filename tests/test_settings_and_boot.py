@@ -46,6 +46,19 @@ def test_production_settings_pass_the_deploy_check():
     assert "no issues" in result.stdout
 
 
+def test_segment_allowed_origins_comes_from_the_environment_and_a_malformed_origin_fails_the_check():
+    script = "from django.conf import settings; print(settings.CORS_ALLOW_ALL_ORIGINS, *settings.CORS_ALLOWED_ORIGINS)"
+    env = clean_env(DEBUG="1", SQLITE_PATH="/nonexistent/never-opened.sqlite3")
+    default = manage("shell", "-c", script, env=env)
+    assert default.stdout.splitlines()[-1].split() == ["True"], default.stderr
+    listed = manage(
+        "shell", "-c", script, env={**env, "SEGMENT_ALLOWED_ORIGINS": "https://a.example, https://b.example"}
+    )
+    assert listed.stdout.splitlines()[-1].split() == ["False", "https://a.example", "https://b.example"], listed.stderr
+    malformed = manage("check", env={**env, "SEGMENT_ALLOWED_ORIGINS": "www.example.com"})
+    assert malformed.returncode != 0 and "www.example.com" in malformed.stderr
+
+
 def database_options(env):
     script = "from django.conf import settings; db = settings.DATABASES['default']; "
     script += "print(db['CONN_MAX_AGE'], db['CONN_HEALTH_CHECKS'])"

@@ -1,6 +1,5 @@
 """API authentication: ``Authorization: Bearer <key>`` with an ingest key or a personal token."""
 
-import base64
 from datetime import timedelta
 from typing import Any
 
@@ -90,51 +89,4 @@ class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "description": "An ingest key (lfi_…) for POST /events and /leads, or a personal token (lfp_…).",
-        }
-
-
-class SegmentWriteKeyAuthentication(BearerAuthentication):
-    """A Segment or RudderStack SDK's ``Authorization: Basic base64(<write key>:)``: the
-    source's ingest key as the user name, the password empty. Bearer works as well
-    (``BearerAuthentication``, which this extends)."""
-
-    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
-        header = authentication.get_authorization_header(request).decode("latin-1")
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() != "basic":
-            return super().authenticate(request)
-        auth_failures_check(request)
-        try:
-            try:
-                user, _, _password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
-                raise exceptions.AuthenticationFailed(
-                    "Malformed Basic credentials: send the ingest key as the user name and an empty password."
-                ) from None
-            parsed = split_key(user.strip())
-            if parsed is None or parsed[0] != INGEST_KIND:
-                raise exceptions.AuthenticationFailed(
-                    "The write key must be an ingest key (lfi_…): create one with manage.py create_ingest_key."
-                )
-            return self._authenticate_key(user.strip())
-        except exceptions.AuthenticationFailed:
-            auth_failure_record(request)
-            raise
-
-    def authenticate_header(self, request: Request) -> str:
-        return 'Basic realm="segment"'
-
-
-class SegmentWriteKeyScheme(OpenApiAuthenticationExtension):
-    """Documents the Segment write key (Basic) in the OpenAPI schema."""
-
-    target_class = "leadflow.leads.auth.SegmentWriteKeyAuthentication"
-    name = "segmentWriteKey"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "http",
-            "scheme": "basic",
-            "description": "Segment write key: an ingest key (lfi_…) as the user name, empty password "
-            "('Authorization: Bearer lfi_…' works as well).",
         }
