@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ingest_profile.py                 # 10k leads, 10 warm-up + 30 timed batches
     .venv/bin/python bench/ingest_profile.py --profile 25    # and cProfile's 25 costliest functions
+    .venv/bin/python bench/ingest_profile.py --segment --batch 500   # the Segment batch endpoint
 
 Posts batches of the benchmark's events (bench/ingest.py generates them) through
 Django's test client, one after another, and prints per batch: wall time, this
@@ -38,21 +39,35 @@ from bench.common import (  # noqa: E402
     report,
     speed_probe,
 )
-from bench.ingest import ingest_key_for_bench, make_events, make_leads, serialise_batches  # noqa: E402
+from bench.ingest import (  # noqa: E402
+    ingest_key_for_bench,
+    make_events,
+    make_leads,
+    segment_leads,
+    serialise_batches,
+    serialise_segment_batches,
+)
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadflow_bench_profile"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Profile POST /api/v1/events in-process: time per batch, SQL wait by statement.",
+        description="Profile POST /api/v1/events (or the Segment batch) in-process: time per batch, "
+        "SQL wait by statement.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--leads", type=int, default=10_000, help="distinct leads the events belong to")
     parser.add_argument("--warmup", type=int, default=10, help="batches posted before timing (they create leads)")
     parser.add_argument("--batches", type=int, default=30, help="batches timed")
     parser.add_argument("--batch", type=int, default=1000, help="events per batch (the API allows up to 1000)")
+    parser.add_argument(
+        "--segment",
+        action="store_true",
+        help="post the events as Segment messages to /api/segment/v1/batch (as bench/ingest.py's Segment phase)",
+    )
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's N costliest functions")
+    parser.add_argument("--profile-out", metavar="FILE", help="with --profile: also save cProfile's stats (pstats)")
     parser.add_argument(
         "--pyinstrument",
         action="store_true",
@@ -84,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         database_reset(args.database_url)
         manage(["migrate", "--noinput"], env)
     django_setup(env)
+    import leadflow.wsgi  # noqa: F401 -- as a gunicorn worker: views loaded, boot objects frozen, GC thresholds
     from django.db import connection
     from django.test import Client
 
@@ -92,12 +108,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     leads = make_leads(args.leads, rng)
     total = (args.warmup + args.batches) * args.batch
     events = make_events(leads, total, rng, f"profile-{time.time_ns()}", datetime.now(UTC))
-    batches = serialise_batches(events, args.batch)
     client = Client(HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_HOST="127.0.0.1")
+    if args.segment:
+        events = make_events(segment_leads(leads), total, rng, f"profile-{time.time_ns()}", datetime.now(UTC))
+        batches = serialise_segment_batches(events, args.batch)
+        path, answer = "/api/segment/v1/batch", 200
+    else:
+        batches = serialise_batches(events, args.batch)
+        path, answer = "/api/v1/events", 202
 
     def post(body: bytes) -> None:
-        response = client.post("/api/v1/events", data=body, content_type="application/json")
-        if response.status_code != 202 or response.json()["rejected"]:
+        response = client.post(path, data=body, content_type="application/json")
+        if response.status_code != answer or response.json().get("rejected"):
             raise BenchError(f"ingest answered {response.status_code}: {response.content[:300]!r}")
 
     print(f"Warming up with {args.warmup} batches…", flush=True)
@@ -142,10 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         profiler.disable()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     per_batch = 1000 / args.batches
+    per_thousand = 1000 * 1000 / (args.batches * args.batch)
     profiled = " (profiled)" if args.profile or args.pyinstrument else ""
     rows: list[tuple[str, object]] = [
+        ("endpoint", path),
         ("batches timed", f"{args.batches} of {args.batch} events, after {args.warmup} warm-up batches"),
         ("wall time per batch", f"{wall * per_batch:.2f} ms{profiled}"),
+        ("wall time per 1000 events", f"{wall * per_thousand:.2f} ms{profiled}"),
+        ("process CPU per 1000 events", f"{cpu * per_thousand:.2f} ms{profiled}"),
         ("process CPU per batch", f"{cpu * per_batch:.2f} ms (Django, validation, SQL client side){profiled}"),
         ("SQL wait per batch", f"{sum(waits.values()) * per_batch:.2f} ms (server work and client adaptation)"),
         ("SQL statements per batch", f"{statements[0] / args.batches:.2f} (BEGIN and COMMIT not seen here)"),
@@ -159,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     report("Ingest, one batch at a time, in-process", rows)
     if args.profile:
+        if args.profile_out:
+            profiler.dump_stats(args.profile_out)
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(args.profile)
     if tree is not None:

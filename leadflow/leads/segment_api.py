@@ -182,7 +182,7 @@ def _ingested(request: Request, messages: Sequence[Any], sent_at: Any) -> Respon
     source = ingest_source(request)
     started = time.monotonic()
     # A browser SDK's messages carry the write key: it is not kept (nor listed with a drop).
-    messages = [{k: v for k, v in m.items() if k != "writeKey"} if isinstance(m, dict) else m for m in messages]
+    messages = [_without_write_key(m) if isinstance(m, dict) and "writeKey" in m else m for m in messages]
     result = segment_ingest(source=source, messages=messages, sent_at=sent_at)
     metrics.ingest_batch_done(
         source=source.slug,
@@ -193,6 +193,10 @@ def _ingested(request: Request, messages: Sequence[Any], sent_at: Any) -> Respon
         accepted_by_kind=result.accepted_by_kind,
     )
     return Response({"success": True})
+
+
+def _without_write_key(message: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in message.items() if key != "writeKey"}
 
 
 def _message_view(kind: str) -> type[APIView]:
