@@ -99,9 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         database_reset(args.database_url)
         manage(["migrate", "--noinput"], env)
     django_setup(env)
-    import leadflow.wsgi  # noqa: F401 -- as a gunicorn worker: views loaded, boot objects frozen, GC thresholds
     from django.db import connection
     from django.test import Client
+
+    import leadflow.wsgi  # noqa: F401 -- as a gunicorn worker: views loaded, boot objects frozen, GC thresholds
 
     key = ingest_key_for_bench(env)
     rng = random.Random(args.seed)
