@@ -70,7 +70,7 @@ class SegmentWriteKeyAuthentication(BearerAuthentication):
     source's ingest key as the user name, the password empty. Bearer works as well
     (``BearerAuthentication``, which this extends), and so does the body's ``writeKey``
     when there is no ``Authorization`` header (analytics.js before analytics-next, and
-    analytics-next's requests that a browser sends without headers)."""
+    the SDKs that put the key only in the body)."""
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         header = authentication.get_authorization_header(request).decode("latin-1")
