@@ -497,14 +497,6 @@ def handoffs_checklists(*, handoffs: QuerySet[Handoff]) -> dict[int, dict[str, b
     }
 
 
-def handoffs_confirmations(*, handoff_ids: Iterable[int]) -> dict[int, set[str]]:
-    """What sales confirmed on accepting each of ``handoff_ids``: the checklist keys, by
-    handoff id (an empty set: accepted with nothing confirmed). Handoffs not accepted, or
-    accepted before the checklist existed, are absent."""
-    answered = handoffs_checklists(handoffs=Handoff.objects.filter(pk__in=list(handoff_ids)))
-    return {pk: {key for key, confirmed in answers.items() if confirmed} for pk, answers in answered.items()}
-
-
 @dataclass(frozen=True)
 class ConfirmationRate:
     """How often sales confirmed one checklist item when accepting: of the ``asked``

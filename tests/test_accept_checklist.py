@@ -389,16 +389,19 @@ def test_the_dashboard_says_when_no_handoff_was_accepted_in_the_period(marketer)
     assert "No handoff accepted in the period." in content
 
 
-def test_handoffs_confirmations_gives_the_quality_report_the_confirmed_keys(rep, accepted_example):
+def test_handoffs_checklists_gives_the_quality_report_each_accepted_handoffs_answers(rep, accepted_example):
     accepted, old_style = accepted_example
     queued = HandoffFactory.create()
     ids = [handoff.pk for handoff in accepted] + [old_style.pk, queued.pk]
-    assert selectors.handoffs_confirmations(handoff_ids=ids) == {
+    answered = selectors.handoffs_checklists(handoffs=Handoff.objects.filter(pk__in=ids))
+    confirmed = {pk: {key for key, yes in answers.items() if yes} for pk, answers in answered.items()}
+    assert confirmed == {
         accepted[0].pk: set(BANT),
         accepted[1].pk: {"budget", "need"},
         accepted[2].pk: {"budget", "need", "authority"},
         accepted[3].pk: set(),
-    }
+    }, "old-style and queued handoffs are absent"
+    assert list(answered[accepted[1].pk]) == BANT, "the items in the order asked"
 
 
 # --- The quality report: what sales confirmed, by score band ---------------------------------------

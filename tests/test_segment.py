@@ -17,7 +17,8 @@ from prometheus_client import REGISTRY
 
 from leadflow.leads import services
 from leadflow.leads.models import AnonymousId, Event, Lead, LeadMerge, SegmentDrop, Stage
-from leadflow.leads.segment import segment_ingest, snake_case
+from leadflow.leads.segment import segment_ingest
+from leadflow.leads.validation import segment_event_types_parse, snake_case
 from tests.factories import SourceFactory
 from tests.helpers import behaviour, browser, lead_score
 from tests.test_rollups import everything_current, everything_recounted
@@ -608,3 +609,9 @@ def test_the_next_track_message_uses_the_names_saved_on_the_page(live_server, wr
     assert errors == [] and SegmentDrop.objects.count() == 1
     lead = Lead.objects.get(external_id="u-9")
     assert sorted(lead.events.values_list("type", flat=True)) == ["mystery", "trial_start"]
+
+
+def test_a_camel_case_event_type_is_refused_with_its_snake_case_as_the_hint():
+    mapping, problems = segment_event_types_parse("Order Completed → orderCompleted")
+    assert mapping == {} and len(problems) == 1
+    assert "e.g. order_completed" in problems[0], problems

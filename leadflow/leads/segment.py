@@ -41,7 +41,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -53,7 +52,14 @@ from leadflow.db import SqlNames, atomic_with_retry
 from leadflow.leads.merge import MergeError, leads_merge_rows
 from leadflow.leads.models import LEAD_UTM_FIELDS, Lead, SegmentDrop, Source
 from leadflow.leads.services import IngestResult, events_ingest, leads_resolve, request_scoring_after_commit
-from leadflow.leads.validation import MAX_JSON_DEPTH, Errors, LeadInput, parse_timestamp, validate_lead
+from leadflow.leads.validation import (
+    MAX_JSON_DEPTH,
+    Errors,
+    LeadInput,
+    parse_timestamp,
+    snake_case,
+    validate_lead,
+)
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 EVENT_MESSAGES = ("track", "page", "screen")
@@ -64,17 +70,6 @@ _PAGE_FIELDS = ("url", "path", "title", "referrer", "search")
 _TRAIT_FIELDS = {"title": "job_title", "industry": "industry", "country": "country"}
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _CONSUMED_TRAITS = {"email", "name", "firstName", "lastName", "first_name", "last_name", "company", "employees"}
-
-
-@lru_cache(maxsize=4096)  # a site sends a few dozen event names, over and over
-def snake_case(name: str) -> str:
-    """A track event's name as an event type: "Demo Requested" → "demo_requested",
-    "Signed Up (Trial)" → "signed_up_trial", "orderCompleted" → "order_completed".
-    Empty when no letter is left."""
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
-    text = re.sub(r"[^0-9A-Za-z]+", "_", text).strip("_").lower()
-    text = re.sub(r"^[0-9_]+", "", text)
-    return text[:64]
 
 
 @dataclass

@@ -655,6 +655,17 @@ def segment_event_types_text(mapping: dict[str, str]) -> str:
     return "".join(f"{name} → {event_type}\n" for name, event_type in mapping.items())
 
 
+@lru_cache(maxsize=4096)  # a site sends a few dozen event names, over and over
+def snake_case(name: str) -> str:
+    """A track event's name as an event type: "Demo Requested" → "demo_requested",
+    "Signed Up (Trial)" → "signed_up_trial", "orderCompleted" → "order_completed".
+    Empty when no letter is left."""
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
+    text = re.sub(r"[^0-9A-Za-z]+", "_", text).strip("_").lower()
+    text = re.sub(r"^[0-9_]+", "", text)
+    return text[:64]
+
+
 def segment_event_types_parse(text: str) -> tuple[dict[str, str], list[str]]:
     """The mapping written one pair a line, ``Demo Requested → demo_request`` (``->`` too;
     the last arrow separates, since an event type holds none), blank lines skipped; and
@@ -685,7 +696,7 @@ def segment_event_types_parse(text: str) -> tuple[dict[str, str], list[str]]:
             problems.append(f"{where}: {problem}")
             continue
         if not EVENT_TYPE_RE.match(event_type):
-            suggestion = re.sub(r"[^a-z0-9]+", "_", event_type.lower()).strip("_")
+            suggestion = snake_case(event_type)
             hint = f", e.g. {suggestion}" if EVENT_TYPE_RE.match(suggestion) else ", e.g. demo_request"
             shown = f"“{event_type}”" if event_type else "nothing"
             problems.append(f"{where}: the event type is {shown}; an event type is {EVENT_TYPE_RULE}{hint}.")
