@@ -615,3 +615,20 @@ def test_a_camel_case_event_type_is_refused_with_its_snake_case_as_the_hint():
     mapping, problems = segment_event_types_parse("Order Completed → orderCompleted")
     assert mapping == {} and len(problems) == 1
     assert "e.g. order_completed" in problems[0], problems
+
+
+def test_without_credentials_a_body_without_a_key_is_a_failed_authentication_and_failures_stop_the_parsing(
+    client, write_key, settings
+):
+    settings.API_AUTH_FAILURE_LIMIT = 3
+    message = {"type": "track", "event": "Signed Up", "userId": "u-8", "messageId": "m-1"}
+    no_key = client.post("/api/segment/v1/t", json.dumps(message), content_type="text/plain")
+    assert no_key.status_code == 401 and "No write key" in no_key.json()["detail"]
+    not_json = client.post("/api/segment/v1/t", b"{nope", content_type="text/plain")
+    assert not_json.status_code == 400
+    wrong = client.post("/api/segment/v1/t", json.dumps({**message, "writeKey": "lfi_x_y"}), content_type="text/plain")
+    assert wrong.status_code == 401
+    # Three failures from this address: even the right key is refused for the window.
+    right = client.post("/api/segment/v1/t", json.dumps({**message, "writeKey": write_key}), content_type="text/plain")
+    assert right.status_code == 429 and "Retry-After" in right.headers
+    assert not Event.objects.exists()

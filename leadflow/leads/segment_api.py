@@ -92,14 +92,24 @@ class SegmentWriteKeyAuthentication(BearerAuthentication):
             auth_failure_record(request)
             raise
 
-    def _authenticate_body_key(self, request: Request) -> tuple[Any, Any] | None:
-        body = segment_body(request)
-        first = body[0] if isinstance(body, list) and body else body
-        write_key = first.get("writeKey") if isinstance(first, dict) else None
-        if write_key is None:
-            return None
+    def _authenticate_body_key(self, request: Request) -> tuple[Any, Any]:
+        """The body's ``writeKey``. Without credentials the body is read only for an address
+        that has not failed too often, and a body that yields no key counts as a failure:
+        nobody can have bodies parsed without limit by not authenticating."""
         auth_failures_check(request)
         try:
+            try:
+                body = segment_body(request)
+            except exceptions.APIException:  # not JSON, not gzip, too large: no key to read
+                auth_failure_record(request)
+                raise
+            first = body[0] if isinstance(body, list) and body else body
+            write_key = first.get("writeKey") if isinstance(first, dict) else None
+            if write_key is None:
+                raise exceptions.AuthenticationFailed(
+                    "No write key: send the source's ingest key as the Basic user name (what the SDKs do) "
+                    "or as writeKey in the body."
+                )
             if not isinstance(write_key, str):
                 raise exceptions.AuthenticationFailed("writeKey must be a string: the source's ingest key (lfi_…).")
             return self._authenticate_write_key(write_key.strip())
