@@ -7,7 +7,7 @@ import heapq
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -529,6 +529,36 @@ class Preview:
         )
 
 
+# Rows per query of the leads and current scores the preview reads beside the scores.
+PREVIEW_PAGE = 5000
+
+
+def _by_id(page: Callable[[int], list[tuple[Any, ...]]]) -> Iterator[tuple[Any, ...]]:
+    """Rows whose first column is an id, in id order, a page per query (``page(after)``: up to
+    ``PREVIEW_PAGE`` rows after that id): no second server-side cursor, and never every row
+    in memory. A short page is the last: one query for a table of fewer rows, however read."""
+    after = 0
+    while True:
+        rows = page(after)
+        yield from rows
+        if len(rows) < PREVIEW_PAGE:
+            return
+        after = rows[-1][0]
+
+
+class _Beside:
+    """The rows of an id-ordered stream, looked up by ids that only increase."""
+
+    def __init__(self, rows: Iterator[tuple[Any, ...]]):
+        self._rows = rows
+        self._row = next(rows, None)
+
+    def get(self, key: int) -> tuple[Any, ...] | None:
+        while self._row is not None and self._row[0] < key:
+            self._row = next(self._rows, None)
+        return self._row if self._row is not None and self._row[0] == key else None
+
+
 def _bucket(score: Decimal) -> str:
     low = (score // HISTOGRAM_WIDTH) * HISTOGRAM_WIDTH
     return f"{int(low)}–{int(low + HISTOGRAM_WIDTH)}"
@@ -607,32 +637,52 @@ def ruleset_preview(*, ruleset: RuleSet, as_of: datetime | None = None) -> Previ
         elif not now:
             counts[back] += 1
 
-    leads = {row["id"]: row for row in Lead.objects.values("id", "stage", "recycled_at").iterator(5000)}
-    current = dict(Score.objects.filter(model_id=spec.model_id).values_list("lead_id", "score").iterator(5000))
+    # The leads' stages and their current scores, read beside the streamed scores in id order
+    # a page at a time: at 1M leads, holding them in dicts cost 500 MB (bench/RESULTS.md).
+    leads = _Beside(
+        _by_id(
+            lambda after: list(
+                Lead.objects.filter(id__gt=after)
+                .order_by("id")
+                .values_list("id", "stage", "recycled_at")[:PREVIEW_PAGE]
+            )
+        )
+    )
+    current = _Beside(
+        _by_id(
+            lambda after: list(
+                Score.objects.filter(model_id=spec.model_id, lead_id__gt=after)
+                .order_by("lead_id")
+                .values_list("lead_id", "score")[:PREVIEW_PAGE]
+            )
+        )
+    )
     for scored in iter_scores(spec, as_of):
         row = leads.get(scored.id)
         if row is None:
             continue
-        score, score_before = scored.score, current.get(scored.id, Decimal("0"))
-        steps = automatic_path(stage=row["stage"], recycled_at=row["recycled_at"], scores=[(spec, scored)])
+        _id, lead_stage, recycled_at = row
+        now_row = current.get(scored.id)
+        score, score_before = scored.score, (now_row[1] if now_row is not None else Decimal("0"))
+        steps = automatic_path(stage=lead_stage, recycled_at=recycled_at, scores=[(spec, scored)])
         path = [step.to_stage for step in steps]
-        new_stage = path[-1] if path else row["stage"]
+        new_stage = path[-1] if path else lead_stage
         preview.leads += 1
-        before[row["stage"]] += 1
+        before[lead_stage] += 1
         after[new_stage] += 1
         hist_before[_bucket(score_before)] += 1
         hist_after[_bucket(score)] += 1
-        item = PreviewLead(id=scored.id, score_before=score_before, score_after=score, stage=row["stage"])
+        item = PreviewLead(id=scored.id, score_before=score_before, score_after=score, stage=lead_stage)
         up.offer(item.change, item)
         down.offer(-item.change, item)
         for stage, key in ((Stage.MQL, ENTER_MQL), (Stage.SQL, ENTER_SQL)):
             if stage in path:
                 add(key, item)
-        if row["stage"] == Stage.MQL:
+        if lead_stage == Stage.MQL:
             now = published_spec is None or engine.reaches_mql_threshold(published_spec, score_before)
             draft = engine.reaches_mql_threshold(spec, score)
             below(item, (LEAVE_MQL, NO_LONGER_MQL, ALREADY_BELOW_MQL, BACK_ABOVE_MQL), now=now, draft=draft)
-        elif row["stage"] == Stage.SQL:
+        elif lead_stage == Stage.SQL:
             now = published_spec is None or engine.reaches_sql_threshold(published_spec, score_before)
             draft = engine.reaches_sql_threshold(spec, score)
             below(item, (LEAVE_SQL, NO_LONGER_SQL, ALREADY_BELOW_SQL, BACK_ABOVE_SQL), now=now, draft=draft)
