@@ -529,8 +529,44 @@ class Preview:
         )
 
 
-# Rows per query of the leads and current scores the preview reads beside the scores.
+# Rows per query of the leads and current scores the preview reads beside the scores (SQLite).
 PREVIEW_PAGE = 5000
+
+
+def _scores_beside_leads(
+    spec: RuleSetSpec, as_of: datetime
+) -> Iterator[tuple["bulk.ScoreRow", str, datetime | None, Decimal | None]]:
+    """Every lead's score under ``spec`` with its stage, ``recycled_at`` and stored score, in
+    id order, without holding every lead: on PostgreSQL one joined stream
+    (``bulk.scores_beside_leads``); elsewhere ``iter_scores`` with the leads and their
+    scores read beside it a page at a time. (Held in dicts, they cost 500 MB at 1M leads.)"""
+    if connection.vendor == "postgresql":
+        for beside in bulk.scores_beside_leads(spec, as_of):
+            yield beside.row, beside.stage, beside.recycled_at, beside.stored
+        return
+    leads = _Beside(
+        _by_id(
+            lambda after: list(
+                Lead.objects.filter(id__gt=after)
+                .order_by("id")
+                .values_list("id", "stage", "recycled_at")[:PREVIEW_PAGE]
+            )
+        )
+    )
+    current = _Beside(
+        _by_id(
+            lambda after: list(
+                Score.objects.filter(model_id=spec.model_id, lead_id__gt=after)
+                .order_by("lead_id")
+                .values_list("lead_id", "score")[:PREVIEW_PAGE]
+            )
+        )
+    )
+    for scored in iter_scores(spec, as_of):
+        row = leads.get(scored.id)
+        if row is not None:
+            stored = current.get(scored.id)
+            yield scored, row[1], row[2], stored[1] if stored is not None else None
 
 
 def _by_id(page: Callable[[int], list[tuple[Any, ...]]]) -> Iterator[tuple[Any, ...]]:
@@ -637,33 +673,8 @@ def ruleset_preview(*, ruleset: RuleSet, as_of: datetime | None = None) -> Previ
         elif not now:
             counts[back] += 1
 
-    # The leads' stages and their current scores, read beside the streamed scores in id order
-    # a page at a time: at 1M leads, holding them in dicts cost 500 MB (bench/RESULTS.md).
-    leads = _Beside(
-        _by_id(
-            lambda after: list(
-                Lead.objects.filter(id__gt=after)
-                .order_by("id")
-                .values_list("id", "stage", "recycled_at")[:PREVIEW_PAGE]
-            )
-        )
-    )
-    current = _Beside(
-        _by_id(
-            lambda after: list(
-                Score.objects.filter(model_id=spec.model_id, lead_id__gt=after)
-                .order_by("lead_id")
-                .values_list("lead_id", "score")[:PREVIEW_PAGE]
-            )
-        )
-    )
-    for scored in iter_scores(spec, as_of):
-        row = leads.get(scored.id)
-        if row is None:
-            continue
-        _id, lead_stage, recycled_at = row
-        now_row = current.get(scored.id)
-        score, score_before = scored.score, (now_row[1] if now_row is not None else Decimal("0"))
+    for scored, lead_stage, recycled_at, stored in _scores_beside_leads(spec, as_of):
+        score, score_before = scored.score, (stored if stored is not None else Decimal("0"))
         steps = automatic_path(stage=lead_stage, recycled_at=recycled_at, scores=[(spec, scored)])
         path = [step.to_stage for step in steps]
         new_stage = path[-1] if path else lead_stage
