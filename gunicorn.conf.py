@@ -13,6 +13,10 @@ import os
 # Before the workers load the settings: the environment is what settings.py reads.
 os.environ.setdefault("DB_CONN_MAX_AGE", "60")
 
+# A worker silent this long is killed (its request answers 502). gunicorn's default, 30 s, is
+# what the what-if preview of a draft takes at 1M leads (bench/RESULTS.md, "What-if preview").
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+
 
 # /metrics adds up every worker's counters when PROMETHEUS_MULTIPROC_DIR is set (prometheus_client's
 # multiprocess mode, docker-compose.yml sets it): the folder starts empty (a previous run's files

@@ -59,6 +59,29 @@ def test_segment_allowed_origins_comes_from_the_environment_and_a_malformed_orig
     assert malformed.returncode != 0 and "www.example.com" in malformed.stderr
 
 
+def gunicorn_timeout(env):
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    result = subprocess.run(
+        [str(gunicorn), "--print-config", "leadflow.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = [line.split("=")[1].strip() for line in result.stdout.splitlines() if line.startswith("timeout ")]
+    return result.returncode, lines, result.stderr
+
+
+def test_gunicorn_gives_a_worker_two_minutes_unless_gunicorn_timeout_says_otherwise():
+    # The what-if preview takes about 30 s at 1M leads: gunicorn's own default would kill it.
+    env = clean_env(DEBUG="1", SQLITE_PATH="/nonexistent/never-opened.sqlite3")
+    assert gunicorn_timeout(env)[:2] == (0, ["120"])
+    assert gunicorn_timeout({**env, "GUNICORN_TIMEOUT": "300"})[:2] == (0, ["300"])
+    code, _lines, stderr = gunicorn_timeout({**env, "GUNICORN_TIMEOUT": "two minutes"})
+    assert code != 0 and "two minutes" in stderr
+
+
 def database_options(env):
     script = "from django.conf import settings; db = settings.DATABASES['default']; "
     script += "print(db['CONN_MAX_AGE'], db['CONN_HEALTH_CHECKS'])"
