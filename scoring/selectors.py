@@ -7,7 +7,7 @@ import heapq
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -529,70 +529,25 @@ class Preview:
         )
 
 
-# Rows per query of the leads and current scores the preview reads beside the scores (SQLite).
-PREVIEW_PAGE = 5000
-
-
 def _scores_beside_leads(
     spec: RuleSetSpec, as_of: datetime
 ) -> Iterator[tuple["bulk.ScoreRow", str, datetime | None, Decimal | None]]:
-    """Every lead's score under ``spec`` with its stage, ``recycled_at`` and stored score, in
-    id order, without holding every lead: on PostgreSQL one joined stream
-    (``bulk.scores_beside_leads``); elsewhere ``iter_scores`` with the leads and their
-    scores read beside it a page at a time. (Held in dicts, they cost 500 MB at 1M leads.)"""
+    """Every lead's score under ``spec`` with its stage, ``recycled_at`` and stored score (None:
+    never scored), in id order. On PostgreSQL one joined stream that holds no lead
+    (``bulk.scores_beside_leads``: held in dicts, they cost 500 MB at 1M leads); on SQLite
+    (the embedded default, demo-sized) ``iter_scores`` beside dicts of them."""
     if connection.vendor == "postgresql":
         for beside in bulk.scores_beside_leads(spec, as_of):
             yield beside.row, beside.stage, beside.recycled_at, beside.stored
         return
-    leads = _Beside(
-        _by_id(
-            lambda after: list(
-                Lead.objects.filter(id__gt=after)
-                .order_by("id")
-                .values_list("id", "stage", "recycled_at")[:PREVIEW_PAGE]
-            )
-        )
-    )
-    current = _Beside(
-        _by_id(
-            lambda after: list(
-                Score.objects.filter(model_id=spec.model_id, lead_id__gt=after)
-                .order_by("lead_id")
-                .values_list("lead_id", "score")[:PREVIEW_PAGE]
-            )
-        )
-    )
+    leads = {
+        pk: (stage, recycled_at) for pk, stage, recycled_at in Lead.objects.values_list("id", "stage", "recycled_at")
+    }
+    stored = dict(Score.objects.filter(model_id=spec.model_id).values_list("lead_id", "score"))
     for scored in iter_scores(spec, as_of):
-        row = leads.get(scored.id)
-        if row is not None:
-            stored = current.get(scored.id)
-            yield scored, row[1], row[2], stored[1] if stored is not None else None
-
-
-def _by_id(page: Callable[[int], list[tuple[Any, ...]]]) -> Iterator[tuple[Any, ...]]:
-    """Rows whose first column is an id, in id order, a page per query (``page(after)``: up to
-    ``PREVIEW_PAGE`` rows after that id): no second server-side cursor, and never every row
-    in memory. A short page is the last: one query for a table of fewer rows, however read."""
-    after = 0
-    while True:
-        rows = page(after)
-        yield from rows
-        if len(rows) < PREVIEW_PAGE:
-            return
-        after = rows[-1][0]
-
-
-class _Beside:
-    """The rows of an id-ordered stream, looked up by ids that only increase."""
-
-    def __init__(self, rows: Iterator[tuple[Any, ...]]):
-        self._rows = rows
-        self._row = next(rows, None)
-
-    def get(self, key: int) -> tuple[Any, ...] | None:
-        while self._row is not None and self._row[0] < key:
-            self._row = next(self._rows, None)
-        return self._row if self._row is not None and self._row[0] == key else None
+        if scored.id in leads:
+            stage, recycled_at = leads[scored.id]
+            yield scored, stage, recycled_at, stored.get(scored.id)
 
 
 def _bucket(score: Decimal) -> str:
