@@ -13,7 +13,7 @@ from axe_playwright_python.sync_playwright import Axe
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
-from handoff.models import Handoff, HandoffStatus
+from handoff.models import Handoff, HandoffStatus, Notification, NotificationKind
 from leadflow.leads import nurture
 from leadflow.leads.models import Account, Lead, SegmentDrop, Stage
 from leadflow.leads.segment import segment_ingest
@@ -96,6 +96,18 @@ def nurture_pages() -> dict[str, str]:
     assert segments, "the demo has nurture segments"
     biggest = max(segments, key=lambda segment: segment.leads)
     return {"nurture": "/nurture/", "nurture-segment": f"/nurture/{biggest.key}/"}
+
+
+def unread_notification_for(username: str) -> None:
+    """An unread notification, so that the navigation shows its count badge: whether the
+    demo left one for the role depends on the time the demo's handoffs were made."""
+    from django.contrib.auth import get_user_model
+
+    Notification.objects.get_or_create(
+        recipient=get_user_model()._default_manager.get(username=username),
+        event_key="accessibility-audit",
+        defaults={"kind": NotificationKind.SLA_BREACH, "title": "A handoff is overdue", "link": "/queue/"},
+    )
 
 
 def claimed_handoff_of(username: str) -> Handoff:
@@ -220,6 +232,7 @@ def test_every_page_of_each_role_has_no_serious_accessibility_violation(
     width, height = VIEWPORTS[viewport]
     phone = viewport == "phone"
     pages = pages_of(role)
+    unread_notification_for(role)  # the navigation's unread count is on every page audited
     if role == "rep":
         pages |= {"handoff-claimed": f"/queue/{claimed_handoff_of('rep').public_id}/"}
     if role == "admin":
