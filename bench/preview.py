@@ -33,16 +33,14 @@ from bench.common import (  # noqa: E402
     BenchError,
     bench_env,
     bench_main,
-    database_reset,
     django_setup,
     machine_summary,
-    manage,
     postgres_version,
     report,
     speed_probe,
     stopwatch,
 )
-from bench.rescore import DataSpec, load_data, load_now, run_create, stored_data  # noqa: E402
+from bench.rescore import DataSpec, data_ready, load_now, run_create  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadflow_bench_preview"
 
@@ -90,18 +88,7 @@ def run(args: argparse.Namespace) -> int:
         DB_CONN_MAX_AGE="0",
     )
     wanted = DataSpec(leads=args.leads, events=args.events, days=args.days, seed=args.seed)
-    rows: list[tuple[str, object]] = []
-    stored, generated_at, _clean = stored_data(args.database_url) if args.reuse else (None, None, False)
-    if stored == wanted and generated_at is not None:
-        manage(["migrate", "--noinput"], env)
-        rows.append(("data", f"reused (generated {generated_at:%Y-%m-%d %H:%M} UTC)"))
-    else:
-        with stopwatch() as watch:
-            database_reset(args.database_url)
-            manage(["migrate", "--noinput"], env)
-        rows.append(("create + migrate", f"{watch.seconds:.1f} s"))
-        timings = load_data(args.database_url, wanted, chunk_rows=args.copy_chunk)
-        rows += [(name, f"{seconds:.1f} s") for name, seconds in timings.items()]
+    rows = data_ready(args.database_url, wanted, env, reuse=args.reuse, chunk_rows=args.copy_chunk)
 
     django_setup(env)
     from django.contrib.auth import get_user_model

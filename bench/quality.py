@@ -51,17 +51,15 @@ from bench.common import (  # noqa: E402
     BenchError,
     bench_env,
     bench_main,
-    database_reset,
     django_setup,
     machine_summary,
-    manage,
     percentile,
     postgres_version,
     report,
     speed_probe,
     stopwatch,
 )
-from bench.rescore import DataSpec, load_data, load_now, stored_data  # noqa: E402
+from bench.rescore import DataSpec, data_ready, load_now  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadflow_bench_quality"
 PAGE_TARGET_SECONDS = 2.0
@@ -260,19 +258,7 @@ def run(args: argparse.Namespace) -> int:
         STATICFILES_BACKEND="django.contrib.staticfiles.storage.StaticFilesStorage",
     )
     wanted = DataSpec(leads=args.leads, events=args.events, days=args.days, seed=args.seed)
-    rows: list[tuple[str, object]] = []
-    stored, generated_at, _clean = stored_data(args.database_url) if args.reuse else (None, None, False)
-    if stored == wanted and generated_at is not None:
-        with stopwatch() as watch:
-            manage(["migrate", "--noinput"], env)
-        rows.append(("data", f"reused (generated {generated_at:%Y-%m-%d %H:%M} UTC); migrate {watch.seconds:.1f} s"))
-    else:
-        with stopwatch() as watch:
-            database_reset(args.database_url)
-            manage(["migrate", "--noinput"], env)
-        rows.append(("create + migrate", f"{watch.seconds:.1f} s"))
-        timings = load_data(args.database_url, wanted, chunk_rows=args.copy_chunk)
-        rows += [(name, f"{seconds:.1f} s") for name, seconds in timings.items()]
+    rows = data_ready(args.database_url, wanted, env, reuse=args.reuse, chunk_rows=args.copy_chunk)
     made, outcomes, handoff_seconds = make_handoffs(args.database_url, args.handoffs, args.seed)
     rows.append(("handoffs made", f"{made:,} with {outcomes:,} outcomes in {handoff_seconds:.1f} s (+ VACUUM ANALYZE)"))
     if made < args.handoffs:
