@@ -14,6 +14,7 @@ import time
 import weakref
 import zlib
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -231,6 +232,7 @@ def _message_view(kind: str) -> type[APIView]:
     return SegmentMessageView
 
 
+@cache  # one class per path: the short paths subclass the very views of the long ones
 def _view_classes() -> dict[str, type[APIView]]:
     return {"batch": SegmentBatchView, **{kind: _message_view(kind) for kind in MESSAGE_TYPES}}
 
