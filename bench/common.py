@@ -61,6 +61,19 @@ def bench_env(database_url: str, broker_url: str = DEFAULT_BROKER_URL, **extra: 
     return env
 
 
+def in_process_env(database_url: str, **extra: str) -> dict[str, str]:
+    """``bench_env`` for a benchmark that runs the code in its own process (the rescore,
+    the quality report, the preview): tasks run in-process, no broker, no kept connections."""
+    return bench_env(
+        database_url,
+        "memory://",
+        SECRET_KEY="bench",  # noqa: S106 -- a throw-away benchmark database
+        CELERY_TASK_ALWAYS_EAGER="1",
+        DB_CONN_MAX_AGE="0",
+        **extra,
+    )
+
+
 def django_setup(env: dict[str, str]) -> None:
     """Configure Django in this process with ``env`` (settings read the environment once)."""
     os.environ.update(env)

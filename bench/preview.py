@@ -31,9 +31,9 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `leadflow` im
 
 from bench.common import (  # noqa: E402
     BenchError,
-    bench_env,
     bench_main,
     django_setup,
+    in_process_env,
     machine_summary,
     postgres_version,
     report,
@@ -80,13 +80,7 @@ def peak_reset() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    env = bench_env(
-        args.database_url,
-        "memory://",
-        SECRET_KEY="bench",  # noqa: S106 -- a throw-away benchmark database
-        CELERY_TASK_ALWAYS_EAGER="1",
-        DB_CONN_MAX_AGE="0",
-    )
+    env = in_process_env(args.database_url)
     wanted = DataSpec(leads=args.leads, events=args.events, days=args.days, seed=args.seed)
     rows = data_ready(args.database_url, wanted, env, reuse=args.reuse, chunk_rows=args.copy_chunk)
 

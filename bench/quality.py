@@ -49,9 +49,9 @@ import psycopg2  # noqa: E402
 
 from bench.common import (  # noqa: E402
     BenchError,
-    bench_env,
     bench_main,
     django_setup,
+    in_process_env,
     machine_summary,
     percentile,
     postgres_version,
@@ -248,12 +248,8 @@ def sql_calibration(sql: str, params: dict[str, Any]) -> tuple[list[tuple[Any, .
 
 
 def run(args: argparse.Namespace) -> int:
-    env = bench_env(
+    env = in_process_env(
         args.database_url,
-        "memory://",
-        SECRET_KEY="bench",  # noqa: S106 -- a throw-away benchmark database
-        CELERY_TASK_ALWAYS_EAGER="1",
-        DB_CONN_MAX_AGE="0",
         ALLOWED_HOSTS="testserver,localhost",
         STATICFILES_BACKEND="django.contrib.staticfiles.storage.StaticFilesStorage",
     )

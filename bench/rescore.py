@@ -84,10 +84,10 @@ from bench.common import (  # noqa: E402
     OUT_DIR,
     ROOT,
     BenchError,
-    bench_env,
     bench_main,
     database_reset,
     django_setup,
+    in_process_env,
     machine_cpu_seconds,
     machine_summary,
     manage,
@@ -1997,13 +1997,7 @@ def load_now() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    env = bench_env(
-        args.database_url,
-        "memory://",
-        SECRET_KEY="bench",  # noqa: S106 -- a throw-away benchmark database
-        CELERY_TASK_ALWAYS_EAGER="1",
-        DB_CONN_MAX_AGE="0",
-    )
+    env = in_process_env(args.database_url)
     wanted = DataSpec(leads=args.leads, events=args.events, days=args.days, seed=args.seed)
     load_rows: list[tuple[str, object]] = []
     stored, generated_at, clean = stored_data(args.database_url) if args.reuse else (None, None, False)
