@@ -101,6 +101,43 @@ def window_count(key: str, seconds: int, *, add: bool) -> tuple[int, float]:
         return 0, wait
 
 
+# The value ``window_count_and_value`` and ``cache_int`` give when the cache could not be read.
+UNAVAILABLE: Any = object()
+
+
+def window_count_and_value(key: str, seconds: int, other: str) -> tuple[int, float, Any]:
+    """``window_count(key, seconds, add=False)`` and ``cache_int(other)``, in one round
+    trip on Redis. On a cache failure the count is 0 (fail open, as ``window_count``) and
+    the value ``UNAVAILABLE``."""
+    now = time.time()
+    start = int(now // seconds) * seconds
+    wait = start + seconds - now
+    count_key = f"rate:{key}:{start}"
+    try:
+        if (client := _redis()) is None:
+            values = cache.get_many([count_key, other])
+            return int(values.get(count_key, 0)), wait, values.get(other)
+        count, value = client.mget([cache.make_and_validate_key(count_key), cache.make_and_validate_key(other)])
+        return int(count or 0), wait, None if value is None else int(value)
+    except Exception:  # any cache backend's connection error: fail open, see the module's docstring
+        logger.warning("Rate limit %s not checked: the cache is unavailable", key.split(":")[0], exc_info=True)
+        return 0, wait, UNAVAILABLE
+
+
+def cache_int(key: str) -> Any:
+    """The integer the cache holds under ``key`` (Django's Redis cache stores integers as
+    plain numbers, read here without a client of Django's per call), None when unset,
+    ``UNAVAILABLE`` when the cache is down."""
+    try:
+        if (client := _redis()) is None:
+            return cache.get(key)
+        value = client.get(cache.make_and_validate_key(key))
+        return None if value is None else int(value)
+    except Exception:  # any cache backend's connection error
+        logger.warning("Cache value %s not read: the cache is unavailable", key, exc_info=True)
+        return UNAVAILABLE
+
+
 def retry_after(wait: float) -> int:
     """Whole seconds for a Retry-After header: never 0, which would invite an immediate retry."""
     return max(1, math.ceil(wait))

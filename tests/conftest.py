@@ -73,6 +73,14 @@ def _fresh_intent_types():
     intent_event_types_forget()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_verified_keys():
+    """No ingest key kept verified from another test (its database was rolled back)."""
+    from leadflow.leads.auth import verified_keys
+
+    verified_keys.clear()
+
+
 @pytest.fixture
 def marketer(db):
     return UserFactory.create(username="marketer", roles=[MARKETING])

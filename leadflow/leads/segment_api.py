@@ -33,7 +33,7 @@ from leadflow.leads.auth import BearerAuthentication
 from leadflow.leads.keys import INGEST_KIND, split_key
 from leadflow.leads.permissions import HasIngestKey
 from leadflow.leads.segment import MESSAGE_TYPES, segment_ingest
-from leadflow.leads.throttles import auth_failure_record, auth_failures_check
+from leadflow.leads.throttles import auth_failure_record
 
 # The body, read once: by the authentication when the write key is in it, then by the view.
 _bodies: "weakref.WeakKeyDictionary[HttpRequest, Any]" = weakref.WeakKeyDictionary()
@@ -80,7 +80,7 @@ class SegmentWriteKeyAuthentication(BearerAuthentication):
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() != "basic":
             return super().authenticate(request)
-        auth_failures_check(request)
+        generation = self.failures_check(request)
         try:
             try:
                 user, _, _password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
@@ -88,7 +88,7 @@ class SegmentWriteKeyAuthentication(BearerAuthentication):
                 raise exceptions.AuthenticationFailed(
                     "Malformed Basic credentials: send the ingest key as the user name and an empty password."
                 ) from None
-            return self._authenticate_write_key(user.strip())
+            return self._authenticate_write_key(user.strip(), generation)
         except exceptions.AuthenticationFailed:
             auth_failure_record(request)
             raise
@@ -97,7 +97,7 @@ class SegmentWriteKeyAuthentication(BearerAuthentication):
         """The body's ``writeKey``. Without credentials the body is read only for an address
         that has not failed too often, and a body that yields no key counts as a failure:
         nobody can have bodies parsed without limit by not authenticating."""
-        auth_failures_check(request)
+        generation = self.failures_check(request)
         try:
             try:
                 body = segment_body(request)
@@ -113,18 +113,18 @@ class SegmentWriteKeyAuthentication(BearerAuthentication):
                 )
             if not isinstance(write_key, str):
                 raise exceptions.AuthenticationFailed("writeKey must be a string: the source's ingest key (lfi_…).")
-            return self._authenticate_write_key(write_key.strip())
+            return self._authenticate_write_key(write_key.strip(), generation)
         except exceptions.AuthenticationFailed:
             auth_failure_record(request)
             raise
 
-    def _authenticate_write_key(self, write_key: str) -> tuple[Any, Any]:
+    def _authenticate_write_key(self, write_key: str, generation: int | None) -> tuple[Any, Any]:
         parsed = split_key(write_key)
         if parsed is None or parsed[0] != INGEST_KIND:
             raise exceptions.AuthenticationFailed(
                 "The write key must be an ingest key (lfi_…): create one with manage.py create_ingest_key."
             )
-        return self._authenticate_key(write_key)
+        return self._authenticate_key(write_key, generation)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Basic realm="segment"'

@@ -16,6 +16,7 @@ from django.utils import timezone
 from leadflow.db import SqlNames, atomic_with_retry, insert_ignore_conflicts_returning, pg_array, update_from_values
 from leadflow.leads import rollups
 from leadflow.leads.accounts import ACCOUNT_TRAIT, account_ids, accounts_left_after_commit
+from leadflow.leads.auth import ingest_keys_changed
 from leadflow.leads.keys import INGEST_KIND, PERSONAL_KIND, generate_key
 from leadflow.leads.merge import MergeError, leads_merge_rows
 from leadflow.leads.models import AnonymousId, ApiToken, Event, IngestKey, Lead, Outcome, Source, Stage
@@ -965,6 +966,7 @@ def _mapping_changes(before: dict[str, Any], after: dict[str, str]) -> str:
 
 def ingest_key_revoke(*, key: IngestKey) -> None:
     IngestKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    ingest_keys_changed()  # an update() sends no post_save: no process accepts the key after the commit
 
 
 def api_token_create(*, user: Any, name: str = "", expires_at: datetime | None = None) -> tuple[ApiToken, str]:

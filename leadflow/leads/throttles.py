@@ -8,7 +8,14 @@ from django.conf import settings
 from rest_framework import exceptions
 
 from leadflow.leads.models import IngestKey
-from leadflow.throttling import FixedWindowThrottle, client_address, retry_after, window_count
+from leadflow.throttling import (
+    FixedWindowThrottle,
+    cache_int,
+    client_address,
+    retry_after,
+    window_count,
+    window_count_and_value,
+)
 
 
 class IngestKeyThrottle(FixedWindowThrottle):
@@ -28,14 +35,17 @@ def _failures_key(request: Any) -> str:
     return f"api-auth-failures:{client_address(request)}"
 
 
-def auth_failures_check(request: Any) -> None:
+def auth_failures_check(request: Any, *, also: str) -> Any:
     """Refuse (429) any key or token from an address that failed to authenticate
     ``API_AUTH_FAILURE_LIMIT`` times in the current window: even a right one, or the
-    limit would tell a guesser when they hit."""
+    limit would tell a guesser when they hit. Returns the cache's integer under ``also``,
+    read in the same round trip (``leadflow.throttling.cache_int``)."""
     limit = settings.API_AUTH_FAILURE_LIMIT
     if not limit:
-        return
-    failures, wait = window_count(_failures_key(request), settings.API_AUTH_FAILURE_WINDOW_SECONDS, add=False)
+        return cache_int(also)
+    failures, wait, value = window_count_and_value(
+        _failures_key(request), settings.API_AUTH_FAILURE_WINDOW_SECONDS, also
+    )
     if failures >= limit:
         # DRF adds "Expected available in N seconds." to the detail, and sets Retry-After.
         raise exceptions.Throttled(
@@ -45,6 +55,7 @@ def auth_failures_check(request: Any) -> None:
                 "(check it is not revoked or expired)."
             ),
         )
+    return value
 
 
 def auth_failure_record(request: Any) -> None:
