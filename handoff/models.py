@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from leadflow.encryption import EncryptedTextField, secret_readable
 from leadflow.leads.models import Lead
 from scoring.models import ScoringModel
 
@@ -326,9 +327,10 @@ class WebhookSubscription(models.Model):
     """An endpoint that receives signed webhooks of the events it chose (``events``, names
     from ``handoff.webhooks.WEBHOOK_EVENTS``), registered by an admin (``owner``).
 
-    The secret signs every delivery (``LeadFlow-Signature``); it is kept as is because
-    signing needs it (a hash could only verify), shown once when created, and never
-    again on a page or in the API. ``managed_by_settings``: the subscription that
+    The secret signs every delivery (``LeadFlow-Signature``); signing needs it (a hash
+    could only verify), so it is kept encrypted under ``SECRET_KEY``
+    (``leadflow.encryption``), shown once when created, and never again on a page or in
+    the API. ``managed_by_settings``: the subscription that
     follows ``NOTIFY_WEBHOOK_URL`` / ``NOTIFY_WEBHOOK_SECRET`` (the former global webhook).
     ``failing_since``: the first failed attempt since the last success; after
     ``WEBHOOK_DISABLE_AFTER_HOURS`` of failures the subscription is disabled."""
@@ -336,7 +338,7 @@ class WebhookSubscription(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=100)
     url = models.URLField(max_length=500)
-    secret = models.CharField(max_length=200)
+    secret = EncryptedTextField()
     events = models.JSONField(default=list, help_text="The event names this endpoint receives.")
     min_score_change = models.DecimalField(
         max_digits=12,
@@ -371,6 +373,8 @@ class WebhookSubscription(models.Model):
     @property
     def secret_hint(self) -> str:
         """What pages show of the secret: its last four characters."""
+        if not secret_readable(self.secret):
+            return "unreadable: make a new secret"
         return f"…{self.secret[-4:]}" if self.secret else ""
 
 

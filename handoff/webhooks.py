@@ -24,8 +24,9 @@ last success (``failing_since``); a failure more than ``WEBHOOK_DISABLE_AFTER_HO
 after it disables the subscription and tells its owner (in-app and e-mail).
 
 **Signature.** ``LeadFlow-Signature: t=<unix time>,v1=<hex HMAC-SHA256(secret,
-"<t>.<raw body>")>`` — see the README for the receiver's check. The secret is stored as is:
-signing needs it (a hash can only verify); it is shown once, at creation.
+"<t>.<raw body>")>`` — see the README for the receiver's check. Signing needs the secret
+(a hash can only verify): it is stored encrypted under ``SECRET_KEY``
+(``leadflow.encryption``) and shown once, at creation.
 
 **SSRF.** A subscription's URL must resolve to public addresses unless
 ``WEBHOOK_ALLOW_PRIVATE_URLS``; checked when saved and again before each POST (the name
@@ -64,6 +65,7 @@ from django.utils import timezone
 from handoff.models import NotificationKind, WebhookDelivery, WebhookSubscription
 from handoff.roles import can_manage_webhooks
 from leadflow.db import insert_ignore_conflicts_returning
+from leadflow.encryption import SecretUnreadable, secret_readable
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +95,14 @@ LEGACY_SIGNATURE_HEADER = "X-LeadFlow-Signature"  # sha256=<hmac of the body>: t
 DELIVERY_HEADER = "X-LeadFlow-Delivery"
 EVENT_HEADER = "X-LeadFlow-Event"
 # Errors worth another attempt: network trouble, timeouts, 5xx (HTTPError is a URLError).
-RETRYABLE_ERRORS: tuple[type[Exception], ...] = (urllib.error.URLError, http.client.HTTPException, OSError)
+# SecretUnreadable: retried, so that the day of retries is the operator's time to put the
+# former SECRET_KEY back among the fallbacks (the endpoint's owner is told when it is disabled).
+RETRYABLE_ERRORS: tuple[type[Exception], ...] = (
+    urllib.error.URLError,
+    http.client.HTTPException,
+    OSError,
+    SecretUnreadable,
+)
 # deliver_webhook's hard time limit: the worker kills an attempt that runs longer.
 DELIVERY_TIME_LIMIT_SECONDS = 90
 # How long an attempt's claim on a delivery lasts: as long as the attempt may run, so
@@ -466,6 +475,8 @@ def _post(delivery: WebhookDelivery, subscription: WebhookSubscription) -> int:
         raise WebhookRefused(refusal)
     if not url.startswith(("http://", "https://")):
         raise WebhookRefused(f"The URL must be an http(s) URL, not {url!r}.")
+    if not secret_readable(subscription.secret):
+        raise SecretUnreadable
     body = webhook_body(delivery)
     headers = {
         "Content-Type": "application/json",

@@ -2,7 +2,7 @@
 
 0. infrastructure, no domain: leadflow/db.py, env.py, middleware.py, storage.py, charts.py,
    progress.py, query.py, pagination.py, openapi.py, throttling.py, representation.py,
-   metrics.py, metrics_files.py
+   metrics.py, metrics_files.py, encryption.py
 1. the core, ``leadflow.leads``: leads, events, sources, keys, ingest, roles, and the
    lifecycle (stages, transitions, StageChange)
 2. ``scoring``
@@ -39,6 +39,7 @@ INFRASTRUCTURE = (
     "leadflow.representation",
     "leadflow.metrics",
     "leadflow.metrics_files",
+    "leadflow.encryption",
 )
 
 

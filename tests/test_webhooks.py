@@ -10,6 +10,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
@@ -654,6 +656,108 @@ def test_the_migration_makes_the_global_webhook_a_subscription_of_the_existing_d
         assert subscription.managed_by_settings and subscription.active
         assert subscription.events == ["notifications", "nurture.segment"]
         assert list(subscription.deliveries.values_list("key", flat=True)) == ["handoff:x:breach"]
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+# --- Secrets at rest --------------------------------------------------------------------------------------
+def stored_secret(subscription) -> str:
+    """The secret column as the database holds it, past the field that decrypts it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT secret FROM {WebhookSubscription._meta.db_table} WHERE id = %s",  # noqa: S608 -- our table
+            [subscription.pk],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_a_secret_is_stored_encrypted_and_deliveries_are_signed_with_the_secret_itself(
+    admin, marketer, receiver, after_commit
+):
+    subscription = subscribe(admin, ["lead.mql"], url=receiver.url)
+    secret = subscription.secret
+    stored = stored_secret(subscription)
+    assert stored.startswith("fernet:") and secret not in stored and secret[-8:] not in stored
+    assert WebhookSubscription.objects.get(pk=subscription.pk).secret == secret
+
+    with after_commit():
+        lead_stage_change(lead=LeadFactory.create(), to_stage="mql", actor=marketer, reason="Warm")
+    (request,) = receiver.received
+    assert documented_verify()(secret, request.headers["LeadFlow-Signature"], request.body)
+
+
+def test_a_secret_key_rotation_keeps_secrets_readable_and_reencrypt_secrets_moves_them_to_the_new_key(admin, settings):
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "the-key-of-2025", []
+    subscription = subscribe(admin, ["lead.mql"])
+    secret, before = subscription.secret, stored_secret(subscription)
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "the-key-of-2026", ["the-key-of-2025"]
+    assert WebhookSubscription.objects.get().secret == secret, "read with the former key, among the fallbacks"
+
+    out = StringIO()
+    call_command("reencrypt_secrets", "--check", stdout=out)
+    assert "Would re-encrypt 1 secret(s) under the current SECRET_KEY; 0 already were." in out.getvalue()
+    assert stored_secret(subscription) == before, "--check changes nothing"
+
+    call_command("reencrypt_secrets", stdout=(out := StringIO()))
+    assert "Re-encrypted 1 secret(s) under the current SECRET_KEY; 0 already were." in out.getvalue()
+    settings.SECRET_KEY_FALLBACKS = []
+    assert WebhookSubscription.objects.get().secret == secret, "readable with the new key alone"
+    call_command("reencrypt_secrets", stdout=(out := StringIO()))
+    assert "Re-encrypted 0 secret(s) under the current SECRET_KEY; 1 already were." in out.getvalue()
+
+
+def test_a_secret_no_key_reads_is_never_sent_retried_with_what_to_do_and_kept_for_when_the_key_is_back(
+    admin, marketer, receiver, after_commit, settings
+):
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "the-key-of-2025", []
+    subscription = subscribe(admin, ["lead.mql"], url=receiver.url)
+    secret = subscription.secret
+    settings.SECRET_KEY = "a-key-set-without-the-former-one-in-the-fallbacks"
+
+    with time_machine.travel(NOW, tick=False) as clock:
+        with after_commit():
+            lead_stage_change(lead=LeadFactory.create(), to_stage="mql", actor=marketer, reason="Warm")
+        delivery = WebhookDelivery.objects.get()
+        assert receiver.received == [], "nothing is signed with what cannot be read"
+        assert delivery.delivered_at is None and delivery.failed_at is None
+        assert delivery.next_attempt_at == NOW + timedelta(seconds=30), "retried: the operator may bring the key back"
+        assert "SECRET_KEY_FALLBACKS" in delivery.last_error
+
+        page = browser(admin).get(f"/webhooks/{subscription.public_id}/").content.decode()
+        assert "unreadable: make a new secret" in page
+        with pytest.raises(CommandError, match=f"handoff.WebhookSubscription {subscription.pk}"):
+            call_command("reencrypt_secrets", stdout=StringIO())
+        unreadable = WebhookSubscription.objects.get()
+        unreadable.name = "CRM, renamed"
+        unreadable.save()  # every column, the secret's too
+
+        settings.SECRET_KEY_FALLBACKS = ["the-key-of-2025"]
+        assert WebhookSubscription.objects.get().secret == secret, "saving the endpoint kept the secret"
+        clock.move_to(delivery.next_attempt_at)
+        with after_commit():
+            assert webhooks.webhooks_sweep() == 1
+        (request,) = receiver.received
+        assert documented_verify()(secret, request.headers["LeadFlow-Signature"], request.body)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_encrypts_the_stored_secrets_and_backwards_writes_them_in_the_clear():
+    before, after = ("handoff", "0015_handoff_keeps_lead_attributes"), ("handoff", "0016_webhook_secrets_encrypted")
+    executor = MigrationExecutor(connection)
+    try:
+        executor.migrate([before])
+        executor.loader.build_graph()
+        old = executor.loader.project_state([before]).apps.get_model("handoff", "WebhookSubscription")
+        subscription = old.objects.create(name="CRM", url=PUBLIC_HOOK, secret="whsec_stored-before", events=[])
+        executor.migrate([after])
+        executor.loader.build_graph()
+        assert stored_secret(subscription).startswith("fernet:")
+        assert WebhookSubscription.objects.get().secret == "whsec_stored-before"
+
+        executor.migrate([before])
+        executor.loader.build_graph()
+        assert stored_secret(subscription) == "whsec_stored-before"
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
