@@ -1,6 +1,6 @@
 """How the handoff follows the lifecycle: its receiver of ``stages_changed`` (see
 ``leadflow.leads.lifecycle`` for the signal's contract), of scoring's
-``accounts_qualified`` (``scoring.accounts``) and ``scores_changed``
+``accounts_qualified`` (``scoring.accounts``), ``scores_changed`` and ``rescore_finished``
 (``scoring.services``), and the webhook events they are (``handoff.webhooks``).
 Connected when ``HandoffConfig.ready`` imports this module."""
 
@@ -12,8 +12,8 @@ from handoff import services, webhooks
 from leadflow.leads.lifecycle import TransitionsApplied, stages_changed
 from leadflow.leads.models import Account, Lead, StageChange
 from scoring.accounts import QualifiedAccount, accounts_qualified
-from scoring.models import AccountScore, Score, ScoringModel
-from scoring.services import ScoreChange, scores_changed
+from scoring.models import AccountScore, RescoreRun, Score, ScoringModel
+from scoring.services import ScoreChange, rescore_finished, scores_changed
 
 
 @receiver(stages_changed, sender=StageChange, dispatch_uid="handoff.receivers.handoffs_follow_stages")
@@ -71,3 +71,10 @@ def webhooks_hear_of_mqas(*, qualified: list[QualifiedAccount], **kwargs: Any) -
     accounts = Account.objects.in_bulk({item.account_id for item in qualified})
     models = ScoringModel.objects.in_bulk({item.model_id for item in qualified})
     webhooks.webhook_events_emit(webhooks.account_events(qualified, accounts, models))
+
+
+@receiver(rescore_finished, sender=RescoreRun, dispatch_uid="handoff.receivers.webhooks_hear_of_rescores")
+def webhooks_hear_of_rescores(*, run: RescoreRun, **kwargs: Any) -> None:
+    """In the transaction that finishes a full rescore: ``model.rescored``."""
+    if webhooks.subscribed("model.rescored"):
+        webhooks.webhook_events_emit([webhooks.rescore_event(run)])

@@ -4,9 +4,10 @@
 ``stages_changed``, ``lead.score_changed`` from scoring's ``scores_changed`` with a
 minimum change per subscription), the handoff's (claimed, accepted, rejected, SLA
 breached, from its services and sweep), ``account.mqa`` (scoring's
-``accounts_qualified``), plus ``notifications`` — every notification as people get it,
-what the former global webhook sent — and ``nurture.segment`` (pushes from the nurture
-page). Whoever causes an event calls ``webhook_events_emit`` inside its transaction.
+``accounts_qualified``), ``model.rescored`` (scoring's ``rescore_finished``), plus
+``notifications`` — every notification as people get it, what the former global
+webhook sent — and ``nurture.segment`` (pushes from the nurture page). Whoever causes an
+event calls ``webhook_events_emit`` inside its transaction.
 
 **The outbox.** ``webhook_events_emit`` writes one :class:`WebhookDelivery` per
 (subscription, event) in the caller's transaction (set-based, idempotent on the event's
@@ -51,7 +52,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -81,6 +82,7 @@ WEBHOOK_EVENTS: dict[str, str] = {
     "handoff.rejected": "A rep rejected a handoff",
     "handoff.sla_breached": "A handoff passed its SLA while still open",
     "account.mqa": "An account became marketing-qualified (MQA)",
+    "model.rescored": "A full rescore of a scoring model finished (a ruleset published, the nightly decay refresh)",
     "notifications": "Every notification people get (new SQLs, SLA breaches…), as the former global webhook sent them",
     "nurture.segment": "A nurture segment pushed from the nurture page",
 }
@@ -662,12 +664,13 @@ def webhooks_sweep(*, limit: int = SWEEP_LIMIT) -> int:
 STAGE_EVENTS = ("mql", "sql", "recycled", "disqualified")
 
 
-def _link(name: str, *args: Any) -> str:
+def _link(name: str, *args: Any, query: dict[str, str] | None = None) -> str:
     from django.urls import reverse
 
     from handoff.notifications import absolute_link
 
-    return absolute_link(reverse(name, args=args))
+    path = reverse(name, args=args)
+    return absolute_link(f"{path}?{urlencode(query)}" if query else path)
 
 
 def lead_data(lead: Any) -> dict[str, Any]:
@@ -787,3 +790,28 @@ def account_events(qualified: Sequence[Any], accounts: dict[int, Any], models: d
             )
         )
     return events
+
+
+def rescore_event(run: Any) -> WebhookEvent:
+    """``model.rescored`` of a finished ``scoring.models.RescoreRun``: every lead's score under
+    the model may have changed (no ``lead.score_changed`` is sent per lead), so a receiver
+    that keeps scores re-reads them from ``leads`` (the lead list API, cursor-paginated)."""
+    model = run.ruleset.model
+    return WebhookEvent(
+        name="model.rescored",
+        key=f"model.rescored:{run.pk}",
+        data={
+            "model": model.slug,
+            "ruleset": run.ruleset.version,
+            "run": {
+                "id": run.pk,
+                "reason": run.reason,
+                "leads": run.total,
+                "stage_changes": run.changed_stages,
+                "as_of": run.as_of,
+                "finished_at": run.finished_at,
+                "link": _link("rescore-run", run.pk),
+            },
+            "leads": _link("api-leads", query={"model": model.slug}),
+        },
+    )

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, F, Max, OuterRef, Q
+from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -67,9 +67,17 @@ scores_changed = Signal()
     inside its transaction, after the scores are written; ``sender`` is ``Score``,
     ``changes`` a list of ``ScoreChange`` and ``at`` the scoring moment. Receivers run in
     that transaction (``send``). Only sent when someone listens (the old scores are read
-    for it). A full rescore (publishing) does not send it: its stage changes are announced
-    by ``stages_changed``. Receiver: ``handoff.receivers.webhooks_hear_of_score_changes``
-    (the ``lead.score_changed`` webhook)."""
+    for it). A full rescore (publishing) does not send it per lead: its stage changes are
+    announced by ``stages_changed``, its end by ``rescore_finished``. Receiver:
+    ``handoff.receivers.webhooks_hear_of_score_changes`` (the ``lead.score_changed`` webhook)."""
+
+rescore_finished = Signal()
+"""``rescore_finished`` — the contract
+    Sent once per full rescore run (``RescoreRun``: publishing, the nightly decay refresh)
+    that finishes, in the transaction that marks it done, whichever path or worker
+    finishes it; ``sender`` is ``RescoreRun``, ``run`` the finished run (its ruleset and
+    model loaded). Not sent for a failed run. Receiver:
+    ``handoff.receivers.webhooks_hear_of_rescores`` (the ``model.rescored`` webhook)."""
 
 
 @dataclass(frozen=True)
@@ -538,11 +546,22 @@ def rescore_run_execute(*, run: RescoreRun, progress: Callable[[int, int], None]
             state=RescoreState.FAILED, error=str(error)[:2000], finished_at=timezone.now()
         )
         raise
-    RescoreRun.objects.filter(pk=run.pk, attempts=lease).update(
-        state=RescoreState.DONE, done=F("total"), heartbeat_at=timezone.now(), finished_at=timezone.now()
-    )
+    now = timezone.now()
+    _rescore_run_done(RescoreRun.objects.filter(pk=run.pk, attempts=lease, state=RescoreState.RUNNING), now)
     run.refresh_from_db()
     return run
+
+
+def _rescore_run_done(runs: QuerySet[RescoreRun], now: datetime) -> None:
+    """Mark the run (``runs``: it, while its finisher still holds it) done, and announce it
+    (``rescore_finished``) in the same transaction: once, whoever finishes it."""
+    with transaction.atomic():
+        finished = runs.select_related("ruleset__model").select_for_update(of=("self",)).first()
+        if finished is None:
+            return
+        runs.update(state=RescoreState.DONE, done=F("total"), heartbeat_at=now, finished_at=now)
+        finished.refresh_from_db(fields=["state", "done", "heartbeat_at", "finished_at"])
+        rescore_finished.send(sender=RescoreRun, run=finished)
 
 
 # --- A rescore split across workers -------------------------------------------------------------
@@ -667,10 +686,7 @@ def _rescore_finish(run_id: int) -> None:
     if run is None:
         return
     _rescore_done(run.ruleset.model_id)
-    now = timezone.now()
-    RescoreRun.objects.filter(pk=run_id, state=RescoreState.RUNNING).update(
-        state=RescoreState.DONE, done=F("total"), heartbeat_at=now, finished_at=now
-    )
+    _rescore_run_done(RescoreRun.objects.filter(pk=run_id, state=RescoreState.RUNNING), timezone.now())
 
 
 def rescore_runs_resume() -> list[int]:

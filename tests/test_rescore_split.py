@@ -9,6 +9,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
+from handoff import webhooks
 from scoring import engine, selectors, services, tasks
 from scoring.models import RescoreChunk, RescoreRun, RescoreState, Score
 from tests.factories import default_model
@@ -65,7 +66,11 @@ def assert_scores_are_the_engines(run):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_split_rescore_scores_every_chunk_and_adds_up_its_progress(admin, split):
+def test_a_split_rescore_scores_every_chunk_and_adds_up_its_progress(admin, split, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
+    subscription = webhooks.webhook_subscription_create(
+        actor=admin, name="CRM", url="http://127.0.0.1:9/closed", events=["model.rescored"]
+    )
     leads = make_leads(4 * CHUNK + 2)
     run = publish(admin)
     run.refresh_from_db()
@@ -76,6 +81,8 @@ def test_a_split_rescore_scores_every_chunk_and_adds_up_its_progress(admin, spli
     assert (run.state, run.done, run.total, run.changed_stages) == (RescoreState.DONE, 22, 22, 22 + 11)
     assert_qualified_exactly_once(leads)
     assert_scores_are_the_engines(run)
+    (announced,) = subscription.deliveries.all()
+    assert announced.key == f"model.rescored:{run.pk}", "announced once, by the chunk that finished the run"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -30,6 +30,7 @@ from leadflow.leads.lifecycle import lead_stage_change
 from leadflow.leads.models import Account, Lead, Stage
 from leadflow.leads.services import events_ingest
 from scoring import services as scoring_services
+from scoring.models import RescoreRun, RescoreState
 from tests.factories import EventFactory, HandoffFactory, LeadFactory, UserFactory
 from tests.helpers import behaviour, browser, client_for
 
@@ -235,6 +236,37 @@ def test_an_account_becoming_an_mqa_is_sent_once(admin, publish_ruleset):
         "60.00",
         "50.00",
     )
+
+
+def test_a_full_rescore_is_announced_once_with_where_to_read_the_new_scores(
+    admin, publish_ruleset, receiver, after_commit
+):
+    rescores = subscribe(admin, ["model.rescored"], url=receiver.url)
+    every_change = subscribe(admin, ["lead.score_changed"], name="Every change")
+    for lead in LeadFactory.create_batch(3):
+        EventFactory.create(lead=lead, type="page_view")
+    with after_commit():
+        ruleset = publish_ruleset([behaviour("page_view", 40)], mql=30, sql=200)
+
+    run = RescoreRun.objects.get(ruleset=ruleset)
+    assert run.state == RescoreState.DONE
+    (request,) = receiver.received
+    payload = json.loads(request.body)
+    assert payload["event"] == "model.rescored" and payload["id"] == f"model.rescored:{run.pk}"
+    data = payload["data"]
+    assert (data["model"], data["ruleset"]) == ("default", ruleset.version)
+    assert {key: data["run"][key] for key in ("id", "reason", "leads", "stage_changes")} == {
+        "id": run.pk,
+        "reason": "publish",
+        "leads": 3,
+        "stage_changes": 3,
+    }
+    assert data["run"]["link"] == f"/rules/runs/{run.pk}/"
+    assert data["leads"] == "/api/v1/leads?model=default", "where the new scores are read"
+    assert delivered_events(every_change) == [], "not one lead.score_changed per lead"
+
+    scoring_services.rescore_run_execute(run=run)
+    assert rescores.deliveries.count() == 1, "a finished run executed again announces nothing"
 
 
 def test_automatic_scoring_that_makes_a_lead_sql_sends_lead_sql_naming_the_lead(
