@@ -21,7 +21,7 @@ from handoff.models import Handoff, Notification, WebhookDelivery
 from leadflow import selectors as dashboard
 from leadflow.leads import privacy
 from leadflow.leads.importexport import csv_layout, leads_import
-from leadflow.leads.models import Erasure, Event, Lead, Outcome, Stage, StageChange, SuppressedEmail
+from leadflow.leads.models import AnonymousId, Erasure, Event, Lead, Outcome, Stage, StageChange, SuppressedEmail
 from leadflow.leads.retention import months_before, retention_apply
 from leadflow.logredact import RedactingFormatter, SummaryConsoleEmailBackend
 from scoring import services as scoring_services
@@ -424,11 +424,16 @@ def test_retention_deletes_inactive_anonymous_visitors_only():
     EventFactory.create(lead=active, occurred_at=NOW - timedelta(days=2))
     known = LeadFactory.create(created_at=long_ago)  # an e-mail: a person, not a visitor
     qualified = LeadFactory.create(email=None, external_id="anon-3", name="", created_at=long_ago, stage=Stage.MQL)
+    # A visitor known by Segment's anonymousId alone, and a cookie of the known person's.
+    cookie = LeadFactory.create(email=None, external_id=None, name="", visitor=True, created_at=long_ago)
+    AnonymousId.objects.create(anonymous_id="cookie-old", lead=cookie, created_at=long_ago)
+    AnonymousId.objects.create(anonymous_id="cookie-known", lead=known, created_at=long_ago)
 
     result = retention_apply(now=NOW, anonymous_days=30)
 
-    assert result.anonymous_leads == 1
+    assert result.anonymous_leads == 2
     assert set(Lead.objects.values_list("pk", flat=True)) == {active.pk, known.pk, qualified.pk}
+    assert list(AnonymousId.objects.values_list("anonymous_id", flat=True)) == ["cookie-known"]
 
 
 def test_apply_retention_command_reports_a_dry_run(settings):

@@ -6,11 +6,11 @@ rescoring and scored through the incremental path (``request_scoring_after_commi
 the sweeper catches any the broker missed), so behaviour points earned from deleted
 events disappear from their scores.
 
-``RETENTION_ANONYMOUS_DAYS`` (0: keep): LeadFlow has no anonymous-id identity yet, so an
-anonymous visitor is a lead with no e-mail and no name (known by an external id alone)
-that never qualified (stage ``new``, no handoff) and was not active (no event, no
-creation) for that many days. It is deleted with its events and scores. Once anonymous
-visitors exist (DESIGN: identities), this rule is theirs.
+``RETENTION_ANONYMOUS_DAYS`` (0: keep): an anonymous visitor — a lead with no e-mail and
+no name, known by Segment's ``anonymousId`` alone (``Lead.visitor``) or by an external id
+alone — that never qualified (stage ``new``, no handoff) and was not active (no event, no
+creation) for that many days is deleted with its events, scores and anonymous ids (the
+same id seen again starts a new visitor).
 
 Set-based and chunked: each chunk of event ids is deleted, and its leads flagged, in a
 short transaction of its own, so a large first run never holds one huge transaction.
