@@ -80,7 +80,7 @@ def nurture_segment_push(
         raise NurturePushError(
             "This segment has no lead now: nothing to push. Pick a segment with leads.", code="empty_segment"
         )
-    leads = list(nurture.segment_lead_rows(segment, ranking=segments.ranking, topic_days=topic_days, limit=max_leads))
+    leads = list(nurture.segment_lead_rows(segments, segment, topic_days=topic_days, limit=max_leads))
     refreshed_at = timezone.now()
     data = {
         "segment": {
@@ -89,6 +89,7 @@ def nurture_segment_push(
             "recency": segment.recency,
             "leads": segment.leads,
             "next_content": _content(segment.next_content),
+            "computed_at": segments.computed_at,
         },
         "refreshed_at": refreshed_at,
         "truncated": len(leads) < segment.leads,

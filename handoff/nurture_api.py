@@ -133,6 +133,9 @@ class SegmentsSerializer(serializers.Serializer):
     days = serializers.IntegerField()
     topic_days = serializers.IntegerField()
     leads = serializers.IntegerField(help_text="Leads in nurture (stage mql or recycled).")
+    computed_at = serializers.DateTimeField(
+        help_text="When the segments were computed: a snapshot at most NURTURE_CACHE_SECONDS old."
+    )
     segments = SegmentSerializer(many=True)
 
 
@@ -162,6 +165,7 @@ class NurtureSegmentsView(APIView):
                 "days": window["days"],
                 "topic_days": window["topic_days"],
                 "leads": segments.leads,
+                "computed_at": segments.computed_at,
                 "segments": [
                     {
                         "key": s.key,

@@ -8,6 +8,7 @@ import csv
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -52,6 +53,7 @@ def nurture_overview(request: HttpRequest) -> HttpResponse:
         "segments": segments,
         "attribution": segments.attribution,
         "webhook_configured": nurture_push.webhook_configured(),
+        "nurture_cache_minutes": settings.NURTURE_CACHE_SECONDS // 60,
     }
     return render(request, "nurture/overview.html", context)
 
@@ -60,13 +62,14 @@ def nurture_overview(request: HttpRequest) -> HttpResponse:
 def nurture_segment(request: HttpRequest, segment: str) -> HttpResponse:
     segments = nurture.nurture_segments()
     found = _segment_or_404(segments, segment)
-    page = Paginator(nurture.segment_leads(found), LEADS_PER_PAGE).get_page(request.GET.get("page"))
-    page.object_list = list(page.object_list)
+    page = Paginator(nurture.segment_member_ids(segments, found), LEADS_PER_PAGE).get_page(request.GET.get("page"))
+    page.object_list = nurture.segment_leads(list(page.object_list))
     suggestions = nurture.leads_next_content(page.object_list, ranking=segments.ranking)
     for lead in page.object_list:
         lead.next_content = suggestions.get(lead.pk)
     context = {
         "segment": found,
+        "segments": segments,
         "page": page,
         "webhook_configured": nurture_push.webhook_configured(),
         "no_webhook": nurture_push.NO_WEBHOOK,
@@ -88,7 +91,7 @@ def nurture_segment_export(request: HttpRequest, segment: str) -> StreamingHttpR
 
     def lines() -> Iterator[str]:
         yield writer.writerow(EXPORT_COLUMNS)
-        for row in nurture.segment_lead_rows(found, ranking=segments.ranking):
+        for row in nurture.segment_lead_rows(segments, found):
             cells: list[Any] = [row.email, row.name, row.company, row.topic, row.last_engaged_at, row.next_content]
             yield writer.writerow([csv_cell(cell) for cell in cells])
 

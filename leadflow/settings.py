@@ -250,6 +250,10 @@ PASSWORD_RESET_WINDOW_SECONDS = env_int("PASSWORD_RESET_WINDOW_SECONDS", 3600, m
 # The key of the hashes the suppression list and the erasure log keep instead of e-mail
 # addresses (HMAC-SHA256). Empty: the SECRET_KEY. Set one of its own before rotating the
 # SECRET_KEY: a new key lifts every suppression.
+# The nurture segments (and their leads) are a snapshot in the cache, shared by every
+# process: at a million leads they take seconds to compute (README, "Nurture"). Older than
+# this, it is refreshed in the background (and shown meanwhile). 0: computed at every request.
+NURTURE_CACHE_SECONDS = env_int("NURTURE_CACHE_SECONDS", 300, minimum=0)
 PRIVACY_HASH_KEY = env_str("PRIVACY_HASH_KEY")
 # Retention (manage.py apply_retention, and the beat task daily): events that occurred more
 # than RETENTION_EVENTS_MONTHS months ago are deleted and their leads rescored; leads without
@@ -379,6 +383,7 @@ CELERY_TASK_ROUTES = {
     "scoring.tasks.rescore_chunk": {"queue": RESCORE_QUEUE},
     # A lead import is bulk work too: beside the rescores, not before beat's sweeps.
     "leadflow.leads.tasks.import_leads_job": {"queue": RESCORE_QUEUE},
+    "leadflow.leads.tasks.refresh_nurture_segments": {"queue": RESCORE_QUEUE},
     # Every webhook delivery task of the handoff (today's deliver_webhook, and the
     # subscriptions' deliveries named deliver_*): notifications wait for slow receivers.
     "handoff.tasks.deliver_*": {"queue": NOTIFICATIONS_QUEUE},

@@ -31,20 +31,23 @@ import csv
 import io
 import json
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
+import redis
+import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
 from handoff import webhooks
 from handoff.models import WebhookDelivery
-from leadflow.leads import nurture
+from leadflow.leads import nurture, tasks
+from leadflow.leads.lifecycle import lead_stage_change
 from leadflow.leads.models import OutcomeKind, Stage, StageChange
 from tests.factories import EventFactory, LeadFactory, OutcomeFactory
-from tests.helpers import client_for
+from tests.helpers import client_for, real_broker
 
 SECRET = "whsec-nurture-0123456789abcdef"
 
@@ -310,6 +313,82 @@ def test_a_segment_page_is_paginated_with_a_bounded_number_of_queries(
     assert second.content.decode().count('class="lead-name"') == 10
 
 
+def test_a_segment_lists_its_leads_most_recently_engaged_first(client, marketer, story):
+    earlier = lead_with_history("Earlier", Stage.MQL, [Stage.MQL])
+    engaged(earlier, 20, asset=ROI, topic=PRICING)
+    segments = nurture.nurture_segments()
+    segment = nurture.segment_find(segments, "pricing--this-month")
+    assert segment is not None
+    leads = nurture.segment_leads(nurture.segment_member_ids(segments, segment))
+    assert [lead.name for lead in leads] == ["L3", "Earlier"], "L3: 10 days ago; Earlier: 20"
+
+
+def test_the_segments_are_a_snapshot_every_page_reads_until_it_expires(
+    client, marketer, story, settings, django_assert_max_num_queries
+):
+    settings.NURTURE_CACHE_SECONDS = 300
+    client.force_login(marketer)
+    first = client.get(reverse("nurture")).content.decode()
+    assert "Segments computed" in first and "refreshed in the background once older than 5 minutes" in first
+    # The session, the user, their roles, the webhook check, the unread notifications: no segment query.
+    with django_assert_max_num_queries(5):
+        assert client.get(reverse("nurture")).status_code == 200
+
+    # L3 becomes an SQL: its segment keeps its count until the snapshot expires, but its
+    # page no longer lists it; the segments computed again no longer count it.
+    lead_stage_change(lead=story.l3, to_stage=Stage.SQL, actor=marketer, reason="Asked for a demo")
+    page = client.get(reverse("nurture-segment", args=["pricing--this-month"])).content.decode()
+    assert "1 lead in nurture" in page and "a lead that has left nurture since is not listed" in page
+    assert reverse("lead-detail", args=[story.l3.public_id]) not in page
+    answer = client_for(marketer).get(reverse("api-nurture-segments")).json()
+    assert datetime.fromisoformat(answer["computed_at"]) < timezone.now()
+    assert {s["key"]: s["leads"] for s in answer["segments"]}["pricing--this-month"] == 1, "the same snapshot"
+
+    settings.NURTURE_CACHE_SECONDS = 0
+    keys = {segment.key for segment in nurture.nurture_segments().segments}
+    assert "pricing--this-month" not in keys, "computed again: L3 is out of nurture"
+
+
+def test_an_expired_snapshot_is_shown_while_one_refresh_is_queued_then_replaced(marketer, story, settings):
+    settings.NURTURE_CACHE_SECONDS = 300
+    first = nurture.nurture_segments()  # none yet: computed by the call
+    lead_stage_change(lead=story.l3, to_stage=Stage.SQL, actor=marketer, reason="Asked for a demo")
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete(settings.RESCORE_QUEUE)
+    try:
+        with time_machine.travel(timezone.now() + timedelta(minutes=6)), real_broker():
+            stale, again = nurture.nurture_segments(), nurture.nurture_segments()
+            assert stale.computed_at == again.computed_at == first.computed_at, "shown while it is refreshed"
+            assert "pricing--this-month" in segments_by_key(stale)
+            assert broker.llen(settings.RESCORE_QUEUE) == 1, "one refresh queued, whoever asks"
+
+            tasks.refresh_nurture_segments(nurture.DEFAULT_DAYS, nurture.DEFAULT_TOPIC_DAYS, nurture.DEFAULT_MIN_LEADS)
+            fresh = nurture.nurture_segments()
+            assert fresh.computed_at is not None and first.computed_at is not None
+            assert fresh.computed_at > first.computed_at
+            assert "pricing--this-month" not in segments_by_key(fresh), "L3 is an SQL now"
+    finally:
+        broker.delete(settings.RESCORE_QUEUE)
+        broker.close()
+
+
+def test_a_refresh_the_broker_refused_is_queued_by_the_next_request(marketer, story, settings):
+    settings.NURTURE_CACHE_SECONDS = 300
+    first = nurture.nurture_segments()
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete(settings.RESCORE_QUEUE)
+    try:
+        with time_machine.travel(timezone.now() + timedelta(minutes=6)):
+            with real_broker("redis://127.0.0.1:1/0"):  # nothing listens there
+                assert nurture.nurture_segments().computed_at == first.computed_at, "the snapshot, still"
+            with real_broker():
+                nurture.nurture_segments()
+                assert broker.llen(settings.RESCORE_QUEUE) == 1, "the refused refresh did not hold the lock"
+    finally:
+        broker.delete(settings.RESCORE_QUEUE)
+        broker.close()
+
+
 def test_a_segment_with_no_lead_now_shows_an_empty_state_and_a_malformed_key_is_404(client, marketer, db):
     client.force_login(marketer)
 
@@ -476,7 +555,9 @@ def test_a_push_creates_exactly_one_signed_delivery_with_the_documented_payload(
         "recency": "this-month",
         "leads": 1,
         "next_content": {"asset": SHEET, "topic": PRICING, "conversion_rate": 0.0, "enough_data": False},
+        "computed_at": data["segment"]["computed_at"],
     }
+    assert datetime.fromisoformat(data["segment"]["computed_at"]) <= timezone.now(), "the segments' snapshot"
     assert data["truncated"] is False
     assert data["leads"] == [
         {

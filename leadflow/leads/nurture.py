@@ -33,14 +33,18 @@ and PostgreSQL compute the same:
 
 import contextlib
 import hashlib
+import logging
 import math
 import re
+from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import (
     Case,
@@ -60,6 +64,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from leadflow.leads.models import Event, Lead, Outcome, OutcomeKind, Stage
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_DAYS = 30  # attribution: the engagement window before becoming SQL (and MQL)
 DEFAULT_TOPIC_DAYS = 90  # segments: the window of the top interest topic
@@ -407,6 +413,9 @@ class Segments:
     segments: list[Segment]
     attribution: Attribution
     ranking: list[AssetConversion] = field(default_factory=list)
+    # Segment key → its leads' ids, most recently engaged first (``segment_member_ids``).
+    members: dict[str, array] = field(default_factory=dict)
+    computed_at: datetime | None = None
 
     @property
     def leads(self) -> int:
@@ -418,28 +427,101 @@ def _topic_candidates(ranking: Sequence[AssetConversion], topic: str) -> list[As
     return [c for c in ranking if topic == NO_TOPIC or c.topic == topic]
 
 
+# A snapshot older than NURTURE_CACHE_SECONDS is still shown, and refreshed in the
+# background, for this long; past it (or with none), a request computes it.
+NURTURE_KEEP_SECONDS = 24 * 3600
+# While one refresh is queued or running, no other is queued (a dead worker's lock expires).
+NURTURE_REFRESH_LOCK_SECONDS = 600
+REFRESH_TASK = "leadflow.leads.tasks.refresh_nurture_segments"
+
+
+def _segments_key(days: int, topic_days: int, min_leads: int) -> str:
+    return f"nurture:segments:{days}:{topic_days}:{min_leads}"
+
+
 def nurture_segments(
+    *,
+    days: int = DEFAULT_DAYS,
+    topic_days: int = DEFAULT_TOPIC_DAYS,
+    min_leads: int = DEFAULT_MIN_LEADS,
+) -> Segments:
+    """The segments as of their last computation (``computed_at``): a snapshot kept in the
+    cache and shared by every process, since at a million leads computing them takes
+    seconds (bench/nurture.py) and reading them milliseconds. Older than
+    ``NURTURE_CACHE_SECONDS``, it is still answered while the task
+    ``refresh_nurture_segments`` computes the next one (once, whoever asks); with none
+    (or one older than a day), the request computes it. ``NURTURE_CACHE_SECONDS=0``:
+    computed at every call. A cache that fails is skipped."""
+    if not settings.NURTURE_CACHE_SECONDS:
+        return nurture_segments_compute(days=days, topic_days=topic_days, min_leads=min_leads)
+    key = _segments_key(days, topic_days, min_leads)
+    try:
+        cached = cache.get(key)
+    except Exception:
+        cached = None
+    if not isinstance(cached, Segments) or cached.computed_at is None:
+        return nurture_segments_refresh(days=days, topic_days=topic_days, min_leads=min_leads)
+    if cached.computed_at < timezone.now() - timedelta(seconds=settings.NURTURE_CACHE_SECONDS):
+        _refresh_enqueue(key, (days, topic_days, min_leads))
+    return cached
+
+
+def nurture_segments_refresh(
+    *,
+    days: int = DEFAULT_DAYS,
+    topic_days: int = DEFAULT_TOPIC_DAYS,
+    min_leads: int = DEFAULT_MIN_LEADS,
+) -> Segments:
+    """Compute the segments and keep the snapshot (the refresh task's work)."""
+    segments = nurture_segments_compute(days=days, topic_days=topic_days, min_leads=min_leads)
+    key = _segments_key(days, topic_days, min_leads)
+    with contextlib.suppress(Exception):  # computed anyway
+        cache.set(key, segments, max(NURTURE_KEEP_SECONDS, settings.NURTURE_CACHE_SECONDS))
+        cache.delete(f"{key}:refreshing")
+    return segments
+
+
+def _refresh_enqueue(key: str, args: tuple[int, int, int]) -> None:
+    """Queue one refresh of the snapshot ``key`` unless one is queued or running. A broker
+    that fails frees the lock: the next request tries again."""
+    lock = f"{key}:refreshing"
+    try:
+        if not cache.add(lock, 1, NURTURE_REFRESH_LOCK_SECONDS):
+            return
+    except Exception:
+        return
+    try:
+        current_app.signature(REFRESH_TASK, args=args).apply_async()
+    except Exception:
+        logger.exception("The nurture segments' refresh was not queued")
+        with contextlib.suppress(Exception):
+            cache.delete(lock)
+
+
+def nurture_segments_compute(
     *,
     days: int = DEFAULT_DAYS,
     topic_days: int = DEFAULT_TOPIC_DAYS,
     min_leads: int = DEFAULT_MIN_LEADS,
     attribution: Attribution | None = None,
 ) -> Segments:
-    """Every segment with its lead count and next content, largest first: the
+    """Every segment with its lead count, its leads and next content, largest first: the
     attribution's queries and two more (each lead in nurture with its segment, and
     which of the ranked assets they have seen), counted here."""
+    computed_at = timezone.now()
     attribution = attribution or content_attribution(days=days, min_leads=min_leads)
     ranking = attribution.conversions
-    members = {
-        pk: (topic, recency)
-        for pk, topic, recency in nurture_leads(topic_days=topic_days).values_list("pk", "top_topic", "recency")
-    }
-    sizes: dict[tuple[str, str], int] = defaultdict(int)
-    for membership in members.values():
-        sizes[membership] += 1
+    rows = nurture_leads(topic_days=topic_days, now=computed_at).values_list(
+        "pk", "top_topic", "recency", "last_engaged_at"
+    )
+    members: dict[int, tuple[str, str]] = {}
+    engaged: dict[tuple[str, str], list[tuple[datetime | None, int]]] = defaultdict(list)
+    for pk, topic, recency, last_engaged_at in rows:
+        members[pk] = (topic, recency)
+        engaged[(topic, recency)].append((last_engaged_at, pk))
     segments = [
-        Segment(key=segment_key(topic, recency), topic=topic, recency=recency, leads=n)
-        for (topic, recency), n in sizes.items()
+        Segment(key=segment_key(topic, recency), topic=topic, recency=recency, leads=len(leads))
+        for (topic, recency), leads in engaged.items()
     ]
     if segments and ranking:
         seen = (
@@ -460,7 +542,23 @@ def nurture_segments(
                     break
     order = list(RECENCIES)
     segments.sort(key=lambda s: (-s.leads, s.topic == NO_TOPIC, s.topic, order.index(s.recency)))
-    return Segments(topic_days=topic_days, segments=segments, attribution=attribution, ranking=ranking)
+    return Segments(
+        topic_days=topic_days,
+        segments=segments,
+        attribution=attribution,
+        ranking=ranking,
+        members={
+            segment_key(topic, recency): array("q", [pk for _at, pk in sorted(leads, key=_most_recent_first)])
+            for (topic, recency), leads in engaged.items()
+        },
+        computed_at=computed_at,
+    )
+
+
+def _most_recent_first(item: tuple[datetime | None, int]) -> tuple[bool, float, int]:
+    """The order of a segment's leads: latest engagement first (none last), then by id."""
+    at, pk = item
+    return (at is None, -at.timestamp() if at is not None else 0.0, pk)
 
 
 def segment_find(segments: Segments, key: str) -> Segment | None:
@@ -477,15 +575,17 @@ def segment_find(segments: Segments, key: str) -> Segment | None:
     return Segment(key=key, topic=NO_TOPIC if slug == NO_TOPIC_SLUG else slug, recency=recency, leads=0)
 
 
-def segment_leads(segment: Segment, *, topic_days: int = DEFAULT_TOPIC_DAYS) -> QuerySet[Any]:
-    """The segment's leads, most recently engaged first. An empty segment (no lead now)
-    has none, whatever its key."""
-    leads = nurture_leads(topic_days=topic_days)
-    if not segment.leads:
-        return leads.none()
-    return leads.filter(top_topic=segment.topic, recency=segment.recency).order_by(
-        F("last_engaged_at").desc(nulls_last=True), "id"
-    )
+def segment_member_ids(segments: Segments, segment: Segment) -> Sequence[int]:
+    """The segment's leads as of ``segments.computed_at``, most recently engaged first."""
+    return segments.members.get(segment.key, array("q"))
+
+
+def segment_leads(ids: Sequence[int], *, topic_days: int = DEFAULT_TOPIC_DAYS) -> list[Any]:
+    """The leads of ``ids`` (a slice of ``segment_member_ids``), in that order, with the
+    annotations of ``nurture_leads`` as they are now; a lead no longer in nurture since
+    the segments were computed is left out. One query."""
+    found = nurture_leads(topic_days=topic_days).filter(pk__in=list(ids)).in_bulk()
+    return [found[pk] for pk in ids if pk in found]
 
 
 def leads_next_content(
@@ -535,30 +635,29 @@ SEGMENT_CHUNK = 1000
 
 
 def segment_lead_rows(
+    segments: Segments,
     segment: Segment,
     *,
-    ranking: Sequence[AssetConversion],
     topic_days: int = DEFAULT_TOPIC_DAYS,
     limit: int | None = None,
 ) -> Iterator[SegmentLead]:
-    """The segment's leads (at most ``limit``) with their next content: one query for
-    the leads and one per thousand of them for what they have seen."""
-    leads = segment_leads(segment, topic_days=topic_days).values_list(
-        "pk", "public_id", "email", "name", "company", "top_topic", "last_engaged_at"
-    )
-    rows = list(leads[:limit] if limit is not None else leads)
-    for start in range(0, len(rows), SEGMENT_CHUNK):
-        chunk = rows[start : start + SEGMENT_CHUNK]
-        suggestions = _next_content([(row[0], row[5]) for row in chunk], ranking)
-        for pk, public_id, email, name, company, topic, last_engaged_at in chunk:
-            suggestion = suggestions.get(pk)
+    """The segment's leads (at most ``limit``) with their next content, as
+    ``segment_leads`` reads them: per thousand leads, one query for the leads and one
+    for what they have seen."""
+    ids = segment_member_ids(segments, segment)
+    ids = ids[:limit] if limit is not None else ids
+    for start in range(0, len(ids), SEGMENT_CHUNK):
+        leads = segment_leads(ids[start : start + SEGMENT_CHUNK], topic_days=topic_days)
+        suggestions = leads_next_content(leads, ranking=segments.ranking)
+        for lead in leads:
+            suggestion = suggestions.get(lead.pk)
             yield SegmentLead(
-                id=str(public_id),
-                email=email or "",
-                name=name,
-                company=company,
-                topic=topic,
-                last_engaged_at=last_engaged_at,
+                id=str(lead.public_id),
+                email=lead.email or "",
+                name=lead.name,
+                company=lead.company,
+                topic=lead.top_topic,
+                last_engaged_at=lead.last_engaged_at,
                 next_content=suggestion.asset if suggestion else "",
             )
 

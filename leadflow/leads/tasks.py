@@ -1,9 +1,9 @@
 """Celery tasks of the lead core: thin, safe to run twice (retention; the dashboard's
-rollups, ``leadflow.leads.rollups``)."""
+rollups, ``leadflow.leads.rollups``; the nurture segments' snapshot)."""
 
 from celery import shared_task
 
-from leadflow.leads import imports, rollups
+from leadflow.leads import imports, nurture, rollups
 from leadflow.leads.retention import retention_apply
 
 
@@ -40,3 +40,10 @@ def resume_import_jobs() -> list[int]:
     nobody started, deleted."""
     imports.import_drafts_expire()
     return imports.import_jobs_resume()
+
+
+@shared_task(acks_late=True, soft_time_limit=540, time_limit=600)
+def refresh_nurture_segments(days: int, topic_days: int, min_leads: int) -> int:
+    """The nurture segments' snapshot computed again, queued by a request that found it
+    older than ``NURTURE_CACHE_SECONDS``. Safe to run twice: it replaces."""
+    return nurture.nurture_segments_refresh(days=days, topic_days=topic_days, min_leads=min_leads).leads
