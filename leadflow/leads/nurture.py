@@ -29,6 +29,10 @@ and PostgreSQL compute the same:
   content is the best-ranked asset of its topic (any topic for "no topic") that not
   every lead of the segment has seen; each lead's own next content is the best-ranked
   one it has not seen (``leads_next_content``).
+- **The snapshot**: ``nurture_segments`` answers the segments, with each segment's leads in
+  order, as last computed (``nurture_segments_compute``), from the cache, refreshed in the
+  background once older than ``NURTURE_CACHE_SECONDS``: at a million leads computing them
+  takes seconds, reading them milliseconds (bench/nurture.py).
 """
 
 import contextlib
@@ -503,13 +507,12 @@ def nurture_segments_compute(
     days: int = DEFAULT_DAYS,
     topic_days: int = DEFAULT_TOPIC_DAYS,
     min_leads: int = DEFAULT_MIN_LEADS,
-    attribution: Attribution | None = None,
 ) -> Segments:
     """Every segment with its lead count, its leads and next content, largest first: the
     attribution's queries and two more (each lead in nurture with its segment, and
     which of the ranked assets they have seen), counted here."""
     computed_at = timezone.now()
-    attribution = attribution or content_attribution(days=days, min_leads=min_leads)
+    attribution = content_attribution(days=days, min_leads=min_leads)
     ranking = attribution.conversions
     rows = nurture_leads(topic_days=topic_days, now=computed_at).values_list(
         "pk", "top_topic", "recency", "last_engaged_at"
