@@ -7,8 +7,8 @@ plain SQL that reads the same content events once.
 
 The leads and events are bench/rescore.py's generator (``load_data``: 7 % of the leads in
 nurture, MQL or recycled, 2 % past SQL; content downloads carry ``asset`` and ``topic``), in
-the database ``leadflow_bench_quality`` (shared with bench/quality.py; dropped, created and
-migrated unless ``--reuse`` finds the same sizes and seed; its name must contain "bench").
+the database ``leadflow_bench_nurture`` (dropped, created and migrated unless ``--reuse``
+finds the same sizes and seed; its name must contain "bench").
 Then, in this process (Django set up against that database):
 
 1. ``content_attribution`` (before SQL, what converts) and ``nurture_segments_compute``
@@ -47,7 +47,7 @@ from bench.common import (  # noqa: E402
 from bench.quality import summary, timed  # noqa: E402
 from bench.rescore import DataSpec, data_ready, load_now  # noqa: E402
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadflow_bench_quality"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadflow_bench_nurture"
 
 BASELINE_SQL = """
 SELECT e.properties->>'asset' AS asset, count(*) AS events, count(DISTINCT e.lead_id) AS leads
