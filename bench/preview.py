@@ -40,7 +40,7 @@ from bench.common import (  # noqa: E402
     speed_probe,
     stopwatch,
 )
-from bench.rescore import DataSpec, data_ready, load_now, run_create  # noqa: E402
+from bench.rescore import DataSpec, data_arguments, data_ready, load_now, run_create  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadflow_bench_preview"
 
@@ -50,14 +50,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Time and memory of the what-if preview of a draft over every lead.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--leads", type=int, default=100_000, help="leads to generate")
-    parser.add_argument("--events", type=int, default=1_000_000, help="events to generate")
-    parser.add_argument("--days", type=int, default=90, help="the events' occurred_at spread over this many days")
-    parser.add_argument("--seed", type=int, default=2026, help="random seed of the generated data")
+    data_arguments(parser, leads=100_000, events=1_000_000, database_url=DEFAULT_DATABASE_URL)
     parser.add_argument("--reps", type=int, default=2, help="previews timed")
-    parser.add_argument("--copy-chunk", type=int, default=200_000, help="rows per COPY chunk")
-    parser.add_argument("--reuse", action="store_true", help="keep the data if the database has the same sizes")
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="database (name must contain 'bench')")
     args = parser.parse_args(argv)
     if args.leads < 1 or args.events < 0 or args.reps < 1:
         parser.error("--leads and --reps must be at least 1, --events 0 or more")

@@ -59,7 +59,7 @@ from bench.common import (  # noqa: E402
     speed_probe,
     stopwatch,
 )
-from bench.rescore import DataSpec, data_ready, load_now  # noqa: E402
+from bench.rescore import DataSpec, data_arguments, data_ready, load_now  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/leadflow_bench_quality"
 PAGE_TARGET_SECONDS = 2.0
@@ -137,20 +137,10 @@ GROUP BY 1 ORDER BY 1
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--leads", type=int, default=1_000_000, help="leads to generate")
-    parser.add_argument("--events", type=int, default=10_000_000, help="events to generate")
-    parser.add_argument("--days", type=int, default=90, help="the events spread over this many days")
-    parser.add_argument("--seed", type=int, default=2026, help="random seed of the data and the handoffs")
+    data_arguments(parser, leads=1_000_000, events=10_000_000, database_url=DEFAULT_DATABASE_URL)
     parser.add_argument("--handoffs", type=int, default=20_000, help="historical handoffs to make")
     parser.add_argument("--reps", type=int, default=10, help="requests of the page and of the API (warm)")
     parser.add_argument("--sample", type=int, default=200, help="handoffs checked against the engine")
-    parser.add_argument("--copy-chunk", type=int, default=200_000, help="rows per COPY chunk")
-    parser.add_argument(
-        "--reuse", action="store_true", help="keep the leads and events when the database holds the same sizes/seed"
-    )
-    parser.add_argument(
-        "--database-url", default=DEFAULT_DATABASE_URL, help="benchmark database (its name must contain 'bench')"
-    )
     return parser.parse_args(argv)
 
 

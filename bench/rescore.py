@@ -634,6 +634,22 @@ def stored_data(database_url: str) -> tuple[DataSpec | None, datetime | None, bo
     return DataSpec(leads=leads, events=events, days=days, seed=seed), generated_at, bool(clean)
 
 
+def data_arguments(parser: Any, *, leads: int, events: int, database_url: str) -> None:
+    """The options of the generated data (``DataSpec``, ``data_ready``), the same in every
+    benchmark built on this generator."""
+    parser.add_argument("--leads", type=int, default=leads, help="leads to generate")
+    parser.add_argument("--events", type=int, default=events, help="events to generate")
+    parser.add_argument("--days", type=int, default=90, help="the events spread over this many days")
+    parser.add_argument("--seed", type=int, default=2026, help="random seed of the generated data")
+    parser.add_argument("--copy-chunk", type=int, default=200_000, help="rows per COPY chunk")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the leads and events when the database holds the same sizes/seed"
+    )
+    parser.add_argument(
+        "--database-url", default=database_url, help="benchmark database (its name must contain 'bench')"
+    )
+
+
 def data_ready(
     database_url: str, wanted: DataSpec, env: dict[str, str], *, reuse: bool, chunk_rows: int
 ) -> list[tuple[str, object]]:
