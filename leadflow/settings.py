@@ -250,11 +250,11 @@ PASSWORD_RESET_WINDOW_SECONDS = env_int("PASSWORD_RESET_WINDOW_SECONDS", 3600, m
 # The key of the hashes the suppression list and the erasure log keep instead of e-mail
 # addresses (HMAC-SHA256). Empty: the SECRET_KEY. Set one of its own before rotating the
 # SECRET_KEY: a new key lifts every suppression.
+PRIVACY_HASH_KEY = env_str("PRIVACY_HASH_KEY")
 # The nurture segments (and their leads) are a snapshot in the cache, shared by every
 # process: at a million leads they take seconds to compute (README, "Nurture"). Older than
 # this, it is refreshed in the background (and shown meanwhile). 0: computed at every request.
 NURTURE_CACHE_SECONDS = env_int("NURTURE_CACHE_SECONDS", 300, minimum=0)
-PRIVACY_HASH_KEY = env_str("PRIVACY_HASH_KEY")
 # Retention (manage.py apply_retention, and the beat task daily): events that occurred more
 # than RETENTION_EVENTS_MONTHS months ago are deleted and their leads rescored; leads without
 # an e-mail or a name, never qualified, with no activity for RETENTION_ANONYMOUS_DAYS days

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, Max, OuterRef, Q
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -546,22 +546,22 @@ def rescore_run_execute(*, run: RescoreRun, progress: Callable[[int, int], None]
             state=RescoreState.FAILED, error=str(error)[:2000], finished_at=timezone.now()
         )
         raise
-    now = timezone.now()
-    _rescore_run_done(RescoreRun.objects.filter(pk=run.pk, attempts=lease, state=RescoreState.RUNNING), now)
+    _rescore_run_done(run.pk, timezone.now(), attempts=lease)
     run.refresh_from_db()
     return run
 
 
-def _rescore_run_done(runs: QuerySet[RescoreRun], now: datetime) -> None:
-    """Mark the run (``runs``: it, while its finisher still holds it) done, and announce it
-    (``rescore_finished``) in the same transaction: once, whoever finishes it."""
+def _rescore_run_done(run_id: int, now: datetime, **held: Any) -> None:
+    """Mark the run done while it is running (and ``held``: its finisher's lease), and
+    announce it (``rescore_finished``) in the same transaction: the conditional UPDATE
+    lets one finisher through, so it is announced once."""
     with transaction.atomic():
-        finished = runs.select_related("ruleset__model").select_for_update(of=("self",)).first()
-        if finished is None:
-            return
-        runs.update(state=RescoreState.DONE, done=F("total"), heartbeat_at=now, finished_at=now)
-        finished.refresh_from_db(fields=["state", "done", "heartbeat_at", "finished_at"])
-        rescore_finished.send(sender=RescoreRun, run=finished)
+        finished = RescoreRun.objects.filter(pk=run_id, state=RescoreState.RUNNING, **held).update(
+            state=RescoreState.DONE, done=F("total"), heartbeat_at=now, finished_at=now
+        )
+        if finished:
+            run = RescoreRun.objects.select_related("ruleset__model").get(pk=run_id)
+            rescore_finished.send(sender=RescoreRun, run=run)
 
 
 # --- A rescore split across workers -------------------------------------------------------------
@@ -686,7 +686,7 @@ def _rescore_finish(run_id: int) -> None:
     if run is None:
         return
     _rescore_done(run.ruleset.model_id)
-    _rescore_run_done(RescoreRun.objects.filter(pk=run_id, state=RescoreState.RUNNING), timezone.now())
+    _rescore_run_done(run_id, timezone.now())
 
 
 def rescore_runs_resume() -> list[int]:

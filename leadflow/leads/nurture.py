@@ -439,6 +439,15 @@ NURTURE_REFRESH_LOCK_SECONDS = 600
 REFRESH_TASK = "leadflow.leads.tasks.refresh_nurture_segments"
 
 
+def _cache_get(key: str) -> Any:
+    """The cached value of ``key``; None when missing or when the cache fails (what is
+    cached here can always be computed)."""
+    try:
+        return cache.get(key)
+    except Exception:
+        return None
+
+
 def _segments_key(days: int, topic_days: int, min_leads: int) -> str:
     return f"nurture:segments:{days}:{topic_days}:{min_leads}"
 
@@ -459,10 +468,7 @@ def nurture_segments(
     if not settings.NURTURE_CACHE_SECONDS:
         return nurture_segments_compute(days=days, topic_days=topic_days, min_leads=min_leads)
     key = _segments_key(days, topic_days, min_leads)
-    try:
-        cached = cache.get(key)
-    except Exception:
-        cached = None
+    cached = _cache_get(key)
     if not isinstance(cached, Segments) or cached.computed_at is None:
         return nurture_segments_refresh(days=days, topic_days=topic_days, min_leads=min_leads)
     if cached.computed_at < timezone.now() - timedelta(seconds=settings.NURTURE_CACHE_SECONDS):
@@ -673,10 +679,7 @@ def _ranking_for_lead_pages(days: int) -> list[AssetConversion]:
     page in nurture would otherwise recount the conversions of every MQL. A cache that
     fails is skipped."""
     key = f"nurture:ranking:{days}:{DEFAULT_MIN_LEADS}"
-    try:
-        cached = cache.get(key)
-    except Exception:
-        cached = None
+    cached = _cache_get(key)
     if cached is not None:
         return list(cached)
     ranking = asset_conversions(days=days)
